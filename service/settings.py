@@ -10,8 +10,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LLM_ENDPOINT = "default"
+"""Name of the endpoint built from the flat ``NEURONLENS_LLM_*`` variables."""
+
+
+class LLMEndpointConfig(BaseModel):
+    """One OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp's server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(
+        default=None,
+        description="API root including `/v1`, e.g. `http://localhost:11434/v1`; unset means OpenAI's own.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer key; local servers usually accept any value or none."
+    )
+    explainer_model: str = Field(description="Model that writes explanations (vision-capable for images).")
+    simulator_model: str | None = Field(
+        default=None, description="Model that simulates activations; unset uses `explainer_model`."
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, description="In-flight requests to this endpoint; unset uses `llm_concurrency`."
+    )
 
 
 def _default_artifact_url() -> str:
@@ -22,7 +46,8 @@ def _default_artifact_url() -> str:
 class Settings(BaseSettings):
     """Service and worker configuration. Every field maps to ``NEURONLENS_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="NEURONLENS_", extra="ignore")
+    # validate_by_name: fields with env aliases (the LLM ones) still accept their field name as a keyword.
+    model_config = SettingsConfigDict(env_prefix="NEURONLENS_", extra="ignore", validate_by_name=True)
 
     redis_url: str | None = Field(
         default=None,
@@ -63,6 +88,66 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(
         default="", description="Prefix for queue names (lets deployments share Redis)."
     )
+
+    llm_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NEURONLENS_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="Base URL of the default OpenAI-compatible endpoint (falls back to OPENAI_BASE_URL).",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NEURONLENS_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="API key of the default endpoint (falls back to OPENAI_API_KEY).",
+    )
+    explainer_model: str | None = Field(
+        default=None,
+        description="Explainer model of the default endpoint; the endpoint counts as configured only "
+        "when this is set, so a stray OPENAI_API_KEY never starts paid calls by itself.",
+    )
+    simulator_model: str | None = Field(
+        default=None, description="Simulator model of the default endpoint; unset uses `explainer_model`."
+    )
+    llm_endpoints: dict[str, LLMEndpointConfig] = Field(
+        default_factory=dict,
+        description="Named endpoints a request may pick by name, as JSON: "
+        '`{"name": {"base_url": …, "api_key": …, "explainer_model": …, "simulator_model": …}}`.',
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one LLM request, seconds.")
+    llm_max_retries: int = Field(
+        default=4, ge=0, description="Retries after a 429, 5xx, timeout or connection error."
+    )
+    llm_backoff_s: float = Field(
+        default=1.0, gt=0, description="First retry delay, seconds; doubles per retry, with jitter."
+    )
+    llm_retry_after_max_s: float = Field(
+        default=60.0, gt=0, description="Longest wait honoured from a Retry-After header, seconds."
+    )
+    llm_concurrency: int = Field(default=8, ge=1, description="In-flight requests per endpoint per process.")
+    llm_candidates: int = Field(
+        default=1, ge=1, le=10, description="Candidate explanations per neuron; the best on calibration wins."
+    )
+
+
+def llm_endpoint_configs(settings: Settings) -> dict[str, LLMEndpointConfig]:
+    """Every endpoint a request may name: the flat ``NEURONLENS_LLM_*`` one as `default`, plus the named ones.
+
+    URLs only ever come from here (settings), never from a request.
+    """
+    endpoints: dict[str, LLMEndpointConfig] = {}
+    if settings.explainer_model and (settings.llm_base_url or settings.llm_api_key):
+        endpoints[DEFAULT_LLM_ENDPOINT] = LLMEndpointConfig(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            explainer_model=settings.explainer_model,
+            simulator_model=settings.simulator_model,
+        )
+    endpoints.update(settings.llm_endpoints)
+    return endpoints
+
+
+def llm_configured(settings: Settings) -> bool:
+    """True when at least one LLM endpoint is configured: then `openai` is the default backend."""
+    return bool(llm_endpoint_configs(settings))
 
 
 def load_settings(**overrides: object) -> Settings:
