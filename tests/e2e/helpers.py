@@ -1,0 +1,103 @@
+"""Helpers for end-to-end tests: waiting, process environments, /proc inspection, process bookkeeping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05
+) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The test's environment plus offline model loading and ``extra`` (NEURONLENS_* settings)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NEURONLENS_")}
+    env.pop("REDIS_URL", None)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` names a process that is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+class Processes:
+    """Starts processes for one test and kills whatever is still running at the end."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                args, env=env, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        process.log_path = log_path  # type: ignore[attr-defined]
+        self.started.append(process)
+        return process
+
+    def start_worker(self, env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "workers.worker", "--queues", "scan,explain", "--name", name, *extra]
+        return self.start(args, env, name)
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)

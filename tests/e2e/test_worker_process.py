@@ -1,0 +1,89 @@
+"""The worker process on its own: abandoned jobs are retried after SIGKILL, SIGTERM is a warm shutdown.
+
+The workload is the standard library's ``time.sleep`` enqueued by dotted path, so these tests exercise
+only the worker's own mechanics (heartbeats, abandoned-job detection, shutdown) with real processes and a
+real Redis; tests/e2e/test_stack.py does the same with real explain jobs.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from tests.e2e.helpers import Processes, process_env, wait_for
+
+HEARTBEAT_S = 1
+
+
+def _enqueue_sleep(conn: redis.Redis, seconds: float, retries: int) -> Job:
+    queue = Queue("scan", connection=conn, serializer=JSONSerializer)
+    return queue.enqueue_call(
+        func="time.sleep",
+        args=(seconds,),
+        timeout=60,
+        result_ttl=600,
+        retry=Retry(max=retries) if retries else None,
+    )
+
+
+def _status(conn: redis.Redis, job_id: str) -> JobStatus | None:
+    return Job.fetch(job_id, connection=conn, serializer=JSONSerializer).get_status(refresh=True)
+
+
+def test_job_of_a_killed_worker_is_retried_by_another(
+    redis_conn: redis.Redis, redis_url: str, processes: Processes
+) -> None:
+    env = process_env(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_WORKER_HEARTBEAT_S=str(HEARTBEAT_S))
+    job = _enqueue_sleep(redis_conn, 4, retries=1)
+    first = processes.start_worker(env, "first")
+    wait_for(
+        lambda: _status(redis_conn, job.id) == JobStatus.STARTED, 30, "the first worker to start the job"
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    # Killed mid-job: the job is still "started", owned by a worker that will never finish it.
+    assert _status(redis_conn, job.id) == JobStatus.STARTED
+    assert job.id in StartedJobRegistry("scan", connection=redis_conn).get_job_ids(cleanup=False)
+
+    second = processes.start_worker(env, "second")
+    wait_for(lambda: _status(redis_conn, job.id) == JobStatus.FINISHED, 60, "the retried job to finish")
+    finished = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert finished.retries_left == 0, "the abandoned run should have used the one retry"
+    assert finished.worker_name == "second"
+    assert "requeueing abandoned jobs" in processes.log(second)
+    assert second.poll() is None, "the second worker keeps serving"
+
+
+def test_running_job_is_kept_alive_by_heartbeats(
+    redis_conn: redis.Redis, redis_url: str, processes: Processes
+) -> None:
+    """A job running many heartbeat periods longer than the abandon threshold is not retried by a peer."""
+    env = process_env(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_WORKER_HEARTBEAT_S=str(HEARTBEAT_S))
+    job = _enqueue_sleep(redis_conn, 6, retries=1)
+    processes.start_worker(env, "runner")
+    wait_for(lambda: _status(redis_conn, job.id) == JobStatus.STARTED, 30, "the worker to start the job")
+    processes.start_worker(env, "peer")  # cleans the started registry every beat
+    wait_for(lambda: _status(redis_conn, job.id) == JobStatus.FINISHED, 60, "the job to finish")
+    finished = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert finished.retries_left == 1, "a job with a live worker must never be declared abandoned"
+    assert finished.worker_name == "runner"
+
+
+def test_sigterm_finishes_the_running_job_then_exits(
+    redis_conn: redis.Redis, redis_url: str, processes: Processes
+) -> None:
+    env = process_env(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_WORKER_HEARTBEAT_S=str(HEARTBEAT_S))
+    job = _enqueue_sleep(redis_conn, 2, retries=0)
+    waiting = _enqueue_sleep(redis_conn, 1, retries=0)
+    worker = processes.start_worker(env, "graceful")
+    wait_for(lambda: _status(redis_conn, job.id) == JobStatus.STARTED, 30, "the worker to start the job")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, processes.log(worker)
+    assert _status(redis_conn, job.id) == JobStatus.FINISHED, "warm shutdown lets the running job finish"
+    assert _status(redis_conn, waiting.id) == JobStatus.QUEUED, "and takes no new job"

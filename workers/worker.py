@@ -1,0 +1,235 @@
+"""The NeuronLens worker process: ``python -m workers.worker --queues scan,explain [--burst]``.
+
+An RQ ``SimpleWorker`` runs every job in this process, so a model loaded by one job stays loaded for the
+next and nothing forks after CUDA is initialised. RQ's SimpleWorker has no monitor process, so nothing
+refreshes a running job's heartbeat and its entry in the started registry lives for the whole job timeout
+plus a minute: a worker killed mid-job would hold its job for up to an hour. This worker instead
+
+- keeps the job's started-registry entry (and the worker key) only ``ABANDON_AFTER_BEATS`` heartbeats
+  long, and refreshes it every ``settings.worker_heartbeat_s`` from a background thread while the job runs;
+- cleans the started registries of its queues from that same thread every heartbeat, so a job whose
+  worker stopped beating (SIGKILL, OOM kill, lost node) is found within a few heartbeats by any live
+  worker — busy or idle — and RQ's ``StartedJobRegistry.cleanup`` re-enqueues it while it has retries left
+  (jobs are enqueued with ``Retry(max=settings.job_retries)``).
+
+SIGTERM / SIGINT request a warm shutdown (finish the running job, then exit); a second one is a cold
+shutdown (RQ's own handling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from service.settings import Settings, load_settings
+
+ABANDON_AFTER_BEATS = 3
+"""A running job whose worker missed this many heartbeats in a row is declared abandoned (and retried)."""
+
+QUEUE_NAMES = ("scan", "explain")
+"""Queue names a worker may listen on (each prefixed with ``settings.queue_prefix``)."""
+
+log = logging.getLogger("neuronlens.worker")
+
+
+class NeuronLensWorker(SimpleWorker):
+    """A SimpleWorker whose running job is kept alive by heartbeats and whose dead peers are noticed fast.
+
+    ``heartbeat_s`` is the beat period in seconds; a job is abandoned after ``ABANDON_AFTER_BEATS`` missed
+    beats. The beat thread starts in :meth:`work` and stops when the work loop ends.
+    """
+
+    def __init__(
+        self, queues: Sequence[Queue], *, connection: redis.Redis, heartbeat_s: int, **kwargs: object
+    ):
+        super().__init__(
+            queues,
+            connection=connection,
+            serializer=JSONSerializer,
+            job_monitoring_interval=heartbeat_s,
+            maintenance_interval=heartbeat_s,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.heartbeat_s = heartbeat_s
+        # The beat thread and the work loop share the running job; the lock makes sure no beat lands
+        # after the job's execution record was removed (a late beat would re-create it).
+        self._beat_lock = threading.Lock()
+        self._beat_job: Job | None = None
+        self._beats_stopped = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+
+    @property
+    def abandon_after_s(self) -> int:
+        """Seconds without a heartbeat after which this worker's running job counts as abandoned."""
+        return ABANDON_AFTER_BEATS * self.heartbeat_s
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        # RQ's SimpleWorker uses job.timeout + 60 s here; the beat thread refreshes it, so it can be short.
+        return self.abandon_after_s
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        with self._beat_lock:
+            self._beat_job = job
+        try:
+            super().execute_job(job, queue)
+        finally:
+            with self._beat_lock:
+                self._beat_job = None
+
+    def cleanup_execution(self, job: Job, pipeline: redis.client.Pipeline) -> None:
+        with self._beat_lock:
+            self._beat_job = None
+        super().cleanup_execution(job, pipeline)
+
+    def work(self, *args: object, **kwargs: object) -> bool:  # type: ignore[override]
+        self._start_beats()
+        try:
+            return super().work(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            self._beats_stopped.set()
+            if self._beat_thread is not None:
+                self._beat_thread.join(timeout=self.heartbeat_s + 5)
+
+    def _start_beats(self) -> None:
+        self._beats_stopped.clear()
+        self._beat_thread = threading.Thread(target=self._beat_loop, name="neuronlens-heartbeat", daemon=True)
+        self._beat_thread.start()
+
+    def _beat_loop(self) -> None:
+        while not self._beats_stopped.wait(self.heartbeat_s):
+            try:
+                self.beat_running_job()
+                self.requeue_abandoned_jobs()
+            except redis.RedisError as exc:
+                # Redis may be restarting; the next beat tries again, and the work loop reports the outage.
+                log.warning("heartbeat failed: %s", exc)
+
+    def beat_running_job(self) -> None:
+        """Refresh the running job's started-registry entry, execution record and the worker key."""
+        with self._beat_lock:
+            job = self._beat_job
+            if job is None or self.execution is None:
+                return
+            self.maintain_heartbeats(job)
+
+    def requeue_abandoned_jobs(self) -> int:
+        """Clean the started registry of each queue; RQ retries (or fails) the jobs whose beats stopped.
+
+        RQ's maintenance lock keeps two workers from cleaning one queue at once, so an abandoned job is
+        re-enqueued once. Returns the number of abandoned jobs found.
+        """
+        found = 0
+        for queue in self.queues:
+            registry = StartedJobRegistry(
+                queue.name, connection=self.connection, job_class=self.job_class, serializer=self.serializer
+            )
+            if not registry.get_expired_job_ids():
+                continue
+            if not queue.acquire_maintenance_lock():
+                continue
+            try:
+                expired = registry.get_expired_job_ids()
+                if expired:
+                    log.warning("queue %s: requeueing abandoned jobs %s", queue.name, ", ".join(expired))
+                    registry.cleanup(exception_handlers=self._exc_handlers)
+                    found += len(expired)
+            finally:
+                queue.release_maintenance_lock()
+        return found
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """``NEURONLENS_REDIS_URL``, else ``REDIS_URL``; a clear error when neither is set."""
+    url = settings.redis_url or os.environ.get("REDIS_URL")
+    if not url:
+        raise SystemExit(
+            "no Redis to work for: set NEURONLENS_REDIS_URL (or REDIS_URL) to redis://host:port/db, "
+            "or run `neuronlens up`, which starts Redis, the API and workers together"
+        )
+    return url
+
+
+def parse_queue_names(text: str) -> list[str]:
+    """``"scan,explain"`` → ``["scan", "explain"]``; unknown names are an error naming the allowed ones."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUEUE_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown queue {', '.join(map(repr, unknown)) or '(none given)'}: "
+            f"choose from {', '.join(QUEUE_NAMES)} (comma-separated)"
+        )
+    return names
+
+
+def build_worker(settings: Settings, queue_names: Sequence[str], name: str | None = None) -> NeuronLensWorker:
+    """A worker on ``settings.queue_prefix + name`` for each queue name, connected to the settings' Redis."""
+    connection = redis.Redis.from_url(resolve_redis_url(settings))
+    queues = [
+        Queue(settings.queue_prefix + queue_name, connection=connection, serializer=JSONSerializer)
+        for queue_name in queue_names
+    ]
+    return NeuronLensWorker(
+        queues,
+        connection=connection,
+        heartbeat_s=settings.worker_heartbeat_s,
+        name=name,
+        default_result_ttl=settings.result_ttl_s,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuronlens-worker",
+        description="Run a NeuronLens worker: takes scan and/or explain jobs from Redis until stopped.",
+    )
+    parser.add_argument(
+        "--queues",
+        type=parse_queue_names,
+        default=list(QUEUE_NAMES),
+        help="comma-separated queues to take jobs from, in priority order (default: scan,explain)",
+    )
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None, help="worker name (default: a random id)")
+    parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Model loaders must never reach a hub from a worker (DESIGN §5): weights come from the registry.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    worker = build_worker(settings, args.queues, name=args.name)
+    try:
+        worker.connection.ping()
+    except redis.RedisError as exc:
+        print(
+            f"neuronlens-worker: cannot reach Redis at {resolve_redis_url(settings)}: {exc}", file=sys.stderr
+        )
+        return 1
+    log.info(
+        "worker %s (pid %d) on queues %s; heartbeat every %ds, jobs abandoned after %ds without one",
+        worker.name,
+        os.getpid(),
+        ", ".join(queue.name for queue in worker.queues),
+        worker.heartbeat_s,
+        worker.abandon_after_s,
+    )
+    worker.work(burst=args.burst, max_jobs=args.max_jobs, logging_level=args.log_level.upper())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
