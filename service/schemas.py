@@ -100,6 +100,11 @@ class DatasetSpec(_Model):
     revision: str = Field(description="Generator version or content hash; part of every scan key.")
     n_samples: int = Field(ge=1, description="Number of samples.")
     description: str = Field(default="", description="What the samples cover.")
+    path: str | None = Field(
+        default=None,
+        description="User probe set file (local path or fsspec URL; JSONL of "
+        '`{"text", "domain"?}` objects for text sets); null for the generated sets.',
+    )
 
 
 class Registry(_Model):
