@@ -6,7 +6,9 @@ so that every process of the embedded stack (API, workers) reaches it by an ordi
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -37,6 +39,23 @@ def find_redis_server() -> str:
     return found
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child process: on Linux, have the kernel send it SIGTERM when its parent dies.
+
+    Keeps a SIGKILLed `neuronlens up` from leaving a stray server behind. A no-op elsewhere.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -48,13 +67,22 @@ class EmbeddedRedis:
     """Start with ``start()`` (or ``with``), stop with ``stop()``; ``url`` is its redis:// URL.
 
     ``append_only`` keeps queued jobs across a restart of the server (data lives in ``data_dir``).
+    ``own_session`` runs the server in its own session, so a terminal's Ctrl-C reaches only the parent,
+    which stops it last (after the workers that still write to it), and dies with the parent on Linux.
     """
 
-    def __init__(self, port: int | None = None, data_dir: Path | None = None, append_only: bool = False):
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        append_only: bool = False,
+        own_session: bool = False,
+    ):
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="neuronlens-redis-"))
         self.append_only = append_only
+        self.own_session = own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +101,13 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
+            preexec_fn=die_with_parent if self.own_session else None,
+        )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url)
         try:

@@ -1,0 +1,52 @@
+# NeuronLens developer commands. `make demo` and `make test` work on a fresh clone.
+#
+# torch is installed first and pinned (torch==2.13.0): an unpinned torch requirement would pull several GB
+# of CUDA packages; with the pin satisfied, `pip install -e '.[worker,dev]'` leaves it alone.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.neuronlens-installed
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install demo test lint format bench openapi clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Re-install only when the package metadata changes (the stamp is newer than pyproject.toml otherwise).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(TORCH_PIN)
+	$(BIN)/pip install -e '.[worker,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/neuronlens demo
+
+# pytest's own exit codes fail the recipe, 5 ("no tests collected") included: nothing here masks them.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy service workers
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service workers
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+openapi: $(STAMP)
+	$(BIN)/python -m service.openapi
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
