@@ -1,0 +1,124 @@
+"""The Dockerfile, compose file and Kubernetes manifests agree with the code they deploy.
+
+No container engine or cluster is needed: the files are parsed and checked against the settings, the
+console scripts and the queue names they refer to, so a rename in the code fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.settings import Settings
+from workers.worker import parse_queue_names
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+
+
+def _yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _manifests() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return [doc for name in kustomization["resources"] for doc in _yaml_documents(K8S / name)]
+
+
+def _by_kind_name(kind: str, name: str) -> dict[str, Any]:
+    for doc in _manifests():
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} named {name} in deploy/k8s")
+
+
+def _dockerfile_stage(target: str) -> str:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
+    for stage in stages:
+        if re.match(rf"\S+ AS {target}\b", stage):
+            return stage
+    raise AssertionError(f"no stage {target!r} in the Dockerfile")
+
+
+def _scripts() -> dict[str, str]:
+    scripts: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    return scripts
+
+
+def _assert_known_settings(env: dict[str, str], where: str) -> None:
+    for key in env:
+        if key.startswith("NEURONLENS_"):
+            field = key.removeprefix("NEURONLENS_").lower()
+            assert field in Settings.model_fields, f"{where}: {key} is not a setting in service/settings.py"
+
+
+def _assert_worker_command(command: list[str], where: str) -> None:
+    assert command[0] in _scripts(), f"{where}: {command[0]} is not a console script in pyproject.toml"
+    queues = command[command.index("--queues") + 1]
+    parse_queue_names(queues)
+
+
+def test_api_image_has_no_torch_and_a_healthcheck() -> None:
+    api = _dockerfile_stage("api")
+    installs = [line for line in api.splitlines() if line.startswith("RUN") and "pip install" in line]
+    assert installs, "the API stage installs the package"
+    assert not [line for line in installs if "torch" in line or "[worker]" in line]
+    assert "HEALTHCHECK" in api and "/healthz" in api
+    assert "service.app:app_from_env" in api
+    assert re.search(r"^USER (?!root|0\b)", api, flags=re.MULTILINE), "the API must not run as root"
+
+
+def test_worker_image_installs_pinned_torch_before_the_package() -> None:
+    worker = _dockerfile_stage("worker")
+    torch_at = worker.index("torch==2.13.0")
+    package_at = worker.index("[worker]")
+    assert torch_at < package_at
+    assert re.search(r"^USER (?!root|0\b)", worker, flags=re.MULTILINE), "workers must not run as root"
+    assert "neuronlens-worker" in worker
+
+
+def test_compose_file_matches_the_code() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"redis", "api", "scan-worker", "explain-worker"} <= set(services)
+    redis_command = services["redis"]["command"]
+    assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    for name in ("api", "scan-worker", "explain-worker"):
+        _assert_known_settings(services[name]["environment"], f"compose {name}")
+    assert services["api"]["build"]["target"] == "api"
+    assert services["scan-worker"]["build"]["target"] == "worker"
+    _assert_worker_command(services["scan-worker"]["command"], "compose scan-worker")
+    _assert_worker_command(services["explain-worker"]["command"], "compose explain-worker")
+    mounts = {name: services[name]["volumes"][0].split(":")[0] for name in ("scan-worker", "explain-worker")}
+    assert mounts["scan-worker"] == mounts["explain-worker"] == "artifacts", (
+        "workers share one artifact store"
+    )
+
+
+def test_kubernetes_manifests_match_the_code() -> None:
+    config = _by_kind_name("ConfigMap", "neuronlens-config")["data"]
+    _assert_known_settings(config, "ConfigMap")
+    redis = _by_kind_name("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+
+    api = _by_kind_name("Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    scan = _by_kind_name("Deployment", "scan-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert scan["resources"]["limits"]["nvidia.com/gpu"] == 1
+    _assert_worker_command(scan["command"], "scan-worker")
+    explain = _by_kind_name("Deployment", "explain-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in explain["resources"].get("limits", {})
+    _assert_worker_command(explain["command"], "explain-worker")
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.gpu.yaml"])
+def test_compose_files_parse(name: str) -> None:
+    assert yaml.safe_load((ROOT / "deploy" / name).read_text())["services"]
