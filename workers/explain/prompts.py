@@ -1,0 +1,138 @@
+"""Explainer prompts: a contract, pinned by exact-text tests (tests/workers/test_prompts.py).
+
+Text neurons follow Bills et al. 2023: top records as ``token<TAB>activation`` lines (integers 0–10) between
+``<start>`` and ``<end>``; the model completes "the main thing this neuron does is find". Visual and
+multimodal neurons follow Xu et al. 2025: the shaded exemplar images go in as image inputs, each with its
+description text in the same token/activation format. Change a prompt → bump its version.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TEXT_EXPLAINER_PROMPT_VERSION = "text-explainer-1"
+"""Version of the text explainer prompt (Bills et al. format); reported as `explanation.prompt_version`."""
+
+VISUAL_EXPLAINER_PROMPT_VERSION = "visual-explainer-1"
+"""Version of the image + text explainer prompt (Xu et al. format)."""
+
+COMPLETION_PHRASE = "the main thing this neuron does is find"
+"""The sentence the explainer completes; explanations are stored without it."""
+
+TEXT_EXPLAINER_SYSTEM = (
+    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
+    "document. Look at the parts of the document the neuron activates for and summarize in a single "
+    "sentence what the neuron is looking for. If it responds to particular words or tokens, quote them.\n"
+    "\n"
+    "The activation format is token<tab>activation. Activation values range from 0 to 10. A neuron "
+    "finding what it's looking for is represented by a non-zero activation value. The higher the "
+    "activation value, the stronger the match.\n"
+    "\n"
+    "Reply with one sentence that completes the last line of the user's message."
+)
+
+VISUAL_EXPLAINER_SYSTEM = (
+    "We're studying neurons in a vision-language model. Each neuron looks for some particular thing in an "
+    "image or in the text that describes it. Look at the examples the neuron activates for and summarize "
+    "in a single sentence what the neuron is looking for. If it responds to particular words or tokens, "
+    "quote them.\n"
+    "\n"
+    "Each example is an image in which the regions where the neuron is inactive are faded to white: the "
+    "more visible a region, the stronger the activation. After each image comes its description in the "
+    "format token<tab>activation. Activation values range from 0 to 10; the higher the value, the "
+    "stronger the match.\n"
+    "\n"
+    "Reply with one sentence that completes the last line of the user's message."
+)
+
+EXPLANATION_PROMPT = f"Explanation of neuron behavior: {COMPLETION_PHRASE}"
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One record shown to the explainer."""
+
+    tokens: Sequence[str]
+    """Content tokens (text tokens only; image patches are shown as the image)."""
+    activations: Sequence[float]
+    """Normalised activation (0–10) per token, same length as `tokens`."""
+    image_png: bytes | None = None
+    """The shaded exemplar image as PNG bytes (visual/multimodal records only)."""
+
+
+def escape_token(token: str) -> str:
+    """Keep one token on one line: tabs and newlines inside a token would break the line format."""
+    return token.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def activation_integer(value: float) -> int:
+    """A normalised activation as the 0–10 integer the prompt shows (half rounds up)."""
+    if not math.isfinite(value):
+        return 0
+    return int(math.floor(min(10.0, max(0.0, value)) + 0.5))
+
+
+def format_record(tokens: Sequence[str], activations: Sequence[float] | None) -> str:
+    """``<start>``, a ``token<TAB>value`` line per token (``unknown`` if `activations` is None), ``<end>``."""
+    if activations is not None and len(activations) != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens but {len(activations)} activations: they must match")
+    if activations is None:
+        lines = [f"{escape_token(token)}\tunknown" for token in tokens]
+    else:
+        lines = [
+            f"{escape_token(token)}\t{activation_integer(value)}"
+            for token, value in zip(tokens, activations, strict=True)
+        ]
+    return "\n".join(["<start>", *lines, "<end>"])
+
+
+def png_data_url(png: bytes) -> str:
+    """An image as the base64 data URL that `image_url` content parts take."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def build_text_explainer_messages(records: Sequence[PromptRecord]) -> list[Message]:
+    """Chat messages asking for an explanation of a text neuron from its top records."""
+    if not records:
+        raise ValueError("the explainer needs at least one record")
+    blocks = "\n".join(format_record(record.tokens, record.activations) for record in records)
+    user = f"Activations:\n{blocks}\n\n{EXPLANATION_PROMPT}"
+    return [{"role": "system", "content": TEXT_EXPLAINER_SYSTEM}, {"role": "user", "content": user}]
+
+
+def build_visual_explainer_messages(records: Sequence[PromptRecord]) -> list[Message]:
+    """Chat messages with each shaded image as an `image_url` part followed by its description lines."""
+    if not records:
+        raise ValueError("the explainer needs at least one record")
+    parts: list[dict[str, Any]] = []
+    for number, record in enumerate(records, start=1):
+        parts.append({"type": "text", "text": f"Example {number}:"})
+        if record.image_png is not None:
+            parts.append({"type": "image_url", "image_url": {"url": png_data_url(record.image_png)}})
+        if record.tokens:
+            parts.append({"type": "text", "text": format_record(record.tokens, record.activations)})
+    parts.append({"type": "text", "text": EXPLANATION_PROMPT})
+    return [{"role": "system", "content": VISUAL_EXPLAINER_SYSTEM}, {"role": "user", "content": parts}]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def parse_explanation(reply: str) -> str | None:
+    """The explanation in a reply: its first sentence, without the completion phrase; None if empty."""
+    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    text = lines[0]
+    for prefix in (EXPLANATION_PROMPT, COMPLETION_PHRASE):
+        if text.lower().startswith(prefix.lower()):
+            text = text[len(prefix) :].strip()
+    text = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
+    return text or None

@@ -1,0 +1,1 @@
+"""OpenAI-compatible LLM access: endpoints from settings, a retrying caller, and a test peer."""

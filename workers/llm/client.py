@@ -1,0 +1,303 @@
+"""Chat completions against an OpenAI-compatible endpoint: timeouts, retries, bounded concurrency, usage.
+
+The `openai` client is built with ``max_retries=0``: retrying happens here, so the policy (which answers
+are retried, how long to wait, Retry-After, the per-endpoint concurrency bound, the error a user sees) is
+one piece of code that the tests exercise against a real HTTP peer.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from workers.llm.endpoints import LLMEndpoint
+from workers.llm.errors import LLMEndpointError
+
+Message = dict[str, Any]
+"""One chat message as the OpenAI API takes it: {"role": …, "content": str | [parts]}."""
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+"""Statuses retried besides every 5xx: request timeout, conflict, rate limit."""
+
+OPTIONAL_PARAMS = ("response_format", "logprobs", "top_logprobs")
+"""Parameters some servers reject; on such a 400 the request is repeated once without them."""
+
+BODY_CHARS = 200
+"""How much of a failing response body goes into the error message."""
+
+_semaphores: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_unsupported: dict[tuple[str, str], set[str]] = {}
+_registry_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens an endpoint billed, and how many HTTP requests it took."""
+
+    prompt: int = 0
+    """Prompt tokens, as reported in `usage.prompt_tokens`."""
+    completion: int = 0
+    """Completion tokens, as reported in `usage.completion_tokens`."""
+    calls: int = 0
+    """HTTP requests made, retries included."""
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt + other.prompt, self.completion + other.completion, self.calls + other.calls
+        )
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the alternatives the endpoint reported."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]
+    """(token, logprob) of the most likely alternatives at this position, the token itself included."""
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """The choices of one chat completion."""
+
+    texts: list[str]
+    """Message content of each choice (empty string when a choice had none)."""
+    logprobs: list[list[TokenLogprob] | None]
+    """Per choice, the content tokens with logprobs; None when the endpoint returned none."""
+    usage: TokenUsage
+    """Tokens and requests this reply cost, retries included."""
+    model: str
+    """Model name the endpoint answered with."""
+
+
+def make_llm_client(endpoint: LLMEndpoint) -> openai.OpenAI:
+    """The real `openai.OpenAI` client for `endpoint`, without its own retries (the caller retries)."""
+    # base_url and api_key are always passed: the client would otherwise read OPENAI_* from the environment.
+    return openai.OpenAI(
+        base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=endpoint.timeout_s, max_retries=0
+    )
+
+
+def endpoint_semaphore(endpoint: LLMEndpoint) -> threading.BoundedSemaphore:
+    """The process-wide bound on requests in flight to this endpoint."""
+    key = (endpoint.name, endpoint.base_url, endpoint.concurrency)
+    with _registry_lock:
+        if key not in _semaphores:
+            _semaphores[key] = threading.BoundedSemaphore(endpoint.concurrency)
+        return _semaphores[key]
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class _Failure(Exception):
+    """One failed attempt: what the endpoint answered and whether another attempt may help."""
+
+    def __init__(
+        self,
+        answer: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        rejects_optional: bool = False,
+    ) -> None:
+        super().__init__(answer)
+        self.answer = answer
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.rejects_optional = rejects_optional
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+class LLMCaller:
+    """Chat completions on one endpoint, thread-safe; share one per endpoint across threads."""
+
+    def __init__(
+        self,
+        endpoint: LLMEndpoint,
+        client: openai.OpenAI | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._client = client or make_llm_client(endpoint)
+        self._semaphore = endpoint_semaphore(endpoint)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        n: int = 1,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        json_mode: bool = False,
+        top_logprobs: int | None = None,
+    ) -> ChatReply:
+        """One chat completion, retried per the endpoint's policy; raises LLMEndpointError at the end."""
+        params = self._params(messages, model, n, temperature, max_tokens, json_mode, top_logprobs)
+        retries = 0
+        calls = 0
+        degraded = False
+        while True:
+            calls += 1
+            try:
+                return _reply(self._create(params), calls)
+            except _Failure as failure:
+                if failure.rejects_optional and not degraded:
+                    degraded = True
+                    params = self._without_optional(params, model)
+                    continue
+                if not failure.retryable or retries >= self.endpoint.max_retries:
+                    raise LLMEndpointError(self.endpoint.describe(), failure.answer, calls) from failure
+                delay = self._delay(retries, failure.retry_after_s)
+            retries += 1
+            self._sleep(delay)
+
+    def _create(self, params: dict[str, Any]) -> ChatCompletion:
+        """One HTTP request; every way it can fail becomes a _Failure that says whether to retry."""
+        try:
+            with self._semaphore:
+                completion = self._client.chat.completions.create(**params)
+        except openai.APIStatusError as err:
+            raise _Failure(
+                _describe_status(err),
+                retryable=is_retryable_status(err.status_code),
+                retry_after_s=parse_retry_after(err.response.headers),
+                rejects_optional=_rejects_optional(err, params),
+            ) from err
+        except openai.APITimeoutError as err:
+            raise _Failure(f"timed out after {self.endpoint.timeout_s:g}s", retryable=True) from err
+        except openai.APIConnectionError as err:
+            raise _Failure(f"connection error: {err.__cause__ or err}", retryable=True) from err
+        except ValueError as err:  # a JSON content type whose body does not parse
+            raise _Failure(f"a body that is not JSON ({err})", retryable=True) from err
+        if not isinstance(completion, ChatCompletion) or not completion.choices:
+            shown = " ".join(str(completion).split())[:BODY_CHARS]
+            raise _Failure(f"a body that is not a chat completion: {shown}", retryable=True)
+        return completion
+
+    def _params(
+        self,
+        messages: Sequence[Message],
+        model: str,
+        n: int,
+        temperature: float | None,
+        max_tokens: int | None,
+        json_mode: bool,
+        top_logprobs: int | None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": model, "messages": list(messages)}
+        if n != 1:
+            params["n"] = n
+        if temperature is not None:
+            params["temperature"] = temperature
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        if json_mode:
+            params["response_format"] = {"type": "json_object"}
+        if top_logprobs is not None:
+            params["logprobs"] = True
+            params["top_logprobs"] = top_logprobs
+        with _registry_lock:
+            dropped = set(_unsupported.get((self.endpoint.base_url, model), ()))
+        return {key: value for key, value in params.items() if key not in dropped}
+
+    def _without_optional(self, params: dict[str, Any], model: str) -> dict[str, Any]:
+        # Remembered per (endpoint, model), so later calls do not pay for the rejected attempt again.
+        present = {key for key in OPTIONAL_PARAMS if key in params}
+        with _registry_lock:
+            _unsupported.setdefault((self.endpoint.base_url, model), set()).update(present)
+        return {key: value for key, value in params.items() if key not in present}
+
+    def _delay(self, retries: int, retry_after_s: float | None) -> float:
+        cap = self.endpoint.retry_after_max_s
+        if retry_after_s is not None:
+            return min(retry_after_s, cap)
+        with self._rng_lock:
+            jitter = self._rng.uniform(0.5, 1.0)
+        return min(cap, self.endpoint.backoff_s * 2**retries) * jitter
+
+
+def _rejects_optional(err: openai.APIStatusError, params: Mapping[str, Any]) -> bool:
+    """A 400/422 that names one of our optional parameters (json mode, logprobs) that this request used."""
+    if err.status_code not in (400, 422):
+        return False
+    text = _body_text(err).lower()
+    mentioned = any(word in text for word in ("response_format", "logprobs", "json_object", "json mode"))
+    return mentioned and any(key in params for key in OPTIONAL_PARAMS)
+
+
+def _body_text(err: openai.APIStatusError) -> str:
+    try:
+        return err.response.text
+    except Exception:  # noqa: BLE001 - a streamed or closed body: fall back to the parsed message
+        return str(err.message)
+
+
+def _describe_status(err: openai.APIStatusError) -> str:
+    body = " ".join(_body_text(err).split())
+    return f"HTTP {err.status_code}: {body[:BODY_CHARS] or '(empty body)'}"
+
+
+def _reply(completion: ChatCompletion, calls: int) -> ChatReply:
+    texts = [choice.message.content or "" for choice in completion.choices]
+    logprobs = [_choice_logprobs(choice) for choice in completion.choices]
+    usage = completion.usage
+    tokens = TokenUsage(
+        prompt=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion=int(getattr(usage, "completion_tokens", 0) or 0),
+        calls=calls,
+    )
+    return ChatReply(texts=texts, logprobs=logprobs, usage=tokens, model=str(completion.model or ""))
+
+
+def _choice_logprobs(choice: Any) -> list[TokenLogprob] | None:
+    content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
+    if not content:
+        return None
+    return [
+        TokenLogprob(
+            token=item.token,
+            logprob=float(item.logprob),
+            top=tuple((alt.token, float(alt.logprob)) for alt in (item.top_logprobs or ())),
+        )
+        for item in content
+    ]

@@ -1,0 +1,377 @@
+"""An OpenAI-compatible HTTP peer for tests and benchmarks: POST /v1/chat/completions, GET /v1/models.
+
+It answers both roles from the prompt itself (workers/llm/peer_model.py), with a settable latency and
+injected faults (429 with Retry-After, 500, hangs past the client's timeout, malformed or wrong-length
+replies, non-JSON bodies, rejected parameters). It counts calls, records every request and the most
+requests it ever had in flight, so tests can check what the client really did.
+
+Start it in a test: ``with LLMPeer(latency_ms=5) as peer: ... peer.base_url``; or by hand:
+``python -m workers.llm.peer --port 8089 --latency-ms 50 --fault rate_limit:2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from workers.llm import peer_model as rules
+
+FaultKind = Literal[
+    "rate_limit", "server_error", "hang", "malformed", "wrong_length", "bad_body", "unauthorized"
+]
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "rate_limit",
+    "server_error",
+    "hang",
+    "malformed",
+    "wrong_length",
+    "bad_body",
+    "unauthorized",
+)
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` matching requests with this fault instead of a normal reply."""
+
+    kind: FaultKind
+    times: int = 1
+    role: Literal["any", "explainer", "simulator"] = "any"
+    """Only requests of this role (as the peer reads the prompt) consume the fault."""
+    retry_after: str | None = "1"
+    """Retry-After header of a rate_limit answer (seconds or an HTTP date); None sends none."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One chat completion request as the peer saw it."""
+
+    arrived_s: float
+    """time.monotonic() when it arrived."""
+    body: dict[str, Any]
+    role: str
+    fault: str | None
+    authorization: str | None
+
+
+@dataclass
+class _State:
+    faults: list[Fault]
+    calls: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    requests: list[RecordedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LLMPeer:
+    """The peer server on a loopback port (0 = a free one), in a background thread."""
+
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0.0,
+        faults: Sequence[Fault] = (),
+        hang_s: float = 3600.0,
+        unsupported_params: Sequence[str] = (),
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.latency_s = latency_ms / 1000
+        self.hang_s = hang_s
+        self.unsupported_params = tuple(unsupported_params)
+        self.api_key = api_key
+        self._state = _State(faults=[Fault(f.kind, f.times, f.role, f.retry_after) for f in faults])
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._server.peer = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    @property
+    def calls(self) -> int:
+        """Chat completion requests received."""
+        return self._state.calls
+
+    @property
+    def max_in_flight(self) -> int:
+        """Most chat completion requests that were being answered at the same time."""
+        return self._state.max_in_flight
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def add_faults(self, *faults: Fault) -> None:
+        with self._state.lock:
+            self._state.faults.extend(faults)
+
+    def start(self) -> LLMPeer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="llm-peer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # releases hanging handlers
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LLMPeer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ request handling
+
+    def _take_fault(self, role: str) -> Fault | None:
+        with self._state.lock:
+            for fault in self._state.faults:
+                if fault.times > 0 and fault.role in ("any", role):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def handle_chat(
+        self, body: dict[str, Any], authorization: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body) for one chat completion request."""
+        state = self._state
+        with state.lock:
+            state.calls += 1
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            prompt = rules.read_prompt(body.get("messages") or [])
+            role = rules.role_of(prompt)
+            fault = self._take_fault(role)
+            with state.lock:
+                kind = fault.kind if fault else None
+                state.requests.append(RecordedRequest(time.monotonic(), body, role, kind, authorization))
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            return self._answer(body, prompt, role, fault, authorization)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(
+        self, body: dict[str, Any], prompt: rules.Prompt, role: str, fault: Fault | None, auth: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error")
+        rejected = [name for name in self.unsupported_params if name in body]
+        if rejected:
+            return _error(
+                400, f"Unsupported parameter: '{rejected[0]}' is not supported.", "invalid_request_error"
+            )
+        if fault is not None:
+            answer = self._fault_answer(fault)
+            if answer is not None:
+                return answer
+        completion = _completion(body, prompt, role, fault.kind if fault else None)
+        return 200, {"Content-Type": "application/json"}, json.dumps(completion).encode()
+
+    def _fault_answer(self, fault: Fault) -> tuple[int, dict[str, str], bytes] | None:
+        if fault.kind == "rate_limit":
+            status, headers, payload = _error(
+                429, "Rate limit reached (injected by the test peer).", "rate_limit"
+            )
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            return status, headers, payload
+        if fault.kind == "server_error":
+            return _error(500, "The server had an error (injected by the test peer).", "server_error")
+        if fault.kind == "unauthorized":
+            return _error(
+                401, "Incorrect API key provided (injected by the test peer).", "invalid_request_error"
+            )
+        if fault.kind == "bad_body":
+            return 200, {"Content-Type": "application/json"}, b'{"choices": [ this is not json'
+        if fault.kind == "hang":
+            self._stopping.wait(self.hang_s)
+        return None  # hang (after waiting), malformed and wrong_length answer through _completion
+
+
+def _error(status: int, message: str, kind: str) -> tuple[int, dict[str, str], bytes]:
+    payload = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+
+
+def _choice_text(prompt: rules.Prompt, role: str, choice: int, fault: str | None) -> tuple[str, list[str]]:
+    """The reply text of one choice and its tokens (for logprobs)."""
+    if role == "explainer":
+        text = "" if fault == "malformed" else " " + rules.explain(prompt, choice)
+        return text, re.findall(r"\s*\S+", text)
+    if fault == "malformed":
+        return "Sure! The activations are high on the first token.", ["Sure!"]
+    if "Patch grid:" in prompt.text:
+        grid = rules.simulate_patches(prompt)
+        if fault == "wrong_length":
+            grid = grid[:-1]
+        return rules.reply_json("patches", grid), rules.json_tokens("patches", grid)
+    values = rules.simulate_text(prompt)
+    if fault == "wrong_length":
+        values = values + [0]
+    return rules.reply_json("activations", values), rules.json_tokens("activations", values)
+
+
+def _logprobs(tokens: list[str], top_n: int) -> dict[str, Any]:
+    content = []
+    for token in tokens:
+        alternatives = rules.value_alternatives(int(token)) if token.isdecimal() else [(token, 0.0)]
+        content.append(
+            {
+                "token": token,
+                "logprob": alternatives[0][1],
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": alt, "logprob": lp, "bytes": list(alt.encode())}
+                    for alt, lp in alternatives[:top_n]
+                ],
+            }
+        )
+    return {"content": content, "refusal": None}
+
+
+def _completion(body: dict[str, Any], prompt: rules.Prompt, role: str, fault: str | None) -> dict[str, Any]:
+    n = int(body.get("n") or 1)
+    choices = []
+    completion_tokens = 0
+    for index in range(n):
+        text, tokens = _choice_text(prompt, role, index, fault)
+        completion_tokens += max(1, len(text) // 4)
+        choice: dict[str, Any] = {
+            "index": index,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        if body.get("logprobs"):
+            choice["logprobs"] = _logprobs(tokens, int(body.get("top_logprobs") or 1))
+        choices.append(choice)
+    prompt_tokens = (len(prompt.system) + len(prompt.text)) // 4 + 85 * len(prompt.images)
+    return {
+        "id": f"chatcmpl-peer-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body.get("model", "")),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do: the client reuses connections
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+        pass
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            pass  # the client gave up (timed out) before the answer: nothing to tell it
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path.rstrip("/") != "/v1/models":
+            self._send(*_error(404, f"no route {self.path}", "not_found"))
+            return
+        models = {
+            "object": "list",
+            "data": [{"id": "neuronlens-peer", "object": "model", "owned_by": "peer"}],
+        }
+        self._send(200, {"Content-Type": "application/json"}, json.dumps(models).encode())
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(*_error(404, f"no route {self.path}", "not_found"))
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send(
+                *_error(HTTPStatus.BAD_REQUEST, "We could not parse the JSON body.", "invalid_request")
+            )
+            return
+        if not isinstance(body, dict) or not body.get("messages") or not body.get("model"):
+            self._send(*_error(400, "`model` and `messages` are required.", "invalid_request_error"))
+            return
+        peer: LLMPeer = self.server.peer  # type: ignore[attr-defined]
+        self._send(*peer.handle_chat(body, self.headers.get("Authorization")))
+
+
+def parse_fault(text: str) -> Fault:
+    """`kind[:times[:role]]`, e.g. `rate_limit:2` or `wrong_length:1:simulator`."""
+    kind, _, rest = text.partition(":")
+    times, _, role = rest.partition(":")
+    if kind not in FAULT_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown fault '{kind}': choose one of {', '.join(FAULT_KINDS)}")
+    if role not in ("", "any", "explainer", "simulator"):
+        raise argparse.ArgumentTypeError(f"unknown role '{role}': choose any, explainer or simulator")
+    return Fault(kind, int(times or 1), role or "any")  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test peer for NeuronLens.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
+    parser.add_argument(
+        "--fault", type=parse_fault, action="append", default=[], help="kind[:times[:role]], repeatable"
+    )
+    parser.add_argument("--retry-after", default="1", help="Retry-After of rate_limit faults")
+    parser.add_argument("--hang-s", type=float, default=3600.0, help="how long a hang fault hangs")
+    parser.add_argument("--unsupported", action="append", default=[], help="request parameter to reject")
+    args = parser.parse_args(argv)
+    for fault in args.fault:
+        fault.retry_after = args.retry_after
+    peer = LLMPeer(
+        latency_ms=args.latency_ms,
+        faults=args.fault,
+        hang_s=args.hang_s,
+        unsupported_params=args.unsupported,
+        host=args.host,
+        port=args.port,
+    )
+    print(f"LLM peer listening on {peer.base_url}", flush=True)
+    try:
+        peer._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        peer._stopping.set()
+        peer._server.server_close()
+
+
+if __name__ == "__main__":
+    main()
