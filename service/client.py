@@ -49,13 +49,14 @@ def describe_problem(response: httpx.Response) -> str:
     if not isinstance(problem, dict):
         return f"HTTP {response.status_code}: {problem}"
     title = problem.get("title") or response.reason_phrase
-    lines = [f"{title} (HTTP {response.status_code})"]
-    if problem.get("detail"):
-        lines.append(str(problem["detail"]))
+    detail = str(problem.get("detail") or "")
+    lines = [f"{title} (HTTP {response.status_code})" + (f": {detail}" if detail else "")]
     for error in problem.get("errors") or []:
-        if isinstance(error, dict):
-            field = error.get("field") or error.get("key") or "request"
-            lines.append(f"  {field}: {error.get('message', error)}")
+        if not isinstance(error, dict):
+            continue
+        line = f"{error.get('field') or 'request'}: {error.get('message', '')}"
+        if line not in detail:  # the detail often repeats the only field error already
+            lines.append("  " + line)
     return "\n".join(lines)
 
 
@@ -121,7 +122,10 @@ class NeuronLensClient:
                 kind, message = error.get("type", "Error"), error.get("message", "no reason given")
                 raise JobFailed(f"job {job_id} failed: {kind}: {message}")
             if deadline is not None and time.monotonic() > deadline:
-                raise ClientError(f"job {job_id} is still {status['status']} after {timeout_s:.0f}s; gave up")
+                raise ClientError(
+                    f"job {job_id} is still {status['status']} after {timeout_s:.0f}s; stopped waiting "
+                    f"(it goes on in the service: GET {self.base_url}/v1/jobs/{job_id})"
+                )
             time.sleep(poll_interval_s)
 
     def reports(self, job_id: str, first_page: dict[str, Any]) -> list[dict[str, Any]]:
