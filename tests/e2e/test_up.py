@@ -1,0 +1,95 @@
+"""`neuronlens up` as a real process: it starts Redis, the API and workers, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.embedded_redis import free_port
+from tests.e2e.helpers import Processes, child_pids, command_line, pid_alive, process_env, wait_for
+
+
+def start_up(processes: Processes, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    """`neuronlens up` with its own embedded Redis on a free port; returns once /readyz answers."""
+    port = free_port()
+    env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
+    args = [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", str(workers)]
+    up = processes.start([*args, "--grace", "5"], env, "up")
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, 60, "neuronlens up to answer /readyz", interval_s=0.2)
+    return up, url
+
+
+def classify_children(pid: int) -> dict[str, list[int]]:
+    kinds: dict[str, list[int]] = {"redis": [], "api": [], "worker": [], "other": []}
+    for child in child_pids(pid):
+        cmd = command_line(child)
+        kind = (
+            "redis" if "redis-server" in cmd
+            else "api" if "uvicorn" in cmd
+            else "worker" if "workers.worker" in cmd
+            else "other"
+        )  # fmt: skip
+        kinds[kind].append(child)
+    return kinds
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_every_process_it_started(
+    processes: Processes, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    up, url = start_up(processes, tmp_path, workers=2)
+    children = classify_children(up.pid)
+    assert len(children["redis"]) == 1 and len(children["api"]) == 1 and len(children["worker"]) == 2, (
+        children
+    )
+    wait_for(
+        lambda: "NeuronLens API on " + url in processes.log(up), 30, "`up` to print where the API listens"
+    )
+
+    up.send_signal(stop_signal)
+    assert up.wait(timeout=60) == 0, processes.log(up)
+    started = [pid for pids in children.values() for pid in pids]
+    assert [pid for pid in started if pid_alive(pid)] == [], "processes outlived `neuronlens up`"
+
+
+def test_a_dying_child_is_reported_and_stops_the_stack(processes: Processes, tmp_path: Path) -> None:
+    up, _ = start_up(processes, tmp_path, workers=1)
+    children = classify_children(up.pid)
+    (worker,) = children["worker"]
+    os.kill(worker, signal.SIGKILL)
+
+    assert up.wait(timeout=60) == 1
+    assert f"worker-1 (pid {worker}) exited unexpectedly" in processes.log(up)
+    started = [pid for pids in children.values() for pid in pids]
+    assert [pid for pid in started if pid_alive(pid)] == []
+
+
+def test_a_taken_port_is_a_clear_error(processes: Processes, tmp_path: Path) -> None:
+    up, url = start_up(processes, tmp_path, workers=0)
+    port = url.rsplit(":", 1)[1]
+    env = process_env()
+    second = subprocess.run(
+        [sys.executable, "-m", "service.cli", "up", "--port", port, "--workers", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    assert "choose another --port" in second.stderr
