@@ -1,0 +1,150 @@
+"""Builds the NeuronLens API: ``create_app(settings)``; ``uvicorn --factory service.app:app_from_env``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+
+import redis
+import redis.asyncio
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from service.errors import EXCEPTION_HANDLERS
+from service.jobs import JobQueues
+from service.metrics import ApiMetrics, RequestMetricsMiddleware
+from service.routes import ROUTE_HANDLERS
+from service.schemas import Registry, load_registry
+from service.settings import Settings, load_settings
+
+REDIS_CONNECT_TIMEOUT_S = 5
+"""Seconds to wait for a TCP connection to Redis before answering 503."""
+REDIS_SOCKET_TIMEOUT_S = 30
+"""Seconds to wait for one Redis reply (the API issues no blocking commands)."""
+
+API_DESCRIPTION = (
+    "Neuron explanation as a service: name a model, a layer and neurons; NeuronLens records what each "
+    "neuron responds to, explains it in words, scores the explanation by simulation and returns typed "
+    "reports. Errors are RFC 9457 problem details."
+)
+
+
+def package_version() -> str:
+    """The version in the source tree's pyproject.toml, else the installed package's."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    return metadata.version("neuronlens")
+
+
+# --------------------------------------------------------------------------- lifespan and dependencies
+
+
+@asynccontextmanager
+async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Open the Redis clients and read the registry at startup; close the clients at shutdown."""
+    settings: Settings = app.state.settings
+    if not settings.redis_url:
+        raise RuntimeError(
+            "no Redis configured: set NEURONLENS_REDIS_URL (or REDIS_URL) to redis://host:port/db, "
+            "or run `neuronlens up`, which starts Redis, the API and workers together"
+        )
+    registry = load_registry(settings.registry_path)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+    )
+    async_client = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+    )
+    app.state.registry = registry
+    app.state.redis = client
+    app.state.redis_async = async_client
+    app.state.queues = JobQueues.connect(client, settings)
+    try:
+        yield
+    finally:
+        client.close()
+        await async_client.aclose()
+
+
+def provide_redis(state: State) -> redis.Redis:
+    return state.redis  # type: ignore[no-any-return]
+
+
+def provide_redis_async(state: State) -> redis.asyncio.Redis:
+    return state.redis_async  # type: ignore[no-any-return]
+
+
+def provide_queues(state: State) -> JobQueues:
+    return state.queues  # type: ignore[no-any-return]
+
+
+def provide_registry(state: State) -> Registry:
+    return state.registry  # type: ignore[no-any-return]
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings  # type: ignore[no-any-return]
+
+
+def provide_metrics(state: State) -> ApiMetrics:
+    return state.api_metrics  # type: ignore[no-any-return]
+
+
+def _metrics_source(state: State) -> tuple[redis.Redis, JobQueues] | None:
+    if "redis" not in state or "queues" not in state:
+        return None
+    return state.redis, state.queues
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
+    settings = settings or load_settings()
+    state = State({"settings": settings})
+    api_metrics = ApiMetrics(lambda: _metrics_source(state))
+    state.api_metrics = api_metrics
+    app = Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        lifespan=[redis_lifespan],
+        dependencies={
+            "redis_client": Provide(provide_redis, sync_to_thread=False),
+            "redis_async": Provide(provide_redis_async, sync_to_thread=False),
+            "queues": Provide(provide_queues, sync_to_thread=False),
+            "registry": Provide(provide_registry, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "api_metrics": Provide(provide_metrics, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="NeuronLens",
+            version=package_version(),
+            description=API_DESCRIPTION,
+            use_handler_docstrings=True,
+        ),
+        state=state,
+    )
+    # Around the whole handler rather than as route middleware, so unmatched routes are measured too.
+    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, api_metrics)
+    return app
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory service.app:app_from_env``: settings from ``NEURONLENS_*``,
+    with plain ``REDIS_URL`` accepted when ``NEURONLENS_REDIS_URL`` is unset."""
+    settings = load_settings()
+    if not settings.redis_url and os.environ.get("REDIS_URL"):
+        settings = load_settings(redis_url=os.environ["REDIS_URL"])
+    return create_app(settings)

@@ -1,0 +1,250 @@
+"""Every error the API answers is an RFC 9457 problem details document (`application/problem+json`).
+
+Domain code raises the small exceptions below; :data:`EXCEPTION_HANDLERS` is the one mapping from
+exceptions (ours, Litestar's own, Redis outages, anything unexpected) to problem responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import redis
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from pydantic import BaseModel, Field
+
+log = logging.getLogger("neuronlens.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:neuronlens:problem:"
+
+
+class FieldProblem(BaseModel):
+    """One invalid input: which field, and what is wrong with it."""
+
+    field: str = Field(description="Dotted path of the offending field, e.g. `neurons.stop` or `layer`.")
+    message: str = Field(description="What is wrong and what is allowed.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="URI identifying the problem type (`about:blank` for plain HTTP errors).")
+    title: str = Field(description="Short summary of the problem type.")
+    status: int = Field(description="HTTP status code.")
+    detail: str = Field(description="What went wrong in this occurrence, in words.")
+    instance: str = Field(description="The request path this problem occurred on.")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="Invalid fields, for validation problems."
+    )
+
+
+# --------------------------------------------------------------------------- domain exceptions
+
+
+class ApiError(Exception):
+    """Base of the errors handlers raise; subclasses fix the status, type and title."""
+
+    status_code: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal server error"
+
+    def __init__(self, detail: str, errors: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class InvalidInput(ApiError):
+    """The request is well-formed JSON but names something that does not exist or is out of range."""
+
+    status_code = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> InvalidInput:
+        return cls(f"{field}: {message}", [FieldProblem(field=field, message=message)])
+
+
+class NotFound(ApiError):
+    status_code = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class RedisUnavailable(ApiError):
+    status_code = 503
+    slug = "redis-unavailable"
+    title = "Redis unavailable"
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    detail: str,
+    title: str | None = None,
+    type_: str = "about:blank",
+    errors: list[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body = Problem(
+        type=type_,
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors,
+    ).model_dump(exclude_none=True)
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+
+
+def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI `responses=` entries documenting problem answers for the given status codes."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=HTTPStatus(status).phrase + " (problem details)",
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+# --------------------------------------------------------------------------- Litestar validation errors
+
+# Pydantic names union branches in error locations ("neurons.list[constrained-int]",
+# "neurons.function-after[_ordered(), NeuronRange]"); users should only see the field path.
+_BRANCH = re.compile(r"^[\w-]+\[.*\]$")
+_TYPE_MISMATCH = ("Input should be a valid list", "Input should be a valid dictionary or instance of")
+
+
+def _field_path(key: str) -> str:
+    parts = [part for part in key.split(".") if part and not _BRANCH.match(part)]
+    return ".".join(parts) or "body"
+
+
+def _clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def field_problems(extra: object) -> list[FieldProblem]:
+    """Litestar's validation `extra` (a list of {message, key, source}) as field problems.
+
+    For a union field (neurons: list or range) pydantic reports one error per branch; when one branch
+    has a real complaint the "wrong type for the other branch" noise is dropped.
+    """
+    raw = extra if isinstance(extra, list) else []
+    grouped: dict[str, list[str]] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        field = _field_path(str(item.get("key") or ""))
+        grouped.setdefault(field, []).append(_clean_message(str(item.get("message", "invalid value"))))
+    problems: list[FieldProblem] = []
+    for field, messages in grouped.items():
+        real = [m for m in messages if not m.startswith(_TYPE_MISMATCH)]
+        if real:
+            problems.extend(FieldProblem(field=field, message=m) for m in dict.fromkeys(real))
+        elif len(messages) > 1:
+            problems.append(
+                FieldProblem(field=field, message="must be a list of integers or a {start, stop} object")
+            )
+        else:
+            problems.append(FieldProblem(field=field, message=messages[0]))
+    return problems
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
+    return problem_response(
+        request,
+        status=exc.status_code,
+        title=exc.title,
+        type_=PROBLEM_TYPE_PREFIX + exc.slug,
+        detail=exc.detail,
+        errors=exc.errors,
+    )
+
+
+def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    problems = field_problems(exc.extra)
+    # Litestar reports a missing body as a validation error on its internal parameter name `data`.
+    if [p.field for p in problems] == ["data"]:
+        return problem_response(
+            request,
+            status=400,
+            title="Malformed request",
+            type_=PROBLEM_TYPE_PREFIX + "malformed-request",
+            detail="the request body is missing: send a JSON object",
+        )
+    fields = ", ".join(dict.fromkeys(p.field for p in problems)) or "body"
+    return problem_response(
+        request,
+        status=422,
+        title=InvalidInput.title,
+        type_=PROBLEM_TYPE_PREFIX + InvalidInput.slug,
+        detail=f"invalid fields: {fields}",
+        errors=problems or [FieldProblem(field="body", message=str(exc.detail))],
+    )
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    detail = str(exc.detail)
+    if status == 404 and detail == "Not Found":
+        detail = f"no route matches {request.method} {request.url.path}"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    if status == 400 and isinstance(exc.__cause__, SerializationException):
+        return problem_response(
+            request,
+            status=400,
+            title="Malformed request",
+            type_=PROBLEM_TYPE_PREFIX + "malformed-request",
+            detail=f"the request body is not valid JSON ({detail.removeprefix('JSON is malformed: ')})",
+        )
+    return problem_response(request, status=status, detail=detail, headers=exc.headers)
+
+
+def handle_redis_down(request: Request[Any, Any, Any], exc: redis.RedisError) -> Response[dict[str, Any]]:
+    log.warning("redis unreachable during %s %s: %s", request.method, request.url.path, exc)
+    return handle_api_error(request, RedisUnavailable("Redis is unreachable; retry later"))
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        title="Internal server error",
+        type_=PROBLEM_TYPE_PREFIX + "internal-error",
+        detail=f"the server failed to handle this request; the server log has the details under {error_id}",
+    )
+
+
+ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
+
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    ApiError: handle_api_error,
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    redis.ConnectionError: handle_redis_down,
+    redis.TimeoutError: handle_redis_down,
+    Exception: handle_unexpected,
+}
+"""The one mapping from exceptions to problem responses (most specific class wins)."""

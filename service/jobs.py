@@ -1,0 +1,272 @@
+"""Enqueue and deduplicate explanation work over RQ (JSON serializer; tasks named by dotted path).
+
+A request becomes two jobs: a scan job per (model, revision, hook, layer, dataset, scan options) on the
+``scan`` queue, and an explain job on the ``explain`` queue that depends on it. Both ids are hashes of
+what determines their output, so a repeat joins the job in flight and two API replicas create one job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.job import JobStatus as RqStatus
+from rq.serializers import JSONSerializer
+
+from service.job_state import explain_state
+from service.schemas import (
+    PIPELINE_VERSION,
+    SCAN_VERSION,
+    DatasetSpec,
+    ExplanationRequest,
+    JobStatus,
+    ModelSpec,
+    NeuronReport,
+    canonical_json,
+    report_key,
+    report_variant,
+)
+from service.settings import Settings
+from service.validate import ResolvedRequest
+
+SCAN_TASK = "workers.tasks.scan_layer"
+EXPLAIN_TASK = "workers.tasks.explain_neurons"
+SCAN_QUEUE = "scan"
+EXPLAIN_QUEUE = "explain"
+EXPLAIN_JOB_PREFIX = "exp-"
+SCAN_JOB_PREFIX = "scan-"
+LOCK_TIMEOUT_S = 10
+"""Seconds an enqueue lock is held at most (and waited for): enqueueing takes milliseconds."""
+
+_ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
+
+
+@dataclass(frozen=True)
+class JobQueues:
+    """The two RQ queues of one deployment (names carry ``settings.queue_prefix``)."""
+
+    scan: Queue
+    explain: Queue
+
+    @classmethod
+    def connect(cls, connection: redis.Redis, settings: Settings) -> JobQueues:
+        def queue(name: str) -> Queue:
+            return Queue(settings.queue_prefix + name, connection=connection, serializer=JSONSerializer)
+
+        return cls(scan=queue(SCAN_QUEUE), explain=queue(EXPLAIN_QUEUE))
+
+    def all(self) -> list[Queue]:
+        return [self.scan, self.explain]
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
+
+
+def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top: int, seed: int) -> str:
+    """Id of the scan job: a hash of everything that determines the scan artifact."""
+    payload = {
+        "model": model.id,
+        "revision": model.revision,
+        "hook": hook,
+        "layer": layer,
+        "dataset": dataset.id,
+        "dataset_revision": dataset.revision,
+        "n_top": n_top,
+        "seed": seed,
+        "scan_version": SCAN_VERSION,
+    }
+    return SCAN_JOB_PREFIX + _digest(payload)
+
+
+def explain_job_id(resolved: ResolvedRequest) -> str:
+    """Id of the explain job: a hash of the canonical request, the model revision and the pipeline version."""
+    payload = {
+        "request": resolved.request.model_dump(mode="json"),
+        "revision": resolved.model.revision,
+        "pipeline": PIPELINE_VERSION,
+    }
+    return EXPLAIN_JOB_PREFIX + _digest(payload)
+
+
+def request_report_keys(request: ExplanationRequest, revision: str) -> list[str]:
+    """Redis keys of the reports a resolved request produces, in neuron order."""
+    if request.hook is None or request.dataset is None:
+        raise ValueError("the request must be resolved (hook and dataset set) before computing report keys")
+    variant = report_variant(
+        revision=revision,
+        hook=request.hook,
+        dataset=request.dataset,
+        explainer=request.explainer,
+        simulator=request.simulator,
+        options=request.options,
+    )
+    return [report_key(request.model, request.layer, n, variant) for n in request.neuron_list()]
+
+
+def stored_reports(connection: redis.Redis, keys: list[str]) -> list[bytes] | None:
+    """The stored report JSON for every key, or None when any of them is missing."""
+    values: list[bytes | None] = connection.mget(keys)  # type: ignore[assignment]
+    if any(value is None for value in values):
+        return None
+    return [value for value in values if value is not None]
+
+
+def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+# --------------------------------------------------------------------------- submission
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What `POST /v1/explanations` answers: stored reports at once, or the job that will produce them."""
+
+    job_id: str
+    reports: list[bytes] | None
+    """Every requested report's JSON when all were already stored (nothing was enqueued)."""
+
+
+def _retry(settings: Settings) -> Retry | None:
+    return Retry(max=settings.job_retries) if settings.job_retries > 0 else None
+
+
+def _requeue_failed(job: Job, settings: Settings) -> None:
+    """Run a failed job again under the same id, keeping its dependents and a fresh retry budget."""
+    job.retries_left = settings.job_retries if settings.job_retries > 0 else None
+    job.meta.pop("error", None)
+    job.meta.pop("stage", None)
+    job.save_meta()  # Job.save skips an empty meta, which would leave the old error in place
+    job.requeue()
+
+
+def _ensure_scan_job(
+    connection: redis.Redis, queues: JobQueues, settings: Settings, resolved: ResolvedRequest
+) -> str:
+    """Make sure a scan job for this request's layer is queued, running or finished; return its id."""
+    request = resolved.request
+    hook = request.hook or resolved.model.default_hook
+    options = request.options
+    job_id = scan_job_id(resolved.model, resolved.dataset, hook, request.layer, options.n_top, options.seed)
+    with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+        job = fetch_job(connection, job_id)
+        status = job.get_status(refresh=False) if job is not None else None
+        if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
+            _requeue_failed(job, settings)
+        elif job is None or status not in (_ACTIVE | {RqStatus.FINISHED}):
+            if job is not None:
+                job.delete()
+            queues.scan.enqueue_call(
+                func=SCAN_TASK,
+                kwargs={
+                    "model": resolved.model.id,
+                    "hook": hook,
+                    "layer": request.layer,
+                    "dataset": resolved.dataset.id,
+                    "options": request.options.model_dump(mode="json"),
+                },
+                timeout=settings.scan_timeout_s,
+                result_ttl=settings.result_ttl_s,
+                failure_ttl=settings.failure_ttl_s,
+                job_id=job_id,
+                retry=_retry(settings),
+                description=f"scan {resolved.model.id} layer {request.layer} ({hook}, {resolved.dataset.id})",
+            )
+    return job_id
+
+
+def _enqueue_explain(
+    queues: JobQueues, settings: Settings, resolved: ResolvedRequest, job_id: str, scan_id: str
+) -> None:
+    request = resolved.request
+    queues.explain.enqueue_call(
+        func=EXPLAIN_TASK,
+        kwargs={"request": request.model_dump(mode="json")},
+        timeout=settings.explain_timeout_s,
+        result_ttl=settings.result_ttl_s,
+        failure_ttl=settings.failure_ttl_s,
+        job_id=job_id,
+        retry=_retry(settings),
+        depends_on=scan_id,
+        meta={
+            "scan_job_id": scan_id,
+            "model_revision": resolved.model.revision,
+            "done": 0,
+            "total": len(resolved.neurons),
+        },
+        description=f"explain {resolved.model.id} layer {request.layer}: {len(resolved.neurons)} neurons",
+    )
+
+
+def submit_explanation(
+    connection: redis.Redis, queues: JobQueues, settings: Settings, resolved: ResolvedRequest
+) -> Submission:
+    """Answer with the stored reports, join the job in flight, re-run a failed one, or enqueue a new one."""
+    job_id = explain_job_id(resolved)
+    keys = request_report_keys(resolved.request, resolved.model.revision)
+    reports = stored_reports(connection, keys)
+    if reports is not None:
+        return Submission(job_id=job_id, reports=reports)
+    with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+        job = fetch_job(connection, job_id)
+        if job is not None:
+            state = explain_state(connection, job)
+            if state.status == "finished":
+                # It may have finished between the check above and taking the lock.
+                reports = stored_reports(connection, keys)
+                if reports is not None:
+                    return Submission(job_id=job_id, reports=reports)
+            elif state.status != "failed":
+                return Submission(job_id=job_id, reports=None)
+            if state.failed_scan is not None:
+                # The explain job is still registered as a dependent of the scan: re-running the scan
+                # releases it once the scan finishes.
+                _ensure_scan_job(connection, queues, settings, resolved)
+                return Submission(job_id=job_id, reports=None)
+            # Failed, or finished while some reports went missing since: start over under the same id.
+            job.delete()
+        scan_id = _ensure_scan_job(connection, queues, settings, resolved)
+        _enqueue_explain(queues, settings, resolved, job_id, scan_id)
+    return Submission(job_id=job_id, reports=None)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int = 100) -> JobStatus | None:
+    """`GET /v1/jobs/{job_id}`: None when no explain job has that id; reports paged once finished."""
+    if not job_id.startswith(EXPLAIN_JOB_PREFIX):
+        return None
+    job = fetch_job(connection, job_id)
+    if job is None:
+        return None
+    state = explain_state(connection, job)
+    reports: list[NeuronReport] | None = None
+    total: int | None = None
+    if state.status == "finished":
+        request = ExplanationRequest.model_validate(job.kwargs["request"])
+        keys = request_report_keys(request, str(job.meta.get("model_revision", "")))
+        total = len(keys)
+        page = keys[offset : offset + limit]
+        values = connection.mget(page) if page else []
+        reports = [NeuronReport.model_validate_json(v) for v in values if v is not None]  # type: ignore[union-attr]
+    return JobStatus(
+        job_id=job_id,
+        status=state.status,
+        progress=state.progress,
+        queue_position=state.queue_position,
+        created_at=state.created_at,
+        started_at=state.started_at,
+        ended_at=state.ended_at,
+        error=state.error,
+        reports=reports,
+        reports_total=total,
+    )

@@ -1,0 +1,182 @@
+"""Prometheus metrics of the API: request latency (measured here); jobs and queues (read from Redis).
+
+Every app gets its own CollectorRegistry (tests build many apps in one process). Workers cannot reach the
+API's registry, so they count into the Redis hash ``nl:metrics`` (see workers/tasks.py), one field per
+series named like ``jobs_total{outcome=finished,queue=explain}``; :class:`RedisJobCollector` turns that
+hash and the queue lengths into metric families at every scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+from service.jobs import JobQueues
+
+log = logging.getLogger("neuronlens.api")
+
+WORKER_METRICS_KEY = "nl:metrics"
+"""Redis hash the workers count into (written by workers/tasks.py)."""
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Histogram buckets of the HTTP request latency, seconds."""
+
+# worker hash series → (exported family name, help text); counters get `_total` from prometheus_client.
+_COUNTERS = {
+    "jobs_total": ("neuronlens_jobs", "Jobs run by workers, by queue and outcome (finished or failed)."),
+    "neurons_explained_total": ("neuronlens_neurons_explained", "Neuron reports written by explain workers."),
+    "scans_total": ("neuronlens_scans", "Scan jobs run, by whether an existing artifact was reused."),
+    "llm_tokens_total": ("neuronlens_llm_tokens", "LLM tokens used by explainers and simulators, by kind."),
+}
+_SUMMARIES = {
+    "job_seconds": ("neuronlens_job_duration_seconds", "Wall time of worker jobs, by queue, seconds."),
+    "stage_seconds": (
+        "neuronlens_stage_duration_seconds",
+        "Time spent per pipeline stage (scan per layer; explain, simulate … per neuron), seconds.",
+    ),
+}
+_SERIES = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})?$")
+
+
+def parse_series(field: str) -> tuple[str, dict[str, str]] | None:
+    """``"jobs_total{outcome=failed,queue=scan}"`` → ``("jobs_total", {"outcome": "failed", ...})``."""
+    match = _SERIES.match(field)
+    if match is None:
+        return None
+    labels: dict[str, str] = {}
+    for pair in filter(None, (match.group("labels") or "").split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            return None
+        labels[key] = value
+    return match.group("name"), labels
+
+
+class RedisJobCollector(Collector):
+    """Worker counters from ``nl:metrics`` and queue depths per state, read from Redis at every scrape."""
+
+    def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None]) -> None:
+        self._connect = connect
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("neuronlens_redis_up", "1 when the API reached Redis during this scrape.")
+        connected = self._connect()
+        if connected is None:
+            up.add_metric([], 0)
+            return [up]
+        connection, queues = connected
+        try:
+            fields = connection.hgetall(WORKER_METRICS_KEY)
+            depth = self._queue_depths(connection, queues)
+        except redis.RedisError as exc:
+            log.warning("metrics scrape could not read Redis: %s", exc)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        series: list[tuple[str, dict[str, str], float]] = []
+        for raw_field, raw_value in fields.items():
+            parsed = parse_series(raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field))
+            if parsed is not None:
+                series.append((parsed[0], parsed[1], float(raw_value)))
+        return [up, depth, *self._counters(series), *self._summaries(series)]
+
+    @staticmethod
+    def _queue_depths(connection: redis.Redis, queues: JobQueues) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "neuronlens_queue_jobs",
+            "Jobs per queue and state (queued, started, deferred, finished, failed), at scrape time.",
+            labels=["queue", "state"],
+        )
+        # Raw lengths: the RQ registries' `count` would run their cleanup, and a scrape must not change state.
+        with connection.pipeline(transaction=False) as pipe:
+            for queue in queues.all():
+                pipe.llen(queue.key)
+                for registry_class in (StartedJobRegistry, DeferredJobRegistry, FinishedJobRegistry):
+                    pipe.zcard(registry_class(queue.name, connection=connection).key)
+                pipe.zcard(FailedJobRegistry(queue.name, connection=connection).key)
+            counts = pipe.execute()
+        states = ("queued", "started", "deferred", "finished", "failed")
+        for index, queue in enumerate(queues.all()):
+            for offset, state in enumerate(states):
+                family.add_metric([queue.name, state], counts[index * len(states) + offset])
+        return family
+
+    @staticmethod
+    def _counters(series: list[tuple[str, dict[str, str], float]]) -> Iterator[Metric]:
+        for source, (name, help_text) in _COUNTERS.items():
+            rows = [(labels, value) for s, labels, value in series if s == source]
+            label_names = sorted(rows[0][0]) if rows else []
+            family = CounterMetricFamily(name, help_text, labels=label_names)
+            for labels, value in rows:
+                if sorted(labels) == label_names:
+                    family.add_metric([labels[k] for k in label_names], value)
+            yield family
+
+    @staticmethod
+    def _summaries(series: list[tuple[str, dict[str, str], float]]) -> Iterator[Metric]:
+        for source, (name, help_text) in _SUMMARIES.items():
+            sums = {tuple(sorted(lab.items())): v for s, lab, v in series if s == source + "_sum"}
+            counts = {tuple(sorted(lab.items())): v for s, lab, v in series if s == source + "_count"}
+            keys = sorted(set(sums) & set(counts))
+            label_names = [k for k, _ in keys[0]] if keys else []
+            family = SummaryMetricFamily(name, help_text, labels=label_names)
+            for key in keys:
+                if [k for k, _ in key] == label_names:
+                    family.add_metric([v for _, v in key], count_value=int(counts[key]), sum_value=sums[key])
+            yield family
+
+
+class ApiMetrics:
+    """The per-app registry: the request latency histogram and the Redis-backed job collector."""
+
+    def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "neuronlens_http_request_duration_seconds",
+            "HTTP request latency by method, route template and status code, seconds.",
+            labelnames=["method", "route", "status"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.registry.register(RedisJobCollector(connect))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetricsMiddleware:
+    """ASGI wrapper around the whole app (not a route middleware), so 404s and 405s are measured too."""
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_observe(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_observe)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            self.metrics.request_seconds.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,11 @@
+"""HTTP routes, one module per resource; service/app.py mounts :data:`ROUTE_HANDLERS`."""
+
+from __future__ import annotations
+
+from service.routes.explanations import create_explanation
+from service.routes.health import healthz, metrics, readyz
+from service.routes.jobs import get_job
+from service.routes.models import list_models
+from service.routes.neurons import get_neuron_report
+
+ROUTE_HANDLERS = [list_models, create_explanation, get_job, get_neuron_report, healthz, readyz, metrics]

@@ -1,0 +1,72 @@
+"""`POST /v1/explanations`: explain neurons of one layer (202 with a job, or 200 when all are stored)."""
+
+from __future__ import annotations
+
+import redis
+from litestar import Response, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+
+from service.errors import problem_specs
+from service.jobs import JobQueues, submit_explanation
+from service.schemas import (
+    ExplanationAccepted,
+    ExplanationRequest,
+    JobStatus,
+    NeuronReport,
+    Progress,
+    Registry,
+)
+from service.settings import Settings
+from service.validate import resolve_request
+
+
+@post(
+    "/v1/explanations",
+    operation_id="createExplanation",
+    summary="Explain neurons",
+    tags=["explanations"],
+    status_code=202,
+    sync_to_thread=True,
+    responses={
+        202: ResponseSpec(
+            data_container=ExplanationAccepted,
+            description="Accepted: poll `status_url` (also in the Location header).",
+            generate_examples=False,
+        ),
+        200: ResponseSpec(
+            data_container=JobStatus,
+            description="Every requested report was already stored: a finished status with all of them.",
+            generate_examples=False,
+        ),
+        **problem_specs(400, 422, 503),
+    },
+)
+def create_explanation(
+    data: JSONBody[ExplanationRequest],
+    redis_client: NamedDependency[redis.Redis],
+    queues: NamedDependency[JobQueues],
+    registry: NamedDependency[Registry],
+    settings: NamedDependency[Settings],
+) -> Response[ExplanationAccepted | JobStatus]:
+    """Explain neurons of one layer. The request is checked against the registry first (unknown model,
+    hook or dataset, layer or neuron out of range, too many neurons → 422 naming the field) and nothing
+    is enqueued unless it is valid. The job id is a hash of the canonical request and the pipeline
+    version, so repeating a request joins the job in flight. Answers 202 with the job to poll, or 200
+    with the reports at once when every one is already stored."""
+    resolved = resolve_request(registry, data, settings.max_neurons_per_request)
+    submission = submit_explanation(redis_client, queues, settings, resolved)
+    if submission.reports is not None:
+        reports = [NeuronReport.model_validate_json(raw) for raw in submission.reports]
+        done = JobStatus(
+            job_id=submission.job_id,
+            status="finished",
+            progress=Progress(done=len(reports), total=len(reports)),
+            reports=reports,
+            reports_total=len(reports),
+        )
+        return Response(done, status_code=200)
+    status_url = f"/v1/jobs/{submission.job_id}"
+    accepted = ExplanationAccepted(job_id=submission.job_id, status_url=status_url)
+    return Response(accepted, status_code=202, headers={"Location": status_url})

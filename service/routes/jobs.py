@@ -1,0 +1,40 @@
+"""`GET /v1/jobs/{job_id}`: where an explanation job stands, and its reports once finished."""
+
+from __future__ import annotations
+
+import redis
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, Parameter
+
+from service.errors import NotFound, problem_specs
+from service.jobs import job_status
+from service.schemas import JobStatus
+
+MAX_PAGE = 1000
+"""Most reports one status answer carries; page with `offset`."""
+
+
+@get(
+    "/v1/jobs/{job_id:str}",
+    operation_id="getJob",
+    summary="Get a job's status and reports",
+    tags=["jobs"],
+    sync_to_thread=True,
+    responses=problem_specs(400, 404, 422, 503),
+)
+def get_job(
+    job_id: FromPath[str],
+    redis_client: NamedDependency[redis.Redis],
+    offset: int = Parameter(default=0, ge=0, description="First report of the page (finished jobs)."),
+    limit: int = Parameter(
+        default=100, ge=1, le=MAX_PAGE, description=f"Reports per page, at most {MAX_PAGE}."
+    ),
+) -> JobStatus:
+    """Status of an explanation job: `queued` (with its queue position), `scanning`, `explaining`,
+    `simulating`, `finished` (with a page of reports) or `failed` (with an error that says why).
+    Progress counts neurons whose report is stored."""
+    status = job_status(redis_client, job_id, offset=offset, limit=limit)
+    if status is None:
+        raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
+    return status

@@ -1,0 +1,122 @@
+"""Check a request against the registry before anything is enqueued (bad input never reaches a worker).
+
+Schema-level checks (types, ranges that do not depend on the model) live in service/schemas.py; here go
+the checks that need the registry: which models, hooks, datasets, layers and neurons exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.errors import InvalidInput, NotFound
+from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronRange, Registry
+
+
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """An explanation request with every default filled in and checked against the registry."""
+
+    request: ExplanationRequest
+    """The request with `hook` and `dataset` set and `neurons` as a sorted list without repeats."""
+    model: ModelSpec
+    dataset: DatasetSpec
+
+    @property
+    def neurons(self) -> list[int]:
+        return self.request.neuron_list()
+
+
+def _choices(items: list[str]) -> str:
+    return ", ".join(items)
+
+
+def find_model(registry: Registry, model_id: str, field: str = "model") -> ModelSpec:
+    try:
+        return registry.model(model_id)
+    except KeyError:
+        served = _choices([m.id for m in registry.models])
+        raise InvalidInput.for_field(
+            field, f"model '{model_id}' is not served: choose one of {served}"
+        ) from None
+
+
+def check_layer(model: ModelSpec, layer: int, field: str = "layer") -> None:
+    if not 0 <= layer < model.layers:
+        raise InvalidInput.for_field(
+            field, f"layer {layer} is out of range: {model.id} has layers 0–{model.layers - 1}"
+        )
+
+
+def check_neuron(model: ModelSpec, neuron: int, field: str) -> None:
+    if not 0 <= neuron < model.neurons_per_layer:
+        raise InvalidInput.for_field(
+            field,
+            f"neuron {neuron} is out of range: "
+            f"{model.id} has neurons 0–{model.neurons_per_layer - 1} per layer",
+        )
+
+
+def resolve_hook(model: ModelSpec, hook: str | None, field: str = "hook") -> str:
+    if hook is None:
+        return model.default_hook
+    offered = [point.id for point in model.hook_points]
+    if hook not in offered:
+        raise InvalidInput.for_field(
+            field, f"hook '{hook}' is not offered by {model.id}: choose one of {_choices(offered)}"
+        )
+    return hook
+
+
+def resolve_dataset(
+    registry: Registry, model: ModelSpec, dataset: str | None, field: str = "dataset"
+) -> DatasetSpec:
+    allowed = [d for d in model.datasets if any(spec.id == d for spec in registry.datasets)]
+    chosen = dataset if dataset is not None else (allowed[0] if allowed else model.datasets[0])
+    if chosen not in allowed:
+        raise InvalidInput.for_field(
+            field, f"dataset '{chosen}' is not available for {model.id}: choose one of {_choices(allowed)}"
+        )
+    return registry.dataset(chosen)
+
+
+def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: int) -> list[int]:
+    n_max = model.neurons_per_layer
+    if isinstance(request.neurons, NeuronRange):
+        if request.neurons.stop > n_max:
+            raise InvalidInput.for_field(
+                "neurons.stop",
+                f"stop {request.neurons.stop} is out of range: {model.id} has neurons 0–{n_max - 1} "
+                f"per layer, so stop may be at most {n_max}",
+            )
+        count = request.neurons.stop - request.neurons.start
+    else:
+        for position, neuron in enumerate(request.neurons):
+            check_neuron(model, neuron, f"neurons.{position}")
+        count = len(set(request.neurons))
+    if count > max_neurons:
+        raise InvalidInput.for_field(
+            "neurons", f"{count} neurons requested: at most {max_neurons} per request are allowed"
+        )
+    return request.neuron_list()
+
+
+def resolve_request(registry: Registry, request: ExplanationRequest, max_neurons: int) -> ResolvedRequest:
+    """Fill the defaults of ``request`` and check every part of it; raise InvalidInput naming the field."""
+    model = find_model(registry, request.model)
+    check_layer(model, request.layer)
+    hook = resolve_hook(model, request.hook)
+    dataset = resolve_dataset(registry, model, request.dataset)
+    neurons = _check_neurons(request, model, max_neurons)
+    resolved = request.model_copy(update={"hook": hook, "dataset": dataset.id, "neurons": neurons})
+    return ResolvedRequest(request=resolved, model=model, dataset=dataset)
+
+
+def resolve_neuron_path(registry: Registry, model_id: str, layer: int, neuron: int) -> ModelSpec:
+    """Check the path of `GET /v1/neurons/{model}/{layer}/{neuron}`: a name that does not exist is a 404."""
+    try:
+        model = find_model(registry, model_id)
+        check_layer(model, layer)
+        check_neuron(model, neuron, "neuron")
+    except InvalidInput as exc:
+        raise NotFound(exc.detail.split(": ", 1)[1], exc.errors) from None
+    return model

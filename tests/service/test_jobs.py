@@ -1,0 +1,122 @@
+"""GET /v1/jobs/{id} while jobs wait, run and fail — with a real RQ SimpleWorker in this process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from service.schemas import BUNDLED_REGISTRY, JobStatus
+from service.settings import Settings
+
+REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
+
+
+def run_workers(conn: redis.Redis, settings: Settings) -> SimpleWorker:
+    """Work both queues until they are empty, in this process, as a deployed worker would."""
+    queues = [
+        Queue(settings.queue_prefix + name, connection=conn, serializer=JSONSerializer)
+        for name in ("scan", "explain")
+    ]
+    worker = SimpleWorker(queues, connection=conn, serializer=JSONSerializer)
+    worker.work(burst=True)
+    return worker
+
+
+@pytest.fixture()
+def worker_without_minilm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers whose registry lacks minilm-l6 (an API and workers deployed with different registries)."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    registry["models"][0]["id"] = "other-model"
+    path = tmp_path / "worker-registry.json"
+    path.write_text(json.dumps(registry))
+    monkeypatch.setenv("NEURONLENS_REGISTRY_PATH", str(path))
+
+
+def _status(http: httpx.Client, job_id: str) -> JobStatus:
+    response = http.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return JobStatus.model_validate(response.json())
+
+
+def test_a_failed_scan_fails_its_explain_job_with_the_scan_error(
+    http: httpx.Client, redis_conn: redis.Redis, settings: Settings, worker_without_minilm: None
+) -> None:
+    job_id = http.post("/v1/explanations", json=REQUEST).json()["job_id"]
+    run_workers(redis_conn, settings)
+
+    response = http.get(f"/v1/jobs/{job_id}")
+    assert "Traceback" not in response.text
+    status = JobStatus.model_validate(response.json())
+    assert status.status == "failed"
+    assert status.error is not None and status.error.type == "UnknownModel"
+    assert status.error.message == "model 'minilm-l6' is not in this worker's registry: it has other-model"
+    assert status.ended_at is not None and status.queue_position is None
+    # RQ leaves the dependent deferred; the API must not show it as waiting forever.
+    assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == "deferred"
+
+
+def test_a_permanent_error_is_not_retried(
+    http: httpx.Client, redis_conn: redis.Redis, settings: Settings, worker_without_minilm: None
+) -> None:
+    http.post("/v1/explanations", json=REQUEST)
+    (scan_id,) = Queue("scan", connection=redis_conn).job_ids
+    run_workers(redis_conn, settings)
+    scan = Job.fetch(scan_id, connection=redis_conn, serializer=JSONSerializer)
+    assert scan.get_status() == "failed" and scan.retries_left == 0
+    # One attempt although the job had retries (the task counts every attempt it makes).
+    assert redis_conn.hget("nl:metrics", "jobs_total{outcome=failed,queue=scan}") == b"1"
+
+
+def test_repeating_a_failed_request_runs_it_again_under_the_same_id(
+    http: httpx.Client, redis_conn: redis.Redis, settings: Settings, worker_without_minilm: None
+) -> None:
+    job_id = http.post("/v1/explanations", json=REQUEST).json()["job_id"]
+    run_workers(redis_conn, settings)
+    assert _status(http, job_id).status == "failed"
+
+    again = http.post("/v1/explanations", json=REQUEST)
+    assert again.status_code == 202 and again.json()["job_id"] == job_id
+    status = _status(http, job_id)
+    assert status.status == "queued" and status.queue_position == 0 and status.error is None
+    (scan_id,) = Queue("scan", connection=redis_conn).job_ids
+    scan = Job.fetch(scan_id, connection=redis_conn, serializer=JSONSerializer)
+    assert scan.retries_left == settings.job_retries and "error" not in scan.meta
+
+    # Still failing workers: failed again, with the same readable error.
+    run_workers(redis_conn, settings)
+    status = _status(http, job_id)
+    assert status.status == "failed" and status.error is not None and status.error.type == "UnknownModel"
+
+
+def test_a_deferred_job_whose_scan_vanished_is_failed_and_recoverable(
+    http: httpx.Client, redis_conn: redis.Redis
+) -> None:
+    job_id = http.post("/v1/explanations", json=REQUEST).json()["job_id"]
+    (scan_id,) = Queue("scan", connection=redis_conn).job_ids
+    Job.fetch(scan_id, connection=redis_conn, serializer=JSONSerializer).delete()
+    status = _status(http, job_id)
+    assert status.status == "failed" and status.error is not None and status.error.type == "ScanLost"
+    assert http.post("/v1/explanations", json=REQUEST).json()["job_id"] == job_id
+    assert _status(http, job_id).status == "queued"
+    assert Queue("scan", connection=redis_conn).job_ids == [scan_id]
+
+
+def test_queue_position_counts_jobs_ahead(http: httpx.Client, redis_conn: redis.Redis) -> None:
+    ids = [
+        http.post("/v1/explanations", json={"model": "minilm-l6", "layer": layer, "neurons": [0]}).json()[
+            "job_id"
+        ]
+        for layer in (5, 4, 3)
+    ]
+    assert [_status(http, job_id).queue_position for job_id in ids] == [0, 1, 2]
+    Queue("scan", connection=redis_conn, serializer=JSONSerializer).remove(
+        Queue("scan", connection=redis_conn).job_ids[0]
+    )
+    assert [_status(http, job_id).queue_position for job_id in ids[1:]] == [0, 1]

@@ -1,0 +1,285 @@
+"""Thin RQ entry points, enqueued by dotted path: ``workers.tasks.scan_layer``, ``…explain_neurons``.
+
+Each validates its JSON payload with the public schemas, loads settings and the registry, calls the
+worker domain (workers/pipeline.py), reports progress in ``job.meta`` (stage, done, total) and returns JSON.
+A failure puts ``{type, message}`` in ``job.meta["error"]`` (what the API shows) and re-raises the named
+error; errors that a retry cannot fix (unknown model, missing weights, bad payload) use up the job's
+retries so RQ does not run it again.
+
+Worker-side metrics go to the Redis hash :data:`METRICS_KEY`, one field per series, named like
+Prometheus series (``jobs_total{outcome=finished,queue=explain}``); the API exports them at /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pydantic
+import redis
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from service.schemas import (
+    DatasetSpec,
+    ExplanationRequest,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    Registry,
+    load_registry,
+    report_key,
+    report_variant,
+)
+from service.settings import Settings, load_settings
+from workers.errors import (
+    ArtifactCorrupt,
+    DatasetUnavailable,
+    InvalidRequest,
+    ModelWeightsMissing,
+    ScanMissing,
+    UnknownBackend,
+    UnknownModel,
+)
+
+log = logging.getLogger("neuronlens.tasks")
+
+METRICS_KEY = "nl:metrics"
+"""Redis hash of worker-side counters and duration sums (read by service/metrics.py)."""
+
+META_SAVE_INTERVAL_S = 0.25
+"""Least seconds between two progress writes to job.meta (at most 4 writes a second)."""
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    InvalidRequest,
+    UnknownModel,
+    ModelWeightsMissing,
+    DatasetUnavailable,
+    UnknownBackend,
+    ScanMissing,
+    ArtifactCorrupt,
+)
+"""Errors a retry of the same job cannot fix: the job fails at once instead of being retried."""
+
+
+# --------------------------------------------------------------------------- job bookkeeping
+
+
+class JobProgress:
+    """Writes (stage, done, total) into the running job's meta, throttled; a no-op outside RQ."""
+
+    def __init__(self, job: Job | None, total: int = 0) -> None:
+        self.job = job
+        self.stage: str | None = None
+        self.done = 0
+        self.total = total
+        self._saved_at = 0.0
+
+    def update(
+        self, stage: str | None = None, done: int | None = None, total: int | None = None, force: bool = False
+    ) -> None:
+        changed_stage = stage is not None and stage != self.stage
+        self.stage = stage if stage is not None else self.stage
+        self.done = done if done is not None else self.done
+        self.total = total if total is not None else self.total
+        now = time.monotonic()
+        if self.job is None or not (force or changed_stage or now - self._saved_at >= META_SAVE_INTERVAL_S):
+            return
+        self.job.meta.update({"stage": self.stage, "done": self.done, "total": self.total})
+        self.job.save_meta()
+        self._saved_at = now
+
+    def on_pipeline(self, stage: str, done: int, total: int) -> None:
+        """The pipeline's ProgressFn; only the stage is taken (done counts stored reports)."""
+        self.update(stage=stage)
+
+
+def _connection(job: Job | None, settings: Settings) -> redis.Redis:
+    if job is not None:
+        return job.connection
+    if not settings.redis_url:
+        raise InvalidRequest("no Redis to store reports in: set NEURONLENS_REDIS_URL")
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def _series(name: str, labels: Mapping[str, str] | None = None) -> str:
+    if not labels:
+        return name
+    return name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+
+
+def _describe(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, JobTimeoutException):
+        return {"type": "JobTimeout", "message": f"the job ran past its timeout: {exc}"}
+    if isinstance(exc, pydantic.ValidationError):
+        return {"type": "InvalidRequest", "message": f"invalid job payload: {exc.errors()[0]['msg']}"}
+    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+@contextmanager
+def _job_run(queue: str) -> Iterator[Job | None]:
+    """Around a task body: clear a previous attempt's error, time the job, record outcome and failure."""
+    job = get_current_job()
+    if job is not None and "error" in job.meta:
+        job.meta.pop("error")
+        job.save_meta()
+    started = time.monotonic()
+    outcome = "failed"
+    try:
+        yield job
+        outcome = "finished"
+    except BaseException as exc:
+        error = _describe(exc)
+        log.warning(
+            "%s job %s failed: %s: %s", queue, job.id if job else "-", error["type"], error["message"]
+        )
+        if job is not None:
+            job.meta["error"] = error
+            job.save_meta()
+            if isinstance(exc, (*PERMANENT_ERRORS, pydantic.ValidationError)):
+                job.retries_left = 0  # RQ reads this right after the task raises
+        raise
+    finally:
+        if job is not None:
+            _record_job(job.connection, queue, outcome, time.monotonic() - started)
+
+
+def _record_job(connection: redis.Redis, queue: str, outcome: str, seconds: float) -> None:
+    labels = {"queue": queue}
+    try:
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.hincrby(METRICS_KEY, _series("jobs_total", {**labels, "outcome": outcome}), 1)
+            pipe.hincrbyfloat(METRICS_KEY, _series("job_seconds_sum", labels), seconds)
+            pipe.hincrby(METRICS_KEY, _series("job_seconds_count", labels), 1)
+            pipe.execute()
+    except redis.RedisError as exc:
+        # Metrics must never hide the job's own outcome (or its exception).
+        log.warning("could not record job metrics: %s", exc)
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def _lookup(settings: Settings, model_id: str, dataset_id: str) -> tuple[Registry, ModelSpec, DatasetSpec]:
+    registry = load_registry(settings.registry_path)
+    try:
+        model = registry.model(model_id)
+    except KeyError:
+        served = ", ".join(m.id for m in registry.models)
+        raise UnknownModel(f"model '{model_id}' is not in this worker's registry: it has {served}") from None
+    try:
+        dataset = registry.dataset(dataset_id)
+    except KeyError:
+        known = ", ".join(d.id for d in registry.datasets)
+        raise DatasetUnavailable(
+            f"dataset '{dataset_id}' is not in this worker's registry: it has {known}"
+        ) from None
+    return registry, model, dataset
+
+
+def _check_layer(model: ModelSpec, layer: int) -> None:
+    if not 0 <= layer < model.layers:
+        raise InvalidRequest(f"layer {layer} is out of range: {model.id} has layers 0–{model.layers - 1}")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Scan one layer of ``model`` at ``hook`` over ``dataset`` unless its artifact already exists."""
+    with _job_run("scan") as job:
+        settings = load_settings()
+        _, spec, dataset_spec = _lookup(settings, model, dataset)
+        _check_layer(spec, layer)
+        scan_options = PipelineOptions.model_validate(options)
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+        progress = JobProgress(job)
+        progress.update(stage="scanning", force=True)
+        infos = pipeline.scan_layers(
+            settings, spec, dataset_spec, hook, [layer], scan_options, progress=progress.update
+        )
+        info = infos[layer]
+        result = {
+            "layer": layer,
+            "scan_id": info.scan_id,
+            "reused": bool(info.reused),
+            "seconds": float(info.seconds),
+            "n_samples": int(info.n_samples),
+            "n_tokens": int(info.n_tokens),
+        }
+        if job is not None:
+            reused = "true" if info.reused else "false"
+            with job.connection.pipeline(transaction=False) as pipe:
+                pipe.hincrby(METRICS_KEY, _series("scans_total", {"reused": reused}), 1)
+                if not info.reused:
+                    pipe.hincrbyfloat(
+                        METRICS_KEY, _series("stage_seconds_sum", {"stage": "scan"}), info.seconds
+                    )
+                    pipe.hincrby(METRICS_KEY, _series("stage_seconds_count", {"stage": "scan"}), 1)
+                pipe.execute()
+            progress.update(done=1, total=1, force=True)
+        return result
+
+
+def _record_report(pipe: redis.client.Pipeline, report: NeuronReport) -> None:
+    pipe.hincrby(METRICS_KEY, "neurons_explained_total", 1)
+    for stage, seconds in report.provenance.timings_s.items():
+        pipe.hincrbyfloat(METRICS_KEY, _series("stage_seconds_sum", {"stage": stage}), seconds)
+        pipe.hincrby(METRICS_KEY, _series("stage_seconds_count", {"stage": stage}), 1)
+    for kind, tokens in report.provenance.llm_tokens.items():
+        if tokens:
+            pipe.hincrby(METRICS_KEY, _series("llm_tokens_total", {"kind": kind}), tokens)
+
+
+def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
+    """Write a NeuronReport for every requested neuron that has none stored yet; return all their keys."""
+    with _job_run("explain") as job:
+        parsed = ExplanationRequest.model_validate(request)
+        if parsed.hook is None or parsed.dataset is None:
+            raise InvalidRequest("the explain payload must name its hook and dataset (the API resolves them)")
+        settings = load_settings()
+        _, spec, dataset_spec = _lookup(settings, parsed.model, parsed.dataset)
+        _check_layer(spec, parsed.layer)
+        connection = _connection(job, settings)
+        variant = report_variant(
+            revision=spec.revision,
+            hook=parsed.hook,
+            dataset=parsed.dataset,
+            explainer=parsed.explainer,
+            simulator=parsed.simulator,
+            options=parsed.options,
+        )
+        neurons = parsed.neuron_list()
+        keys = {n: report_key(spec.id, parsed.layer, n, variant) for n in neurons}
+        with connection.pipeline(transaction=False) as pipe:
+            for n in neurons:
+                pipe.exists(keys[n])
+            present = pipe.execute()
+        # A retried job (worker died, timeout) only redoes the neurons without a stored report.
+        missing = [n for n, stored in zip(neurons, present, strict=True) if not stored]
+        progress = JobProgress(job, total=len(neurons))
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+        done = len(neurons) - len(missing)
+        progress.update(stage="explaining", done=done, force=True)
+        for report in pipeline.explain_neurons(
+            settings, spec, dataset_spec, parsed, missing, progress=progress.on_pipeline
+        ):
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.set(keys[report.neuron], report.model_dump_json())
+                _record_report(pipe, report)
+                pipe.execute()
+            done += 1
+            progress.update(done=done)
+        progress.update(done=done, force=True)
+        return {
+            "report_keys": [keys[n] for n in neurons],
+            "explained": len(missing),
+            "reused": len(neurons) - len(missing),
+            "model_revision": spec.revision,
+        }
