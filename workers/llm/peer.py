@@ -58,8 +58,16 @@ class RecordedRequest:
     """time.monotonic() when it arrived."""
     body: dict[str, Any]
     role: str
+    """`explainer` or `simulator`, as the peer reads the prompt."""
     fault: str | None
+    """The injected fault it got, if any."""
     authorization: str | None
+    status: int
+    """HTTP status of the answer."""
+    prompt_tokens: int
+    """`usage.prompt_tokens` of the answer (0 when it was not a completion)."""
+    completion_tokens: int
+    """`usage.completion_tokens` of the answer (0 when it was not a completion)."""
 
 
 @dataclass
@@ -115,6 +123,7 @@ class LLMPeer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
+        """Answered requests, in the order their answers were sent."""
         with self._state.lock:
             return list(self._state.requests)
 
@@ -163,12 +172,17 @@ class LLMPeer:
             prompt = rules.read_prompt(body.get("messages") or [])
             role = rules.role_of(prompt)
             fault = self._take_fault(role)
-            with state.lock:
-                kind = fault.kind if fault else None
-                state.requests.append(RecordedRequest(time.monotonic(), body, role, kind, authorization))
+            arrived_s = time.monotonic()
             if self.latency_s:
                 time.sleep(self.latency_s)
-            return self._answer(body, prompt, role, fault, authorization)
+            status, headers, payload = self._answer(body, prompt, role, fault, authorization)
+            usage = _usage(payload) if status == 200 else (0, 0)
+            record = RecordedRequest(
+                arrived_s, body, role, fault.kind if fault else None, authorization, status, *usage
+            )
+            with state.lock:
+                state.requests.append(record)
+            return status, headers, payload
         finally:
             with state.lock:
                 state.in_flight -= 1
@@ -209,6 +223,14 @@ class LLMPeer:
         if fault.kind == "hang":
             self._stopping.wait(self.hang_s)
         return None  # hang (after waiting), malformed and wrong_length answer through _completion
+
+
+def _usage(payload: bytes) -> tuple[int, int]:
+    try:
+        usage = json.loads(payload)["usage"]
+        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+    except (ValueError, KeyError, TypeError):
+        return 0, 0
 
 
 def _error(status: int, message: str, kind: str) -> tuple[int, dict[str, str], bytes]:

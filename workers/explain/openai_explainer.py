@@ -1,0 +1,187 @@
+"""Explainer backend `openai`: an OpenAI-compatible model explains each neuron from its top records.
+
+Text models get the Bills et al. prompt; vision-language models (an image source is given) the Xu et al.
+prompt with each record's image shaded by its patch activations. With k > 1 candidates, k explanations are
+drawn (``n=k``, temperature 1), each is simulated on a calibration split of the explainer records (every
+CALIBRATION_STRIDE-th one, kept from the prompt), and the best calibration correlation wins; all candidates
+and their scores go into the report. Neurons of a batch run concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from service.settings import Settings
+from workers.explain.base import ExplainerResult
+from workers.explain.prompts import (
+    TEXT_EXPLAINER_PROMPT_VERSION,
+    VISUAL_EXPLAINER_PROMPT_VERSION,
+    PromptRecord,
+    build_text_explainer_messages,
+    build_visual_explainer_messages,
+    parse_explanation,
+)
+from workers.images import shaded_png
+from workers.llm.client import LLMCaller, Message, TokenUsage
+from workers.llm.endpoints import resolve_endpoint
+from workers.llm.errors import LLMError
+from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
+from workers.simulate.base import SimulationInput
+from workers.simulate.openai_simulator import ImageSource, OpenAISimulator
+from workers.simulate.scoring import score_simulation
+
+CALIBRATION_STRIDE = 4
+"""With k > 1, every 4th explainer record (ranks 3, 7, …) is kept from the prompt for calibration."""
+
+EXPLANATION_MAX_TOKENS = 100
+"""Completion budget of one explanation (one sentence)."""
+
+EXPLAIN_ATTEMPTS = 2
+"""Requests per neuron before an empty or unusable reply fails the neuron (the first, one retry)."""
+
+
+class ExplanationUnusable(LLMError):
+    """The explainer model's replies held no explanation, twice."""
+
+
+class OpenAIExplainer:
+    """Explainer backend `openai` over one endpoint (thread-safe)."""
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        caller: LLMCaller,
+        *,
+        candidates: int = 1,
+        simulator: OpenAISimulator | None = None,
+        images: ImageSource | None = None,
+        seed: int = 0,
+    ) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        if candidates > 1 and simulator is None:
+            raise ValueError("k > 1 candidates need a simulator to score them on the calibration split")
+        self.caller = caller
+        self.candidates = candidates
+        self.simulator = simulator
+        self.images = images
+        self.seed = seed
+
+    @property
+    def model(self) -> str:
+        return self.caller.endpoint.explainer_model
+
+    @property
+    def prompt_version(self) -> str:
+        return VISUAL_EXPLAINER_PROMPT_VERSION if self.images is not None else TEXT_EXPLAINER_PROMPT_VERSION
+
+    def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
+        """One result per neuron, in order; neurons run concurrently."""
+        workers = max(1, min(self.caller.endpoint.concurrency, len(neurons)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="explain") as pool:
+            return list(pool.map(self.explain_neuron, neurons))
+
+    def explain_neuron(self, neuron: NeuronRecords) -> ExplainerResult:
+        shown, calibration = self._split(neuron.records)
+        texts, usage = self._draw(neuron, shown)
+        if len(texts) == 1 or not calibration or self.simulator is None:
+            return ExplainerResult(texts[0], None, usage.prompt, usage.completion)
+        inputs = [SimulationInput(text, [record.record for record in calibration]) for text in texts]
+        results = self.simulator.simulate(inputs)
+        real = [record.activations for record in calibration]
+        candidates: list[dict[str, object]] = []
+        for text, result in zip(texts, results, strict=True):
+            score = score_simulation(real, result.predictions, [True] * len(real), seed=self.seed)
+            usage += TokenUsage(result.prompt_tokens, result.completion_tokens)
+            candidates.append(
+                {
+                    "text": text,
+                    "calibration_correlation": score.correlation,
+                    "calibration_null_reason": score.null_reason,
+                    "parse_failures": result.parse_failures,
+                }
+            )
+        best = _best(candidates)
+        return ExplainerResult(str(candidates[best]["text"]), candidates, usage.prompt, usage.completion)
+
+    def _split(
+        self, records: list[ActivationRecord]
+    ) -> tuple[list[ActivationRecord], list[ActivationRecord]]:
+        if self.candidates == 1 or len(records) < CALIBRATION_STRIDE:
+            return records, []
+        calibration = records[CALIBRATION_STRIDE - 1 :: CALIBRATION_STRIDE]
+        shown = [record for index, record in enumerate(records) if (index + 1) % CALIBRATION_STRIDE]
+        return shown, calibration
+
+    def _draw(self, neuron: NeuronRecords, shown: list[ActivationRecord]) -> tuple[list[str], TokenUsage]:
+        """k explanations (fewer requests when the endpoint honours `n`); retried once when none parse."""
+        messages = self._messages(neuron, shown)
+        temperature = 1.0 if self.candidates > 1 else 0.0
+        texts: list[str] = []
+        usage = TokenUsage()
+        last_reply = ""
+        for _ in range(EXPLAIN_ATTEMPTS + self.candidates - 1):
+            wanted = self.candidates - len(texts)
+            reply = self.caller.chat(
+                messages,
+                model=self.model,
+                n=wanted,
+                temperature=temperature,
+                max_tokens=EXPLANATION_MAX_TOKENS,
+            )
+            usage += reply.usage
+            last_reply = reply.texts[0] if reply.texts else ""
+            texts.extend(text for text in map(parse_explanation, reply.texts[:wanted]) if text)
+            if len(texts) >= self.candidates:
+                break
+        if not texts:
+            raise ExplanationUnusable(
+                f"explainer model '{self.model}' at {self.caller.endpoint.describe()} gave no explanation "
+                f"for neuron {neuron.neuron} of layer {neuron.layer}; last reply: {last_reply[:200]!r}"
+            )
+        return texts, usage
+
+    def _messages(self, neuron: NeuronRecords, shown: list[ActivationRecord]) -> list[Message]:
+        if self.images is None:
+            return build_text_explainer_messages([_text_record(neuron, record) for record in shown])
+        return build_visual_explainer_messages([self._visual_record(neuron, record) for record in shown])
+
+    def _visual_record(self, neuron: NeuronRecords, record: ActivationRecord) -> PromptRecord:
+        text = _text_record(neuron, record)
+        grid = record.record.patch_grid
+        image = self.images.image(record.sample_id) if self.images is not None else None
+        if image is None or grid is None:
+            return text
+        patches = record.activations[record.record.modality == MODALITY_IMAGE]
+        png = shaded_png(image, patches, grid, neuron.max_activation)
+        return PromptRecord(text.tokens, text.activations, image_png=png)
+
+
+def _text_record(neuron: NeuronRecords, record: ActivationRecord) -> PromptRecord:
+    """The record's text tokens with their normalised activations (image patches are shown as the image)."""
+    is_text = record.record.modality == MODALITY_TEXT
+    tokens = [token for token, keep in zip(record.tokens, is_text.tolist(), strict=True) if keep]
+    values = np.asarray(record.normalised(neuron.max_activation))[is_text]
+    return PromptRecord(tokens=tokens, activations=values.tolist())
+
+
+def _best(candidates: list[dict[str, object]]) -> int:
+    """Index of the highest calibration correlation; an undefined one ranks last; ties keep the first."""
+    scores = [c["calibration_correlation"] for c in candidates]
+    ranked = [float(s) if isinstance(s, float) else float("-inf") for s in scores]
+    return max(range(len(ranked)), key=lambda index: (ranked[index], -index))
+
+
+def make_openai_explainer(
+    settings: Settings, endpoint: str | None = None, images: ImageSource | None = None, seed: int = 0
+) -> OpenAIExplainer:
+    """The `openai` explainer on the named endpoint (None: the default), with settings' candidate count."""
+    caller = LLMCaller(resolve_endpoint(settings, endpoint))
+    simulator = OpenAISimulator(caller, images=images) if settings.llm_candidates > 1 else None
+    return OpenAIExplainer(
+        caller, candidates=settings.llm_candidates, simulator=simulator, images=images, seed=seed
+    )
