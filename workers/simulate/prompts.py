@@ -57,8 +57,11 @@ Message = dict[str, Any]
 class LogprobToken(Protocol):
     """A generated token with its alternatives (workers.llm.client.TokenLogprob fits)."""
 
-    token: str
-    top: tuple[tuple[str, float], ...]
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def top(self) -> tuple[tuple[str, float], ...]: ...
 
 
 def build_text_simulator_messages(explanation: str, tokens: Sequence[str]) -> list[Message]:
