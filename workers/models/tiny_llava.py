@@ -1,0 +1,194 @@
+"""`tiny-llava`: the real transformers `LlavaForConditionalGeneration` (CLIP vision tower + Llama language
+model) at a tiny size, random weights from a fixed seed, built offline.
+
+Its tokenizer is a `tokenizers` WordPiece model whose vocabulary is built from the `vl-probe-v1` captions
+and the prompt template (deterministic, no training), wrapped in `PreTrainedTokenizerFast` and a real
+`LlavaProcessor`, which expands `<image>` into one token per patch. Its image processor is CLIP's PIL
+backend (this machine's CPU torch has no torchvision). Generated models are cached in the artifact store
+(workers.scan.store) under the key `models/<id>/<revision>`, so every worker of a cluster scans the same
+weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from service.settings import Settings
+from workers.data.vl_probe import QUESTION, caption_corpus
+from workers.models.layout import LLAVA_TEMPLATE
+from workers.scan.store import MANIFEST, open_store
+
+TINY_LLAVA_ID = "tiny-llava"
+TINY_LLAVA_REVISION = "seed0-v1"
+"""Revision of the generated weights: the seed and the builder version. Part of every scan key."""
+TINY_LLAVA_SEED = 0
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>", IMAGE_TOKEN)
+
+TINY_IMAGE_SIZE = 64
+TINY_PATCH_SIZE = 8
+TINY_TEXT_LAYERS = 4
+TINY_NEURONS = 256
+"""MLP neurons per language-model layer (intermediate size)."""
+
+Builder = Callable[[], tuple[PreTrainedModel, ProcessorMixin]]
+"""Builds a generated model and its processor."""
+
+
+def tiny_vocabulary() -> list[str]:
+    """Special tokens, then every word of the probe captions and the prompt template (sorted), then
+    printable ASCII characters alone and as `##` continuations. Built, not trained: the same every time."""
+    pre_tokenize = pre_tokenizers.Whitespace().pre_tokenize_str
+    texts = [LLAVA_TEMPLATE.render("", QUESTION, ""), *caption_corpus()]
+    words = sorted({word for text in texts for word, _ in pre_tokenize(text)})
+    characters = [chr(code) for code in range(33, 127)]
+    pieces = [*words, *characters, *(f"##{c}" for c in characters)]
+    return [*SPECIAL_TOKENS, *dict.fromkeys(p for p in pieces if p not in SPECIAL_TOKENS)]
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer over `tiny_vocabulary()`, wrapped for transformers; BOS is prepended.
+
+    Every caption word of `vl-probe-v1` is one token; other words split into printable-ASCII `##` pieces
+    (greedy longest match, as BERT does); a word with any other character becomes `<unk>`.
+    """
+    vocabulary = {token: index for index, token in enumerate(tiny_vocabulary())}
+    tokenizer = Tokenizer(models.WordPiece(vocabulary, unk_token="<unk>", max_input_chars_per_word=100))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocabulary["<s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="right",
+        model_max_length=512,
+    )
+
+
+def build_tiny_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
+    """LlavaProcessor over CLIP's PIL image processor: 64 px centre crop, 8 px patches → 8×8 grid."""
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": TINY_IMAGE_SIZE},
+        crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=TINY_PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+def tiny_llava_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
+    """LLaVA-1.5's layout, tiny: CLIP tower (2 layers) + Llama LM (4 layers × 256 SiLU-gated neurons)."""
+    vision = CLIPVisionConfig(
+        image_size=TINY_IMAGE_SIZE,
+        patch_size=TINY_PATCH_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+    )
+    text = LlamaConfig(
+        hidden_size=128,
+        intermediate_size=TINY_NEURONS,
+        num_hidden_layers=TINY_TEXT_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        hidden_act="silu",
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=SPECIAL_TOKENS.index(IMAGE_TOKEN),  # special tokens come first in the vocabulary
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+
+
+def build_tiny_llava(seed: int = TINY_LLAVA_SEED) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """tiny-llava with random weights from `seed` (same torch version + seed → same weights)."""
+    tokenizer = build_tiny_tokenizer()
+    processor = build_tiny_processor(tokenizer)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(tiny_llava_config(tokenizer))
+    return model.eval(), processor
+
+
+# --------------------------------------------------------------------------- artifact-store cache
+
+
+def model_key(model_id: str, revision: str) -> str:
+    """Artifact key of a generated model: `models/<id>/<revision>`."""
+    return f"models/{model_id}/{revision}"
+
+
+def cached_model_dir(settings: Settings, model_id: str, revision: str, build: Builder) -> Path:
+    """A local folder holding the model and its processor: the artifact-store copy, built first if absent.
+
+    Concurrent builders are harmless: the build is deterministic and the store keeps the first copy.
+    """
+    store = open_store(settings)
+    key = model_key(model_id, revision)
+    if not store.exists(key):
+        store.write(key, _built_files(build), {"model": model_id, "revision": revision})
+    local = store.local_path(key, "config.json")
+    if local is not None:
+        return Path(local).parent
+    # Remote store: copy the files once per host into a local cache that from_pretrained can read.
+    folder = Path(tempfile.gettempdir()) / "neuronlens-models" / model_id / revision
+    if not (folder / MANIFEST).exists():
+        manifest = store.verify(key)
+        staging = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix=f".{revision}.tmp-"))
+        for name in [*manifest["files"], MANIFEST]:
+            data = store.read_bytes(key, name)
+            (staging / name).write_bytes(data)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another process of this host copied it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _built_files(build: Builder) -> dict[str, bytes]:
+    model, processor = build()
+    with tempfile.TemporaryDirectory() as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        return {path.name: path.read_bytes() for path in sorted(Path(staging).iterdir()) if path.is_file()}
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
