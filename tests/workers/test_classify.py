@@ -1,0 +1,77 @@
+"""Neuron type rules (Xu et al. 2025) on hand-built activations and modality masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.schemas import PipelineOptions
+from workers.classify import classify_neuron, classify_samples
+from workers.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT, normalise
+
+T, V, P = MODALITY_TEXT, MODALITY_IMAGE, MODALITY_PAD
+OPTIONS = PipelineOptions()  # visual: ≥4 tokens > 2; text: ≥2 tokens > 3; high confidence > 0.8
+
+
+def test_normalise_scales_to_ten_and_clips() -> None:
+    acts = np.array([-1.0, 0.0, 1.0, 2.0, 4.0, 5.0])
+    assert normalise(acts, 4.0).tolist() == [0.0, 0.0, 2.5, 5.0, 10.0, 10.0]
+    assert normalise(acts, 0.0).tolist() == [0.0] * 6  # never-positive neuron: all zero
+    assert normalise(acts, -1.0).tolist() == [0.0] * 6
+
+
+def test_sample_types_follow_the_thresholds() -> None:
+    # max_activation 10 makes normalised = raw.
+    acts = np.array(
+        [
+            [3.1, 3.1, 3.1, 3.1, 0.0, 0.0],  # 4 image tokens > 2 → visual
+            [3.1, 3.1, 3.1, 0.0, 3.5, 3.5],  # only 3 image tokens; 2 text > 3 → text
+            [2.5, 2.5, 2.5, 2.5, 3.5, 3.5],  # both → multimodal
+            [2.0, 2.0, 2.0, 2.0, 3.0, 9.0],  # thresholds are strict (> 2, > 3): 1 text hit → unknown
+            [0.0, 0.0, 0.0, 0.0, 9.0, 9.0],  # text tokens behind padding do not count → unknown
+        ]
+    )
+    modality = np.array(
+        [[V, V, V, V, T, T], [V, V, V, V, T, T], [V, V, V, V, T, T], [V, V, V, V, T, T], [V, V, V, V, P, P]]
+    )
+    kinds = classify_samples(acts, modality, 10.0, OPTIONS)
+    assert kinds.tolist() == ["visual", "text", "multimodal", "unknown", "unknown"]
+
+
+def test_neuron_type_is_the_majority_with_confidence() -> None:
+    acts = np.zeros((10, 4))
+    modality = np.full((10, 4), T)
+    acts[:9, :2] = 8.0  # 9 of 10 samples text-activated
+    result = classify_neuron(acts, modality, 8.0, OPTIONS)
+    assert result.neuron_type == "text"
+    assert result.fractions == {"visual": 0.0, "text": 0.9, "multimodal": 0.0, "unknown": pytest.approx(0.1)}
+    assert result.high_confidence  # 0.9 > 0.8
+    evidence = result.evidence()
+    assert (evidence.p_text, evidence.p_unknown, evidence.n_samples) == (0.9, pytest.approx(0.1), 10)
+
+    acts[8:, :] = 0.0  # now 8 of 10: 0.8 is not > 0.8
+    assert not classify_neuron(acts, modality, 8.0, OPTIONS).high_confidence
+
+
+def test_text_models_give_text_or_unknown_and_ties_follow_the_documented_order() -> None:
+    acts = np.zeros((4, 3))
+    acts[:2, :] = 5.0
+    text_only = np.full((4, 3), T)
+    result = classify_neuron(acts, text_only, 5.0, OPTIONS)
+    assert result.fractions["text"] == result.fractions["unknown"] == 0.5
+    assert result.neuron_type == "text"  # tie: text comes before unknown
+    wide = np.full((4, 5), 5.0)
+    wide_modality = np.array([[V, V, V, V, P], [V, V, V, V, P], [T, T, P, P, P], [T, T, P, P, P]])
+    tie = classify_neuron(wide, wide_modality, 5.0, OPTIONS)
+    assert tie.fractions["visual"] == tie.fractions["text"] == 0.5
+    assert tie.neuron_type == "visual"  # tie: visual comes before text
+
+
+def test_settings_change_the_rules() -> None:
+    acts = np.array([[5.0, 0.0, 0.0]])
+    modality = np.full((1, 3), T)
+    assert classify_samples(acts, modality, 5.0, OPTIONS).tolist() == ["unknown"]
+    one_token = PipelineOptions(text_min_tokens=1)
+    assert classify_samples(acts, modality, 5.0, one_token).tolist() == ["text"]
+    strict = PipelineOptions(text_min_tokens=1, text_threshold=10.0)
+    assert classify_samples(acts, modality, 5.0, strict).tolist() == ["unknown"]

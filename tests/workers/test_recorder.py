@@ -1,0 +1,110 @@
+"""LayerRecorder and batch planning against brute force on synthetic activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from workers.models.base import TokenizedSample
+from workers.records import MODALITY_TEXT
+from workers.scan.recorder import BatchView, LayerRecorder
+from workers.scan.scanner import choose_random_ids, content_activations, plan_batches
+
+N_SAMPLES, N_NEURONS, N_TOP, MAX_TOKENS, N_DOMAINS = 40, 12, 6, 7, 3
+
+
+def _synthetic() -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, MAX_TOKENS + 1, size=N_SAMPLES)
+    acts = [rng.normal(size=(int(n), N_NEURONS)).astype(np.float32) for n in lengths]
+    domains = rng.integers(-1, N_DOMAINS, size=N_SAMPLES)  # -1: unlabelled
+    return acts, domains
+
+
+def _record(acts: list[np.ndarray], domains: np.ndarray, random_ids: np.ndarray) -> LayerRecorder:
+    recorder = LayerRecorder(N_NEURONS, N_TOP, MAX_TOKENS, len(random_ids), N_DOMAINS, torch.device("cpu"))
+    slot_of = {int(sample): slot for slot, sample in enumerate(random_ids)}
+    order = sorted(range(N_SAMPLES), key=lambda i: len(acts[i]))
+    for begin in range(0, N_SAMPLES, 8):
+        rows = order[begin : begin + 8]
+        width = max(len(acts[i]) for i in rows)
+        batch = np.full((len(rows), width, N_NEURONS), 1e4, dtype=np.float32)  # padding holds junk
+        mask = np.zeros((len(rows), width), dtype=bool)
+        for r, i in enumerate(rows):
+            batch[r, : len(acts[i])] = acts[i]
+            mask[r, : len(acts[i])] = True
+        picked = [r for r, i in enumerate(rows) if i in slot_of]
+        domain_ids = np.where(domains[rows] < 0, N_DOMAINS, domains[rows])
+        view = BatchView(
+            sample_ids=torch.tensor(rows),
+            mask=None if mask.all() else torch.from_numpy(mask),
+            domain_ids=torch.from_numpy(domain_ids),
+            random_rows=torch.tensor(picked) if picked else None,
+            random_slots=torch.tensor([slot_of[rows[r]] for r in picked]) if picked else None,
+        )
+        recorder.update(torch.from_numpy(batch), view)
+    return recorder
+
+
+def test_recorder_matches_brute_force() -> None:
+    acts, domains = _synthetic()
+    random_ids = choose_random_ids(N_SAMPLES, 5, seed=3)
+    arrays = _record(acts, domains, random_ids).arrays()
+    sample_max = np.stack([a.max(axis=0) for a in acts])  # [samples, neurons]
+    for neuron in range(N_NEURONS):
+        expected_ids = np.argsort(-sample_max[:, neuron], kind="stable")[:N_TOP]
+        assert arrays["top_ids"][neuron].tolist() == expected_ids.tolist()
+        np.testing.assert_allclose(arrays["top_max"][neuron], sample_max[expected_ids, neuron])
+        for rank, sample in enumerate(expected_ids):
+            stored = arrays["top_acts"][neuron, rank]
+            n = len(acts[sample])
+            assert np.array_equal(stored[:n], acts[sample][:, neuron].astype(np.float16))
+            assert not stored[n:].any()  # padding stored as zeros, not the junk
+        for slot, sample in enumerate(random_ids):
+            n = len(acts[sample])
+            assert np.array_equal(
+                arrays["random_acts"][neuron, slot, :n], acts[sample][:, neuron].astype(np.float16)
+            )
+    np.testing.assert_allclose(arrays["global_max"], sample_max.max(axis=0))
+    expected_positive = np.zeros((N_NEURONS, N_DOMAINS), dtype=np.int64)
+    for sample, values in enumerate(acts):
+        if domains[sample] >= 0:
+            expected_positive[:, domains[sample]] += (values > 0).sum(axis=0)
+    assert np.array_equal(arrays["domain_positive"], expected_positive)
+
+
+def test_random_records_are_seeded_and_distinct() -> None:
+    first = choose_random_ids(100, 50, seed=1)
+    assert first.tolist() == choose_random_ids(100, 50, seed=1).tolist()
+    assert first.tolist() != choose_random_ids(100, 50, seed=2).tolist()
+    assert len(set(first.tolist())) == 50
+    assert sorted(choose_random_ids(7, 50, seed=1).tolist()) == list(range(7))  # fewer samples than asked
+
+
+def _sample(sample_id: int, positions: list[int], length: int) -> TokenizedSample:
+    return TokenizedSample(
+        sample_id=sample_id,
+        input_ids=np.arange(length, dtype=np.int64),
+        content_positions=np.array(positions, dtype=np.int64),
+        tokens=tuple(f"t{p}" for p in positions),
+        modality=np.full(len(positions), MODALITY_TEXT, dtype=np.uint8),
+    )
+
+
+def test_plans_sort_by_length_and_gather_non_contiguous_content() -> None:
+    # Template tokens between content tokens (as in a vision-language prompt) force the gather path.
+    samples = [_sample(0, [1, 2, 5, 6], 8), _sample(1, [1, 2], 4), _sample(2, [2, 3, 4], 6)]
+    plans = plan_batches(samples, batch_size=2)
+    assert [plan.rows for plan in plans] == [[1, 2], [0]]
+    first = plans[0]
+    assert first.content_start is None and first.width == 3
+    assert first.mask is not None and first.mask.tolist() == [[True, True, False], [True, True, True]]
+    positions = torch.arange(8, dtype=torch.float32)[None, :, None].expand(2, 8, 2)
+    assert first.index is not None
+    gathered = content_activations(positions, first, torch.from_numpy(first.index))
+    assert gathered[:, :, 0].tolist() == [[1, 2, 0], [2, 3, 4]]
+    # Contiguous content from one start is a slice (no copy), with no mask when rows are equally long.
+    sliced_plans = plan_batches([_sample(0, [1, 2, 3], 5), _sample(1, [1, 2, 3], 5)], batch_size=4)
+    assert sliced_plans[0].content_start == 1 and sliced_plans[0].mask is None
+    view = content_activations(positions, sliced_plans[0], None)
+    assert view[:, :, 0].tolist() == [[1, 2, 3], [1, 2, 3]]

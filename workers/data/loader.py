@@ -1,0 +1,29 @@
+"""Resolve a registry DatasetSpec to its ProbeSet: a user file when the spec names one, else a generator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from service.schemas import DatasetSpec
+from workers.data.base import ProbeSet
+from workers.data.jsonl import load_jsonl_probe_set
+from workers.data.text_probe import TEXT_PROBE_ID, generate_text_probe
+from workers.errors import DatasetUnavailable
+
+GENERATORS: dict[str, Callable[[DatasetSpec], ProbeSet]] = {
+    TEXT_PROBE_ID: lambda spec: generate_text_probe(spec.n_samples, revision=spec.revision),
+}
+"""Generated probe sets by dataset id; each builds exactly `spec.n_samples` samples."""
+
+
+def load_probe_set(spec: DatasetSpec) -> ProbeSet:
+    """The probe set a DatasetSpec describes, with exactly `spec.n_samples` samples."""
+    if spec.path:
+        return load_jsonl_probe_set(spec.path, spec.id, spec.revision, n_samples=spec.n_samples)
+    generator = GENERATORS.get(spec.id)
+    if generator is None:
+        known = ", ".join(sorted(GENERATORS))
+        raise DatasetUnavailable(
+            f"probe set {spec.id!r} has no file (`path`) and no generator: generated sets are {known}"
+        )
+    return generator(spec)

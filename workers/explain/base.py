@@ -1,0 +1,51 @@
+"""The explainer contract. An explainer turns each neuron's explainer records into one sentence that
+completes "the main thing this neuron does is find …" (Bills et al. 2023).
+
+It works on a batch of neurons (list in, list out, same order) so that backends calling an LLM can run
+their calls concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from workers.records import NeuronRecords
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainerResult:
+    """One neuron's explanation."""
+
+    text: str
+    """One sentence completing "the main thing this neuron does is find …" (without that prefix)."""
+    candidates: list[dict[str, object]] | None = None
+    """All candidates with their calibration scores when the backend drew k > 1, else None."""
+    prompt_tokens: int = 0
+    """LLM prompt tokens spent on this neuron (0 for the baseline)."""
+    completion_tokens: int = 0
+    """LLM completion tokens spent on this neuron (0 for the baseline)."""
+
+
+class Explainer(Protocol):
+    """Explains neurons from their top records; `backend`, `model`, `prompt_version` go into reports."""
+
+    @property
+    def backend(self) -> str:
+        """Backend name as requested: `baseline`, `openai`."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """Model that wrote the explanation (`baseline-v1` for the baseline)."""
+        ...
+
+    @property
+    def prompt_version(self) -> str:
+        """Version of the prompt or rule set."""
+        ...
+
+    def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
+        """One result per neuron, in order. Raise a named error (never return error text)."""
+        ...

@@ -1,0 +1,115 @@
+"""The offline, deterministic baseline explainer (`baseline` / `baseline-v1`).
+
+From the explainer records' normalised activations it finds the words (sub-word pieces merged) that carry
+most of the squared activation mass, the word that most often precedes them, and the domain most of the
+mass comes from, and writes e.g. `the tokens "red", "blue" and "green" (mostly in colours samples),
+often after "the"`. Quoted tokens are the contract with the simulators: they predict from them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from workers.explain.base import ExplainerResult
+from workers.records import MODALITY_TEXT, NeuronRecords, word_spans
+
+MAX_WORDS = 5
+"""Most quoted words in one explanation."""
+MIN_SHARE_OF_BEST = 0.15
+"""A word is listed only while its mass is at least this share of the best word's."""
+COVERED_SHARE = 0.8
+"""Stop listing words once they carry this share of the total mass."""
+CONTEXT_SHARE = 0.4
+"""Name a preceding word when it precedes this share of the listed words' mass."""
+DOMAIN_SHARE = 0.6
+"""Name a domain when this share of the mass comes from its samples."""
+NOTHING = "nothing in particular: it is never above zero on the probe samples shown"
+
+
+def quote(token: str) -> str:
+    """A token in double quotes, with `\\` and `"` escaped (the simulators unescape them)."""
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _word_list(words: Sequence[str]) -> str:
+    quoted = [quote(word) for word in words]
+    if len(quoted) == 1:
+        return f"the token {quoted[0]}"
+    return "the tokens " + ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+class _Mass:
+    """Squared normalised activation per word, per preceding word and per domain."""
+
+    def __init__(self, neuron: NeuronRecords) -> None:
+        self.words: Counter[str] = Counter()
+        self.shown: dict[str, str] = {}
+        self.before: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.domains: Counter[str] = Counter()
+        for record in neuron.records:
+            norm = record.normalised(neuron.max_activation).tolist()
+            text = (record.record.modality == MODALITY_TEXT).tolist()
+            previous: str | None = None
+            for word, start, end in word_spans(record.tokens):
+                key = word.lower()
+                peak = norm[start] if end == start + 1 else max(norm[start:end])
+                if peak > 0 and all(text[start:end]):
+                    self.words[key] += peak * peak
+                    self.shown.setdefault(key, word)
+                    if previous is not None:
+                        self.before[key][previous] += peak * peak
+                    if record.record.domain is not None:
+                        self.domains[record.record.domain] += peak * peak
+                previous = key
+
+    def listed(self) -> list[str]:
+        total = sum(self.words.values())
+        ranked = self.words.most_common()
+        best = ranked[0][1]
+        chosen: list[str] = []
+        covered = 0.0
+        for key, mass in ranked:
+            if (
+                len(chosen) == MAX_WORDS
+                or mass < MIN_SHARE_OF_BEST * best
+                or covered >= COVERED_SHARE * total
+            ):
+                break
+            chosen.append(key)
+            covered += mass
+        return chosen
+
+
+def describe(neuron: NeuronRecords) -> str:
+    """The baseline sentence for one neuron."""
+    mass = _Mass(neuron)
+    if not mass.words:
+        return NOTHING
+    chosen = mass.listed()
+    text = _word_list([mass.shown[key] for key in chosen])
+    total = sum(mass.words.values())
+    if mass.domains:
+        domain, share = mass.domains.most_common(1)[0]
+        if share >= DOMAIN_SHARE * total:
+            text += f" (mostly in {domain} samples)"
+    before: Counter[str] = Counter()
+    for key in chosen:
+        before.update(mass.before[key])
+    chosen_mass = sum(mass.words[key] for key in chosen)
+    if before:
+        word, share = before.most_common(1)[0]
+        if share >= CONTEXT_SHARE * chosen_mass:
+            text += f", often after {quote(word)}"
+    return text
+
+
+class BaselineExplainer:
+    """Explainer backend `baseline`: offline, deterministic, from activation statistics."""
+
+    backend = "baseline"
+    model = "baseline-v1"
+    prompt_version = "baseline-text-1"
+
+    def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
+        return [ExplainerResult(text=describe(neuron)) for neuron in neurons]

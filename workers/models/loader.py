@@ -1,0 +1,94 @@
+"""Load registry models once per process. Weights come only from the host (an installed package, a local
+path or the local hub cache); nothing is downloaded (HF_HUB_OFFLINE and local_files_only)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from service.schemas import ModelSpec
+from service.settings import Settings
+from workers.errors import ModelWeightsMissing, UnknownModel
+from workers.models.base import ModelAdapter
+from workers.models.device import select_device
+from workers.models.text import TextModelAdapter
+
+AdapterBuilder = Callable[[ModelSpec, Settings, torch.device], ModelAdapter]
+
+_CACHE: dict[tuple[str, str, str], ModelAdapter] = {}
+_LOCK = threading.Lock()
+
+
+def weights_path(spec: ModelSpec) -> str:
+    """Local folder (or hub id already in the local cache) holding the model's files."""
+    source = spec.source
+    if source.kind == "python-package":
+        if not source.package:
+            raise UnknownModel(f"model {spec.id!r}: source kind python-package needs `package`")
+        try:
+            package = importlib.import_module(source.package)
+        except ImportError:
+            raise ModelWeightsMissing(
+                f"model {spec.id!r} ships in the Python package {source.package!r}, "
+                "which is not installed on this worker"
+            ) from None
+        getter = getattr(package, "get_model_path", None)
+        if callable(getter):
+            return str(getter())
+        base = Path(package.__file__ or "").parent
+        return str(base / source.subdir if source.subdir else base)
+    if source.kind == "hub-or-path":
+        if not source.path:
+            raise UnknownModel(f"model {spec.id!r}: source kind hub-or-path needs `path`")
+        return source.path
+    raise UnknownModel(f"model {spec.id!r}: source kind {source.kind!r} is built by its architecture loader")
+
+
+def load_text_adapter(spec: ModelSpec, settings: Settings, device: torch.device) -> ModelAdapter:
+    """AutoModel + AutoTokenizer from local files only, in eval mode on `device`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = weights_path(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+    except OSError as exc:
+        raise ModelWeightsMissing(
+            f"model {spec.id!r}: no weights at {path!r} on this host and nothing is downloaded ({exc})"
+        ) from None
+    model.eval().to(device)
+    return TextModelAdapter(spec, model, tokenizer, device)
+
+
+ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
+    "bert": load_text_adapter,
+    "gpt2": load_text_adapter,
+}
+"""Loader per registry `architecture`; vision-language loaders register here too."""
+
+
+def load_model(settings: Settings, spec: ModelSpec) -> ModelAdapter:
+    """The model for `spec` on the configured device, loaded on first use and kept for the process."""
+    device = select_device(settings)
+    key = (spec.id, spec.revision, str(device))
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        builder = ADAPTER_BUILDERS.get(spec.architecture)
+        if builder is None:
+            known = ", ".join(sorted(ADAPTER_BUILDERS))
+            raise UnknownModel(
+                f"model {spec.id!r}: architecture {spec.architecture!r} has no loader; known: {known}"
+            )
+        adapter = builder(spec, settings, device)
+        _CACHE[key] = adapter
+        return adapter

@@ -1,0 +1,44 @@
+"""Registry access for workers, and the range checks every entry point applies to its input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.schemas import HookPoint, ModelSpec, Registry, load_registry
+from service.settings import Settings
+from workers.errors import InvalidRequest
+
+
+def worker_registry(settings: Settings) -> Registry:
+    """The registry the settings point at (the bundled one by default)."""
+    return load_registry(settings.registry_path)
+
+
+def check_layer(model: ModelSpec, layer: int) -> None:
+    if not 0 <= layer < model.layers:
+        raise InvalidRequest(f"layer {layer} is out of range: {model.id} has layers 0–{model.layers - 1}")
+
+
+def check_hook(model: ModelSpec, hook: str) -> HookPoint:
+    try:
+        return model.hook(hook)
+    except KeyError:
+        allowed = ", ".join(point.id for point in model.hook_points)
+        raise InvalidRequest(f"hook point {hook!r} is not offered by {model.id}: choose {allowed}") from None
+
+
+def check_neurons(model: ModelSpec, neurons: Sequence[int]) -> None:
+    if not neurons:
+        raise InvalidRequest("no neurons requested: name at least one neuron index")
+    bad = [n for n in neurons if not 0 <= n < model.neurons_per_layer]
+    if bad:
+        raise InvalidRequest(
+            f"neuron {bad[0]} is out of range: "
+            f"{model.id} has neurons 0–{model.neurons_per_layer - 1} in each layer"
+        )
+
+
+def check_dataset(model: ModelSpec, dataset_id: str) -> None:
+    if dataset_id not in model.datasets:
+        allowed = ", ".join(model.datasets)
+        raise InvalidRequest(f"probe set {dataset_id!r} is not offered for {model.id}: choose {allowed}")

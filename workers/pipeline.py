@@ -1,0 +1,162 @@
+"""The worker domain's two entry points, called by the RQ tasks (workers/tasks.py).
+
+`scan_layers` records layers over the probe set (one pass, artifacts reused); `explain_neurons` turns a
+scanned layer into NeuronReports: type, exemplars, explanation, simulation score. Both raise named errors
+from workers/errors.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
+from service.settings import Settings
+from workers.errors import InvalidRequest, ScanMissing
+from workers.explain.backends import make_explainer
+from workers.explain.base import Explainer
+from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
+from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
+from workers.scan import run as scan_run
+from workers.scan.artifacts import open_layer_scan, open_tokenized_probe
+from workers.scan.keys import scan_key
+from workers.scan.run import ScanInfo, layer_scan_id
+from workers.scan.store import open_store
+from workers.simulate.backends import make_simulator
+from workers.simulate.base import Simulator
+
+ProgressFn = Callable[[str, int, int], None]
+"""(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
+
+CHUNK_NEURONS = 64
+"""Neurons handed to the explainer and simulator at once (LLM backends run a chunk concurrently)."""
+
+__all__ = ["ProgressFn", "ScanInfo", "explain_neurons", "scan_exists", "scan_layers"]
+
+
+def scan_layers(
+    settings: Settings,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layers: list[int],
+    options: PipelineOptions,
+    progress: ProgressFn | None = None,
+) -> dict[int, ScanInfo]:
+    """Scan `layers` in ONE pass over the probe set unless their artifacts already exist (reused)."""
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("scanning", done, total)
+
+    return scan_run.scan_layers(settings, model, dataset, hook, layers, options, report)
+
+
+def scan_exists(
+    settings: Settings,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layer: int,
+    options: PipelineOptions,
+) -> bool:
+    """True when the layer's scan artifact for these options is complete in the store."""
+    return scan_run.scan_exists(settings, model, dataset, hook, layer, options)
+
+
+def open_context(
+    settings: Settings,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layer: int,
+    options: PipelineOptions,
+) -> ReportContext:
+    """Validate the request and open the layer's scan and tokenised probe set (cached per process)."""
+    check_hook(model, hook)
+    check_layer(model, layer)
+    check_dataset(model, dataset.id)
+    store = open_store(settings)
+    scan = layer_scan_id(model, dataset, hook, layer, options)
+    if not store.exists(scan_key(scan)):
+        raise ScanMissing(
+            f"layer {layer} of {model.id} (hook {hook}, probe set {dataset.id}, n_top {options.n_top}, "
+            f"seed {options.seed}) has not been scanned: run its scan job first"
+        )
+    layer_scan = open_layer_scan(store, scan)
+    probe = open_tokenized_probe(store, str(layer_scan.manifest["tokens_key"]))
+    return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
+
+
+def explain_neurons(
+    settings: Settings,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    request: ExplanationRequest,
+    neurons: list[int],
+    progress: ProgressFn | None = None,
+) -> Iterator[NeuronReport]:
+    """Yield one NeuronReport per neuron of a scanned layer, in the order given."""
+    if request.hook is None or request.dataset is None:
+        raise InvalidRequest("the request's hook and dataset must be resolved before explaining")
+    if request.dataset != dataset.id:
+        raise InvalidRequest(f"request names probe set {request.dataset!r} but {dataset.id!r} was passed")
+    check_neurons(model, neurons)
+    explainer = make_explainer(request.explainer, settings)
+    simulator = make_simulator(request.simulator, settings)
+    context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
+    # Checks above run at call time; the reports are produced lazily, chunk by chunk.
+    return _explain_all(context, list(neurons), explainer, simulator, progress)
+
+
+def _explain_all(
+    context: ReportContext,
+    neurons: list[int],
+    explainer: Explainer,
+    simulator: Simulator,
+    progress: ProgressFn | None,
+) -> Iterator[NeuronReport]:
+    for begin in range(0, len(neurons), CHUNK_NEURONS):
+        chunk = neurons[begin : begin + CHUNK_NEURONS]
+        yield from _explain_chunk(context, chunk, explainer, simulator, begin, len(neurons), progress)
+
+
+def _explain_chunk(
+    context: ReportContext,
+    chunk: Sequence[int],
+    explainer: Explainer,
+    simulator: Simulator,
+    done: int,
+    total: int,
+    progress: ProgressFn | None,
+) -> Iterator[NeuronReport]:
+    prepared: list[PreparedNeuron] = []
+    for neuron in chunk:
+        started = time.perf_counter()
+        item = prepare_neuron(context, neuron)
+        item.timings_s["prepare"] = time.perf_counter() - started
+        prepared.append(item)
+    if progress is not None:
+        progress("explaining", done, total)
+    started = time.perf_counter()
+    explanations = explainer.explain([item.explainer_input(context.layer) for item in prepared])
+    explain_s = (time.perf_counter() - started) / len(prepared)
+    if progress is not None:
+        progress("simulating", done, total)
+    started = time.perf_counter()
+    inputs = [item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)]
+    simulations = simulator.simulate(inputs)
+    simulate_s = (time.perf_counter() - started) / len(prepared)
+    explainer_id = (explainer.backend, explainer.model, explainer.prompt_version)
+    for index, (item, explanation, simulation) in enumerate(
+        zip(prepared, explanations, simulations, strict=True)
+    ):
+        started = time.perf_counter()
+        score = score_neuron(item, simulation, context.options.seed)
+        item.timings_s.update(explain=explain_s, simulate=simulate_s, score=time.perf_counter() - started)
+        report = build_report(
+            context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
+        )
+        if progress is not None:
+            progress("simulating", done + index + 1, total)
+        yield report

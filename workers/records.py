@@ -1,0 +1,139 @@
+"""Data records shared by the scan, classification, explainers and simulators.
+
+Token modality codes are per content position: text tokens, image-patch tokens (vision-language models),
+and 0 for padding. Prompt-template tokens (BOS, "USER:", …) are never content, so they have no code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+MODALITY_PAD = 0
+"""Padding past the end of a sample's content tokens (not a token)."""
+MODALITY_TEXT = 1
+"""A text token: a word piece of the sample's text or caption."""
+MODALITY_IMAGE = 2
+"""An image-patch token of a vision-language model."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenRecord:
+    """One sample's content tokens, without activations: all a simulator may see."""
+
+    sample_id: int
+    """Index of the sample in the probe set."""
+    tokens: tuple[str, ...]
+    """Content tokens as the tokenizer spells them (word pieces keep their `##` prefix)."""
+    modality: np.ndarray
+    """uint8 code per token (MODALITY_TEXT or MODALITY_IMAGE), same length as `tokens`."""
+    domain: str | None = None
+    """Domain label of the sample (template family), when the probe set has them."""
+    patch_grid: tuple[int, int] | None = None
+    """[rows, cols] of the image patches, vision-language samples only."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ActivationRecord:
+    """One sample with one neuron's activation at every content token (Bills et al. 2023)."""
+
+    record: TokenRecord
+    """The sample's tokens."""
+    activations: np.ndarray
+    """float32 raw activation per token, same length as `record.tokens`."""
+
+    @property
+    def sample_id(self) -> int:
+        return self.record.sample_id
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.record.tokens
+
+    def normalised(self, max_activation: float) -> np.ndarray:
+        """clip(10·activation/max_activation, 0, 10): the 0–10 scale explainers and classification use."""
+        return normalise(self.activations, max_activation)
+
+
+@dataclass(frozen=True, slots=True)
+class NeuronRecords:
+    """What an explainer sees of one neuron: its explainer records, highest first."""
+
+    layer: int
+    neuron: int
+    max_activation: float
+    """Largest raw activation over the whole probe set (the 10 of the 0–10 scale)."""
+    records: list[ActivationRecord] = field(default_factory=list)
+
+
+def normalise(activations: np.ndarray, max_activation: float) -> np.ndarray:
+    """clip(10·act/max, 0, 10) as float32; all zeros when the neuron never exceeds 0."""
+    acts = np.asarray(activations, dtype=np.float32)
+    if not max_activation > 0:
+        return np.zeros_like(acts)
+    return np.clip(acts * np.float32(10.0 / max_activation), 0.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSplit:
+    """Which records the explainer sees and which are held out for scoring (disjoint samples)."""
+
+    explain_ranks: list[int]
+    """Top-record ranks shown to the explainer: the best ones not held out."""
+    holdout_top_ranks: list[int]
+    """Top-record ranks held out for scoring: spread evenly over all ranks."""
+    holdout_random_slots: list[int]
+    """Random-record slots held out for scoring: the first ones whose sample the explainer did not see."""
+
+
+def split_records(
+    top_ids: Sequence[int] | np.ndarray,
+    random_ids: Sequence[int] | np.ndarray,
+    n_explain: int,
+    n_holdout: int,
+) -> RecordSplit:
+    """Deterministic split of the top records (rank order) and random records (draw order).
+
+    Held-out top ranks are every k-th rank, k = n_top // n_holdout, starting at k // 2, so scoring sees
+    strong and weak top records alike; with fewer top records than asked for, at most half are held
+    out. Held-out random records are as many as held-out top ones (1:1) when enough exist.
+    """
+    n_top = len(top_ids)
+    n_hold = min(n_holdout, n_top // 2)
+    held: list[int] = []
+    if n_hold > 0:
+        stride = n_top // n_hold
+        held = [i * stride + stride // 2 for i in range(n_hold)]
+    held_set = set(held)
+    explain = [rank for rank in range(n_top) if rank not in held_set][:n_explain]
+    seen = {int(top_ids[rank]) for rank in explain}
+    randoms = [slot for slot, sample in enumerate(random_ids) if int(sample) not in seen][: len(held)]
+    return RecordSplit(explain_ranks=explain, holdout_top_ranks=held, holdout_random_slots=randoms)
+
+
+_BPE_WORD_START = ("Ġ", "▁")
+
+
+@lru_cache(maxsize=1 << 16)
+def word_spans(tokens: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """Group sub-word tokens into words: (word, start, end) with tokens[start:end] forming the word.
+
+    WordPiece continuations start with `##`; in byte-level BPE / SentencePiece sequences (tokens marked
+    with `Ġ` / `▁`) a token without the marker continues the previous word. Cached: the same samples
+    recur across the neurons of a layer.
+    """
+    bpe = any(token.startswith(_BPE_WORD_START) for token in tokens)
+    spans: list[tuple[str, int, int]] = []
+    for index, token in enumerate(tokens):
+        if token.startswith("##") and spans:
+            word, start, _ = spans[-1]
+            spans[-1] = (word + token[2:], start, index + 1)
+        elif bpe and spans and not token.startswith(_BPE_WORD_START) and token.isalnum():
+            word, start, _ = spans[-1]
+            spans[-1] = (word + token, start, index + 1)
+        else:
+            spans.append((token.lstrip("".join(_BPE_WORD_START)) or token, index, index + 1))
+    return tuple(spans)

@@ -1,0 +1,211 @@
+"""Assemble NeuronReports from a layer scan: records, split, type, explanation, simulation, score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from service.schemas import (
+    PIPELINE_VERSION,
+    DatasetRef,
+    DatasetSpec,
+    Exemplar,
+    Explanation,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    Provenance,
+    Simulation,
+)
+from workers.classify import NeuronTypeResult, classify_neuron
+from workers.explain.base import ExplainerResult
+from workers.records import (
+    MODALITY_IMAGE,
+    ActivationRecord,
+    NeuronRecords,
+    RecordSplit,
+    normalise,
+    split_records,
+)
+from workers.scan.artifacts import LayerScan
+from workers.scan.tokens import TokenizedProbe
+from workers.simulate.base import SimulationInput, SimulatorResult
+from workers.simulate.scoring import Score, score_simulation
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every report of one job shares."""
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    hook: str
+    layer: int
+    options: PipelineOptions
+    scan: LayerScan
+    probe: TokenizedProbe
+
+
+@dataclass
+class PreparedNeuron:
+    """One neuron's records, split and type, ready for the explainer and the simulator."""
+
+    neuron: int
+    max_activation: float
+    top: dict[int, ActivationRecord]
+    """Top records by rank: only the ranks exemplars, the explainer and scoring use."""
+    split: RecordSplit
+    heldout: list[ActivationRecord]
+    """Held-out top records, then held-out random records."""
+    heldout_is_top: list[bool]
+    neuron_type: NeuronTypeResult
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def explainer_input(self, layer: int) -> NeuronRecords:
+        records = [self.top[rank] for rank in self.split.explain_ranks]
+        return NeuronRecords(
+            layer=layer, neuron=self.neuron, max_activation=self.max_activation, records=records
+        )
+
+    def simulation_input(self, explanation: str) -> SimulationInput:
+        return SimulationInput(explanation=explanation, records=[record.record for record in self.heldout])
+
+
+def _records(
+    probe: TokenizedProbe, sample_ids: np.ndarray, acts: np.ndarray, rows: Sequence[int]
+) -> dict[int, ActivationRecord]:
+    records = {}
+    for row in rows:
+        record = probe.record(int(sample_ids[row]))
+        records[row] = ActivationRecord(record=record, activations=acts[row, : len(record.tokens)])
+    return records
+
+
+def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
+    """Read one neuron from the scan and derive its records, held-out split and type."""
+    scan, probe, options = context.scan, context.probe, context.options
+    max_activation = float(scan.global_max[neuron])
+    top_ids = scan.top_ids[neuron]
+    top_acts = scan.top_acts(neuron)
+    split = split_records(top_ids, scan.random_ids, options.n_explain, options.n_holdout)
+    ranks = {*range(min(options.n_exemplars, len(top_ids))), *split.explain_ranks, *split.holdout_top_ranks}
+    top = _records(probe, top_ids, top_acts, sorted(ranks))
+    slots = split.holdout_random_slots
+    randoms = _records(probe, scan.random_ids, scan.random_acts(neuron), slots)
+    heldout = [top[rank] for rank in split.holdout_top_ranks] + [randoms[slot] for slot in slots]
+    modality = probe.modality[top_ids]
+    neuron_type = classify_neuron(top_acts, modality, max_activation, options)
+    return PreparedNeuron(
+        neuron=neuron,
+        max_activation=max_activation,
+        top=top,
+        split=split,
+        heldout=heldout,
+        heldout_is_top=[True] * len(split.holdout_top_ranks) + [False] * len(slots),
+        neuron_type=neuron_type,
+    )
+
+
+def score_neuron(prepared: PreparedNeuron, simulation: SimulatorResult, seed: int) -> Score:
+    real = [record.activations for record in prepared.heldout]
+    return score_simulation(real, simulation.predictions, prepared.heldout_is_top, seed=seed)
+
+
+def _exemplar(record: ActivationRecord, rank: int, row_max: float, max_activation: float) -> Exemplar:
+    token_record = record.record
+    grid = token_record.patch_grid
+    patches = None
+    if grid is not None:
+        patches = [float(v) for v in record.activations[token_record.modality == MODALITY_IMAGE]]
+    return Exemplar(
+        sample_id=record.sample_id,
+        rank=rank,
+        kind="image+text" if grid is not None else "text",
+        tokens=list(record.tokens),
+        activations=record.activations.tolist(),
+        activations_norm=normalise(record.activations, max_activation).tolist(),
+        max_activation=row_max,
+        patch_grid=list(grid) if grid is not None else None,
+        patch_activations=patches,
+    )
+
+
+def _domains(context: ReportContext, neuron: int) -> dict[str, float] | None:
+    names = context.probe.domains
+    if not names:
+        return None
+    tokens = context.scan.domain_tokens
+    positive = context.scan.domain_positive[neuron]
+    return {name: float(positive[i]) / float(tokens[i]) if tokens[i] else 0.0 for i, name in enumerate(names)}
+
+
+def build_report(
+    context: ReportContext,
+    prepared: PreparedNeuron,
+    explanation: ExplainerResult,
+    explainer: tuple[str, str, str],
+    simulation: SimulatorResult,
+    simulator: tuple[str, str],
+    score: Score,
+) -> NeuronReport:
+    """The NeuronReport; `explainer` is (backend, model, prompt_version), `simulator` (backend, model)."""
+    neuron = prepared.neuron
+    top_max = context.scan.top_max[neuron]
+    n_exemplars = min(context.options.n_exemplars, len(top_max))
+    manifest = context.scan.manifest
+    return NeuronReport(
+        model=context.model.id,
+        model_revision=context.model.revision,
+        layer=context.layer,
+        neuron=neuron,
+        hook=context.hook,
+        neuron_type=prepared.neuron_type.neuron_type,
+        type_evidence=prepared.neuron_type.evidence(),
+        max_activation=prepared.max_activation,
+        exemplars=[
+            _exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.max_activation)
+            for rank in range(n_exemplars)
+        ],
+        explanation=Explanation(
+            text=explanation.text,
+            backend=explainer[0],
+            model=explainer[1],
+            prompt_version=explainer[2],
+            candidates=explanation.candidates,
+        ),
+        simulation=Simulation(
+            correlation=score.correlation,
+            null_reason=score.null_reason,
+            method="pooled-pearson",
+            backend=simulator[0],
+            model=simulator[1],
+            n_top=score.n_top,
+            n_random=score.n_random,
+            n_tokens=score.n_tokens,
+            correlation_top=score.correlation_top,
+            correlation_random=score.correlation_random,
+            ci95=list(score.ci95) if score.ci95 is not None else None,
+            parse_failures=simulation.parse_failures,
+        ),
+        domains=_domains(context, neuron),
+        dataset=DatasetRef(
+            id=context.dataset.id,
+            revision=context.dataset.revision,
+            n_samples=int(manifest["n_samples"]),
+            n_tokens=int(manifest["n_tokens"]),
+        ),
+        provenance=Provenance(
+            pipeline_version=PIPELINE_VERSION,
+            scan_id=context.scan.scan_id,
+            seed=context.options.seed,
+            created_at=datetime.now(UTC),
+            timings_s={name: round(value, 6) for name, value in prepared.timings_s.items()},
+            llm_tokens={
+                "prompt": explanation.prompt_tokens + simulation.prompt_tokens,
+                "completion": explanation.completion_tokens + simulation.completion_tokens,
+            },
+        ),
+    )

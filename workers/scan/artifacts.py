@@ -1,0 +1,135 @@
+"""Layer scan artifacts: write one per layer, read them back neuron by neuron.
+
+Key `scans/<scan_id>/`: `activations.safetensors` (neuron-major arrays, one neuron = one contiguous
+slice) and `manifest.json` (what was scanned, how, and with which tokenised probe set).
+
+| tensor            | dtype   | shape                    | meaning                                        |
+|-------------------|---------|--------------------------|------------------------------------------------|
+| `top_acts`        | float16 | [neurons, N, T]          | per-token activations of the top-N samples     |
+| `top_ids`         | int32   | [neurons, N]             | their sample ids, highest max activation first |
+| `top_max`         | float32 | [neurons, N]             | their max activation                           |
+| `global_max`      | float32 | [neurons]                | max activation over the whole probe set        |
+| `random_acts`     | float16 | [neurons, R, T]          | per-token activations of the random records    |
+| `random_ids`      | int32   | [R]                      | random records' sample ids (seeded draw order) |
+| `domain_positive` | int64   | [neurons, domains]       | tokens with activation > 0 per domain          |
+| `domain_tokens`   | int64   | [domains]                | tokens per domain                              |
+
+T is the longest sample's content-token count; positions past a sample's length hold 0.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
+
+from workers.errors import ArtifactCorrupt, ScanMissing
+from workers.scan.keys import scan_key
+from workers.scan.store import ArtifactStore
+from workers.scan.tokens import TokenizedProbe, read_tokenized_probe
+
+ACTIVATIONS_FILE = "activations.safetensors"
+_PER_NEURON = ("top_acts", "random_acts")
+_CACHE_SIZE = 8
+
+
+def write_layer_scan(
+    store: ArtifactStore, scan: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]
+) -> bool:
+    """Store one layer's arrays under `scans/<scan>`; False when an identical scan was already there."""
+    return store.write(scan_key(scan), {ACTIVATIONS_FILE: save_tensors(arrays)}, manifest)
+
+
+class LayerScan:
+    """One scanned layer, read once and sliced per neuron (memory-mapped on a local disk)."""
+
+    def __init__(self, store: ArtifactStore, scan: str) -> None:
+        key = scan_key(scan)
+        if not store.exists(key):
+            raise ScanMissing(f"scan {scan} is not in the artifact store {store.url}: scan the layer first")
+        self.scan_id = scan
+        self.manifest = store.read_manifest(key)
+        path = store.local_path(key, ACTIVATIONS_FILE)
+        self._handle: Any = None
+        if path is not None:
+            try:
+                self._handle = safe_open(path, framework="np")
+            except (FileNotFoundError, OSError) as exc:
+                raise ArtifactCorrupt(f"scan {scan}: cannot open {ACTIVATIONS_FILE} ({exc})") from None
+            small = {
+                name: self._handle.get_tensor(name) for name in self._handle.keys() if name not in _PER_NEURON
+            }
+            self._full: dict[str, np.ndarray] = {}
+        else:
+            self._full = load_tensors(store.read_bytes(key, ACTIVATIONS_FILE))
+            small = {name: value for name, value in self._full.items() if name not in _PER_NEURON}
+        try:
+            self.global_max: np.ndarray = small["global_max"]
+            self.top_ids: np.ndarray = small["top_ids"]
+            self.top_max: np.ndarray = small["top_max"]
+            self.random_ids: np.ndarray = small["random_ids"]
+            self.domain_positive: np.ndarray = small["domain_positive"]
+            self.domain_tokens: np.ndarray = small["domain_tokens"]
+        except KeyError as exc:
+            raise ArtifactCorrupt(f"scan {scan}: {ACTIVATIONS_FILE} lacks {exc.args[0]!r}") from None
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.global_max.shape[0])
+
+    def _slice(self, name: str, neuron: int) -> np.ndarray:
+        if self._handle is not None:
+            return np.asarray(self._handle.get_slice(name)[neuron], dtype=np.float32)
+        return self._full[name][neuron].astype(np.float32)
+
+    def top_acts(self, neuron: int) -> np.ndarray:
+        """float32 [N, T]: per-token activations of the neuron's top samples, rank order."""
+        return self._slice("top_acts", neuron)
+
+    def random_acts(self, neuron: int) -> np.ndarray:
+        """float32 [R, T]: per-token activations of the random records, in `random_ids` order."""
+        return self._slice("random_acts", neuron)
+
+
+_SCANS: OrderedDict[tuple[str, str], LayerScan] = OrderedDict()
+_TOKENS: OrderedDict[tuple[str, str], TokenizedProbe] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def _cached(cache: OrderedDict[tuple[str, str], Any], key: tuple[str, str], load: Any) -> Any:
+    with _LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = load()
+    with _LOCK:
+        cache[key] = value
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
+def open_layer_scan(store: ArtifactStore, scan: str) -> LayerScan:
+    """The layer scan, opened once per process (a small LRU cache keyed by store URL and scan id)."""
+    scan_obj: LayerScan = _cached(_SCANS, (store.url, scan), lambda: LayerScan(store, scan))
+    return scan_obj
+
+
+def open_tokenized_probe(store: ArtifactStore, key: str) -> TokenizedProbe:
+    """The tokenised probe set, read once per process."""
+    if not store.exists(key):
+        raise ScanMissing(f"tokenised probe set {key} is not in the artifact store {store.url}")
+    probe: TokenizedProbe = _cached(_TOKENS, (store.url, key), lambda: read_tokenized_probe(store, key))
+    return probe
+
+
+def clear_caches() -> None:
+    """Forget opened scans and probe sets (benchmarks measure cold reads with it)."""
+    with _LOCK:
+        _SCANS.clear()
+        _TOKENS.clear()

@@ -1,0 +1,159 @@
+"""One pass over a probe set records every neuron of every requested layer (DESIGN §4.3).
+
+Samples are sorted by length into batches to cut padding; each batch runs one forward pass with hooks
+on all requested layers (stopping after the last one), and each layer's LayerRecorder folds it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from service.schemas import HookPoint
+from workers.data.base import ProbeSample
+from workers.errors import InvalidRequest
+from workers.models.base import ModelAdapter, TokenizedSample
+from workers.models.hooks import capture_activations, run_forward
+from workers.scan.recorder import BatchView, LayerRecorder
+from workers.scan.tokens import TokenizedProbe
+
+BatchProgress = Callable[[int, int], None]
+"""(samples done, samples total)."""
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """One batch: which samples, and where their content tokens are in the padded input."""
+
+    rows: list[int]
+    """Probe-set indices, in batch order."""
+    width: int
+    """Content tokens of the longest row (T_batch)."""
+    content_start: int | None
+    """When every row's content is positions start … start+len-1: that start (a slice, no gather)."""
+    index: np.ndarray | None
+    """int64 [B, width] content positions when they are not one slice (padding points at 0)."""
+    mask: np.ndarray | None
+    """bool [B, width] content mask; None when every row has `width` content tokens."""
+
+
+def choose_random_ids(n_samples: int, n_random: int, seed: int) -> np.ndarray:
+    """The random records' sample ids: `n_random` distinct samples drawn with `seed`, in draw order."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_samples, size=min(n_random, n_samples), replace=False).astype(np.int64)
+
+
+def _contiguous_start(item: TokenizedSample) -> int | None:
+    positions = item.content_positions
+    if len(positions) == 0:
+        return None
+    start = int(positions[0])
+    return start if int(positions[-1]) - start + 1 == len(positions) else None
+
+
+def plan_batches(tokenized: Sequence[TokenizedSample], batch_size: int) -> list[BatchPlan]:
+    """Batches of samples sorted by input length (ties by id); the same plan serves the plain forward."""
+    order = sorted(range(len(tokenized)), key=lambda i: (len(tokenized[i].input_ids), i))
+    plans = []
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        items = [tokenized[i] for i in rows]
+        lengths = np.array([len(item.content_positions) for item in items])
+        width = max(int(lengths.max()), 1)
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        starts = {_contiguous_start(item) for item in items}
+        start = starts.pop() if len(starts) == 1 else None
+        index = None
+        if start is None:
+            index = np.zeros((len(items), width), dtype=np.int64)
+            for row, item in enumerate(items):
+                index[row, : len(item.content_positions)] = item.content_positions
+        full = bool(mask.all())
+        plans.append(BatchPlan(rows, width, start, index, None if full else mask))
+    return plans
+
+
+def content_activations(acts: torch.Tensor, plan: BatchPlan, index: torch.Tensor | None) -> torch.Tensor:
+    """[B, width, neurons] activations at the content positions (a view when they are one slice)."""
+    if plan.content_start is not None:
+        return acts[:, plan.content_start : plan.content_start + plan.width]
+    if index is None:
+        raise ValueError("a batch without one content slice needs its index tensor")
+    return acts.gather(1, index[:, :, None].expand(-1, -1, acts.shape[2]))
+
+
+class _BatchTensors:
+    """A BatchPlan's index tensors on the scan device."""
+
+    def __init__(self, plan: BatchPlan, probe: TokenizedProbe, random_slot: np.ndarray, device: torch.device):
+        rows = np.asarray(plan.rows, dtype=np.int64)
+        n_domains = len(probe.domains)
+        domains = probe.sample_domain[rows].astype(np.int64)
+        domains[domains < 0] = n_domains
+        slots = random_slot[rows]
+        picked = np.flatnonzero(slots >= 0)
+        self.index = None if plan.index is None else torch.from_numpy(plan.index).to(device)
+        self.view = BatchView(
+            sample_ids=torch.from_numpy(rows).to(device),
+            mask=None if plan.mask is None else torch.from_numpy(plan.mask).to(device),
+            domain_ids=torch.from_numpy(domains).to(device),
+            random_rows=torch.from_numpy(picked).to(device) if picked.size else None,
+            random_slots=torch.from_numpy(slots[picked]).to(device) if picked.size else None,
+        )
+
+
+def record_layers(
+    adapter: ModelAdapter,
+    samples: Sequence[ProbeSample],
+    tokenized: Sequence[TokenizedSample],
+    probe: TokenizedProbe,
+    point: HookPoint,
+    layers: Sequence[int],
+    n_top: int,
+    random_ids: np.ndarray,
+    batch_size: int,
+    progress: BatchProgress | None = None,
+) -> dict[int, LayerRecorder]:
+    """Run the probe set once through the model and return each layer's filled recorder."""
+    n_samples = len(samples)
+    random_slot = np.full(n_samples, -1, dtype=np.int64)
+    random_slot[random_ids] = np.arange(len(random_ids))
+    recorders: dict[int, LayerRecorder] = {}
+    done = 0
+    with torch.inference_mode(), capture_activations(adapter.module, point, layers, True) as captured:
+        for plan in plan_batches(tokenized, batch_size):
+            inputs = adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
+            tensors = _BatchTensors(plan, probe, random_slot, adapter.device)
+            run_forward(partial(adapter.forward, inputs))
+            for layer in layers:
+                acts = content_activations(captured[layer], plan, tensors.index)
+                if layer not in recorders:
+                    recorders[layer] = _new_recorder(
+                        adapter, point, acts, min(n_top, n_samples), probe, len(random_ids)
+                    )
+                recorders[layer].update(acts, tensors.view)
+            done += len(plan.rows)
+            if progress is not None:
+                progress(done, n_samples)
+    return recorders
+
+
+def _new_recorder(
+    adapter: ModelAdapter,
+    point: HookPoint,
+    acts: torch.Tensor,
+    n_top: int,
+    probe: TokenizedProbe,
+    n_random: int,
+) -> LayerRecorder:
+    neurons = adapter.spec.neurons_per_layer
+    if acts.shape[2] != neurons:
+        raise InvalidRequest(
+            f"hook point {point.id!r} of {adapter.spec.id} yields {acts.shape[2]} values per token, "
+            f"the registry says {neurons} neurons per layer"
+        )
+    return LayerRecorder(neurons, n_top, probe.max_tokens, n_random, len(probe.domains), adapter.device)
