@@ -3,6 +3,7 @@ real-checkpoint entries that fail clearly when their weights are absent."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -210,3 +211,14 @@ def test_folder_without_weights_is_reported(tmp_path: Path) -> None:
     spec = real_spec("local-llava", "llava", str(tmp_path / "empty"), 4, 256)
     with pytest.raises(ModelWeightsMissing, match="no config.json"):
         resolve_weights(spec, load_settings(artifact_url=str(tmp_path)))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="this host has torchvision")
+def test_qwen2_vl_without_torchvision_says_what_is_missing(tmp_path: Path) -> None:
+    folder = tmp_path / "qwen"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    spec = real_spec("qwen2-vl-2b", "qwen2-vl", str(folder), 28, 8960)
+    with pytest.raises(UnknownModel, match="needs the torchvision package"):
+        load_llava_adapter(spec, load_settings(artifact_url=str(tmp_path)), CPU)

@@ -6,6 +6,7 @@ downloaded: absent weights fail at once with ModelWeightsMissing, saying how to 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -234,11 +235,16 @@ def load_llava_adapter(spec: ModelSpec, settings: Settings, device: torch.device
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
     if spec.architecture not in _MODEL_CLASSES:
         allowed = ", ".join(sorted(_MODEL_CLASSES))
         raise UnknownModel(f"model {spec.id!r}: architecture {spec.architecture!r} is not one of {allowed}")
     folder = resolve_weights(spec, settings)
+    if spec.architecture == "qwen2-vl" and importlib.util.find_spec("torchvision") is None:
+        # transformers' Qwen2VLProcessor cannot even be built without it (its video processor needs it).
+        raise UnknownModel(
+            f"model {spec.id!r}: Qwen2-VL's processor needs the torchvision package, which this worker "
+            "lacks; install the torchvision build that matches its torch"
+        )
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     model_class = getattr(transformers, _MODEL_CLASSES[spec.architecture])
     model = model_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
