@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from service.errors import EXCEPTION_HANDLERS
 from service.jobs import JobQueues
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
+from service.reports import ReportReader
 from service.routes import ROUTE_HANDLERS
 from service.schemas import Registry, load_registry
 from service.settings import Settings, load_settings
@@ -70,6 +71,7 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = client
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
+    app.state.reports = ReportReader(registry, async_client)
     try:
         yield
     finally:
@@ -95,6 +97,10 @@ def provide_registry(state: State) -> Registry:
 
 def provide_settings(state: State) -> Settings:
     return state.settings  # type: ignore[no-any-return]
+
+
+def provide_reports(state: State) -> ReportReader:
+    return state.reports  # type: ignore[no-any-return]
 
 
 def provide_metrics(state: State) -> ApiMetrics:
@@ -126,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "registry": Provide(provide_registry, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "api_metrics": Provide(provide_metrics, sync_to_thread=False),
+            "reports": Provide(provide_reports, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(

@@ -42,6 +42,9 @@ SCAN_JOB_PREFIX = "scan-"
 LOCK_TIMEOUT_S = 10
 """Seconds an enqueue lock is held at most (and waited for): enqueueing takes milliseconds."""
 
+RESCAN_ERROR = "ScanMissing"
+"""An explain job that failed with this error re-runs its scan when the request is repeated."""
+
 _ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
 
 
@@ -67,6 +70,11 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
 
 
+def _dataset_payload(dataset: DatasetSpec) -> dict[str, object]:
+    """Everything of a probe set that changes what a scan records (the description does not)."""
+    return dataset.model_dump(mode="json", exclude={"description"})
+
+
 def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top: int, seed: int) -> str:
     """Id of the scan job: a hash of everything that determines the scan artifact."""
     payload = {
@@ -74,8 +82,7 @@ def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n
         "revision": model.revision,
         "hook": hook,
         "layer": layer,
-        "dataset": dataset.id,
-        "dataset_revision": dataset.revision,
+        "dataset": _dataset_payload(dataset),
         "n_top": n_top,
         "seed": seed,
         "scan_version": SCAN_VERSION,
@@ -88,6 +95,7 @@ def explain_job_id(resolved: ResolvedRequest) -> str:
     payload = {
         "request": resolved.request.model_dump(mode="json"),
         "revision": resolved.model.revision,
+        "dataset": _dataset_payload(resolved.dataset),
         "pipeline": PIPELINE_VERSION,
     }
     return EXPLAIN_JOB_PREFIX + _digest(payload)
@@ -183,6 +191,14 @@ def _ensure_scan_job(
     return job_id
 
 
+def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
+    """Drop the finished scan job of an explain job whose scan artifact was missing, so it runs again."""
+    scan_id = explain.meta.get("scan_job_id")
+    scan = fetch_job(connection, scan_id) if isinstance(scan_id, str) else None
+    if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
+        scan.delete()
+
+
 def _enqueue_explain(
     queues: JobQueues, settings: Settings, resolved: ResolvedRequest, job_id: str, scan_id: str
 ) -> None:
@@ -232,6 +248,8 @@ def submit_explanation(
                 _ensure_scan_job(connection, queues, settings, resolved)
                 return Submission(job_id=job_id, reports=None)
             # Failed, or finished while some reports went missing since: start over under the same id.
+            if state.error is not None and state.error.type == RESCAN_ERROR:
+                _forget_finished_scan(connection, job)
             job.delete()
         scan_id = _ensure_scan_job(connection, queues, settings, resolved)
         _enqueue_explain(queues, settings, resolved, job_id, scan_id)

@@ -1,0 +1,324 @@
+"""API figure: stored-report GET /v1/neurons/… requests/s ÷ a bare Litestar route's, and their latency.
+
+Both servers run side by side in one run with the same server settings (uvicorn, one worker, no access
+log, loopback): the NeuronLens app from ``service.app:app_from_env`` over a private Redis holding one
+stored report, and a bare Litestar app with one GET that returns a constant JSON object. The load
+generator is a separate process (keep-alive HTTP/1.1 over raw asyncio sockets, so the client is not the
+bottleneck), bounded in time and request count. Rounds alternate between the two servers and the best
+round of each is kept, which evens out noise from other processes on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = 16
+"""Concurrent keep-alive connections of the load generator."""
+ROUND_S = 3.0
+"""Seconds of measured load per round (after WARMUP_S)."""
+WARMUP_S = 0.5
+MAX_REQUESTS = 200_000
+"""Upper bound on requests per round, whatever the speed."""
+ROUNDS = 3
+"""Rounds per server, alternating."""
+REPORT_LAYER, REPORT_NEURON = 3, 42
+
+
+# --------------------------------------------------------------------------- the bare app (uvicorn factory)
+
+
+def bare_app() -> Any:
+    """The baseline: a Litestar app with one GET returning a constant JSON object."""
+    from litestar import Litestar, get
+
+    @get("/bare", sync_to_thread=False)
+    def bare() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return Litestar([bare])
+
+
+# --------------------------------------------------------------------------- load generator (own process)
+
+
+async def _connection_loop(
+    host: str, port: int, request: bytes, stop_at: float, budget: list[int], latencies: list[float]
+) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    errors = 0
+    try:
+        while time.perf_counter() < stop_at and budget[0] > 0:
+            budget[0] -= 1
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+    finally:
+        writer.close()
+    return errors
+
+
+async def _load(
+    url_host: str, port: int, path: str, seconds: float, connections: int, max_requests: int
+) -> dict[str, Any]:
+    request = f"GET {path} HTTP/1.1\r\nHost: {url_host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    warm: list[float] = []
+    await asyncio.gather(
+        *(
+            _connection_loop(url_host, port, request, time.perf_counter() + WARMUP_S, [10_000], warm)
+            for _ in range(connections)
+        )
+    )
+    latencies: list[float] = []
+    budget = [max_requests]
+    started = time.perf_counter()
+    errors = await asyncio.gather(
+        *(
+            _connection_loop(url_host, port, request, started + seconds, budget, latencies)
+            for _ in range(connections)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    return {"requests": len(latencies), "seconds": elapsed, "errors": sum(errors), "latencies": latencies}
+
+
+def run_load(
+    host: str, port: int, path: str, seconds: float, connections: int, max_requests: int
+) -> dict[str, Any]:
+    result = asyncio.run(_load(host, port, path, seconds, connections, max_requests))
+    latencies = sorted(result.pop("latencies"))
+    if not latencies:
+        raise RuntimeError(f"no request to {path} completed")
+    result["rps"] = result["requests"] / result["seconds"]
+    result["p50_ms"] = 1000 * latencies[len(latencies) // 2]
+    result["p99_ms"] = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return result
+
+
+def measure(port: int, path: str) -> dict[str, Any]:
+    """One round of load from a separate process."""
+    args = [str(port), path, str(ROUND_S), str(CONNECTIONS), str(MAX_REQUESTS)]
+    done = subprocess.run(
+        [sys.executable, __file__, "--load", *args],
+        capture_output=True,
+        text=True,
+        timeout=ROUND_S + WARMUP_S + 60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    if result["errors"]:
+        raise RuntimeError(
+            f"{result['errors']} of {result['requests']} requests to {path} did not answer 200"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(app: str, env: dict[str, str], app_dir: Path) -> Iterator[int]:
+    """``uvicorn --factory app`` with one worker on a free loopback port; yields the port."""
+    import httpx
+
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", app,
+        "--app-dir", str(app_dir), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{app} exited: {process.stderr.read().decode()[-500:] if process.stderr else ''}"
+                )
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not listen on port {port} within 30 s") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _stored_report_bytes() -> tuple[str, bytes]:
+    """A schema-valid report of the default size (20 exemplars of 16 tokens) and the key the API reads."""
+    from service.jobs import request_report_keys
+    from service.schemas import (
+        DatasetRef,
+        Exemplar,
+        Explanation,
+        ExplanationRequest,
+        NeuronReport,
+        Provenance,
+        Simulation,
+        TypeEvidence,
+        load_registry,
+    )
+
+    model = load_registry().model("minilm-l6")
+    request = ExplanationRequest(
+        model=model.id,
+        layer=REPORT_LAYER,
+        neurons=[REPORT_NEURON],
+        hook=model.default_hook,
+        dataset=model.datasets[0],
+    )
+    tokens = [f"tok{i}" for i in range(16)]
+    exemplars = [
+        Exemplar(
+            sample_id=rank * 7,
+            rank=rank,
+            kind="text",
+            tokens=tokens,
+            activations=[round(0.1 * i, 3) for i in range(16)],
+            activations_norm=[round(10 * i / 15, 3) for i in range(16)],
+            max_activation=1.5,
+        )
+        for rank in range(20)
+    ]
+    report = NeuronReport(
+        model=model.id,
+        model_revision=model.revision,
+        layer=REPORT_LAYER,
+        neuron=REPORT_NEURON,
+        hook=model.default_hook,
+        neuron_type="text",
+        type_evidence=TypeEvidence(
+            p_visual=0, p_text=0.9, p_multimodal=0, p_unknown=0.1, n_samples=50, high_confidence=True
+        ),
+        max_activation=1.5,
+        exemplars=exemplars,
+        explanation=Explanation(
+            text='the tokens "tok15", "tok14"', backend="baseline", model="baseline-v1", prompt_version="1"
+        ),
+        simulation=Simulation(
+            correlation=0.7,
+            method="pooled-pearson",
+            backend="baseline",
+            model="baseline-v1",
+            n_top=10,
+            n_random=10,
+            n_tokens=320,
+            correlation_top=0.6,
+            correlation_random=0.1,
+            ci95=[0.6, 0.8],
+            parse_failures=0,
+        ),
+        dataset=DatasetRef(id=model.datasets[0], revision="1", n_samples=4096, n_tokens=60000),
+        provenance=Provenance(
+            pipeline_version="0.1.0",
+            scan_id="bench",
+            seed=0,
+            created_at=datetime.now(UTC),
+            timings_s={"explain": 0.001},
+            llm_tokens={"prompt": 0, "completion": 0},
+        ),
+    )
+    return request_report_keys(request, model.revision)[0], report.model_dump_json().encode()
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def main() -> list[dict[str, str]]:
+    if str(REPO_ROOT) not in sys.path:  # run as a script from bench/
+        sys.path.insert(0, str(REPO_ROOT))
+    import redis
+
+    from service.embedded_redis import EmbeddedRedis
+
+    key, body = _stored_report_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        client.set(key, body)
+        client.close()
+        api_env = {**env, "NEURONLENS_REDIS_URL": server.url}
+        path = f"/v1/neurons/minilm-l6/{REPORT_LAYER}/{REPORT_NEURON}"
+        api_rounds: list[dict[str, Any]] = []
+        bare_rounds: list[dict[str, Any]] = []
+        with (
+            uvicorn_server("service.app:app_from_env", api_env, REPO_ROOT) as api_port,
+            uvicorn_server("bench_api:bare_app", env, Path(__file__).resolve().parent) as bare_port,
+        ):
+            for _ in range(ROUNDS):
+                bare_rounds.append(measure(bare_port, "/bare"))
+                api_rounds.append(measure(api_port, path))
+    api = max(api_rounds, key=lambda r: r["rps"])
+    bare = max(bare_rounds, key=lambda r: r["rps"])
+    spread = statistics.pstdev([r["rps"] for r in api_rounds]) / statistics.mean(
+        [r["rps"] for r in api_rounds]
+    )
+    setup = (
+        f"{CONNECTIONS} keep-alive connections, 1 uvicorn worker each, loopback, "
+        f"best of {ROUNDS} × {ROUND_S:.0f} s"
+    )
+    return [
+        {
+            "figure": "API stored-report GET req/s ÷ bare Litestar route req/s",
+            "value": f"{api['rps'] / bare['rps']:.2f}",
+            "goal": "≥ 0.5",
+            "detail": f"{api['rps']:.0f} vs {bare['rps']:.0f} req/s; report {len(body)} bytes; {setup}; "
+            f"API rounds vary ±{100 * spread:.0f}%",
+        },
+        {
+            "figure": "API stored-report GET latency p99 (p50)",
+            "value": f"{api['p99_ms']:.1f} ms ({api['p50_ms']:.1f} ms)",
+            "goal": "report",
+            "detail": f"bare route p99 {bare['p99_ms']:.1f} ms (p50 {bare['p50_ms']:.1f} ms), same load",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--load":
+        port, path, seconds, connections, max_requests = sys.argv[2:7]
+        print(
+            json.dumps(
+                run_load("127.0.0.1", int(port), path, float(seconds), int(connections), int(max_requests))
+            )
+        )
+    else:
+        for row in main():
+            print(json.dumps(row, ensure_ascii=False))

@@ -1,0 +1,217 @@
+"""Requests through the API, run by a real RQ SimpleWorker (in this process) over the real MiniLM pipeline.
+
+The probe set is text-probe-v1 cut to its first samples (a temp registry shared by the API and the
+worker), so a scan takes seconds; artifacts live in the session store and are reused across tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from service.app import create_app
+from service.schemas import BUNDLED_REGISTRY, JobStatus, NeuronReport
+from service.settings import Settings
+from tests.service.helpers import rq_jobs, serve
+from tests.service.test_jobs import run_workers
+
+SAMPLES = 600
+"""Probe-set samples scanned (the same slice the worker-domain tests scan, so artifacts can be shared)."""
+LAYER = 2
+
+
+def _write_registry(path: Path, samples: int, extra_models: list[dict[str, Any]] | None = None) -> Path:
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    registry["datasets"][0]["n_samples"] = samples
+    registry["models"].extend(extra_models or [])
+    path.write_text(json.dumps(registry))
+    return path
+
+
+@pytest.fixture()
+def stack(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[httpx.Client, Settings]]:
+    """An API and in-process workers that agree on a registry (small probe set, plus a model without
+    weights). Workers read their settings from the environment, as deployed ones do."""
+    missing = json.loads(BUNDLED_REGISTRY.read_text())["models"][0]
+    missing.update(
+        id="bert-missing",
+        revision="absent-1",
+        source={"kind": "hub-or-path", "path": str(tmp_path / "no-such-checkpoint")},
+    )
+    registry = _write_registry(tmp_path / "registry.json", SAMPLES, [missing])
+    for name, value in {
+        "NEURONLENS_REGISTRY_PATH": str(registry),
+        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
+        "NEURONLENS_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with httpx.Client(timeout=60) as http:
+        yield http, settings.model_copy(update={"registry_path": registry})
+
+
+def _status(http: httpx.Client, url: str, job_id: str, **params: int) -> JobStatus:
+    response = http.get(f"{url}/v1/jobs/{job_id}", params=params)
+    assert response.status_code == 200, response.text
+    return JobStatus.model_validate(response.json())
+
+
+def test_a_request_runs_to_finished_reports(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    http, settings = stack
+    request = {"model": "minilm-l6", "layer": LAYER, "neurons": [99, 3, 17]}
+    with serve(create_app(settings)) as url:
+        job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
+        run_workers(redis_conn, settings)
+
+        status = _status(http, url, job_id)
+        assert status.status == "finished", status.error
+        assert status.progress.done == status.progress.total == 3
+        assert status.reports_total == 3 and status.error is None and status.queue_position is None
+        assert status.started_at is not None and status.ended_at is not None
+        assert status.reports is not None and [r.neuron for r in status.reports] == [3, 17, 99]
+        for report in status.reports:
+            assert (report.model, report.layer, report.hook) == ("minilm-l6", LAYER, "mlp_act")
+            assert report.dataset.n_samples == SAMPLES and report.neuron_type in ("text", "unknown")
+            assert report.exemplars and report.explanation.backend == "baseline"
+        page = _status(http, url, job_id, offset=2, limit=2)
+        assert (
+            page.reports is not None and [r.neuron for r in page.reports] == [99] and page.reports_total == 3
+        )
+
+        one = http.get(f"{url}/v1/neurons/minilm-l6/{LAYER}/17")
+        assert one.status_code == 200
+        assert NeuronReport.model_validate_json(one.content) == status.reports[1]
+
+        jobs_before = rq_jobs(redis_conn)
+        again = http.post(f"{url}/v1/explanations", json=request)
+        assert again.status_code == 200
+        assert JobStatus.model_validate(again.json()).reports == status.reports
+        assert rq_jobs(redis_conn) == jobs_before
+
+        metrics = http.get(f"{url}/metrics").text
+    assert 'neuronlens_jobs_total{outcome="finished",queue="scan"} 1.0' in metrics
+    assert 'neuronlens_jobs_total{outcome="finished",queue="explain"} 1.0' in metrics
+    assert "neuronlens_neurons_explained_total 3.0" in metrics
+    assert 'neuronlens_stage_duration_seconds_count{stage="simulate"} 3.0' in metrics
+
+
+def test_only_neurons_without_a_stored_report_are_explained(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    http, settings = stack
+    with serve(create_app(settings)) as url:
+        first = http.post(
+            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": LAYER, "neurons": [5, 6]}
+        )
+        run_workers(redis_conn, settings)
+        assert _status(http, url, first.json()["job_id"]).status == "finished"
+        more = {"model": "minilm-l6", "layer": LAYER, "neurons": {"start": 4, "stop": 8}}
+        job_id = http.post(f"{url}/v1/explanations", json=more).json()["job_id"]
+        run_workers(redis_conn, settings)
+        status = _status(http, url, job_id)
+    assert status.status == "finished" and status.reports is not None
+    assert [r.neuron for r in status.reports] == [4, 5, 6, 7]
+    result = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).return_value()
+    assert result is not None and (result["explained"], result["reused"]) == (2, 2)
+
+
+def test_missing_weights_fail_with_a_readable_error(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    http, settings = stack
+    with serve(create_app(settings)) as url:
+        job_id = http.post(
+            f"{url}/v1/explanations", json={"model": "bert-missing", "layer": 0, "neurons": [1]}
+        ).json()["job_id"]
+        run_workers(redis_conn, settings)
+        response = http.get(f"{url}/v1/jobs/{job_id}")
+    status = JobStatus.model_validate(response.json())
+    assert status.status == "failed" and status.error is not None
+    assert status.error.type == "ModelWeightsMissing"
+    assert "no-such-checkpoint" in status.error.message
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+def test_a_job_past_its_timeout_fails_as_job_timeout(
+    stack: tuple[httpx.Client, Settings],
+    redis_conn: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    http, settings = stack
+    # Torch is imported up front so the alarm lands in the scan itself, never inside an import.
+    import workers.pipeline  # noqa: F401
+
+    # A fresh artifact store and the whole probe set: the scan cannot finish within one second.
+    monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(tmp_path / "fresh-artifacts"))
+    full = _write_registry(tmp_path / "full.json", 4096)
+    monkeypatch.setenv("NEURONLENS_REGISTRY_PATH", str(full))
+    impatient = settings.model_copy(update={"registry_path": full, "scan_timeout_s": 1, "job_retries": 0})
+    with serve(create_app(impatient)) as url:
+        job_id = http.post(
+            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 0, "neurons": [1]}
+        ).json()["job_id"]
+        run_workers(redis_conn, impatient)
+        status = _status(http, url, job_id)
+    assert status.status == "failed" and status.error is not None
+    assert status.error.type == "JobTimeout", status.error
+
+
+def test_a_killed_worker_shows_worker_died(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    http, settings = stack
+    full = _write_registry(tmp_path / "full.json", 4096)
+    no_retries = settings.model_copy(update={"registry_path": full, "job_retries": 0})
+    env = {
+        **os.environ,
+        "NEURONLENS_REDIS_URL": settings.redis_url or "",
+        "NEURONLENS_REGISTRY_PATH": str(full),
+        "NEURONLENS_ARTIFACT_URL": str(tmp_path / "fresh-artifacts"),
+        "NEURONLENS_WORKER_HEARTBEAT_S": "1",
+    }
+    with serve(create_app(no_retries)) as url:
+        job_id = http.post(
+            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 1, "neurons": [1]}
+        ).json()["job_id"]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workers.worker", "--queues", "scan"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while _status(http, url, job_id).status != "scanning":
+                assert time.monotonic() < deadline, "the worker never started the scan"
+                time.sleep(0.1)
+            worker.send_signal(signal.SIGKILL)
+        finally:
+            worker.kill()
+            worker.wait()
+        # What any live worker does within a few heartbeats, done here at once.
+        StartedJobRegistry("scan", connection=redis_conn, serializer=JSONSerializer).cleanup(time.time() + 60)
+        response = http.get(f"{url}/v1/jobs/{job_id}")
+    status = JobStatus.model_validate(response.json())
+    assert status.status == "failed" and status.error is not None
+    assert status.error.type == "WorkerDied"
+    assert Queue("scan", connection=redis_conn).count == 0
