@@ -155,17 +155,17 @@ def test_candidates_are_scored_on_a_calibration_split(text_context: Any) -> None
 def test_unparseable_replies_are_retried_once_then_counted(text_context: Any) -> None:
     item = prepare_neuron(text_context, 5)
     explanation = 'the tokens "the"'
+    # The first three simulator replies are bad. With one request in flight at a time, some record gets
+    # two of them (a parse failure) and another one (its retry succeeds), whichever thread asks first.
     faults = [Fault("malformed", 2, role="simulator"), Fault("wrong_length", 1, role="simulator")]
     with LLMPeer(faults=faults) as peer:
-        # One request at a time, so the faults hit the records in order.
         simulator = OpenAISimulator(_caller(peer, concurrency=1))
         (result,) = simulator.simulate([item.simulation_input(explanation)])
         calls = peer.calls
     n = len(item.heldout)
-    assert calls == n + 2  # record 0: malformed twice; record 1: wrong length, then fine
+    assert calls == n + 2
     assert result.parse_failures == 1
-    assert result.predictions[0] is None and result.predictions[1] is not None
-    assert all(p is not None for p in result.predictions[2:])
+    assert sum(prediction is None for prediction in result.predictions) == 1
     score = score_neuron(item, result, seed=0)
     assert score.n_top + score.n_random == n - 1  # the failed record is left out, not scored as zeros
 

@@ -25,7 +25,7 @@ from workers.explain.prompts import (
     parse_explanation,
 )
 from workers.images import shaded_png
-from workers.llm.client import LLMCaller, Message, TokenUsage
+from workers.llm.client import THREADS_PER_SLOT, LLMCaller, Message, TokenUsage
 from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMError
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
@@ -81,7 +81,7 @@ class OpenAIExplainer:
 
     def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
         """One result per neuron, in order; neurons run concurrently."""
-        workers = max(1, min(self.caller.endpoint.concurrency, len(neurons)))
+        workers = max(1, min(THREADS_PER_SLOT * self.caller.endpoint.concurrency, len(neurons)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="explain") as pool:
             return list(pool.map(self.explain_neuron, neurons))
 

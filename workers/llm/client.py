@@ -32,6 +32,10 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 OPTIONAL_PARAMS = ("response_format", "logprobs", "top_logprobs")
 """Parameters some servers reject; on such a 400 the request is repeated once without them."""
 
+THREADS_PER_SLOT = 2
+"""Worker threads per concurrency slot in the batch pools: while one thread builds a prompt or parses a
+reply outside the endpoint's semaphore, another is waiting at it, so the bound stays saturated."""
+
 BODY_CHARS = 200
 """How much of a failing response body goes into the error message."""
 

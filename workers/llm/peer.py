@@ -1,4 +1,5 @@
-"""An OpenAI-compatible HTTP peer for tests and benchmarks: POST /v1/chat/completions, GET /v1/models.
+"""An OpenAI-compatible HTTP peer for tests and benchmarks: POST /v1/chat/completions, GET /v1/models
+(and GET /peer/stats: calls and most requests in flight).
 
 It answers both roles from the prompt itself (workers/llm/peer_model.py), with a settable latency and
 injected faults (429 with Retry-After, 500, hangs past the client's timeout, malformed or wrong-length
@@ -307,6 +308,7 @@ def _completion(body: dict[str, Any], prompt: rules.Prompt, role: str, fault: st
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do: the client reuses connections
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACK)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
         pass
@@ -323,6 +325,11 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timed out) before the answer: nothing to tell it
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        peer: LLMPeer = self.server.peer  # type: ignore[attr-defined]
+        if self.path.rstrip("/") == "/peer/stats":  # for benchmarks that run the peer as a process
+            stats = {"calls": peer.calls, "max_in_flight": peer.max_in_flight}
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(stats).encode())
+            return
         if self.path.rstrip("/") != "/v1/models":
             self._send(*_error(404, f"no route {self.path}", "not_found"))
             return
