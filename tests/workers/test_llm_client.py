@@ -155,9 +155,21 @@ def test_rejected_optional_params_degrade_once_and_are_remembered() -> None:
         first = _chat(caller, top_logprobs=TOP_LOGPROBS)
         assert first.logprobs == [None]  # type: ignore[attr-defined]
         assert ["logprobs" in r.body for r in peer.requests] == [True, False]
-        assert "response_format" not in peer.requests[1].body
+        assert "top_logprobs" not in peer.requests[1].body
+        assert "response_format" in peer.requests[1].body  # only what the endpoint named is dropped
         _chat(caller, top_logprobs=TOP_LOGPROBS)
         assert peer.calls == 3  # the second call went straight without the rejected parameters
+
+
+def test_models_refusing_temperature_and_max_tokens_still_answer() -> None:
+    # Newer OpenAI models answer 400 to a temperature other than 1 and to `max_tokens`, one at a time.
+    with LLMPeer(unsupported_params=["temperature", "max_tokens"]) as peer:
+        reply = _chat(LLMCaller(_endpoint(peer, max_retries=0)), temperature=0.0, max_tokens=40)
+        assert reply.texts == ['{"activations": [0, 10, 0]}']  # type: ignore[attr-defined]
+        assert [r.status for r in peer.requests] == [400, 400, 200]
+        last = peer.requests[-1].body
+        assert "temperature" not in last and "max_tokens" not in last
+        assert last["max_completion_tokens"] == 40
 
 
 def test_concurrency_bound_per_endpoint() -> None:

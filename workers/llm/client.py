@@ -29,8 +29,10 @@ Message = dict[str, Any]
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Statuses retried besides every 5xx: request timeout, conflict, rate limit."""
 
-OPTIONAL_PARAMS = ("response_format", "logprobs", "top_logprobs")
-"""Parameters some servers reject; on such a 400 the request is repeated once without them."""
+OPTIONAL_PARAMS = ("response_format", "logprobs", "top_logprobs", "temperature", "max_tokens")
+"""Parameters some servers or models reject (json mode, logprobs; newer OpenAI models refuse a temperature
+other than 1 and `max_tokens`). A 400/422 naming one of them repeats the request without it (`max_tokens`
+becomes `max_completion_tokens`), remembered per endpoint and model, instead of failing the job."""
 
 THREADS_PER_SLOT = 2
 """Worker threads per concurrency slot in the batch pools: while one thread builds a prompt or parses a
@@ -133,13 +135,14 @@ class _Failure(Exception):
         *,
         retryable: bool,
         retry_after_s: float | None = None,
-        rejects_optional: bool = False,
+        rejected: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(answer)
         self.answer = answer
         self.retryable = retryable
         self.retry_after_s = retry_after_s
-        self.rejects_optional = rejects_optional
+        self.rejected = rejected
+        """Optional parameters of the request that the endpoint named as unsupported."""
 
 
 def is_retryable_status(status: int) -> bool:
@@ -179,15 +182,13 @@ class LLMCaller:
         params = self._params(messages, model, n, temperature, max_tokens, json_mode, top_logprobs)
         retries = 0
         calls = 0
-        degraded = False
         while True:
             calls += 1
             try:
                 return _reply(self._create(params), calls)
             except _Failure as failure:
-                if failure.rejects_optional and not degraded:
-                    degraded = True
-                    params = self._without_optional(params, model)
+                if failure.rejected:  # each rejection removes a parameter: at most len(OPTIONAL_PARAMS)
+                    params = self._without(params, model, failure.rejected)
                     continue
                 if not failure.retryable or retries >= self.endpoint.max_retries:
                     raise LLMEndpointError(self.endpoint.describe(), failure.answer, calls) from failure
@@ -205,7 +206,7 @@ class LLMCaller:
                 _describe_status(err),
                 retryable=is_retryable_status(err.status_code),
                 retry_after_s=parse_retry_after(err.response.headers),
-                rejects_optional=_rejects_optional(err, params),
+                rejected=_rejected_params(err, params),
             ) from err
         except openai.APITimeoutError as err:
             raise _Failure(f"timed out after {self.endpoint.timeout_s:g}s", retryable=True) from err
@@ -241,15 +242,14 @@ class LLMCaller:
             params["logprobs"] = True
             params["top_logprobs"] = top_logprobs
         with _registry_lock:
-            dropped = set(_unsupported.get((self.endpoint.base_url, model), ()))
-        return {key: value for key, value in params.items() if key not in dropped}
+            unsupported = set(_unsupported.get((self.endpoint.base_url, model), ()))
+        return _drop(params, unsupported)
 
-    def _without_optional(self, params: dict[str, Any], model: str) -> dict[str, Any]:
+    def _without(self, params: dict[str, Any], model: str, rejected: frozenset[str]) -> dict[str, Any]:
         # Remembered per (endpoint, model), so later calls do not pay for the rejected attempt again.
-        present = {key for key in OPTIONAL_PARAMS if key in params}
         with _registry_lock:
-            _unsupported.setdefault((self.endpoint.base_url, model), set()).update(present)
-        return {key: value for key, value in params.items() if key not in present}
+            _unsupported.setdefault((self.endpoint.base_url, model), set()).update(rejected)
+        return _drop(params, rejected)
 
     def _delay(self, retries: int, retry_after_s: float | None) -> float:
         cap = self.endpoint.retry_after_max_s
@@ -260,13 +260,22 @@ class LLMCaller:
         return min(cap, self.endpoint.backoff_s * 2**retries) * jitter
 
 
-def _rejects_optional(err: openai.APIStatusError, params: Mapping[str, Any]) -> bool:
-    """A 400/422 that names one of our optional parameters (json mode, logprobs) that this request used."""
+def _rejected_params(err: openai.APIStatusError, params: Mapping[str, Any]) -> frozenset[str]:
+    """The optional parameters of this request that a 400/422 answer names (logprobs go together)."""
     if err.status_code not in (400, 422):
-        return False
+        return frozenset()
     text = _body_text(err).lower()
-    mentioned = any(word in text for word in ("response_format", "logprobs", "json_object", "json mode"))
-    return mentioned and any(key in params for key in OPTIONAL_PARAMS)
+    named = {key for key in OPTIONAL_PARAMS if key in params and key in text}
+    if named & {"logprobs", "top_logprobs"}:
+        named |= {"logprobs", "top_logprobs"} & set(params)
+    return frozenset(named)
+
+
+def _drop(params: Mapping[str, Any], unsupported: set[str] | frozenset[str]) -> dict[str, Any]:
+    kept = {key: value for key, value in params.items() if key not in unsupported}
+    if "max_tokens" in unsupported and "max_tokens" in params:
+        kept["max_completion_tokens"] = params["max_tokens"]
+    return kept
 
 
 def _body_text(err: openai.APIStatusError) -> str:
