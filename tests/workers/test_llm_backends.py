@@ -179,6 +179,19 @@ def test_persistent_endpoint_failure_is_a_named_error(text_context: Any) -> None
             OpenAIExplainer(_caller(peer)).explain([records])
 
 
+def test_a_failing_endpoint_stops_the_batch_early() -> None:
+    records = [
+        TokenRecord(sample_id=i, tokens=("red",), modality=np.array([MODALITY_TEXT], dtype=np.uint8))
+        for i in range(200)
+    ]
+    with LLMPeer(api_key="another-key") as peer:  # every call answers 401, which is not retried
+        simulator = OpenAISimulator(_caller(peer, concurrency=2))
+        with pytest.raises(LLMEndpointError, match="HTTP 401"):
+            simulator.simulate([SimulationInput('the tokens "red"', records)])
+        calls = peer.calls
+    assert calls < len(records)  # the queued calls were cancelled, not each sent to a failing endpoint
+
+
 def test_an_empty_explanation_is_retried_then_fails_clearly(text_context: Any) -> None:
     records = prepare_neuron(text_context, 1).explainer_input(LAYER)
     with LLMPeer(faults=[Fault("malformed", 1, role="explainer")]) as peer:

@@ -10,7 +10,6 @@ and their scores go into the report. Neurons of a batch run concurrently.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -25,9 +24,10 @@ from workers.explain.prompts import (
     parse_explanation,
 )
 from workers.images import shaded_png
-from workers.llm.client import THREADS_PER_SLOT, LLMCaller, Message, TokenUsage
+from workers.llm.client import LLMCaller, Message, TokenUsage
 from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMError
+from workers.llm.pool import map_concurrently
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import ImageSource, OpenAISimulator
@@ -81,9 +81,7 @@ class OpenAIExplainer:
 
     def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
         """One result per neuron, in order; neurons run concurrently."""
-        workers = max(1, min(THREADS_PER_SLOT * self.caller.endpoint.concurrency, len(neurons)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="explain") as pool:
-            return list(pool.map(self.explain_neuron, neurons))
+        return map_concurrently(self.explain_neuron, neurons, self.caller.endpoint.concurrency)
 
     def explain_neuron(self, neuron: NeuronRecords) -> ExplainerResult:
         shown, calibration = self._split(neuron.records)

@@ -34,10 +34,6 @@ OPTIONAL_PARAMS = ("response_format", "logprobs", "top_logprobs", "temperature",
 other than 1 and `max_tokens`). A 400/422 naming one of them repeats the request without it (`max_tokens`
 becomes `max_completion_tokens`), remembered per endpoint and model, instead of failing the job."""
 
-THREADS_PER_SLOT = 2
-"""Worker threads per concurrency slot in the batch pools: while one thread builds a prompt or parses a
-reply outside the endpoint's semaphore, another is waiting at it, so the bound stays saturated."""
-
 BODY_CHARS = 200
 """How much of a failing response body goes into the error message."""
 

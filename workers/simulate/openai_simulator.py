@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,9 +19,10 @@ from PIL import Image
 from service.settings import Settings
 from workers.data.base import ProbeSample
 from workers.images import model_view
-from workers.llm.client import THREADS_PER_SLOT, ChatReply, LLMCaller, Message, TokenUsage
+from workers.llm.client import ChatReply, LLMCaller, Message, TokenUsage
 from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMError
+from workers.llm.pool import map_concurrently
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.prompts import (
@@ -91,9 +91,8 @@ class OpenAISimulator:
     def simulate(self, items: Sequence[SimulationInput]) -> list[SimulatorResult]:
         """Predict every record of every item, concurrently; one result per item, in order."""
         jobs = [(item.explanation, record) for item in items for record in item.records]
-        workers = max(1, min(THREADS_PER_SLOT * self.caller.endpoint.concurrency, len(jobs)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simulate") as pool:
-            outcomes = list(pool.map(lambda job: self.simulate_record(*job), jobs))
+        concurrency = self.caller.endpoint.concurrency
+        outcomes = map_concurrently(lambda job: self.simulate_record(*job), jobs, concurrency)
         results: list[SimulatorResult] = []
         start = 0
         for item in items:
