@@ -1,0 +1,127 @@
+"""A worker SIGKILLed mid-job loses nothing: its job is retried on another worker and finishes.
+
+Real processes throughout: the API (`neuronlens up --workers 0` on the test's Redis) and worker
+processes started and killed by the test. The artifact store starts empty, so the first job's scan
+(tens of seconds) is running when its worker dies; the second job explains a whole layer and its
+worker dies while it explains.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from service.embedded_redis import free_port
+from tests.e2e.helpers import Processes, process_env, wait_for
+
+MODEL, LAYER, LAYER_NEURONS = "minilm-l6", 1, 1536
+
+
+def start_api(processes: Processes, env: dict[str, str]) -> str:
+    port = free_port()
+    api = processes.start(
+        [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "0"], env, "api"
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert api.poll() is None, processes.log(api)
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, 60, "the API", interval_s=0.2)
+    return url
+
+
+class JobWatcher:
+    def __init__(self, client: httpx.Client, body: dict[str, Any]):
+        self.client = client
+        posted = client.post("/v1/explanations", json=body)
+        assert posted.status_code == 202, posted.text
+        self.job_id: str = posted.json()["job_id"]
+
+    def status(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self.client.get(f"/v1/jobs/{self.job_id}", params={"limit": 1000}).json()
+        assert answer["status"] != "failed", answer
+        return answer
+
+    def wait_status(self, wanted: set[str], timeout_s: float) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def reached() -> bool:
+            found.update(self.status())
+            return found["status"] in wanted
+
+        wait_for(
+            reached, timeout_s, f"job {self.job_id} to be {' or '.join(sorted(wanted))}", interval_s=0.02
+        )
+        return found
+
+    def all_neurons(self) -> list[int]:
+        neurons: list[int] = []
+        while True:
+            page = self.client.get(f"/v1/jobs/{self.job_id}", params={"offset": len(neurons), "limit": 1000})
+            reports = page.json()["reports"]
+            if not reports:
+                return sorted(neurons)
+            neurons += [report["neuron"] for report in reports]
+
+
+def fetch(redis_conn: redis.Redis, job_id: str | bytes) -> Job:
+    key = job_id.decode() if isinstance(job_id, bytes) else job_id
+    return Job.fetch(key, connection=redis_conn, serializer=JSONSerializer)
+
+
+def test_killed_workers_jobs_are_retried_and_finish(
+    redis_url: str, redis_conn: redis.Redis, processes: Processes, tmp_path: Path
+) -> None:
+    env = process_env(
+        NEURONLENS_REDIS_URL=redis_url,
+        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
+        NEURONLENS_WORKER_HEARTBEAT_S="1",
+        NEURONLENS_JOB_RETRIES="2",
+    )
+    url = start_api(processes, env)
+    first = processes.start_worker(env, "first")
+    with httpx.Client(base_url=url, timeout=10) as client:
+        # 1. Killed while scanning: the scan job is re-run from the start by the next worker.
+        scan_job = JobWatcher(client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": 48}})
+        scan_job.wait_status({"scanning"}, 60)
+        scan_id = fetch(redis_conn, scan_job.job_id).dependency_ids[0]
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert scan_job.status()["status"] == "scanning", "the dead worker's scan still counts as running"
+
+        second = processes.start_worker(env, "second")
+        finished = scan_job.wait_status({"finished"}, 240)
+        assert finished["progress"] == {"done": 48, "total": 48}
+        assert scan_job.all_neurons() == list(range(48))
+        scan = fetch(redis_conn, scan_id)
+        assert scan.worker_name == "second", "the scan was re-run by the second worker"
+        assert scan.retries_left == 1, "the abandoned run used one of the two retries"
+        assert "requeueing abandoned jobs" in processes.log(second)
+
+        # 2. Killed while explaining a whole layer (scan stored): the retry finishes every neuron.
+        layer_job = JobWatcher(
+            client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": LAYER_NEURONS}}
+        )
+        layer_job.wait_status({"explaining", "simulating"}, 60)
+        second.send_signal(signal.SIGKILL)
+        second.wait(timeout=10)
+        third = processes.start_worker(env, "third")
+        finished = layer_job.wait_status({"finished"}, 240)
+        assert finished["progress"] == {"done": LAYER_NEURONS, "total": LAYER_NEURONS}
+        assert layer_job.all_neurons() == list(range(LAYER_NEURONS))
+
+    explain = fetch(redis_conn, layer_job.job_id)
+    assert (explain.worker_name, explain.retries_left) == ("third", 1)
+    assert "requeueing abandoned jobs" in processes.log(third)
