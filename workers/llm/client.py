@@ -248,12 +248,14 @@ class LLMCaller:
         return _drop(params, rejected)
 
     def _delay(self, retries: int, retry_after_s: float | None) -> float:
+        """Retry-After (capped) plus a little jitter, so calls told the same wait do not return together;
+        else exponential backoff from `backoff_s`, jittered down to half."""
         cap = self.endpoint.retry_after_max_s
-        if retry_after_s is not None:
-            return min(retry_after_s, cap)
         with self._rng_lock:
-            jitter = self._rng.uniform(0.5, 1.0)
-        return min(cap, self.endpoint.backoff_s * 2**retries) * jitter
+            jitter = self._rng.random()
+        if retry_after_s is not None:
+            return min(retry_after_s, cap) + 0.1 * self.endpoint.backoff_s * jitter
+        return min(cap, self.endpoint.backoff_s * 2**retries) * (0.5 + 0.5 * jitter)
 
 
 def _rejected_params(err: openai.APIStatusError, params: Mapping[str, Any]) -> frozenset[str]:
