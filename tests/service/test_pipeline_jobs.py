@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -215,3 +216,34 @@ def test_a_killed_worker_shows_worker_died(
     assert status.status == "failed" and status.error is not None
     assert status.error.type == "WorkerDied"
     assert Queue("scan", connection=redis_conn).count == 0
+
+
+def test_a_scan_artifact_lost_after_its_job_finished_is_rescanned_on_repeat(
+    stack: tuple[httpx.Client, Settings],
+    redis_conn: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    http, settings = stack
+    store = tmp_path / "own-artifacts"
+    monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(store))
+    small = _write_registry(tmp_path / "small.json", 200)  # this test scans twice: keep it short
+    monkeypatch.setenv("NEURONLENS_REGISTRY_PATH", str(small))
+    settings = settings.model_copy(update={"registry_path": small})
+    request = {"model": "minilm-l6", "layer": LAYER, "neurons": [11]}
+    with serve(create_app(settings)) as url:
+        job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
+        SimpleWorker(
+            [Queue("scan", connection=redis_conn, serializer=JSONSerializer)],
+            connection=redis_conn,
+            serializer=JSONSerializer,
+        ).work(burst=True)
+        shutil.rmtree(store / "scans")  # e.g. an explain node that sees another store than the scan node
+        run_workers(redis_conn, settings)
+        failed = _status(http, url, job_id)
+        assert failed.status == "failed" and failed.error is not None and failed.error.type == "ScanMissing"
+
+        assert http.post(f"{url}/v1/explanations", json=request).json()["job_id"] == job_id
+        run_workers(redis_conn, settings)
+        status = _status(http, url, job_id)
+    assert status.status == "finished" and status.reports is not None and status.reports[0].neuron == 11
