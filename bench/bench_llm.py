@@ -113,7 +113,7 @@ def main() -> list[dict[str, str]]:
             "value": f"{calls_per_neuron:.1f}",
             "goal": "-",
             "detail": "1 explanation + 1 simulation per held-out record (n_holdout top + as many random), "
-            "candidates k=1, no retries",
+            "candidates k=1, no faults injected",
         },
         {
             "figure": "LLM tokens per neuron (text)",
