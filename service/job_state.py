@@ -121,19 +121,20 @@ def _state(job: Job, status: JobState, **changes: object) -> ExplainState:
     return ExplainState(**base)  # type: ignore[arg-type]
 
 
+_SCAN_LOST = JobError(
+    type="ScanLost",
+    message="the scan this job waited for is no longer recorded (or was replaced); "
+    "post the request again to re-run it",
+)
+
+
 def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
     scan_id = job.meta.get("scan_job_id")
     scan = _fetch(connection, scan_id) if isinstance(scan_id, str) else None
-    if scan is None:
-        return _state(
-            job,
-            "failed",
-            error=JobError(
-                type="ScanLost",
-                message="the scan this job waited for is no longer recorded; "
-                "post the request again to re-run it",
-            ),
-        )
+    # RQ registers a dependent atomically with deferring it, and releases it atomically with enqueueing
+    # it: a deferred job its scan does not list would wait forever.
+    if scan is None or not connection.sismember(scan.dependents_key, job.id):
+        return _state(job, "failed", error=_SCAN_LOST)
     scan_status = scan.get_status(refresh=False)
     if scan_status in _FAILED:
         return _state(job, "failed", error=job_error(scan), ended_at=scan.ended_at, failed_scan=scan)
@@ -141,7 +142,7 @@ def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
         return _state(job, "scanning", started_at=scan.started_at)
     if scan_status == RqStatus.QUEUED:
         return _state(job, "queued", queue_position=_position(connection, scan))
-    # The scan just finished (RQ is moving this job to its queue) or waits for a retry: still queued.
+    # The scan just finished (RQ is about to move this job to its queue) or waits for a retry.
     return _state(job, "queued")
 
 

@@ -120,3 +120,18 @@ def test_queue_position_counts_jobs_ahead(http: httpx.Client, redis_conn: redis.
         Queue("scan", connection=redis_conn).job_ids[0]
     )
     assert [_status(http, job_id).queue_position for job_id in ids[1:]] == [0, 1]
+
+
+def test_a_deferred_job_its_scan_no_longer_lists_is_failed_and_recoverable(
+    http: httpx.Client, redis_conn: redis.Redis
+) -> None:
+    job_id = http.post("/v1/explanations", json=REQUEST).json()["job_id"]
+    (scan_id,) = Queue("scan", connection=redis_conn).job_ids
+    scan = Job.fetch(scan_id, connection=redis_conn, serializer=JSONSerializer)
+    # An operator deleted and re-created the scan job: the explain job is no longer its dependent.
+    redis_conn.delete(scan.dependents_key)
+    status = _status(http, job_id)
+    assert status.status == "failed" and status.error is not None and status.error.type == "ScanLost"
+    assert http.post("/v1/explanations", json=REQUEST).json()["job_id"] == job_id
+    assert _status(http, job_id).status == "queued"
+    assert redis_conn.sismember(scan.dependents_key, job_id)
