@@ -236,6 +236,29 @@ def _record_report(pipe: redis.client.Pipeline, report: NeuronReport) -> None:
             pipe.hincrby(METRICS_KEY, _series("llm_tokens_total", {"kind": kind}), tokens)
 
 
+def _report_keys(request: ExplanationRequest, model: ModelSpec) -> dict[int, str]:
+    if request.hook is None or request.dataset is None:
+        raise InvalidRequest("the explain payload must name its hook and dataset (the API resolves them)")
+    variant = report_variant(
+        revision=model.revision,
+        hook=request.hook,
+        dataset=request.dataset,
+        explainer=request.explainer,
+        simulator=request.simulator,
+        options=request.options,
+    )
+    return {n: report_key(model.id, request.layer, n, variant) for n in request.neuron_list()}
+
+
+def _missing(connection: redis.Redis, neurons: list[int], keys: dict[int, str]) -> list[int]:
+    """The neurons whose report is not stored yet, in order."""
+    with connection.pipeline(transaction=False) as pipe:
+        for neuron in neurons:
+            pipe.exists(keys[neuron])
+        present = pipe.execute()
+    return [neuron for neuron, stored in zip(neurons, present, strict=True) if not stored]
+
+
 def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
     """Write a NeuronReport for every requested neuron that has none stored yet; return all their keys."""
     with _job_run("explain") as job:
@@ -246,36 +269,25 @@ def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
         _, spec, dataset_spec = _lookup(settings, parsed.model, parsed.dataset)
         _check_layer(spec, parsed.layer)
         connection = _connection(job, settings)
-        variant = report_variant(
-            revision=spec.revision,
-            hook=parsed.hook,
-            dataset=parsed.dataset,
-            explainer=parsed.explainer,
-            simulator=parsed.simulator,
-            options=parsed.options,
-        )
         neurons = parsed.neuron_list()
-        keys = {n: report_key(spec.id, parsed.layer, n, variant) for n in neurons}
-        with connection.pipeline(transaction=False) as pipe:
-            for n in neurons:
-                pipe.exists(keys[n])
-            present = pipe.execute()
+        keys = _report_keys(parsed, spec)
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
-        missing = [n for n, stored in zip(neurons, present, strict=True) if not stored]
+        missing = _missing(connection, neurons, keys)
         progress = JobProgress(job, total=len(neurons))
-        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
-
         done = len(neurons) - len(missing)
         progress.update(stage="explaining", done=done, force=True)
-        for report in pipeline.explain_neurons(
-            settings, spec, dataset_spec, parsed, missing, progress=progress.on_pipeline
-        ):
-            with connection.pipeline(transaction=False) as pipe:
-                pipe.set(keys[report.neuron], report.model_dump_json())
-                _record_report(pipe, report)
-                pipe.execute()
-            done += 1
-            progress.update(done=done)
+        if missing:
+            from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+            for report in pipeline.explain_neurons(
+                settings, spec, dataset_spec, parsed, missing, progress=progress.on_pipeline
+            ):
+                with connection.pipeline(transaction=False) as pipe:
+                    pipe.set(keys[report.neuron], report.model_dump_json())
+                    _record_report(pipe, report)
+                    pipe.execute()
+                done += 1
+                progress.update(done=done)
         progress.update(done=done, force=True)
         return {
             "report_keys": [keys[n] for n in neurons],
