@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import redis
 import uvicorn
 from litestar import Litestar
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
 
 from service.jobs import request_report_keys
 from service.schemas import (
@@ -23,6 +25,7 @@ from service.schemas import (
     Simulation,
     TypeEvidence,
 )
+from service.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -117,3 +120,14 @@ def store_reports(conn: redis.Redis, request: ExplanationRequest, revision: str)
         conn.set(key, report.model_dump_json())
         reports.append(report)
     return reports
+
+
+def run_workers(conn: redis.Redis, settings: Settings) -> SimpleWorker:
+    """Work both queues until they are empty, in this process, as a deployed worker would."""
+    queues = [
+        Queue(settings.queue_prefix + name, connection=conn, serializer=JSONSerializer)
+        for name in ("scan", "explain")
+    ]
+    worker = SimpleWorker(queues, connection=conn, serializer=JSONSerializer)
+    worker.work(burst=True)
+    return worker

@@ -8,25 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.schemas import BUNDLED_REGISTRY, JobStatus
 from service.settings import Settings
+from tests.service.helpers import run_workers
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
-
-
-def run_workers(conn: redis.Redis, settings: Settings) -> SimpleWorker:
-    """Work both queues until they are empty, in this process, as a deployed worker would."""
-    queues = [
-        Queue(settings.queue_prefix + name, connection=conn, serializer=JSONSerializer)
-        for name in ("scan", "explain")
-    ]
-    worker = SimpleWorker(queues, connection=conn, serializer=JSONSerializer)
-    worker.work(burst=True)
-    return worker
 
 
 @pytest.fixture()

@@ -28,8 +28,7 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.schemas import BUNDLED_REGISTRY, JobStatus, NeuronReport
 from service.settings import Settings
-from tests.service.helpers import rq_jobs, serve
-from tests.service.test_jobs import run_workers
+from tests.service.helpers import rq_jobs, run_workers, serve
 
 SAMPLES = 600
 """Probe-set samples scanned (the same slice the worker-domain tests scan, so artifacts can be shared)."""
