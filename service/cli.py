@@ -155,8 +155,8 @@ def supervise(stack: Stack, stopping: threading.Event) -> int:
             dead = stack.dead_child()
             if dead is not None:
                 print(
-                    f"neuronlens: {dead.name} (pid {dead.pid}) exited unexpectedly with code "
-                    f"{dead.process.returncode}; stopping the stack",
+                    f"neuronlens: {dead.name} (pid {dead.pid}) {dead.describe_exit()} unexpectedly; "
+                    "stopping the stack",
                     file=sys.stderr,
                 )
                 return 1

@@ -11,6 +11,7 @@ No torch, no `workers` import: workers are started as `python -m workers.worker`
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,16 @@ class Child:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def describe_exit(self) -> str:
+        """``exited with code 3`` or ``was killed by SIGKILL``."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
 
 
 def redact_url(url: str) -> str:
@@ -108,7 +119,8 @@ class Stack:
         return self.redis.url
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Start Redis (if embedded), the API and the workers; return once /readyz answers 200.
+        """Start Redis (if embedded), the API and the workers; return once /readyz answers 200, or
+        as soon as ``stopping`` is set (the caller then calls :meth:`stop`).
 
         On any failure everything started so far is stopped and :class:`StackError` is raised.
         """
@@ -190,7 +202,7 @@ class Stack:
                 dead = self.dead_child()
                 if dead is not None:
                     raise StackError(
-                        f"{dead.name} (pid {dead.pid}) exited with code {dead.process.returncode}"
+                        f"{dead.name} (pid {dead.pid}) {dead.describe_exit()} before the API was ready"
                     )
                 try:
                     if client.get(f"{self.api_url}/readyz").status_code == 200:
@@ -200,4 +212,5 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise StackError(f"the API did not answer {self.api_url}/readyz within {timeout_s:.0f}s")
                 time.sleep(0.2)
-        raise StackError("stopped while starting")
+        # A stop was requested while starting: the caller sees `stopping` set and stops the stack.
+        return

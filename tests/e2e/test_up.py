@@ -68,13 +68,15 @@ def test_a_signal_stops_every_process_it_started(
 
 
 def test_a_dying_child_is_reported_and_stops_the_stack(processes: Processes, tmp_path: Path) -> None:
-    up, _ = start_up(processes, tmp_path, workers=1)
+    up, url = start_up(processes, tmp_path, workers=1)
+    wait_for(lambda: "NeuronLens API on " + url in processes.log(up), 30, "`up` to report the stack running")
     children = classify_children(up.pid)
     (worker,) = children["worker"]
     os.kill(worker, signal.SIGKILL)
 
     assert up.wait(timeout=60) == 1
-    assert f"worker-1 (pid {worker}) exited unexpectedly" in processes.log(up)
+    expected = f"worker-1 (pid {worker}) was killed by SIGKILL unexpectedly; stopping the stack"
+    assert expected in processes.log(up)
     started = [pid for pids in children.values() for pid in pids]
     assert [pid for pid in started if pid_alive(pid)] == []
 
@@ -93,3 +95,23 @@ def test_a_taken_port_is_a_clear_error(processes: Processes, tmp_path: Path) -> 
     assert second.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
     assert "choose another --port" in second.stderr
+
+
+def test_a_signal_while_starting_stops_cleanly(processes: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
+    up = processes.start([sys.executable, "-m", "service.cli", "up", "--port", str(port)], env, "up")
+    children = wait_for(
+        lambda: len(child_pids(up.pid)) >= 2 and child_pids(up.pid), 30, "`up` to start children"
+    )
+    assert isinstance(children, list)
+    up.send_signal(signal.SIGINT)  # before the API is ready: Ctrl-C right after typing the command
+
+    assert up.wait(timeout=60) == 0, processes.log(up)
+    assert [pid for pid in children if pid_alive(pid)] == []
+    worker_names = [
+        pid
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if f".{up.pid}.1" in command_line(pid)
+    ]
+    assert worker_names == [], "a worker started while stopping outlived `neuronlens up`"
