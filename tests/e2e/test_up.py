@@ -115,3 +115,13 @@ def test_a_signal_while_starting_stops_cleanly(processes: Processes, tmp_path: P
         if f".{up.pid}.1" in command_line(pid)
     ]
     assert worker_names == [], "a worker started while stopping outlived `neuronlens up`"
+
+
+def test_children_do_not_outlive_a_killed_up(processes: Processes, tmp_path: Path) -> None:
+    """Even SIGKILL (no chance to clean up): the kernel signals every child when `up` dies."""
+    up, _ = start_up(processes, tmp_path, workers=1)
+    children = [pid for pids in classify_children(up.pid).values() for pid in pids]
+    assert len(children) == 3
+    up.send_signal(signal.SIGKILL)
+    up.wait(timeout=10)
+    wait_for(lambda: not [pid for pid in children if pid_alive(pid)], 30, "the orphaned children to exit")
