@@ -6,6 +6,7 @@ the neuron type is recomputed from those stored activations with the rule of DES
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from service.embedded_redis import free_port
-from service.schemas import NeuronReport, PipelineOptions, load_registry
+from service.schemas import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
 from service.settings import load_settings
 from tests.e2e.helpers import Processes, process_env, wait_for
 from workers.pipeline import open_context
@@ -26,6 +27,22 @@ from workers.report import ReportContext
 
 LAYER = 3
 MODEL = "minilm-l6"
+
+
+MISSING_MODEL = "bert-missing"
+
+
+def registry_with_missing_weights(folder: Path) -> Path:
+    """The bundled registry plus a copy of minilm-l6 whose checkpoint path does not exist."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    missing = copy.deepcopy(registry["models"][0])
+    missing.update(
+        id=MISSING_MODEL, source={"kind": "hub-or-path", "path": str(folder / "no-such-checkpoint")}
+    )
+    registry["models"].append(missing)
+    path = folder / "registry.json"
+    path.write_text(json.dumps(registry))
+    return path
 
 
 class RunningStack:
@@ -40,7 +57,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -
     """`neuronlens up` with its own embedded Redis and one worker; artifacts in the session's store."""
     processes = Processes(tmp_path_factory.mktemp("stack-logs"))
     port = free_port()
-    env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+    env = process_env(
+        NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir),
+        NEURONLENS_REGISTRY_PATH=str(registry_with_missing_weights(tmp_path_factory.mktemp("registry"))),
+    )
     up = processes.start(
         [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "1"], env, "up"
     )
@@ -178,6 +198,14 @@ def test_cli_explain_rejects_bad_input_with_the_problem(
     result = run_cli("explain", "--url", stack.url, *args)
     assert result.returncode == 2
     assert problem in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_explain_reports_a_failed_job(stack: RunningStack) -> None:
+    result = run_cli("explain", "--url", stack.url, "--model", MISSING_MODEL, "--layer", "0", "--neuron", "1")
+    assert result.returncode == 1
+    assert "failed: ModelWeightsMissing: " in result.stderr and "no-such-checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""
 
 
