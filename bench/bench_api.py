@@ -210,6 +210,7 @@ def _stored_report_bytes() -> tuple[str, bytes]:
         TypeEvidence,
         load_registry,
     )
+    from service.validate import resolve_request
 
     model = load_registry().model("minilm-l6")
     request = ExplanationRequest(
@@ -270,7 +271,8 @@ def _stored_report_bytes() -> tuple[str, bytes]:
             llm_tokens={"prompt": 0, "completion": 0},
         ),
     )
-    return request_report_keys(request, model.revision)[0], report.model_dump_json().encode()
+    resolved = resolve_request(load_registry(), request, max_neurons=1)
+    return request_report_keys(resolved)[0], report.model_dump_json().encode()
 
 
 # --------------------------------------------------------------------------- figure

@@ -71,7 +71,7 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = client
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
-    app.state.reports = ReportReader(registry, async_client)
+    app.state.reports = ReportReader(registry, async_client, settings)
     try:
         yield
     finally:

@@ -27,8 +27,8 @@ from service.schemas import (
     ModelSpec,
     NeuronReport,
     canonical_json,
+    dataset_identity,
     report_key,
-    report_variant,
 )
 from service.settings import Settings
 from service.validate import ResolvedRequest
@@ -70,11 +70,6 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
 
 
-def _dataset_payload(dataset: DatasetSpec) -> dict[str, object]:
-    """Everything of a probe set that changes what a scan records (the description does not)."""
-    return dataset.model_dump(mode="json", exclude={"description"})
-
-
 def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top: int, seed: int) -> str:
     """Id of the scan job: a hash of everything that determines the scan artifact."""
     payload = {
@@ -82,7 +77,7 @@ def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n
         "revision": model.revision,
         "hook": hook,
         "layer": layer,
-        "dataset": _dataset_payload(dataset),
+        "dataset": dataset_identity(dataset),
         "n_top": n_top,
         "seed": seed,
         "scan_version": SCAN_VERSION,
@@ -91,29 +86,26 @@ def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n
 
 
 def explain_job_id(resolved: ResolvedRequest) -> str:
-    """Id of the explain job: a hash of the canonical request, the model revision and the pipeline version."""
+    """Id of the explain job: a hash of the canonical resolved request (backends, endpoint and k included),
+    the model revision, the probe set, the endpoint's model names and the pipeline version."""
     payload = {
         "request": resolved.request.model_dump(mode="json"),
         "revision": resolved.model.revision,
-        "dataset": _dataset_payload(resolved.dataset),
+        "dataset": dataset_identity(resolved.dataset),
+        "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
         "pipeline": PIPELINE_VERSION,
     }
     return EXPLAIN_JOB_PREFIX + _digest(payload)
 
 
-def request_report_keys(request: ExplanationRequest, revision: str) -> list[str]:
-    """Redis keys of the reports a resolved request produces, in neuron order."""
-    if request.hook is None or request.dataset is None:
-        raise ValueError("the request must be resolved (hook and dataset set) before computing report keys")
-    variant = report_variant(
-        revision=revision,
-        hook=request.hook,
-        dataset=request.dataset,
-        explainer=request.explainer,
-        simulator=request.simulator,
-        options=request.options,
-    )
+def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
+    """Redis keys of a request's reports of one report variant, in neuron order."""
     return [report_key(request.model, request.layer, n, variant) for n in request.neuron_list()]
+
+
+def request_report_keys(resolved: ResolvedRequest) -> list[str]:
+    """Redis keys of the reports a resolved request produces, in neuron order."""
+    return variant_report_keys(resolved.request, resolved.variant)
 
 
 def stored_reports(connection: redis.Redis, keys: list[str]) -> list[bytes] | None:
@@ -203,9 +195,15 @@ def _enqueue_explain(
     queues: JobQueues, settings: Settings, resolved: ResolvedRequest, job_id: str, scan_id: str
 ) -> None:
     request = resolved.request
+    models = resolved.llm_models
     queues.explain.enqueue_call(
         func=EXPLAIN_TASK,
-        kwargs={"request": request.model_dump(mode="json")},
+        # The worker checks that its own endpoint models and registry give the same variant.
+        kwargs={
+            "request": request.model_dump(mode="json"),
+            "llm_models": models.model_dump(mode="json") if models is not None else None,
+            "variant": resolved.variant,
+        },
         timeout=settings.explain_timeout_s,
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.failure_ttl_s,
@@ -227,7 +225,7 @@ def submit_explanation(
 ) -> Submission:
     """Answer with the stored reports, join the job in flight, re-run a failed one, or enqueue a new one."""
     job_id = explain_job_id(resolved)
-    keys = request_report_keys(resolved.request, resolved.model.revision)
+    keys = request_report_keys(resolved)
     reports = stored_reports(connection, keys)
     if reports is not None:
         return Submission(job_id=job_id, reports=reports)
@@ -271,7 +269,7 @@ def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int
     total: int | None = None
     if state.status == "finished":
         request = ExplanationRequest.model_validate(job.kwargs["request"])
-        keys = request_report_keys(request, str(job.meta.get("model_revision", "")))
+        keys = variant_report_keys(request, str(job.kwargs.get("variant", "")))
         total = len(keys)
         page = keys[offset : offset + limit]
         values = connection.mget(page) if page else []

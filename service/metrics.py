@@ -35,7 +35,22 @@ _COUNTERS = {
     "jobs_total": ("neuronlens_jobs", "Jobs run by workers, by queue and outcome (finished or failed)."),
     "neurons_explained_total": ("neuronlens_neurons_explained", "Neuron reports written by explain workers."),
     "scans_total": ("neuronlens_scans", "Scan jobs run, by whether an existing artifact was reused."),
-    "llm_tokens_total": ("neuronlens_llm_tokens", "LLM tokens used by explainers and simulators, by kind."),
+    "llm_tokens_total": (
+        "neuronlens_llm_tokens",
+        "LLM tokens billed to explainers and simulators, by endpoint and kind (prompt, completion).",
+    ),
+    "llm_calls_total": (
+        "neuronlens_llm_calls",
+        "LLM requests behind stored reports, retries included, by endpoint and role (explainer, simulator).",
+    ),
+    "llm_parse_failures_total": (
+        "neuronlens_llm_parse_failures",
+        "LLM simulator replies left unparsed after their retry (not JSON or wrong length), by endpoint.",
+    ),
+    "llm_endpoint_errors_total": (
+        "neuronlens_llm_endpoint_errors",
+        "Explain jobs failed by an LLM endpoint that kept failing after every retry, by endpoint.",
+    ),
 }
 _SUMMARIES = {
     "job_seconds": ("neuronlens_job_duration_seconds", "Wall time of worker jobs, by queue, seconds."),

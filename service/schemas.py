@@ -25,6 +25,14 @@ BUNDLED_REGISTRY = Path(__file__).with_name("registry.json")
 NeuronType = Literal["visual", "text", "multimodal", "unknown"]
 Modality = Literal["text", "vision-language"]
 JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
+Backend = Literal["baseline", "openai"]
+"""Explainer and simulator backends: offline `baseline`, or `openai` (any OpenAI-compatible endpoint)."""
+
+MAX_CANDIDATES = 10
+"""Most candidate explanations one request may ask for (each costs a draw and its calibration calls)."""
+
+ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""What an endpoint name looks like: a name from settings, never a URL."""
 
 
 class _Model(BaseModel):
@@ -199,8 +207,28 @@ class ExplanationRequest(_Model):
     )
     hook: str | None = Field(default=None, description="Hook point id; default: the model's first.")
     dataset: str | None = Field(default=None, description="Probe set id; default: the model's first.")
-    explainer: Literal["baseline"] = Field(default="baseline", description="Explainer backend.")
-    simulator: Literal["baseline"] = Field(default="baseline", description="Simulator backend.")
+    explainer: Backend | None = Field(
+        default=None,
+        description="Explainer backend. Default: `openai` when the deployment configures an LLM endpoint, "
+        "else `baseline` (offline).",
+    )
+    simulator: Backend | None = Field(
+        default=None, description="Simulator backend; default as for `explainer`."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=ENDPOINT_NAME_PATTERN,
+        description="Name of a configured LLM endpoint for the `openai` backends (a name from the "
+        "deployment's settings, never a URL). Default: the endpoint named `default`, else the first.",
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description=f"Candidate explanations k (1–{MAX_CANDIDATES}) the `openai` explainer draws; each is "
+        "simulated on a calibration split and the best is returned with all candidates and their scores. "
+        "Default: the deployment's `NEURONLENS_LLM_CANDIDATES`.",
+    )
     options: PipelineOptions = Field(default_factory=PipelineOptions, description="Method parameters.")
 
     def neuron_list(self) -> list[int]:
@@ -208,6 +236,15 @@ class ExplanationRequest(_Model):
         if isinstance(self.neurons, NeuronRange):
             return list(range(self.neurons.start, self.neurons.stop))
         return sorted(set(self.neurons))
+
+
+class LLMModels(_Model):
+    """The models behind a resolved request's `openai` backends, from its endpoint's settings."""
+
+    explainer: str = Field(description="Explainer model name on the endpoint.")
+    simulator: str = Field(
+        description="Simulator model name on the endpoint (also scores candidates when k > 1)."
+    )
 
 
 class ExplanationAccepted(_Model):
@@ -300,6 +337,10 @@ class Simulation(_Model):
         default=None, description="Bootstrap 95% interval of `correlation`, resampling records."
     )
     parse_failures: int = Field(ge=0, description="Simulator replies that could not be parsed.")
+    prompt_version: str | None = Field(
+        default=None,
+        description="Version of the simulator prompt(s) (`openai` backend); null for the baseline.",
+    )
 
 
 class DatasetRef(_Model):
@@ -319,6 +360,11 @@ class Provenance(_Model):
     )
     llm_tokens: dict[str, int] = Field(
         description="LLM tokens used (prompt, completion); 0 for the baseline."
+    )
+    llm_calls: dict[str, int] | None = Field(
+        default=None,
+        description="LLM requests made for this neuron by role (explainer, simulator), retries included; "
+        "0 for the baseline.",
     )
 
 
@@ -373,17 +419,44 @@ def canonical_json(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def dataset_identity(dataset: DatasetSpec) -> dict[str, object]:
+    """Everything of a probe set that changes what is recorded from it (the description does not)."""
+    return dataset.model_dump(mode="json", exclude={"description"})
+
+
+def _backend_identity(request: ExplanationRequest, models: LLMModels | None) -> dict[str, object]:
+    """Which explainer and simulator, on which endpoint and models, with how many candidates."""
+    if models is None and "openai" in (request.explainer, request.simulator):
+        raise ValueError("an `openai` backend needs the endpoint's model names to compute the report variant")
+    explainer: dict[str, object] = {"backend": request.explainer}
+    simulator: dict[str, object] = {"backend": request.simulator}
+    if request.explainer == "openai" and models is not None:
+        explainer.update(endpoint=request.endpoint, model=models.explainer, candidates=request.candidates)
+        if (request.candidates or 1) > 1:
+            explainer["calibration_model"] = models.simulator
+    if request.simulator == "openai" and models is not None:
+        simulator.update(endpoint=request.endpoint, model=models.simulator)
+    return {"explainer": explainer, "simulator": simulator}
+
+
 def report_variant(
-    *, revision: str, hook: str, dataset: str, explainer: str, simulator: str, options: PipelineOptions
+    request: ExplanationRequest, *, revision: str, dataset: DatasetSpec, models: LLMModels | None
 ) -> str:
-    """Short hash of everything besides (model, layer, neuron) that changes a report."""
+    """Short hash of everything besides (model, layer, neuron) that changes a report: weights revision,
+    hook, probe set (id, revision, size), backends with their endpoint, model names and k, options and
+    pipeline version. ``request`` must be resolved (hook, dataset, explainer, simulator set)."""
+    if None in (request.hook, request.dataset, request.explainer, request.simulator):
+        raise ValueError(
+            "resolve the request (hook, dataset, explainer, simulator) before its report variant"
+        )
+    if request.dataset != dataset.id:
+        raise ValueError(f"request names probe set {request.dataset!r} but {dataset.id!r} was given")
     payload = {
         "revision": revision,
-        "hook": hook,
-        "dataset": dataset,
-        "explainer": explainer,
-        "simulator": simulator,
-        "options": options.model_dump(mode="json"),
+        "hook": request.hook,
+        "dataset": dataset_identity(dataset),
+        **_backend_identity(request, models),
+        "options": request.options.model_dump(mode="json"),
         "pipeline": PIPELINE_VERSION,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]

@@ -145,6 +145,14 @@ def llm_endpoint_configs(settings: Settings) -> dict[str, LLMEndpointConfig]:
     return endpoints
 
 
+def default_llm_endpoint(settings: Settings) -> str | None:
+    """The endpoint a request that names none uses: `default` when configured, else the first named one."""
+    configs = llm_endpoint_configs(settings)
+    if DEFAULT_LLM_ENDPOINT in configs:
+        return DEFAULT_LLM_ENDPOINT
+    return next(iter(configs), None)
+
+
 def llm_configured(settings: Settings) -> bool:
     """True when at least one LLM endpoint is configured: then `openai` is the default backend."""
     return bool(llm_endpoint_configs(settings))

@@ -9,7 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.errors import InvalidInput, NotFound
-from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronRange, Registry
+from service.schemas import (
+    DatasetSpec,
+    ExplanationRequest,
+    LLMModels,
+    ModelSpec,
+    NeuronRange,
+    Registry,
+    report_variant,
+)
+from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs
+
+LLM_SETUP_HINT = (
+    "set NEURONLENS_LLM_BASE_URL, NEURONLENS_LLM_API_KEY and NEURONLENS_EXPLAINER_MODEL (or "
+    "NEURONLENS_LLM_ENDPOINTS) for the API and the workers, or ask for the `baseline` backend"
+)
+"""How to configure the `openai` backend, for error messages."""
 
 
 @dataclass(frozen=True)
@@ -17,13 +32,23 @@ class ResolvedRequest:
     """An explanation request with every default filled in and checked against the registry."""
 
     request: ExplanationRequest
-    """The request with `hook` and `dataset` set and `neurons` as a sorted list without repeats."""
+    """The request with `hook`, `dataset`, `explainer` and `simulator` set, `endpoint` and `candidates` set
+    when an `openai` backend is used (None otherwise), and `neurons` as a sorted list without repeats."""
     model: ModelSpec
     dataset: DatasetSpec
+    llm_models: LLMModels | None = None
+    """Model names of the request's endpoint when a backend is `openai`."""
 
     @property
     def neurons(self) -> list[int]:
         return self.request.neuron_list()
+
+    @property
+    def variant(self) -> str:
+        """The report variant (schemas.report_variant) the request's reports are stored under."""
+        return report_variant(
+            self.request, revision=self.model.revision, dataset=self.dataset, models=self.llm_models
+        )
 
 
 def _choices(items: list[str]) -> str:
@@ -100,15 +125,74 @@ def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: i
     return request.neuron_list()
 
 
-def resolve_request(registry: Registry, request: ExplanationRequest, max_neurons: int) -> ResolvedRequest:
-    """Fill the defaults of ``request`` and check every part of it; raise InvalidInput naming the field."""
+def _check_endpoint_name(name: str, names: list[str]) -> None:
+    if not names:
+        raise InvalidInput.for_field(
+            "endpoint", f"LLM endpoint '{name}' is not configured: this deployment has none; {LLM_SETUP_HINT}"
+        )
+    if name not in names:
+        raise InvalidInput.for_field(
+            "endpoint", f"LLM endpoint '{name}' is not configured: choose one of {_choices(sorted(names))}"
+        )
+
+
+def resolve_backends(
+    request: ExplanationRequest, settings: Settings | None
+) -> tuple[dict[str, object], LLMModels | None]:
+    """The request's explainer, simulator, endpoint and candidates with defaults filled, and the endpoint's
+    model names. `openai` is the default backend when ``settings`` configure an LLM endpoint (None: none)."""
+    configs = llm_endpoint_configs(settings) if settings is not None else {}
+    default = "openai" if configs else "baseline"
+    explainer, simulator = request.explainer or default, request.simulator or default
+    if request.endpoint is not None:
+        _check_endpoint_name(request.endpoint, list(configs))
+    for field, backend in (("explainer", explainer), ("simulator", simulator)):
+        if backend == "openai" and not configs:
+            raise InvalidInput.for_field(
+                field, f"the openai backend needs an LLM endpoint and none is configured: {LLM_SETUP_HINT}"
+            )
+    if explainer != "openai" and request.candidates is not None:
+        raise InvalidInput.for_field(
+            "candidates", "candidates apply to the openai explainer only: the baseline writes one explanation"
+        )
+    if settings is None or "openai" not in (explainer, simulator):  # no settings: nothing configured
+        if request.endpoint is not None:
+            raise InvalidInput.for_field(
+                "endpoint", "an endpoint applies to the openai backends only: this request uses the baseline"
+            )
+        return {"explainer": explainer, "simulator": simulator, "endpoint": None, "candidates": None}, None
+    endpoint = request.endpoint or default_llm_endpoint(settings)
+    config = configs[str(endpoint)]
+    models = LLMModels(
+        explainer=config.explainer_model, simulator=config.simulator_model or config.explainer_model
+    )
+    candidates = (request.candidates or settings.llm_candidates) if explainer == "openai" else None
+    resolved: dict[str, object] = {
+        "explainer": explainer,
+        "simulator": simulator,
+        "endpoint": endpoint,
+        "candidates": candidates,
+    }
+    return resolved, models
+
+
+def resolve_request(
+    registry: Registry, request: ExplanationRequest, max_neurons: int, settings: Settings | None = None
+) -> ResolvedRequest:
+    """Fill the defaults of ``request`` and check every part of it; raise InvalidInput naming the field.
+
+    ``settings`` decide the default backends and which LLM endpoints a request may name (None: no LLM
+    endpoint, so the baseline)."""
     model = find_model(registry, request.model)
     check_layer(model, request.layer)
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)
     neurons = _check_neurons(request, model, max_neurons)
-    resolved = request.model_copy(update={"hook": hook, "dataset": dataset.id, "neurons": neurons})
-    return ResolvedRequest(request=resolved, model=model, dataset=dataset)
+    backends, llm_models = resolve_backends(request, settings)
+    resolved = request.model_copy(
+        update={"hook": hook, "dataset": dataset.id, "neurons": neurons, **backends}
+    )
+    return ResolvedRequest(request=resolved, model=model, dataset=dataset, llm_models=llm_models)
 
 
 def resolve_neuron_path(registry: Registry, model_id: str, layer: int, neuron: int) -> ModelSpec:

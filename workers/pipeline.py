@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
 from service.settings import Settings
+from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.explain.backends import make_explainer
 from workers.explain.base import Explainer
@@ -24,6 +25,7 @@ from workers.scan.run import ScanInfo, layer_scan_id
 from workers.scan.store import open_store
 from workers.simulate.backends import make_simulator
 from workers.simulate.base import Simulator
+from workers.simulate.openai_simulator import ProbeSetImages
 
 ProgressFn = Callable[[str, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
@@ -88,6 +90,13 @@ def open_context(
     return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
 
 
+def probe_images(dataset: DatasetSpec) -> ProbeSetImages | None:
+    """The images of a vision-language probe set by sample id (drawn or read lazily); None for text sets."""
+    if dataset.modality != "vision-language":
+        return None
+    return ProbeSetImages(load_probe_set(dataset).samples)
+
+
 def explain_neurons(
     settings: Settings,
     model: ModelSpec,
@@ -101,9 +110,19 @@ def explain_neurons(
         raise InvalidRequest("the request's hook and dataset must be resolved before explaining")
     if request.dataset != dataset.id:
         raise InvalidRequest(f"request names probe set {request.dataset!r} but {dataset.id!r} was passed")
+    if request.explainer is None or request.simulator is None:
+        raise InvalidRequest("the request's explainer and simulator must be resolved before explaining")
     check_neurons(model, neurons)
-    explainer = make_explainer(request.explainer, settings)
-    simulator = make_simulator(request.simulator, settings)
+    images = probe_images(dataset) if "openai" in (request.explainer, request.simulator) else None
+    explainer = make_explainer(
+        request.explainer,
+        settings,
+        endpoint=request.endpoint,
+        candidates=request.candidates,
+        images=images,
+        seed=request.options.seed,
+    )
+    simulator = make_simulator(request.simulator, settings, endpoint=request.endpoint, images=images)
     context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
     # Checks above run at call time; the reports are produced lazily, chunk by chunk.
     return _explain_all(context, list(neurons), explainer, simulator, progress)
@@ -147,13 +166,17 @@ def _explain_chunk(
     inputs = [item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)]
     simulations = simulator.simulate(inputs)
     simulate_s = (time.perf_counter() - started) / len(prepared)
-    explainer_id = (explainer.backend, explainer.model, explainer.prompt_version)
     for index, (item, explanation, simulation) in enumerate(
         zip(prepared, explanations, simulations, strict=True)
     ):
         started = time.perf_counter()
         score = score_neuron(item, simulation, context.options.seed)
         item.timings_s.update(explain=explain_s, simulate=simulate_s, score=time.perf_counter() - started)
+        explainer_id = (
+            explainer.backend,
+            explainer.model,
+            explanation.prompt_version or explainer.prompt_version,
+        )
         report = build_report(
             context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
         )

@@ -67,6 +67,8 @@ class NeuronRecords:
     max_activation: float
     """Largest raw activation over the whole probe set (the 10 of the 0–10 scale)."""
     records: list[ActivationRecord] = field(default_factory=list)
+    neuron_type: str | None = None
+    """Its type (visual, text, multimodal, unknown) when classified: explainers pick their prompt by it."""
 
 
 def normalise(activations: np.ndarray, max_activation: float) -> np.ndarray:

@@ -67,7 +67,11 @@ class PreparedNeuron:
     def explainer_input(self, layer: int) -> NeuronRecords:
         records = [self.top[rank] for rank in self.split.explain_ranks]
         return NeuronRecords(
-            layer=layer, neuron=self.neuron, max_activation=self.max_activation, records=records
+            layer=layer,
+            neuron=self.neuron,
+            max_activation=self.max_activation,
+            records=records,
+            neuron_type=self.neuron_type.neuron_type,
         )
 
     def simulation_input(self, explanation: str) -> SimulationInput:
@@ -189,6 +193,7 @@ def build_report(
             correlation_random=score.correlation_random,
             ci95=list(score.ci95) if score.ci95 is not None else None,
             parse_failures=simulation.parse_failures,
+            prompt_version=simulation.prompt_version,
         ),
         domains=_domains(context, neuron),
         dataset=DatasetRef(
@@ -207,5 +212,6 @@ def build_report(
                 "prompt": explanation.prompt_tokens + simulation.prompt_tokens,
                 "completion": explanation.completion_tokens + simulation.completion_tokens,
             },
+            llm_calls={"explainer": explanation.llm_calls, "simulator": simulation.llm_calls},
         ),
     )

@@ -27,6 +27,7 @@ from rq.timeouts import JobTimeoutException
 from service.schemas import (
     DatasetSpec,
     ExplanationRequest,
+    LLMModels,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
@@ -45,6 +46,8 @@ from workers.errors import (
     UnknownBackend,
     UnknownModel,
 )
+from workers.llm.endpoints import resolve_endpoint
+from workers.llm.errors import LLMEndpointError, LLMError
 
 log = logging.getLogger("neuronlens.tasks")
 
@@ -62,8 +65,11 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     UnknownBackend,
     ScanMissing,
     ArtifactCorrupt,
+    LLMError,
 )
-"""Errors a retry of the same job cannot fix: the job fails at once instead of being retried."""
+"""Errors a retry of the same job cannot fix: the job fails at once instead of being retried. LLM errors
+are among them: the LLM caller already retried every call (LLMEndpointError names the endpoint and its
+last answer), and an unknown endpoint or unusable replies stay so; repeating the request re-runs the job."""
 
 
 # --------------------------------------------------------------------------- job bookkeeping
@@ -226,27 +232,80 @@ def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict
         return result
 
 
-def _record_report(pipe: redis.client.Pipeline, report: NeuronReport) -> None:
+def _record_report(pipe: redis.client.Pipeline, report: NeuronReport, endpoint: str | None) -> None:
     pipe.hincrby(METRICS_KEY, "neurons_explained_total", 1)
     for stage, seconds in report.provenance.timings_s.items():
         pipe.hincrbyfloat(METRICS_KEY, _series("stage_seconds_sum", {"stage": stage}), seconds)
         pipe.hincrby(METRICS_KEY, _series("stage_seconds_count", {"stage": stage}), 1)
+    if endpoint is None:
+        return
     for kind, tokens in report.provenance.llm_tokens.items():
         if tokens:
-            pipe.hincrby(METRICS_KEY, _series("llm_tokens_total", {"kind": kind}), tokens)
+            pipe.hincrby(
+                METRICS_KEY, _series("llm_tokens_total", {"endpoint": endpoint, "kind": kind}), tokens
+            )
+    for role, calls in (report.provenance.llm_calls or {}).items():
+        if calls:
+            pipe.hincrby(METRICS_KEY, _series("llm_calls_total", {"endpoint": endpoint, "role": role}), calls)
+    failures = _llm_parse_failures(report)
+    if failures:
+        pipe.hincrby(METRICS_KEY, _series("llm_parse_failures_total", {"endpoint": endpoint}), failures)
 
 
-def _report_keys(request: ExplanationRequest, model: ModelSpec) -> dict[int, str]:
-    if request.hook is None or request.dataset is None:
-        raise InvalidRequest("the explain payload must name its hook and dataset (the API resolves them)")
-    variant = report_variant(
-        revision=model.revision,
-        hook=request.hook,
-        dataset=request.dataset,
-        explainer=request.explainer,
-        simulator=request.simulator,
-        options=request.options,
-    )
+def _llm_parse_failures(report: NeuronReport) -> int:
+    """Unparseable LLM simulator replies behind a report: its simulation's and its candidates' scoring."""
+    failures = report.simulation.parse_failures if report.simulation.backend == "openai" else 0
+    for candidate in report.explanation.candidates or []:
+        count = candidate.get("parse_failures")
+        failures += count if isinstance(count, int) else 0
+    return failures
+
+
+def _record_llm_error(connection: redis.Redis, endpoint: str) -> None:
+    try:
+        connection.hincrby(METRICS_KEY, _series("llm_endpoint_errors_total", {"endpoint": endpoint}), 1)
+    except redis.RedisError as exc:
+        log.warning("could not record LLM error metrics: %s", exc)
+
+
+def _llm_models(settings: Settings, request: ExplanationRequest) -> LLMModels | None:
+    """This worker's model names for the request's endpoint (UnknownLLMEndpoint when it has no such one)."""
+    if "openai" not in (request.explainer, request.simulator):
+        return None
+    endpoint = resolve_endpoint(settings, request.endpoint)
+    return LLMModels(explainer=endpoint.explainer_model, simulator=endpoint.simulator_model)
+
+
+def _report_keys(
+    settings: Settings,
+    request: ExplanationRequest,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    expected: tuple[LLMModels | None, str | None],
+) -> dict[int, str]:
+    """Report keys under this worker's variant, checked against what the API resolved (``expected``:
+    its endpoint model names and variant), so a worker configured unlike the API fails instead of
+    storing reports that claim another model or probe set."""
+    if None in (request.hook, request.dataset, request.explainer, request.simulator):
+        raise InvalidRequest(
+            "the explain payload must name its hook, dataset, explainer and simulator (the API resolves them)"
+        )
+    models = _llm_models(settings, request)
+    api_models, api_variant = expected
+    if api_models is not None and models != api_models:
+        raise InvalidRequest(
+            f"LLM endpoint '{request.endpoint}' on this worker uses explainer model "
+            f"'{models.explainer if models else None}' and simulator model "
+            f"'{models.simulator if models else None}', but the API resolved '{api_models.explainer}' and "
+            f"'{api_models.simulator}': give the API and the workers the same NEURONLENS_LLM_* settings"
+        )
+    variant = report_variant(request, revision=model.revision, dataset=dataset, models=models)
+    if api_variant is not None and variant != api_variant:
+        raise InvalidRequest(
+            f"this worker's registry entry for {model.id} (revision {model.revision}) or probe set "
+            f"{dataset.id} (revision {dataset.revision}, {dataset.n_samples} samples) differs from the "
+            "API's: give the API and the workers the same registry"
+        )
     return {n: report_key(model.id, request.layer, n, variant) for n in request.neuron_list()}
 
 
@@ -259,8 +318,13 @@ def _missing(connection: redis.Redis, neurons: list[int], keys: dict[int, str]) 
     return [neuron for neuron, stored in zip(neurons, present, strict=True) if not stored]
 
 
-def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
-    """Write a NeuronReport for every requested neuron that has none stored yet; return all their keys."""
+def explain_neurons(
+    *, request: dict[str, Any], llm_models: dict[str, Any] | None = None, variant: str | None = None
+) -> dict[str, Any]:
+    """Write a NeuronReport for every requested neuron that has none stored yet; return all their keys.
+
+    ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and the report
+    variant); the worker checks that its own settings and registry agree before it writes anything."""
     with _job_run("explain") as job:
         parsed = ExplanationRequest.model_validate(request)
         if parsed.hook is None or parsed.dataset is None:
@@ -270,24 +334,15 @@ def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
         _check_layer(spec, parsed.layer)
         connection = _connection(job, settings)
         neurons = parsed.neuron_list()
-        keys = _report_keys(parsed, spec)
+        expected = LLMModels.model_validate(llm_models) if llm_models is not None else None
+        keys = _report_keys(settings, parsed, spec, dataset_spec, (expected, variant))
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
         missing = _missing(connection, neurons, keys)
         progress = JobProgress(job, total=len(neurons))
         done = len(neurons) - len(missing)
         progress.update(stage="explaining", done=done, force=True)
         if missing:
-            from workers import pipeline  # torch comes with the pipeline, after the cheap checks
-
-            for report in pipeline.explain_neurons(
-                settings, spec, dataset_spec, parsed, missing, progress=progress.on_pipeline
-            ):
-                with connection.pipeline(transaction=False) as pipe:
-                    pipe.set(keys[report.neuron], report.model_dump_json())
-                    _record_report(pipe, report)
-                    pipe.execute()
-                done += 1
-                progress.update(done=done)
+            done = _explain_missing(connection, settings, spec, dataset_spec, parsed, missing, keys, progress)
         progress.update(done=done, force=True)
         return {
             "report_keys": [keys[n] for n in neurons],
@@ -295,3 +350,34 @@ def explain_neurons(*, request: dict[str, Any]) -> dict[str, Any]:
             "reused": len(neurons) - len(missing),
             "model_revision": spec.revision,
         }
+
+
+def _explain_missing(
+    connection: redis.Redis,
+    settings: Settings,
+    spec: ModelSpec,
+    dataset_spec: DatasetSpec,
+    request: ExplanationRequest,
+    missing: list[int],
+    keys: dict[int, str],
+    progress: JobProgress,
+) -> int:
+    """Explain and store the missing neurons as they come; return how many reports are stored in all."""
+    from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+    done = progress.done
+    llm_endpoint = request.endpoint if "openai" in (request.explainer, request.simulator) else None
+    try:
+        for report in pipeline.explain_neurons(
+            settings, spec, dataset_spec, request, missing, progress=progress.on_pipeline
+        ):
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.set(keys[report.neuron], report.model_dump_json())
+                _record_report(pipe, report, llm_endpoint)
+                pipe.execute()
+            done += 1
+            progress.update(done=done)
+    except LLMEndpointError:
+        _record_llm_error(connection, llm_endpoint or "unknown")
+        raise
+    return done

@@ -51,11 +51,13 @@ def create_explanation(
     settings: NamedDependency[Settings],
 ) -> Response[ExplanationAccepted | JobStatus]:
     """Explain neurons of one layer. The request is checked against the registry first (unknown model,
-    hook or dataset, layer or neuron out of range, too many neurons → 422 naming the field) and nothing
-    is enqueued unless it is valid. The job id is a hash of the canonical request and the pipeline
-    version, so repeating a request joins the job in flight. Answers 202 with the job to poll, or 200
-    with the reports at once when every one is already stored."""
-    resolved = resolve_request(registry, data, settings.max_neurons_per_request)
+    hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint name the deployment
+    does not configure → 422 naming the field) and nothing is enqueued unless it is valid. Explainer and
+    simulator default to `openai` when an LLM endpoint is configured, else to the offline `baseline`.
+    The job id is a hash of the canonical resolved request (backends, endpoint, its model names, k) and
+    the pipeline version, so repeating a request joins the job in flight. Answers 202 with the job to
+    poll, or 200 with the reports at once when every one is already stored."""
+    resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
     submission = submit_explanation(redis_client, queues, settings, resolved)
     if submission.reports is not None:
         reports = [NeuronReport.model_validate_json(raw) for raw in submission.reports]

@@ -42,5 +42,6 @@ async def readyz(redis_async: NamedDependency[AsyncRedis]) -> dict[str, str]:
 )
 def metrics(api_metrics: NamedDependency[ApiMetrics]) -> Response[bytes]:
     """Prometheus metrics (text format): HTTP latency by route and status, jobs by queue and outcome,
-    stage durations, neurons explained, and queue depth per state."""
+    stage durations, neurons explained, queue depth per state, and LLM calls, tokens, parse failures
+    and endpoint errors by endpoint."""
     return Response(content=api_metrics.render(), media_type=PROMETHEUS_MEDIA_TYPE)

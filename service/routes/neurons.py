@@ -8,7 +8,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from service.errors import problem_specs
-from service.reports import ReportReader
+from service.reports import Query, ReportReader
 from service.schemas import NeuronReport
 
 
@@ -32,15 +32,30 @@ async def get_neuron_report(
     hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
     dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
     explainer: str | None = Parameter(
-        default=None, description="Explainer backend; default as in a request."
+        default=None, description="Explainer backend (`baseline`, `openai`); default as in a request."
     ),
     simulator: str | None = Parameter(
-        default=None, description="Simulator backend; default as in a request."
+        default=None, description="Simulator backend (`baseline`, `openai`); default as in a request."
+    ),
+    endpoint: str | None = Parameter(
+        default=None, description="LLM endpoint name for `openai` backends; default as in a request."
+    ),
+    candidates: int | None = Parameter(
+        default=None,
+        description="Candidate explanations k of the `openai` explainer; default as in a request.",
     ),
 ) -> Response[bytes]:
     """The stored NeuronReport of one neuron, for the report variant a request with default options
-    produces (hook, dataset, explainer and simulator can be chosen). 404 when none is stored yet:
+    produces (hook, dataset, explainer, simulator, endpoint and candidates can be chosen; the endpoint's
+    model names as configured now are part of the variant). 404 when none is stored yet:
     `POST /v1/explanations` creates it."""
-    query = {"hook": hook, "dataset": dataset, "explainer": explainer, "simulator": simulator}
+    query: Query = {
+        "hook": hook,
+        "dataset": dataset,
+        "explainer": explainer,
+        "simulator": simulator,
+        "endpoint": endpoint,
+        "candidates": candidates,
+    }
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
     return Response(content=await reports.read(model, layer, neuron, query), media_type="application/json")

@@ -24,8 +24,10 @@ from service.schemas import (
     Provenance,
     Simulation,
     TypeEvidence,
+    load_registry,
 )
 from service.settings import Settings
+from service.validate import resolve_request
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -110,10 +112,16 @@ def build_report(model: str, revision: str, layer: int, neuron: int, hook: str, 
     )
 
 
-def store_reports(conn: redis.Redis, request: ExplanationRequest, revision: str) -> list[NeuronReport]:
-    """Store a report for every neuron of a resolved request under the key the API reads."""
+def store_reports(
+    conn: redis.Redis, request: ExplanationRequest, revision: str, settings: Settings | None = None
+) -> list[NeuronReport]:
+    """Store a report for every neuron of a request under the key the API (with ``settings``: its default
+    backends and LLM endpoints; None: the baseline) reads."""
+    resolved = resolve_request(load_registry(), request, max_neurons=4096, settings=settings)
+    request = resolved.request
     assert request.hook is not None and request.dataset is not None
-    keys = request_report_keys(request, revision)
+    assert resolved.model.revision == revision
+    keys = request_report_keys(resolved)
     reports = []
     for neuron, key in zip(request.neuron_list(), keys, strict=True):
         report = build_report(request.model, revision, request.layer, neuron, request.hook, request.dataset)

@@ -26,6 +26,8 @@ def _request(neurons: list[int], **options: object) -> ExplanationRequest:
         neurons=neurons,
         hook="mlp_act",
         dataset="text-probe-v1",
+        explainer="baseline",
+        simulator="baseline",
         options=PipelineOptions(**options),  # type: ignore[arg-type]
     )
 

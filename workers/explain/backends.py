@@ -8,15 +8,41 @@ from service.settings import Settings
 from workers.errors import UnknownBackend
 from workers.explain.base import Explainer
 from workers.explain.baseline import BaselineExplainer
-
-EXPLAINERS: dict[str, Callable[[Settings], Explainer]] = {
-    "baseline": lambda settings: BaselineExplainer(),
-}
-"""Factory per backend name; LLM backends register theirs here."""
+from workers.explain.openai_explainer import make_openai_explainer
+from workers.simulate.openai_simulator import ImageSource
 
 
-def make_explainer(name: str, settings: Settings) -> Explainer:
+def _baseline(
+    settings: Settings, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
+) -> Explainer:
+    return BaselineExplainer()
+
+
+def _openai(
+    settings: Settings, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
+) -> Explainer:
+    return make_openai_explainer(settings, endpoint, images, seed, candidates)
+
+
+ExplainerFactory = Callable[[Settings, str | None, int | None, ImageSource | None, int], Explainer]
+"""(settings, endpoint name, candidates k, image source, seed) → explainer."""
+
+EXPLAINERS: dict[str, ExplainerFactory] = {"baseline": _baseline, "openai": _openai}
+"""Factory per backend name."""
+
+
+def make_explainer(
+    name: str,
+    settings: Settings,
+    *,
+    endpoint: str | None = None,
+    candidates: int | None = None,
+    images: ImageSource | None = None,
+    seed: int = 0,
+) -> Explainer:
+    """The explainer backend `name`; LLM backends use the named endpoint (None: the default one), draw
+    `candidates` explanations (None: settings) and see the probe set's images when `images` is given."""
     factory = EXPLAINERS.get(name)
     if factory is None:
         raise UnknownBackend(f"explainer {name!r} is not available: choose {', '.join(sorted(EXPLAINERS))}")
-    return factory(settings)
+    return factory(settings, endpoint, candidates, images, seed)

@@ -26,6 +26,11 @@ class ExplainerResult:
     """LLM prompt tokens spent on this neuron (0 for the baseline)."""
     completion_tokens: int = 0
     """LLM completion tokens spent on this neuron (0 for the baseline)."""
+    llm_calls: int = 0
+    """LLM requests made for this neuron, retries and candidate calibration included (0 for the baseline)."""
+    prompt_version: str | None = None
+    """Prompt version used for this neuron when it differs from the explainer's `prompt_version`
+    (a vision-language explainer writes text neurons with the text prompt)."""
 
 
 class Explainer(Protocol):

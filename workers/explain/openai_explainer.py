@@ -83,18 +83,26 @@ class OpenAIExplainer:
         """One result per neuron, in order; neurons run concurrently."""
         return map_concurrently(self.explain_neuron, neurons, self.caller.endpoint.concurrency)
 
+    def uses_images(self, neuron: NeuronRecords) -> bool:
+        """The Xu et al. image prompt for visual and multimodal neurons (or an unclassified one) when there
+        are images; the Bills et al. text prompt otherwise, e.g. for a VLM's text neurons."""
+        return self.images is not None and neuron.neuron_type in (None, "visual", "multimodal")
+
     def explain_neuron(self, neuron: NeuronRecords) -> ExplainerResult:
         shown, calibration = self._split(neuron.records)
         texts, usage = self._draw(neuron, shown)
+        version = (
+            VISUAL_EXPLAINER_PROMPT_VERSION if self.uses_images(neuron) else TEXT_EXPLAINER_PROMPT_VERSION
+        )
         if len(texts) == 1 or not calibration or self.simulator is None:
-            return ExplainerResult(texts[0], None, usage.prompt, usage.completion)
+            return ExplainerResult(texts[0], None, usage.prompt, usage.completion, usage.calls, version)
         inputs = [SimulationInput(text, [record.record for record in calibration]) for text in texts]
         results = self.simulator.simulate(inputs)
         real = [record.activations for record in calibration]
         candidates: list[dict[str, object]] = []
         for text, result in zip(texts, results, strict=True):
             score = score_simulation(real, result.predictions, [True] * len(real), seed=self.seed)
-            usage += TokenUsage(result.prompt_tokens, result.completion_tokens)
+            usage += TokenUsage(result.prompt_tokens, result.completion_tokens, result.llm_calls)
             candidates.append(
                 {
                     "text": text,
@@ -104,7 +112,8 @@ class OpenAIExplainer:
                 }
             )
         best = _best(candidates)
-        return ExplainerResult(str(candidates[best]["text"]), candidates, usage.prompt, usage.completion)
+        text = str(candidates[best]["text"])
+        return ExplainerResult(text, candidates, usage.prompt, usage.completion, usage.calls, version)
 
     def _split(
         self, records: list[ActivationRecord]
@@ -144,7 +153,7 @@ class OpenAIExplainer:
         return texts, usage
 
     def _messages(self, neuron: NeuronRecords, shown: list[ActivationRecord]) -> list[Message]:
-        if self.images is None:
+        if not self.uses_images(neuron):
             return build_text_explainer_messages([_text_record(neuron, record) for record in shown])
         return build_visual_explainer_messages([self._visual_record(neuron, record) for record in shown])
 
@@ -175,11 +184,15 @@ def _best(candidates: list[dict[str, object]]) -> int:
 
 
 def make_openai_explainer(
-    settings: Settings, endpoint: str | None = None, images: ImageSource | None = None, seed: int = 0
+    settings: Settings,
+    endpoint: str | None = None,
+    images: ImageSource | None = None,
+    seed: int = 0,
+    candidates: int | None = None,
 ) -> OpenAIExplainer:
-    """The `openai` explainer on the named endpoint (None: the default), with settings' candidate count."""
+    """The `openai` explainer on the named endpoint (None: the default) drawing `candidates` explanations
+    (None: settings' `llm_candidates`)."""
     caller = LLMCaller(resolve_endpoint(settings, endpoint))
-    simulator = OpenAISimulator(caller, images=images) if settings.llm_candidates > 1 else None
-    return OpenAIExplainer(
-        caller, candidates=settings.llm_candidates, simulator=simulator, images=images, seed=seed
-    )
+    k = candidates if candidates is not None else settings.llm_candidates
+    simulator = OpenAISimulator(caller, images=images) if k > 1 else None
+    return OpenAIExplainer(caller, candidates=k, simulator=simulator, images=images, seed=seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.settings import DEFAULT_LLM_ENDPOINT, Settings, llm_endpoint_configs
+from service.settings import DEFAULT_LLM_ENDPOINT, Settings, default_llm_endpoint, llm_endpoint_configs
 from workers.llm.errors import UnknownLLMEndpoint
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -58,7 +58,7 @@ def resolve_endpoint(settings: Settings, name: str | None = None) -> LLMEndpoint
             "NEURONLENS_EXPLAINER_MODEL, or NEURONLENS_LLM_ENDPOINTS"
         )
     if name is None:
-        name = DEFAULT_LLM_ENDPOINT if DEFAULT_LLM_ENDPOINT in configs else next(iter(configs))
+        name = default_llm_endpoint(settings) or DEFAULT_LLM_ENDPOINT
     if name not in configs:
         raise UnknownLLMEndpoint(
             f"LLM endpoint '{name}' is not configured: choose one of {', '.join(sorted(configs))}"

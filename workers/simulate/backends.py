@@ -8,15 +8,30 @@ from service.settings import Settings
 from workers.errors import UnknownBackend
 from workers.simulate.base import Simulator
 from workers.simulate.baseline import BaselineSimulator
-
-SIMULATORS: dict[str, Callable[[Settings], Simulator]] = {
-    "baseline": lambda settings: BaselineSimulator(),
-}
-"""Factory per backend name; LLM backends register theirs here."""
+from workers.simulate.openai_simulator import ImageSource, make_openai_simulator
 
 
-def make_simulator(name: str, settings: Settings) -> Simulator:
+def _baseline(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
+    return BaselineSimulator()
+
+
+def _openai(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
+    return make_openai_simulator(settings, endpoint, images)
+
+
+SimulatorFactory = Callable[[Settings, str | None, ImageSource | None], Simulator]
+"""(settings, endpoint name, image source) → simulator."""
+
+SIMULATORS: dict[str, SimulatorFactory] = {"baseline": _baseline, "openai": _openai}
+"""Factory per backend name."""
+
+
+def make_simulator(
+    name: str, settings: Settings, *, endpoint: str | None = None, images: ImageSource | None = None
+) -> Simulator:
+    """The simulator backend `name`; LLM backends use the named endpoint (None: the default one) and the
+    probe set's images when `images` is given (image patches are simulated from the image)."""
     factory = SIMULATORS.get(name)
     if factory is None:
         raise UnknownBackend(f"simulator {name!r} is not available: choose {', '.join(sorted(SIMULATORS))}")
-    return factory(settings)
+    return factory(settings, endpoint, images)

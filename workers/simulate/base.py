@@ -33,7 +33,14 @@ class SimulatorResult:
     parse_failures: int
     """Replies or explanations that could not be parsed."""
     prompt_tokens: int = 0
+    """LLM prompt tokens spent on this item (0 for the baseline)."""
     completion_tokens: int = 0
+    """LLM completion tokens spent on this item (0 for the baseline)."""
+    llm_calls: int = 0
+    """LLM requests made for this item, retries included (0 for the baseline)."""
+    prompt_version: str | None = None
+    """Version of the simulator prompt(s) used (`text-simulator-1`, `visual-simulator-1`, both joined by
+    `+` when a record had text and image patches); None for the baseline."""
 
 
 class Simulator(Protocol):

@@ -26,7 +26,9 @@ from workers.llm.pool import map_concurrently
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.prompts import (
+    TEXT_SIMULATOR_PROMPT_VERSION,
     TOP_LOGPROBS,
+    VISUAL_SIMULATOR_PROMPT_VERSION,
     build_text_simulator_messages,
     build_visual_simulator_messages,
     expected_values,
@@ -64,6 +66,8 @@ class _Outcome:
     prediction: np.ndarray | None
     parse_failures: int
     usage: TokenUsage
+    prompts: tuple[str, ...] = ()
+    """Versions of the prompts this record was asked with."""
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -99,12 +103,15 @@ class OpenAISimulator:
             mine = outcomes[start : start + len(item.records)]
             start += len(item.records)
             usage = sum((outcome.usage for outcome in mine), TokenUsage())
+            prompts = sorted({version for outcome in mine for version in outcome.prompts})
             results.append(
                 SimulatorResult(
                     predictions=[outcome.prediction for outcome in mine],
                     parse_failures=sum(outcome.parse_failures for outcome in mine),
                     prompt_tokens=usage.prompt,
                     completion_tokens=usage.completion,
+                    llm_calls=usage.calls,
+                    prompt_version="+".join(prompts) or None,
                 )
             )
         return results
@@ -116,19 +123,22 @@ class OpenAISimulator:
         image_at = np.flatnonzero(record.modality == MODALITY_IMAGE)
         usage = TokenUsage()
         failures = 0
+        prompts: list[str] = []
         if text_at.size:
+            prompts.append(TEXT_SIMULATOR_PROMPT_VERSION)
             values, spent = self._ask_text(explanation, [record.tokens[i] for i in text_at])
             usage += spent
             failures += values is None
             if values is not None:
                 prediction[text_at] = values
         if image_at.size:
+            prompts.append(VISUAL_SIMULATOR_PROMPT_VERSION)
             values, spent = self._ask_patches(explanation, record, image_at.size)
             usage += spent
             failures += values is None
             if values is not None:
                 prediction[image_at] = values
-        return _Outcome(None if failures else prediction, failures, usage)
+        return _Outcome(None if failures else prediction, failures, usage, tuple(prompts))
 
     def _ask_text(self, explanation: str, tokens: list[str]) -> tuple[list[float] | None, TokenUsage]:
         messages = build_text_simulator_messages(explanation, tokens)
