@@ -24,6 +24,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import redis
 from rq import Queue, SimpleWorker
@@ -171,9 +172,14 @@ def parse_queue_names(text: str) -> list[str]:
     return names
 
 
-def build_worker(settings: Settings, queue_names: Sequence[str], name: str | None = None) -> NeuronLensWorker:
+def build_worker(
+    settings: Settings,
+    queue_names: Sequence[str],
+    name: str | None = None,
+    connection: redis.Redis | None = None,
+) -> NeuronLensWorker:
     """A worker on ``settings.queue_prefix + name`` for each queue name, connected to the settings' Redis."""
-    connection = redis.Redis.from_url(resolve_redis_url(settings))
+    connection = connection or redis.Redis.from_url(resolve_redis_url(settings))
     queues = [
         Queue(settings.queue_prefix + queue_name, connection=connection, serializer=JSONSerializer)
         for queue_name in queue_names
@@ -211,14 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
-    worker = build_worker(settings, args.queues, name=args.name)
+    url = resolve_redis_url(settings)
+    connection = redis.Redis.from_url(url)
     try:
-        worker.connection.ping()
+        connection.ping()
     except redis.RedisError as exc:
-        print(
-            f"neuronlens-worker: cannot reach Redis at {resolve_redis_url(settings)}: {exc}", file=sys.stderr
-        )
+        shown = url.replace(f":{password}@", ":***@") if (password := urlsplit(url).password) else url
+        print(f"neuronlens-worker: cannot reach Redis at {shown}: {exc}", file=sys.stderr)
         return 1
+    worker = build_worker(settings, args.queues, name=args.name, connection=connection)
     log.info(
         "worker %s (pid %d) on queues %s; heartbeat every %ds, jobs abandoned after %ds without one",
         worker.name,
