@@ -80,8 +80,8 @@ def explanation_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.range is not None:
         neurons = args.range
     body: dict[str, Any] = {"model": args.model, "layer": args.layer, "neurons": neurons}
-    for name in ("hook", "dataset", "explainer", "simulator"):
-        if getattr(args, name):
+    for name in ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates"):
+        if getattr(args, name) is not None:
             body[name] = getattr(args, name)
     return body
 
@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--dataset", help="probe set id (default: the model's first)")
     explain.add_argument("--explainer", help="explainer backend (default: the API's default)")
     explain.add_argument("--simulator", help="simulator backend (default: the API's default)")
+    explain.add_argument("--endpoint", help="named LLM endpoint of the deployment, for the openai backends")
+    explain.add_argument("--candidates", type=int, help="candidate explanations k for the openai explainer")
     explain.add_argument(
         "--url",
         default=os.environ.get("NEURONLENS_API_URL", DEFAULT_URL),
