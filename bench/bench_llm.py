@@ -1,13 +1,15 @@
-"""LLM stage figures: 200 text neurons explained and simulated against the OpenAI-compatible peer.
+"""LLM stage figures: neurons explained and simulated by the `openai` backends against the OpenAI-compatible
+peer, through the worker pipeline (`workers.pipeline.explain_neurons`, as an explain job runs it).
 
 The peer runs as its own process (``python -m workers.llm.peer``) with a fixed latency per call, so the
-client side (the real `openai` client, our retrying caller, the thread pools) is measured, not the peer.
-Neurons are real: a MiniLM layer scanned over text-probe-v1 (the artifact is reused when it exists), fed
-through the pipeline's chunks (explain a chunk, then simulate it), as `workers.pipeline` does.
+client side (the real `openai` client, our retrying caller, the thread pools, report assembly) is
+measured, not the peer. Neurons are real: a MiniLM layer scanned over text-probe-v1 and, when the registry
+serves it, the planted neurons of tiny-llava-planted over vl-probe-v1 (artifacts are reused when they exist).
 
-- achieved ÷ ideal throughput: ideal = concurrency / (calls per neuron × latency) neurons/s;
-- LLM calls per neuron and prompt/completion tokens per neuron (text neurons; the peer counts tokens as
-  characters / 4, so token figures show the prompt sizes, not a real tokenizer's counts).
+- achieved ÷ ideal throughput (200 text neurons): ideal = concurrency / (calls per neuron × latency);
+- LLM calls and prompt/completion tokens per neuron, text and visual (from each report's provenance,
+  checked against the peer's own call count; the peer bills characters / 4 and 85 tokens per image, so
+  token figures show prompt sizes, not a real tokenizer's counts).
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 N_NEURONS = 200
 LATENCY_MS = 50.0
-LAYER = 3
-MODEL_ID = "minilm-l6"
-DATASET_ID = "text-probe-v1"
+TEXT = ("minilm-l6", 3, "text-probe-v1")
+"""(model, layer, probe set) of the text neurons."""
+VISUAL = ("tiny-llava-planted", 2, "vl-probe-v1")
+"""(model, layer, probe set) of the visual neurons: its planted neurons (registry description)."""
+VISUAL_NEURONS = [11, 42, 99, 200]
+"""tiny-llava-planted's planted neurons at layer 2: visual, text, multimodal, multimodal."""
 
 
 def _free_port() -> int:
@@ -57,72 +63,125 @@ def peer_process(latency_ms: float) -> Iterator[str]:
             process.wait()
 
 
-def main() -> list[dict[str, str]]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(REPO_ROOT))
-    from service.schemas import PipelineOptions, load_registry
-    from service.settings import load_settings
-    from workers.explain.openai_explainer import make_openai_explainer
-    from workers.pipeline import CHUNK_NEURONS, open_context
-    from workers.report import prepare_neuron
-    from workers.scan.run import scan_layers
-    from workers.simulate.openai_simulator import make_openai_simulator
+def peer_calls(base_url: str) -> int:
+    with urlopen(base_url.removesuffix("/v1") + "/peer/stats", timeout=10) as answer:
+        return int(json.load(answer)["calls"])
 
-    registry = load_registry()
-    model, dataset = registry.model(MODEL_ID), registry.dataset(DATASET_ID)
-    options = PipelineOptions()
-    base = load_settings()
-    scan_layers(base, model, dataset, model.default_hook, [LAYER], options)
-    context = open_context(base, model, dataset, model.default_hook, LAYER, options)
-    prepared = [prepare_neuron(context, neuron) for neuron in range(N_NEURONS)]
 
-    with peer_process(LATENCY_MS) as base_url:
-        settings = load_settings(llm_base_url=base_url, explainer_model="peer", llm_api_key="bench")
-        explainer, simulator = make_openai_explainer(settings), make_openai_simulator(settings)
-        concurrency = simulator.caller.endpoint.concurrency
-        prompt_tokens = completion_tokens = 0
-        started = time.perf_counter()
-        for begin in range(0, N_NEURONS, CHUNK_NEURONS):
-            chunk = prepared[begin : begin + CHUNK_NEURONS]
-            explained = explainer.explain([item.explainer_input(LAYER) for item in chunk])
-            simulated = simulator.simulate(
-                [item.simulation_input(result.text) for item, result in zip(chunk, explained, strict=True)]
-            )
-            for explanation, simulation in zip(explained, simulated, strict=True):
-                prompt_tokens += explanation.prompt_tokens + simulation.prompt_tokens
-                completion_tokens += explanation.completion_tokens + simulation.completion_tokens
-        seconds = time.perf_counter() - started
-        with urlopen(base_url.removesuffix("/v1") + "/peer/stats", timeout=10) as answer:
-            stats = json.load(answer)
+def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> tuple[list[Any], float]:
+    """Scan the layer (reused when stored), then explain `neurons` with the `openai` backends through the
+    pipeline; (reports, seconds of the explain stage)."""
+    from service.schemas import ExplanationRequest, load_registry
+    from workers import pipeline
 
-    calls_per_neuron = stats["calls"] / N_NEURONS
+    model_id, layer, dataset_id = which
+    registry = load_registry(settings.registry_path)
+    model, dataset = registry.model(model_id), registry.dataset(dataset_id)
+    request = ExplanationRequest(
+        model=model.id,
+        layer=layer,
+        neurons=neurons,
+        hook=model.default_hook,
+        dataset=dataset.id,
+        explainer="openai",
+        simulator="openai",
+        endpoint="default",
+        candidates=1,
+    )
+    pipeline.scan_layers(settings, model, dataset, model.default_hook, [layer], request.options)
+    started = time.perf_counter()
+    reports = list(pipeline.explain_neurons(settings, model, dataset, request, neurons))
+    return reports, time.perf_counter() - started
+
+
+def per_neuron(reports: list[Any]) -> tuple[float, float, float]:
+    """(calls, prompt tokens, completion tokens) per neuron, from the reports' provenance."""
+    n = len(reports)
+    calls = sum(sum((r.provenance.llm_calls or {}).values()) for r in reports)
+    prompt = sum(r.provenance.llm_tokens["prompt"] for r in reports)
+    completion = sum(r.provenance.llm_tokens["completion"] for r in reports)
+    return calls / n, prompt / n, completion / n
+
+
+def throughput_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
+    model_id, layer, _ = TEXT
+    before = peer_calls(base_url)
+    reports, seconds = explain(settings, TEXT, list(range(N_NEURONS)))
+    calls, prompt, completion = per_neuron(reports)
+    seen = peer_calls(base_url) - before
+    if seen != round(calls * N_NEURONS):
+        raise RuntimeError(f"the reports count {calls * N_NEURONS:.0f} LLM calls but the peer saw {seen}")
+    concurrency = settings.llm_concurrency
     achieved = N_NEURONS / seconds
-    ideal = concurrency / (calls_per_neuron * LATENCY_MS / 1000)
+    ideal = concurrency / (calls * LATENCY_MS / 1000)
     return [
         {
             "figure": "LLM stage: achieved ÷ ideal throughput",
             "value": f"{achieved / ideal:.2f}",
             "goal": "≥ 0.8",
-            "detail": f"{N_NEURONS} {MODEL_ID} L{LAYER} neurons in {seconds:.1f}s = {achieved:.1f}/s; ideal "
-            f"{ideal:.1f}/s = concurrency {concurrency} / ({calls_per_neuron:.0f} calls × "
-            f"{LATENCY_MS:.0f} ms); "
-            f"peer process on loopback saw at most {stats['max_in_flight']} calls in flight",
+            "detail": f"{N_NEURONS} {model_id} L{layer} neurons through workers.pipeline.explain_neurons in "
+            f"{seconds:.1f}s = {achieved:.1f}/s; ideal {ideal:.1f}/s = concurrency {concurrency} / "
+            f"({calls:.0f} calls × {LATENCY_MS:.0f} ms); peer process on loopback",
         },
         {
             "figure": "LLM calls per neuron (text)",
-            "value": f"{calls_per_neuron:.1f}",
+            "value": f"{calls:.1f}",
             "goal": "-",
             "detail": "1 explanation + 1 simulation per held-out record (n_holdout top + as many random), "
-            "candidates k=1, no faults injected",
+            "candidates k=1, no faults injected; equals the peer's own count",
         },
         {
             "figure": "LLM tokens per neuron (text)",
-            "value": f"{prompt_tokens / N_NEURONS:.0f} prompt + "
-            f"{completion_tokens / N_NEURONS:.0f} completion",
+            "value": f"{prompt:.0f} prompt + {completion:.0f} completion",
             "goal": "-",
             "detail": "as the peer bills them (characters / 4); n_explain 20 records shown to the explainer",
         },
     ]
+
+
+def visual_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
+    from service.schemas import load_registry
+
+    model_id, layer, _ = VISUAL
+    served = {m.id for m in load_registry(settings.registry_path).models}
+    if model_id not in served:
+        detail = f"{model_id} is not in the registry yet: visual neurons not measured"
+        return [
+            {"figure": "LLM calls per neuron (visual)", "value": "n/a", "goal": "-", "detail": detail},
+            {"figure": "LLM tokens per neuron (visual)", "value": "n/a", "goal": "-", "detail": detail},
+        ]
+    before = peer_calls(base_url)
+    reports, _ = explain(settings, VISUAL, VISUAL_NEURONS)
+    calls, prompt, completion = per_neuron(reports)
+    if peer_calls(base_url) - before != round(calls * len(reports)):
+        raise RuntimeError("the visual reports' LLM calls do not match the peer's count")
+    types = ", ".join(f"{r.neuron}: {r.neuron_type} ({r.explanation.prompt_version})" for r in reports)
+    return [
+        {
+            "figure": "LLM calls per neuron (visual)",
+            "value": f"{calls:.1f}",
+            "goal": "-",
+            "detail": f"{model_id} L{layer} planted neurons {types}; each held-out record costs a text "
+            "and an image (patch grid) simulation; k=1",
+        },
+        {
+            "figure": "LLM tokens per neuron (visual)",
+            "value": f"{prompt:.0f} prompt + {completion:.0f} completion",
+            "goal": "-",
+            "detail": "as the peer bills them (characters / 4, 85 per image); visual and multimodal "
+            "neurons show the explainer 20 shaded images",
+        },
+    ]
+
+
+def main() -> list[dict[str, str]]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(REPO_ROOT))
+    from service.settings import load_settings
+
+    with peer_process(LATENCY_MS) as base_url:
+        settings = load_settings(llm_base_url=base_url, explainer_model="peer", llm_api_key="bench")
+        return throughput_rows(settings, base_url) + visual_rows(settings, base_url)
 
 
 if __name__ == "__main__":
