@@ -83,3 +83,19 @@ def test_unknown_module_is_a_named_error(tiny_bert: BertModel) -> None:
         with capture_activations(tiny_bert, bad, [0]):
             pass
     assert _hook_count(tiny_bert) == 0
+
+
+def test_a_sink_receives_each_layer_inside_the_forward(tiny_bert: BertModel) -> None:
+    with torch.inference_mode(), capture_activations(tiny_bert, ACT, [0, 2]) as stored:
+        run_forward(lambda: tiny_bert(**_inputs()))
+    sunk: list[tuple[int, torch.Tensor]] = []
+    with (
+        torch.inference_mode(),
+        capture_activations(tiny_bert, ACT, [0, 2], True, lambda layer, t: sunk.append((layer, t))) as unused,
+    ):
+        run_forward(lambda: tiny_bert(**_inputs()))
+    assert unused == {}
+    assert [layer for layer, _ in sunk] == [0, 2]  # forward order
+    for layer, tensor in sunk:
+        assert torch.equal(tensor, stored[layer])
+    assert _hook_count(tiny_bert) == 0

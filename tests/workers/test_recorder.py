@@ -8,7 +8,7 @@ import torch
 from workers.models.base import TokenizedSample
 from workers.records import MODALITY_TEXT
 from workers.scan.recorder import BatchView, LayerRecorder
-from workers.scan.scanner import choose_random_ids, content_activations, plan_batches
+from workers.scan.scanner import choose_random_ids, content_activations, length_runs, plan_batches
 
 N_SAMPLES, N_NEURONS, N_TOP, MAX_TOKENS, N_DOMAINS = 40, 12, 6, 7, 3
 
@@ -27,17 +27,16 @@ def _record(acts: list[np.ndarray], domains: np.ndarray, random_ids: np.ndarray)
     order = sorted(range(N_SAMPLES), key=lambda i: len(acts[i]))
     for begin in range(0, N_SAMPLES, 8):
         rows = order[begin : begin + 8]
-        width = max(len(acts[i]) for i in rows)
-        batch = np.full((len(rows), width, N_NEURONS), 1e4, dtype=np.float32)  # padding holds junk
-        mask = np.zeros((len(rows), width), dtype=bool)
+        lengths = np.array([len(acts[i]) for i in rows])
+        batch = np.full((len(rows), lengths.max(), N_NEURONS), 1e4, dtype=np.float32)  # padding holds junk
         for r, i in enumerate(rows):
             batch[r, : len(acts[i])] = acts[i]
-            mask[r, : len(acts[i])] = True
         picked = [r for r, i in enumerate(rows) if i in slot_of]
         domain_ids = np.where(domains[rows] < 0, N_DOMAINS, domains[rows])
         view = BatchView(
             sample_ids=torch.tensor(rows),
-            mask=None if mask.all() else torch.from_numpy(mask),
+            lengths=torch.from_numpy(lengths),
+            groups=length_runs(lengths),
             domain_ids=torch.from_numpy(domain_ids),
             random_rows=torch.tensor(picked) if picked else None,
             random_slots=torch.tensor([slot_of[rows[r]] for r in picked]) if picked else None,
@@ -98,13 +97,18 @@ def test_plans_sort_by_length_and_gather_non_contiguous_content() -> None:
     assert [plan.rows for plan in plans] == [[1, 2], [0]]
     first = plans[0]
     assert first.content_start is None and first.width == 3
-    assert first.mask is not None and first.mask.tolist() == [[True, True, False], [True, True, True]]
+    assert first.lengths.tolist() == [2, 3] and length_runs(first.lengths) == [(0, 1, 2), (1, 2, 3)]
     positions = torch.arange(8, dtype=torch.float32)[None, :, None].expand(2, 8, 2)
     assert first.index is not None
     gathered = content_activations(positions, first, torch.from_numpy(first.index))
     assert gathered[:, :, 0].tolist() == [[1, 2, 0], [2, 3, 4]]
     # Contiguous content from one start is a slice (no copy), with no mask when rows are equally long.
     sliced_plans = plan_batches([_sample(0, [1, 2, 3], 5), _sample(1, [1, 2, 3], 5)], batch_size=4)
-    assert sliced_plans[0].content_start == 1 and sliced_plans[0].mask is None
+    assert sliced_plans[0].content_start == 1 and length_runs(sliced_plans[0].lengths) == [(0, 2, 3)]
     view = content_activations(positions, sliced_plans[0], None)
     assert view[:, :, 0].tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+def test_length_runs_skip_samples_without_content() -> None:
+    assert length_runs(np.array([0, 0, 2, 2, 2, 5])) == [(2, 5, 2), (5, 6, 5)]
+    assert length_runs(np.array([], dtype=np.int64)) == []

@@ -3,7 +3,8 @@
 State per layer is O(neurons × N × T): the top-N samples by max activation with their per-token
 activations, the running global max, the per-token activations of N random samples chosen up front,
 and per-domain counts of activations > 0. Every update is a handful of whole-tensor operations; the
-top-N merge only touches neurons whose N-th best value the batch beats.
+top-N merge only touches neurons whose weakest kept sample the batch beats, and only the slots it
+replaces.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ class BatchView:
 
     sample_ids: torch.Tensor
     """int64 [B] probe-set indices of the batch rows."""
-    mask: torch.Tensor | None
-    """bool [B, T_batch] content-token mask; None when every row has T_batch content tokens."""
+    lengths: torch.Tensor
+    """int64 [B] content tokens per row; positions past a row's length are padding."""
+    groups: list[tuple[int, int, int]]
+    """(first row, end row, length) runs of equally long rows: rows are sorted by length, so each run's
+    real tokens are the view acts[first:end, :length] and no masked copy is needed."""
     domain_ids: torch.Tensor
     """int64 [B] domain index per row (n_domains for unlabelled samples)."""
     random_rows: torch.Tensor | None
@@ -50,56 +54,68 @@ class LayerRecorder:
         self.domain_positive = torch.zeros((n_domains + 1, n_neurons), dtype=torch.int64, device=device)
 
     def update(self, acts: torch.Tensor, batch: BatchView) -> None:
-        """Fold in one batch: `acts` [B, T_batch, neurons] at the content tokens (padding per `mask`)."""
-        masked = acts if batch.mask is None else acts.masked_fill(~batch.mask[:, :, None], float("-inf"))
-        sample_max = masked.amax(dim=1).float()
+        """Fold in one batch: `acts` [B, T_batch, neurons] at the content tokens (padding per `groups`)."""
+        n_rows, _, n_neurons = acts.shape
+        sample_max = torch.full((n_rows, n_neurons), float("-inf"), device=acts.device)
+        positive = torch.zeros((n_rows, n_neurons), device=acts.device)
+        for first, end, length in batch.groups:
+            part = acts[first:end, :length]
+            sample_max[first:end] = part.amax(dim=1)
+            # clamp+sign+sum counts positives faster than (x > 0).sum(); small counts are exact in float.
+            positive[first:end] = part.clamp(min=0).sign_().sum(dim=1)
         torch.maximum(self.global_max, sample_max.amax(dim=0), out=self.global_max)
-        # clamp+sign+sum counts positives faster than (x > 0).sum(); counts ≤ T_batch are exact in float.
-        positive = masked.clamp(min=0).sign_().sum(dim=1).to(torch.int64)
-        self.domain_positive.index_add_(0, batch.domain_ids, positive)
+        self.domain_positive.index_add_(0, batch.domain_ids, positive.to(torch.int64))
         if batch.random_rows is not None and batch.random_slots is not None:
-            self._record_random(acts, batch.mask, batch.random_rows, batch.random_slots)
-        beaten = (sample_max.amax(dim=0) > self.top_max[:, -1]).nonzero().squeeze(1)
+            self._record_random(acts, batch.lengths, batch.random_rows, batch.random_slots)
+        beaten = (sample_max.amax(dim=0) > self.top_max.amin(dim=1)).nonzero().squeeze(1)
         if beaten.numel():
             self._merge_top(beaten, sample_max, acts, batch)
 
-    def _content(self, acts: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """[neurons', B', T] fp16 activations with padding zeroed, padded to `max_tokens`."""
-        if mask is not None:
-            acts = acts.masked_fill(~mask[:, :, None], 0.0)
-        out = torch.zeros(
-            (acts.shape[2], acts.shape[0], self.max_tokens), dtype=ACT_DTYPE, device=acts.device
-        )
-        out[:, :, : acts.shape[1]] = acts.permute(2, 0, 1)
-        return out
-
     def _record_random(
-        self, acts: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor, slots: torch.Tensor
+        self, acts: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
     ) -> None:
-        row_mask = None if mask is None else mask.index_select(0, rows)
-        self.random_acts[:, slots] = self._content(acts.index_select(0, rows), row_mask)
+        picked = acts.index_select(0, rows).masked_fill(~_mask(lengths[rows], acts.shape[1])[:, :, None], 0.0)
+        self.random_acts[:, slots, : picked.shape[1]] = picked.permute(2, 0, 1).to(ACT_DTYPE)
 
     def _merge_top(
         self, cols: torch.Tensor, sample_max: torch.Tensor, acts: torch.Tensor, batch: BatchView
     ) -> None:
-        n_cols, n_batch = cols.numel(), sample_max.shape[0]
-        values = torch.cat([self.top_max[cols], sample_max[:, cols].T], dim=1)
-        ids = torch.cat([self.top_ids[cols], batch.sample_ids.expand(n_cols, n_batch)], dim=1)
-        best, order = values.topk(self.n_top, dim=1)
-        merged = torch.cat(
-            [self.top_acts[cols], self._content(acts.index_select(2, cols), batch.mask)], dim=1
-        )
-        self.top_max[cols] = best
-        self.top_ids[cols] = ids.gather(1, order)
-        self.top_acts[cols] = merged.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
+        """Replace, per neuron in `cols`, the top slots that batch samples beat.
+
+        Slots are unordered until `arrays()`: only the evicted slots are written, so the cost is the
+        number of replacements × T_batch, not neurons × N × T for every batch.
+        """
+        n_top = self.n_top
+        values = torch.cat([self.top_max[cols], sample_max[:, cols].T], dim=1)  # [C, N + B]
+        kept = torch.zeros_like(values, dtype=torch.bool)
+        kept.scatter_(1, values.topk(n_top, dim=1, sorted=False).indices, True)
+        # Per column, evicted old slots and incoming batch rows are equally many; nonzero() lists both
+        # column by column, so the k-th evicted slot pairs with the k-th incoming row.
+        evicted = (~kept[:, :n_top]).nonzero()
+        incoming = kept[:, n_top:].nonzero()
+        neurons, slots, rows = cols[evicted[:, 0]], evicted[:, 1], incoming[:, 1]
+        self.top_max[neurons, slots] = sample_max[rows, neurons]
+        self.top_ids[neurons, slots] = batch.sample_ids[rows]
+        per_token = acts[rows, :, neurons].masked_fill(~_mask(batch.lengths[rows], acts.shape[1]), 0.0)
+        block = torch.zeros((rows.numel(), self.max_tokens), dtype=ACT_DTYPE, device=acts.device)
+        block[:, : per_token.shape[1]] = per_token
+        self.top_acts[neurons, slots] = block
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice."""
+        """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice;
+        top samples in rank order (highest max activation first)."""
+        order = self.top_max.argsort(dim=1, descending=True)
+        top_acts = self.top_acts.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
         return {
-            "top_acts": self.top_acts.cpu().numpy(),
-            "top_ids": self.top_ids.to(torch.int32).cpu().numpy(),
-            "top_max": self.top_max.cpu().numpy(),
+            "top_acts": top_acts.cpu().numpy(),
+            "top_ids": self.top_ids.gather(1, order).to(torch.int32).cpu().numpy(),
+            "top_max": self.top_max.gather(1, order).cpu().numpy(),
             "global_max": self.global_max.cpu().numpy(),
             "random_acts": self.random_acts.cpu().numpy(),
             "domain_positive": self.domain_positive[:-1].T.contiguous().cpu().numpy(),
         }
+
+
+def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """bool [rows, width]: True at each row's real tokens."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]

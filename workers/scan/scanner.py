@@ -37,8 +37,8 @@ class BatchPlan:
     """When every row's content is positions start … start+len-1: that start (a slice, no gather)."""
     index: np.ndarray | None
     """int64 [B, width] content positions when they are not one slice (padding points at 0)."""
-    mask: np.ndarray | None
-    """bool [B, width] content mask; None when every row has `width` content tokens."""
+    lengths: np.ndarray
+    """int64 [B] content tokens per row, non-decreasing."""
 
 
 def choose_random_ids(n_samples: int, n_random: int, seed: int) -> np.ndarray:
@@ -56,15 +56,18 @@ def _contiguous_start(item: TokenizedSample) -> int | None:
 
 
 def plan_batches(tokenized: Sequence[TokenizedSample], batch_size: int) -> list[BatchPlan]:
-    """Batches of samples sorted by input length (ties by id); the same plan serves the plain forward."""
-    order = sorted(range(len(tokenized)), key=lambda i: (len(tokenized[i].input_ids), i))
+    """Batches of samples sorted by content length (ties by input length, then id), which cuts padding;
+    the same plan serves the plain forward baseline."""
+    order = sorted(
+        range(len(tokenized)),
+        key=lambda i: (len(tokenized[i].content_positions), len(tokenized[i].input_ids), i),
+    )
     plans = []
     for begin in range(0, len(order), batch_size):
         rows = order[begin : begin + batch_size]
         items = [tokenized[i] for i in rows]
         lengths = np.array([len(item.content_positions) for item in items])
         width = max(int(lengths.max()), 1)
-        mask = np.arange(width)[None, :] < lengths[:, None]
         starts = {_contiguous_start(item) for item in items}
         start = starts.pop() if len(starts) == 1 else None
         index = None
@@ -72,9 +75,21 @@ def plan_batches(tokenized: Sequence[TokenizedSample], batch_size: int) -> list[
             index = np.zeros((len(items), width), dtype=np.int64)
             for row, item in enumerate(items):
                 index[row, : len(item.content_positions)] = item.content_positions
-        full = bool(mask.all())
-        plans.append(BatchPlan(rows, width, start, index, None if full else mask))
+        plans.append(BatchPlan(rows, width, start, index, lengths.astype(np.int64)))
     return plans
+
+
+def length_runs(lengths: np.ndarray) -> list[tuple[int, int, int]]:
+    """(first, end, length) for each run of equal values in non-decreasing `lengths` (zero-length runs,
+    samples without content tokens, are left out)."""
+    runs = []
+    first = 0
+    for row in range(1, len(lengths) + 1):
+        if row == len(lengths) or lengths[row] != lengths[first]:
+            if lengths[first] > 0:
+                runs.append((first, row, int(lengths[first])))
+            first = row
+    return runs
 
 
 def content_activations(acts: torch.Tensor, plan: BatchPlan, index: torch.Tensor | None) -> torch.Tensor:
@@ -99,11 +114,59 @@ class _BatchTensors:
         self.index = None if plan.index is None else torch.from_numpy(plan.index).to(device)
         self.view = BatchView(
             sample_ids=torch.from_numpy(rows).to(device),
-            mask=None if plan.mask is None else torch.from_numpy(plan.mask).to(device),
+            lengths=torch.from_numpy(plan.lengths).to(device),
+            groups=length_runs(plan.lengths),
             domain_ids=torch.from_numpy(domains).to(device),
             random_rows=torch.from_numpy(picked).to(device) if picked.size else None,
             random_slots=torch.from_numpy(slots[picked]).to(device) if picked.size else None,
         )
+
+
+class ScanPass:
+    """The state of one pass: a recorder per layer, filled batch by batch with `step`.
+
+    Hooks are registered for the duration of each step only, so plain forward passes of the same model
+    can run between steps (the benchmark interleaves them batch by batch).
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        samples: Sequence[ProbeSample],
+        tokenized: Sequence[TokenizedSample],
+        probe: TokenizedProbe,
+        point: HookPoint,
+        layers: Sequence[int],
+        n_top: int,
+        random_ids: np.ndarray,
+    ) -> None:
+        self.adapter, self.samples, self.tokenized, self.probe = adapter, samples, tokenized, probe
+        self.point, self.layers = point, list(layers)
+        self.n_top = min(n_top, len(samples))
+        self.n_random = len(random_ids)
+        self.random_slot = np.full(len(samples), -1, dtype=np.int64)
+        self.random_slot[random_ids] = np.arange(len(random_ids))
+        self.recorders: dict[int, LayerRecorder] = {}
+
+    def step(self, plan: BatchPlan) -> None:
+        """One forward pass over `plan`'s samples, folded into every layer's recorder."""
+        adapter = self.adapter
+        inputs = adapter.make_batch(
+            [self.samples[i] for i in plan.rows], [self.tokenized[i] for i in plan.rows]
+        )
+        tensors = _BatchTensors(plan, self.probe, self.random_slot, adapter.device)
+
+        def fold(layer: int, output: torch.Tensor) -> None:
+            # Runs inside the hook: the layer's output is consumed while in cache, then freed.
+            acts = content_activations(output, plan, tensors.index)
+            if layer not in self.recorders:
+                self.recorders[layer] = _new_recorder(
+                    adapter, self.point, acts, self.n_top, self.probe, self.n_random
+                )
+            self.recorders[layer].update(acts, tensors.view)
+
+        with torch.inference_mode(), capture_activations(adapter.module, self.point, self.layers, True, fold):
+            run_forward(partial(adapter.forward, inputs))
 
 
 def record_layers(
@@ -119,27 +182,14 @@ def record_layers(
     progress: BatchProgress | None = None,
 ) -> dict[int, LayerRecorder]:
     """Run the probe set once through the model and return each layer's filled recorder."""
-    n_samples = len(samples)
-    random_slot = np.full(n_samples, -1, dtype=np.int64)
-    random_slot[random_ids] = np.arange(len(random_ids))
-    recorders: dict[int, LayerRecorder] = {}
+    scan = ScanPass(adapter, samples, tokenized, probe, point, layers, n_top, random_ids)
     done = 0
-    with torch.inference_mode(), capture_activations(adapter.module, point, layers, True) as captured:
-        for plan in plan_batches(tokenized, batch_size):
-            inputs = adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
-            tensors = _BatchTensors(plan, probe, random_slot, adapter.device)
-            run_forward(partial(adapter.forward, inputs))
-            for layer in layers:
-                acts = content_activations(captured[layer], plan, tensors.index)
-                if layer not in recorders:
-                    recorders[layer] = _new_recorder(
-                        adapter, point, acts, min(n_top, n_samples), probe, len(random_ids)
-                    )
-                recorders[layer].update(acts, tensors.view)
-            done += len(plan.rows)
-            if progress is not None:
-                progress(done, n_samples)
-    return recorders
+    for plan in plan_batches(tokenized, batch_size):
+        scan.step(plan)
+        done += len(plan.rows)
+        if progress is not None:
+            progress(done, len(samples))
+    return scan.recorders
 
 
 def _new_recorder(
