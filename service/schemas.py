@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -67,6 +69,15 @@ class ModelSource(_Model):
     path: str | None = Field(default=None, description="Hub id or local path (hub-or-path).")
 
 
+class PlantedNeuronSpec(_Model):
+    """A neuron edited to respond to known inputs: ground truth of a test model (tiny-llava-planted)."""
+
+    layer: int = Field(ge=0, description="Layer index of the planted neuron.")
+    neuron: int = Field(ge=0, description="Neuron index within the layer.")
+    type: NeuronType = Field(description="The type the classifier should find (DESIGN §4.4).")
+    concept: str = Field(description="What fires it, in words.")
+
+
 class ModelSpec(_Model):
     """One served model, as listed by `GET /v1/models`."""
 
@@ -88,6 +99,11 @@ class ModelSpec(_Model):
         min_length=1, description="Probe sets this model can be scanned on; first is default."
     )
     description: str = Field(default="", description="Free text for humans.")
+    planted: list[PlantedNeuronSpec] | None = Field(
+        default=None,
+        description="Neurons with known ground truth (planted by editing the weights): where they are, their "
+        "type and concept, so users can check the pipeline on them; null for ordinary models.",
+    )
 
     @property
     def default_hook(self) -> str:
@@ -110,8 +126,10 @@ class DatasetSpec(_Model):
     description: str = Field(default="", description="What the samples cover.")
     path: str | None = Field(
         default=None,
-        description="User probe set file (local path or fsspec URL; JSONL of "
-        '`{"text", "domain"?}` objects for text sets); null for the generated sets.',
+        description="User probe set file (local path or fsspec URL): JSONL of "
+        '`{"text", "domain"?}` objects for text sets; for vision-language sets a COCO + LLaVA detail_23k '
+        'JSON list of `{"id", "image", "conversations"}` with image paths relative to its folder. Null for '
+        "the generated sets.",
     )
 
 
@@ -386,6 +404,13 @@ class NeuronReport(_Model):
         default=None,
         description="Share of tokens with activation > 0 per domain label, when samples carry them.",
     )
+    domain_specific: list[str] | None = Field(
+        default=None,
+        description="Domains this neuron is specific to (MMNeuron, DESIGN §4.7): among the 1% of the "
+        "layer's neurons with the lowest entropy of their normalised per-domain shares, those whose largest "
+        "share is above the layer's 95th percentile of shares are specific to every domain above it. Empty "
+        "when the neuron is not domain-specific; null when the probe set has no domain labels.",
+    )
     dataset: DatasetRef
     provenance: Provenance
 
@@ -465,3 +490,40 @@ def report_variant(
 def report_key(model: str, layer: int, neuron: int, variant: str) -> str:
     """Redis key under which the explain worker stores a NeuronReport as JSON."""
     return f"nl:report:{model}:{layer}:{neuron}:{variant}"
+
+
+EXEMPLAR_IMAGE_ROOT = "images"
+"""Artifact-store folder of shaded exemplar images (written by explain workers, read by the API)."""
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def exemplar_images_key(model: str, layer: int, neuron: int, variant: str) -> str:
+    """Artifact-store key (a folder with a manifest) of one report's shaded exemplar images."""
+    return f"{EXEMPLAR_IMAGE_ROOT}/{_KEY_UNSAFE.sub('_', model)}/L{layer}/N{neuron}/{variant}"
+
+
+def exemplar_image_name(rank: int) -> str:
+    """File name of the exemplar of `rank` inside its `exemplar_images_key` folder."""
+    return f"{rank}.png"
+
+
+def exemplar_query(request: ExplanationRequest, variant: str) -> dict[str, str]:
+    """Query parameters that select a resolved request's report variant in `GET /v1/neurons/…` and its
+    exemplar images: hook, dataset and backends (endpoint and k for `openai`); `variant` itself too when
+    the request's options are not the defaults, since a lookup otherwise assumes default options."""
+    query = {
+        name: str(value)
+        for name in ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates")
+        if (value := getattr(request, name)) is not None
+    }
+    if request.options != PipelineOptions():
+        query["variant"] = variant
+    return query
+
+
+def exemplar_image_url(request: ExplanationRequest, neuron: int, rank: int, variant: str) -> str:
+    """API path of an exemplar's shaded PNG, with the query of its report variant."""
+    model = quote(request.model, safe="")
+    path = f"/v1/neurons/{model}/{request.layer}/{neuron}/exemplars/{exemplar_image_name(rank)}"
+    return f"{path}?{urlencode(exemplar_query(request, variant))}"

@@ -68,11 +68,21 @@ def load_text_adapter(spec: ModelSpec, settings: Settings, device: torch.device)
     return TextModelAdapter(spec, model, tokenizer, device)
 
 
+def load_vision_language_adapter(spec: ModelSpec, settings: Settings, device: torch.device) -> ModelAdapter:
+    """LLaVA and Qwen2-VL models (workers.models.llava), imported on first use: text-only workers never
+    import the vision-language stack."""
+    from workers.models.llava import load_llava_adapter
+
+    return load_llava_adapter(spec, settings, device)
+
+
 ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
     "bert": load_text_adapter,
     "gpt2": load_text_adapter,
+    "llava": load_vision_language_adapter,
+    "qwen2-vl": load_vision_language_adapter,
 }
-"""Loader per registry `architecture`; vision-language loaders register here too."""
+"""Loader per registry `architecture`."""
 
 
 def load_model(settings: Settings, spec: ModelSpec) -> ModelAdapter:
