@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+import numpy as np
+
 from workers.explain.base import ExplainerResult
-from workers.records import MODALITY_TEXT, NeuronRecords, word_spans
+from workers.records import MODALITY_TEXT, NeuronRecords, word_layout
 
 MAX_WORDS = 5
 """Most quoted words in one explanation."""
@@ -48,20 +50,23 @@ class _Mass:
         self.before: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.domains: Counter[str] = Counter()
         for record in neuron.records:
-            norm = record.normalised(neuron.max_activation).tolist()
-            text = (record.record.modality == MODALITY_TEXT).tolist()
-            previous: str | None = None
-            for word, start, end in word_spans(record.tokens):
-                key = word.lower()
-                peak = norm[start] if end == start + 1 else max(norm[start:end])
-                if peak > 0 and all(text[start:end]):
-                    self.words[key] += peak * peak
-                    self.shown.setdefault(key, word)
-                    if previous is not None:
-                        self.before[key][previous] += peak * peak
-                    if record.record.domain is not None:
-                        self.domains[record.record.domain] += peak * peak
-                previous = key
+            if not record.tokens:
+                continue
+            words, keys, starts = word_layout(record.tokens)
+            norm = record.normalised(neuron.max_activation)
+            if not (record.record.modality == MODALITY_TEXT).all():
+                norm = np.where(record.record.modality == MODALITY_TEXT, norm, -1.0)  # a word must be text
+            peaks = np.maximum.reduceat(norm, starts)
+            domain = record.record.domain
+            # Only words where the neuron is active are visited in Python.
+            for index in np.flatnonzero(peaks > 0).tolist():
+                key, weight = keys[index], float(peaks[index]) ** 2
+                self.words[key] += weight
+                self.shown.setdefault(key, words[index])
+                if index > 0:
+                    self.before[key][keys[index - 1]] += weight
+                if domain is not None:
+                    self.domains[domain] += weight
 
     def listed(self) -> list[str]:
         total = sum(self.words.values())

@@ -1,0 +1,88 @@
+"""Report figures on a scanned minilm-l6 layer (text-probe-v1, 4096 samples; baseline explainer and
+simulator included, as `explain_neurons` runs them):
+
+- median ms to assemble one neuron's report (one `explain_neurons` call per neuron, layer already open);
+- whole layer (1536 neurons) wall time ÷ one neuron wall time, each through `explain_neurons` from a
+  cold start (the per-process cache of opened scans cleared first), in one run (goal ≤ 50).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script from bench/
+    sys.path.insert(0, str(REPO_ROOT))
+
+LAYER = 3
+N_SAMPLED = 200
+"""Neurons timed one call each for the median."""
+COLD_REPEATS = 5
+
+
+def main() -> list[dict[str, str]]:
+    from service.schemas import ExplanationRequest, PipelineOptions, load_registry
+    from service.settings import load_settings
+    from workers.pipeline import explain_neurons, scan_layers
+    from workers.scan.artifacts import clear_caches
+
+    registry = load_registry()
+    model, dataset = registry.model("minilm-l6"), registry.dataset("text-probe-v1")
+    with tempfile.TemporaryDirectory(prefix="neuronlens-bench-report-") as root:
+        settings = load_settings(artifact_url=root)
+        scan_layers(settings, model, dataset, "mlp_act", [LAYER], PipelineOptions())
+
+        def run(neurons: list[int]) -> float:
+            request = ExplanationRequest(
+                model=model.id,
+                layer=LAYER,
+                neurons=neurons,
+                hook="mlp_act",
+                dataset=dataset.id,
+                explainer="baseline",
+                simulator="baseline",
+            )
+            started = time.perf_counter()
+            reports = list(explain_neurons(settings, model, dataset, request, neurons))
+            elapsed = time.perf_counter() - started
+            if len(reports) != len(neurons):
+                raise RuntimeError(f"asked for {len(neurons)} reports, got {len(reports)}")
+            return elapsed
+
+        run([0])  # imports and first-call costs are not part of either figure
+        step = model.neurons_per_layer // N_SAMPLED
+        warm = [run([neuron]) for neuron in range(0, step * N_SAMPLED, step)]
+        cold_one, cold_layer = [], []
+        for _ in range(COLD_REPEATS):
+            clear_caches()
+            cold_one.append(run([42]))
+        for _ in range(2):
+            clear_caches()
+            cold_layer.append(run(list(range(model.neurons_per_layer))))
+    one, layer = statistics.median(cold_one), min(cold_layer)
+    median_ms = statistics.median(warm) * 1e3
+    return [
+        {
+            "figure": "report assembly, one neuron of a scanned layer (median)",
+            "value": f"{median_ms:.2f} ms",
+            "goal": "≤ 20 ms",
+            "detail": f"minilm-l6 layer {LAYER}, {N_SAMPLED} neurons one call each, baseline explainer + "
+            f"simulator + bootstrap; p90 {sorted(warm)[int(0.9 * len(warm))] * 1e3:.2f} ms",
+        },
+        {
+            "figure": "whole layer ÷ one neuron, explain_neurons wall time (cold)",
+            "value": f"{layer / one:.1f}",
+            "goal": "≤ 50",
+            "detail": f"1536 neurons {layer:.2f} s ({layer / 1536 * 1e3:.2f} ms/neuron) vs one neuron "
+            f"{one * 1e3:.1f} ms, scan cache cleared before each",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    for row in main():
+        print(row)
