@@ -8,8 +8,8 @@ often after "the"`. Quoted tokens are the contract with the simulators: they pre
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -41,14 +41,19 @@ def _word_list(words: Sequence[str]) -> str:
     return "the tokens " + ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+def _ranked(masses: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Largest mass first; equal masses keep first-seen order (sorting is stable)."""
+    return sorted(masses.items(), key=lambda item: -item[1])
+
+
 class _Mass:
     """Squared normalised activation per word, per preceding word and per domain."""
 
     def __init__(self, neuron: NeuronRecords) -> None:
-        self.words: Counter[str] = Counter()
+        self.words: defaultdict[str, float] = defaultdict(float)
         self.shown: dict[str, str] = {}
-        self.before: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.domains: Counter[str] = Counter()
+        self.before: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.domains: defaultdict[str, float] = defaultdict(float)
         for record in neuron.records:
             if not record.tokens:
                 continue
@@ -70,7 +75,7 @@ class _Mass:
 
     def listed(self) -> list[str]:
         total = sum(self.words.values())
-        ranked = self.words.most_common()
+        ranked = _ranked(self.words)
         best = ranked[0][1]
         chosen: list[str] = []
         covered = 0.0
@@ -95,15 +100,16 @@ def describe(neuron: NeuronRecords) -> str:
     text = _word_list([mass.shown[key] for key in chosen])
     total = sum(mass.words.values())
     if mass.domains:
-        domain, share = mass.domains.most_common(1)[0]
+        domain, share = _ranked(mass.domains)[0]
         if share >= DOMAIN_SHARE * total:
             text += f" (mostly in {domain} samples)"
-    before: Counter[str] = Counter()
+    before: defaultdict[str, float] = defaultdict(float)
     for key in chosen:
-        before.update(mass.before[key])
+        for word, weight in mass.before[key].items():
+            before[word] += weight
     chosen_mass = sum(mass.words[key] for key in chosen)
     if before:
-        word, share = before.most_common(1)[0]
+        word, share = _ranked(before)[0]
         if share >= CONTEXT_SHARE * chosen_mass:
             text += f", often after {quote(word)}"
     return text
