@@ -113,7 +113,7 @@ def explain_neurons(
     if request.explainer is None or request.simulator is None:
         raise InvalidRequest("the request's explainer and simulator must be resolved before explaining")
     check_neurons(model, neurons)
-    images = probe_images(dataset) if "openai" in (request.explainer, request.simulator) else None
+    images = probe_images(dataset)
     explainer = make_explainer(
         request.explainer,
         settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from service.schemas import (
     Simulation,
 )
 from workers.classify import NeuronTypeResult, classify_neuron
+from workers.domains import domain_shares, domain_specific
 from workers.explain.base import ExplainerResult
 from workers.records import (
     MODALITY_IMAGE,
@@ -47,6 +49,16 @@ class ReportContext:
     options: PipelineOptions
     scan: LayerScan
     probe: TokenizedProbe
+
+    @cached_property
+    def shares(self) -> np.ndarray:
+        """p [neurons, domains]: share of each domain's tokens where the neuron is > 0."""
+        return domain_shares(self.scan.domain_positive, self.scan.domain_tokens)
+
+    @cached_property
+    def specific(self) -> list[list[str]]:
+        """Domains each neuron of the layer is specific to (a layer-wide computation, done once)."""
+        return domain_specific(self.shares, self.probe.domains)
 
 
 @dataclass
@@ -141,9 +153,7 @@ def _domains(context: ReportContext, neuron: int) -> dict[str, float] | None:
     names = context.probe.domains
     if not names:
         return None
-    tokens = context.scan.domain_tokens
-    positive = context.scan.domain_positive[neuron]
-    return {name: float(positive[i]) / float(tokens[i]) if tokens[i] else 0.0 for i, name in enumerate(names)}
+    return dict(zip(names, context.shares[neuron].tolist(), strict=True))
 
 
 def build_report(
@@ -196,6 +206,7 @@ def build_report(
             prompt_version=simulation.prompt_version,
         ),
         domains=_domains(context, neuron),
+        domain_specific=context.specific[neuron] if context.probe.domains else None,
         dataset=DatasetRef(
             id=context.dataset.id,
             revision=context.dataset.revision,

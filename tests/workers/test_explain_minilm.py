@@ -74,6 +74,7 @@ def test_reports_are_schema_valid_and_in_order(
         assert report.explanation.backend == "baseline" and report.explanation.model == "baseline-v1"
         assert report.domains is not None and list(report.domains) == list(FAMILIES)
         assert all(0.0 <= share <= 1.0 for share in report.domains.values())
+        assert report.domain_specific is not None and set(report.domain_specific) <= set(FAMILIES)
 
 
 def test_exemplars_are_the_stored_activations(

@@ -9,13 +9,15 @@ from workers.errors import UnknownBackend
 from workers.explain.base import Explainer
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import make_openai_explainer
+from workers.explain.visual_baseline import VisualBaselineExplainer
 from workers.simulate.openai_simulator import ImageSource
 
 
 def _baseline(
     settings: Settings, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
 ) -> Explainer:
-    return BaselineExplainer()
+    # With a probe set's images, visual and multimodal neurons also get the visual phrase.
+    return BaselineExplainer() if images is None else VisualBaselineExplainer(images)
 
 
 def _openai(

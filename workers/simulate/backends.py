@@ -9,10 +9,12 @@ from workers.errors import UnknownBackend
 from workers.simulate.base import Simulator
 from workers.simulate.baseline import BaselineSimulator
 from workers.simulate.openai_simulator import ImageSource, make_openai_simulator
+from workers.simulate.visual_baseline import VisualBaselineSimulator
 
 
 def _baseline(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
-    return BaselineSimulator()
+    # With a probe set's images, image patches are predicted from their pixels and the visual phrase.
+    return BaselineSimulator() if images is None else VisualBaselineSimulator(images)
 
 
 def _openai(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
