@@ -1,0 +1,132 @@
+"""tiny-llava-planted through the worker pipeline (scan_layers + explain_neurons, baseline backends): every
+planted neuron gets its planted type with p_* evidence, image exemplars carry patch grids and activations,
+the red neuron's exemplars show red images and the word "red", and the visual baseline names the planted
+colours and predicts the planted patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.schemas import (
+    DatasetSpec,
+    ExplanationRequest,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    load_registry,
+)
+from service.settings import Settings
+from workers.data.vl_probe import SHAPES, sample_spec
+from workers.models.planted import PLANTED_LAYER, PLANTED_NEURONS, PlantedNeuron
+
+VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in PLANTED_NEURONS)
+PLAIN = 5
+"""A layer-2 neuron nobody planted."""
+TEMPLATE_WORDS = {"USER", ":", "Describe", "image", "ASSISTANT", "<s>", "<image>"}
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[ModelSpec, DatasetSpec]:
+    registry = load_registry()
+    return registry.model("tiny-llava-planted"), registry.dataset("vl-probe-v1")
+
+
+@pytest.fixture(scope="module")
+def reports(worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]) -> dict[int, NeuronReport]:
+    from workers import pipeline
+
+    model, dataset = planted
+    options = PipelineOptions()
+    pipeline.scan_layers(worker_settings, model, dataset, "mlp_act", [PLANTED_LAYER], options)
+    neurons = [VISUAL, TEXT, MULTIMODAL, RED, PLAIN]
+    request = ExplanationRequest(
+        model=model.id,
+        layer=PLANTED_LAYER,
+        neurons=neurons,
+        hook="mlp_act",
+        dataset=dataset.id,
+        explainer="baseline",
+        simulator="baseline",
+    )
+    return {r.neuron: r for r in pipeline.explain_neurons(worker_settings, model, dataset, request, neurons)}
+
+
+@pytest.mark.parametrize("planted_neuron", PLANTED_NEURONS, ids=lambda p: f"{p.neuron}-{p.neuron_type}")
+def test_every_planted_type_is_recovered(
+    reports: dict[int, NeuronReport], planted_neuron: PlantedNeuron
+) -> None:
+    report = reports[planted_neuron.neuron]
+    evidence = report.type_evidence
+    assert report.neuron_type == planted_neuron.neuron_type
+    assert evidence.n_samples == 50 and evidence.high_confidence
+    shares = {
+        "visual": evidence.p_visual,
+        "text": evidence.p_text,
+        "multimodal": evidence.p_multimodal,
+        "unknown": evidence.p_unknown,
+    }
+    assert shares[planted_neuron.neuron_type] > 0.8
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_image_exemplars_carry_their_patch_grid_and_activations(reports: dict[int, NeuronReport]) -> None:
+    for report in reports.values():
+        assert len(report.exemplars) == 20
+        for exemplar in report.exemplars:
+            assert exemplar.kind == "image+text" and exemplar.patch_grid == [8, 8]
+            patches = [i for i, token in enumerate(exemplar.tokens) if token.startswith("<patch ")]
+            assert [exemplar.tokens[i] for i in patches] == [
+                f"<patch {r},{c}>" for r in range(8) for c in range(8)
+            ]
+            assert exemplar.patch_activations == [exemplar.activations[i] for i in patches]
+            # Template tokens (BOS, "USER:", the question, "ASSISTANT:") are in neither modality.
+            assert not TEMPLATE_WORDS & set(exemplar.tokens)
+            assert exemplar.max_activation == pytest.approx(max(exemplar.activations), rel=1e-3)
+
+
+def test_red_neurons_exemplars_show_red_images_and_the_word_red(reports: dict[int, NeuronReport]) -> None:
+    report = reports[RED]
+    for exemplar in report.exemplars:
+        assert sample_spec(exemplar.sample_id).colour == "red"
+        red_words = [a for t, a in zip(exemplar.tokens, exemplar.activations, strict=True) if t == "red"]
+        assert len(red_words) >= 2 and min(red_words) > 0.5 * report.max_activation
+        assert max(exemplar.patch_activations or [0.0]) > 0.5 * report.max_activation
+
+
+def test_shape_neurons_exemplars_name_shapes(reports: dict[int, NeuronReport]) -> None:
+    for exemplar in reports[TEXT].exemplars:
+        top_token = exemplar.tokens[int(np.argmax(exemplar.activations))]
+        assert top_token in SHAPES
+        assert max(exemplar.patch_activations or [1.0]) == 0.0
+
+
+def test_visual_baseline_names_the_planted_colours_and_predicts_them(
+    reports: dict[int, NeuronReport],
+) -> None:
+    blue, red, shapes = reports[VISUAL], reports[RED], reports[TEXT]
+    assert blue.explanation.text.startswith("image regions that are blue (RGB ")
+    assert blue.explanation.prompt_version == "baseline-visual-1"
+    assert '"' not in blue.explanation.text  # no text part: the word "blue" does not fire it
+    assert red.explanation.text.startswith('the token "red"; and image regions that are red (RGB ')
+    assert red.explanation.prompt_version == "baseline-text-1+baseline-visual-1"
+    assert shapes.explanation.prompt_version == "baseline-text-1"
+    for report in (blue, red, shapes):
+        simulation = report.simulation
+        assert simulation.backend == "baseline" and simulation.parse_failures == 0
+        assert simulation.n_top == 10 and simulation.n_random == 10
+        assert simulation.correlation is not None and simulation.correlation > 0.7
+        # Pooled over every token of the held-out records, patches included (65+ tokens per record).
+        assert simulation.n_tokens > 20 * 64
+
+
+def test_reports_count_domains_per_sample_label(reports: dict[int, NeuronReport]) -> None:
+    shapes_only = reports[TEXT].domains
+    assert shapes_only is not None and set(shapes_only) == {
+        "shapes",
+        "colours",
+        "textures",
+        "digits",
+        "scenes",
+    }
+    assert shapes_only["shapes"] > 0 and all(v == 0 for k, v in shapes_only.items() if k != "shapes")
