@@ -152,17 +152,26 @@ def visual_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
         ]
     before = peer_calls(base_url)
     reports, _ = explain(settings, VISUAL, VISUAL_NEURONS)
-    calls, prompt, completion = per_neuron(reports)
-    if peer_calls(base_url) - before != round(calls * len(reports)):
+    if peer_calls(base_url) - before != round(per_neuron(reports)[0] * len(reports)):
         raise RuntimeError("the visual reports' LLM calls do not match the peer's count")
-    types = ", ".join(f"{r.neuron}: {r.neuron_type} ({r.explanation.prompt_version})" for r in reports)
+    visual = [r for r in reports if r.neuron_type in ("visual", "multimodal")]
+    if not visual:
+        raise RuntimeError(f"no planted neuron of {model_id} was classified visual or multimodal")
+    calls, prompt, completion = per_neuron(visual)
+    shown = ", ".join(
+        f"{r.neuron} {r.neuron_type} r={r.simulation.correlation:.2f}"
+        if r.simulation.correlation is not None
+        else f"{r.neuron} {r.neuron_type} r=null"
+        for r in visual
+    )
     return [
         {
             "figure": "LLM calls per neuron (visual)",
             "value": f"{calls:.1f}",
             "goal": "-",
-            "detail": f"{model_id} L{layer} planted neurons {types}; each held-out record costs a text "
-            "and an image (patch grid) simulation; k=1",
+            "detail": f"{model_id} L{layer} planted neurons classified visual/multimodal ({shown}; scored by "
+            "the peer's colour rule); 1 explanation (visual-explainer-1) + per held-out record a text and "
+            "an image (patch grid) simulation; k=1",
         },
         {
             "figure": "LLM tokens per neuron (visual)",

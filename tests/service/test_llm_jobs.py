@@ -164,6 +164,33 @@ def test_candidates_are_scored_on_calibration_and_the_best_returned(
     assert report.provenance.llm_calls == {"explainer": 1 + 3 * 5, "simulator": 4}
 
 
+def test_a_visual_neuron_is_explained_from_its_shaded_images_and_simulated_per_patch(
+    llm_env: tuple[pytest.MonkeyPatch, Settings], redis_conn: redis.Redis
+) -> None:
+    """tiny-llava-planted neuron 200 fires on red image regions and the word "red" (registry `planted`)."""
+    with LLMPeer() as peer:
+        stack = _stack(llm_env, redis_conn, peer)
+        body = {"model": "tiny-llava-planted", "layer": 2, "neurons": [200], "options": SMALL}
+        status, _ = stack.run(body)
+    assert status.status == "finished", status.error
+    assert status.reports is not None
+    (report,) = status.reports
+    assert report.neuron_type == "multimodal"
+    assert report.explanation.prompt_version == "visual-explainer-1"
+    assert 'the colour "red" in the image' in report.explanation.text
+    assert report.simulation.prompt_version == "text-simulator-1+visual-simulator-1"
+    # 1 explanation, then a text and an image request per held-out record (2 top + 2 random).
+    assert report.provenance.llm_calls == {"explainer": 1, "simulator": 8}
+    assert report.simulation.parse_failures == 0 and report.simulation.correlation is not None
+    (draw,) = [r for r in peer.requests if r.role == "explainer"]
+    images = [p for p in draw.body["messages"][1]["content"] if p["type"] == "image_url"]
+    assert len(images) == 20  # every explainer record's shaded image went to the explainer
+    patch_requests = [
+        r for r in peer.requests if r.role == "simulator" and "Patch grid: 8 rows × 8 columns" in str(r.body)
+    ]
+    assert len(patch_requests) == 4
+
+
 # --------------------------------------------------------------------------- faults that a retry fixes
 
 
