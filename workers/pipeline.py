@@ -10,12 +10,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
+from service.schemas import (
+    DatasetSpec,
+    ExplanationRequest,
+    LLMModels,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    report_variant,
+)
 from service.settings import Settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
+from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.backends import make_explainer
 from workers.explain.base import Explainer
+from workers.llm.endpoints import resolve_endpoint
 from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.scan import run as scan_run
@@ -124,8 +134,24 @@ def explain_neurons(
     )
     simulator = make_simulator(request.simulator, settings, endpoint=request.endpoint, images=images)
     context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
+    writer = None
+    if images is not None:
+        variant = request_variant(settings, model, dataset, request)
+        writer = ExemplarImageWriter(open_store(settings), images, request, variant)
     # Checks above run at call time; the reports are produced lazily, chunk by chunk.
-    return _explain_all(context, list(neurons), explainer, simulator, progress)
+    return _explain_all(context, list(neurons), explainer, simulator, progress, writer)
+
+
+def request_variant(
+    settings: Settings, model: ModelSpec, dataset: DatasetSpec, request: ExplanationRequest
+) -> str:
+    """The report variant of a resolved request with this worker's LLM endpoint models (what the API
+    computes for it; workers.tasks checks the two agree before anything is stored)."""
+    models = None
+    if "openai" in (request.explainer, request.simulator):
+        endpoint = resolve_endpoint(settings, request.endpoint)
+        models = LLMModels(explainer=endpoint.explainer_model, simulator=endpoint.simulator_model)
+    return report_variant(request, revision=model.revision, dataset=dataset, models=models)
 
 
 def _explain_all(
@@ -134,10 +160,21 @@ def _explain_all(
     explainer: Explainer,
     simulator: Simulator,
     progress: ProgressFn | None,
+    writer: ExemplarImageWriter | None = None,
 ) -> Iterator[NeuronReport]:
     for begin in range(0, len(neurons), CHUNK_NEURONS):
         chunk = neurons[begin : begin + CHUNK_NEURONS]
-        yield from _explain_chunk(context, chunk, explainer, simulator, begin, len(neurons), progress)
+        for report in _explain_chunk(context, chunk, explainer, simulator, begin, len(neurons), progress):
+            yield report if writer is None else _with_images(writer, report)
+
+
+def _with_images(writer: ExemplarImageWriter, report: NeuronReport) -> NeuronReport:
+    started = time.perf_counter()
+    report = writer.attach(report)
+    timings = dict(report.provenance.timings_s, images=round(time.perf_counter() - started, 6))
+    return report.model_copy(
+        update={"provenance": report.provenance.model_copy(update={"timings_s": timings})}
+    )
 
 
 def _explain_chunk(

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from service.routes.exemplars import get_exemplar_image
 from service.routes.explanations import create_explanation
 from service.routes.health import healthz, metrics, readyz
 from service.routes.jobs import get_job
 from service.routes.models import list_models
 from service.routes.neurons import get_neuron_report
 
-ROUTE_HANDLERS = [list_models, create_explanation, get_job, get_neuron_report, healthz, readyz, metrics]
+ROUTE_HANDLERS = [
+    list_models,
+    create_explanation,
+    get_job,
+    get_neuron_report,
+    get_exemplar_image,
+    healthz,
+    readyz,
+    metrics,
+]

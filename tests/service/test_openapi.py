@@ -38,6 +38,7 @@ def test_document_describes_every_operation() -> None:
         "createExplanation",
         "getJob",
         "getNeuronReport",
+        "getExemplarImage",
         "healthz",
         "readyz",
         "metrics",

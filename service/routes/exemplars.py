@@ -1,0 +1,114 @@
+"""`GET /v1/neurons/{model}/{layer}/{neuron}/exemplars/{rank}.png`: an image exemplar shaded by activation.
+
+Explain workers render the PNGs into the artifact store (`schemas.exemplar_images_key`); this route reads
+them with fsspec, so the API needs no torch, PIL or worker code, only the store's URL.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from fsspec.core import url_to_fs
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, Parameter
+
+from service.errors import NotFound, problem_specs
+from service.reports import Query, ReportReader
+from service.schemas import exemplar_image_name, exemplar_images_key
+from service.settings import Settings
+from service.validate import resolve_neuron_path
+
+PNG_MEDIA_TYPE = "image/png"
+IMAGE_CACHE_CONTROL = "public, max-age=86400"
+"""Images never change under their key (the variant hashes everything that shapes them)."""
+VARIANT_PATTERN = r"^[0-9a-f]{16}$"
+_IMAGE_NAME = re.compile(r"^(0|[1-9][0-9]{0,3})\.png$")
+
+
+@lru_cache(maxsize=8)
+def _store(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, root path) of an artifact store URL, opened once per process."""
+    fs, root = url_to_fs(url)
+    return fs, root.rstrip("/")
+
+
+def read_exemplar_png(
+    artifact_url: str, model: str, layer: int, neuron: int, variant: str, rank: int
+) -> bytes:
+    """The stored PNG; NotFound when the worker wrote none (no such rank, or not an image exemplar)."""
+    fs, root = _store(artifact_url)
+    path = f"{root}/{exemplar_images_key(model, layer, neuron, variant)}/{exemplar_image_name(rank)}"
+    try:
+        data: bytes = fs.cat_file(path)
+    except FileNotFoundError:
+        raise NotFound(
+            f"no exemplar image {rank} for {model} layer {layer} neuron {neuron} in this report variant: "
+            "only image exemplars of a stored vision-language report have one (see its `image_url`s)"
+        ) from None
+    return data
+
+
+@get(
+    "/v1/neurons/{model:str}/{layer:int}/{neuron:int}/exemplars/{image:str}",
+    operation_id="getExemplarImage",
+    summary="Get a shaded exemplar image",
+    tags=["neurons"],
+    sync_to_thread=True,
+    media_type=PNG_MEDIA_TYPE,
+    responses={
+        200: ResponseSpec(
+            data_container=bytes,
+            media_type=PNG_MEDIA_TYPE,
+            description="The exemplar's image as the model saw it, each patch faded toward white by how "
+            "little it activates the neuron (DESIGN §4.5).",
+            generate_examples=False,
+        ),
+        **problem_specs(400, 404, 422, 503),
+    },
+)
+def get_exemplar_image(
+    model: FromPath[str],
+    layer: FromPath[int],
+    neuron: FromPath[int],
+    image: FromPath[str],
+    reports: NamedDependency[ReportReader],
+    settings: NamedDependency[Settings],
+    hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
+    dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
+    explainer: str | None = Parameter(default=None, description="Explainer backend; default as in requests."),
+    simulator: str | None = Parameter(default=None, description="Simulator backend; default as in requests."),
+    endpoint: str | None = Parameter(default=None, description="LLM endpoint name for `openai` backends."),
+    candidates: int | None = Parameter(default=None, description="Candidate explanations k (`openai`)."),
+    variant: str | None = Parameter(
+        default=None,
+        pattern=VARIANT_PATTERN,
+        description="Report variant (16 hex digits), for reports made with non-default options; it "
+        "overrides the other query parameters. Image URLs in reports carry it when needed.",
+    ),
+) -> Response[bytes]:
+    """The exemplar of rank `{rank}` (`image` is `{rank}.png`) of a stored report, shaded by the neuron's
+    activation per image patch: pixel' = pixel·(a/10) + 255·(1 − a/10), a = the patch's normalised
+    activation. The query selects the report variant as for `GET /v1/neurons/{model}/{layer}/{neuron}`;
+    reports link each image with the right query in `exemplars[].image_url`. 404 when there is none."""
+    match = _IMAGE_NAME.match(image)
+    if match is None:
+        raise NotFound(f"no exemplar image {image!r}: images are named <rank>.png, e.g. 0.png")
+    if variant is None:
+        query: Query = {
+            "hook": hook,
+            "dataset": dataset,
+            "explainer": explainer,
+            "simulator": simulator,
+            "endpoint": endpoint,
+            "candidates": candidates,
+        }
+        key, _ = reports.resolve(model, layer, neuron, query)
+        variant = key.rsplit(":", 1)[1]  # report keys end in their variant (schemas.report_key)
+    else:
+        resolve_neuron_path(reports.registry, model, layer, neuron)
+    png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, int(match[1]))
+    return Response(content=png, media_type=PNG_MEDIA_TYPE, headers={"Cache-Control": IMAGE_CACHE_CONTROL})

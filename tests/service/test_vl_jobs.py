@@ -1,0 +1,115 @@
+"""Vision-language models through the API and a real RQ worker (in this process): tiny-llava-planted
+reports with their planted types, image URLs the API serves as PNGs shaded exactly as DESIGN §4.5 says,
+and real-checkpoint entries that fail at once, naming the missing weights."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+
+from service.app import create_app
+from service.schemas import JobStatus, NeuronReport
+from service.settings import Settings
+from tests.service.helpers import PROBLEM_JSON, run_workers, serve
+
+PLANTED = "tiny-llava-planted"
+LAYER = 2
+RED, BLUE = 200, 11
+UNEXPLAINED = 7
+"""A neuron no test explains, so no image of it is ever stored."""
+
+
+@pytest.fixture()
+def vl_stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[httpx.Client, str]]:
+    """The API on the bundled registry; workers (run in-process) read the same settings from the env."""
+    for name, value in {
+        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
+        "NEURONLENS_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        yield http, url
+
+
+def _run(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, object]) -> JobStatus:
+    response = http.post("/v1/explanations", json=body)
+    assert response.status_code == 202, response.text
+    run_workers(conn, settings)
+    status = http.get(f"/v1/jobs/{response.json()['job_id']}")
+    assert status.status_code == 200
+    assert "Traceback" not in status.text
+    return JobStatus.model_validate(status.json())
+
+
+@pytest.mark.parametrize(
+    ("model", "hub_id"),
+    [("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf"), ("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct")],
+)
+def test_real_checkpoints_without_weights_fail_at_once_saying_how_to_provide_them(
+    vl_stack: tuple[httpx.Client, str], redis_conn: redis.Redis, settings: Settings, model: str, hub_id: str
+) -> None:
+    http, _ = vl_stack
+    status = _run(http, redis_conn, settings, {"model": model, "layer": 0, "neurons": [0]})
+    assert status.status == "failed" and status.error is not None
+    assert status.error.type == "ModelWeightsMissing"
+    message = status.error.message
+    assert hub_id in message and "never downloads" in message
+    assert f"huggingface-cli download {hub_id}" in message and "source.path" in message
+
+
+def test_planted_neurons_get_their_type_and_viewable_shaded_images(
+    vl_stack: tuple[httpx.Client, str], redis_conn: redis.Redis, settings: Settings
+) -> None:
+    from workers.data.vl_probe import draw, sample_spec
+    from workers.images import model_view, shaded_png
+
+    http, _ = vl_stack
+    status = _run(http, redis_conn, settings, {"model": PLANTED, "layer": LAYER, "neurons": [RED, BLUE]})
+    assert status.status == "finished", status.error
+    assert status.reports is not None
+    red, blue = sorted(status.reports, key=lambda r: r.neuron, reverse=True)
+    assert (red.neuron_type, blue.neuron_type) == ("multimodal", "visual")
+    assert red.type_evidence.p_multimodal > 0.8 and blue.type_evidence.p_visual > 0.8
+    assert red.simulation.correlation is not None and red.simulation.correlation > 0.5
+
+    for exemplar in red.exemplars[:3]:
+        assert exemplar.image_url is not None
+        url = urlsplit(exemplar.image_url)
+        assert url.path == f"/v1/neurons/{PLANTED}/{LAYER}/{RED}/exemplars/{exemplar.rank}.png"
+        assert parse_qs(url.query) == {
+            "hook": ["mlp_act"],
+            "dataset": ["vl-probe-v1"],
+            "explainer": ["baseline"],
+            "simulator": ["baseline"],
+        }
+        response = http.get(exemplar.image_url)
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        seen = model_view(draw(sample_spec(exemplar.sample_id)))
+        assert exemplar.patch_grid is not None and exemplar.patch_activations is not None
+        grid = (exemplar.patch_grid[0], exemplar.patch_grid[1])
+        expected = shaded_png(seen, exemplar.patch_activations, grid, red.max_activation)
+        shown = Image.open(io.BytesIO(response.content))
+        assert shown.size == seen.size
+        assert shown.tobytes() == Image.open(io.BytesIO(expected)).tobytes()
+
+    stored = http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{RED}")
+    assert stored.status_code == 200
+    assert NeuronReport.model_validate_json(stored.content).exemplars == red.exemplars
+
+
+def test_exemplar_image_lookups_that_find_nothing_are_404(vl_stack: tuple[httpx.Client, str]) -> None:
+    http, _ = vl_stack
+    base = f"/v1/neurons/{PLANTED}/{LAYER}/{UNEXPLAINED}/exemplars"
+    for path in (f"{base}/0.png", f"{base}/zero.png", f"{base}/0.png?variant=0123456789abcdef"):
+        response = http.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert http.get(f"/v1/neurons/{PLANTED}/{LAYER}/999/exemplars/0.png").status_code == 404
+    assert http.get(f"{base}/0.png?variant=nothex").status_code == 422
