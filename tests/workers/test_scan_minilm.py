@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from service.schemas import DatasetSpec, ModelSource, ModelSpec, PipelineOptions
-from service.settings import Settings
+from service.settings import Settings, load_settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing
 from workers.models.loader import weights_path
@@ -132,40 +132,31 @@ def load_probe_set_text(sample: int) -> str:
 
 
 def test_second_call_reuses_artifacts_and_new_layers_are_added(
-    small_scan: dict[int, ScanInfo], worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+    tmp_path: Path, minilm: ModelSpec, small_probe: DatasetSpec
 ) -> None:
-    assert all(not info.reused for info in small_scan.values())
-    first = small_scan[LAYER].scan_id
-    manifest = Path(worker_settings.artifact_url) / "scans" / first / "manifest.json"
+    # A private store: the session store may already hold these layers from other tests.
+    settings = load_settings(artifact_url=str(tmp_path), device="cpu")
+    first_scan = scan_layers(settings, minilm, small_probe, "mlp_act", [2, 5], PipelineOptions())
+    assert all(not info.reused for info in first_scan.values())
+    first = first_scan[LAYER].scan_id
+    manifest = tmp_path / "scans" / first / "manifest.json"
     written = os.stat(manifest).st_mtime_ns
     stages: list[tuple[str, int, int]] = []
     again = scan_layers(
-        worker_settings,
-        minilm,
-        small_probe,
-        "mlp_act",
-        [5, 2],
-        PipelineOptions(),
-        lambda *a: stages.append(a),
+        settings, minilm, small_probe, "mlp_act", [5, 2], PipelineOptions(), lambda *a: stages.append(a)
     )
     assert {layer: info.reused for layer, info in again.items()} == {2: True, 5: True}
     assert again[5].scan_id == first and os.stat(manifest).st_mtime_ns == written
     assert not stages  # nothing was run
-    assert not scan_exists(worker_settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
+    assert not scan_exists(settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
     mixed = scan_layers(
-        worker_settings,
-        minilm,
-        small_probe,
-        "mlp_act",
-        [0, 5],
-        PipelineOptions(),
-        lambda *a: stages.append(a),
+        settings, minilm, small_probe, "mlp_act", [0, 5], PipelineOptions(), lambda *a: stages.append(a)
     )
     assert (mixed[0].reused, mixed[5].reused) == (False, True)
     assert stages[-1] == ("scanning", 600, 600)
-    assert scan_exists(worker_settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
+    assert scan_exists(settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
     # Options that change the recorded numbers change the key.
-    assert not scan_exists(worker_settings, minilm, small_probe, "mlp_act", 5, PipelineOptions(seed=1))
+    assert not scan_exists(settings, minilm, small_probe, "mlp_act", 5, PipelineOptions(seed=1))
 
 
 def test_bad_input_and_missing_weights_are_named_errors(
