@@ -38,6 +38,9 @@ QWEN2_VL_IMAGE_SIZE = 448
 QWEN2_VL_PIXELS_PER_TOKEN = 28
 """14 px patches merged 2 × 2 into one language-model token."""
 
+TOKENIZE_CHUNK = 64
+"""Samples per processor call while tokenising a probe set (bounds the pixel tensors held at once)."""
+
 LLAVA_HOOK_POINTS: tuple[HookPoint, ...] = (
     HookPoint(
         id="mlp_act",
@@ -150,6 +153,13 @@ class VisionLanguageAdapter:
         return dict(features), layout
 
     def tokenize(self, samples: Sequence[ProbeSample]) -> list[TokenizedSample]:
+        # In chunks: the processor's pixel tensors of a whole probe set would not fit in memory.
+        result: list[TokenizedSample] = []
+        for begin in range(0, len(samples), TOKENIZE_CHUNK):
+            result.extend(self._tokenize_chunk(samples[begin : begin + TOKENIZE_CHUNK]))
+        return result
+
+    def _tokenize_chunk(self, samples: Sequence[ProbeSample]) -> list[TokenizedSample]:
         features, layout = self.encode(samples)
         ids = features["input_ids"].numpy()
         lengths = features["attention_mask"].numpy().sum(axis=1)
