@@ -8,6 +8,7 @@ from service.routes.health import healthz, metrics, readyz
 from service.routes.jobs import get_job
 from service.routes.models import list_models
 from service.routes.neurons import get_neuron_report
+from service.routes.pages import get_neuron_page
 
 ROUTE_HANDLERS = [
     list_models,
@@ -15,6 +16,7 @@ ROUTE_HANDLERS = [
     get_job,
     get_neuron_report,
     get_exemplar_image,
+    get_neuron_page,
     healthz,
     readyz,
     metrics,

@@ -39,6 +39,7 @@ def test_document_describes_every_operation() -> None:
         "getJob",
         "getNeuronReport",
         "getExemplarImage",
+        "getNeuronPage",
         "healthz",
         "readyz",
         "metrics",

@@ -4,6 +4,7 @@ and real-checkpoint entries that fail at once, naming the missing weights."""
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -102,6 +103,14 @@ def test_planted_neurons_get_their_type_and_viewable_shaded_images(
     stored = http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{RED}")
     assert stored.status_code == 200
     assert NeuronReport.model_validate_json(stored.content).exemplars == red.exemplars
+
+    page = http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{RED}/page")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<h2>Type: multimodal</h2>" in page.text and html.escape(red.explanation.text) in page.text
+    for exemplar in red.exemplars:
+        assert f'<img src="{html.escape(exemplar.image_url or "")}"' in page.text
+    assert "&lt;patch" not in page.text  # patches are shown as the image, not as tokens
+    assert http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{UNEXPLAINED}/page").status_code == 404
 
 
 def test_exemplar_image_lookups_that_find_nothing_are_404(vl_stack: tuple[httpx.Client, str]) -> None:
