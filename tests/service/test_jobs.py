@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.schemas import BUNDLED_REGISTRY, JobStatus
+from service.schemas import BUNDLED_REGISTRY, JobStatus, load_registry
 from service.settings import Settings
 from tests.service.helpers import run_workers
 
@@ -46,7 +46,8 @@ def test_a_failed_scan_fails_its_explain_job_with_the_scan_error(
     status = JobStatus.model_validate(response.json())
     assert status.status == "failed"
     assert status.error is not None and status.error.type == "UnknownModel"
-    assert status.error.message == "model 'minilm-l6' is not in this worker's registry: it has other-model"
+    others = ", ".join(["other-model", *(model.id for model in load_registry().models[1:])])
+    assert status.error.message == f"model 'minilm-l6' is not in this worker's registry: it has {others}"
     assert status.ended_at is not None and status.queue_position is None
     # RQ leaves the dependent deferred; the API must not show it as waiting forever.
     assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == "deferred"

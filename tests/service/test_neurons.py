@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from service.schemas import ExplanationRequest, NeuronReport
+from service.schemas import ExplanationRequest, NeuronReport, load_registry
 from tests.service.helpers import PROBLEM_JSON, store_reports
 
 
@@ -52,10 +52,13 @@ def test_no_stored_report_is_a_404_that_says_how_to_make_one(
     assert "POST /v1/explanations" in body["detail"]
 
 
+SERVED = ", ".join(model.id for model in load_registry().models)
+
+
 @pytest.mark.parametrize(
     ("path", "detail"),
     [
-        ("/v1/neurons/gpt-9/3/42", "model 'gpt-9' is not served: choose one of minilm-l6"),
+        ("/v1/neurons/gpt-9/3/42", f"model 'gpt-9' is not served: choose one of {SERVED}"),
         ("/v1/neurons/minilm-l6/6/42", "layer 6 is out of range: minilm-l6 has layers 0–5"),
         ("/v1/neurons/minilm-l6/-1/42", "layer -1 is out of range: minilm-l6 has layers 0–5"),
         (
