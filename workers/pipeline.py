@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 
 from service.schemas import (
     DatasetSpec,
@@ -35,7 +36,7 @@ from workers.scan.run import ScanInfo, layer_scan_id
 from workers.scan.store import open_store
 from workers.simulate.backends import make_simulator
 from workers.simulate.base import Simulator
-from workers.simulate.openai_simulator import ProbeSetImages
+from workers.simulate.openai_simulator import ImageSource, ProbeSetImages
 
 ProgressFn = Callable[[str, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
@@ -100,11 +101,23 @@ def open_context(
     return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
 
 
-def probe_images(dataset: DatasetSpec) -> ProbeSetImages | None:
+IMAGE_CACHE_SIZE = 512
+"""Images kept per explain job (about 50 KB each at 128 px): top samples recur across a layer's neurons."""
+
+
+class CachedImages:
+    """An ImageSource that keeps the last IMAGE_CACHE_SIZE images it drew or read (least recently used
+    dropped); explainers, simulators and exemplar images of one job share it and never modify images."""
+
+    def __init__(self, source: ImageSource) -> None:
+        self.image = lru_cache(maxsize=IMAGE_CACHE_SIZE)(source.image)
+
+
+def probe_images(dataset: DatasetSpec) -> ImageSource | None:
     """The images of a vision-language probe set by sample id (drawn or read lazily); None for text sets."""
     if dataset.modality != "vision-language":
         return None
-    return ProbeSetImages(load_probe_set(dataset).samples)
+    return CachedImages(ProbeSetImages(load_probe_set(dataset).samples))
 
 
 def explain_neurons(

@@ -80,10 +80,20 @@ class VisualConcept:
         return None if self.rgb is None else colour_name(self.rgb)
 
 
+_NAMES = list(COLOUR_NAMES)
+_NAMED_RGB = np.asarray([COLOUR_NAMES[name] for name in _NAMES], dtype=np.float64)
+
+
+def colour_names(rgb: np.ndarray) -> list[str]:
+    """The COLOUR_NAMES entry nearest to each row of `rgb` [K, 3] (ties: the earlier entry)."""
+    points = np.asarray(rgb, dtype=np.float64).reshape(-1, 3)
+    distances = ((points[:, None, :] - _NAMED_RGB[None, :, :]) ** 2).sum(axis=2)
+    return [_NAMES[index] for index in distances.argmin(axis=1).tolist()]
+
+
 def colour_name(rgb: Sequence[float]) -> str:
     """The COLOUR_NAMES entry nearest to `rgb`."""
-    point = np.asarray(rgb, dtype=np.float64)
-    return min(COLOUR_NAMES, key=lambda name: float(np.sum((np.asarray(COLOUR_NAMES[name]) - point) ** 2)))
+    return colour_names(np.asarray(rgb))[0]
 
 
 def patch_colours(image: Image.Image, grid: tuple[int, int]) -> np.ndarray:

@@ -130,3 +130,6 @@ def test_reports_count_domains_per_sample_label(reports: dict[int, NeuronReport]
         "scenes",
     }
     assert shapes_only["shapes"] > 0 and all(v == 0 for k, v in shapes_only.items() if k != "shapes")
+    # Active in one domain only: among the layer's lowest-entropy neurons, specific to that domain.
+    assert reports[TEXT].domain_specific == ["shapes"]
+    assert reports[MULTIMODAL].domain_specific == []  # active everywhere

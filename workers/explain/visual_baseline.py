@@ -22,7 +22,7 @@ from workers.simulate.openai_simulator import ImageSource
 from workers.visual_features import (
     JOIN,
     VisualConcept,
-    colour_name,
+    colour_names,
     format_visual,
     patch_centres,
     patch_colours,
@@ -88,7 +88,7 @@ def top_patches(neuron: NeuronRecords, images: ImageSource) -> TopPatches:
 
 def shared_colour(patches: TopPatches) -> tuple[int, int, int] | None:
     """Mean RGB of the patches nearest to the colour name with most mass, when it has COLOUR_SHARE."""
-    names = np.array([colour_name(rgb) for rgb in patches.colours])
+    names = np.array(colour_names(patches.colours))
     mass: Counter[str] = Counter()
     for name, weight in zip(names.tolist(), patches.weights.tolist(), strict=True):
         mass[name] += weight
