@@ -18,6 +18,7 @@ from litestar.params import FromPath, Parameter
 
 from service.errors import NotFound, problem_specs
 from service.reports import Query, ReportReader
+from service.routes.query import REPORT_QUERY
 from service.schemas import exemplar_image_name, exemplar_images_key
 from service.settings import Settings
 from service.validate import resolve_neuron_path
@@ -57,6 +58,7 @@ def read_exemplar_png(
     operation_id="getExemplarImage",
     summary="Get a shaded exemplar image",
     tags=["neurons"],
+    dependencies=REPORT_QUERY,
     sync_to_thread=True,
     media_type=PNG_MEDIA_TYPE,
     responses={
@@ -77,12 +79,7 @@ def get_exemplar_image(
     image: FromPath[str],
     reports: NamedDependency[ReportReader],
     settings: NamedDependency[Settings],
-    hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
-    dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
-    explainer: str | None = Parameter(default=None, description="Explainer backend; default as in requests."),
-    simulator: str | None = Parameter(default=None, description="Simulator backend; default as in requests."),
-    endpoint: str | None = Parameter(default=None, description="LLM endpoint name for `openai` backends."),
-    candidates: int | None = Parameter(default=None, description="Candidate explanations k (`openai`)."),
+    report_query: NamedDependency[Query],
     variant: str | None = Parameter(
         default=None,
         pattern=VARIANT_PATTERN,
@@ -98,15 +95,7 @@ def get_exemplar_image(
     if match is None:
         raise NotFound(f"no exemplar image {image!r}: images are named <rank>.png, e.g. 0.png")
     if variant is None:
-        query: Query = {
-            "hook": hook,
-            "dataset": dataset,
-            "explainer": explainer,
-            "simulator": simulator,
-            "endpoint": endpoint,
-            "candidates": candidates,
-        }
-        key, _ = reports.resolve(model, layer, neuron, query)
+        key, _ = reports.resolve(model, layer, neuron, report_query)
         variant = key.rsplit(":", 1)[1]  # report keys end in their variant (schemas.report_key)
     else:
         resolve_neuron_path(reports.registry, model, layer, neuron)

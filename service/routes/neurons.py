@@ -5,10 +5,11 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath
 
 from service.errors import problem_specs
 from service.reports import Query, ReportReader
+from service.routes.query import REPORT_QUERY
 from service.schemas import NeuronReport
 
 
@@ -17,6 +18,7 @@ from service.schemas import NeuronReport
     operation_id="getNeuronReport",
     summary="Get a stored neuron report",
     tags=["neurons"],
+    dependencies=REPORT_QUERY,
     responses={
         200: ResponseSpec(
             data_container=NeuronReport, description="The stored report.", generate_examples=False
@@ -29,33 +31,12 @@ async def get_neuron_report(
     layer: FromPath[int],
     neuron: FromPath[int],
     reports: NamedDependency[ReportReader],
-    hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
-    dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
-    explainer: str | None = Parameter(
-        default=None, description="Explainer backend (`baseline`, `openai`); default as in a request."
-    ),
-    simulator: str | None = Parameter(
-        default=None, description="Simulator backend (`baseline`, `openai`); default as in a request."
-    ),
-    endpoint: str | None = Parameter(
-        default=None, description="LLM endpoint name for `openai` backends; default as in a request."
-    ),
-    candidates: int | None = Parameter(
-        default=None,
-        description="Candidate explanations k of the `openai` explainer; default as in a request.",
-    ),
+    report_query: NamedDependency[Query],
 ) -> Response[bytes]:
     """The stored NeuronReport of one neuron, for the report variant a request with default options
     produces (hook, dataset, explainer, simulator, endpoint and candidates can be chosen; the endpoint's
     model names as configured now are part of the variant). 404 when none is stored yet:
     `POST /v1/explanations` creates it."""
-    query: Query = {
-        "hook": hook,
-        "dataset": dataset,
-        "explainer": explainer,
-        "simulator": simulator,
-        "endpoint": endpoint,
-        "candidates": candidates,
-    }
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
-    return Response(content=await reports.read(model, layer, neuron, query), media_type="application/json")
+    content = await reports.read(model, layer, neuron, report_query)
+    return Response(content=content, media_type="application/json")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath
 
 from service.errors import problem_specs
 from service.report_page import render_report_page
 from service.reports import Query, ReportReader
+from service.routes.query import REPORT_QUERY
 from service.schemas import NeuronReport
 
 
@@ -18,6 +19,7 @@ from service.schemas import NeuronReport
     operation_id="getNeuronPage",
     summary="Get a stored neuron report as an HTML page",
     tags=["neurons"],
+    dependencies=REPORT_QUERY,
     media_type=MediaType.HTML,
     responses=problem_specs(400, 404, 422, 503),
 )
@@ -26,27 +28,10 @@ async def get_neuron_page(
     layer: FromPath[int],
     neuron: FromPath[int],
     reports: NamedDependency[ReportReader],
-    hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
-    dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
-    explainer: str | None = Parameter(
-        default=None, description="Explainer backend (default as in requests)."
-    ),
-    simulator: str | None = Parameter(
-        default=None, description="Simulator backend (default as in requests)."
-    ),
-    endpoint: str | None = Parameter(default=None, description="LLM endpoint name for `openai` backends."),
-    candidates: int | None = Parameter(default=None, description="Candidate explanations k (`openai`)."),
+    report_query: NamedDependency[Query],
 ) -> Response[str]:
     """The report `GET /v1/neurons/{model}/{layer}/{neuron}` returns (same query), as a page: type with
     its evidence, explanation, simulation score, per-domain shares, and the top exemplars with their
     tokens shaded by activation beside their shaded images. 404 (problem details) when none is stored."""
-    query: Query = {
-        "hook": hook,
-        "dataset": dataset,
-        "explainer": explainer,
-        "simulator": simulator,
-        "endpoint": endpoint,
-        "candidates": candidates,
-    }
-    report = NeuronReport.model_validate_json(await reports.read(model, layer, neuron, query))
+    report = NeuronReport.model_validate_json(await reports.read(model, layer, neuron, report_query))
     return Response(content=render_report_page(report), media_type=MediaType.HTML)
