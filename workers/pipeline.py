@@ -32,7 +32,7 @@ from workers.report import PreparedNeuron, ReportContext, build_report, prepare_
 from workers.scan import run as scan_run
 from workers.scan.artifacts import open_layer_scan, open_tokenized_probe
 from workers.scan.keys import scan_key
-from workers.scan.run import ScanInfo, layer_scan_id
+from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
 from workers.scan.store import open_store
 from workers.simulate.backends import make_simulator
 from workers.simulate.base import Simulator
@@ -63,18 +63,6 @@ def scan_layers(
             progress("scanning", done, total)
 
     return scan_run.scan_layers(settings, model, dataset, hook, layers, options, report)
-
-
-def scan_exists(
-    settings: Settings,
-    model: ModelSpec,
-    dataset: DatasetSpec,
-    hook: str,
-    layer: int,
-    options: PipelineOptions,
-) -> bool:
-    """True when the layer's scan artifact for these options is complete in the store."""
-    return scan_run.scan_exists(settings, model, dataset, hook, layer, options)
 
 
 def open_context(
