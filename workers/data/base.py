@@ -3,9 +3,10 @@ built-in generated sets and user JSONL files implement it, and so can vision-lan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 from service.schemas import Modality
 
@@ -38,6 +39,39 @@ class ProbeSet(Protocol):
 
     @property
     def samples(self) -> Sequence[ProbeSample]: ...
+
+
+class LazySamples(Sequence[ProbeSample]):
+    """Samples made when read (an image drawn or loaded per access), so a set never holds all its images.
+
+    Subclasses give `__len__` and `make(index)`; indexing (negative and slices), bounds and iteration are
+    here."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def make(self, index: int) -> ProbeSample:
+        """Sample `index`, 0 <= index < len(self)."""
+
+    @overload
+    def __getitem__(self, index: int) -> ProbeSample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ProbeSample]: ...
+
+    def __getitem__(self, index: int | slice) -> ProbeSample | list[ProbeSample]:
+        n = len(self)
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(n))]
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"sample {index} is out of range: this set has samples 0–{n - 1}")
+        return self.make(index)
+
+    def __iter__(self) -> Iterator[ProbeSample]:
+        return (self[i] for i in range(len(self)))
 
 
 @dataclass(frozen=True)

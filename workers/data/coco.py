@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
 
 import fsspec
 from PIL import Image, UnidentifiedImageError
 
-from workers.data.base import ListProbeSet, ProbeSample
+from workers.data.base import LazySamples, ListProbeSet, ProbeSample
 from workers.errors import DatasetUnavailable
 
 
@@ -62,7 +61,7 @@ def parse_items(entries: object, where: str) -> list[CocoItem]:
     return items
 
 
-class CocoSamples(Sequence[ProbeSample]):
+class CocoSamples(LazySamples):
     """The samples of a COCO-layout set; each image is read when its sample is."""
 
     def __init__(self, items: Sequence[CocoItem], image_dir: str) -> None:
@@ -72,24 +71,9 @@ class CocoSamples(Sequence[ProbeSample]):
     def __len__(self) -> int:
         return len(self._items)
 
-    @overload
-    def __getitem__(self, index: int) -> ProbeSample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ProbeSample]: ...
-
-    def __getitem__(self, index: int | slice) -> ProbeSample | list[ProbeSample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self._items)))]
-        if index < 0:
-            index += len(self._items)
-        if not 0 <= index < len(self._items):
-            raise IndexError(f"sample {index} is out of range: this set has samples 0–{len(self._items) - 1}")
+    def make(self, index: int) -> ProbeSample:
         item = self._items[index]
         return ProbeSample(id=index, text=item.description, domain=None, image=self.read_image(item))
-
-    def __iter__(self) -> Iterator[ProbeSample]:
-        return (self[i] for i in range(len(self._items)))
 
     def item(self, index: int) -> CocoItem:
         return self._items[index]

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import overload
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from workers.data.base import ListProbeSet, ProbeSample
+from workers.data.base import LazySamples, ListProbeSet, ProbeSample
 
 VL_PROBE_ID = "vl-probe-v1"
 DEFAULT_SEED = 0
@@ -266,7 +265,7 @@ def _draw_scene(
     )
 
 
-class VLProbeSamples(Sequence[ProbeSample]):
+class VLProbeSamples(LazySamples):
     """The samples of a generated set; each image is drawn when its sample is read."""
 
     def __init__(self, n_samples: int, seed: int, image_size: int) -> None:
@@ -277,24 +276,9 @@ class VLProbeSamples(Sequence[ProbeSample]):
     def __len__(self) -> int:
         return self._n
 
-    @overload
-    def __getitem__(self, index: int) -> ProbeSample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ProbeSample]: ...
-
-    def __getitem__(self, index: int | slice) -> ProbeSample | list[ProbeSample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
-        if index < 0:
-            index += self._n
-        if not 0 <= index < self._n:
-            raise IndexError(f"sample {index} is out of range: this set has samples 0–{self._n - 1}")
+    def make(self, index: int) -> ProbeSample:
         spec = self.spec(index)
         return ProbeSample(id=index, text=caption(spec), domain=spec.domain, image=draw(spec, self._size))
-
-    def __iter__(self) -> Iterator[ProbeSample]:
-        return (self[i] for i in range(self._n))
 
     def spec(self, index: int) -> VLSampleSpec:
         """What sample `index` shows, without drawing it."""
