@@ -12,18 +12,20 @@ processes then hits all three alike); each batch counts with its fastest time ov
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from bench/
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench._common import (  # noqa: E402  (after the path set-up above)
+    fastest_seconds,
+    load_scan_setup,
+    memory_in_child,
+    rss_bytes,
+)
 
 ROUNDS = 3
 ONE_LAYER = [5]
@@ -31,74 +33,7 @@ ALL_LAYERS = [0, 1, 2, 3, 4, 5]
 
 
 def _setup(n_samples: int | None = None) -> dict[str, Any]:
-    from service.schemas import load_registry
-    from service.settings import load_settings
-    from workers.data.loader import load_probe_set
-    from workers.models.loader import load_model
-    from workers.scan.tokens import build_tokenized_probe
-
-    registry = load_registry()
-    model = registry.model("minilm-l6")
-    dataset = registry.dataset("text-probe-v1")
-    if n_samples is not None:
-        dataset = dataset.model_copy(update={"n_samples": n_samples})
-    settings = load_settings(device="cpu")
-    adapter = load_model(settings, model)
-    samples = load_probe_set(dataset).samples
-    tokenized = adapter.tokenize(samples)
-    probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
-    return {
-        "adapter": adapter,
-        "samples": samples,
-        "tokenized": tokenized,
-        "probe": probe,
-        "model": model,
-        "batch_size": settings.scan_batch_size,
-    }
-
-
-def _interleaved(ctx: dict[str, Any]) -> dict[str, list[float]]:
-    """Seconds per batch for a plain forward pass and for scan steps of 1 and of 6 layers over the same
-    batches, alternated batch by batch (in rotating order) so that load from other processes hits all
-    alike. The last entry of each scan list is moving its state off the device at the end."""
-    import torch
-
-    from workers.scan.scanner import ScanPass, choose_random_ids, plan_batches
-
-    adapter, samples, tokenized = ctx["adapter"], ctx["samples"], ctx["tokenized"]
-    point = ctx["model"].hook_points[0]
-    random_ids = choose_random_ids(len(samples), 50, 0)
-    passes = {
-        name: ScanPass(adapter, samples, tokenized, ctx["probe"], point, layers, 50, random_ids)
-        for name, layers in (("one", ONE_LAYER), ("all", ALL_LAYERS))
-    }
-
-    def plain(plan: Any) -> None:
-        with torch.inference_mode():
-            adapter.forward(
-                adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
-            )
-
-    runs = {"plain": plain, "one": passes["one"].step, "all": passes["all"].step}
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for index, plan in enumerate(plan_batches(tokenized, ctx["batch_size"])):
-        for name in names[index % 3 :] + names[: index % 3]:
-            started = time.perf_counter()
-            runs[name](plan)
-            seconds[name].append(time.perf_counter() - started)
-    seconds["plain"].append(0.0)
-    for name in ("one", "all"):
-        started = time.perf_counter()
-        for recorder in passes[name].recorders.values():
-            recorder.arrays()  # moving the state off the device is part of a scan
-        seconds[name].append(time.perf_counter() - started)
-    return seconds
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
+    return load_scan_setup("minilm-l6", "text-probe-v1", n_samples)
 
 
 def _memory_child(n_samples: int) -> None:
@@ -107,7 +42,7 @@ def _memory_child(n_samples: int) -> None:
     ctx = _setup(n_samples)
     from workers.scan.scanner import choose_random_ids, record_layers
 
-    before = _rss_bytes()
+    before = rss_bytes()
     peak = [before]
     recorders = record_layers(
         ctx["adapter"],
@@ -119,34 +54,20 @@ def _memory_child(n_samples: int) -> None:
         50,
         choose_random_ids(n_samples, 50, 0),
         ctx["batch_size"],
-        lambda done, total: peak.append(_rss_bytes()),
+        lambda done, total: peak.append(rss_bytes()),
     )
     state = sum(array.nbytes for array in recorders[ONE_LAYER[0]].arrays().values())
     print(json.dumps({"scan_rss_bytes": max(peak) - before, "rss_bytes": max(peak), "state_bytes": state}))
 
 
 def _memory(n_samples: int) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(n_samples)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=900,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return memory_in_child(__file__, n_samples)
 
 
 def main() -> list[dict[str, str]]:
     ctx = _setup()
     n_tokens = ctx["probe"].n_tokens
-    _interleaved(ctx)  # warm-up: first-call allocations and kernel selection for every batch shape
-    rounds = [_interleaved(ctx) for _ in range(ROUNDS)]
-    # Per batch the fastest of the rounds (a batch slowed by another process in one round is not
-    # counted), summed over batches.
-    plain, one, every = (
-        float(np.min([r[name] for r in rounds], axis=0).sum()) for name in ("plain", "one", "all")
-    )
+    plain, one, every = fastest_seconds(ctx, ONE_LAYER, ALL_LAYERS, 50, ROUNDS)
     rate = {name: n_tokens / seconds for name, seconds in (("plain", plain), ("one", one), ("all", every))}
     n_samples, batch = len(ctx["samples"]), ctx["batch_size"]
     base = (

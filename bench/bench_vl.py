@@ -18,19 +18,21 @@ with its fastest time over ROUNDS rounds.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from bench/
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench._common import (  # noqa: E402  (after the path set-up above)
+    fastest_seconds,
+    load_scan_setup,
+    memory_in_child,
+    rss_bytes,
+)
 
 MODEL = "tiny-llava"
 DATASET = "vl-probe-v1"
@@ -41,75 +43,7 @@ N_TOP = 50
 
 
 def _setup(n_samples: int | None = None) -> dict[str, Any]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from service.schemas import load_registry
-    from service.settings import load_settings
-    from workers.data.loader import load_probe_set
-    from workers.models.loader import load_model
-    from workers.scan.tokens import build_tokenized_probe
-
-    registry = load_registry()
-    model = registry.model(MODEL)
-    dataset = registry.dataset(DATASET)
-    if n_samples is not None:
-        dataset = dataset.model_copy(update={"n_samples": n_samples})
-    settings = load_settings(device="cpu")
-    adapter = load_model(settings, model)
-    samples = load_probe_set(dataset).samples
-    tokenized = adapter.tokenize(samples)
-    probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
-    return {
-        "adapter": adapter,
-        "samples": samples,
-        "tokenized": tokenized,
-        "probe": probe,
-        "model": model,
-        "batch_size": settings.scan_batch_size,
-    }
-
-
-def _interleaved(ctx: dict[str, Any]) -> dict[str, list[float]]:
-    """Seconds per batch for a plain forward pass and for scan steps of 1 and of 4 layers over the same
-    batches, alternated batch by batch in rotating order. The last entry of each scan list is moving its
-    state off the device at the end."""
-    import torch
-
-    from workers.scan.scanner import ScanPass, choose_random_ids, plan_batches
-
-    adapter, samples, tokenized = ctx["adapter"], ctx["samples"], ctx["tokenized"]
-    point = ctx["model"].hook_points[0]
-    random_ids = choose_random_ids(len(samples), N_TOP, 0)
-    passes = {
-        name: ScanPass(adapter, samples, tokenized, ctx["probe"], point, layers, N_TOP, random_ids)
-        for name, layers in (("one", ONE_LAYER), ("all", ALL_LAYERS))
-    }
-
-    def plain(plan: Any) -> None:
-        with torch.inference_mode():
-            adapter.forward(
-                adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
-            )
-
-    runs = {"plain": plain, "one": passes["one"].step, "all": passes["all"].step}
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for index, plan in enumerate(plan_batches(tokenized, ctx["batch_size"])):
-        for name in names[index % 3 :] + names[: index % 3]:
-            started = time.perf_counter()
-            runs[name](plan)
-            seconds[name].append(time.perf_counter() - started)
-    seconds["plain"].append(0.0)
-    for name in ("one", "all"):
-        started = time.perf_counter()
-        for recorder in passes[name].recorders.values():
-            recorder.arrays()
-        seconds[name].append(time.perf_counter() - started)
-    return seconds
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
+    return load_scan_setup(MODEL, DATASET, n_samples)
 
 
 def _memory_child(n_samples: int) -> None:
@@ -126,7 +60,7 @@ def _memory_child(n_samples: int) -> None:
     )
     warm_up.step(plan_batches(ctx["tokenized"], ctx["batch_size"])[-1])
     del warm_up
-    before = _rss_bytes()
+    before = rss_bytes()
     peak = [before]
     recorders = record_layers(
         ctx["adapter"],
@@ -138,7 +72,7 @@ def _memory_child(n_samples: int) -> None:
         N_TOP,
         random_ids,
         ctx["batch_size"],
-        lambda done, total: peak.append(_rss_bytes()),
+        lambda done, total: peak.append(rss_bytes()),
     )
     state = sum(array.nbytes for array in recorders[ONE_LAYER[0]].arrays().values())
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
@@ -153,16 +87,7 @@ def _memory_child(n_samples: int) -> None:
 
 
 def _memory(n_samples: int) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(n_samples)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=900,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return memory_in_child(__file__, n_samples)
 
 
 def _gpu_row() -> dict[str, str]:
@@ -189,11 +114,7 @@ def _gpu_row() -> dict[str, str]:
 def main() -> list[dict[str, str]]:
     ctx = _setup()
     n_tokens = ctx["probe"].n_tokens
-    _interleaved(ctx)  # warm-up: first-call allocations and kernel selection for every batch shape
-    rounds = [_interleaved(ctx) for _ in range(ROUNDS)]
-    plain, one, every = (
-        float(np.min([r[name] for r in rounds], axis=0).sum()) for name in ("plain", "one", "all")
-    )
+    plain, one, every = fastest_seconds(ctx, ONE_LAYER, ALL_LAYERS, N_TOP, ROUNDS)
     rate = {name: n_tokens / seconds for name, seconds in (("plain", plain), ("one", one), ("all", every))}
     n_samples, batch = len(ctx["samples"]), ctx["batch_size"]
     device = str(ctx["adapter"].device)

@@ -1,0 +1,126 @@
+"""What the scan benches (bench_scan, bench_vl) share: loading a model with its tokenised probe set, timing
+plain forward passes against scan steps batch by batch, resident memory, and running a bench's memory
+measurement in a fresh process. Not a bench itself (bench/run.py runs only bench_*.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None) -> dict[str, Any]:
+    """The model's adapter, the probe set's samples (``n_samples`` of them when given), their tokenisation
+    and tokenised probe, the model spec and the scan batch size, on the CPU and offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from service.schemas import load_registry
+    from service.settings import load_settings
+    from workers.data.loader import load_probe_set
+    from workers.models.loader import load_model
+    from workers.scan.tokens import build_tokenized_probe
+
+    registry = load_registry()
+    model = registry.model(model_id)
+    dataset = registry.dataset(dataset_id)
+    if n_samples is not None:
+        dataset = dataset.model_copy(update={"n_samples": n_samples})
+    settings = load_settings(device="cpu")
+    adapter = load_model(settings, model)
+    samples = load_probe_set(dataset).samples
+    tokenized = adapter.tokenize(samples)
+    probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
+    return {
+        "adapter": adapter,
+        "samples": samples,
+        "tokenized": tokenized,
+        "probe": probe,
+        "model": model,
+        "batch_size": settings.scan_batch_size,
+    }
+
+
+def interleaved_seconds(
+    ctx: dict[str, Any], one_layer: Sequence[int], all_layers: Sequence[int], n_top: int
+) -> dict[str, list[float]]:
+    """Seconds per batch for a plain forward pass ("plain") and for scan steps of ``one_layer`` ("one") and
+    of ``all_layers`` ("all") over the same batches, alternated batch by batch in rotating order so that
+    load from other processes hits all alike. The last entry of each scan list is moving its state off the
+    device at the end."""
+    import torch
+
+    from workers.scan.scanner import ScanPass, choose_random_ids, plan_batches
+
+    adapter, samples, tokenized = ctx["adapter"], ctx["samples"], ctx["tokenized"]
+    point = ctx["model"].hook_points[0]
+    random_ids = choose_random_ids(len(samples), n_top, 0)
+    passes = {
+        name: ScanPass(adapter, samples, tokenized, ctx["probe"], point, layers, n_top, random_ids)
+        for name, layers in (("one", one_layer), ("all", all_layers))
+    }
+
+    def plain(plan: Any) -> None:
+        with torch.inference_mode():
+            adapter.forward(
+                adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
+            )
+
+    runs = {"plain": plain, "one": passes["one"].step, "all": passes["all"].step}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for index, plan in enumerate(plan_batches(tokenized, ctx["batch_size"])):
+        for name in names[index % 3 :] + names[: index % 3]:
+            started = time.perf_counter()
+            runs[name](plan)
+            seconds[name].append(time.perf_counter() - started)
+    seconds["plain"].append(0.0)
+    for name in ("one", "all"):
+        started = time.perf_counter()
+        for recorder in passes[name].recorders.values():
+            recorder.arrays()  # moving the state off the device is part of a scan
+        seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
+def fastest_seconds(
+    ctx: dict[str, Any], one_layer: Sequence[int], all_layers: Sequence[int], n_top: int, rounds: int
+) -> tuple[float, float, float]:
+    """(plain, one layer, all layers) seconds over the probe set: one warm-up pass, then per batch the
+    fastest of ``rounds`` interleaved rounds (a batch slowed by another process in one round is not
+    counted), summed over batches."""
+    interleaved_seconds(ctx, one_layer, all_layers, n_top)  # first-call allocations, kernel selection
+    timed = [interleaved_seconds(ctx, one_layer, all_layers, n_top) for _ in range(rounds)]
+    plain, one, every = (
+        float(np.min([r[name] for r in timed], axis=0).sum()) for name in ("plain", "one", "all")
+    )
+    return plain, one, every
+
+
+def rss_bytes() -> int:
+    """This process's resident set now (/proc/self/statm)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def memory_in_child(script: str, n_samples: int) -> dict[str, int]:
+    """Run ``script --memory-child n_samples`` in a fresh process (offline) and return the JSON object it
+    prints last."""
+    out = subprocess.run(
+        [sys.executable, script, "--memory-child", str(n_samples)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=900,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
