@@ -1,4 +1,5 @@
-"""Helpers for end-to-end tests: waiting, process environments, /proc inspection, process bookkeeping."""
+"""Helpers for end-to-end tests: waiting, process environments, /proc inspection, process bookkeeping,
+`neuronlens up`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+
+from service.embedded_redis import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +106,47 @@ class Processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+def launch_up(
+    processes: Processes, env: dict[str, str], *args: str, name: str = "up"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `neuronlens up` (its own embedded Redis) on a free port with ``args``; returns (process, URL)
+    at once: `wait_ready` waits for it."""
+    port = free_port()
+    up = processes.start([sys.executable, "-m", "service.cli", "up", "--port", str(port), *args], env, name)
+    return up, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(
+    processes: Processes,
+    up: subprocess.Popen[bytes],
+    url: str,
+    what: str = "neuronlens up to answer /readyz",
+) -> None:
+    """Poll ``url``/readyz until it answers 200; fail at once with the log if `up` exits first."""
+
+    def ready() -> bool:
+        assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, 60, what, interval_s=0.2)
+
+
+@contextmanager
+def running_up(processes: Processes, env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """`neuronlens up` with ``workers`` workers for a block (a module fixture's stack); yields its URL once
+    ready. On exit SIGTERM lets it stop its children; whatever is still running is then killed."""
+    up, url = launch_up(processes, env, "--workers", str(workers))
+    try:
+        wait_ready(processes, up, url)
+        yield url
+    finally:
+        up.terminate()
+        try:
+            up.wait(timeout=30)
+        finally:
+            processes.stop_all()

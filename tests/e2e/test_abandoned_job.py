@@ -9,7 +9,6 @@ worker dies while it explains.
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,14 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.embedded_redis import free_port
-from tests.e2e.helpers import Processes, process_env, wait_for
+from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
 
 MODEL, LAYER, LAYER_NEURONS = "minilm-l6", 1, 1536
 
 
 def start_api(processes: Processes, env: dict[str, str]) -> str:
-    port = free_port()
-    api = processes.start(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "0"], env, "api"
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert api.poll() is None, processes.log(api)
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(ready, 60, "the API", interval_s=0.2)
+    api, url = launch_up(processes, env, "--workers", "0", name="api")
+    wait_ready(processes, api, url, "the API")
     return url
 
 

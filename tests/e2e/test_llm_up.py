@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.embedded_redis import free_port
 from service.schemas import BUNDLED_REGISTRY, NeuronReport
-from tests.e2e.helpers import Processes, process_env, wait_for
+from tests.e2e.helpers import Processes, process_env, running_up
 from workers.llm.peer import Fault, LLMPeer
 
 pytestmark = pytest.mark.timeout(300)
@@ -50,28 +49,8 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Pat
             NEURONLENS_LLM_MAX_RETRIES="1",
             NEURONLENS_LLM_BACKOFF_S="0.01",
         )
-        port = free_port()
-        up = processes.start(
-            [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "1"], env, "up"
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
-            try:
-                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            wait_for(ready, 60, "neuronlens up to answer /readyz", interval_s=0.2)
+        with running_up(processes, env, workers=1) as url:
             yield LLMStack(url, peer)
-        finally:
-            up.terminate()
-            try:
-                up.wait(timeout=30)
-            finally:
-                processes.stop_all()
 
 
 def explain(url: str, neuron: int) -> subprocess.CompletedProcess[str]:

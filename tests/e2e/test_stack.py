@@ -21,7 +21,7 @@ import pytest
 from service.embedded_redis import free_port
 from service.schemas import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
 from service.settings import load_settings
-from tests.e2e.helpers import Processes, process_env, wait_for
+from tests.e2e.helpers import Processes, process_env, running_up, wait_for
 from workers.pipeline import open_context
 from workers.report import ReportContext
 
@@ -56,32 +56,12 @@ class RunningStack:
 def stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> Iterator[RunningStack]:
     """`neuronlens up` with its own embedded Redis and one worker; artifacts in the session's store."""
     processes = Processes(tmp_path_factory.mktemp("stack-logs"))
-    port = free_port()
     env = process_env(
         NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir),
         NEURONLENS_REGISTRY_PATH=str(registry_with_missing_weights(tmp_path_factory.mktemp("registry"))),
     )
-    up = processes.start(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "1"], env, "up"
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, 60, "neuronlens up to answer /readyz", interval_s=0.2)
+    with running_up(processes, env, workers=1) as url:
         yield RunningStack(url, shared_artifact_dir, processes)
-    finally:
-        up.terminate()
-        try:
-            up.wait(timeout=30)
-        finally:
-            processes.stop_all()
 
 
 def scan_context(artifact_dir: Path) -> ReportContext:

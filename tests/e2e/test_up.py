@@ -8,29 +8,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from service.embedded_redis import free_port
-from tests.e2e.helpers import Processes, child_pids, command_line, pid_alive, process_env, wait_for
+from tests.e2e.helpers import (
+    Processes,
+    child_pids,
+    command_line,
+    launch_up,
+    pid_alive,
+    process_env,
+    wait_for,
+    wait_ready,
+)
 
 
 def start_up(processes: Processes, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     """`neuronlens up` with its own embedded Redis on a free port; returns once /readyz answers."""
-    port = free_port()
     env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
-    args = [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", str(workers)]
-    up = processes.start([*args, "--grace", "5"], env, "up")
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(ready, 60, "neuronlens up to answer /readyz", interval_s=0.2)
+    up, url = launch_up(processes, env, "--workers", str(workers), "--grace", "5")
+    wait_ready(processes, up, url)
     return up, url
 
 

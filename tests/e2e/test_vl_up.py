@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.embedded_redis import free_port
 from service.schemas import NeuronReport
-from tests.e2e.helpers import Processes, process_env, wait_for
+from tests.e2e.helpers import Processes, process_env, running_up
 
 MODEL, LAYER, NEURON = "tiny-llava-planted", 2, 200
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -28,29 +27,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def api_url(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> Iterator[str]:
     """`neuronlens up` on the bundled registry with one worker; artifacts in the session's store."""
     processes = Processes(tmp_path_factory.mktemp("vl-stack-logs"))
-    port = free_port()
     env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
-    up = processes.start(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--workers", "1"], env, "up"
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert up.poll() is None, f"neuronlens up exited early:\n{processes.log(up)}"
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, 60, "neuronlens up to answer /readyz", interval_s=0.2)
+    with running_up(processes, env, workers=1) as url:
         yield url
-    finally:
-        up.terminate()
-        try:
-            up.wait(timeout=30)
-        finally:
-            processes.stop_all()
 
 
 def test_cli_explains_a_planted_neuron_with_viewable_images(api_url: str) -> None:
