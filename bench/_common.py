@@ -1,6 +1,7 @@
-"""What the scan benches (bench_scan, bench_vl) share: loading a model with its tokenised probe set, timing
-plain forward passes against scan steps batch by batch, resident memory, and running a bench's memory
-measurement in a fresh process. Not a bench itself (bench/run.py runs only bench_*.py)."""
+"""What the benches share: loading a model with its tokenised probe set, timing plain forward passes
+against scan steps batch by batch, resident memory, a bench's memory measurement in a fresh process
+(bench_scan, bench_vl), and stopping a server process (bench_api, bench_llm). Not a bench itself
+(bench/run.py runs only bench_*.py)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,13 @@ def memory_in_child(script: str, n_samples: int) -> dict[str, int]:
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM a server the bench started and wait for it; SIGKILL when it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

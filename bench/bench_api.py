@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -153,19 +152,16 @@ def measure(port: int, pid: int, path: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- servers
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def uvicorn_server(app: str, env: dict[str, str], app_dir: Path) -> Iterator[tuple[int, int]]:
     """``uvicorn --factory app`` with one worker (so in one process) on a free loopback port;
     yields (port, pid)."""
     import httpx
 
-    port = _free_port()
+    from bench._common import stop_process
+    from service.embedded_redis import free_port
+
+    port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "--factory", app,
         "--app-dir", str(app_dir), "--host", "127.0.0.1", "--port", str(port),
@@ -188,12 +184,7 @@ def uvicorn_server(app: str, env: dict[str, str], app_dir: Path) -> Iterator[tup
                 time.sleep(0.1)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _stored_report_bytes() -> tuple[str, bytes]:

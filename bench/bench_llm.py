@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,16 +36,13 @@ VISUAL_NEURONS = [11, 42, 99, 200]
 """tiny-llava-planted's planted neurons at layer 2: visual, text, multimodal, multimodal."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def peer_process(latency_ms: float) -> Iterator[str]:
     """The peer in a child process; yields its base URL."""
-    port = _free_port()
+    from bench._common import stop_process
+    from service.embedded_redis import free_port
+
+    port = free_port()
     command = [sys.executable, "-m", "workers.llm.peer", "--port", str(port), "--latency-ms", str(latency_ms)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -55,12 +51,7 @@ def peer_process(latency_ms: float) -> Iterator[str]:
             raise RuntimeError(f"the LLM peer did not start: {line!r}")
         yield line.rsplit(" ", 1)[-1].strip()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def peer_calls(base_url: str) -> int:
