@@ -132,8 +132,12 @@ def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
     scan_id = job.meta.get("scan_job_id")
     scan = _fetch(connection, scan_id) if isinstance(scan_id, str) else None
     # RQ registers a dependent atomically with deferring it, and releases it atomically with enqueueing
-    # it: a deferred job its scan does not list would wait forever.
+    # it: a deferred job its scan does not list would wait forever. The status read above may predate
+    # a release that happened since, so a job that looks lost is read again before it is called lost.
     if scan is None or not connection.sismember(scan.dependents_key, job.id):
+        job.refresh()
+        if job.get_status(refresh=False) != RqStatus.DEFERRED:
+            return explain_state(connection, job)
         return _state(job, "failed", error=_SCAN_LOST)
     scan_status = scan.get_status(refresh=False)
     if scan_status in _FAILED:
