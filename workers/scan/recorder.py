@@ -17,6 +17,9 @@ import torch
 ACT_DTYPE = torch.float16
 """Stored per-token activations (fp16: ample for display and scoring, half the memory)."""
 
+_FLOAT32_EXACT = 2**24
+"""Every integer up to this is exact in float32."""
+
 
 @dataclass(frozen=True)
 class BatchView:
@@ -52,24 +55,40 @@ class LayerRecorder:
         self.random_acts = torch.zeros((n_neurons, n_random, max_tokens), dtype=ACT_DTYPE, device=device)
         # One extra row collects unlabelled samples; it is dropped when the artifact is written.
         self.domain_positive = torch.zeros((n_domains + 1, n_neurons), dtype=torch.int64, device=device)
+        self._pending_positive = torch.zeros((n_domains + 1, n_neurons), device=device)
+        self._pending_tokens = 0
+        """Tokens folded into `_pending_positive` since it last moved into `domain_positive`."""
 
     def update(self, acts: torch.Tensor, batch: BatchView) -> None:
         """Fold in one batch: `acts` [B, T_batch, neurons] at the content tokens (padding per `groups`)."""
-        n_rows, _, n_neurons = acts.shape
-        sample_max = torch.full((n_rows, n_neurons), float("-inf"), device=acts.device)
-        positive = torch.zeros((n_rows, n_neurons), device=acts.device)
-        for first, end, length in batch.groups:
-            part = acts[first:end, :length]
-            sample_max[first:end] = part.amax(dim=1)
-            # clamp+sign+sum counts positives faster than (x > 0).sum(); small counts are exact in float.
-            positive[first:end] = part.clamp(min=0).sign_().sum(dim=1)
+        sample_max, positive = _sample_max_and_positives(acts, batch.groups)
         torch.maximum(self.global_max, sample_max.amax(dim=0), out=self.global_max)
-        self.domain_positive.index_add_(0, batch.domain_ids, positive.to(torch.int64))
+        self._count_positives(batch, positive)
         if batch.random_rows is not None and batch.random_slots is not None:
             self._record_random(acts, batch.lengths, batch.random_rows, batch.random_slots)
         beaten = (sample_max.amax(dim=0) > self.top_max.amin(dim=1)).nonzero().squeeze(1)
         if beaten.numel():
             self._merge_top(beaten, sample_max, acts, batch)
+
+    def _count_positives(self, batch: BatchView, positive: torch.Tensor) -> None:
+        """Add a batch's per-row positive counts to the domain counts.
+
+        They go into a float32 buffer first (a float index_add is several times cheaper than converting
+        to int64 each batch), which moves into the int64 counts before any count in it could pass 2**24,
+        the largest float32 holding every integer below it: every value stays exact.
+        """
+        n_tokens = sum((end - first) * length for first, end, length in batch.groups)
+        if self._pending_tokens + n_tokens >= _FLOAT32_EXACT:
+            self._flush_positives()
+        self._pending_positive.index_add_(0, batch.domain_ids, positive)
+        self._pending_tokens += n_tokens
+
+    @torch.inference_mode()  # the state is made in the scan's inference mode; arrays() runs outside it
+    def _flush_positives(self) -> None:
+        if self._pending_tokens:
+            self.domain_positive += self._pending_positive.to(torch.int64)
+            self._pending_positive.zero_()
+            self._pending_tokens = 0
 
     def _record_random(
         self, acts: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor
@@ -96,14 +115,17 @@ class LayerRecorder:
         neurons, slots, rows = cols[evicted[:, 0]], evicted[:, 1], incoming[:, 1]
         self.top_max[neurons, slots] = sample_max[rows, neurons]
         self.top_ids[neurons, slots] = batch.sample_ids[rows]
-        per_token = acts[rows, :, neurons].masked_fill(~_mask(batch.lengths[rows], acts.shape[1]), 0.0)
+        width = acts.shape[1]
+        per_token = acts[rows, :, neurons]  # a fresh [R, width] tensor: padding is zeroed in place
+        per_token.masked_fill_(_mask(batch.lengths[rows], width).logical_not_(), 0.0)
         block = torch.zeros((rows.numel(), self.max_tokens), dtype=ACT_DTYPE, device=acts.device)
-        block[:, : per_token.shape[1]] = per_token
+        block[:, :width] = per_token
         self.top_acts[neurons, slots] = block
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice;
         top samples in rank order (highest max activation first)."""
+        self._flush_positives()
         order = self.top_max.argsort(dim=1, descending=True)
         top_acts = self.top_acts.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
         return {
@@ -114,6 +136,25 @@ class LayerRecorder:
             "random_acts": self.random_acts.cpu().numpy(),
             "domain_positive": self.domain_positive[:-1].T.contiguous().cpu().numpy(),
         }
+
+
+def _sample_max_and_positives(
+    acts: torch.Tensor, groups: list[tuple[int, int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 [B, neurons] max activation per row and count of its activations > 0 (-inf and 0 for rows
+    without content tokens). A batch of one run, the common case, is reduced without the filled copies."""
+    n_rows, _, n_neurons = acts.shape
+    if len(groups) == 1 and groups[0][:2] == (0, n_rows):
+        part = acts[:, : groups[0][2]]
+        # clamp+sign+sum counts positives faster than (x > 0).sum(); small counts are exact in float.
+        return part.amax(dim=1), part.clamp(min=0).sign_().sum(dim=1)
+    sample_max = torch.full((n_rows, n_neurons), float("-inf"), device=acts.device)
+    positive = torch.zeros((n_rows, n_neurons), device=acts.device)
+    for first, end, length in groups:
+        part = acts[first:end, :length]
+        sample_max[first:end] = part.amax(dim=1)
+        positive[first:end] = part.clamp(min=0).sign_().sum(dim=1)
+    return sample_max, positive
 
 
 def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
