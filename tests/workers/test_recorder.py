@@ -112,3 +112,23 @@ def test_plans_sort_by_length_and_gather_non_contiguous_content() -> None:
 def test_length_runs_skip_samples_without_content() -> None:
     assert length_runs(np.array([0, 0, 2, 2, 2, 5])) == [(2, 5, 2), (5, 6, 5)]
     assert length_runs(np.array([], dtype=np.int64)) == []
+
+
+def test_half_precision_activations_are_counted_exactly() -> None:
+    # A bf16 model on a GPU hands the recorder bf16 activations; bf16 holds integers exactly only up to
+    # 256, so a long sample's positive count must not be summed in bf16.
+    n_tokens, n_neurons = 601, 3
+    acts = torch.ones((1, n_tokens, n_neurons), dtype=torch.bfloat16)
+    view = BatchView(
+        sample_ids=torch.tensor([0]),
+        lengths=torch.tensor([n_tokens]),
+        groups=length_runs(np.array([n_tokens])),
+        domain_ids=torch.tensor([0]),
+        random_rows=None,
+        random_slots=None,
+    )
+    recorder = LayerRecorder(n_neurons, 1, n_tokens, 0, 1, torch.device("cpu"))
+    recorder.update(acts, view)
+    arrays = recorder.arrays()
+    assert arrays["domain_positive"][:, 0].tolist() == [n_tokens] * n_neurons
+    assert arrays["top_max"][:, 0].tolist() == [1.0] * n_neurons

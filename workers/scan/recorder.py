@@ -61,6 +61,9 @@ class LayerRecorder:
 
     def update(self, acts: torch.Tensor, batch: BatchView) -> None:
         """Fold in one batch: `acts` [B, T_batch, neurons] at the content tokens (padding per `groups`)."""
+        if acts.dtype != torch.float32:
+            # bf16/fp16 models: counts and maxima are reduced in float32 (bf16 is exact only up to 256).
+            acts = acts.float()
         sample_max, positive = _sample_max_and_positives(acts, batch.groups)
         torch.maximum(self.global_max, sample_max.amax(dim=0), out=self.global_max)
         self._count_positives(batch, positive)
