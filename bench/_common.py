@@ -24,7 +24,7 @@ def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None
     """The model's adapter, the probe set's samples (``n_samples`` of them when given), their tokenisation
     and tokenised probe, the model spec and the scan batch size, on the CPU and offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from service.schemas import load_registry
+    from service.contract import load_registry
     from service.settings import load_settings
     from workers.data.loader import load_probe_set
     from workers.models.loader import load_model

@@ -189,8 +189,7 @@ def uvicorn_server(app: str, env: dict[str, str], app_dir: Path) -> Iterator[tup
 
 def _stored_report_bytes() -> tuple[str, bytes]:
     """A schema-valid report of the default size (20 exemplars of 16 tokens) and the key the API reads."""
-    from service.jobs import request_report_keys
-    from service.schemas import (
+    from service.contract import (
         DatasetRef,
         Exemplar,
         Explanation,
@@ -201,6 +200,7 @@ def _stored_report_bytes() -> tuple[str, bytes]:
         TypeEvidence,
         load_registry,
     )
+    from service.jobs import request_report_keys
     from service.validate import resolve_request
 
     model = load_registry().model("minilm-l6")

@@ -62,7 +62,7 @@ def peer_calls(base_url: str) -> int:
 def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> tuple[list[Any], float]:
     """Scan the layer (reused when stored), then explain `neurons` with the `openai` backends through the
     pipeline; (reports, seconds of the explain stage)."""
-    from service.schemas import ExplanationRequest, load_registry
+    from service.contract import ExplanationRequest, load_registry
     from workers import pipeline
 
     model_id, layer, dataset_id = which
@@ -131,7 +131,7 @@ def throughput_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
 
 
 def visual_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
-    from service.schemas import load_registry
+    from service.contract import load_registry
 
     model_id, layer, _ = VISUAL
     served = {m.id for m in load_registry(settings.registry_path).models}

@@ -27,7 +27,7 @@ COLD_REPEATS = 5
 
 
 def main() -> list[dict[str, str]]:
-    from service.schemas import ExplanationRequest, PipelineOptions, load_registry
+    from service.contract import ExplanationRequest, PipelineOptions, load_registry
     from service.settings import load_settings
     from workers.pipeline import explain_neurons, scan_layers
     from workers.scan.artifacts import clear_caches

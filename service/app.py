@@ -16,12 +16,12 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
 from service.jobs import JobQueues
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
 from service.reports import ReportReader
 from service.routes import ROUTE_HANDLERS
-from service.schemas import Registry, load_registry
 from service.settings import Settings, load_settings
 
 REDIS_CONNECT_TIMEOUT_S = 5

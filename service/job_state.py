@@ -3,7 +3,7 @@
 queued      the explain job waits in its queue, or waits for a scan job that is itself queued
             (queue_position is then the scan's position in the scan queue)
 scanning    the scan job it depends on is running
-explaining  the explain job is running (job.meta["stage"] narrows it to `simulating`)
+explaining  the explain job is running (its JobMeta stage narrows it to `simulating`)
 finished    the explain job finished
 failed      the explain job failed, stopped or was canceled, or its scan failed for good (RQ leaves
             such dependents deferred forever; here they show `failed` with the scan's error)
@@ -15,19 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from service.schemas import JobError, JobState, Progress
+from service.contract import (
+    ERROR_JOB_CANCELED,
+    ERROR_JOB_FAILED,
+    ERROR_JOB_STOPPED,
+    ERROR_SCAN_LOST,
+    ERROR_WORKER_DIED,
+    WORKER_DIED_MESSAGE,
+    JobError,
+    JobMeta,
+    JobState,
+    Progress,
+)
 
-_STAGES: dict[str, JobState] = {
-    "explaining": "explaining",
-    "simulating": "simulating",
-    "scanning": "scanning",
-}
 _FAILED = (RqStatus.FAILED, RqStatus.STOPPED, RqStatus.CANCELED)
 
 
@@ -60,50 +66,32 @@ def _position(connection: redis.Redis, job: Job) -> int | None:
     return queue.get_job_position(job.id)
 
 
-def _last_exception_line(exc_string: str) -> tuple[str, str] | None:
-    """(type, message) from the last line of a Python traceback text, without the traceback."""
-    lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    last = lines[-1]
-    name, sep, message = last.partition(":")
-    if not sep or " " in name.strip():
-        return None
-    return name.strip().rsplit(".", 1)[-1], message.strip()
-
-
 def job_error(job: Job) -> JobError:
-    """Why a job failed, never a traceback: the task's own record, else derived from RQ's failure."""
-    recorded = job.meta.get("error")
-    if isinstance(recorded, dict) and recorded.get("type") and recorded.get("message"):
-        return JobError(type=str(recorded["type"]), message=str(recorded["message"]))
+    """Why a job failed, never a traceback: the error its worker recorded, else what RQ's own status says.
+
+    Workers record every failure in the job's meta (timeouts and RQ's abandoned-job cleanup included, by
+    exception class: workers/worker.py). Only a cleanup run by a process without that handler (RQ's own
+    CLI, a registry count) leaves no record; RQ then writes a fixed sentence naming AbandonedJobError."""
+    recorded = JobMeta.from_meta(job.meta).error
+    if recorded is not None:
+        return recorded
     status = job.get_status(refresh=False)
     if status == RqStatus.STOPPED:
-        return JobError(type="JobStopped", message="the job was stopped by an operator before it finished")
+        return JobError(
+            type=ERROR_JOB_STOPPED, message="the job was stopped by an operator before it finished"
+        )
     if status == RqStatus.CANCELED:
-        return JobError(type="JobCanceled", message="the job was canceled by an operator before it ran")
+        return JobError(type=ERROR_JOB_CANCELED, message="the job was canceled by an operator before it ran")
     result = job.latest_result()
     exc_string = (result.exc_string or "") if result is not None else ""
-    if "AbandonedJobError" in exc_string:
-        return JobError(
-            type="WorkerDied",
-            message="the worker running this job stopped (killed or crashed) and no retries were left",
-        )
-    if "JobTimeoutException" in exc_string:
-        return JobError(type="JobTimeout", message=f"the job ran longer than its timeout of {job.timeout}s")
-    parsed = _last_exception_line(exc_string)
-    if parsed is not None:
-        return JobError(type=parsed[0], message=parsed[1] or "the job failed without a message")
-    return JobError(type="JobFailed", message="the job failed without recording why")
+    if AbandonedJobError.__name__ in exc_string:
+        return JobError(type=ERROR_WORKER_DIED, message=WORKER_DIED_MESSAGE)
+    return JobError(type=ERROR_JOB_FAILED, message="the job failed without recording why")
 
 
 def _progress(job: Job) -> Progress:
-    total = job.meta.get("total")
-    done = job.meta.get("done")
-    return Progress(
-        done=done if isinstance(done, int) and done >= 0 else 0,
-        total=total if isinstance(total, int) and total >= 0 else 0,
-    )
+    meta = JobMeta.from_meta(job.meta)
+    return Progress(done=meta.done, total=meta.total)
 
 
 def _state(job: Job, status: JobState, **changes: object) -> ExplainState:
@@ -122,15 +110,15 @@ def _state(job: Job, status: JobState, **changes: object) -> ExplainState:
 
 
 _SCAN_LOST = JobError(
-    type="ScanLost",
+    type=ERROR_SCAN_LOST,
     message="the scan this job waited for is no longer recorded (or was replaced); "
     "post the request again to re-run it",
 )
 
 
 def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
-    scan_id = job.meta.get("scan_job_id")
-    scan = _fetch(connection, scan_id) if isinstance(scan_id, str) else None
+    scan_id = JobMeta.from_meta(job.meta).scan_job_id
+    scan = _fetch(connection, scan_id) if scan_id is not None else None
     # RQ registers a dependent atomically with deferring it, and releases it atomically with enqueueing
     # it: a deferred job its scan does not list would wait forever. The status read above may predate
     # a release that happened since, so a job that looks lost is read again before it is called lost.
@@ -160,6 +148,5 @@ def explain_state(connection: redis.Redis, job: Job) -> ExplainState:
     if status == RqStatus.FINISHED:
         return _state(job, "finished")
     if status == RqStatus.STARTED:
-        stage = job.meta.get("stage")
-        return _state(job, _STAGES.get(stage, "explaining") if isinstance(stage, str) else "explaining")
+        return _state(job, JobMeta.from_meta(job.meta).stage or "explaining")
     return _state(job, "queued", queue_position=_position(connection, job), started_at=None, ended_at=None)

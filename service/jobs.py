@@ -17,12 +17,19 @@ from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 
-from service.job_state import explain_state
-from service.schemas import (
+from service.contract import (
+    ERROR_SCAN_MISSING,
+    EXPLAIN_JOB_PREFIX,
+    EXPLAIN_QUEUE,
+    EXPLAIN_TASK,
     PIPELINE_VERSION,
+    SCAN_JOB_PREFIX,
+    SCAN_QUEUE,
+    SCAN_TASK,
     SCAN_VERSION,
     DatasetSpec,
     ExplanationRequest,
+    JobMeta,
     JobStatus,
     ModelSpec,
     NeuronReport,
@@ -30,20 +37,13 @@ from service.schemas import (
     dataset_identity,
     report_key,
 )
+from service.exemplar_links import link_exemplar_images
+from service.job_state import explain_state
 from service.settings import Settings
 from service.validate import ResolvedRequest
 
-SCAN_TASK = "workers.tasks.scan_layer"
-EXPLAIN_TASK = "workers.tasks.explain_neurons"
-SCAN_QUEUE = "scan"
-EXPLAIN_QUEUE = "explain"
-EXPLAIN_JOB_PREFIX = "exp-"
-SCAN_JOB_PREFIX = "scan-"
 LOCK_TIMEOUT_S = 10
 """Seconds an enqueue lock is held at most (and waited for): enqueueing takes milliseconds."""
-
-RESCAN_ERROR = "ScanMissing"
-"""An explain job that failed with this error re-runs its scan when the request is repeated."""
 
 _ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
 
@@ -142,8 +142,8 @@ def _retry(settings: Settings) -> Retry | None:
 def _requeue_failed(job: Job, settings: Settings) -> None:
     """Run a failed job again under the same id, keeping its dependents and a fresh retry budget."""
     job.retries_left = settings.job_retries if settings.job_retries > 0 else None
-    job.meta.pop("error", None)
-    job.meta.pop("stage", None)
+    meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None, "stage": None})
+    job.meta = meta.to_meta()
     job.save_meta()  # Job.save skips an empty meta, which would leave the old error in place
     job.requeue()
 
@@ -185,8 +185,8 @@ def _ensure_scan_job(
 
 def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
     """Drop the finished scan job of an explain job whose scan artifact was missing, so it runs again."""
-    scan_id = explain.meta.get("scan_job_id")
-    scan = fetch_job(connection, scan_id) if isinstance(scan_id, str) else None
+    scan_id = JobMeta.from_meta(explain.meta).scan_job_id
+    scan = fetch_job(connection, scan_id) if scan_id is not None else None
     if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
         scan.delete()
 
@@ -210,12 +210,9 @@ def _enqueue_explain(
         job_id=job_id,
         retry=_retry(settings),
         depends_on=scan_id,
-        meta={
-            "scan_job_id": scan_id,
-            "model_revision": resolved.model.revision,
-            "done": 0,
-            "total": len(resolved.neurons),
-        },
+        meta=JobMeta(
+            scan_job_id=scan_id, model_revision=resolved.model.revision, total=len(resolved.neurons)
+        ).to_meta(),
         description=f"explain {resolved.model.id} layer {request.layer}: {len(resolved.neurons)} neurons",
     )
 
@@ -246,7 +243,7 @@ def submit_explanation(
                 _ensure_scan_job(connection, queues, settings, resolved)
                 return Submission(job_id=job_id, reports=None)
             # Failed, or finished while some reports went missing since: start over under the same id.
-            if state.error is not None and state.error.type == RESCAN_ERROR:
+            if state.error is not None and state.error.type == ERROR_SCAN_MISSING:
                 _forget_finished_scan(connection, job)
             job.delete()
         scan_id = _ensure_scan_job(connection, queues, settings, resolved)
@@ -269,11 +266,16 @@ def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int
     total: int | None = None
     if state.status == "finished":
         request = ExplanationRequest.model_validate(job.kwargs["request"])
-        keys = variant_report_keys(request, str(job.kwargs.get("variant", "")))
+        variant = str(job.kwargs.get("variant", ""))
+        keys = variant_report_keys(request, variant)
         total = len(keys)
         page = keys[offset : offset + limit]
         values = connection.mget(page) if page else []
-        reports = [NeuronReport.model_validate_json(v) for v in values if v is not None]  # type: ignore[union-attr]
+        reports = [
+            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)  # type: ignore[arg-type]
+            for v in values  # type: ignore[union-attr]
+            if v is not None
+        ]
     return JobStatus(
         job_id=job_id,
         status=state.status,

@@ -1,15 +1,14 @@
 """Prometheus metrics of the API: request latency (measured here); jobs and queues (read from Redis).
 
 Every app gets its own CollectorRegistry (tests build many apps in one process). Workers cannot reach the
-API's registry, so they count into the Redis hash ``nl:metrics`` (see workers/tasks.py), one field per
-series named like ``jobs_total{outcome=finished,queue=explain}``; :class:`RedisJobCollector` turns that
-hash and the queue lengths into metric families at every scrape.
+API's registry, so they count into the Redis hash ``contract.METRICS_KEY``, one field per series named
+like ``jobs_total{outcome=finished,queue=explain}`` (service/contract/metrics.py); :class:`RedisJobCollector`
+turns that hash and the queue lengths into metric families at every scrape.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -20,12 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
+from service.contract import METRICS_KEY, parse_series
 from service.jobs import JobQueues
 
 log = logging.getLogger("neuronlens.api")
-
-WORKER_METRICS_KEY = "nl:metrics"
-"""Redis hash the workers count into (written by workers/tasks.py)."""
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram buckets of the HTTP request latency, seconds."""
@@ -59,25 +56,11 @@ _SUMMARIES = {
         "Time spent per pipeline stage (scan per layer; explain, simulate … per neuron), seconds.",
     ),
 }
-_SERIES = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})?$")
-
-
-def parse_series(field: str) -> tuple[str, dict[str, str]] | None:
-    """``"jobs_total{outcome=failed,queue=scan}"`` → ``("jobs_total", {"outcome": "failed", ...})``."""
-    match = _SERIES.match(field)
-    if match is None:
-        return None
-    labels: dict[str, str] = {}
-    for pair in filter(None, (match.group("labels") or "").split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            return None
-        labels[key] = value
-    return match.group("name"), labels
 
 
 class RedisJobCollector(Collector):
-    """Worker counters from ``nl:metrics`` and queue depths per state, read from Redis at every scrape."""
+    """Worker counters from ``contract.METRICS_KEY`` and queue depths per state, read from Redis at every
+    scrape."""
 
     def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None]) -> None:
         self._connect = connect
@@ -90,7 +73,7 @@ class RedisJobCollector(Collector):
             return [up]
         connection, queues = connected
         try:
-            fields = connection.hgetall(WORKER_METRICS_KEY)
+            fields = connection.hgetall(METRICS_KEY)
             depth = self._queue_depths(connection, queues)
         except redis.RedisError as exc:
             log.warning("metrics scrape could not read Redis: %s", exc)

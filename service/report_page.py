@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from service.schemas import Exemplar, NeuronReport
+from service.contract import Exemplar, NeuronReport
 
 PATCH_TOKEN = re.compile(r"^<patch \d+,\d+>$")
 """How vision-language adapters name image-patch tokens; the page shows patches as the image instead."""

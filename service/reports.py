@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import pydantic
 from redis.asyncio import Redis as AsyncRedis
 
+from service.contract import ExplanationRequest, ModelSpec, Registry
 from service.errors import InvalidInput, NotFound
+from service.exemplar_links import link_report_json
 from service.jobs import request_report_keys
-from service.schemas import ExplanationRequest, Registry
 from service.settings import Settings
 from service.validate import resolve_neuron_path, resolve_request
 
@@ -39,6 +40,19 @@ KEY_CACHE_SIZE = 65_536
 
 
 @dataclass(frozen=True)
+class ReportLookup:
+    """Where the report a lookup asks for is stored, and what it was resolved to."""
+
+    key: str
+    """Redis key of the report."""
+    request: ExplanationRequest
+    """The resolved one-neuron request (default options) the report answers."""
+    variant: str
+    """The report variant (``contract.report_variant``) of that request."""
+    model: ModelSpec
+
+
+@dataclass(frozen=True)
 class ReportReader:
     """The registry, the settings (default backends, LLM endpoints) and the asyncio Redis client, handed to
     the route as one dependency."""
@@ -46,18 +60,18 @@ class ReportReader:
     registry: Registry
     redis: AsyncRedis
     settings: Settings | None = None
-    _keys: dict[tuple[object, ...], tuple[str, ExplanationRequest]] = field(default_factory=dict)
+    _keys: dict[tuple[object, ...], ReportLookup] = field(default_factory=dict)
 
-    def resolve(self, model: str, layer: int, neuron: int, query: Query) -> tuple[str, ExplanationRequest]:
-        """(report key, resolved request) of a lookup; InvalidInput / NotFound for bad names."""
+    def resolve(self, model: str, layer: int, neuron: int, query: Query) -> ReportLookup:
+        """Where a lookup's report is stored; InvalidInput / NotFound for bad names."""
         cache_key = (model, layer, neuron, *query.items())
         cached = self._keys.get(cache_key)
         if cached is not None:
             return cached
-        resolve_neuron_path(self.registry, model, layer, neuron)
+        spec = resolve_neuron_path(self.registry, model, layer, neuron)
         lookup = _lookup_request(model, layer, neuron, query)
         resolved = resolve_request(self.registry, lookup, max_neurons=1, settings=self.settings)
-        found = (request_report_keys(resolved)[0], resolved.request)
+        found = ReportLookup(request_report_keys(resolved)[0], resolved.request, resolved.variant, spec)
         if len(self._keys) >= KEY_CACHE_SIZE:
             self._keys.clear()
         self._keys[cache_key] = found
@@ -65,16 +79,21 @@ class ReportReader:
 
     async def read(self, model: str, layer: int, neuron: int, query: Query) -> bytes:
         """The stored report's JSON for the variant a request with default options (and ``query``'s hook,
-        dataset, backends, endpoint, candidates) produces. NotFound for unknown names or no report."""
-        key, request = self.resolve(model, layer, neuron, query)
-        raw = await self.redis.get(key)
+        dataset, backends, endpoint, candidates) produces, with its exemplar image links. NotFound for
+        unknown names or no report."""
+        lookup = self.resolve(model, layer, neuron, query)
+        request = lookup.request
+        raw = await self.redis.get(lookup.key)
         if raw is None:
             raise NotFound(
                 f"no report stored for {model} layer {layer} neuron {neuron} (hook {request.hook}, dataset "
                 f"{request.dataset}, explainer {request.explainer}, simulator {request.simulator}"
                 f"{_llm_part(request)}, default options): POST /v1/explanations to create it"
             )
-        return raw if isinstance(raw, bytes) else raw.encode()
+        stored = raw if isinstance(raw, bytes) else raw.encode()
+        if lookup.model.modality != "vision-language":
+            return stored  # text models have no image exemplars: the stored bytes are served as they are
+        return link_report_json(stored, request, lookup.variant)
 
 
 def _llm_part(request: ExplanationRequest) -> str:

@@ -1,7 +1,7 @@
 """The one settings object of NeuronLens, read from ``NEURONLENS_*`` environment variables.
 
 Pure pydantic-settings: no Litestar, no torch. The API and the workers both read it (workers import
-``service.settings`` and ``service.schemas`` only), so one variable means the same thing everywhere.
+``service.settings`` and ``service.contract`` only), so one variable means the same thing everywhere.
 Nothing is read at import time: call :func:`load_settings`.
 """
 
@@ -58,7 +58,8 @@ class Settings(BaseSettings):
         description="Artifact store root: a local folder or an fsspec URL (s3://bucket/prefix).",
     )
     registry_path: Path | None = Field(
-        default=None, description="Model/dataset registry JSON; unset uses the bundled service/registry.json."
+        default=None,
+        description="Model/dataset registry JSON; unset uses the bundled service/contract/registry.json.",
     )
     max_neurons_per_request: int = Field(
         default=4096, ge=1, description="Largest neuron list or range one request may name."

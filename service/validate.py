@@ -1,6 +1,6 @@
 """Check a request against the registry before anything is enqueued (bad input never reaches a worker).
 
-Schema-level checks (types, ranges that do not depend on the model) live in service/schemas.py; here go
+Schema-level checks (types, ranges that do not depend on the model) live in service/contract/; here go
 the checks that need the registry: which models, hooks, datasets, layers and neurons exist.
 """
 
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.errors import InvalidInput, NotFound
-from service.schemas import (
+from service.contract import (
     DatasetSpec,
     ExplanationRequest,
     LLMModels,
@@ -18,6 +17,7 @@ from service.schemas import (
     Registry,
     report_variant,
 )
+from service.errors import InvalidInput, NotFound
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs
 
 LLM_SETUP_HINT = (
@@ -45,7 +45,7 @@ class ResolvedRequest:
 
     @property
     def variant(self) -> str:
-        """The report variant (schemas.report_variant) the request's reports are stored under."""
+        """The report variant (contract.report_variant) the request's reports are stored under."""
         return report_variant(
             self.request, revision=self.model.revision, dataset=self.dataset, models=self.llm_models
         )

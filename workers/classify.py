@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.schemas import NeuronType, PipelineOptions, TypeEvidence
+from service.contract import NeuronType, PipelineOptions, TypeEvidence
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, normalise
 
 TIE_ORDER: tuple[NeuronType, ...] = ("multimodal", "visual", "text", "unknown")

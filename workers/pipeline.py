@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
-from service.schemas import (
+from service.contract import (
     DatasetSpec,
     ExplanationRequest,
+    JobStage,
     LLMModels,
     ModelSpec,
     NeuronReport,
@@ -38,7 +39,7 @@ from workers.simulate.backends import make_simulator
 from workers.simulate.base import Simulator
 from workers.simulate.openai_simulator import ImageSource, ProbeSetImages
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[[JobStage, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
 
 CHUNK_NEURONS = 64
@@ -138,7 +139,7 @@ def explain_neurons(
     writer = None
     if images is not None:
         variant = request_variant(settings, model, dataset, request)
-        writer = ExemplarImageWriter(open_store(settings), images, request, variant)
+        writer = ExemplarImageWriter(open_store(settings), images, variant)
     # Checks above run at call time; the reports are produced lazily, chunk by chunk.
     return _explain_all(context, list(neurons), explainer, simulator, progress, writer)
 
@@ -171,7 +172,7 @@ def _explain_all(
 
 def _with_images(writer: ExemplarImageWriter, report: NeuronReport) -> NeuronReport:
     started = time.perf_counter()
-    report = writer.attach(report)
+    writer.store_images(report)
     timings = dict(report.provenance.timings_s, images=round(time.perf_counter() - started, 6))
     return report.model_copy(
         update={"provenance": report.provenance.model_copy(update={"timings_s": timings})}

@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from service.schemas import (
+from service.contract import (
     PIPELINE_VERSION,
     DatasetRef,
     DatasetSpec,

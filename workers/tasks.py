@@ -1,20 +1,20 @@
 """Thin RQ entry points, enqueued by dotted path: ``workers.tasks.scan_layer``, ``…explain_neurons``.
 
-Each validates its JSON payload with the public schemas, loads settings and the registry, calls the
-worker domain (workers/pipeline.py), reports progress in ``job.meta`` (stage, done, total) and returns JSON.
-A failure puts ``{type, message}`` in ``job.meta["error"]`` (what the API shows) and re-raises the named
-error; errors that a retry cannot fix (unknown model, missing weights, bad payload) use up the job's
+Each validates its JSON payload with the contract models, loads settings and the registry, calls the
+worker domain (workers/pipeline.py), reports progress in the job's ``JobMeta`` (stage, done, total) and
+returns JSON. A failure records a ``JobError{type, message}`` there (what the API shows) and re-raises
+the named error; errors that a retry cannot fix (unknown model, missing weights, bad payload) use up the job's
 retries so RQ does not run it again.
 
-Worker-side metrics go to the Redis hash :data:`METRICS_KEY`, one field per series, named like
-Prometheus series (``jobs_total{outcome=finished,queue=explain}``); the API exports them at /metrics.
+Worker-side metrics go to the Redis hash ``contract.METRICS_KEY``, one field per series, named by
+``contract.series_name`` (``jobs_total{outcome=finished,queue=explain}``); the API exports them at /metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,9 +24,17 @@ from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from service.schemas import (
+from service.contract import (
+    ERROR_INVALID_REQUEST,
+    ERROR_JOB_TIMEOUT,
+    EXPLAIN_QUEUE,
+    METRICS_KEY,
+    SCAN_QUEUE,
     DatasetSpec,
     ExplanationRequest,
+    JobError,
+    JobMeta,
+    JobStage,
     LLMModels,
     ModelSpec,
     NeuronReport,
@@ -35,6 +43,7 @@ from service.schemas import (
     load_registry,
     report_key,
     report_variant,
+    series_name,
 )
 from service.settings import Settings, load_settings
 from workers.errors import (
@@ -50,9 +59,6 @@ from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMEndpointError, LLMError
 
 log = logging.getLogger("neuronlens.tasks")
-
-METRICS_KEY = "nl:metrics"
-"""Redis hash of worker-side counters and duration sums (read by service/metrics.py)."""
 
 META_SAVE_INTERVAL_S = 0.25
 """Least seconds between two progress writes to job.meta (at most 4 writes a second)."""
@@ -76,30 +82,36 @@ last answer), and an unknown endpoint or unusable replies stay so; repeating the
 
 
 class JobProgress:
-    """Writes (stage, done, total) into the running job's meta, throttled; a no-op outside RQ."""
+    """Writes (stage, done, total) into the running job's JobMeta, throttled; a no-op outside RQ."""
 
     def __init__(self, job: Job | None, total: int = 0) -> None:
         self.job = job
-        self.stage: str | None = None
-        self.done = 0
-        self.total = total
+        self.meta = JobMeta.from_meta(job.meta) if job is not None else JobMeta()
+        self.meta.total = total
         self._saved_at = 0.0
 
+    @property
+    def done(self) -> int:
+        return self.meta.done
+
     def update(
-        self, stage: str | None = None, done: int | None = None, total: int | None = None, force: bool = False
+        self,
+        stage: JobStage | None = None,
+        done: int | None = None,
+        total: int | None = None,
+        force: bool = False,
     ) -> None:
-        changed_stage = stage is not None and stage != self.stage
-        self.stage = stage if stage is not None else self.stage
-        self.done = done if done is not None else self.done
-        self.total = total if total is not None else self.total
+        changed_stage = stage is not None and stage != self.meta.stage
+        changes = {"stage": stage, "done": done, "total": total}
+        self.meta = self.meta.model_copy(update={k: v for k, v in changes.items() if v is not None})
         now = time.monotonic()
         if self.job is None or not (force or changed_stage or now - self._saved_at >= META_SAVE_INTERVAL_S):
             return
-        self.job.meta.update({"stage": self.stage, "done": self.done, "total": self.total})
+        self.job.meta = self.meta.to_meta()
         self.job.save_meta()
         self._saved_at = now
 
-    def on_pipeline(self, stage: str, done: int, total: int) -> None:
+    def on_pipeline(self, stage: JobStage, done: int, total: int) -> None:
         """The pipeline's ProgressFn; only the stage is taken (done counts stored reports)."""
         self.update(stage=stage)
 
@@ -112,26 +124,20 @@ def _connection(job: Job | None, settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def _series(name: str, labels: Mapping[str, str] | None = None) -> str:
-    if not labels:
-        return name
-    return name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
-
-
-def _describe(exc: BaseException) -> dict[str, str]:
+def _describe(exc: BaseException) -> JobError:
     if isinstance(exc, JobTimeoutException):
-        return {"type": "JobTimeout", "message": f"the job ran past its timeout: {exc}"}
+        return JobError(type=ERROR_JOB_TIMEOUT, message=f"the job ran past its timeout: {exc}")
     if isinstance(exc, pydantic.ValidationError):
-        return {"type": "InvalidRequest", "message": f"invalid job payload: {exc.errors()[0]['msg']}"}
-    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        return JobError(type=ERROR_INVALID_REQUEST, message=f"invalid job payload: {exc.errors()[0]['msg']}")
+    return JobError(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
 
 
 @contextmanager
 def _job_run(queue: str) -> Iterator[Job | None]:
     """Around a task body: clear a previous attempt's error, time the job, record outcome and failure."""
     job = get_current_job()
-    if job is not None and "error" in job.meta:
-        job.meta.pop("error")
+    if job is not None and JobMeta.from_meta(job.meta).error is not None:
+        job.meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None}).to_meta()
         job.save_meta()
     started = time.monotonic()
     outcome = "failed"
@@ -140,11 +146,9 @@ def _job_run(queue: str) -> Iterator[Job | None]:
         outcome = "finished"
     except BaseException as exc:
         error = _describe(exc)
-        log.warning(
-            "%s job %s failed: %s: %s", queue, job.id if job else "-", error["type"], error["message"]
-        )
+        log.warning("%s job %s failed: %s: %s", queue, job.id if job else "-", error.type, error.message)
         if job is not None:
-            job.meta["error"] = error
+            job.meta = JobMeta.from_meta(job.meta).model_copy(update={"error": error}).to_meta()
             job.save_meta()
             if isinstance(exc, (*PERMANENT_ERRORS, pydantic.ValidationError)):
                 job.retries_left = 0  # RQ reads this right after the task raises
@@ -158,9 +162,9 @@ def _record_job(connection: redis.Redis, queue: str, outcome: str, seconds: floa
     labels = {"queue": queue}
     try:
         with connection.pipeline(transaction=False) as pipe:
-            pipe.hincrby(METRICS_KEY, _series("jobs_total", {**labels, "outcome": outcome}), 1)
-            pipe.hincrbyfloat(METRICS_KEY, _series("job_seconds_sum", labels), seconds)
-            pipe.hincrby(METRICS_KEY, _series("job_seconds_count", labels), 1)
+            pipe.hincrby(METRICS_KEY, series_name("jobs_total", {**labels, "outcome": outcome}), 1)
+            pipe.hincrbyfloat(METRICS_KEY, series_name("job_seconds_sum", labels), seconds)
+            pipe.hincrby(METRICS_KEY, series_name("job_seconds_count", labels), 1)
             pipe.execute()
     except redis.RedisError as exc:
         # Metrics must never hide the job's own outcome (or its exception).
@@ -197,7 +201,7 @@ def _check_layer(model: ModelSpec, layer: int) -> None:
 
 def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     """Scan one layer of ``model`` at ``hook`` over ``dataset`` unless its artifact already exists."""
-    with _job_run("scan") as job:
+    with _job_run(SCAN_QUEUE) as job:
         settings = load_settings()
         _, spec, dataset_spec = _lookup(settings, model, dataset)
         _check_layer(spec, layer)
@@ -221,12 +225,12 @@ def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict
         if job is not None:
             reused = "true" if info.reused else "false"
             with job.connection.pipeline(transaction=False) as pipe:
-                pipe.hincrby(METRICS_KEY, _series("scans_total", {"reused": reused}), 1)
+                pipe.hincrby(METRICS_KEY, series_name("scans_total", {"reused": reused}), 1)
                 if not info.reused:
                     pipe.hincrbyfloat(
-                        METRICS_KEY, _series("stage_seconds_sum", {"stage": "scan"}), info.seconds
+                        METRICS_KEY, series_name("stage_seconds_sum", {"stage": "scan"}), info.seconds
                     )
-                    pipe.hincrby(METRICS_KEY, _series("stage_seconds_count", {"stage": "scan"}), 1)
+                    pipe.hincrby(METRICS_KEY, series_name("stage_seconds_count", {"stage": "scan"}), 1)
                 pipe.execute()
             progress.update(done=1, total=1, force=True)
         return result
@@ -235,35 +239,34 @@ def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict
 def _record_report(pipe: redis.client.Pipeline, report: NeuronReport, endpoint: str | None) -> None:
     pipe.hincrby(METRICS_KEY, "neurons_explained_total", 1)
     for stage, seconds in report.provenance.timings_s.items():
-        pipe.hincrbyfloat(METRICS_KEY, _series("stage_seconds_sum", {"stage": stage}), seconds)
-        pipe.hincrby(METRICS_KEY, _series("stage_seconds_count", {"stage": stage}), 1)
+        pipe.hincrbyfloat(METRICS_KEY, series_name("stage_seconds_sum", {"stage": stage}), seconds)
+        pipe.hincrby(METRICS_KEY, series_name("stage_seconds_count", {"stage": stage}), 1)
     if endpoint is None:
         return
     for kind, tokens in report.provenance.llm_tokens.items():
         if tokens:
             pipe.hincrby(
-                METRICS_KEY, _series("llm_tokens_total", {"endpoint": endpoint, "kind": kind}), tokens
+                METRICS_KEY, series_name("llm_tokens_total", {"endpoint": endpoint, "kind": kind}), tokens
             )
     for role, calls in (report.provenance.llm_calls or {}).items():
         if calls:
-            pipe.hincrby(METRICS_KEY, _series("llm_calls_total", {"endpoint": endpoint, "role": role}), calls)
+            pipe.hincrby(
+                METRICS_KEY, series_name("llm_calls_total", {"endpoint": endpoint, "role": role}), calls
+            )
     failures = _llm_parse_failures(report)
     if failures:
-        pipe.hincrby(METRICS_KEY, _series("llm_parse_failures_total", {"endpoint": endpoint}), failures)
+        pipe.hincrby(METRICS_KEY, series_name("llm_parse_failures_total", {"endpoint": endpoint}), failures)
 
 
 def _llm_parse_failures(report: NeuronReport) -> int:
     """Unparseable LLM simulator replies behind a report: its simulation's and its candidates' scoring."""
     failures = report.simulation.parse_failures if report.simulation.backend == "openai" else 0
-    for candidate in report.explanation.candidates or []:
-        count = candidate.get("parse_failures")
-        failures += count if isinstance(count, int) else 0
-    return failures
+    return failures + sum(candidate.parse_failures for candidate in report.explanation.candidates or [])
 
 
 def _record_llm_error(connection: redis.Redis, endpoint: str) -> None:
     try:
-        connection.hincrby(METRICS_KEY, _series("llm_endpoint_errors_total", {"endpoint": endpoint}), 1)
+        connection.hincrby(METRICS_KEY, series_name("llm_endpoint_errors_total", {"endpoint": endpoint}), 1)
     except redis.RedisError as exc:
         log.warning("could not record LLM error metrics: %s", exc)
 
@@ -325,7 +328,7 @@ def explain_neurons(
 
     ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and the report
     variant); the worker checks that its own settings and registry agree before it writes anything."""
-    with _job_run("explain") as job:
+    with _job_run(EXPLAIN_QUEUE) as job:
         parsed = ExplanationRequest.model_validate(request)
         if parsed.hook is None or parsed.dataset is None:
             raise InvalidRequest("the explain payload must name its hook and dataset (the API resolves them)")

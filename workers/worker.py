@@ -28,19 +28,46 @@ from urllib.parse import urlsplit
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 
+from service.contract import (
+    ERROR_JOB_TIMEOUT,
+    ERROR_WORKER_DIED,
+    QUEUE_NAMES,
+    WORKER_DIED_MESSAGE,
+    JobError,
+    JobMeta,
+)
 from service.settings import Settings, load_settings
 
 ABANDON_AFTER_BEATS = 3
 """A running job whose worker missed this many heartbeats in a row is declared abandoned (and retried)."""
 
-QUEUE_NAMES = ("scan", "explain")
-"""Queue names a worker may listen on (each prefixed with ``settings.queue_prefix``)."""
-
 log = logging.getLogger("neuronlens.worker")
+
+
+def record_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, *_: object) -> bool:
+    """RQ exception handler: record why a job failed as a JobError in its meta, by exception class, unless
+    the task already recorded it. It sees what tasks cannot: RQ's abandoned-job cleanup (a dead worker's
+    job), a timeout outside the task body, a task path that does not import. Returns True (fall through)."""
+    meta = JobMeta.from_meta(job.get_meta(refresh=True))
+    if meta.error is not None:
+        return True
+    if issubclass(exc_type, AbandonedJobError):
+        error = JobError(type=ERROR_WORKER_DIED, message=WORKER_DIED_MESSAGE)
+    elif issubclass(exc_type, JobTimeoutException):
+        error = JobError(
+            type=ERROR_JOB_TIMEOUT, message=f"the job ran longer than its timeout of {job.timeout}s"
+        )
+    else:
+        error = JobError(type=exc_type.__name__, message=str(exc_value) or exc_type.__name__)
+    job.meta = meta.model_copy(update={"error": error}).to_meta()
+    job.save_meta()
+    return True
 
 
 class NeuronLensWorker(SimpleWorker):
@@ -59,6 +86,7 @@ class NeuronLensWorker(SimpleWorker):
             serializer=JSONSerializer,
             job_monitoring_interval=heartbeat_s,
             maintenance_interval=heartbeat_s,
+            exception_handlers=[record_failure],
             **kwargs,  # type: ignore[arg-type]
         )
         self.heartbeat_s = heartbeat_s

@@ -1,6 +1,6 @@
 """`GET /v1/neurons/{model}/{layer}/{neuron}/exemplars/{rank}.png`: an image exemplar shaded by activation.
 
-Explain workers render the PNGs into the artifact store (`schemas.exemplar_images_key`); this route reads
+Explain workers render the PNGs into the artifact store (`contract.exemplar_images_key`); this route reads
 them with fsspec, so the API needs no torch, PIL or worker code, only the store's URL.
 """
 
@@ -16,10 +16,10 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
+from service.contract import exemplar_image_name, exemplar_images_key
 from service.errors import NotFound, problem_specs
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
-from service.schemas import exemplar_image_name, exemplar_images_key
 from service.settings import Settings
 from service.validate import resolve_neuron_path
 
@@ -95,8 +95,7 @@ def get_exemplar_image(
     if match is None:
         raise NotFound(f"no exemplar image {image!r}: images are named <rank>.png, e.g. 0.png")
     if variant is None:
-        key, _ = reports.resolve(model, layer, neuron, report_query)
-        variant = key.rsplit(":", 1)[1]  # report keys end in their variant (schemas.report_key)
+        variant = reports.resolve(model, layer, neuron, report_query).variant
     else:
         resolve_neuron_path(reports.registry, model, layer, neuron)
     png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, int(match[1]))

@@ -8,9 +8,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
-from service.errors import problem_specs
-from service.jobs import JobQueues, submit_explanation
-from service.schemas import (
+from service.contract import (
     ExplanationAccepted,
     ExplanationRequest,
     JobStatus,
@@ -18,6 +16,9 @@ from service.schemas import (
     Progress,
     Registry,
 )
+from service.errors import problem_specs
+from service.exemplar_links import link_exemplar_images
+from service.jobs import JobQueues, submit_explanation
 from service.settings import Settings
 from service.validate import resolve_request
 
@@ -60,7 +61,11 @@ def create_explanation(
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
     submission = submit_explanation(redis_client, queues, settings, resolved)
     if submission.reports is not None:
-        reports = [NeuronReport.model_validate_json(raw) for raw in submission.reports]
+        variant = resolved.variant
+        reports = [
+            link_exemplar_images(NeuronReport.model_validate_json(raw), resolved.request, variant)
+            for raw in submission.reports
+        ]
         done = JobStatus(
             job_id=submission.job_id,
             status="finished",

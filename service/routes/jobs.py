@@ -7,9 +7,9 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter
 
+from service.contract import JobStatus
 from service.errors import NotFound, problem_specs
 from service.jobs import job_status
-from service.schemas import JobStatus
 
 MAX_PAGE = 1000
 """Most reports one status answer carries; page with `offset`."""

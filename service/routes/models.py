@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import get
 from litestar.di import NamedDependency
 
+from service.contract import ModelSpec, Registry
 from service.errors import problem_specs
-from service.schemas import ModelSpec, Registry
 
 
 @get(

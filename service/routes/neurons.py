@@ -7,10 +7,10 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
+from service.contract import NeuronReport
 from service.errors import problem_specs
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
-from service.schemas import NeuronReport
 
 
 @get(

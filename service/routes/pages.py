@@ -7,11 +7,11 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath
 
+from service.contract import NeuronReport
 from service.errors import problem_specs
 from service.report_page import render_report_page
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
-from service.schemas import NeuronReport
 
 
 @get(

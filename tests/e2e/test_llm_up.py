@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.schemas import BUNDLED_REGISTRY, NeuronReport
+from service.contract import BUNDLED_REGISTRY, NeuronReport
 from tests.e2e.helpers import Processes, process_env, running_up
 from workers.llm.peer import Fault, LLMPeer
 

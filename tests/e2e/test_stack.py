@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
+from service.contract import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
 from service.embedded_redis import free_port
-from service.schemas import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
 from service.settings import load_settings
 from tests.e2e.helpers import Processes, process_env, running_up, wait_for
 from workers.pipeline import open_context

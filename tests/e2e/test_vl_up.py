@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.schemas import NeuronReport
+from service.contract import NeuronReport
 from tests.e2e.helpers import Processes, process_env, running_up
 
 MODEL, LAYER, NEURON = "tiny-llava-planted", 2, 200

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.schemas import load_registry
+from service.contract import load_registry
 from service.settings import Settings
 from tests.service.helpers import serve
 

@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 import redis
 import uvicorn
 from litestar import Litestar
-from rq import Queue, SimpleWorker
-from rq.serializers import JSONSerializer
 
-from service.jobs import request_report_keys
-from service.schemas import (
+from service.contract import (
+    QUEUE_NAMES,
     DatasetRef,
     Exemplar,
     Explanation,
@@ -26,8 +24,10 @@ from service.schemas import (
     TypeEvidence,
     load_registry,
 )
+from service.jobs import request_report_keys
 from service.settings import Settings
 from service.validate import resolve_request
+from workers.worker import NeuronLensWorker, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -130,12 +130,9 @@ def store_reports(
     return reports
 
 
-def run_workers(conn: redis.Redis, settings: Settings) -> SimpleWorker:
-    """Work both queues until they are empty, in this process, as a deployed worker would."""
-    queues = [
-        Queue(settings.queue_prefix + name, connection=conn, serializer=JSONSerializer)
-        for name in ("scan", "explain")
-    ]
-    worker = SimpleWorker(queues, connection=conn, serializer=JSONSerializer)
+def run_workers(conn: redis.Redis, settings: Settings) -> NeuronLensWorker:
+    """Work both queues until they are empty, in this process, with the project's own worker class (as
+    `neuronlens-worker` builds it from ``settings``)."""
+    worker = build_worker(settings, QUEUE_NAMES, connection=conn)
     worker.work(burst=True)
     return worker

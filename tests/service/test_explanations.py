@@ -14,7 +14,7 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.schemas import ExplanationRequest, JobStatus
+from service.contract import ExplanationRequest, JobStatus
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, rq_jobs, store_reports
 

@@ -1,4 +1,4 @@
-"""GET /v1/jobs/{id} while jobs wait, run and fail — with a real RQ SimpleWorker in this process."""
+"""GET /v1/jobs/{id} while jobs wait, run and fail — with the project's NeuronLensWorker in this process."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.schemas import BUNDLED_REGISTRY, JobStatus, load_registry
+from service.contract import BUNDLED_REGISTRY, JobStatus, load_registry
 from service.settings import Settings
 from tests.service.helpers import run_workers
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from service.app import create_app
-from service.schemas import BUNDLED_REGISTRY, JobStatus
+from service.contract import BUNDLED_REGISTRY, JobStatus
 from service.settings import Settings, load_settings
 from tests.service.helpers import run_workers, serve
 from workers.explain.prompts import parse_explanation
@@ -153,11 +153,11 @@ def test_candidates_are_scored_on_calibration_and_the_best_returned(
     (report,) = status.reports
     candidates = report.explanation.candidates
     assert candidates is not None and len(candidates) == 3
-    assert report.explanation.text in [c["text"] for c in candidates]
-    scores = [c["calibration_correlation"] for c in candidates]
+    assert report.explanation.text in [c.text for c in candidates]
+    scores = [c.calibration_correlation for c in candidates]
     best = max((s for s in scores if isinstance(s, float)), default=None)
-    chosen = candidates[[c["text"] for c in candidates].index(report.explanation.text)]
-    assert chosen["calibration_correlation"] == best
+    chosen = candidates[[c.text for c in candidates].index(report.explanation.text)]
+    assert chosen.calibration_correlation == best
     (draw,) = [r for r in peer.requests if r.role == "explainer"]
     assert draw.body["n"] == 3 and draw.body["temperature"] == 1.0
     # One draw of 3, 5 calibration records per candidate, then 4 held-out records for the winner.

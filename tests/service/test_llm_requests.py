@@ -13,7 +13,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.schemas import ExplanationRequest, LLMModels, load_registry, report_variant
+from service.contract import ExplanationRequest, LLMModels, load_registry, report_variant
 from service.settings import LLMEndpointConfig, Settings
 from service.validate import resolve_request
 from tests.service.helpers import PROBLEM_JSON, store_reports

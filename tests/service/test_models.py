@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from service.schemas import ModelSpec, load_registry
+from service.contract import ModelSpec, load_registry
 
 
 def test_models_lists_the_registry(http: httpx.Client) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from service.schemas import ExplanationRequest, NeuronReport, load_registry
+from service.contract import ExplanationRequest, NeuronReport, load_registry
 from tests.service.helpers import PROBLEM_JSON, store_reports
 
 

@@ -1,4 +1,4 @@
-"""Requests through the API, run by a real RQ SimpleWorker (in this process) over the real MiniLM pipeline.
+"""Requests through the API, run by the project's NeuronLensWorker (in this process) over real MiniLM.
 
 The probe set is text-probe-v1 cut to its first samples (a temp registry shared by the API and the
 worker), so a scan takes seconds; artifacts live in the session store and are reused across tests.
@@ -20,15 +20,16 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.app import create_app
-from service.schemas import BUNDLED_REGISTRY, JobStatus, NeuronReport
+from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobStatus, NeuronReport
 from service.settings import Settings
 from tests.service.helpers import rq_jobs, run_workers, serve
+from workers.worker import build_worker
 
 SAMPLES = 600
 """Probe-set samples scanned (the same slice the worker-domain tests scan, so artifacts can be shared)."""
@@ -232,11 +233,7 @@ def test_a_scan_artifact_lost_after_its_job_finished_is_rescanned_on_repeat(
     request = {"model": "minilm-l6", "layer": LAYER, "neurons": [11]}
     with serve(create_app(settings)) as url:
         job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
-        SimpleWorker(
-            [Queue("scan", connection=redis_conn, serializer=JSONSerializer)],
-            connection=redis_conn,
-            serializer=JSONSerializer,
-        ).work(burst=True)
+        build_worker(settings, [SCAN_QUEUE], connection=redis_conn).work(burst=True)
         shutil.rmtree(store / "scans")  # e.g. an explain node that sees another store than the scan node
         run_workers(redis_conn, settings)
         failed = _status(http, url, job_id)

@@ -15,7 +15,7 @@ import redis
 from PIL import Image
 
 from service.app import create_app
-from service.schemas import JobStatus, NeuronReport
+from service.contract import JobStatus, NeuronReport
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, run_workers, serve
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.schemas import DatasetSpec, ModelSpec, PipelineOptions, load_registry
+from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_registry
 from service.settings import Settings, load_settings
 
 SMALL_SAMPLES = 600

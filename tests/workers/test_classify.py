@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.schemas import PipelineOptions
+from service.contract import PipelineOptions
 from workers.classify import classify_neuron, classify_samples
 from workers.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT, normalise
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.schemas import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
+from service.contract import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
 from service.settings import Settings
 from workers.data.text_probe import FAMILIES
 from workers.errors import InvalidRequest, ScanMissing

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from service.schemas import HookPoint
+from service.contract import HookPoint
 from workers.errors import InvalidRequest
 from workers.models.hooks import capture_activations, run_forward
 

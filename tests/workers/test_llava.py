@@ -13,7 +13,7 @@ import torch
 from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from service.schemas import ModelSpec
+from service.contract import ModelSpec
 from service.settings import Settings, load_settings
 from workers.data.vl_probe import caption_corpus, generate_vl_probe
 from workers.errors import ModelWeightsMissing, UnknownModel

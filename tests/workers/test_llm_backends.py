@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.schemas import DatasetSpec, ModelSpec, NeuronReport, PipelineOptions
+from service.contract import DatasetSpec, ModelSpec, NeuronReport, PipelineOptions
 from service.settings import Settings, load_settings
 from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer, make_openai_explainer
 from workers.images import shaded_png
@@ -145,10 +145,10 @@ def test_candidates_are_scored_on_a_calibration_split(text_context: Any) -> None
     assert explain_request.body["n"] == 3 and explain_request.body["temperature"] == 1.0
     assert n_simulations == 3 * n_calibration
     assert result.candidates is not None and len(result.candidates) == 3
-    assert len({c["text"] for c in result.candidates}) == 3  # the peer's three choices differ
-    scores = [c["calibration_correlation"] for c in result.candidates]
+    assert len({c.text for c in result.candidates}) == 3  # the peer's three choices differ
+    scores = [c.calibration_correlation for c in result.candidates]
     best = max(range(3), key=lambda i: (scores[i] if isinstance(scores[i], float) else -2.0, -i))
-    assert result.text == result.candidates[best]["text"]
+    assert result.text == result.candidates[best].text
     assert result.prompt_tokens > 0
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from service.schemas import ModelSpec, PipelineOptions
+from service.contract import ModelSpec, PipelineOptions
 from workers.classify import classify_neuron
 from workers.data.vl_probe import SHAPES, generate_vl_probe
 from workers.models.hooks import capture_activations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.schemas import DatasetSpec, load_registry
+from service.contract import DatasetSpec, load_registry
 from workers.data.jsonl import load_jsonl_probe_set
 from workers.data.loader import load_probe_set
 from workers.data.text_probe import FAMILIES, generate_text_probe

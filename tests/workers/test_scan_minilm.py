@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from service.schemas import DatasetSpec, ModelSource, ModelSpec, PipelineOptions
+from service.contract import DatasetSpec, ModelSource, ModelSpec, PipelineOptions
 from service.settings import Settings, load_settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.schemas import (
+from service.contract import (
     DatasetSpec,
     ExplanationRequest,
     ModelSpec,

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, overload
 
-from service.schemas import Modality
+from service.contract import Modality
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.schemas import DatasetSpec
+from service.contract import DatasetSpec
 from workers.data.base import ProbeSet
 from workers.data.coco import load_coco_detail
 from workers.data.jsonl import load_jsonl_probe_set

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from service.contract import ExplanationCandidate
 from workers.records import NeuronRecords
 
 
@@ -20,7 +21,7 @@ class ExplainerResult:
 
     text: str
     """One sentence completing "the main thing this neuron does is find …" (without that prefix)."""
-    candidates: list[dict[str, object]] | None = None
+    candidates: list[ExplanationCandidate] | None = None
     """All candidates with their calibration scores when the backend drew k > 1, else None."""
     prompt_tokens: int = 0
     """LLM prompt tokens spent on this neuron (0 for the baseline)."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from service.contract import ExplanationCandidate
 from service.settings import Settings
 from workers.explain.base import ExplainerResult
 from workers.explain.prompts import (
@@ -99,20 +100,19 @@ class OpenAIExplainer:
         inputs = [SimulationInput(text, [record.record for record in calibration]) for text in texts]
         results = self.simulator.simulate(inputs)
         real = [record.activations for record in calibration]
-        candidates: list[dict[str, object]] = []
+        candidates: list[ExplanationCandidate] = []
         for text, result in zip(texts, results, strict=True):
             score = score_simulation(real, result.predictions, [True] * len(real), seed=self.seed)
             usage += TokenUsage(result.prompt_tokens, result.completion_tokens, result.llm_calls)
             candidates.append(
-                {
-                    "text": text,
-                    "calibration_correlation": score.correlation,
-                    "calibration_null_reason": score.null_reason,
-                    "parse_failures": result.parse_failures,
-                }
+                ExplanationCandidate(
+                    text=text,
+                    calibration_correlation=score.correlation,
+                    calibration_null_reason=score.null_reason,
+                    parse_failures=result.parse_failures,
+                )
             )
-        best = _best(candidates)
-        text = str(candidates[best]["text"])
+        text = candidates[_best(candidates)].text
         return ExplainerResult(text, candidates, usage.prompt, usage.completion, usage.calls, version)
 
     def _split(
@@ -176,10 +176,10 @@ def _text_record(neuron: NeuronRecords, record: ActivationRecord) -> PromptRecor
     return PromptRecord(tokens=tokens, activations=values.tolist())
 
 
-def _best(candidates: list[dict[str, object]]) -> int:
+def _best(candidates: list[ExplanationCandidate]) -> int:
     """Index of the highest calibration correlation; an undefined one ranks last; ties keep the first."""
-    scores = [c["calibration_correlation"] for c in candidates]
-    ranked = [float(s) if isinstance(s, float) else float("-inf") for s in scores]
+    scores = [c.calibration_correlation for c in candidates]
+    ranked = [s if s is not None else float("-inf") for s in scores]
     return max(range(len(ranked)), key=lambda index: (ranked[index], -index))
 
 

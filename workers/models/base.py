@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from service.schemas import ModelSpec
+from service.contract import ModelSpec
 from workers.data.base import ProbeSample
 
 

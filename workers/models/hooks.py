@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from service.schemas import HookPoint
+from service.contract import HookPoint
 from workers.errors import InvalidRequest
 
 

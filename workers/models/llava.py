@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
-from service.schemas import HookPoint, ModelSpec
+from service.contract import HookPoint, ModelSpec
 from service.settings import Settings
 from workers.data.base import ProbeSample
 from workers.data.vl_probe import QUESTION

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from service.schemas import ModelSpec
+from service.contract import ModelSpec
 from service.settings import Settings
 from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.base import ModelAdapter

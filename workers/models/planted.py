@@ -24,7 +24,7 @@ import torch
 from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from service.schemas import NeuronType
+from service.contract import NeuronType
 from workers.data.vl_probe import QUESTION, SHAPES
 from workers.models.layout import LLAVA_TEMPLATE
 from workers.models.tiny_llava import TINY_LLAVA_SEED, build_tiny_llava

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.schemas import HookPoint, ModelSpec, Registry, load_registry
+from service.contract import HookPoint, ModelSpec, Registry, load_registry
 from service.settings import Settings
 from workers.errors import InvalidRequest
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from service.schemas import ModelSpec
+from service.contract import ModelSpec
 from workers.data.base import ProbeSample
 from workers.models.base import TokenizedSample
 from workers.records import MODALITY_TEXT

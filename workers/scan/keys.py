@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from service.schemas import SCAN_VERSION, DatasetSpec, ModelSpec, canonical_json
+from service.contract import SCAN_VERSION, DatasetSpec, ModelSpec, canonical_json
 
 TOKENS_VERSION = "1"
 """Layout of the tokenised probe set artifact."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
-from service.schemas import PIPELINE_VERSION, SCAN_VERSION, DatasetSpec, ModelSpec, PipelineOptions
+from service.contract import PIPELINE_VERSION, SCAN_VERSION, DatasetSpec, ModelSpec, PipelineOptions
 from service.settings import Settings
 from workers.data.loader import load_probe_set
 from workers.models.loader import load_model

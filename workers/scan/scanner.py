@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from service.schemas import HookPoint
+from service.contract import HookPoint
 from workers.data.base import ProbeSample
 from workers.errors import InvalidRequest
 from workers.models.base import ModelAdapter, TokenizedSample

@@ -1,0 +1,131 @@
+"""The job contract between the API and the workers: queues, task paths, job ids, the typed metadata both
+sides read and write on an RQ job, and how a failure is recorded (its error type and message, as data).
+
+Nothing here touches Redis or RQ: the API (service/jobs.py, service/job_state.py) and the workers
+(workers/tasks.py and the worker class) apply these to RQ's ``job.meta`` dict through :class:`JobMeta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+from pydantic import Field
+
+from service.contract.base import ContractModel
+from service.contract.report import NeuronReport
+
+SCAN_QUEUE = "scan"
+"""Queue of scan jobs (GPU workers); deployments prefix it with ``NEURONLENS_QUEUE_PREFIX``."""
+
+EXPLAIN_QUEUE = "explain"
+"""Queue of explain jobs (explainer + simulator, LLM I/O); prefixed like :data:`SCAN_QUEUE`."""
+
+QUEUE_NAMES = (SCAN_QUEUE, EXPLAIN_QUEUE)
+"""Every queue a worker may listen on, in the default priority order."""
+
+SCAN_TASK = "workers.tasks.scan_layer"
+"""Dotted path of the RQ entry point of a scan job (the API enqueues by path, never importing workers)."""
+
+EXPLAIN_TASK = "workers.tasks.explain_neurons"
+"""Dotted path of the RQ entry point of an explain job."""
+
+SCAN_JOB_PREFIX = "scan-"
+"""Every scan job id starts with this (then a hash of what determines the scan artifact)."""
+
+EXPLAIN_JOB_PREFIX = "exp-"
+"""Every explain job id starts with this (then a hash of the canonical resolved request)."""
+
+JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
+"""Where a job stands, as `GET /v1/jobs/{id}` reports it."""
+
+JobStage = Literal["scanning", "explaining", "simulating"]
+"""What a running job is doing, as its worker records it in :attr:`JobMeta.stage`."""
+
+
+# --------------------------------------------------------------------------- error types
+
+ERROR_INVALID_REQUEST = "InvalidRequest"
+"""The job payload failed validation (a client of the queue bypassed the API)."""
+ERROR_JOB_TIMEOUT = "JobTimeout"
+"""The job ran past its RQ timeout."""
+ERROR_WORKER_DIED = "WorkerDied"
+"""The worker running the job stopped beating (killed, crashed) and no retries were left."""
+WORKER_DIED_MESSAGE = "the worker running this job stopped (killed or crashed) and no retries were left"
+"""The message of a :data:`ERROR_WORKER_DIED` error."""
+ERROR_JOB_STOPPED = "JobStopped"
+"""An operator stopped the running job."""
+ERROR_JOB_CANCELED = "JobCanceled"
+"""An operator canceled the job before it ran."""
+ERROR_JOB_FAILED = "JobFailed"
+"""The job failed without recording why (the fallback, never expected)."""
+ERROR_SCAN_LOST = "ScanLost"
+"""An explain job's scan job is no longer recorded, so nothing will release it."""
+ERROR_SCAN_MISSING = "ScanMissing"
+"""The explain job found no scan artifact: repeating the request re-runs its scan."""
+
+
+class Progress(ContractModel):
+    """How far a job got, in neurons."""
+
+    done: int = Field(ge=0, description="Neurons finished.")
+    total: int = Field(ge=0, description="Neurons requested.")
+
+
+class JobError(ContractModel):
+    """Why a job failed, as data: the worker records it; the API shows it."""
+
+    type: str = Field(description="Error class, e.g. `ModelWeightsMissing`, `WorkerDied`, `JobTimeout`.")
+    message: str = Field(description="What went wrong, in words; never a traceback.")
+
+
+class JobMeta(ContractModel):
+    """What the API and the workers keep in an RQ job's ``meta``: the API writes `scan_job_id`,
+    `model_revision` and the initial `total` when it enqueues; the worker writes `stage`, `done`, `total`
+    and, on failure, `error`. Stored as its JSON dump without nulls (:meth:`to_meta`)."""
+
+    stage: JobStage | None = Field(default=None, description="What the running job is doing now.")
+    done: int = Field(default=0, ge=0, description="Neurons whose report is stored (explain jobs).")
+    total: int = Field(default=0, ge=0, description="Neurons the job was asked for (explain jobs).")
+    error: JobError | None = Field(default=None, description="Why the last attempt failed; null otherwise.")
+    scan_job_id: str | None = Field(default=None, description="Id of the scan job an explain job depends on.")
+    model_revision: str | None = Field(
+        default=None, description="Weights revision the API resolved for the request."
+    )
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> JobMeta:
+        """The typed view of ``job.meta``; unknown keys (another RQ user's) are ignored, and a meta that
+        does not validate reads as empty rather than failing a status request."""
+        known = {name: meta[name] for name in cls.model_fields if name in meta}
+        try:
+            return cls.model_validate(known)
+        except pydantic.ValidationError:
+            return cls()
+
+    def to_meta(self) -> dict[str, Any]:
+        """The dict to put in ``job.meta`` (JSON types; unset fields left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class JobStatus(ContractModel):
+    """`GET /v1/jobs/{job_id}`."""
+
+    job_id: str = Field(description="Job id.")
+    status: JobState = Field(description="Current stage.")
+    progress: Progress = Field(description="Neurons done out of requested.")
+    queue_position: int | None = Field(
+        default=None, description="0-based position in its queue while queued; null otherwise."
+    )
+    created_at: datetime | None = Field(default=None, description="When the job was enqueued (UTC).")
+    started_at: datetime | None = Field(default=None, description="When a worker started it (UTC).")
+    ended_at: datetime | None = Field(default=None, description="When it finished or failed (UTC).")
+    error: JobError | None = Field(default=None, description="Why it failed; only when status is `failed`.")
+    reports: list[NeuronReport] | None = Field(
+        default=None, description="The reports (a page of them, see `reports_total`) once finished."
+    )
+    reports_total: int | None = Field(
+        default=None, description="Number of reports the finished job produced."
+    )

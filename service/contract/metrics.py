@@ -1,0 +1,41 @@
+"""Worker metrics in Redis: the hash workers count into and the syntax of its field names.
+
+Workers cannot reach the API's Prometheus registry, so they count into one Redis hash, one field per
+series, named like Prometheus series (``jobs_total{outcome=finished,queue=explain}``); the API parses
+the fields back at every scrape (service/metrics.py). :func:`series_name` and :func:`parse_series` are
+the two halves of that syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+METRICS_KEY = "nl:metrics"
+"""Redis hash of worker-side counters and duration sums (written by workers, read by the API)."""
+
+_SERIES = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})?$")
+
+
+def series_name(name: str, labels: Mapping[str, str] | None = None) -> str:
+    """``("jobs_total", {"queue": "scan", "outcome": "failed"})`` →
+    ``"jobs_total{outcome=failed,queue=scan}"`` (labels sorted by name; label values must not contain
+    ``,``, ``=`` or ``}``)."""
+    if not labels:
+        return name
+    return name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+
+
+def parse_series(field: str) -> tuple[str, dict[str, str]] | None:
+    """``"jobs_total{outcome=failed,queue=scan}"`` → ``("jobs_total", {"outcome": "failed", ...})``;
+    None for a field that is not a series name."""
+    match = _SERIES.match(field)
+    if match is None:
+        return None
+    labels: dict[str, str] = {}
+    for pair in filter(None, (match.group("labels") or "").split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            return None
+        labels[key] = value
+    return match.group("name"), labels

@@ -1,0 +1,169 @@
+"""The NeuronReport (DESIGN §3): everything NeuronLens knows about one neuron, as workers store it and
+the API serves it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from service.contract.base import ContractModel, NeuronType
+
+
+class TypeEvidence(ContractModel):
+    """Fractions of the top-N samples of each sample type (Xu et al. 2025, §4.4)."""
+
+    p_visual: float = Field(ge=0, le=1, description="Share of top samples that are visual-activated only.")
+    p_text: float = Field(ge=0, le=1, description="Share of top samples that are text-activated only.")
+    p_multimodal: float = Field(ge=0, le=1, description="Share of top samples that are both.")
+    p_unknown: float = Field(ge=0, le=1, description="Share of top samples that are neither.")
+    n_samples: int = Field(ge=0, description="Top samples classified (N).")
+    high_confidence: bool = Field(
+        description="True when the winning share exceeds the high-confidence setting."
+    )
+
+
+class Exemplar(ContractModel):
+    """One top-activating sample with this neuron's activation at each of its tokens."""
+
+    sample_id: int = Field(ge=0, description="Index of the sample in the probe set.")
+    rank: int = Field(ge=0, description="0 = the sample with the highest max activation.")
+    kind: Literal["text", "image+text"] = Field(description="Sample kind.")
+    tokens: list[str] = Field(description="Content tokens (special and template tokens removed).")
+    activations: list[float] = Field(description="Raw activation at each token, same length as `tokens`.")
+    activations_norm: list[float] = Field(
+        description="clip(10·activation/max_activation, 0, 10), same length as `tokens`."
+    )
+    max_activation: float = Field(description="Largest raw activation in this sample.")
+    image_url: str | None = Field(
+        default=None,
+        description="Shaded exemplar image (PNG): set on image exemplars with patch activations when the API "
+        "serves the report (workers store reports without it).",
+    )
+    patch_grid: list[int] | None = Field(default=None, description="[rows, cols] of image patches.")
+    patch_activations: list[float] | None = Field(
+        default=None, description="Raw activation per patch, row-major."
+    )
+
+    @property
+    def has_image(self) -> bool:
+        """True for an image exemplar with patch activations: the explain worker stores its shaded PNG
+        (``keys.exemplar_image_name(rank)``) and the API links it in `image_url` when it serves the report."""
+        return (
+            self.kind == "image+text" and self.patch_grid is not None and self.patch_activations is not None
+        )
+
+
+class ExplanationCandidate(ContractModel):
+    """One of the k explanations the `openai` explainer drew, scored on the calibration split."""
+
+    text: str = Field(description="The candidate explanation, one sentence.")
+    calibration_correlation: float | None = Field(
+        description="Pooled Pearson r of its simulation on the calibration records, −1 … 1; null when "
+        "undefined (see `calibration_null_reason`). The highest wins; an undefined one ranks last."
+    )
+    calibration_null_reason: str | None = Field(description="Why `calibration_correlation` is null.")
+    parse_failures: int = Field(
+        ge=0, description="Simulator replies for this candidate that could not be parsed."
+    )
+
+
+class Explanation(ContractModel):
+    """What the neuron responds to, in words, and who wrote it."""
+
+    text: str = Field(description="One sentence: what the neuron finds.")
+    backend: str = Field(description="`baseline` (offline, from activation statistics) or `openai`.")
+    model: str = Field(description="Explainer model name (`baseline-v1` for the baseline).")
+    prompt_version: str = Field(description="Version of the prompt or rule set that produced the text.")
+    candidates: list[ExplanationCandidate] | None = Field(
+        default=None, description="All candidate explanations with their calibration scores, when k > 1."
+    )
+
+
+class Simulation(ContractModel):
+    """How well the explanation predicts real activations (Bills et al. 2023)."""
+
+    correlation: float | None = Field(
+        description="Pearson r pooled over every held-out token of top and random records, −1 … 1; "
+        "null when undefined (see `null_reason`)."
+    )
+    null_reason: str | None = Field(default=None, description="Why `correlation` is null.")
+    method: Literal["pooled-pearson"] = Field(description="Scoring method.")
+    backend: str = Field(description="Simulator backend.")
+    model: str = Field(description="Simulator model name.")
+    n_top: int = Field(ge=0, description="Held-out top records scored.")
+    n_random: int = Field(ge=0, description="Held-out random records scored.")
+    n_tokens: int = Field(ge=0, description="Tokens pooled into `correlation`.")
+    correlation_top: float | None = Field(
+        default=None, description="Pearson r over held-out top records only."
+    )
+    correlation_random: float | None = Field(
+        default=None, description="Pearson r over held-out random records only."
+    )
+    ci95: list[float] | None = Field(
+        default=None, description="Bootstrap 95% interval of `correlation`, resampling records."
+    )
+    parse_failures: int = Field(ge=0, description="Simulator replies that could not be parsed.")
+    prompt_version: str | None = Field(
+        default=None,
+        description="Version of the simulator prompt(s) (`openai` backend); null for the baseline.",
+    )
+
+
+class DatasetRef(ContractModel):
+    """The probe set the scan behind the report ran over."""
+
+    id: str = Field(description="Probe set id.")
+    revision: str = Field(description="Probe set revision.")
+    n_samples: int = Field(ge=0, description="Samples scanned.")
+    n_tokens: int = Field(ge=0, description="Content tokens scanned.")
+
+
+class Provenance(ContractModel):
+    """How the report was made: versions, the scan it read, seed, timings and LLM usage."""
+
+    pipeline_version: str = Field(description="NeuronLens pipeline version.")
+    scan_id: str = Field(description="Artifact key of the scan the report was built from.")
+    seed: int = Field(description="Seed used for random records, splits and bootstrap.")
+    created_at: datetime = Field(description="When the report was written (UTC).")
+    timings_s: dict[str, float] = Field(
+        description="Seconds per stage for this neuron (explain, simulate, …)."
+    )
+    llm_tokens: dict[str, int] = Field(
+        description="LLM tokens used (prompt, completion); 0 for the baseline."
+    )
+    llm_calls: dict[str, int] | None = Field(
+        default=None,
+        description="LLM requests made for this neuron by role (explainer, simulator), retries included; "
+        "0 for the baseline.",
+    )
+
+
+class NeuronReport(ContractModel):
+    """Everything NeuronLens knows about one neuron."""
+
+    model: str = Field(description="Model id.")
+    model_revision: str = Field(description="Weights revision.")
+    layer: int = Field(ge=0, description="Layer index.")
+    neuron: int = Field(ge=0, description="Neuron index within the layer.")
+    hook: str = Field(description="Hook point id where the activation was read.")
+    neuron_type: NeuronType = Field(description="Argmax of the type evidence.")
+    type_evidence: TypeEvidence
+    max_activation: float = Field(description="Largest raw activation seen over the whole probe set.")
+    exemplars: list[Exemplar] = Field(description="Top-activating samples, highest first.")
+    explanation: Explanation
+    simulation: Simulation
+    domains: dict[str, float] | None = Field(
+        default=None,
+        description="Share of tokens with activation > 0 per domain label, when samples carry them.",
+    )
+    domain_specific: list[str] | None = Field(
+        default=None,
+        description="Domains this neuron is specific to (MMNeuron, DESIGN §4.7): among the 1% of the "
+        "layer's neurons with the lowest entropy of their normalised per-domain shares, those whose largest "
+        "share is above the layer's 95th percentile of shares are specific to every domain above it. Empty "
+        "when the neuron is not domain-specific; null when the probe set has no domain labels.",
+    )
+    dataset: DatasetRef
+    provenance: Provenance

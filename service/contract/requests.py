@@ -1,0 +1,132 @@
+"""What a client asks for: `POST /v1/explanations` and its 202 answer, with the limits they obey."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from service.contract.base import ContractModel
+
+Backend = Literal["baseline", "openai"]
+"""Explainer and simulator backends: offline `baseline`, or `openai` (any OpenAI-compatible endpoint)."""
+
+MAX_CANDIDATES = 10
+"""Most candidate explanations one request may ask for (each costs a draw and its calibration calls)."""
+
+ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""What an endpoint name looks like: a name from settings, never a URL."""
+
+
+class NeuronRange(ContractModel):
+    """A half-open range of neuron indices, `start` ≤ i < `stop`."""
+
+    start: int = Field(ge=0, description="First neuron index (inclusive).")
+    stop: int = Field(ge=1, description="One past the last neuron index (exclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NeuronRange:
+        if self.stop <= self.start:
+            raise ValueError(f"stop ({self.stop}) must be greater than start ({self.start})")
+        return self
+
+
+class PipelineOptions(ContractModel):
+    """Method parameters (DESIGN §4); defaults follow Xu et al. 2025 and Bills et al. 2023."""
+
+    n_top: int = Field(default=50, ge=10, le=200, description="Top-activating samples kept per neuron (N).")
+    n_explain: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="Top records shown to the explainer (drawn from the N top samples).",
+    )
+    n_holdout: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Held-out top records for scoring; the same number of random records is added (1:1).",
+    )
+    n_exemplars: int = Field(default=20, ge=1, le=200, description="Exemplars returned in the report.")
+    visual_min_tokens: int = Field(
+        default=4, ge=1, description="Visual tokens above threshold for a visual sample."
+    )
+    visual_threshold: float = Field(
+        default=2.0, ge=0, le=10, description="Normalised (0–10) visual threshold."
+    )
+    text_min_tokens: int = Field(
+        default=2, ge=1, description="Text tokens above threshold for a text sample."
+    )
+    text_threshold: float = Field(default=3.0, ge=0, le=10, description="Normalised (0–10) text threshold.")
+    high_confidence: float = Field(
+        default=0.8, ge=0, le=1, description="A type is high-confidence when its fraction exceeds this."
+    )
+    seed: int = Field(default=0, description="Seed for random records, splits and the bootstrap.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> PipelineOptions:
+        if self.n_explain + self.n_holdout > self.n_top:
+            raise ValueError(
+                f"n_explain + n_holdout ({self.n_explain} + {self.n_holdout}) "
+                f"must not exceed n_top ({self.n_top})"
+            )
+        return self
+
+
+class ExplanationRequest(ContractModel):
+    """`POST /v1/explanations`: which neurons to explain, and how."""
+
+    model: str = Field(description="Model id from `GET /v1/models`.")
+    layer: int = Field(ge=0, description="Layer index, 0 … layers-1 of the model.")
+    neurons: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | NeuronRange = Field(
+        description="Neuron indices as a list, or a `{start, stop}` range (stop exclusive)."
+    )
+    hook: str | None = Field(default=None, description="Hook point id; default: the model's first.")
+    dataset: str | None = Field(default=None, description="Probe set id; default: the model's first.")
+    explainer: Backend | None = Field(
+        default=None,
+        description="Explainer backend. Default: `openai` when the deployment configures an LLM endpoint, "
+        "else `baseline` (offline).",
+    )
+    simulator: Backend | None = Field(
+        default=None, description="Simulator backend; default as for `explainer`."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=ENDPOINT_NAME_PATTERN,
+        description="Name of a configured LLM endpoint for the `openai` backends (a name from the "
+        "deployment's settings, never a URL). Default: the endpoint named `default`, else the first.",
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description=f"Candidate explanations k (1–{MAX_CANDIDATES}) the `openai` explainer draws; each is "
+        "simulated on a calibration split and the best is returned with all candidates and their scores. "
+        "Default: the deployment's `NEURONLENS_LLM_CANDIDATES`.",
+    )
+    options: PipelineOptions = Field(default_factory=PipelineOptions, description="Method parameters.")
+
+    def neuron_list(self) -> list[int]:
+        """The requested neuron indices, sorted and without repeats."""
+        if isinstance(self.neurons, NeuronRange):
+            return list(range(self.neurons.start, self.neurons.stop))
+        return sorted(set(self.neurons))
+
+
+class LLMModels(ContractModel):
+    """The models behind a resolved request's `openai` backends, from its endpoint's settings."""
+
+    explainer: str = Field(description="Explainer model name on the endpoint.")
+    simulator: str = Field(
+        description="Simulator model name on the endpoint (also scores candidates when k > 1)."
+    )
+
+
+class ExplanationAccepted(ContractModel):
+    """202 answer: the job that will produce the reports."""
+
+    job_id: str = Field(
+        description="Deterministic job id: a hash of the canonical request and pipeline version."
+    )
+    status_url: str = Field(description="Where to poll: `/v1/jobs/{job_id}`.")

@@ -1,0 +1,9 @@
+"""Versions that are part of every job id, report variant and artifact key."""
+
+from __future__ import annotations
+
+PIPELINE_VERSION = "0.1.0"
+"""Version of scan + classification + explanation + scoring; part of every job id and report."""
+
+SCAN_VERSION = "1"
+"""Version of the scan artifact layout; part of the artifact key, so a change re-scans."""
