@@ -1,7 +1,7 @@
 """LLM stage figures: neurons explained and simulated by the `openai` backends against the OpenAI-compatible
 peer, through the worker pipeline (`workers.pipeline.explain_neurons`, as an explain job runs it).
 
-The peer runs as its own process (``python -m workers.llm.peer``) with a fixed latency per call, so the
+The peer runs as its own process (``python -m tests.llm_peer``) with a fixed latency per call, so the
 client side (the real `openai` client, our retrying caller, the thread pools, report assembly) is
 measured, not the peer. Neurons are real: a MiniLM layer scanned over text-probe-v1 and, when the registry
 serves it, the planted neurons of tiny-llava-planted over vl-probe-v1 (artifacts are reused when they exist).
@@ -43,7 +43,7 @@ def peer_process(latency_ms: float) -> Iterator[str]:
     from service.embedded_redis import free_port
 
     port = free_port()
-    command = [sys.executable, "-m", "workers.llm.peer", "--port", str(port), "--latency-ms", str(latency_ms)]
+    command = [sys.executable, "-m", "tests.llm_peer", "--port", str(port), "--latency-ms", str(latency_ms)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline() if process.stdout is not None else ""

@@ -15,7 +15,7 @@ import pytest
 
 from service.contract import BUNDLED_REGISTRY, NeuronReport
 from tests.e2e.helpers import Processes, process_env, running_up
-from workers.llm.peer import Fault, LLMPeer
+from tests.llm_peer import Fault, LLMPeer
 
 pytestmark = pytest.mark.timeout(300)
 

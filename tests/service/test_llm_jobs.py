@@ -21,10 +21,9 @@ import redis
 from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, JobStatus
 from service.settings import Settings, load_settings
+from tests.llm_peer import Fault, LLMPeer, rules
 from tests.service.helpers import run_workers, serve
 from workers.explain.prompts import parse_explanation
-from workers.llm import peer_model
-from workers.llm.peer import Fault, LLMPeer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -98,7 +97,7 @@ def _metric(text: str, series: str) -> float:
 def _rule_explanations(peer: LLMPeer) -> set[str | None]:
     """What the peer's rule answered to each explainer request it recorded, as the pipeline parses it."""
     return {
-        parse_explanation(" " + peer_model.explain(peer_model.read_prompt(r.body["messages"]), 0))
+        parse_explanation(" " + rules.explain(rules.read_prompt(r.body["messages"]), 0))
         for r in peer.requests
         if r.role == "explainer" and r.status == 200
     }

@@ -16,12 +16,12 @@ from PIL import Image
 
 from service.contract import DatasetSpec, ModelSpec, NeuronReport, PipelineOptions
 from service.settings import Settings, load_settings
+from tests.llm_peer import Fault, LLMPeer
 from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer, make_openai_explainer
 from workers.images import shaded_png
 from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
-from workers.llm.peer import Fault, LLMPeer
 from workers.pipeline import open_context
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.report import build_report, prepare_neuron, score_neuron

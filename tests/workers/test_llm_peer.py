@@ -12,13 +12,13 @@ import openai
 import pytest
 from PIL import Image
 
+from tests.llm_peer import Fault, LLMPeer, parse_fault
 from workers.explain.prompts import (
     PromptRecord,
     build_text_explainer_messages,
     build_visual_explainer_messages,
     parse_explanation,
 )
-from workers.llm.peer import Fault, LLMPeer, parse_fault
 from workers.simulate.prompts import (
     build_text_simulator_messages,
     build_visual_simulator_messages,
@@ -126,7 +126,7 @@ def _free_port() -> int:
 
 def test_runs_as_a_module_with_faults_from_flags() -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "workers.llm.peer", "--port", str(port), "--latency-ms", "1"]
+    command = [sys.executable, "-m", "tests.llm_peer", "--port", str(port), "--latency-ms", "1"]
     process = subprocess.Popen(
         [*command, "--fault", "server_error:1"],
         stdout=subprocess.PIPE,

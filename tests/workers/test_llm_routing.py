@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from service.settings import LLMEndpointConfig, Settings, load_settings
+from tests.llm_peer import Fault, LLMPeer
 from workers.errors import UnknownBackend
 from workers.explain.backends import make_explainer
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
 from workers.llm.errors import UnknownLLMEndpoint
-from workers.llm.peer import Fault, LLMPeer
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.simulate.backends import make_simulator
 from workers.simulate.base import SimulationInput

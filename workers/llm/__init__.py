@@ -1,1 +1,2 @@
-"""OpenAI-compatible LLM access: endpoints from settings, a retrying caller, and a test peer."""
+"""OpenAI-compatible LLM access: endpoints from settings and a retrying caller (the test peer lives in
+tests/llm_peer/)."""

@@ -17,20 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Role = Literal["explainer", "simulator"]
+from workers.visual_features import COLOUR_NAMES, colour_name
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "green": (30, 160, 50),
-    "blue": (30, 60, 220),
-    "yellow": (240, 220, 30),
-    "orange": (245, 140, 20),
-    "purple": (140, 40, 170),
-    "pink": (245, 120, 180),
-    "cyan": (30, 200, 220),
-    "brown": (130, 80, 30),
-}
-"""Colour names the peer can see; only saturated pixels count (faded regions are near white)."""
+Role = Literal["explainer", "simulator"]
 
 CANDIDATE_SIZES = (3, 1, 6, 2, 4, 5)
 """How many tokens choice i of an n>1 request names, so candidates differ (and score differently)."""
@@ -136,7 +125,7 @@ def simulate_text(prompt: Prompt) -> list[int]:
 def simulate_patches(prompt: Prompt) -> list[list[int]]:
     """10 for each patch whose colour the explanation names, 0 for the others."""
     explanation = _explanation(prompt.text).lower()
-    named = {colour for colour in COLOURS if re.search(rf"\b{colour}\b", explanation)}
+    named = {colour for colour in COLOUR_NAMES if re.search(rf"\b{colour}\b", explanation)}
     match = _GRID.search(prompt.text)
     rows, cols = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
     if not prompt.images:
@@ -154,18 +143,18 @@ def _pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
         return rgb.width, rgb.height, pixels
 
 
-def colour_name(pixels: Sequence[tuple[int, int, int]]) -> str | None:
-    """Nearest named colour of the saturated pixels; None when (nearly) all are grey or white."""
+def vivid_colour(pixels: Sequence[tuple[int, int, int]]) -> str | None:
+    """The colour name (workers.visual_features, the baseline's vocabulary) of the saturated pixels' mean;
+    None when (nearly) all are grey or white, as faded regions of a shaded exemplar are."""
     vivid = [p for p in pixels if max(p) - min(p) > 60]
     if len(vivid) < max(1, len(pixels) // 20):
         return None
-    mean = tuple(sum(p[i] for p in vivid) / len(vivid) for i in range(3))
-    return min(COLOURS, key=lambda name: math.dist(mean, COLOURS[name]))
+    return colour_name([sum(p[i] for p in vivid) / len(vivid) for i in range(3)])
 
 
 def image_colour(png: bytes) -> str | None:
     _, _, pixels = _pixels(png)
-    return colour_name(pixels)
+    return vivid_colour(pixels)
 
 
 def patch_colours(png: bytes, rows: int, cols: int) -> list[list[str | None]]:
@@ -176,7 +165,7 @@ def patch_colours(png: bytes, rows: int, cols: int) -> list[list[str | None]]:
         line: list[str | None] = []
         for col in range(cols):
             x0, x1 = col * width // cols, (col + 1) * width // cols
-            line.append(colour_name([pixels[y * width + x] for y in range(y0, y1) for x in range(x0, x1)]))
+            line.append(vivid_colour([pixels[y * width + x] for y in range(y0, y1) for x in range(x0, x1)]))
         grid.append(line)
     return grid
 

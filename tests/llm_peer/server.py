@@ -1,54 +1,29 @@
 """An OpenAI-compatible HTTP peer for tests and benchmarks: POST /v1/chat/completions, GET /v1/models
 (and GET /peer/stats: calls and most requests in flight).
 
-It answers both roles from the prompt itself (workers/llm/peer_model.py), with a settable latency and
+It answers both roles from the prompt itself (tests/llm_peer/rules.py), with a settable latency and
 injected faults (429 with Retry-After, 500, hangs past the client's timeout, malformed or wrong-length
 replies, non-JSON bodies, rejected parameters). It counts calls, records every request and the most
 requests it ever had in flight, so tests can check what the client really did.
 
 Start it in a test: ``with LLMPeer(latency_ms=5) as peer: ... peer.base_url``; or by hand:
-``python -m workers.llm.peer --port 8089 --latency-ms 50 --fault rate_limit:2``.
+``python -m tests.llm_peer --port 8089 --latency-ms 50 --fault rate_limit:2`` from the repository root.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 
-from workers.llm import peer_model as rules
-
-FaultKind = Literal[
-    "rate_limit", "server_error", "hang", "malformed", "wrong_length", "bad_body", "unauthorized"
-]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "rate_limit",
-    "server_error",
-    "hang",
-    "malformed",
-    "wrong_length",
-    "bad_body",
-    "unauthorized",
-)
-
-
-@dataclass
-class Fault:
-    """Answer the next `times` matching requests with this fault instead of a normal reply."""
-
-    kind: FaultKind
-    times: int = 1
-    role: Literal["any", "explainer", "simulator"] = "any"
-    """Only requests of this role (as the peer reads the prompt) consume the fault."""
-    retry_after: str | None = "1"
-    """Retry-After header of a rate_limit answer (seconds or an HTTP date); None sends none."""
+from tests.llm_peer import rules
+from tests.llm_peer.faults import Fault
+from tests.llm_peer.replies import completion, error, usage_of
 
 
 @dataclass(frozen=True)
@@ -150,6 +125,16 @@ class LLMPeer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the command line's way to run it)."""
+        try:
+            self._server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stopping.set()
+            self._server.server_close()
+
     # ------------------------------------------------------------------ request handling
 
     def _take_fault(self, role: str) -> Fault | None:
@@ -177,7 +162,7 @@ class LLMPeer:
             if self.latency_s:
                 time.sleep(self.latency_s)
             status, headers, payload = self._answer(body, prompt, role, fault, authorization)
-            usage = _usage(payload) if status == 200 else (0, 0)
+            usage = usage_of(payload) if status == 200 else (0, 0)
             record = RecordedRequest(
                 arrived_s, body, role, fault.kind if fault else None, authorization, status, *usage
             )
@@ -192,118 +177,38 @@ class LLMPeer:
         self, body: dict[str, Any], prompt: rules.Prompt, role: str, fault: Fault | None, auth: str | None
     ) -> tuple[int, dict[str, str], bytes]:
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", "invalid_request_error")
+            return error(401, "Incorrect API key provided.", "invalid_request_error")
         rejected = [name for name in self.unsupported_params if name in body]
         if rejected:
-            return _error(
+            return error(
                 400, f"Unsupported parameter: '{rejected[0]}' is not supported.", "invalid_request_error"
             )
         if fault is not None:
             answer = self._fault_answer(fault)
             if answer is not None:
                 return answer
-        completion = _completion(body, prompt, role, fault.kind if fault else None)
-        return 200, {"Content-Type": "application/json"}, json.dumps(completion).encode()
+        answer = completion(body, prompt, role, fault.kind if fault else None)
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
     def _fault_answer(self, fault: Fault) -> tuple[int, dict[str, str], bytes] | None:
         if fault.kind == "rate_limit":
-            status, headers, payload = _error(
+            status, headers, payload = error(
                 429, "Rate limit reached (injected by the test peer).", "rate_limit"
             )
             if fault.retry_after is not None:
                 headers["Retry-After"] = fault.retry_after
             return status, headers, payload
         if fault.kind == "server_error":
-            return _error(500, "The server had an error (injected by the test peer).", "server_error")
+            return error(500, "The server had an error (injected by the test peer).", "server_error")
         if fault.kind == "unauthorized":
-            return _error(
+            return error(
                 401, "Incorrect API key provided (injected by the test peer).", "invalid_request_error"
             )
         if fault.kind == "bad_body":
             return 200, {"Content-Type": "application/json"}, b'{"choices": [ this is not json'
         if fault.kind == "hang":
             self._stopping.wait(self.hang_s)
-        return None  # hang (after waiting), malformed and wrong_length answer through _completion
-
-
-def _usage(payload: bytes) -> tuple[int, int]:
-    try:
-        usage = json.loads(payload)["usage"]
-        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-    except (ValueError, KeyError, TypeError):
-        return 0, 0
-
-
-def _error(status: int, message: str, kind: str) -> tuple[int, dict[str, str], bytes]:
-    payload = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
-
-
-def _choice_text(prompt: rules.Prompt, role: str, choice: int, fault: str | None) -> tuple[str, list[str]]:
-    """The reply text of one choice and its tokens (for logprobs)."""
-    if role == "explainer":
-        text = "" if fault == "malformed" else " " + rules.explain(prompt, choice)
-        return text, re.findall(r"\s*\S+", text)
-    if fault == "malformed":
-        return "Sure! The activations are high on the first token.", ["Sure!"]
-    if "Patch grid:" in prompt.text:
-        grid = rules.simulate_patches(prompt)
-        if fault == "wrong_length":
-            grid = grid[:-1]
-        return rules.reply_json("patches", grid), rules.json_tokens("patches", grid)
-    values = rules.simulate_text(prompt)
-    if fault == "wrong_length":
-        values = values + [0]
-    return rules.reply_json("activations", values), rules.json_tokens("activations", values)
-
-
-def _logprobs(tokens: list[str], top_n: int) -> dict[str, Any]:
-    content = []
-    for token in tokens:
-        alternatives = rules.value_alternatives(int(token)) if token.isdecimal() else [(token, 0.0)]
-        content.append(
-            {
-                "token": token,
-                "logprob": alternatives[0][1],
-                "bytes": list(token.encode()),
-                "top_logprobs": [
-                    {"token": alt, "logprob": lp, "bytes": list(alt.encode())}
-                    for alt, lp in alternatives[:top_n]
-                ],
-            }
-        )
-    return {"content": content, "refusal": None}
-
-
-def _completion(body: dict[str, Any], prompt: rules.Prompt, role: str, fault: str | None) -> dict[str, Any]:
-    n = int(body.get("n") or 1)
-    choices = []
-    completion_tokens = 0
-    for index in range(n):
-        text, tokens = _choice_text(prompt, role, index, fault)
-        completion_tokens += max(1, len(text) // 4)
-        choice: dict[str, Any] = {
-            "index": index,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }
-        if body.get("logprobs"):
-            choice["logprobs"] = _logprobs(tokens, int(body.get("top_logprobs") or 1))
-        choices.append(choice)
-    prompt_tokens = (len(prompt.system) + len(prompt.text)) // 4 + 85 * len(prompt.images)
-    return {
-        "id": f"chatcmpl-peer-{time.monotonic_ns()}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(body.get("model", "")),
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+        return None  # hang (after waiting), malformed and wrong_length answer through replies.completion
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -331,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"Content-Type": "application/json"}, json.dumps(stats).encode())
             return
         if self.path.rstrip("/") != "/v1/models":
-            self._send(*_error(404, f"no route {self.path}", "not_found"))
+            self._send(*error(404, f"no route {self.path}", "not_found"))
             return
         models = {
             "object": "list",
@@ -343,64 +248,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/chat/completions":
-            self._send(*_error(404, f"no route {self.path}", "not_found"))
+            self._send(*error(404, f"no route {self.path}", "not_found"))
             return
         try:
             body = json.loads(raw)
         except ValueError:
-            self._send(
-                *_error(HTTPStatus.BAD_REQUEST, "We could not parse the JSON body.", "invalid_request")
-            )
+            self._send(*error(HTTPStatus.BAD_REQUEST, "We could not parse the JSON body.", "invalid_request"))
             return
         if not isinstance(body, dict) or not body.get("messages") or not body.get("model"):
-            self._send(*_error(400, "`model` and `messages` are required.", "invalid_request_error"))
+            self._send(*error(400, "`model` and `messages` are required.", "invalid_request_error"))
             return
         peer: LLMPeer = self.server.peer  # type: ignore[attr-defined]
         self._send(*peer.handle_chat(body, self.headers.get("Authorization")))
-
-
-def parse_fault(text: str) -> Fault:
-    """`kind[:times[:role]]`, e.g. `rate_limit:2` or `wrong_length:1:simulator`."""
-    kind, _, rest = text.partition(":")
-    times, _, role = rest.partition(":")
-    if kind not in FAULT_KINDS:
-        raise argparse.ArgumentTypeError(f"unknown fault '{kind}': choose one of {', '.join(FAULT_KINDS)}")
-    if role not in ("", "any", "explainer", "simulator"):
-        raise argparse.ArgumentTypeError(f"unknown role '{role}': choose any, explainer or simulator")
-    return Fault(kind, int(times or 1), role or "any")  # type: ignore[arg-type]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="OpenAI-compatible test peer for NeuronLens.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
-    parser.add_argument(
-        "--fault", type=parse_fault, action="append", default=[], help="kind[:times[:role]], repeatable"
-    )
-    parser.add_argument("--retry-after", default="1", help="Retry-After of rate_limit faults")
-    parser.add_argument("--hang-s", type=float, default=3600.0, help="how long a hang fault hangs")
-    parser.add_argument("--unsupported", action="append", default=[], help="request parameter to reject")
-    args = parser.parse_args(argv)
-    for fault in args.fault:
-        fault.retry_after = args.retry_after
-    peer = LLMPeer(
-        latency_ms=args.latency_ms,
-        faults=args.fault,
-        hang_s=args.hang_s,
-        unsupported_params=args.unsupported,
-        host=args.host,
-        port=args.port,
-    )
-    print(f"LLM peer listening on {peer.base_url}", flush=True)
-    try:
-        peer._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        peer._stopping.set()
-        peer._server.server_close()
-
-
-if __name__ == "__main__":
-    main()
