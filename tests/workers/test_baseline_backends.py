@@ -9,7 +9,7 @@ from service.settings import load_settings
 from workers.errors import UnknownBackend
 from workers.explain.backends import make_explainer
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe, quote
-from workers.explain.format import format_record, format_records
+from workers.prompting import format_record
 from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.simulate.backends import make_simulator
 from workers.simulate.base import SimulationInput
@@ -39,11 +39,13 @@ COLOUR_RECORDS = [
 
 
 def test_record_format_is_bills_et_al() -> None:
+    """The formatter the explainer prompts use (workers/prompting.py): normalised to 0–10 by the neuron's
+    max, shown as integers with halves rounded up."""
     record = _record(0, ["the", "red", "car"], [0.0, 2.0, 0.5])
-    assert format_record(record, 2.0) == "<start>\nthe\t0\nred\t10\ncar\t2\n<end>"
-    assert format_records([record, record], 4.0) == (
-        "<start>\nthe\t0\nred\t5\ncar\t1\n<end>\n\n<start>\nthe\t0\nred\t5\ncar\t1\n<end>"
-    )
+    assert format_record(record.tokens, record.normalised(2.0)) == "<start>\nthe\t0\nred\t10\ncar\t3\n<end>"
+    assert format_record(record.tokens, record.normalised(4.0)) == "<start>\nthe\t0\nred\t5\ncar\t1\n<end>"
+    halves = _record(1, ["a", "b", "c", "d"], [0.5, 1.5, 2.5, 4.5])
+    assert format_record(halves.tokens, halves.normalised(10.0)) == "<start>\na\t1\nb\t2\nc\t3\nd\t5\n<end>"
 
 
 def test_baseline_explanation_quotes_the_tokens_carrying_the_activation() -> None:

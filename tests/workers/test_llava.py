@@ -13,12 +13,12 @@ import torch
 from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from service.contract import ModelSpec
+from service.contract import ModelSpec, load_registry
 from service.settings import Settings, load_settings
 from workers.data.vl_probe import caption_corpus, generate_vl_probe
 from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.hooks import capture_activations
-from workers.models.llava import LLAVA_HOOK_POINTS, VisionLanguageAdapter, load_llava_adapter, resolve_weights
+from workers.models.llava import VisionLanguageAdapter, load_llava_adapter, resolve_weights
 from workers.models.tiny_llava import (
     TINY_LLAVA_REVISION,
     build_tiny_llava,
@@ -31,6 +31,8 @@ from workers.scan.store import open_store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CPU = torch.device("cpu")
+LLAVA_HOOK_POINTS = tuple(load_registry().model("tiny-llava").hook_points)
+"""The hook points the bundled registry offers for LLaVA models."""
 
 
 def vl_spec(model_id: str = "tiny-llava", **changes: object) -> ModelSpec:

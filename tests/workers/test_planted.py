@@ -10,24 +10,27 @@ import pytest
 import torch
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from service.contract import ModelSpec, PipelineOptions
+from service.contract import PipelineOptions, load_registry
 from workers.classify import classify_neuron
 from workers.data.vl_probe import SHAPES, generate_vl_probe
 from workers.models.hooks import capture_activations
-from workers.models.llava import LLAVA_HOOK_POINTS, VisionLanguageAdapter
+from workers.models.layout import MODALITY_TEMPLATE
+from workers.models.llava import VisionLanguageAdapter
 from workers.models.planted import (
     BLUENESS,
+    PLANTED_ID,
     PLANTED_LAYER,
-    PLANTED_NEURONS,
-    PLANTED_REVISION,
     REDNESS,
     PlantedNeuron,
     build_tiny_llava_planted,
-    planted_registry_description,
+    planted_neurons,
 )
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT
 
-VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in PLANTED_NEURONS)
+VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
+SPEC = load_registry().model(PLANTED_ID)
+"""The bundled registry's entry: its hook points, and its `planted` list as the ground truth to check."""
+HOOK_ACT, HOOK_DOWN_IN = SPEC.hook_points
 BATCH = 128
 TEMPLATE_WORDS = {"USER", ":", "Describe", "the", "image", ".", "ASSISTANT"}
 
@@ -46,7 +49,7 @@ class Scan:
     colours: list[str]
 
     def column(self, neuron: int) -> int:
-        return [p.neuron for p in PLANTED_NEURONS].index(neuron)
+        return [p.neuron for p in planted_neurons()].index(neuron)
 
 
 def colour_scores(pixel_values: torch.Tensor, rule: tuple[tuple[float, ...], float]) -> np.ndarray:
@@ -60,30 +63,24 @@ def colour_scores(pixel_values: torch.Tensor, rule: tuple[tuple[float, ...], flo
 
 
 @pytest.fixture(scope="module")
-def scan() -> Scan:
+def adapter() -> VisionLanguageAdapter:
     model, processor = build_tiny_llava_planted()
-    spec = ModelSpec(
-        id="tiny-llava-planted",
-        architecture="llava",
-        modality="vision-language",
-        layers=4,
-        neurons_per_layer=256,
-        hook_points=list(LLAVA_HOOK_POINTS),
-        revision=PLANTED_REVISION,
-        source={"kind": "generated"},  # type: ignore[arg-type]
-        datasets=["vl-probe-v1"],
-    )
-    adapter = VisionLanguageAdapter(spec, model, processor, torch.device("cpu"))
+    return VisionLanguageAdapter(SPEC, model, processor, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def scan(adapter: VisionLanguageAdapter) -> Scan:
+    processor = adapter.processor
     probe = generate_vl_probe()
-    columns = [p.neuron for p in PLANTED_NEURONS]
+    columns = [p.neuron for p in planted_neurons()]
     parts: dict[str, list[np.ndarray]] = {"acts": [], "down": [], "modality": [], "red": [], "blue": []}
     tokens: list[list[str]] = []
     for start in range(0, len(probe.samples), BATCH):
         samples = probe.samples[start : start + BATCH]
         inputs, layout = adapter.encode(samples)
         with torch.inference_mode():
-            with capture_activations(adapter.module, LLAVA_HOOK_POINTS[0], [PLANTED_LAYER]) as act:
-                with capture_activations(adapter.module, LLAVA_HOOK_POINTS[1], [PLANTED_LAYER]) as down:
+            with capture_activations(adapter.module, HOOK_ACT, [PLANTED_LAYER]) as act:
+                with capture_activations(adapter.module, HOOK_DOWN_IN, [PLANTED_LAYER]) as down:
                     adapter.forward(inputs)
         pad = 100 - layout.modality.shape[1]  # a common width for every batch
         parts["acts"].append(np.pad(act[PLANTED_LAYER][..., columns].numpy(), ((0, 0), (0, pad), (0, 0))))
@@ -184,7 +181,7 @@ def test_down_proj_input_is_positive_where_a_planted_neuron_fires(scan: Scan) ->
     assert np.all(scan.down_in[firing] > 0)
 
 
-@pytest.mark.parametrize("planted", PLANTED_NEURONS, ids=lambda p: f"{p.neuron}-{p.neuron_type}")
+@pytest.mark.parametrize("planted", planted_neurons(), ids=lambda p: f"{p.neuron}-{p.neuron_type}")
 def test_classifier_recovers_the_planted_type(scan: Scan, planted: PlantedNeuron) -> None:
     options = PipelineOptions()
     column = scan.acts[..., scan.column(planted.neuron)]
@@ -196,8 +193,19 @@ def test_classifier_recovers_the_planted_type(scan: Scan, planted: PlantedNeuron
     assert result.high_confidence and result.n_samples == 50
 
 
-def test_registry_description_lists_every_planted_neuron() -> None:
-    text = planted_registry_description()
-    assert f"layer {PLANTED_LAYER}" in text
-    for planted in PLANTED_NEURONS:
-        assert f"{planted.neuron} {planted.neuron_type} ({planted.concept})" in text
+def test_the_registry_lists_exactly_the_neurons_the_model_plants(adapter: VisionLanguageAdapter) -> None:
+    """The registry's `planted` list against the weights: a planted neuron reads only reserved dimensions,
+    which the prompt template's tokens leave at zero, so exactly the planted neurons of the layer are
+    SiLU(0) = 0 there (every other neuron has random gate weights)."""
+    listed = SPEC.planted or []
+    samples = generate_vl_probe(8).samples[:8]
+    inputs, layout = adapter.encode(samples)
+    with torch.inference_mode():
+        with capture_activations(adapter.module, HOOK_ACT, [PLANTED_LAYER]) as act:
+            adapter.forward(inputs)
+    template = act[PLANTED_LAYER].numpy()[layout.modality == MODALITY_TEMPLATE]  # [template tokens, neurons]
+    silent = set(np.flatnonzero(np.all(template == 0, axis=0)).tolist())
+    assert len(template) > 0 and silent == {p.neuron for p in listed}
+    assert {p.layer for p in listed} == {PLANTED_LAYER}
+    for planted in listed:  # the registry's description tells users the same neurons
+        assert f"{planted.neuron} {planted.type} ({planted.concept})" in SPEC.description

@@ -13,13 +13,12 @@ from workers.explain.prompts import (
     TEXT_EXPLAINER_PROMPT_VERSION,
     VISUAL_EXPLAINER_PROMPT_VERSION,
     PromptRecord,
-    activation_integer,
     build_text_explainer_messages,
     build_visual_explainer_messages,
-    escape_token,
     parse_explanation,
 )
 from workers.llm.client import TokenLogprob
+from workers.prompting import activation_integer, escape_token
 from workers.simulate.prompts import (
     TEXT_SIMULATOR_PROMPT_VERSION,
     VISUAL_SIMULATOR_PROMPT_VERSION,

@@ -18,9 +18,9 @@ from service.contract import (
 )
 from service.settings import Settings
 from workers.data.vl_probe import SHAPES, sample_spec
-from workers.models.planted import PLANTED_LAYER, PLANTED_NEURONS, PlantedNeuron
+from workers.models.planted import PLANTED_LAYER, PlantedNeuron, planted_neurons
 
-VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in PLANTED_NEURONS)
+VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
 PLAIN = 5
 """A layer-2 neuron nobody planted."""
 TEMPLATE_WORDS = {"USER", ":", "Describe", "image", "ASSISTANT", "<s>", "<image>"}
@@ -52,7 +52,7 @@ def reports(worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]) -
     return {r.neuron: r for r in pipeline.explain_neurons(worker_settings, model, dataset, request, neurons)}
 
 
-@pytest.mark.parametrize("planted_neuron", PLANTED_NEURONS, ids=lambda p: f"{p.neuron}-{p.neuron_type}")
+@pytest.mark.parametrize("planted_neuron", planted_neurons(), ids=lambda p: f"{p.neuron}-{p.neuron_type}")
 def test_every_planted_type_is_recovered(
     reports: dict[int, NeuronReport], planted_neuron: PlantedNeuron
 ) -> None:

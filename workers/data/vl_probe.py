@@ -87,11 +87,6 @@ class VLSampleSpec:
     with_sun: bool = False
     """Scenes only: whether a sun is drawn (and named)."""
 
-    @property
-    def concepts(self) -> frozenset[str]:
-        """Words for what the image shows: the colour and the subject (used by tests and explainers)."""
-        return frozenset({self.colour, self.subject})
-
 
 def sample_spec(index: int, seed: int = DEFAULT_SEED) -> VLSampleSpec:
     """The spec of sample `index` for `seed`; depends on nothing else."""

@@ -3,26 +3,24 @@
 Text neurons follow Bills et al. 2023: top records as ``token<TAB>activation`` lines (integers 0–10) between
 ``<start>`` and ``<end>``; the model completes "the main thing this neuron does is find". Visual and
 multimodal neurons follow Xu et al. 2025: the shaded exemplar images go in as image inputs, each with its
-description text in the same token/activation format. Change a prompt → bump its version.
+description text in the same token/activation format. Change a prompt → bump its version. The record
+lines and the completion phrase are shared with the simulator prompts (workers/prompting.py).
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from workers.prompting import COMPLETION_PHRASE, format_record, png_data_url
 
 TEXT_EXPLAINER_PROMPT_VERSION = "text-explainer-1"
 """Version of the text explainer prompt (Bills et al. format); reported as `explanation.prompt_version`."""
 
 VISUAL_EXPLAINER_PROMPT_VERSION = "visual-explainer-1"
 """Version of the image + text explainer prompt (Xu et al. format)."""
-
-COMPLETION_PHRASE = "the main thing this neuron does is find"
-"""The sentence the explainer completes; explanations are stored without it."""
 
 TEXT_EXPLAINER_SYSTEM = (
     "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
@@ -65,37 +63,6 @@ class PromptRecord:
     """Normalised activation (0–10) per token, same length as `tokens`."""
     image_png: bytes | None = None
     """The shaded exemplar image as PNG bytes (visual/multimodal records only)."""
-
-
-def escape_token(token: str) -> str:
-    """Keep one token on one line: tabs and newlines inside a token would break the line format."""
-    return token.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def activation_integer(value: float) -> int:
-    """A normalised activation as the 0–10 integer the prompt shows (half rounds up)."""
-    if not math.isfinite(value):
-        return 0
-    return int(math.floor(min(10.0, max(0.0, value)) + 0.5))
-
-
-def format_record(tokens: Sequence[str], activations: Sequence[float] | None) -> str:
-    """``<start>``, a ``token<TAB>value`` line per token (``unknown`` if `activations` is None), ``<end>``."""
-    if activations is not None and len(activations) != len(tokens):
-        raise ValueError(f"{len(tokens)} tokens but {len(activations)} activations: they must match")
-    if activations is None:
-        lines = [f"{escape_token(token)}\tunknown" for token in tokens]
-    else:
-        lines = [
-            f"{escape_token(token)}\t{activation_integer(value)}"
-            for token, value in zip(tokens, activations, strict=True)
-        ]
-    return "\n".join(["<start>", *lines, "<end>"])
-
-
-def png_data_url(png: bytes) -> str:
-    """An image as the base64 data URL that `image_url` content parts take."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def build_text_explainer_messages(records: Sequence[PromptRecord]) -> list[Message]:

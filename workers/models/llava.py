@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
-from service.contract import HookPoint, ModelSpec
+from service.contract import ModelSpec
 from service.settings import Settings
 from workers.data.base import ProbeSample
 from workers.data.vl_probe import QUESTION
@@ -40,22 +40,6 @@ QWEN2_VL_PIXELS_PER_TOKEN = 28
 
 TOKENIZE_CHUNK = 64
 """Samples per processor call while tokenising a probe set (bounds the pixel tensors held at once)."""
-
-LLAVA_HOOK_POINTS: tuple[HookPoint, ...] = (
-    HookPoint(
-        id="mlp_act",
-        module="model.language_model.layers.{layer}.mlp.act_fn",
-        capture="output",
-        description="Gated MLP activation SiLU(W_gate·x), the output of `mlp.act_fn` (Xu et al. 2025).",
-    ),
-    HookPoint(
-        id="mlp_down_in",
-        module="model.language_model.layers.{layer}.mlp.down_proj",
-        capture="input",
-        description="Input of `mlp.down_proj`: SiLU(W_gate·x)·(W_up·x), what the MLP writes back.",
-    ),
-)
-"""Hook points of LLaVA and Qwen2-VL language models (module paths of transformers 5)."""
 
 _MODEL_CLASSES = {"llava": "LlavaForConditionalGeneration", "qwen2-vl": "Qwen2VLForConditionalGeneration"}
 _TEMPLATES = {"llava": LLAVA_TEMPLATE, "qwen2-vl": QWEN2_VL_TEMPLATE}

@@ -19,12 +19,13 @@ How, with random weights elsewhere: a few residual-stream dimensions are reserve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from service.contract import NeuronType
+from service.contract import NeuronType, load_registry
 from workers.data.vl_probe import QUESTION, SHAPES
 from workers.models.layout import LLAVA_TEMPLATE
 from workers.models.tiny_llava import TINY_LLAVA_SEED, build_tiny_llava
@@ -52,6 +53,17 @@ GATE = 0.5
 """Weight of a planted neuron's gate (and up) row on each dimension it reads."""
 
 
+PLANTED_READS: dict[int, tuple[int, ...]] = {
+    11: (DIM_BLUE,),
+    42: (DIM_SHAPE,),
+    99: (DIM_PATCH, DIM_CAPTION),
+    200: (DIM_RED,),
+}
+"""The edit plan: reserved language-model dimensions each planted neuron's gate and up rows read. Where
+the neurons are, their types and concepts are the bundled registry's `planted` list (service/registry.json);
+`planted_neurons` joins the two and fails when they disagree."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlantedNeuron:
     """One edited neuron: where it is, the type the classifier should find, and what it responds to."""
@@ -65,32 +77,23 @@ class PlantedNeuron:
     """Reserved language-model dimensions its gate and up rows read."""
 
 
-PLANTED_NEURONS: tuple[PlantedNeuron, ...] = (
-    PlantedNeuron(
-        PLANTED_LAYER,
-        11,
-        "visual",
-        'blue image regions (sky, blue objects), not the word "blue"',
-        (DIM_BLUE,),
-    ),
-    PlantedNeuron(
-        PLANTED_LAYER, 42, "text", f"shape names in the caption ({', '.join(SHAPES)})", (DIM_SHAPE,)
-    ),
-    PlantedNeuron(
-        PLANTED_LAYER,
-        99,
-        "multimodal",
-        "every image patch and every caption word except the prompt's own words (the, .)",
-        (DIM_PATCH, DIM_CAPTION),
-    ),
-    PlantedNeuron(PLANTED_LAYER, 200, "multimodal", 'red: red image regions and the word "red"', (DIM_RED,)),
-)
+@cache
+def planted_neurons() -> tuple[PlantedNeuron, ...]:
+    """The planted neurons as the bundled registry lists them (in its order), with their edit plan."""
+    listed = load_registry().model(PLANTED_ID).planted or []
+    where = sorted((p.layer, p.neuron) for p in listed)
+    if where != [(PLANTED_LAYER, neuron) for neuron in sorted(PLANTED_READS)]:
+        raise RuntimeError(
+            f"the bundled registry plants {where} in {PLANTED_ID} but this builder edits layer "
+            f"{PLANTED_LAYER} neurons {sorted(PLANTED_READS)}: update one of them"
+        )
+    return tuple(PlantedNeuron(p.layer, p.neuron, p.type, p.concept, PLANTED_READS[p.neuron]) for p in listed)
 
 
 def build_tiny_llava_planted(
     seed: int = TINY_LLAVA_SEED,
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """tiny-llava from `seed` with PLANTED_NEURONS planted."""
+    """tiny-llava from `seed` with `planted_neurons()` planted."""
     model, processor = build_tiny_llava(seed)
     plant_neurons(model, processor.tokenizer)
     return model, processor
@@ -98,12 +101,12 @@ def build_tiny_llava_planted(
 
 @torch.no_grad()
 def plant_neurons(model: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> None:
-    """Edit `model` in place so that PLANTED_NEURONS respond as documented."""
+    """Edit `model` in place so that `planted_neurons()` respond as documented."""
     _plant_colour_channels(model)
     _plant_projector(model)
     _plant_text_indicators(model, tokenizer)
     _protect_reserved_dims(model)
-    for planted in PLANTED_NEURONS:
+    for planted in planted_neurons():
         mlp = model.model.language_model.layers[planted.layer].mlp
         for rows in (mlp.gate_proj.weight, mlp.up_proj.weight):
             rows[planted.neuron] = 0.0
@@ -186,12 +189,3 @@ def _protect_reserved_dims(model: LlavaForConditionalGeneration) -> None:
         if projection.bias is not None:
             projection.bias[reserved] = 0.0
     layers[PLANTED_LAYER].post_attention_layernorm.weight[reserved] = 1.0
-
-
-def planted_registry_description() -> str:
-    """The registry description of tiny-llava-planted, listing every planted neuron."""
-    neurons = "; ".join(f"{p.neuron} {p.neuron_type} ({p.concept})" for p in PLANTED_NEURONS)
-    return (
-        "tiny-llava with planted ground truth: MLP neurons of layer "
-        f"{PLANTED_LAYER} edited to respond to known inputs. Planted neurons: {neurons}."
-    )

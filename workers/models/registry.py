@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.contract import HookPoint, ModelSpec, Registry, load_registry
-from service.settings import Settings
+from service.contract import HookPoint, ModelSpec
 from workers.errors import InvalidRequest
-
-
-def worker_registry(settings: Settings) -> Registry:
-    """The registry the settings point at (the bundled one by default)."""
-    return load_registry(settings.registry_path)
 
 
 def check_layer(model: ModelSpec, layer: int) -> None:

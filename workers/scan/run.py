@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -38,9 +38,6 @@ class ScanInfo:
     n_samples: int
     n_tokens: int
     """Content tokens scanned."""
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def layer_scan_id(
