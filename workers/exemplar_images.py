@@ -9,10 +9,10 @@ the report that links it exists (reports are stored after their images).
 from __future__ import annotations
 
 from service.contract import NeuronReport, exemplar_image_name, exemplar_images_key
+from workers.data.images import ImageSource
 from workers.errors import DatasetUnavailable
 from workers.images import shaded_png
 from workers.scan.store import ArtifactStore
-from workers.simulate.openai_simulator import ImageSource
 
 
 class ExemplarImageWriter:

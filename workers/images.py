@@ -68,6 +68,11 @@ def shaded_png(
     max_activation: float,
 ) -> bytes:
     """`shade_image` encoded as PNG bytes (lossless, so the shading values survive exactly)."""
+    return png_bytes(shade_image(image, patch_activations, grid, max_activation))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """`image` in RGB, encoded as PNG bytes."""
     buffer = io.BytesIO()
-    shade_image(image, patch_activations, grid, max_activation).save(buffer, format="PNG")
+    image.convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue()

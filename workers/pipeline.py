@@ -22,10 +22,11 @@ from service.contract import (
     report_variant,
 )
 from service.settings import Settings
+from workers.backends import make_explainer, make_simulator
+from workers.data.images import ImageSource, ProbeSetImages
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
-from workers.explain.backends import make_explainer
 from workers.explain.base import Explainer
 from workers.llm.endpoints import resolve_endpoint
 from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
@@ -35,9 +36,7 @@ from workers.scan.artifacts import open_layer_scan, open_tokenized_probe
 from workers.scan.keys import scan_key
 from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
 from workers.scan.store import open_store
-from workers.simulate.backends import make_simulator
 from workers.simulate.base import Simulator
-from workers.simulate.openai_simulator import ImageSource, ProbeSetImages
 
 ProgressFn = Callable[[JobStage, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""

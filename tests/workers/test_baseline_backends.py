@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from service.settings import load_settings
+from workers.backends import make_explainer, make_simulator
 from workers.errors import UnknownBackend
-from workers.explain.backends import make_explainer
-from workers.explain.baseline import NOTHING, BaselineExplainer, describe, quote
+from workers.explain.baseline import NOTHING, BaselineExplainer, describe
 from workers.prompting import format_record
 from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
-from workers.simulate.backends import make_simulator
 from workers.simulate.base import SimulationInput
-from workers.simulate.baseline import BaselineSimulator, parse_explanation, predict_record
+from workers.simulate.baseline import BaselineSimulator, predict_record
+from workers.text_phrase import parse_text_phrase, quote
 
 
 def _record(
@@ -65,7 +65,7 @@ def test_baseline_explanation_of_a_dead_neuron_says_so() -> None:
 
 
 def test_simulator_predicts_from_quoted_tokens_in_order() -> None:
-    parsed = parse_explanation('the tokens "red", "blue" and "say \\"hi\\"", often after "the"')
+    parsed = parse_text_phrase('the tokens "red", "blue" and "say \\"hi\\"", often after "the"')
     assert parsed is not None
     assert parsed.tokens == ["red", "blue", 'say "hi"'] and parsed.context == ["the"]
     record = COLOUR_RECORDS[1].record  # a blue sky and the green grass
@@ -80,7 +80,7 @@ def test_simulator_predicts_from_quoted_tokens_in_order() -> None:
     ]
     red = COLOUR_RECORDS[0].record  # "the red car": red follows the context word → full weight
     assert predict_record(parsed, red).tolist() == [0.0, 10.0, 0.0]
-    grey = parse_explanation('the token "grey"')
+    grey = parse_text_phrase('the token "grey"')
     assert grey is not None
     assert predict_record(grey, COLOUR_RECORDS[3].record).tolist() == [0.0, 10.0, 10.0, 0.0]  # both pieces
 
@@ -108,7 +108,7 @@ def test_simulator_input_carries_tokens_only() -> None:
 
 def test_quote_escapes_round_trip_through_the_parser() -> None:
     for token in ['"', "\\", 'a"b', "plain"]:
-        parsed = parse_explanation(f"the token {quote(token)}")
+        parsed = parse_text_phrase(f"the token {quote(token)}")
         assert parsed is not None and parsed.tokens == [token.lower()]
 
 

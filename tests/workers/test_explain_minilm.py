@@ -14,7 +14,7 @@ from workers.records import normalise
 from workers.scan.artifacts import LayerScan, open_tokenized_probe
 from workers.scan.run import ScanInfo
 from workers.scan.store import open_store
-from workers.simulate.baseline import parse_explanation
+from workers.text_phrase import parse_text_phrase
 
 LAYER = 5
 
@@ -103,7 +103,7 @@ def test_exemplars_are_the_stored_activations(
 
 def test_explanations_quote_tokens_the_neuron_fires_on_and_are_scored(reports: list[NeuronReport]) -> None:
     for report in reports:
-        parsed = parse_explanation(report.explanation.text)
+        parsed = parse_text_phrase(report.explanation.text)
         simulation = report.simulation
         if report.max_activation <= 0:
             assert parsed is None and simulation.correlation is None and simulation.parse_failures == 1

@@ -17,7 +17,9 @@ from PIL import Image
 from service.contract import DatasetSpec, ModelSpec, NeuronReport, PipelineOptions
 from service.settings import Settings, load_settings
 from tests.llm_peer import Fault, LLMPeer
-from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer, make_openai_explainer
+from workers.backends import make_openai_explainer
+from workers.calibration import SimulationScorer
+from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer
 from workers.images import shaded_png
 from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
@@ -134,7 +136,7 @@ def test_candidates_are_scored_on_a_calibration_split(text_context: Any) -> None
     records = item.explainer_input(LAYER)
     with LLMPeer() as peer:
         caller = _caller(peer)
-        explainer = OpenAIExplainer(caller, candidates=3, simulator=OpenAISimulator(caller))
+        explainer = OpenAIExplainer(caller, candidates=3, scorer=SimulationScorer(OpenAISimulator(caller)))
         (result,) = explainer.explain([records])
         explain_request = next(r for r in peer.requests if r.role == "explainer")
         n_simulations = sum(1 for r in peer.requests if r.role == "simulator")
@@ -270,6 +272,6 @@ def test_factories_read_endpoint_and_candidates_from_settings() -> None:
         explainer = make_openai_explainer(settings)
         simulator = make_openai_simulator(settings)
         assert (explainer.backend, explainer.model, explainer.candidates) == ("openai", "big", 2)
-        assert explainer.simulator is not None and explainer.simulator.model == "small"
+        assert isinstance(explainer.scorer, SimulationScorer) and explainer.scorer.simulator.model == "small"
         assert (simulator.backend, simulator.model) == ("openai", "small")
         assert simulator.caller.endpoint.base_url == peer.base_url

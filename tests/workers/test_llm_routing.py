@@ -9,13 +9,13 @@ from PIL import Image
 
 from service.settings import LLMEndpointConfig, Settings, load_settings
 from tests.llm_peer import Fault, LLMPeer
+from workers.backends import make_explainer, make_simulator
+from workers.calibration import SimulationScorer
 from workers.errors import UnknownBackend
-from workers.explain.backends import make_explainer
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
 from workers.llm.errors import UnknownLLMEndpoint
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
-from workers.simulate.backends import make_simulator
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import OpenAISimulator
 
@@ -54,8 +54,9 @@ def test_backends_are_built_by_name_with_endpoint_and_candidates() -> None:
         assert isinstance(make_explainer("baseline", settings), BaselineExplainer)
         explainer = make_explainer("openai", settings, endpoint="other", candidates=3, seed=4)
         assert isinstance(explainer, OpenAIExplainer)
-        assert (explainer.model, explainer.candidates, explainer.seed) == ("other-model", 3, 4)
-        assert explainer.simulator is not None and explainer.simulator.model == "other-model"
+        assert (explainer.model, explainer.candidates) == ("other-model", 3)
+        assert isinstance(explainer.scorer, SimulationScorer)
+        assert (explainer.scorer.seed, explainer.scorer.simulator.model) == (4, "other-model")
         simulator = make_simulator("openai", settings)
         assert isinstance(simulator, OpenAISimulator)
         assert (simulator.caller.endpoint.name, simulator.model) == ("default", "small")

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from workers.backends import make_explainer, make_simulator
 from workers.data.base import ProbeSample
-from workers.explain.backends import make_explainer
+from workers.data.images import ProbeSetImages
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.visual_baseline import VisualBaselineExplainer
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
-from workers.simulate.backends import make_simulator
 from workers.simulate.base import SimulationInput
 from workers.simulate.baseline import BaselineSimulator
-from workers.simulate.openai_simulator import ProbeSetImages
 from workers.simulate.visual_baseline import VisualBaselineSimulator
 from workers.visual_features import (
     VisualConcept,

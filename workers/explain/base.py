@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.contract import ExplanationCandidate
-from workers.records import NeuronRecords
+from workers.records import ActivationRecord, NeuronRecords
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +54,33 @@ class Explainer(Protocol):
 
     def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
         """One result per neuron, in order. Raise a named error (never return error text)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateScore:
+    """How well one candidate explanation predicted the calibration records."""
+
+    correlation: float | None
+    """Pearson correlation of the simulated and real activations, pooled over the records; None when
+    undefined (see `null_reason`)."""
+    null_reason: str | None
+    """Why the correlation is None (all-zero activations or predictions, nothing parsed), else None."""
+    parse_failures: int
+    """Simulator replies that could not be parsed."""
+    prompt_tokens: int = 0
+    """LLM prompt tokens the scoring spent."""
+    completion_tokens: int = 0
+    """LLM completion tokens the scoring spent."""
+    llm_calls: int = 0
+    """LLM requests the scoring made, retries included."""
+
+
+class CandidateScorer(Protocol):
+    """Scores candidate explanations of one neuron on records kept out of the explainer's prompt (the
+    calibration split), so an explainer drawing k > 1 can keep the best. The explainer does not know how:
+    workers/calibration.py simulates them."""
+
+    def score(self, texts: Sequence[str], records: Sequence[ActivationRecord]) -> list[CandidateScore]:
+        """One score per text, in order."""
         ...

@@ -3,7 +3,8 @@
 From the explainer records' normalised activations it finds the words (sub-word pieces merged) that carry
 most of the squared activation mass, the word that most often precedes them, and the domain most of the
 mass comes from, and writes e.g. `the tokens "red", "blue" and "green" (mostly in colours samples),
-often after "the"`. Quoted tokens are the contract with the simulators: they predict from them.
+often after "the"`. Quoted tokens are the contract with the simulators (workers/text_phrase.py): they
+predict from them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from workers.explain.base import ExplainerResult
 from workers.records import MODALITY_TEXT, NeuronRecords, word_layout
+from workers.text_phrase import CONTEXT_LEAD, quote
 
 MAX_WORDS = 5
 """Most quoted words in one explanation."""
@@ -27,11 +29,6 @@ CONTEXT_SHARE = 0.4
 DOMAIN_SHARE = 0.6
 """Name a domain when this share of the mass comes from its samples."""
 NOTHING = "nothing in particular: it is never above zero on the probe samples shown"
-
-
-def quote(token: str) -> str:
-    """A token in double quotes, with `\\` and `"` escaped (the simulators unescape them)."""
-    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _word_list(words: Sequence[str]) -> str:
@@ -111,7 +108,7 @@ def describe(neuron: NeuronRecords) -> str:
     if before:
         word, share = _ranked(before)[0]
         if share >= CONTEXT_SHARE * chosen_mass:
-            text += f", often after {quote(word)}"
+            text += f"{CONTEXT_LEAD}{quote(word)}"
     return text
 
 

@@ -2,9 +2,10 @@
 
 Text models get the Bills et al. prompt; vision-language models (an image source is given) the Xu et al.
 prompt with each record's image shaded by its patch activations. With k > 1 candidates, k explanations are
-drawn (``n=k``, temperature 1), each is simulated on a calibration split of the explainer records (every
-CALIBRATION_STRIDE-th one, kept from the prompt), and the best calibration correlation wins; all candidates
-and their scores go into the report. Neurons of a batch run concurrently.
+drawn (``n=k``, temperature 1), each is scored on a calibration split of the explainer records (every
+CALIBRATION_STRIDE-th one, kept from the prompt) by a CandidateScorer (workers/calibration.py simulates
+them), and the best calibration correlation wins; all candidates and their scores go into the report.
+Neurons of a batch run concurrently.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.contract import ExplanationCandidate
-from service.settings import Settings
-from workers.explain.base import ExplainerResult
+from workers.data.images import ImageSource
+from workers.explain.base import CandidateScorer, ExplainerResult
 from workers.explain.prompts import (
     TEXT_EXPLAINER_PROMPT_VERSION,
     VISUAL_EXPLAINER_PROMPT_VERSION,
@@ -26,13 +27,9 @@ from workers.explain.prompts import (
 )
 from workers.images import shaded_png
 from workers.llm.client import LLMCaller, Message, TokenUsage
-from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
-from workers.simulate.base import SimulationInput
-from workers.simulate.openai_simulator import ImageSource, OpenAISimulator
-from workers.simulate.scoring import score_simulation
 
 CALIBRATION_STRIDE = 4
 """With k > 1, every 4th explainer record (ranks 3, 7, …) is kept from the prompt for calibration."""
@@ -58,19 +55,17 @@ class OpenAIExplainer:
         caller: LLMCaller,
         *,
         candidates: int = 1,
-        simulator: OpenAISimulator | None = None,
+        scorer: CandidateScorer | None = None,
         images: ImageSource | None = None,
-        seed: int = 0,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
-        if candidates > 1 and simulator is None:
-            raise ValueError("k > 1 candidates need a simulator to score them on the calibration split")
+        if candidates > 1 and scorer is None:
+            raise ValueError("k > 1 candidates need a scorer to score them on the calibration split")
         self.caller = caller
         self.candidates = candidates
-        self.simulator = simulator
+        self.scorer = scorer
         self.images = images
-        self.seed = seed
 
     @property
     def model(self) -> str:
@@ -95,21 +90,18 @@ class OpenAIExplainer:
         version = (
             VISUAL_EXPLAINER_PROMPT_VERSION if self.uses_images(neuron) else TEXT_EXPLAINER_PROMPT_VERSION
         )
-        if len(texts) == 1 or not calibration or self.simulator is None:
+        if len(texts) == 1 or not calibration or self.scorer is None:
             return ExplainerResult(texts[0], None, usage.prompt, usage.completion, usage.calls, version)
-        inputs = [SimulationInput(text, [record.record for record in calibration]) for text in texts]
-        results = self.simulator.simulate(inputs)
-        real = [record.activations for record in calibration]
+        scores = self.scorer.score(texts, calibration)
         candidates: list[ExplanationCandidate] = []
-        for text, result in zip(texts, results, strict=True):
-            score = score_simulation(real, result.predictions, [True] * len(real), seed=self.seed)
-            usage += TokenUsage(result.prompt_tokens, result.completion_tokens, result.llm_calls)
+        for text, score in zip(texts, scores, strict=True):
+            usage += TokenUsage(score.prompt_tokens, score.completion_tokens, score.llm_calls)
             candidates.append(
                 ExplanationCandidate(
                     text=text,
                     calibration_correlation=score.correlation,
                     calibration_null_reason=score.null_reason,
-                    parse_failures=result.parse_failures,
+                    parse_failures=score.parse_failures,
                 )
             )
         text = candidates[_best(candidates)].text
@@ -181,18 +173,3 @@ def _best(candidates: list[ExplanationCandidate]) -> int:
     scores = [c.calibration_correlation for c in candidates]
     ranked = [s if s is not None else float("-inf") for s in scores]
     return max(range(len(ranked)), key=lambda index: (ranked[index], -index))
-
-
-def make_openai_explainer(
-    settings: Settings,
-    endpoint: str | None = None,
-    images: ImageSource | None = None,
-    seed: int = 0,
-    candidates: int | None = None,
-) -> OpenAIExplainer:
-    """The `openai` explainer on the named endpoint (None: the default) drawing `candidates` explanations
-    (None: settings' `llm_candidates`)."""
-    caller = LLMCaller(resolve_endpoint(settings, endpoint))
-    k = candidates if candidates is not None else settings.llm_candidates
-    simulator = OpenAISimulator(caller, images=images) if k > 1 else None
-    return OpenAIExplainer(caller, candidates=k, simulator=simulator, images=images, seed=seed)

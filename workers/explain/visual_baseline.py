@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workers.data.images import ImageSource
 from workers.explain.base import ExplainerResult
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, word_spans
-from workers.simulate.openai_simulator import ImageSource
 from workers.visual_features import (
     JOIN,
     VisualConcept,

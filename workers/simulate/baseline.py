@@ -1,49 +1,25 @@
 """The offline baseline simulator (`baseline` / `baseline-v1`): predicts from the explanation's quoted
-tokens only. A word matching the i-th of K quoted tokens gets 10·(1 − i/(2K)) (earlier = stronger); when
-the explanation names a preceding word ("often after X") and the word is not preceded by it, the value is
-scaled by CONTEXT_MISS. Every other token gets 0. An explanation without quoted tokens is a parse failure.
+tokens only (its text phrase, workers/text_phrase.py). A word matching the i-th of K quoted tokens gets
+10·(1 − i/(2K)) (earlier = stronger); when the explanation names a preceding word ("often after X") and the
+word is not preceded by it, the value is scaled by CONTEXT_MISS. Every other token gets 0. An explanation
+without quoted tokens is a parse failure.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from workers.records import MODALITY_TEXT, TokenRecord, word_spans
 from workers.simulate.base import SimulationInput, SimulatorResult
+from workers.text_phrase import TextPhrase, parse_text_phrase
 
 CONTEXT_MISS = 0.75
 """Scale for a listed word that is not preceded by the explanation's context word."""
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_ESCAPE = re.compile(r"\\(.)")
-_CONTEXT = ", often after "
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedExplanation:
-    tokens: list[str]
-    """Quoted tokens in order, lower-cased."""
-    context: list[str]
-    """Quoted preceding words, lower-cased (may be empty)."""
-
-
-def _quoted(text: str) -> list[str]:
-    return [_ESCAPE.sub(r"\1", match).lower() for match in _QUOTED.findall(text)]
-
-
-def parse_explanation(text: str) -> ParsedExplanation | None:
-    """The quoted tokens (and context words) of an explanation; None when it quotes no token."""
-    head, separator, tail = text.partition(_CONTEXT)
-    tokens = _quoted(head)
-    if not tokens:
-        return None
-    return ParsedExplanation(tokens=tokens, context=_quoted(tail) if separator else [])
-
-
-def predict_record(parsed: ParsedExplanation, record: TokenRecord) -> np.ndarray:
+def predict_record(parsed: TextPhrase, record: TokenRecord) -> np.ndarray:
     """0–10 per token of `record` (all pieces of a matching word get the word's value)."""
     count = len(parsed.tokens)
     weights: dict[str, float] = {}
@@ -72,7 +48,7 @@ class BaselineSimulator:
     def simulate(self, items: Sequence[SimulationInput]) -> list[SimulatorResult]:
         results = []
         for item in items:
-            parsed = parse_explanation(item.explanation)
+            parsed = parse_text_phrase(item.explanation)
             if parsed is None:
                 results.append(SimulatorResult(predictions=[None] * len(item.records), parse_failures=1))
                 continue

@@ -8,17 +8,14 @@ counted in `parse_failures`, never scored as zeros.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
 from service.settings import Settings
-from workers.data.base import ProbeSample
-from workers.images import model_view
+from workers.data.images import ImageSource
+from workers.images import png_bytes
 from workers.llm.client import ChatReply, LLMCaller, Message, TokenUsage
 from workers.llm.endpoints import resolve_endpoint
 from workers.llm.errors import LLMError
@@ -40,23 +37,6 @@ PARSE_ATTEMPTS = 2
 """Requests per record before an unparseable reply counts as a parse failure (the first, one retry)."""
 
 
-class ImageSource(Protocol):
-    """The image a vision-language sample showed the model, by sample id."""
-
-    def image(self, sample_id: int) -> Image.Image | None: ...
-
-
-class ProbeSetImages:
-    """ImageSource over a probe set's samples: the centred square crop the model saw (workers.images)."""
-
-    def __init__(self, samples: Sequence[ProbeSample]) -> None:
-        self.samples = samples
-
-    def image(self, sample_id: int) -> Image.Image | None:
-        image = self.samples[sample_id].image
-        return model_view(image) if isinstance(image, Image.Image) else None
-
-
 class MissingImage(LLMError):
     """A record has image patches to simulate but no image was given to the simulator."""
 
@@ -68,12 +48,6 @@ class _Outcome:
     usage: TokenUsage
     prompts: tuple[str, ...] = ()
     """Versions of the prompts this record was asked with."""
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class OpenAISimulator:

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from workers.data.images import ImageSource
 from workers.records import MODALITY_IMAGE, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
-from workers.simulate.baseline import BaselineSimulator, ParsedExplanation, parse_explanation, predict_record
-from workers.simulate.openai_simulator import ImageSource
+from workers.simulate.baseline import BaselineSimulator, predict_record
+from workers.text_phrase import TextPhrase, parse_text_phrase
 from workers.visual_features import POSITIONS, VisualConcept, patch_centres, patch_colours, split_explanation
 
 COLOUR_SCALE = 80.0
@@ -44,7 +45,7 @@ def predict_patches(concept: VisualConcept, image: Image.Image, grid: tuple[int,
 
 
 def predict_visual_record(
-    parsed: ParsedExplanation | None,
+    parsed: TextPhrase | None,
     concept: VisualConcept | None,
     record: TokenRecord,
     image: Image.Image | None,
@@ -77,7 +78,7 @@ class VisualBaselineSimulator:
 
     def _simulate_one(self, item: SimulationInput) -> SimulatorResult:
         head, concept = split_explanation(item.explanation)
-        parsed = parse_explanation(head) if head else None
+        parsed = parse_text_phrase(head) if head else None
         if parsed is None and concept is None:
             return SimulatorResult(predictions=[None] * len(item.records), parse_failures=1)
         predictions: list[np.ndarray | None] = []
