@@ -14,20 +14,15 @@ from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from service.contract import ModelSpec, load_registry
-from service.settings import Settings, load_settings
+from service.settings import Settings
 from workers.data.vl_probe import caption_corpus, generate_vl_probe
 from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.hooks import capture_activations
 from workers.models.llava import VisionLanguageAdapter, load_llava_adapter, resolve_weights
-from workers.models.tiny_llava import (
-    TINY_LLAVA_REVISION,
-    build_tiny_llava,
-    build_tiny_tokenizer,
-    cached_model_dir,
-    model_key,
-)
+from workers.models.tiny_llava import TINY_LLAVA_REVISION, build_tiny_llava, build_tiny_tokenizer
+from workers.models.weights_cache import cached_model_dir, model_key
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT
-from workers.scan.store import open_store
+from workers.scan.store import FsspecArtifactStore, open_store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CPU = torch.device("cpu")
@@ -94,32 +89,31 @@ def test_seeded_build_is_reproducible(tiny: tuple) -> None:
 
 
 def test_cache_builds_once_then_loads_from_the_store(tmp_path: Path) -> None:
-    settings = load_settings(artifact_url=str(tmp_path / "store"))
+    store = FsspecArtifactStore(str(tmp_path / "store"))
     builds: list[int] = []
 
     def build() -> tuple:
         builds.append(1)
         return build_tiny_llava()
 
-    folder = cached_model_dir(settings, "tiny-llava", TINY_LLAVA_REVISION, build)
-    again = cached_model_dir(settings, "tiny-llava", TINY_LLAVA_REVISION, build)
+    folder = cached_model_dir(store, "tiny-llava", TINY_LLAVA_REVISION, build)
+    again = cached_model_dir(store, "tiny-llava", TINY_LLAVA_REVISION, build)
     assert builds == [1]
     assert folder == again == tmp_path / "store" / model_key("tiny-llava", TINY_LLAVA_REVISION)
-    assert open_store(settings).verify(model_key("tiny-llava", TINY_LLAVA_REVISION))["revision"] == "seed0-v1"
+    assert store.verify(model_key("tiny-llava", TINY_LLAVA_REVISION))["revision"] == "seed0-v1"
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
 
 
 def test_remote_store_is_copied_to_a_local_folder() -> None:
-    settings = load_settings(artifact_url="memory://neuronlens-test-llava")
-    folder = cached_model_dir(settings, "tiny-llava", "remote-test", build_tiny_llava)
+    store = FsspecArtifactStore("memory://neuronlens-test-llava")
+    folder = cached_model_dir(store, "tiny-llava", "remote-test", build_tiny_llava)
     assert (folder / "config.json").exists()
     assert LlavaForConditionalGeneration.from_pretrained(folder).config.text_config.num_hidden_layers == 4
 
 
 def test_loaded_adapter_matches_a_fresh_build(tmp_path: Path, tiny: tuple) -> None:
     model, _ = tiny
-    settings = load_settings(artifact_url=str(tmp_path))
-    adapter = load_llava_adapter(vl_spec(), settings, CPU)
+    adapter = load_llava_adapter(vl_spec(), FsspecArtifactStore(str(tmp_path)), CPU)
     assert isinstance(adapter, VisionLanguageAdapter)
     assert adapter.patch_grid == (8, 8)
     assert isinstance(adapter.processor.image_processor, CLIPImageProcessorPil)  # type: ignore[attr-defined]
@@ -128,7 +122,7 @@ def test_loaded_adapter_matches_a_fresh_build(tmp_path: Path, tiny: tuple) -> No
 
 
 def test_hook_points_read_act_fn_output_and_down_proj_input(tmp_path: Path) -> None:
-    adapter = load_llava_adapter(vl_spec(), load_settings(artifact_url=str(tmp_path)), CPU)
+    adapter = load_llava_adapter(vl_spec(), FsspecArtifactStore(str(tmp_path)), CPU)
     samples = generate_vl_probe(3).samples[:3]
     inputs = adapter.make_batch(samples, adapter.tokenize(samples))
     mlp = adapter.module.get_submodule("model.language_model.layers.1.mlp")
@@ -151,7 +145,7 @@ def test_hook_points_read_act_fn_output_and_down_proj_input(tmp_path: Path) -> N
 
 
 def test_tokenize_marks_patches_and_caption(tmp_path: Path) -> None:
-    adapter = load_llava_adapter(vl_spec(), load_settings(artifact_url=str(tmp_path)), CPU)
+    adapter = load_llava_adapter(vl_spec(), FsspecArtifactStore(str(tmp_path)), CPU)
     sample = generate_vl_probe(1).samples[0]
     (item,) = adapter.tokenize([sample])
     images = item.modality == MODALITY_IMAGE
@@ -166,7 +160,7 @@ def test_tokenize_marks_patches_and_caption(tmp_path: Path) -> None:
 
 def test_generated_model_revision_must_match(tmp_path: Path) -> None:
     with pytest.raises(UnknownModel, match="builds 'seed0-v1'"):
-        resolve_weights(vl_spec(revision="seed9"), load_settings(artifact_url=str(tmp_path)))
+        resolve_weights(vl_spec(revision="seed9"), FsspecArtifactStore(str(tmp_path)))
 
 
 def real_spec(model_id: str, architecture: str, path: str, layers: int, neurons: int) -> ModelSpec:
@@ -192,7 +186,7 @@ def test_absent_real_checkpoint_fails_at_once_saying_how_to_provide_it(
 ) -> None:
     spec = real_spec(model_id, architecture, hub_id, 32, 11008)
     with pytest.raises(ModelWeightsMissing) as caught:
-        load_llava_adapter(spec, settings, CPU)
+        load_llava_adapter(spec, open_store(settings), CPU)
     message = str(caught.value)
     assert hub_id in message and "never downloads" in message
     assert f"huggingface-cli download {hub_id}" in message and "source.path" in message
@@ -203,7 +197,7 @@ def test_real_checkpoint_loads_from_a_local_folder(tmp_path: Path, tiny: tuple) 
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
     spec = real_spec("local-llava", "llava", str(tmp_path / "ckpt"), 4, 256)
-    adapter = load_llava_adapter(spec, load_settings(artifact_url=str(tmp_path / "store")), CPU)
+    adapter = load_llava_adapter(spec, FsspecArtifactStore(str(tmp_path / "store")), CPU)
     assert adapter.module.config.text_config.num_hidden_layers == 4
     assert not (tmp_path / "store").exists()  # real checkpoints are never copied into the store
 
@@ -212,7 +206,7 @@ def test_folder_without_weights_is_reported(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     spec = real_spec("local-llava", "llava", str(tmp_path / "empty"), 4, 256)
     with pytest.raises(ModelWeightsMissing, match="no config.json"):
-        resolve_weights(spec, load_settings(artifact_url=str(tmp_path)))
+        resolve_weights(spec, FsspecArtifactStore(str(tmp_path)))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="this host has torchvision")
@@ -223,4 +217,4 @@ def test_qwen2_vl_without_torchvision_says_what_is_missing(tmp_path: Path) -> No
     (folder / "model.safetensors").write_bytes(b"")
     spec = real_spec("qwen2-vl-2b", "qwen2-vl", str(folder), 28, 8960)
     with pytest.raises(UnknownModel, match="needs the torchvision package"):
-        load_llava_adapter(spec, load_settings(artifact_url=str(tmp_path)), CPU)
+        load_llava_adapter(spec, FsspecArtifactStore(str(tmp_path)), CPU)

@@ -17,7 +17,6 @@ from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
 from service.contract import ModelSpec
-from service.settings import Settings
 from workers.data.base import ProbeSample
 from workers.data.vl_probe import QUESTION
 from workers.errors import ModelWeightsMissing, UnknownModel
@@ -25,13 +24,8 @@ from workers.images import model_view
 from workers.models.base import ModelAdapter, TokenizedSample
 from workers.models.layout import LLAVA_TEMPLATE, QWEN2_VL_TEMPLATE, BatchLayout, layout_batch
 from workers.models.planted import PLANTED_ID, PLANTED_REVISION, build_tiny_llava_planted
-from workers.models.tiny_llava import (
-    TINY_LLAVA_ID,
-    TINY_LLAVA_REVISION,
-    Builder,
-    build_tiny_llava,
-    cached_model_dir,
-)
+from workers.models.tiny_llava import TINY_LLAVA_ID, TINY_LLAVA_REVISION, build_tiny_llava
+from workers.models.weights_cache import Builder, WeightsStore, cached_model_dir
 
 QWEN2_VL_IMAGE_SIZE = 448
 """Qwen2-VL sees every image resized to this square, so its patch grid is fixed (16 × 16 tokens)."""
@@ -218,7 +212,7 @@ GENERATED_MODELS: dict[str, tuple[str, Builder]] = {
 """Generated vision-language models by id: (revision this code builds, builder)."""
 
 
-def load_llava_adapter(spec: ModelSpec, settings: Settings, device: torch.device) -> ModelAdapter:
+def load_llava_adapter(spec: ModelSpec, store: WeightsStore, device: torch.device) -> ModelAdapter:
     """Load a registry vision-language model in eval mode on `device` (the loader's AdapterBuilder).
 
     float32 on CPU, bfloat16 on accelerators. Generated models are built (once) into the artifact store;
@@ -232,7 +226,7 @@ def load_llava_adapter(spec: ModelSpec, settings: Settings, device: torch.device
     if spec.architecture not in _MODEL_CLASSES:
         allowed = ", ".join(sorted(_MODEL_CLASSES))
         raise UnknownModel(f"model {spec.id!r}: architecture {spec.architecture!r} is not one of {allowed}")
-    folder = resolve_weights(spec, settings)
+    folder = resolve_weights(spec, store)
     if spec.architecture == "qwen2-vl" and importlib.util.find_spec("torchvision") is None:
         # transformers' Qwen2VLProcessor cannot even be built without it (its video processor needs it).
         raise UnknownModel(
@@ -247,7 +241,7 @@ def load_llava_adapter(spec: ModelSpec, settings: Settings, device: torch.device
     return VisionLanguageAdapter(spec, model.to(device).eval(), processor, device)
 
 
-def resolve_weights(spec: ModelSpec, settings: Settings) -> Path:
+def resolve_weights(spec: ModelSpec, store: WeightsStore) -> Path:
     """The local folder with the model's files; ModelWeightsMissing when a real checkpoint is absent."""
     source = spec.source
     if source.kind == "generated":
@@ -260,7 +254,7 @@ def resolve_weights(spec: ModelSpec, settings: Settings) -> Path:
                 f"model {spec.id!r}: the registry asks for revision {spec.revision!r}; "
                 f"this NeuronLens builds {revision!r}"
             )
-        return cached_model_dir(settings, spec.id, revision, build)
+        return cached_model_dir(store, spec.id, revision, build)
     if source.kind != "hub-or-path" or not source.path:
         raise UnknownModel(f"model {spec.id!r}: source kind {source.kind!r} needs `path` (hub id or folder)")
     return _local_checkpoint(spec, source.path)

@@ -17,8 +17,10 @@ from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.base import ModelAdapter
 from workers.models.device import select_device
 from workers.models.text import TextModelAdapter
+from workers.models.weights_cache import WeightsStore
 
-AdapterBuilder = Callable[[ModelSpec, Settings, torch.device], ModelAdapter]
+AdapterBuilder = Callable[[ModelSpec, torch.device, WeightsStore], ModelAdapter]
+"""(spec, device, store caching generated weights) → the loaded model."""
 
 _CACHE: dict[tuple[str, str, str], ModelAdapter] = {}
 _LOCK = threading.Lock()
@@ -49,7 +51,7 @@ def weights_path(spec: ModelSpec) -> str:
     raise UnknownModel(f"model {spec.id!r}: source kind {source.kind!r} is built by its architecture loader")
 
 
-def load_text_adapter(spec: ModelSpec, settings: Settings, device: torch.device) -> ModelAdapter:
+def load_text_adapter(spec: ModelSpec, device: torch.device, store: WeightsStore) -> ModelAdapter:
     """AutoModel + AutoTokenizer from local files only, in eval mode on `device`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
@@ -68,12 +70,12 @@ def load_text_adapter(spec: ModelSpec, settings: Settings, device: torch.device)
     return TextModelAdapter(spec, model, tokenizer, device)
 
 
-def load_vision_language_adapter(spec: ModelSpec, settings: Settings, device: torch.device) -> ModelAdapter:
+def load_vision_language_adapter(spec: ModelSpec, device: torch.device, store: WeightsStore) -> ModelAdapter:
     """LLaVA and Qwen2-VL models (workers.models.llava), imported on first use: text-only workers never
     import the vision-language stack."""
     from workers.models.llava import load_llava_adapter
 
-    return load_llava_adapter(spec, settings, device)
+    return load_llava_adapter(spec, store, device)
 
 
 ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
@@ -85,8 +87,9 @@ ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
 """Loader per registry `architecture`."""
 
 
-def load_model(settings: Settings, spec: ModelSpec) -> ModelAdapter:
-    """The model for `spec` on the configured device, loaded on first use and kept for the process."""
+def load_model(settings: Settings, spec: ModelSpec, store: WeightsStore) -> ModelAdapter:
+    """The model for `spec` on the configured device, loaded on first use and kept for the process;
+    generated models are built once into `store` (the artifact store)."""
     device = select_device(settings)
     key = (spec.id, spec.revision, str(device))
     with _LOCK:
@@ -99,6 +102,6 @@ def load_model(settings: Settings, spec: ModelSpec) -> ModelAdapter:
             raise UnknownModel(
                 f"model {spec.id!r}: architecture {spec.architecture!r} has no loader; known: {known}"
             )
-        adapter = builder(spec, settings, device)
+        adapter = builder(spec, device, store)
         _CACHE[key] = adapter
         return adapter

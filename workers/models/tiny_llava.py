@@ -5,17 +5,10 @@ Its tokenizer is a `tokenizers` WordPiece model whose vocabulary is built from t
 and the prompt template (deterministic, no training), wrapped in `PreTrainedTokenizerFast` and a real
 `LlavaProcessor`, which expands `<image>` into one token per patch. Its image processor is CLIP's PIL
 backend (this machine's CPU torch has no torchvision). Generated models are cached in the artifact store
-(workers.scan.store) under the key `models/<id>/<revision>`, so every worker of a cluster scans the same
-weights.
+by workers/models/weights_cache.py, so every worker of a cluster scans the same weights.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -25,16 +18,12 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    PreTrainedModel,
     PreTrainedTokenizerFast,
-    ProcessorMixin,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from service.settings import Settings
 from workers.data.vl_probe import QUESTION, caption_corpus
 from workers.models.layout import LLAVA_TEMPLATE
-from workers.scan.store import MANIFEST, open_store
 
 TINY_LLAVA_ID = "tiny-llava"
 TINY_LLAVA_REVISION = "seed0-v1"
@@ -48,9 +37,6 @@ TINY_PATCH_SIZE = 8
 TINY_TEXT_LAYERS = 4
 TINY_NEURONS = 256
 """MLP neurons per language-model layer (intermediate size)."""
-
-Builder = Callable[[], tuple[PreTrainedModel, ProcessorMixin]]
-"""Builds a generated model and its processor."""
 
 
 def tiny_vocabulary() -> list[str]:
@@ -144,51 +130,3 @@ def build_tiny_llava(seed: int = TINY_LLAVA_SEED) -> tuple[LlavaForConditionalGe
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(tiny_llava_config(tokenizer))
     return model.eval(), processor
-
-
-# --------------------------------------------------------------------------- artifact-store cache
-
-
-def model_key(model_id: str, revision: str) -> str:
-    """Artifact key of a generated model: `models/<id>/<revision>`."""
-    return f"models/{model_id}/{revision}"
-
-
-def cached_model_dir(settings: Settings, model_id: str, revision: str, build: Builder) -> Path:
-    """A local folder holding the model and its processor: the artifact-store copy, built first if absent.
-
-    Concurrent builders are harmless: the build is deterministic and the store keeps the first copy.
-    """
-    store = open_store(settings)
-    key = model_key(model_id, revision)
-    if not store.exists(key):
-        store.write(key, _built_files(build), {"model": model_id, "revision": revision})
-    local = store.local_path(key, "config.json")
-    if local is not None:
-        return Path(local).parent
-    # Remote store: copy the files once per host into a local cache that from_pretrained can read.
-    folder = Path(tempfile.gettempdir()) / "neuronlens-models" / model_id / revision
-    if not (folder / MANIFEST).exists():
-        manifest = store.verify(key)
-        staging = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix=f".{revision}.tmp-"))
-        for name in [*manifest["files"], MANIFEST]:
-            data = store.read_bytes(key, name)
-            (staging / name).write_bytes(data)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process of this host copied it first
-            shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
-
-def _built_files(build: Builder) -> dict[str, bytes]:
-    model, processor = build()
-    with tempfile.TemporaryDirectory() as staging:
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        return {path.name: path.read_bytes() for path in sorted(Path(staging).iterdir()) if path.is_file()}
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

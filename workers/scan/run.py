@@ -85,7 +85,7 @@ def scan_layers(
     if not todo:
         return result
     started = time.perf_counter()
-    adapter = load_model(settings, model)
+    adapter = load_model(settings, model, store)
     samples = load_probe_set(dataset).samples
     tokenized = adapter.tokenize(samples)
     probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
