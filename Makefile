@@ -30,6 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy service workers
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)
