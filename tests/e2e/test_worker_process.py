@@ -1,21 +1,26 @@
 """The worker process on its own: abandoned jobs are retried after SIGKILL, SIGTERM is a warm shutdown.
 
-The workload is the standard library's ``time.sleep`` enqueued by dotted path, so these tests exercise
-only the worker's own mechanics (heartbeats, abandoned-job detection, shutdown) with real processes and a
-real Redis; tests/e2e/test_stack.py does the same with real explain jobs.
+The workload is the standard library's ``time.sleep``, or a job that blocks until the test releases it
+(tests/e2e/jobs.py), enqueued by dotted path, so these tests exercise only the worker's own mechanics
+(heartbeats, abandoned-job detection, shutdown) with real processes and a real Redis; tests/e2e/test_stack.py
+does the same with real explain jobs.
 """
 
 from __future__ import annotations
 
 import signal
+import time
+import uuid
 
 import redis
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from tests.e2e.helpers import Processes, process_env, wait_for
+from tests.e2e.jobs import release
+from workers.worker import ABANDON_AFTER_BEATS
 
 HEARTBEAT_S = 1
 
@@ -60,19 +65,55 @@ def test_job_of_a_killed_worker_is_retried_by_another(
     assert second.poll() is None, "the second worker keeps serving"
 
 
+def _started_entry(conn: redis.Redis, job_id: str) -> tuple[bytes, float]:
+    """The job's one started-registry entry (``job_id:execution_id``) and when it expires (Unix seconds):
+    what heartbeats push forward."""
+    registry = StartedJobRegistry("scan", connection=conn)
+    entries = [
+        (member, score)
+        for member, score in conn.zrange(registry.key, 0, -1, withscores=True)
+        if member.decode().split(":")[0] == job_id
+    ]
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
 def test_running_job_is_kept_alive_by_heartbeats(
     redis_conn: redis.Redis, redis_url: str, processes: Processes
 ) -> None:
-    """A job running many heartbeat periods longer than the abandon threshold is not retried by a peer."""
+    """A job that runs until the test releases it, past the abandon window, is kept by heartbeats: its
+    started-registry entry is pushed forward while both the runner and a peer clean the registry, and it
+    is never retried."""
     env = process_env(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_WORKER_HEARTBEAT_S=str(HEARTBEAT_S))
-    job = _enqueue_sleep(redis_conn, 6, retries=1)
+    key = f"test:release:{uuid.uuid4().hex}"
+    queue = Queue("scan", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue_call(
+        func="tests.e2e.jobs.block_until_released",
+        args=(redis_url, key, 120),
+        timeout=180,
+        result_ttl=600,
+        retry=Retry(max=1),
+    )
     processes.start_worker(env, "runner")
     wait_for(lambda: _status(redis_conn, job.id) == JobStatus.STARTED, 30, "the worker to start the job")
+    entry, first_deadline = _started_entry(redis_conn, job.id)
+    assert first_deadline <= time.time() + ABANDON_AFTER_BEATS * HEARTBEAT_S
     processes.start_worker(env, "peer")  # cleans the started registry every beat
+    wait_for(lambda: Worker.find_by_key("rq:worker:peer", connection=redis_conn), 30, "the peer to start")
+    # Past the first deadline by two beats, with both workers cleaning: only heartbeats keep the job.
+    beyond = first_deadline + 2 * HEARTBEAT_S
+    wait_for(lambda: time.time() > beyond, 60, "the first abandon deadline to pass")
+    registry_key = StartedJobRegistry("scan", connection=redis_conn).key
+    deadline = redis_conn.zscore(registry_key, entry)
+    assert deadline is not None and deadline > beyond, "heartbeats must push the same entry's deadline on"
+    running = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert (running.get_status(), running.worker_name) == (JobStatus.STARTED, "runner")
+    assert running.retries_left == 1
+    release(redis_conn, key)
     wait_for(lambda: _status(redis_conn, job.id) == JobStatus.FINISHED, 60, "the job to finish")
     finished = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
     assert finished.retries_left == 1, "a job with a live worker must never be declared abandoned"
-    assert finished.worker_name == "runner"
+    assert finished.worker_name == "runner" and finished.return_value() == "released"
 
 
 def test_sigterm_finishes_the_running_job_then_exits(
