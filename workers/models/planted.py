@@ -60,8 +60,8 @@ PLANTED_READS: dict[int, tuple[int, ...]] = {
     200: (DIM_RED,),
 }
 """The edit plan: reserved language-model dimensions each planted neuron's gate and up rows read. Where
-the neurons are, their types and concepts are the bundled registry's `planted` list (service/registry.json);
-`planted_neurons` joins the two and fails when they disagree."""
+the neurons are, their types and concepts are the bundled registry's `planted` list
+(service/contract/registry.json); `planted_neurons` joins the two and fails when they disagree."""
 
 
 @dataclass(frozen=True, slots=True)
