@@ -184,9 +184,9 @@ class LLMPeer:
                 400, f"Unsupported parameter: '{rejected[0]}' is not supported.", "invalid_request_error"
             )
         if fault is not None:
-            answer = self._fault_answer(fault)
-            if answer is not None:
-                return answer
+            faulty = self._fault_answer(fault)
+            if faulty is not None:
+                return faulty
         answer = completion(body, prompt, role, fault.kind if fault else None)
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
