@@ -136,12 +136,18 @@ def _legend_html(report: NeuronReport) -> str:
             f"<span>{left}</span><span>{right}</span></div><div>{what}</div></div>"
         )
 
+    has_images = any(e.image_url for e in [*report.exemplars, *(report.random_exemplars or [])])
+    images = (
+        scale(
+            image, "white: ≤ 0", f"original pixel: {top:.4g}", "image shading: pixel·a/10 + white·(1 − a/10)"
+        )
+        if has_images
+        else ""
+    )
     return (
         '<div class="legend" id="legend" aria-label="colour scale">'
         + scale(gradient, "0 (raw ≤ 0)", f"10 (raw {top:.4g})", "token shading: normalised activation")
-        + scale(
-            image, "white: ≤ 0", f"original pixel: {top:.4g}", "image shading: pixel·a/10 + white·(1 − a/10)"
-        )
+        + images
         + scale(simulated, "0", "10", "simulator's prediction (held-out records)")
         + "</div>"
     )

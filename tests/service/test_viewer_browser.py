@@ -137,7 +137,8 @@ def test_viewer_pages_in_a_browser(
     page.wait_for_url(f"{stack}/v1/neurons/{MODEL}/{LAYER}/42/page")  # type: ignore[attr-defined]
     expect(page.locator("#activation-histogram svg rect")).not_to_have_count(0)  # type: ignore[attr-defined]
     expect(page.locator("#simulated-vs-true circle")).not_to_have_count(0)  # type: ignore[attr-defined]
-    expect(page.locator("#legend")).to_contain_text("token shading")  # type: ignore[attr-defined]
+    expect(page.locator("#legend")).to_contain_text("token shading")
+    expect(page.locator("#legend")).to_contain_text("image shading")  # type: ignore[attr-defined]
     randoms = page.locator("#random-exemplars .exemplar")  # type: ignore[attr-defined]
     expect(randoms).not_to_have_count(0)
     page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
