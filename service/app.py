@@ -14,8 +14,8 @@ import redis.asyncio
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
+from service.api_docs import docs_assets_router, openapi_config
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
 from service.jobs import JobQueues
@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     api_metrics = ApiMetrics(lambda: _metrics_source(state))
     state.api_metrics = api_metrics
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[*ROUTE_HANDLERS, docs_assets_router()],
         lifespan=[redis_lifespan],
         dependencies={
             "redis_client": Provide(provide_redis, sync_to_thread=False),
@@ -135,12 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "reports": Provide(provide_reports, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(
-            title="NeuronLens",
-            version=package_version(),
-            description=API_DESCRIPTION,
-            use_handler_docstrings=True,
-        ),
+        openapi_config=openapi_config("NeuronLens", package_version(), API_DESCRIPTION),
         state=state,
     )
     # Around the whole handler rather than as route middleware, so unmatched routes are measured too.

@@ -1,4 +1,5 @@
-"""Links from a report's image exemplars to `GET /v1/neurons/{model}/{layer}/{neuron}/exemplars/{rank}.png`.
+"""Links from a report's image exemplars to `GET /v1/neurons/{model}/{layer}/{neuron}/exemplars/{name}`
+(shaded and unshaded, top and random exemplars: `contract.exemplar_image_name`).
 
 Workers never know a route: a stored report leaves `image_url` null, and what identifies an image is in
 the report (the exemplar's rank, `Exemplar.has_image`) and its key (the variant). The API fills the links
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, exemplar_image_name
+from service.contract import Exemplar, ExplanationRequest, NeuronReport, PipelineOptions, exemplar_image_name
 
 _QUERY_FIELDS = ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates")
 
@@ -24,26 +25,53 @@ def exemplar_query(request: ExplanationRequest, variant: str) -> dict[str, str]:
     return query
 
 
-def exemplar_image_url(request: ExplanationRequest, neuron: int, rank: int, variant: str) -> str:
-    """API path of an exemplar's shaded PNG, with the query of its report variant."""
+def exemplar_image_url(
+    request: ExplanationRequest,
+    neuron: int,
+    rank: int,
+    variant: str,
+    *,
+    random: bool = False,
+    original: bool = False,
+) -> str:
+    """API path of an exemplar's PNG (shaded, or `original`; of a random exemplar when `random`), with the
+    query of its report variant."""
     model = quote(request.model, safe="")
-    path = f"/v1/neurons/{model}/{request.layer}/{neuron}/exemplars/{exemplar_image_name(rank)}"
+    name = exemplar_image_name(rank, random=random, original=original)
+    path = f"/v1/neurons/{model}/{request.layer}/{neuron}/exemplars/{name}"
     return f"{path}?{urlencode(exemplar_query(request, variant))}"
 
 
-def link_exemplar_images(report: NeuronReport, request: ExplanationRequest, variant: str) -> NeuronReport:
-    """``report`` with `image_url` set on every exemplar that has a stored image (unchanged when none has)."""
-    if not any(exemplar.has_image for exemplar in report.exemplars):
-        return report
-    exemplars = [
+def _linked(
+    exemplars: list[Exemplar], request: ExplanationRequest, neuron: int, variant: str, random: bool
+) -> list[Exemplar]:
+    return [
         exemplar.model_copy(
-            update={"image_url": exemplar_image_url(request, report.neuron, exemplar.rank, variant)}
+            update={
+                field: exemplar_image_url(
+                    request, neuron, exemplar.rank, variant, random=random, original=original
+                )
+                for field, original in (("image_url", False), ("original_image_url", True))
+            }
         )
         if exemplar.has_image
         else exemplar
-        for exemplar in report.exemplars
+        for exemplar in exemplars
     ]
-    return report.model_copy(update={"exemplars": exemplars})
+
+
+def link_exemplar_images(report: NeuronReport, request: ExplanationRequest, variant: str) -> NeuronReport:
+    """``report`` with `image_url` and `original_image_url` set on every top and random exemplar that has
+    stored images (unchanged when none has)."""
+    randoms = report.random_exemplars or []
+    if not any(exemplar.has_image for exemplar in [*report.exemplars, *randoms]):
+        return report
+    update: dict[str, object] = {
+        "exemplars": _linked(report.exemplars, request, report.neuron, variant, False)
+    }
+    if report.random_exemplars is not None:
+        update["random_exemplars"] = _linked(randoms, request, report.neuron, variant, True)
+    return report.model_copy(update=update)
 
 
 def link_report_json(raw: bytes, request: ExplanationRequest, variant: str) -> bytes:

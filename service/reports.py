@@ -77,6 +77,12 @@ class ReportReader:
         self._keys[cache_key] = found
         return found
 
+    def layer_variant(self, model: str, layer: int, query: Query) -> tuple[str, ExplanationRequest]:
+        """(report variant, resolved request) that a lookup of any neuron of ``layer`` with ``query`` reads;
+        InvalidInput / NotFound for bad names."""
+        lookup = self.resolve(model, layer, 0, query)
+        return lookup.variant, lookup.request
+
     async def read(self, model: str, layer: int, neuron: int, query: Query) -> bytes:
         """The stored report's JSON for the variant a request with default options (and ``query``'s hook,
         dataset, backends, endpoint, candidates) produces, with its exemplar image links. NotFound for

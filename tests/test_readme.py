@@ -41,3 +41,10 @@ def test_commands_in_the_readme_exist() -> None:
     subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for command in set(re.findall(r"neuronlens (up|explain|demo|[a-z]+)\b", README)):
         assert command in subcommands, f"`neuronlens {command}` is in the README but not in the CLI"
+
+
+def test_images_in_the_readme_exist() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images, "the README shows no image (the viewer section has a screenshot)"
+    for image in images:
+        assert (ROOT / image).is_file(), f"{image} is in the README but not in the repository"

@@ -37,6 +37,10 @@ from workers.scan.tokens import TokenizedProbe
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.scoring import Score, score_simulation
 
+RANDOM_EXEMPLARS = 5
+"""Held-out random records a report carries as `random_exemplars` (with the simulator's predictions):
+enough to show how the neuron behaves on ordinary samples, few enough to keep reports small."""
+
 
 @dataclass(frozen=True)
 class ReportContext:
@@ -130,7 +134,13 @@ def score_neuron(prepared: PreparedNeuron, simulation: SimulatorResult, seed: in
     return score_simulation(real, simulation.predictions, prepared.heldout_is_top, seed=seed)
 
 
-def _exemplar(record: ActivationRecord, rank: int, row_max: float, max_activation: float) -> Exemplar:
+def _exemplar(
+    record: ActivationRecord,
+    rank: int,
+    row_max: float,
+    max_activation: float,
+    simulated: np.ndarray | None = None,
+) -> Exemplar:
     token_record = record.record
     grid = token_record.patch_grid
     patches = None
@@ -146,7 +156,35 @@ def _exemplar(record: ActivationRecord, rank: int, row_max: float, max_activatio
         max_activation=row_max,
         patch_grid=list(grid) if grid is not None else None,
         patch_activations=patches,
+        simulated=[round(float(v), 3) for v in simulated] if simulated is not None else None,
     )
+
+
+def _simulated_by_record(
+    prepared: PreparedNeuron, simulation: SimulatorResult
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The simulator's predictions of held-out records: (by top rank, by random slot); unparsed left out."""
+    n_top = len(prepared.split.holdout_top_ranks)
+    keys = [*prepared.split.holdout_top_ranks, *prepared.split.holdout_random_slots]
+    by_top: dict[int, np.ndarray] = {}
+    by_random: dict[int, np.ndarray] = {}
+    for index, (key, prediction) in enumerate(zip(keys, simulation.predictions, strict=True)):
+        if prediction is not None:
+            (by_top if index < n_top else by_random)[key] = prediction
+    return by_top, by_random
+
+
+def _random_exemplars(prepared: PreparedNeuron, by_random: dict[int, np.ndarray]) -> list[Exemplar]:
+    """The first RANDOM_EXEMPLARS held-out random records, with their predictions."""
+    n_top = len(prepared.split.holdout_top_ranks)
+    records = prepared.heldout[n_top:]
+    exemplars = []
+    for slot, record in list(zip(prepared.split.holdout_random_slots, records, strict=True))[
+        :RANDOM_EXEMPLARS
+    ]:
+        row_max = float(record.activations.max()) if len(record.activations) else 0.0
+        exemplars.append(_exemplar(record, slot, row_max, prepared.max_activation, by_random.get(slot)))
+    return exemplars
 
 
 def _domains(context: ReportContext, neuron: int) -> dict[str, float] | None:
@@ -170,6 +208,7 @@ def build_report(
     top_max = context.scan.top_max[neuron]
     n_exemplars = min(context.options.n_exemplars, len(top_max))
     manifest = context.scan.manifest
+    by_top, by_random = _simulated_by_record(prepared, simulation)
     return NeuronReport(
         model=context.model.id,
         model_revision=context.model.revision,
@@ -180,9 +219,12 @@ def build_report(
         type_evidence=prepared.neuron_type.evidence(),
         max_activation=prepared.max_activation,
         exemplars=[
-            _exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.max_activation)
+            _exemplar(
+                prepared.top[rank], rank, float(top_max[rank]), prepared.max_activation, by_top.get(rank)
+            )
             for rank in range(n_exemplars)
         ],
+        random_exemplars=_random_exemplars(prepared, by_random),
         explanation=Explanation(
             text=explanation.text,
             backend=explainer[0],

@@ -79,6 +79,9 @@ def exemplar_images_key(model: str, layer: int, neuron: int, variant: str) -> st
     return f"{EXEMPLAR_IMAGE_ROOT}/{_KEY_UNSAFE.sub('_', model)}/L{layer}/N{neuron}/{variant}"
 
 
-def exemplar_image_name(rank: int) -> str:
-    """File name of the exemplar of `rank` inside its `exemplar_images_key` folder."""
-    return f"{rank}.png"
+def exemplar_image_name(rank: int, *, random: bool = False, original: bool = False) -> str:
+    """File name of an exemplar's image inside its `exemplar_images_key` folder: `<rank>.png` for a top
+    exemplar shaded by activation, `random-<slot>.png` for a random one; `-original` before `.png` for the
+    unshaded image."""
+    stem = f"random-{rank}" if random else str(rank)
+    return f"{stem}-original.png" if original else f"{stem}.png"

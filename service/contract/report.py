@@ -25,10 +25,14 @@ class TypeEvidence(ContractModel):
 
 
 class Exemplar(ContractModel):
-    """One top-activating sample with this neuron's activation at each of its tokens."""
+    """One sample (a top-activating one, or a random one) with this neuron's activation at each token."""
 
     sample_id: int = Field(ge=0, description="Index of the sample in the probe set.")
-    rank: int = Field(ge=0, description="0 = the sample with the highest max activation.")
+    rank: int = Field(
+        ge=0,
+        description="Top exemplars: 0 = the sample with the highest max activation. Random exemplars: the "
+        "record's slot in the scan's seeded random draw.",
+    )
     kind: Literal["text", "image+text"] = Field(description="Sample kind.")
     tokens: list[str] = Field(description="Content tokens (special and template tokens removed).")
     activations: list[float] = Field(description="Raw activation at each token, same length as `tokens`.")
@@ -41,15 +45,26 @@ class Exemplar(ContractModel):
         description="Shaded exemplar image (PNG): set on image exemplars with patch activations when the API "
         "serves the report (workers store reports without it).",
     )
+    original_image_url: str | None = Field(
+        default=None,
+        description="The same image unshaded, as the model saw it (PNG); set like `image_url`.",
+    )
     patch_grid: list[int] | None = Field(default=None, description="[rows, cols] of image patches.")
     patch_activations: list[float] | None = Field(
         default=None, description="Raw activation per patch, row-major."
+    )
+    simulated: list[float] | None = Field(
+        default=None,
+        description="The simulator's prediction (0–10, the scale of `activations_norm`) at each token, same "
+        "length as `tokens`, for a record held out for scoring; null for records shown to the explainer, "
+        "and when the simulator's reply for it could not be parsed.",
     )
 
     @property
     def has_image(self) -> bool:
         """True for an image exemplar with patch activations: the explain worker stores its shaded PNG
-        (``keys.exemplar_image_name(rank)``) and the API links it in `image_url` when it serves the report."""
+        and its unshaded original (``keys.exemplar_image_name``) and the API links them in `image_url` and
+        `original_image_url` when it serves the report."""
         return (
             self.kind == "image+text" and self.patch_grid is not None and self.patch_activations is not None
         )
@@ -152,6 +167,12 @@ class NeuronReport(ContractModel):
     type_evidence: TypeEvidence
     max_activation: float = Field(description="Largest raw activation seen over the whole probe set.")
     exemplars: list[Exemplar] = Field(description="Top-activating samples, highest first.")
+    random_exemplars: list[Exemplar] | None = Field(
+        default=None,
+        description="A few of the random records scored against the explanation (held out, so each has "
+        "`simulated`), in the scan's seeded draw order: how the neuron behaves on ordinary samples. Null "
+        "in reports written before pipeline 0.2.0.",
+    )
     explanation: Explanation
     simulation: Simulation
     domains: dict[str, float] | None = Field(
@@ -167,3 +188,30 @@ class NeuronReport(ContractModel):
     )
     dataset: DatasetRef
     provenance: Provenance
+
+
+class NeuronSummary(ContractModel):
+    """One stored report of a layer, in a few fields (`GET /v1/neurons/{model}/{layer}`)."""
+
+    neuron: int = Field(ge=0, description="Neuron index within the layer.")
+    neuron_type: NeuronType = Field(description="The report's `neuron_type`.")
+    p_visual: float = Field(ge=0, le=1, description="`type_evidence.p_visual`.")
+    p_text: float = Field(ge=0, le=1, description="`type_evidence.p_text`.")
+    p_multimodal: float = Field(ge=0, le=1, description="`type_evidence.p_multimodal`.")
+    p_unknown: float = Field(ge=0, le=1, description="`type_evidence.p_unknown`.")
+    high_confidence: bool = Field(description="`type_evidence.high_confidence`.")
+    max_activation: float = Field(description="Largest raw activation over the probe set.")
+    explanation: str = Field(description="`explanation.text`.")
+    correlation: float | None = Field(description="`simulation.correlation` (the score), −1 … 1, or null.")
+    ci95: list[float] | None = Field(default=None, description="`simulation.ci95`: bootstrap 95% interval.")
+
+
+class NeuronListing(ContractModel):
+    """A page of the stored reports of one layer, one report variant, by ascending neuron index."""
+
+    model: str = Field(description="Model id.")
+    layer: int = Field(ge=0, description="Layer index.")
+    variant: str = Field(description="Report variant listed (16 hex digits).")
+    total: int = Field(ge=0, description="Stored reports of this layer and variant.")
+    offset: int = Field(ge=0, description="Index (in ascending neuron order) of the first row.")
+    neurons: list[NeuronSummary] = Field(description="The page of summary rows.")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-PIPELINE_VERSION = "0.1.0"
-"""Version of scan + classification + explanation + scoring; part of every job id and report."""
+PIPELINE_VERSION = "0.2.0"
+"""Version of scan + classification + explanation + scoring; part of every job id and report (0.2.0:
+reports carry random exemplars, simulated values of held-out records and unshaded exemplar images)."""
 
 SCAN_VERSION = "1"
 """Version of the scan artifact layout; part of the artifact key, so a change re-scans."""

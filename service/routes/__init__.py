@@ -7,16 +7,20 @@ from service.routes.explanations import create_explanation
 from service.routes.health import healthz, metrics, readyz
 from service.routes.jobs import get_job
 from service.routes.models import list_models
-from service.routes.neurons import get_neuron_report
-from service.routes.pages import get_neuron_page
+from service.routes.neurons import get_neuron_report, list_layer_neurons
+from service.routes.pages import get_home_page, get_job_page, get_layer_page, get_neuron_page
 
 ROUTE_HANDLERS = [
     list_models,
     create_explanation,
     get_job,
     get_neuron_report,
+    list_layer_neurons,
     get_exemplar_image,
     get_neuron_page,
+    get_home_page,
+    get_layer_page,
+    get_job_page,
     healthz,
     readyz,
     metrics,

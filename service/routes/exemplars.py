@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
-from service.contract import exemplar_image_name, exemplar_images_key
+from service.contract import exemplar_images_key
 from service.errors import NotFound, problem_specs
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
@@ -27,7 +27,8 @@ PNG_MEDIA_TYPE = "image/png"
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
 """Images never change under their key (the variant hashes everything that shapes them)."""
 VARIANT_PATTERN = r"^[0-9a-f]{16}$"
-_IMAGE_NAME = re.compile(r"^(0|[1-9][0-9]{0,3})\.png$")
+_IMAGE_NAME = re.compile(r"^(random-)?(0|[1-9][0-9]{0,3})(-original)?\.png$")
+"""`<rank>.png`, `random-<slot>.png`; `-original` before `.png` for the unshaded one (exemplar_image_name)."""
 
 
 @lru_cache(maxsize=8)
@@ -38,16 +39,17 @@ def _store(url: str) -> tuple[Any, str]:
 
 
 def read_exemplar_png(
-    artifact_url: str, model: str, layer: int, neuron: int, variant: str, rank: int
+    artifact_url: str, model: str, layer: int, neuron: int, variant: str, name: str
 ) -> bytes:
-    """The stored PNG; NotFound when the worker wrote none (no such rank, or not an image exemplar)."""
+    """The stored PNG `name` (an `exemplar_image_name`); NotFound when the worker wrote none (no such
+    rank, not an image exemplar, or a report from before unshaded and random images were stored)."""
     fs, root = _store(artifact_url)
-    path = f"{root}/{exemplar_images_key(model, layer, neuron, variant)}/{exemplar_image_name(rank)}"
+    path = f"{root}/{exemplar_images_key(model, layer, neuron, variant)}/{name}"
     try:
         data: bytes = fs.cat_file(path)
     except FileNotFoundError:
         raise NotFound(
-            f"no exemplar image {rank} for {model} layer {layer} neuron {neuron} in this report variant: "
+            f"no exemplar image {name} for {model} layer {layer} neuron {neuron} in this report variant: "
             "only image exemplars of a stored vision-language report have one (see its `image_url`s)"
         ) from None
     return data
@@ -87,16 +89,21 @@ def get_exemplar_image(
         "overrides the other query parameters. Image URLs in reports carry it when needed.",
     ),
 ) -> Response[bytes]:
-    """The exemplar of rank `{rank}` (`image` is `{rank}.png`) of a stored report, shaded by the neuron's
-    activation per image patch: pixel' = pixel·(a/10) + 255·(1 − a/10), a = the patch's normalised
-    activation. The query selects the report variant as for `GET /v1/neurons/{model}/{layer}/{neuron}`;
-    reports link each image with the right query in `exemplars[].image_url`. 404 when there is none."""
+    """An image exemplar of a stored report: `image` is `{rank}.png` for the top exemplar of that rank,
+    `random-{slot}.png` for a random exemplar, shaded by the neuron's activation per image patch:
+    pixel' = pixel·(a/10) + 255·(1 − a/10), a = the patch's normalised activation; with `-original`
+    before `.png` (`0-original.png`) the same image unshaded. The query selects the report variant as for
+    `GET /v1/neurons/{model}/{layer}/{neuron}`; reports link each image with the right query in
+    `image_url` and `original_image_url`. 404 when there is none."""
     match = _IMAGE_NAME.match(image)
     if match is None:
-        raise NotFound(f"no exemplar image {image!r}: images are named <rank>.png, e.g. 0.png")
+        raise NotFound(
+            f"no exemplar image {image!r}: images are named <rank>.png or random-<slot>.png, with "
+            "-original before .png for the unshaded image, e.g. 0.png, 0-original.png, random-3.png"
+        )
     if variant is None:
         variant = reports.resolve(model, layer, neuron, report_query).variant
     else:
         resolve_neuron_path(reports.registry, model, layer, neuron)
-    png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, int(match[1]))
+    png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, image)
     return Response(content=png, media_type=PNG_MEDIA_TYPE, headers={"Cache-Control": IMAGE_CACHE_CONTROL})

@@ -1,16 +1,22 @@
-"""`GET /v1/neurons/{model}/{layer}/{neuron}`: the stored report of one neuron."""
+"""`GET /v1/neurons/{model}/{layer}/{neuron}`: the stored report of one neuron;
+`GET /v1/neurons/{model}/{layer}`: a page of a layer's stored reports as summary rows."""
 
 from __future__ import annotations
 
+import redis
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
 
-from service.contract import NeuronReport
+from service.contract import NeuronListing, NeuronReport
 from service.errors import problem_specs
+from service.listing import list_layer_reports, summarize
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
+
+MAX_LISTING_PAGE = 1000
+"""Most summary rows one listing page carries; page with `offset`."""
 
 
 @get(
@@ -40,3 +46,39 @@ async def get_neuron_report(
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
     content = await reports.read(model, layer, neuron, report_query)
     return Response(content=content, media_type="application/json")
+
+
+@get(
+    "/v1/neurons/{model:str}/{layer:int}",
+    operation_id="listLayerNeurons",
+    summary="List a layer's stored neuron reports",
+    tags=["neurons"],
+    dependencies=REPORT_QUERY,
+    sync_to_thread=True,
+    responses=problem_specs(400, 404, 422, 503),
+)
+def list_layer_neurons(
+    model: FromPath[str],
+    layer: FromPath[int],
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+    report_query: NamedDependency[Query],
+    offset: int = Parameter(default=0, ge=0, description="First row, in ascending neuron order."),
+    limit: int = Parameter(
+        default=100, ge=1, le=MAX_LISTING_PAGE, description=f"Rows per page, at most {MAX_LISTING_PAGE}."
+    ),
+) -> NeuronListing:
+    """The neurons of one layer that have a stored report, by ascending index, as summary rows (type and
+    its evidence, explanation, score and its interval), for the report variant that
+    `GET /v1/neurons/{model}/{layer}/{neuron}` with the same query reads. `total` counts them all; page
+    with `offset` and `limit`. An empty page when none is stored; 404 for an unknown model or layer."""
+    variant, _ = reports.layer_variant(model, layer, report_query)
+    found = list_layer_reports(redis_client, model, layer, variant, offset=offset, limit=limit)
+    return NeuronListing(
+        model=model,
+        layer=layer,
+        variant=variant,
+        total=len(found.neurons),
+        offset=offset,
+        neurons=[summarize(raw) for raw in found.reports],
+    )

@@ -99,6 +99,24 @@ def test_planted_neurons_get_their_type_and_viewable_shaded_images(
         shown = Image.open(io.BytesIO(response.content))
         assert shown.size == seen.size
         assert shown.tobytes() == Image.open(io.BytesIO(expected)).tobytes()
+        # the unshaded image beside it is exactly what the model saw
+        assert exemplar.original_image_url is not None
+        assert urlsplit(exemplar.original_image_url).path.endswith(f"/exemplars/{exemplar.rank}-original.png")
+        original = http.get(exemplar.original_image_url)
+        assert original.status_code == 200 and original.headers["content-type"] == "image/png"
+        assert (
+            Image.open(io.BytesIO(original.content)).convert("RGB").tobytes() == seen.convert("RGB").tobytes()
+        )
+
+    # random exemplars: held-out random records with the simulator's predictions and their own images
+    assert red.random_exemplars
+    for exemplar in red.random_exemplars:
+        assert exemplar.simulated is not None and len(exemplar.simulated) == len(exemplar.tokens)
+        assert exemplar.image_url is not None and exemplar.original_image_url is not None
+        assert urlsplit(exemplar.image_url).path.endswith(f"/exemplars/random-{exemplar.rank}.png")
+        assert http.get(exemplar.image_url).status_code == 200
+    held_top = [exemplar for exemplar in red.exemplars if exemplar.simulated is not None]
+    assert held_top and len(held_top) < len(red.exemplars)  # records shown to the explainer have none
 
     stored = http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{RED}")
     assert stored.status_code == 200
@@ -106,9 +124,11 @@ def test_planted_neurons_get_their_type_and_viewable_shaded_images(
 
     page = http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{RED}/page")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "<h2>Type: multimodal</h2>" in page.text and html.escape(red.explanation.text) in page.text
-    for exemplar in red.exemplars:
+    assert '<h2>Type <span class="badge multimodal">multimodal</span></h2>' in page.text
+    assert html.escape(red.explanation.text) in page.text
+    for exemplar in [*red.exemplars, *red.random_exemplars]:
         assert f'<img src="{html.escape(exemplar.image_url or "")}"' in page.text
+        assert f'<img src="{html.escape(exemplar.original_image_url or "")}"' in page.text
     assert "&lt;patch" not in page.text  # patches are shown as the image, not as tokens
     assert http.get(f"/v1/neurons/{PLANTED}/{LAYER}/{UNEXPLAINED}/page").status_code == 404
 

@@ -1,0 +1,129 @@
+"""The home page: the served models (with their planted neurons and layer links) and recent explain jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+from service.contract import ExplanationRequest, ModelSpec, Registry
+from service.exemplar_links import exemplar_query
+from service.job_state import ExplainState, explain_state
+from service.viewer.html import layer_path, link, neuron_path, page, query_string, type_badge
+
+RECENT_JOBS = 30
+"""Explain jobs the home page lists, newest first."""
+IDS_PER_REGISTRY = 200
+"""Job ids read from the queue and from each RQ registry before sorting by creation time."""
+
+
+@dataclass(frozen=True)
+class RecentJob:
+    job_id: str
+    request: ExplanationRequest
+    variant: str
+    state: ExplainState
+
+
+def recent_jobs(connection: redis.Redis, queue: Queue, limit: int = RECENT_JOBS) -> list[RecentJob]:
+    """The newest explain jobs still recorded (queued, deferred, running, finished or failed)."""
+    ids: set[str] = set(queue.get_job_ids(0, IDS_PER_REGISTRY - 1))
+    for registry_class in (StartedJobRegistry, DeferredJobRegistry, FinishedJobRegistry, FailedJobRegistry):
+        registry = registry_class(queue=queue)
+        ids.update(registry.get_job_ids(0, IDS_PER_REGISTRY - 1))
+    jobs = [job for job in Job.fetch_many(sorted(ids), connection, serializer=queue.serializer) if job]
+    epoch = datetime.min.replace(tzinfo=UTC)
+    jobs.sort(key=lambda job: job.created_at or epoch, reverse=True)
+    found = []
+    for job in jobs[:limit]:
+        try:
+            request = ExplanationRequest.model_validate(job.kwargs["request"])
+        except (KeyError, ValueError):
+            continue  # not an explain job of this version
+        found.append(
+            RecentJob(job.id, request, str(job.kwargs.get("variant", "")), explain_state(connection, job))
+        )
+    return found
+
+
+def _planted_html(models: Sequence[ModelSpec]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(model.id)}</td>"
+        f'<td class="num">{link(layer_path(model.id, p.layer), str(p.layer))}</td>'
+        f'<td class="num">{link(neuron_path(model.id, p.layer, p.neuron) + "/page", str(p.neuron))}</td>'
+        f"<td>{type_badge(p.type)}</td><td>{escape(p.concept)}</td></tr>"
+        for model in models
+        for p in model.planted or []
+    )
+    if not rows:
+        return ""
+    return (
+        '<h2>Planted neurons</h2><p class="muted">Neurons edited to respond to known inputs: the answers '
+        'the pipeline should find.</p><table id="planted"><thead><tr><th>model</th><th class="num">layer'
+        '</th><th class="num">neuron</th><th>type</th><th>fires on</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _models_html(models: Sequence[ModelSpec]) -> str:
+    rows = []
+    for model in models:
+        layers = " ".join(link(layer_path(model.id, layer), str(layer)) for layer in range(model.layers))
+        rows.append(
+            f'<tr id="model-{escape(model.id)}"><td><strong>{escape(model.id)}</strong><div class="muted">'
+            f"{escape(model.description)}</div></td><td>{escape(model.modality)}</td>"
+            f'<td class="num">{model.neurons_per_layer}</td><td class="layers">{layers}</td>'
+            f"<td>{escape(', '.join(h.id for h in model.hook_points))}</td>"
+            f"<td>{escape(', '.join(model.datasets))}</td></tr>"
+        )
+    return (
+        '<table id="models"><thead><tr><th>model</th><th>modality</th><th class="num">neurons / layer</th>'
+        f"<th>layers</th><th>hook points</th><th>probe sets</th></tr></thead><tbody>"
+        f"{''.join(rows)}</tbody></table>"
+    )
+
+
+def _time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "–"
+
+
+def _jobs_html(jobs: Sequence[RecentJob]) -> str:
+    if not jobs:
+        return '<p class="muted">No explain jobs recorded yet.</p>'
+    rows = []
+    for job in jobs:
+        request, state = job.request, job.state
+        neurons = request.neuron_list()
+        shown = ", ".join(str(n) for n in neurons[:6]) + (f", … ({len(neurons)})" if len(neurons) > 6 else "")
+        layer = link(
+            layer_path(request.model, request.layer) + query_string(exemplar_query(request, job.variant)),
+            f"layer {request.layer}",
+        )
+        error = f" — {escape(state.error.type)}" if state.error else ""
+        rows.append(
+            f"<tr><td>{link(f'/view/jobs/{job.job_id}', job.job_id)}</td>"
+            f"<td>{escape(request.model)} {layer}</td><td>{escape(shown)}</td>"
+            f"<td>{escape(state.status)}{error}</td>"
+            f'<td class="num">{state.progress.done}/{state.progress.total}</td>'
+            f"<td>{_time(state.created_at)}</td></tr>"
+        )
+    return (
+        '<table id="jobs"><thead><tr><th>job</th><th>model and layer</th><th>neurons</th><th>status</th>'
+        f'<th class="num">done</th><th>created</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def render_home_page(registry: Registry, jobs: Sequence[RecentJob]) -> str:
+    body = (
+        "<p>Neuron explanation as a service. Browse a layer's stored neurons, open a neuron's report, or "
+        f"follow a job. API: {link('/schema', 'API docs')} · {link('/v1/models', 'models (JSON)')}.</p>"
+        f"<h2>Models</h2>{_models_html(registry.models)}{_planted_html(registry.models)}"
+        f"<h2>Recent jobs</h2>{_jobs_html(jobs)}"
+    )
+    return page("NeuronLens", body)

@@ -1,0 +1,76 @@
+"""The job page: what an explain job asked for and where it stands, kept current by polling its status."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+from service.contract import ExplanationRequest, JobStatus
+from service.exemplar_links import exemplar_query
+from service.viewer.html import layer_path, link, neuron_path, page, query_string
+
+POLL_MS = 1000
+"""How often the page asks `GET /v1/jobs/{id}` while the job is not finished or failed."""
+NEURON_LINKS = 200
+"""Neuron links listed on the page at most (the layer page lists them all)."""
+
+POLL_SCRIPT = """
+(function () {
+  var box = document.getElementById("job"), url = box.dataset.statusUrl;
+  function show(status) {
+    document.getElementById("status").textContent = status.status;
+    var done = status.progress.done, total = status.progress.total;
+    document.getElementById("progress-text").textContent = done + " / " + total + " neurons";
+    document.getElementById("progress-bar").style.width = (total ? 100 * done / total : 0) + "%";
+    var queued = status.queue_position === null ? "" : "position " + status.queue_position + " in its queue";
+    document.getElementById("queue").textContent = queued;
+    var error = status.error ? status.error.type + ": " + status.error.message : "";
+    document.getElementById("error").textContent = error;
+    var ended = status.status === "finished" || status.status === "failed";
+    document.getElementById("results").hidden = status.status !== "finished";
+    return ended;
+  }
+  function poll() {
+    fetch(url, {headers: {accept: "application/json"}}).then(function (r) { return r.json(); })
+      .then(function (status) { if (!show(status)) { setTimeout(poll, POLL_INTERVAL); } })
+      .catch(function () { setTimeout(poll, 5 * POLL_INTERVAL); });
+  }
+  if (box.dataset.ended !== "true") { setTimeout(poll, POLL_INTERVAL); }
+})();
+"""
+
+
+def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str) -> str:
+    """The page of one explain job; the script keeps status and progress current until it ends."""
+    query = query_string(exemplar_query(request, variant))
+    neurons = request.neuron_list()
+    progress = status.progress
+    width = 100 * progress.done / progress.total if progress.total else 0
+    ended = status.status in ("finished", "failed")
+    links = " ".join(
+        link(neuron_path(request.model, request.layer, n) + "/page" + query, str(n))
+        for n in neurons[:NEURON_LINKS]
+    )
+    more = (
+        f" … and {len(neurons) - NEURON_LINKS} more on the layer page" if len(neurons) > NEURON_LINKS else ""
+    )
+    error = f"{status.error.type}: {status.error.message}" if status.error else ""
+    queue = f"position {status.queue_position} in its queue" if status.queue_position is not None else ""
+    status_url = f"/v1/jobs/{status.job_id}?limit=1"
+    layer = link(layer_path(request.model, request.layer) + query, f"layer {request.layer}")
+    results_hidden = "" if status.status == "finished" else " hidden"
+    body = (
+        f'<div id="job" data-status-url="{escape(status_url)}" data-ended="{str(ended).lower()}">'
+        f"<p>{escape(request.model)} · {layer} · {len(neurons)} neurons · hook {escape(str(request.hook))} · "
+        f"probe set {escape(str(request.dataset))} · explainer {escape(str(request.explainer))} · "
+        f"simulator {escape(str(request.simulator))}</p>"
+        f'<p>Status: <strong id="status">{escape(status.status)}</strong> <span id="queue" class="muted">'
+        f'{escape(queue)}</span></p><div class="progress"><div id="progress-bar" style="width: {width:.1f}%">'
+        f'</div></div><p id="progress-text">{progress.done} / {progress.total} neurons</p>'
+        f'<p id="error" style="color: #b00">{escape(error)}</p>'
+        f'<div id="results"{results_hidden}><h2>Reports</h2><p>{links}{more}</p></div>'
+        f'<p class="muted">{link(status_url, "status JSON")} · created '
+        f"{escape(str(status.created_at))}</p></div>"
+    )
+    script = POLL_SCRIPT.replace("POLL_INTERVAL", json.dumps(POLL_MS))
+    return page(f"Job {status.job_id}", body, [("Home", "/"), ("jobs", None)], script=script)
