@@ -16,12 +16,17 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from service.auth import SECURITY_COMPONENTS, api_router, key_store
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
+from service.http_conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
 from service.jobs import JobQueues
+from service.logs import configure_logging
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
+from service.ratelimit import RateLimits
 from service.reports import ReportReader
-from service.routes import ROUTE_HANDLERS
+from service.request_id import RequestIdMiddleware
+from service.routes import API_ROUTE_HANDLERS, OPEN_ROUTE_HANDLERS
 from service.settings import Settings, load_settings
 
 REDIS_CONNECT_TIMEOUT_S = 5
@@ -72,6 +77,8 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
     app.state.reports = ReportReader(registry, async_client, settings)
+    app.state.key_store = key_store(settings)
+    app.state.rate_limits = RateLimits(settings)
     try:
         yield
     finally:
@@ -123,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     api_metrics = ApiMetrics(lambda: _metrics_source(state))
     state.api_metrics = api_metrics
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[api_router(API_ROUTE_HANDLERS, settings, check_accept), *OPEN_ROUTE_HANDLERS],
         lifespan=[redis_lifespan],
         dependencies={
             "redis_client": Provide(provide_redis, sync_to_thread=False),
@@ -140,11 +147,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=package_version(),
             description=API_DESCRIPTION,
             use_handler_docstrings=True,
+            components=SECURITY_COMPONENTS,
         ),
+        compression_config=COMPRESSION,
+        cors_config=cors_config(settings),
         state=state,
     )
-    # Around the whole handler rather than as route middleware, so unmatched routes are measured too.
-    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, api_metrics)
+    # Around the whole handler rather than as route middleware, so unmatched routes are measured too;
+    # the request id outermost, so every log line and answer of the request carries it.
+    app.asgi_handler = RequestIdMiddleware(
+        RequestMetricsMiddleware(HeadMiddleware(app.asgi_handler), api_metrics)
+    )
     return app
 
 
@@ -154,4 +167,5 @@ def app_from_env() -> Litestar:
     settings = load_settings()
     if not settings.redis_url and os.environ.get("REDIS_URL"):
         settings = load_settings(redis_url=os.environ["REDIS_URL"])
+    configure_logging(settings.log_format)
     return create_app(settings)

@@ -11,21 +11,20 @@ from functools import lru_cache
 from typing import Any
 
 from fsspec.core import url_to_fs
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from service.contract import exemplar_image_name, exemplar_images_key
 from service.errors import NotFound, problem_specs
+from service.http_conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.settings import Settings
 from service.validate import resolve_neuron_path
 
 PNG_MEDIA_TYPE = "image/png"
-IMAGE_CACHE_CONTROL = "public, max-age=86400"
-"""Images never change under their key (the variant hashes everything that shapes them)."""
 VARIANT_PATTERN = r"^[0-9a-f]{16}$"
 _IMAGE_NAME = re.compile(r"^(0|[1-9][0-9]{0,3})\.png$")
 
@@ -73,6 +72,7 @@ def read_exemplar_png(
     },
 )
 def get_exemplar_image(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     neuron: FromPath[int],
@@ -99,4 +99,4 @@ def get_exemplar_image(
     else:
         resolve_neuron_path(reports.registry, model, layer, neuron)
     png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, int(match[1]))
-    return Response(content=png, media_type=PNG_MEDIA_TYPE, headers={"Cache-Control": IMAGE_CACHE_CONTROL})
+    return conditional_response(request, png, PNG_MEDIA_TYPE, cache_control(settings, IMAGE_CACHE_CONTROL))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+from typing import Any
+
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from service.contract import NeuronReport
 from service.errors import problem_specs
+from service.http_conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 
@@ -27,6 +30,7 @@ from service.routes.query import REPORT_QUERY
     },
 )
 async def get_neuron_report(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     neuron: FromPath[int],
@@ -39,4 +43,5 @@ async def get_neuron_report(
     `POST /v1/explanations` creates it."""
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
     content = await reports.read(model, layer, neuron, report_query)
-    return Response(content=content, media_type="application/json")
+    cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
+    return conditional_response(request, content, "application/json", cache)
