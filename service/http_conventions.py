@@ -65,7 +65,8 @@ def check_accept(request: Request[Any, Any, Any]) -> None:
     accept = request.headers.get("accept")
     if not accept:
         return
-    offered = str(request.route_handler.media_type)
+    media_type = request.route_handler.media_type
+    offered = str(getattr(media_type, "value", media_type) or "application/json")
     if request.accept.best_match([offered]) is None:
         raise NotAcceptable(
             f"{request.url.path} is available as {offered} only; `Accept: {accept}` admits none of that"

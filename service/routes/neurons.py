@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
@@ -22,6 +23,7 @@ from service.routes.query import REPORT_QUERY
     summary="Get a stored neuron report",
     tags=["neurons"],
     dependencies=REPORT_QUERY,
+    media_type=MediaType.JSON,
     responses={
         200: ResponseSpec(
             data_container=NeuronReport, description="The stored report.", generate_examples=False
