@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
     settings = settings or load_settings()
     state = State({"settings": settings})
-    api_metrics = ApiMetrics(lambda: _metrics_source(state))
+    api_metrics = ApiMetrics(lambda: _metrics_source(state), version=package_version())
     state.api_metrics = api_metrics
     app = Litestar(
         route_handlers=[api_router(API_ROUTE_HANDLERS, settings, check_accept), *OPEN_ROUTE_HANDLERS],

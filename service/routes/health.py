@@ -11,7 +11,8 @@ from redis.asyncio import Redis as AsyncRedis
 from service.errors import RedisUnavailable, problem_specs
 from service.metrics import ApiMetrics
 
-PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format 0.0.4; Litestar appends `; charset=utf-8` to text types itself."""
 
 
 @get("/healthz", operation_id="healthz", summary="Liveness", tags=["operations"], sync_to_thread=False)
