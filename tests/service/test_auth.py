@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
+from service.contract import ExplanationRequest, load_registry
 from service.estimate import estimate_calls
 from service.keys import KeyStore
-from service.schemas import ExplanationRequest, load_registry
 from service.settings import LLMEndpointConfig, Settings
 from service.validate import resolve_request
 from tests.service.helpers import PROBLEM_JSON, rq_jobs

@@ -12,7 +12,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.schemas import ExplanationRequest
+from service.contract import ExplanationRequest
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, store_reports
 
