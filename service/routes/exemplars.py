@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from fsspec.core import url_to_fs
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, KwargDefinition, Parameter
 
 from service.contract import exemplar_image_name, exemplar_images_key
 from service.errors import NotFound, problem_specs
 from service.http_conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
+from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.settings import Settings
@@ -55,6 +56,7 @@ def read_exemplar_png(
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}/exemplars/{image:str}",
     operation_id="getExemplarImage",
+    operation_class=DocumentedOperation,
     summary="Get a shaded exemplar image",
     tags=["neurons"],
     dependencies=REPORT_QUERY,
@@ -62,7 +64,7 @@ def read_exemplar_png(
     media_type=PNG_MEDIA_TYPE,
     responses={
         200: ResponseSpec(
-            data_container=bytes,
+            data_container=Annotated[bytes, KwargDefinition(format="binary")],  # type: ignore[arg-type]
             media_type=PNG_MEDIA_TYPE,
             description="The exemplar's image as the model saw it, each patch faded toward white by how "
             "little it activates the neuron (DESIGN §4.5).",

@@ -24,6 +24,7 @@ from service.errors import problem_specs
 from service.estimate import estimate_calls
 from service.exemplar_links import link_exemplar_images
 from service.jobs import JobQueues, submit_explanation
+from service.openapi_docs import DocumentedOperation
 from service.ratelimit import RateLimits
 from service.request_id import current_request_id
 from service.settings import Settings
@@ -33,6 +34,7 @@ from service.validate import resolve_request
 @post(
     "/v1/explanations",
     operation_id="createExplanation",
+    operation_class=DocumentedOperation,
     summary="Explain neurons",
     tags=["explanations"],
     status_code=202,

@@ -13,6 +13,7 @@ from litestar.params import FromPath
 from service.contract import NeuronReport
 from service.errors import problem_specs
 from service.http_conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
+from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 
@@ -20,6 +21,7 @@ from service.routes.query import REPORT_QUERY
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}",
     operation_id="getNeuronReport",
+    operation_class=DocumentedOperation,
     summary="Get a stored neuron report",
     tags=["neurons"],
     dependencies=REPORT_QUERY,

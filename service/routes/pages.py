@@ -9,6 +9,7 @@ from litestar.params import FromPath
 
 from service.contract import NeuronReport
 from service.errors import problem_specs
+from service.openapi_docs import DocumentedOperation
 from service.report_page import render_report_page
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
@@ -17,6 +18,7 @@ from service.routes.query import REPORT_QUERY
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}/page",
     operation_id="getNeuronPage",
+    operation_class=DocumentedOperation,
     summary="Get a stored neuron report as an HTML page",
     tags=["neurons"],
     dependencies=REPORT_QUERY,
