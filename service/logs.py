@@ -15,8 +15,10 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def logging_config(log_format: Literal["json", "text"]) -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the API's loggers (neuronlens.*, uvicorn, uvicorn.access)."""
+def logging_config(log_format: Literal["json", "text"], access_log: bool = True) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the API's loggers (neuronlens.*, uvicorn, uvicorn.access).
+    Levels of the uvicorn loggers are left as uvicorn's `--log-level` set them; ``access_log`` False
+    keeps the access log off (uvicorn's `--no-access-log`)."""
     formatter: dict[str, Any] = (
         {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -41,12 +43,14 @@ def logging_config(log_format: Literal["json", "text"]) -> dict[str, Any]:
         "handlers": {"default": handler, "access": {**handler, "formatter": "default"}},
         "loggers": {
             "neuronlens": {"handlers": ["default"], "level": "INFO", "propagate": False},
-            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
-            "uvicorn.error": {"level": "INFO"},
-            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "uvicorn": {"handlers": ["default"], "propagate": False},
+            "uvicorn.access": {"handlers": ["access"] if access_log else [], "propagate": False},
         },
     }
 
 
 def configure_logging(log_format: Literal["json", "text"]) -> None:
-    logging.config.dictConfig(logging_config(log_format))
+    """Re-format the API's logs; uvicorn configured its loggers first (`--no-access-log` leaves the access
+    logger without handlers, and it stays so)."""
+    access_log = bool(logging.getLogger("uvicorn.access").handlers)
+    logging.config.dictConfig(logging_config(log_format, access_log))
