@@ -1,11 +1,14 @@
-"""API figure: stored-report GET /v1/neurons/… requests/s ÷ a bare Litestar route's, and their latency.
+"""API figures: stored-report GET /v1/neurons/… requests/s ÷ a bare Litestar route's (keys off; keys and
+per-key rate limiting on; and conditional GETs answered 304 with keys on), and their latency.
 
 Both servers run side by side in one run with the same server settings (uvicorn, one worker, no access
 log, loopback): the NeuronLens app from ``service.app:app_from_env`` over a private Redis holding one
 stored report, and a bare Litestar app with one GET that returns a constant JSON object. The load
 generator is a separate process (keep-alive HTTP/1.1 over raw asyncio sockets, so the client is not the
 bottleneck), bounded in time and request count. Rounds alternate between the two servers and the best
-round of each is kept, which evens out noise from other processes on the machine.
+round of each is kept, which evens out noise from other processes on the machine. With keys on
+(`NEURONLENS_AUTH=keys`) every request also looks its key up in Redis and counts it in the key's
+moving window (service/auth.py, service/ratelimit.py): two more Redis round trips.
 """
 
 from __future__ import annotations
@@ -54,7 +57,13 @@ def bare_app() -> Any:
 
 
 async def _connection_loop(
-    host: str, port: int, request: bytes, stop_at: float, budget: list[int], latencies: list[float]
+    host: str,
+    port: int,
+    request: bytes,
+    stop_at: float,
+    budget: list[int],
+    latencies: list[float],
+    expect: bytes = b"HTTP/1.1 200",
 ) -> int:
     reader, writer = await asyncio.open_connection(host, port)
     errors = 0
@@ -70,7 +79,7 @@ async def _connection_loop(
                     length = int(line[15:])
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not head.startswith(expect):
                 errors += 1
     finally:
         writer.close()
@@ -78,13 +87,23 @@ async def _connection_loop(
 
 
 async def _load(
-    url_host: str, port: int, path: str, seconds: float, connections: int, max_requests: int
+    url_host: str,
+    port: int,
+    path: str,
+    seconds: float,
+    connections: int,
+    max_requests: int,
+    headers: dict[str, str],
+    expect: int,
 ) -> dict[str, Any]:
-    request = f"GET {path} HTTP/1.1\r\nHost: {url_host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    lines = [f"GET {path} HTTP/1.1", f"Host: {url_host}:{port}", "Accept: application/json"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    status = f"HTTP/1.1 {expect}".encode()
     warm: list[float] = []
     await asyncio.gather(
         *(
-            _connection_loop(url_host, port, request, time.perf_counter() + WARMUP_S, [10_000], warm)
+            _connection_loop(url_host, port, request, time.perf_counter() + WARMUP_S, [10_000], warm, status)
             for _ in range(connections)
         )
     )
@@ -93,7 +112,7 @@ async def _load(
     started = time.perf_counter()
     errors = await asyncio.gather(
         *(
-            _connection_loop(url_host, port, request, started + seconds, budget, latencies)
+            _connection_loop(url_host, port, request, started + seconds, budget, latencies, status)
             for _ in range(connections)
         )
     )
@@ -108,9 +127,16 @@ async def _load(
 
 
 def run_load(
-    host: str, port: int, path: str, seconds: float, connections: int, max_requests: int
+    host: str,
+    port: int,
+    path: str,
+    seconds: float,
+    connections: int,
+    max_requests: int,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
 ) -> dict[str, Any]:
-    result = asyncio.run(_load(host, port, path, seconds, connections, max_requests))
+    result = asyncio.run(_load(host, port, path, seconds, connections, max_requests, headers or {}, expect))
     latencies = sorted(result.pop("latencies"))
     if not latencies:
         raise RuntimeError(f"no request to {path} completed")
@@ -126,10 +152,13 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(port: int, pid: int, path: str) -> dict[str, Any]:
+def measure(
+    port: int, pid: int, path: str, headers: dict[str, str] | None = None, expect: int = 200
+) -> dict[str, Any]:
     """One round of load from a separate process; adds the server's CPU time per request."""
     cpu_before = _cpu_s(pid)
-    args = [str(port), path, str(ROUND_S), str(CONNECTIONS), str(MAX_REQUESTS)]
+    args = [str(port), path, str(ROUND_S), str(CONNECTIONS), str(MAX_REQUESTS), json.dumps(headers or {})]
+    args.append(str(expect))
     done = subprocess.run(
         [sys.executable, __file__, "--load", *args],
         capture_output=True,
@@ -142,7 +171,7 @@ def measure(port: int, pid: int, path: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(done.stdout)
     if result["errors"]:
         raise RuntimeError(
-            f"{result['errors']} of {result['requests']} requests to {path} did not answer 200"
+            f"{result['errors']} of {result['requests']} requests to {path} did not answer {expect}"
         )
     served = result["requests"] + result["warm_requests"]
     result["cpu_us"] = 1e6 * (_cpu_s(pid) - cpu_before) / served
@@ -269,68 +298,106 @@ def _stored_report_bytes() -> tuple[str, bytes]:
 # --------------------------------------------------------------------------- figure
 
 
+KEY_RATE_PER_MINUTE = 10_000_000
+"""The bench key's rate: high enough never to refuse, so every request pays the full limiter cost."""
+
+
+def _ratio_row(
+    figure: str, rounds: list[dict[str, Any]], bare: dict[str, Any], note: str, setup: str
+) -> dict[str, str]:
+    """A ratio row: the best round of ``rounds`` against the bare route's best round."""
+    api = max(rounds, key=lambda r: r["rps"])
+    spread = statistics.pstdev([r["rps"] for r in rounds]) / statistics.mean([r["rps"] for r in rounds])
+    return {
+        "figure": figure,
+        "value": f"{api['rps'] / bare['rps']:.2f}",
+        "goal": "report (DESIGN §6 sets none)",
+        "detail": f"{api['rps']:.0f} vs {bare['rps']:.0f} req/s; server CPU per request "
+        f"{api['cpu_us']:.0f} vs {bare['cpu_us']:.0f} µs ({note}); {setup}; rounds vary ±{100 * spread:.0f}%",
+    }
+
+
 def main() -> list[dict[str, str]]:
     if str(REPO_ROOT) not in sys.path:  # run as a script from bench/
         sys.path.insert(0, str(REPO_ROOT))
     import redis
 
     from service.embedded_redis import EmbeddedRedis
+    from service.http_conventions import strong_etag
+    from service.keys import KeyStore
 
     key, body = _stored_report_bytes()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
+    rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "open": [], "keys": [], "keys_304": []}
     with EmbeddedRedis() as server:
         client = redis.Redis.from_url(server.url)
         client.set(key, body)
+        api_key, _ = KeyStore().create(client, "bench", ["read"], rate_per_minute=KEY_RATE_PER_MINUTE)
         client.close()
         api_env = {**env, "NEURONLENS_REDIS_URL": server.url}
+        keys_env = {**api_env, "NEURONLENS_AUTH": "keys"}
         path = f"/v1/neurons/minilm-l6/{REPORT_LAYER}/{REPORT_NEURON}"
-        api_rounds: list[dict[str, Any]] = []
-        bare_rounds: list[dict[str, Any]] = []
+        auth = {"Authorization": f"Bearer {api_key}"}
+        conditional = {**auth, "If-None-Match": strong_etag(body)}
         with (
             uvicorn_server("service.app:app_from_env", api_env, REPO_ROOT) as (api_port, api_pid),
+            uvicorn_server("service.app:app_from_env", keys_env, REPO_ROOT) as (keys_port, keys_pid),
             uvicorn_server("bench_api:bare_app", env, Path(__file__).resolve().parent) as (
                 bare_port,
                 bare_pid,
             ),
         ):
             for _ in range(ROUNDS):
-                bare_rounds.append(measure(bare_port, bare_pid, "/bare"))
-                api_rounds.append(measure(api_port, api_pid, path))
-    api = max(api_rounds, key=lambda r: r["rps"])
-    bare = max(bare_rounds, key=lambda r: r["rps"])
-    spread = statistics.pstdev([r["rps"] for r in api_rounds]) / statistics.mean(
-        [r["rps"] for r in api_rounds]
-    )
+                rounds["bare"].append(measure(bare_port, bare_pid, "/bare"))
+                rounds["open"].append(measure(api_port, api_pid, path))
+                rounds["keys"].append(measure(keys_port, keys_pid, path, auth))
+                rounds["keys_304"].append(measure(keys_port, keys_pid, path, conditional, expect=304))
+    best = {name: max(results, key=lambda r: r["rps"]) for name, results in rounds.items()}
+    bare = best["bare"]
+    load = "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     setup = (
-        f"{CONNECTIONS} keep-alive connections, 1 uvicorn worker each, loopback, "
-        f"best of {ROUNDS} × {ROUND_S:.0f} s"
+        f"{CONNECTIONS} keep-alive connections, 1 uvicorn worker each, no access log, loopback, "
+        f"best of {ROUNDS} × {ROUND_S:.0f} s, interleaved; {load}"
     )
     return [
-        {
-            "figure": "API stored-report GET req/s ÷ bare Litestar route req/s",
-            "value": f"{api['rps'] / bare['rps']:.2f}",
-            "goal": "report (DESIGN §6 sets none)",
-            "detail": f"{api['rps']:.0f} vs {bare['rps']:.0f} req/s; server CPU per request "
-            f"{api['cpu_us']:.0f} vs {bare['cpu_us']:.0f} µs (the API adds a Redis round trip); "
-            f"report {len(body)} bytes; "
-            f"{setup}; API rounds vary ±{100 * spread:.0f}%",
-        },
+        _ratio_row(
+            "API stored-report GET req/s ÷ bare Litestar route req/s (keys off)",
+            rounds["open"], bare, f"one Redis GET; report {len(body)} bytes", setup,
+        ),
+        _ratio_row(
+            "API stored-report GET req/s ÷ bare route, keys and rate limiting on",
+            rounds["keys"], bare, "adds the key lookup and the moving-window hit in Redis", setup,
+        ),
+        _ratio_row(
+            "API stored-report GET req/s ÷ bare route, keys on, If-None-Match hits (304)",
+            rounds["keys_304"], bare, "same Redis work, no body sent", setup,
+        ),
         {
             "figure": "API stored-report GET latency p99 (p50)",
-            "value": f"{api['p99_ms']:.1f} ms ({api['p50_ms']:.1f} ms)",
+            "value": f"{best['open']['p99_ms']:.1f} ms ({best['open']['p50_ms']:.1f} ms)",
             "goal": "report",
-            "detail": f"bare route p99 {bare['p99_ms']:.1f} ms (p50 {bare['p50_ms']:.1f} ms), same load",
+            "detail": f"keys on: p99 {best['keys']['p99_ms']:.1f} ms (p50 {best['keys']['p50_ms']:.1f} ms); "
+            f"bare route p99 {bare['p99_ms']:.1f} ms (p50 {bare['p50_ms']:.1f} ms), same load",
         },
-    ]
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        port, path, seconds, connections, max_requests = sys.argv[2:7]
+        port, path, seconds, connections, max_requests, headers, expect = sys.argv[2:9]
         print(
             json.dumps(
-                run_load("127.0.0.1", int(port), path, float(seconds), int(connections), int(max_requests))
+                run_load(
+                    "127.0.0.1",
+                    int(port),
+                    path,
+                    float(seconds),
+                    int(connections),
+                    int(max_requests),
+                    json.loads(headers),
+                    int(expect),
+                )
             )
         )
     else:

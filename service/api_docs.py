@@ -13,6 +13,7 @@ from pathlib import Path
 
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -38,7 +39,9 @@ def docs_assets_router() -> Router:
     )
 
 
-def openapi_config(title: str, version: str, description: str) -> OpenAPIConfig:
+def openapi_config(
+    title: str, version: str, description: str, components: Components | list[Components]
+) -> OpenAPIConfig:
     """OpenAPI document settings with Swagger UI at `/schema` (and `/schema/swagger`) from local files."""
     swagger = SwaggerRenderPlugin(
         js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
@@ -52,5 +55,6 @@ def openapi_config(title: str, version: str, description: str) -> OpenAPIConfig:
         version=version,
         description=description,
         use_handler_docstrings=True,
+        components=components,
         render_plugins=[swagger],
     )

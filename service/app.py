@@ -16,12 +16,17 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from service.api_docs import docs_assets_router, openapi_config
+from service.auth import SECURITY_COMPONENTS, api_router, key_store
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
+from service.http_conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
 from service.jobs import JobQueues
+from service.logs import configure_logging
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
+from service.ratelimit import RateLimits
 from service.reports import ReportReader
-from service.routes import ROUTE_HANDLERS
+from service.request_id import RequestIdMiddleware
+from service.routes import API_ROUTE_HANDLERS, OPEN_ROUTE_HANDLERS
 from service.settings import Settings, load_settings
 
 REDIS_CONNECT_TIMEOUT_S = 5
@@ -72,6 +77,8 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
     app.state.reports = ReportReader(registry, async_client, settings)
+    app.state.key_store = key_store(settings)
+    app.state.rate_limits = RateLimits(settings)
     try:
         yield
     finally:
@@ -120,10 +127,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
     settings = settings or load_settings()
     state = State({"settings": settings})
-    api_metrics = ApiMetrics(lambda: _metrics_source(state))
+    api_metrics = ApiMetrics(lambda: _metrics_source(state), version=package_version())
     state.api_metrics = api_metrics
     app = Litestar(
-        route_handlers=[*ROUTE_HANDLERS, docs_assets_router()],
+        route_handlers=[
+            api_router(API_ROUTE_HANDLERS, settings, check_accept),
+            *OPEN_ROUTE_HANDLERS,
+            docs_assets_router(),
+        ],
         lifespan=[redis_lifespan],
         dependencies={
             "redis_client": Provide(provide_redis, sync_to_thread=False),
@@ -135,11 +146,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "reports": Provide(provide_reports, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=openapi_config("NeuronLens", package_version(), API_DESCRIPTION),
+        openapi_config=openapi_config("NeuronLens", package_version(), API_DESCRIPTION, SECURITY_COMPONENTS),
+        compression_config=COMPRESSION,
+        cors_config=cors_config(settings),
         state=state,
     )
-    # Around the whole handler rather than as route middleware, so unmatched routes are measured too.
-    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, api_metrics)
+    # Around the whole handler rather than as route middleware, so unmatched routes are measured too;
+    # the request id outermost, so every log line and answer of the request carries it.
+    app.asgi_handler = RequestIdMiddleware(
+        RequestMetricsMiddleware(HeadMiddleware(app.asgi_handler), api_metrics)
+    )
     return app
 
 
@@ -149,4 +165,5 @@ def app_from_env() -> Litestar:
     settings = load_settings()
     if not settings.redis_url and os.environ.get("REDIS_URL"):
         settings = load_settings(redis_url=os.environ["REDIS_URL"])
+    configure_logging(settings.log_format)
     return create_app(settings)

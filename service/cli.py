@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from service.cli_keys import add_keys_parser
 from service.client import ClientError, NeuronLensClient
 from service.embedded_redis import free_port
 from service.stack import DEFAULT_GRACE_S, Stack, StackError, external_redis_url, redact_url
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo)
+    add_keys_parser(commands)
     return parser
 
 

@@ -19,6 +19,9 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel, Field
 
+from service.estimate import CallEstimate
+from service.request_id import current_request_id
+
 log = logging.getLogger("neuronlens.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -43,6 +46,12 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = Field(
         default=None, description="Invalid fields, for validation problems."
     )
+    request_id: str | None = Field(
+        default=None, description="The request's `X-Request-ID` (sent by the client or generated)."
+    )
+    estimate: CallEstimate | None = Field(
+        default=None, description="For quota refusals: what the refused request was estimated to cost."
+    )
 
 
 # --------------------------------------------------------------------------- domain exceptions
@@ -55,10 +64,19 @@ class ApiError(Exception):
     slug: str = "internal-error"
     title: str = "Internal server error"
 
-    def __init__(self, detail: str, errors: list[FieldProblem] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        errors: list[FieldProblem] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        estimate: CallEstimate | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = dict(headers or {})
+        self.estimate = estimate
 
 
 class InvalidInput(ApiError):
@@ -79,6 +97,41 @@ class NotFound(ApiError):
     title = "Not found"
 
 
+class Unauthorized(ApiError):
+    """No API key, or one that is unknown or revoked (`NEURONLENS_AUTH=keys`)."""
+
+    status_code = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="neuronlens"'})
+
+
+class Forbidden(ApiError):
+    """A valid key without the scope the route needs, or a request larger than the key's daily quota."""
+
+    status_code = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class RateLimited(ApiError):
+    """The key used up its requests per minute or a daily quota; `Retry-After` says when to retry."""
+
+    status_code = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+
+class NotAcceptable(ApiError):
+    """The `Accept` header names no representation this route has."""
+
+    status_code = 406
+    slug = "not-acceptable"
+    title = "Not acceptable"
+
+
 class RedisUnavailable(ApiError):
     status_code = 503
     slug = "redis-unavailable"
@@ -97,6 +150,7 @@ def problem_response(
     type_: str = "about:blank",
     errors: list[FieldProblem] | None = None,
     headers: Mapping[str, str] | None = None,
+    estimate: CallEstimate | None = None,
 ) -> Response[dict[str, Any]]:
     body = Problem(
         type=type_,
@@ -105,7 +159,9 @@ def problem_response(
         detail=detail,
         instance=request.url.path,
         errors=errors,
-    ).model_dump(exclude_none=True)
+        request_id=current_request_id(),
+        estimate=estimate,
+    ).model_dump(mode="json", exclude_none=True)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
 
 
@@ -177,6 +233,8 @@ def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response
         type_=PROBLEM_TYPE_PREFIX + exc.slug,
         detail=exc.detail,
         errors=exc.errors,
+        headers=exc.headers,
+        estimate=exc.estimate,
     )
 
 

@@ -8,6 +8,7 @@ what determines their output, so a repeat joins the job in flight and two API re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -139,17 +140,22 @@ def _retry(settings: Settings) -> Retry | None:
     return Retry(max=settings.job_retries) if settings.job_retries > 0 else None
 
 
-def _requeue_failed(job: Job, settings: Settings) -> None:
+def _requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None:
     """Run a failed job again under the same id, keeping its dependents and a fresh retry budget."""
     job.retries_left = settings.job_retries if settings.job_retries > 0 else None
-    meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None, "stage": None})
+    rid = {"request_id": request_id} if request_id is not None else {}
+    meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None, "stage": None, **rid})
     job.meta = meta.to_meta()
     job.save_meta()  # Job.save skips an empty meta, which would leave the old error in place
     job.requeue()
 
 
 def _ensure_scan_job(
-    connection: redis.Redis, queues: JobQueues, settings: Settings, resolved: ResolvedRequest
+    connection: redis.Redis,
+    queues: JobQueues,
+    settings: Settings,
+    resolved: ResolvedRequest,
+    request_id: str | None = None,
 ) -> str:
     """Make sure a scan job for this request's layer is queued, running or finished; return its id."""
     request = resolved.request
@@ -160,7 +166,7 @@ def _ensure_scan_job(
         job = fetch_job(connection, job_id)
         status = job.get_status(refresh=False) if job is not None else None
         if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
-            _requeue_failed(job, settings)
+            _requeue_failed(job, settings, request_id)
         elif job is None or status not in (_ACTIVE | {RqStatus.FINISHED}):
             if job is not None:
                 job.delete()
@@ -178,6 +184,7 @@ def _ensure_scan_job(
                 failure_ttl=settings.failure_ttl_s,
                 job_id=job_id,
                 retry=_retry(settings),
+                meta=JobMeta(request_id=request_id).to_meta(),
                 description=f"scan {resolved.model.id} layer {request.layer} ({hook}, {resolved.dataset.id})",
             )
     return job_id
@@ -192,7 +199,12 @@ def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
 
 
 def _enqueue_explain(
-    queues: JobQueues, settings: Settings, resolved: ResolvedRequest, job_id: str, scan_id: str
+    queues: JobQueues,
+    settings: Settings,
+    resolved: ResolvedRequest,
+    job_id: str,
+    scan_id: str,
+    request_id: str | None,
 ) -> None:
     request = resolved.request
     models = resolved.llm_models
@@ -211,16 +223,27 @@ def _enqueue_explain(
         retry=_retry(settings),
         depends_on=scan_id,
         meta=JobMeta(
-            scan_job_id=scan_id, model_revision=resolved.model.revision, total=len(resolved.neurons)
+            scan_job_id=scan_id,
+            model_revision=resolved.model.revision,
+            total=len(resolved.neurons),
+            request_id=request_id,
         ).to_meta(),
         description=f"explain {resolved.model.id} layer {request.layer}: {len(resolved.neurons)} neurons",
     )
 
 
 def submit_explanation(
-    connection: redis.Redis, queues: JobQueues, settings: Settings, resolved: ResolvedRequest
+    connection: redis.Redis,
+    queues: JobQueues,
+    settings: Settings,
+    resolved: ResolvedRequest,
+    request_id: str | None = None,
+    before_enqueue: Callable[[], None] | None = None,
 ) -> Submission:
-    """Answer with the stored reports, join the job in flight, re-run a failed one, or enqueue a new one."""
+    """Answer with the stored reports, join the job in flight, re-run a failed one, or enqueue a new one.
+    ``request_id`` (the HTTP request's X-Request-ID) goes into the meta of the jobs it enqueues;
+    ``before_enqueue`` runs just before anything is enqueued and may refuse by raising (quotas)."""
+    admit = before_enqueue or (lambda: None)
     job_id = explain_job_id(resolved)
     keys = request_report_keys(resolved)
     reports = stored_reports(connection, keys)
@@ -237,17 +260,19 @@ def submit_explanation(
                     return Submission(job_id=job_id, reports=reports)
             elif state.status != "failed":
                 return Submission(job_id=job_id, reports=None)
+        admit()  # from here on something is enqueued
+        if job is not None:
             if state.failed_scan is not None:
                 # The explain job is still registered as a dependent of the scan: re-running the scan
                 # releases it once the scan finishes.
-                _ensure_scan_job(connection, queues, settings, resolved)
+                _ensure_scan_job(connection, queues, settings, resolved, request_id)
                 return Submission(job_id=job_id, reports=None)
             # Failed, or finished while some reports went missing since: start over under the same id.
             if state.error is not None and state.error.type == ERROR_SCAN_MISSING:
                 _forget_finished_scan(connection, job)
             job.delete()
-        scan_id = _ensure_scan_job(connection, queues, settings, resolved)
-        _enqueue_explain(queues, settings, resolved, job_id, scan_id)
+        scan_id = _ensure_scan_job(connection, queues, settings, resolved, request_id)
+        _enqueue_explain(queues, settings, resolved, job_id, scan_id, request_id)
     return Submission(job_id=job_id, reports=None)
 
 

@@ -9,15 +9,20 @@ turns that hash and the queue lengths into metric families at every scrape.
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client import CollectorRegistry, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import utcparse
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from service.contract import METRICS_KEY, parse_series
 from service.jobs import JobQueues
@@ -49,7 +54,7 @@ _COUNTERS = {
         "Explain jobs failed by an LLM endpoint that kept failing after every retry, by endpoint.",
     ),
 }
-_SUMMARIES = {
+_HISTOGRAMS = {
     "job_seconds": ("neuronlens_job_duration_seconds", "Wall time of worker jobs, by queue, seconds."),
     "stage_seconds": (
         "neuronlens_stage_duration_seconds",
@@ -85,27 +90,58 @@ class RedisJobCollector(Collector):
             parsed = parse_series(raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field))
             if parsed is not None:
                 series.append((parsed[0], parsed[1], float(raw_value)))
-        return [up, depth, *self._counters(series), *self._summaries(series)]
+        return [up, *depth, *self._counters(series), *self._histograms(series)]
 
     @staticmethod
-    def _queue_depths(connection: redis.Redis, queues: JobQueues) -> GaugeMetricFamily:
+    def _queue_depths(connection: redis.Redis, queues: JobQueues) -> list[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "neuronlens_queue_jobs",
             "Jobs per queue and state (queued, started, deferred, finished, failed), at scrape time.",
             labels=["queue", "state"],
         )
+        workers = GaugeMetricFamily(
+            "neuronlens_workers", "Workers registered as listening on each queue.", labels=["queue"]
+        )
         # Raw lengths: the RQ registries' `count` would run their cleanup, and a scrape must not change state.
+        states = ("queued", "started", "deferred", "finished", "failed")
         with connection.pipeline(transaction=False) as pipe:
             for queue in queues.all():
                 pipe.llen(queue.key)
                 for registry_class in (StartedJobRegistry, DeferredJobRegistry, FinishedJobRegistry):
                     pipe.zcard(registry_class(queue.name, connection=connection).key)
                 pipe.zcard(FailedJobRegistry(queue.name, connection=connection).key)
-            counts = pipe.execute()
-        states = ("queued", "started", "deferred", "finished", "failed")
+                pipe.scard(WORKERS_BY_QUEUE_KEY % queue.name)
+                pipe.lindex(queue.key, 0)  # RQ pushes to the tail and pops the head: the oldest job
+            replies = pipe.execute()
+        stride = len(states) + 2
+        oldest_ids: list[bytes | None] = []
         for index, queue in enumerate(queues.all()):
+            row = replies[index * stride : (index + 1) * stride]
             for offset, state in enumerate(states):
-                family.add_metric([queue.name, state], counts[index * len(states) + offset])
+                family.add_metric([queue.name, state], row[offset])
+            workers.add_metric([queue.name], row[len(states)])
+            oldest_ids.append(row[len(states) + 1])
+        return [family, workers, RedisJobCollector._oldest_ages(connection, queues, oldest_ids)]
+
+    @staticmethod
+    def _oldest_ages(
+        connection: redis.Redis, queues: JobQueues, oldest_ids: list[bytes | None]
+    ) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "neuronlens_queue_oldest_job_age_seconds",
+            "Seconds the oldest queued job of each queue has waited (0 when the queue is empty).",
+            labels=["queue"],
+        )
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in oldest_ids:
+                pipe.hget(Job.key_for(job_id.decode()) if job_id else "nl:none", "enqueued_at")
+            stamps = pipe.execute()
+        now = time.time()
+        for queue, stamp in zip(queues.all(), stamps, strict=True):
+            age = 0.0
+            if stamp:
+                age = max(0.0, now - utcparse(stamp.decode()).replace(tzinfo=UTC).timestamp())
+            family.add_metric([queue.name], age)
         return family
 
     @staticmethod
@@ -120,24 +156,39 @@ class RedisJobCollector(Collector):
             yield family
 
     @staticmethod
-    def _summaries(series: list[tuple[str, dict[str, str], float]]) -> Iterator[Metric]:
-        for source, (name, help_text) in _SUMMARIES.items():
+    def _histograms(series: list[tuple[str, dict[str, str], float]]) -> Iterator[Metric]:
+        """Worker histograms: ``<name>_bucket{…,le=…}`` cumulative counts, ``_sum`` and ``_count``."""
+        for source, (name, help_text) in _HISTOGRAMS.items():
             sums = {tuple(sorted(lab.items())): v for s, lab, v in series if s == source + "_sum"}
             counts = {tuple(sorted(lab.items())): v for s, lab, v in series if s == source + "_count"}
+            buckets: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
+            for s, labels, value in series:
+                if s == source + "_bucket" and "le" in labels:
+                    rest = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+                    buckets.setdefault(rest, {})[labels["le"]] = value
             keys = sorted(set(sums) & set(counts))
             label_names = [k for k, _ in keys[0]] if keys else []
-            family = SummaryMetricFamily(name, help_text, labels=label_names)
+            family = HistogramMetricFamily(name, help_text, labels=label_names)
             for key in keys:
-                if [k for k, _ in key] == label_names:
-                    family.add_metric([v for _, v in key], count_value=int(counts[key]), sum_value=sums[key])
+                if [k for k, _ in key] != label_names:
+                    continue
+                # Series recorded before buckets existed have only their count, as the +Inf bucket.
+                bounds = {**buckets.get(key, {}), "+Inf": counts[key]}
+                ordered = sorted(bounds.items(), key=lambda item: float(item[0]))
+                family.add_metric([v for _, v in key], buckets=ordered, sum_value=sums[key])
             yield family
 
 
 class ApiMetrics:
     """The per-app registry: the request latency histogram and the Redis-backed job collector."""
 
-    def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None]) -> None:
+    def __init__(
+        self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None], version: str = "unknown"
+    ) -> None:
         self.registry = CollectorRegistry()
+        Info("neuronlens_build", "Version of the API and of its Python.", registry=self.registry).info(
+            {"version": version, "python": platform.python_version()}
+        )
         self.request_seconds = Histogram(
             "neuronlens_http_request_duration_seconds",
             "HTTP request latency by method, route template and status code, seconds.",

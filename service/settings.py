@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LLM_ENDPOINT = "default"
 """Name of the endpoint built from the flat ``NEURONLENS_LLM_*`` variables."""
@@ -127,6 +128,34 @@ class Settings(BaseSettings):
     llm_candidates: int = Field(
         default=1, ge=1, le=10, description="Candidate explanations per neuron; the best on calibration wins."
     )
+
+    auth: Literal["off", "keys"] = Field(
+        default="off",
+        description="`keys`: every /v1 route needs an API key (`neuronlens keys create`); `off`: open.",
+    )
+    key_rate_per_minute: int = Field(
+        default=600, ge=1, description="Requests per minute of a key created without `--rate-per-minute`."
+    )
+    key_llm_calls_per_day: int | None = Field(
+        default=None, ge=0, description="Estimated LLM calls per day of a key without its own; unset: no cap."
+    )
+    key_scan_passes_per_day: int | None = Field(
+        default=None, ge=0, description="Scan passes per day of a key without its own; unset: no cap."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS, comma-separated (`*` for any); empty: no CORS headers.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="API log lines (access log included): one JSON object each, or text."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
 
 def llm_endpoint_configs(settings: Settings) -> dict[str, LLMEndpointConfig]:

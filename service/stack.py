@@ -177,7 +177,7 @@ class Stack:
     def _api_command(self) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env",
-            "--host", self.host, "--port", str(self.port), "--no-access-log",
+            "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
 
     def _worker_command(self, index: int) -> list[str]:

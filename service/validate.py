@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.contract import (
+    Backend,
     DatasetSpec,
     ExplanationRequest,
     LLMModels,
@@ -142,7 +143,7 @@ def resolve_backends(
     """The request's explainer, simulator, endpoint and candidates with defaults filled, and the endpoint's
     model names. `openai` is the default backend when ``settings`` configure an LLM endpoint (None: none)."""
     configs = llm_endpoint_configs(settings) if settings is not None else {}
-    default = "openai" if configs else "baseline"
+    default = Backend.OPENAI if configs else Backend.BASELINE
     explainer, simulator = request.explainer or default, request.simulator or default
     if request.endpoint is not None:
         _check_endpoint_name(request.endpoint, list(configs))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from service.contract import (
+    DURATION_BUCKETS_S,
     ERROR_INVALID_REQUEST,
     ERROR_JOB_TIMEOUT,
     EXPLAIN_QUEUE,
@@ -124,6 +125,16 @@ def _connection(job: Job | None, settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
+def _observe(pipe: redis.client.Pipeline, name: str, labels: Mapping[str, str], seconds: float) -> None:
+    """Count one duration into the histogram ``name``: its sum, count and cumulative buckets."""
+    pipe.hincrbyfloat(METRICS_KEY, series_name(name + "_sum", labels), seconds)
+    pipe.hincrby(METRICS_KEY, series_name(name + "_count", labels), 1)
+    for bound in DURATION_BUCKETS_S:
+        if seconds <= bound:
+            pipe.hincrby(METRICS_KEY, series_name(name + "_bucket", {**labels, "le": repr(bound)}), 1)
+    pipe.hincrby(METRICS_KEY, series_name(name + "_bucket", {**labels, "le": "+Inf"}), 1)
+
+
 def _describe(exc: BaseException) -> JobError:
     if isinstance(exc, JobTimeoutException):
         return JobError(type=ERROR_JOB_TIMEOUT, message=f"the job ran past its timeout: {exc}")
@@ -163,8 +174,7 @@ def _record_job(connection: redis.Redis, queue: str, outcome: str, seconds: floa
     try:
         with connection.pipeline(transaction=False) as pipe:
             pipe.hincrby(METRICS_KEY, series_name("jobs_total", {**labels, "outcome": outcome}), 1)
-            pipe.hincrbyfloat(METRICS_KEY, series_name("job_seconds_sum", labels), seconds)
-            pipe.hincrby(METRICS_KEY, series_name("job_seconds_count", labels), 1)
+            _observe(pipe, "job_seconds", labels, seconds)
             pipe.execute()
     except redis.RedisError as exc:
         # Metrics must never hide the job's own outcome (or its exception).
@@ -227,10 +237,7 @@ def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict
             with job.connection.pipeline(transaction=False) as pipe:
                 pipe.hincrby(METRICS_KEY, series_name("scans_total", {"reused": reused}), 1)
                 if not info.reused:
-                    pipe.hincrbyfloat(
-                        METRICS_KEY, series_name("stage_seconds_sum", {"stage": "scan"}), info.seconds
-                    )
-                    pipe.hincrby(METRICS_KEY, series_name("stage_seconds_count", {"stage": "scan"}), 1)
+                    _observe(pipe, "stage_seconds", {"stage": "scan"}, info.seconds)
                 pipe.execute()
             progress.update(done=1, total=1, force=True)
         return result
@@ -239,8 +246,7 @@ def scan_layer(*, model: str, hook: str, layer: int, dataset: str, options: dict
 def _record_report(pipe: redis.client.Pipeline, report: NeuronReport, endpoint: str | None) -> None:
     pipe.hincrby(METRICS_KEY, "neurons_explained_total", 1)
     for stage, seconds in report.provenance.timings_s.items():
-        pipe.hincrbyfloat(METRICS_KEY, series_name("stage_seconds_sum", {"stage": stage}), seconds)
-        pipe.hincrby(METRICS_KEY, series_name("stage_seconds_count", {"stage": stage}), 1)
+        _observe(pipe, "stage_seconds", {"stage": stage}, seconds)
     if endpoint is None:
         return
     for kind, tokens in report.provenance.llm_tokens.items():

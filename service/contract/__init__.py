@@ -49,7 +49,7 @@ from service.contract.keys import (
     report_key,
     report_variant,
 )
-from service.contract.metrics import METRICS_KEY, parse_series, series_name
+from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
 from service.contract.registry import (
     BUNDLED_REGISTRY,
     DatasetSpec,
@@ -100,6 +100,7 @@ __all__ = [
     "EXPLAIN_QUEUE",
     "EXPLAIN_TASK",
     "MAX_CANDIDATES",
+    "DURATION_BUCKETS_S",
     "METRICS_KEY",
     "PIPELINE_VERSION",
     "QUEUE_NAMES",

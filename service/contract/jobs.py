@@ -94,6 +94,9 @@ class JobMeta(ContractModel):
     model_revision: str | None = Field(
         default=None, description="Weights revision the API resolved for the request."
     )
+    request_id: str | None = Field(
+        default=None, description="X-Request-ID of the HTTP request that enqueued (or re-ran) the job."
+    )
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> JobMeta:

@@ -14,6 +14,10 @@ from collections.abc import Mapping
 METRICS_KEY = "nl:metrics"
 """Redis hash of worker-side counters and duration sums (written by workers, read by the API)."""
 
+DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+"""Upper bounds (seconds) of the worker job and stage duration histograms: workers count a cumulative
+``<name>_bucket{…,le=<bound>}`` field per bound (and ``le=+Inf``); the API exports the bounds it finds."""
+
 _SERIES = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})?$")
 
 

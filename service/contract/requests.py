@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from service.contract.base import ContractModel
 
-Backend = Literal["baseline", "openai"]
-"""Explainer and simulator backends: offline `baseline`, or `openai` (any OpenAI-compatible endpoint)."""
+
+# An enum class rather than a Literal so OpenAPI names it once (`Backend`) and the nullable fields refer to
+# it (one enum class in generated clients, not three per field); members are str, so they compare, hash
+# and serialise exactly as the plain values.
+class Backend(StrEnum):
+    """Explainer and simulator backends: offline `baseline`, or `openai` (any OpenAI-compatible endpoint)."""
+
+    BASELINE = "baseline"
+    OPENAI = "openai"
+
 
 MAX_CANDIDATES = 10
 """Most candidate explanations one request may ask for (each costs a draw and its calibration calls)."""

@@ -10,7 +10,7 @@ from service.routes.models import list_models
 from service.routes.neurons import get_neuron_report, list_layer_neurons
 from service.routes.pages import get_home_page, get_job_page, get_layer_page, get_neuron_page
 
-ROUTE_HANDLERS = [
+API_ROUTE_HANDLERS = [
     list_models,
     create_explanation,
     get_job,
@@ -21,7 +21,8 @@ ROUTE_HANDLERS = [
     get_home_page,
     get_layer_page,
     get_job_page,
-    healthz,
-    readyz,
-    metrics,
 ]
+"""The /v1 routes: behind API keys when `NEURONLENS_AUTH=keys` (service/auth.py)."""
+OPEN_ROUTE_HANDLERS = [healthz, readyz, metrics]
+"""Liveness, readiness and metrics: always open (probes and scrapers carry no key)."""
+ROUTE_HANDLERS = [*API_ROUTE_HANDLERS, *OPEN_ROUTE_HANDLERS]

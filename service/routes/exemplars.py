@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from fsspec.core import url_to_fs
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, KwargDefinition, Parameter
 
 from service.contract import exemplar_images_key
 from service.errors import NotFound, problem_specs
+from service.http_conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
+from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.settings import Settings
 from service.validate import resolve_neuron_path
 
 PNG_MEDIA_TYPE = "image/png"
-IMAGE_CACHE_CONTROL = "public, max-age=86400"
-"""Images never change under their key (the variant hashes everything that shapes them)."""
 VARIANT_PATTERN = r"^[0-9a-f]{16}$"
 _IMAGE_NAME = re.compile(r"^(random-)?(0|[1-9][0-9]{0,3})(-original)?\.png$")
 """`<rank>.png`, `random-<slot>.png`; `-original` before `.png` for the unshaded one (exemplar_image_name)."""
@@ -58,6 +58,7 @@ def read_exemplar_png(
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}/exemplars/{image:str}",
     operation_id="getExemplarImage",
+    operation_class=DocumentedOperation,
     summary="Get a shaded exemplar image",
     tags=["neurons"],
     dependencies=REPORT_QUERY,
@@ -65,7 +66,7 @@ def read_exemplar_png(
     media_type=PNG_MEDIA_TYPE,
     responses={
         200: ResponseSpec(
-            data_container=bytes,
+            data_container=Annotated[bytes, KwargDefinition(format="binary")],  # type: ignore[arg-type]
             media_type=PNG_MEDIA_TYPE,
             description="The exemplar's image as the model saw it, each patch faded toward white by how "
             "little it activates the neuron (DESIGN §4.5).",
@@ -75,6 +76,7 @@ def read_exemplar_png(
     },
 )
 def get_exemplar_image(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     neuron: FromPath[int],
@@ -106,4 +108,4 @@ def get_exemplar_image(
     else:
         resolve_neuron_path(reports.registry, model, layer, neuron)
     png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, image)
-    return Response(content=png, media_type=PNG_MEDIA_TYPE, headers={"Cache-Control": IMAGE_CACHE_CONTROL})
+    return conditional_response(request, png, PNG_MEDIA_TYPE, cache_control(settings, IMAGE_CACHE_CONTROL))

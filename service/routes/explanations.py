@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import redis
-from litestar import Response, post
+from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
+from service.auth import calling_key
 from service.contract import (
     ExplanationAccepted,
     ExplanationRequest,
@@ -17,8 +21,12 @@ from service.contract import (
     Registry,
 )
 from service.errors import problem_specs
+from service.estimate import estimate_calls
 from service.exemplar_links import link_exemplar_images
 from service.jobs import JobQueues, submit_explanation
+from service.openapi_docs import DocumentedOperation
+from service.ratelimit import RateLimits
+from service.request_id import current_request_id
 from service.settings import Settings
 from service.validate import resolve_request
 
@@ -26,6 +34,7 @@ from service.validate import resolve_request
 @post(
     "/v1/explanations",
     operation_id="createExplanation",
+    operation_class=DocumentedOperation,
     summary="Explain neurons",
     tags=["explanations"],
     status_code=202,
@@ -45,6 +54,7 @@ from service.validate import resolve_request
     },
 )
 def create_explanation(
+    request: Request[Any, Any, Any],
     data: JSONBody[ExplanationRequest],
     redis_client: NamedDependency[redis.Redis],
     queues: NamedDependency[JobQueues],
@@ -59,7 +69,10 @@ def create_explanation(
     the pipeline version, so repeating a request joins the job in flight. Answers 202 with the job to
     poll, or 200 with the reports at once when every one is already stored."""
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
-    submission = submit_explanation(redis_client, queues, settings, resolved)
+    key = calling_key(request)
+    limits: RateLimits = request.app.state.rate_limits
+    admit = None if key is None else partial(limits.admit, key, estimate_calls(resolved))
+    submission = submit_explanation(redis_client, queues, settings, resolved, current_request_id(), admit)
     if submission.reports is not None:
         variant = resolved.variant
         reports = [

@@ -10,17 +10,33 @@ from redis.asyncio import Redis as AsyncRedis
 
 from service.errors import RedisUnavailable, problem_specs
 from service.metrics import ApiMetrics
+from service.openapi_docs import DocumentedOperation
 
-PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format 0.0.4; Litestar appends `; charset=utf-8` to text types itself."""
 
 
-@get("/healthz", operation_id="healthz", summary="Liveness", tags=["operations"], sync_to_thread=False)
+@get(
+    "/healthz",
+    operation_id="healthz",
+    operation_class=DocumentedOperation,
+    summary="Liveness",
+    tags=["operations"],
+    sync_to_thread=False,
+)
 def healthz() -> dict[str, str]:
     """Liveness: the process is up and serving HTTP (does not touch Redis)."""
     return {"status": "ok"}
 
 
-@get("/readyz", operation_id="readyz", summary="Readiness", tags=["operations"], responses=problem_specs(503))
+@get(
+    "/readyz",
+    operation_id="readyz",
+    operation_class=DocumentedOperation,
+    summary="Readiness",
+    tags=["operations"],
+    responses=problem_specs(503),
+)
 async def readyz(redis_async: NamedDependency[AsyncRedis]) -> dict[str, str]:
     """Readiness: Redis answers a PING. 503 (problem details) when it does not."""
     try:
@@ -35,6 +51,7 @@ async def readyz(redis_async: NamedDependency[AsyncRedis]) -> dict[str, str]:
 @get(
     "/metrics",
     operation_id="metrics",
+    operation_class=DocumentedOperation,
     summary="Prometheus metrics",
     tags=["operations"],
     sync_to_thread=True,

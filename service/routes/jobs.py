@@ -10,6 +10,7 @@ from litestar.params import FromPath, Parameter
 from service.contract import JobStatus
 from service.errors import NotFound, problem_specs
 from service.jobs import job_status
+from service.openapi_docs import DocumentedOperation
 
 MAX_PAGE = 1000
 """Most reports one status answer carries; page with `offset`."""
@@ -18,6 +19,7 @@ MAX_PAGE = 1000
 @get(
     "/v1/jobs/{job_id:str}",
     operation_id="getJob",
+    operation_class=DocumentedOperation,
     summary="Get a job's status and reports",
     tags=["jobs"],
     sync_to_thread=True,

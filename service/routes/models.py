@@ -7,11 +7,13 @@ from litestar.di import NamedDependency
 
 from service.contract import ModelSpec, Registry
 from service.errors import problem_specs
+from service.openapi_docs import DocumentedOperation
 
 
 @get(
     "/v1/models",
     operation_id="listModels",
+    operation_class=DocumentedOperation,
     summary="List served models",
     tags=["models"],
     sync_to_thread=False,

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from service.contract import NeuronListing, NeuronReport
 from service.errors import problem_specs
+from service.http_conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
 from service.listing import list_layer_reports, summarize
+from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 
@@ -22,9 +27,11 @@ MAX_LISTING_PAGE = 1000
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}",
     operation_id="getNeuronReport",
+    operation_class=DocumentedOperation,
     summary="Get a stored neuron report",
     tags=["neurons"],
     dependencies=REPORT_QUERY,
+    media_type=MediaType.JSON,
     responses={
         200: ResponseSpec(
             data_container=NeuronReport, description="The stored report.", generate_examples=False
@@ -33,6 +40,7 @@ MAX_LISTING_PAGE = 1000
     },
 )
 async def get_neuron_report(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     neuron: FromPath[int],
@@ -45,12 +53,14 @@ async def get_neuron_report(
     `POST /v1/explanations` creates it."""
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
     content = await reports.read(model, layer, neuron, report_query)
-    return Response(content=content, media_type="application/json")
+    cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
+    return conditional_response(request, content, "application/json", cache)
 
 
 @get(
     "/v1/neurons/{model:str}/{layer:int}",
     operation_id="listLayerNeurons",
+    operation_class=DocumentedOperation,
     summary="List a layer's stored neuron reports",
     tags=["neurons"],
     dependencies=REPORT_QUERY,

@@ -17,6 +17,7 @@ from service.contract import EXPLAIN_JOB_PREFIX, ExplanationRequest, NeuronRepor
 from service.errors import NotFound, problem_specs
 from service.jobs import JobQueues, fetch_job, job_status
 from service.listing import list_layer_reports, summarize
+from service.openapi_docs import DocumentedOperation
 from service.report_page import NeuronPageLinks, render_report_page
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
@@ -35,6 +36,7 @@ def _html(content: str) -> Response[str]:
 @get(
     "/",
     operation_id="getHomePage",
+    operation_class=DocumentedOperation,
     summary="Viewer: home page",
     tags=["viewer"],
     sync_to_thread=True,
@@ -54,6 +56,7 @@ def get_home_page(
 @get(
     "/view/{model:str}/{layer:int}",
     operation_id="getLayerPage",
+    operation_class=DocumentedOperation,
     summary="Viewer: a layer's stored neurons",
     tags=["viewer"],
     dependencies=REPORT_QUERY,
@@ -93,6 +96,7 @@ def _neighbours(neurons: list[int], neuron: int) -> tuple[int | None, int | None
 @get(
     "/v1/neurons/{model:str}/{layer:int}/{neuron:int}/page",
     operation_id="getNeuronPage",
+    operation_class=DocumentedOperation,
     summary="Viewer: a stored neuron report as an HTML page",
     tags=["neurons", "viewer"],
     dependencies=REPORT_QUERY,
@@ -125,11 +129,12 @@ async def get_neuron_page(
 @get(
     "/view/jobs/{job_id:str}",
     operation_id="getJobPage",
+    operation_class=DocumentedOperation,
     summary="Viewer: an explain job's live progress",
     tags=["viewer"],
     sync_to_thread=True,
     media_type=MediaType.HTML,
-    responses=problem_specs(404, 503),
+    responses=problem_specs(400, 404, 503),
 )
 def get_job_page(job_id: FromPath[str], redis_client: NamedDependency[redis.Redis]) -> Response[str]:
     """What the job asked for, its status and progress (kept current by polling `GET /v1/jobs/{job_id}`

@@ -19,8 +19,10 @@ import pytest
 import redis
 
 from service.app import create_app
-from service.contract import BUNDLED_REGISTRY, JobStatus
+from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus, load_registry
+from service.estimate import estimate_calls
 from service.settings import Settings, load_settings
+from service.validate import resolve_request
 from tests.llm_peer import Fault, LLMPeer, rules
 from tests.service.helpers import run_workers, serve
 from workers.explain.prompts import parse_explanation
@@ -88,6 +90,12 @@ def _stack(llm_env: tuple[pytest.MonkeyPatch, Settings], redis_conn: redis.Redis
     return LLMStack(load_settings(), peer, redis_conn)
 
 
+def _estimated_calls_per_neuron(body: dict[str, Any], settings: Settings) -> int:
+    """What quotas charge per neuron for ``body`` (service/estimate.py), to compare with the real calls."""
+    resolved = resolve_request(load_registry(), ExplanationRequest.model_validate(body), 4096, settings)
+    return estimate_calls(resolved).llm_calls_per_neuron
+
+
 def _metric(text: str, series: str) -> float:
     match = re.search(rf"^{re.escape(series)} (\S+)$", text, flags=re.MULTILINE)
     assert match is not None, f"{series} not exported:\n{text}"
@@ -123,6 +131,8 @@ def test_without_backends_named_the_reports_come_from_the_endpoint(
         assert simulation.n_top == simulation.n_random == 10
         assert report.provenance.llm_tokens["prompt"] > 0 and report.provenance.llm_tokens["completion"] > 0
         assert report.provenance.llm_calls == {"explainer": 1, "simulator": 20}
+    body = {"model": "minilm-l6", "layer": LAYER, "neurons": [3, 17]}
+    assert _estimated_calls_per_neuron(body, stack.settings) == 1 + 20  # the quota estimate is exact
     assert {r.explanation.text for r in status.reports} == _rule_explanations(peer)
 
     requests = peer.requests
@@ -161,6 +171,7 @@ def test_candidates_are_scored_on_calibration_and_the_best_returned(
     assert draw.body["n"] == 3 and draw.body["temperature"] == 1.0
     # One draw of 3, 5 calibration records per candidate, then 4 held-out records for the winner.
     assert report.provenance.llm_calls == {"explainer": 1 + 3 * 5, "simulator": 4}
+    assert _estimated_calls_per_neuron(body, stack.settings) == 1 + 3 * 5 + 4  # the quota estimate is exact
 
 
 def test_a_visual_neuron_is_explained_from_its_shaded_images_and_simulated_per_patch(

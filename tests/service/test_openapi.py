@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from service.app import package_version
@@ -56,3 +58,60 @@ def test_document_describes_every_operation() -> None:
     }
     assert set(post["responses"]) >= {"200", "202", "400", "422", "503"}
     assert "application/problem+json" in post["responses"]["422"]["content"]
+
+
+def test_every_request_and_response_has_examples_and_declared_headers() -> None:
+    document = json.loads(render_openapi())
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            where = f"{method.upper()} {path}"
+            for media in (op.get("requestBody") or {}).get("content", {}).values():
+                assert media.get("examples"), where
+            for status, response in op["responses"].items():
+                assert "X-Request-ID" in response.get("headers", {}), (where, status)
+                for media_type, media in response.get("content", {}).items():
+                    if media.get("schema", {}).get("format") == "binary":
+                        continue  # bytes have no JSON example
+                    assert media.get("examples"), (where, status, media_type)
+    post = document["paths"]["/v1/explanations"]["post"]
+    assert "Location" in post["responses"]["202"]["headers"]
+    assert "Retry-After" in post["responses"]["429"]["headers"]
+    report = document["paths"]["/v1/neurons/{model}/{layer}/{neuron}"]["get"]["responses"]
+    assert "ETag" in report["200"]["headers"] and "ETag" in report["304"]["headers"]
+    image = document["paths"]["/v1/neurons/{model}/{layer}/{neuron}/exemplars/{image}"]["get"]
+    png = image["responses"]["200"]
+    assert png["content"]["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    explainer = document["components"]["schemas"]["ExplanationRequest"]["properties"]["explainer"]
+    assert {"$ref": "#/components/schemas/Backend"} in explainer["oneOf"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerKey"]["scheme"] == "bearer" and schemes["apiKeyHeader"]["name"] == "X-API-Key"
+    assert "security" not in document["paths"]["/healthz"]["get"]
+    assert document["paths"]["/v1/models"]["get"]["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}]
+
+
+GENERATOR_CONFIG = """\
+content_type_overrides:
+  image/png: application/octet-stream
+post_hooks: []
+"""
+"""openapi-python-client reads bytes only from application/octet-stream; PNGs are mapped to it."""
+
+
+def test_openapi_python_client_generates_a_client_without_warnings(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(GENERATOR_CONFIG)
+    generator = Path(sys.executable).with_name("openapi-python-client")
+    done = subprocess.run(
+        [str(generator), "generate", "--path", str(DEFAULT_PATH), "--output-path", str(tmp_path / "client"),
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert not [line for line in output.splitlines() if "warning" in line.lower()], output
+    models = tmp_path / "client" / "neuron_lens_client" / "models"
+    # One enum class for the nullable backends, not three per field.
+    assert (models / "backend.py").is_file()
+    assert not list(models.glob("explanation_request_explainer*"))
+    api = tmp_path / "client" / "neuron_lens_client" / "api" / "neurons" / "get_exemplar_image.py"
+    assert "File(" in api.read_text()
