@@ -59,7 +59,7 @@ class RetryPolicy:
         after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
         wait = after if after is not None else self.backoff_s * 2**attempt
         reason = f"HTTP {response.status_code}" if response is not None else f"{type(error).__name__}"
-        log.warning("neuronlens: %s; retry %d of %d in %.1fs", reason, attempt + 1, self.retries, wait)
+        log.warning("%s; retry %d of %d in %.1fs", reason, attempt + 1, self.retries, wait)
         return min(wait, self.max_wait_s)
 
 

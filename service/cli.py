@@ -21,7 +21,14 @@ from typing import Any
 
 from neuronlens import Client, ClientError
 from neuronlens.export import describe
-from service.cli_client import FORMATS, add_client_arguments, follow, run_explain, run_models
+from service.cli_client import (
+    FORMATS,
+    add_client_arguments,
+    follow,
+    run_explain,
+    run_models,
+    show_sdk_warnings,
+)
 from service.embedded_redis import free_port
 from service.stack import DEFAULT_GRACE_S, Stack, StackError, external_redis_url, redact_url
 
@@ -250,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_sdk_warnings()
     code: int = args.handler(args)
     return code
 

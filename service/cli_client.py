@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -21,7 +22,6 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from neuronlens import Client, ClientError, JobStatus, NeuronReport, PipelineOptions, RequestRejected
-from neuronlens._core import NO_WORKER_HINT
 from neuronlens.export import json_text, summary_line, write_csv, write_jsonl
 
 FORMATS = ("json", "jsonl", "csv", "summary")
@@ -35,22 +35,15 @@ class Interrupted(ClientError):
 
 
 class ProgressBar:
-    """Job progress on stderr: redrawn in place on a terminal, one line per change otherwise. Warns once
-    when the job is queued and no worker listens on its queue."""
+    """Job progress on stderr: redrawn in place on a terminal, one line per change otherwise."""
 
     def __init__(self, stream: IO[str] = sys.stderr, quiet: bool = False):
         self.stream = stream
         self.quiet = quiet
         self.is_tty = stream.isatty()
         self.last = ""
-        self.warned = False
 
     def __call__(self, status: JobStatus) -> None:
-        if status.status == "queued" and status.workers == 0 and not self.warned:
-            self.warned = True
-            self.close()
-            self.stream.write(f"neuronlens: warning: {NO_WORKER_HINT.format(job_id=status.job_id)}\n")
-            self.last = ""
         if self.quiet:
             return
         line = self.render(status)
@@ -73,6 +66,15 @@ class ProgressBar:
         if status.queue_position is not None:
             line += f"  queue position {status.queue_position}"
         return line
+
+
+def show_sdk_warnings(stream: IO[str] = sys.stderr) -> None:
+    """The SDK's warnings (retries, a job no worker runs) on stderr, one line each."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("neuronlens: warning: %(message)s"))
+    sdk_log = logging.getLogger("neuronlens")
+    sdk_log.addHandler(handler)
+    sdk_log.setLevel(logging.WARNING)
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
