@@ -1,14 +1,15 @@
 """Build `neuronlens-client` from the repository's sources, without the server.
 
 The wheel holds `neuronlens/` (the SDK, repository root) and, as `neuronlens/_contract/`, a copy of the
-service's contract models (service/contract/, or service/schemas.py before it became a package) with
-their `service.contract` imports pointed at the copy. The repository's `neuronlens/_contract.py`, which
+service's contract (service/contract/: pure pydantic and stdlib) with its `service.contract` imports
+pointed at the copy. The repository's `neuronlens/_contract.py`, which
 re-exports the server's classes, is left out. Build from a clone (pip builds the project in place).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from setuptools import Distribution, setup
@@ -16,18 +17,14 @@ from setuptools.command.build_py import build_py
 
 REPO = Path(__file__).resolve().parents[2]
 SDK = REPO / "neuronlens"
-CONTRACT_PACKAGE = REPO / "service" / "contract"
-CONTRACT_MODULE = REPO / "service" / "schemas.py"
+CONTRACT = REPO / "service" / "contract"
 VENDORED = "neuronlens._contract"
 
 
 def contract_sources() -> dict[str, str]:
     """File name -> text of the contract, imports rewritten to the vendored package."""
-    if CONTRACT_PACKAGE.is_dir():
-        files = {path.name: path.read_text() for path in sorted(CONTRACT_PACKAGE.glob("*.py"))}
-    else:
-        files = {"__init__.py": CONTRACT_MODULE.read_text()}
-    return {name: re.sub(r"\bservice\.(contract|schemas)\b", VENDORED, text) for name, text in files.items()}
+    files = {path.name: path.read_text() for path in sorted(CONTRACT.glob("*.py"))}
+    return {name: re.sub(r"\bservice\.contract\b", VENDORED, text) for name, text in files.items()}
 
 
 class BuildClient(build_py):
@@ -41,7 +38,8 @@ class BuildClient(build_py):
             if source.name != "_contract.py":
                 self.copy_file(str(source), str(target / source.name))
         contract = target / "_contract"
-        contract.mkdir(exist_ok=True)
+        shutil.rmtree(contract, ignore_errors=True)  # a previous build's files must not linger
+        contract.mkdir()
         for name, text in contract_sources().items():
             (contract / name).write_text(text)
         (target / "py.typed").write_text("")

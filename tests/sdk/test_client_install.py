@@ -43,7 +43,7 @@ def test_the_client_distribution_installs_without_the_server(tmp_path: Path) -> 
     assert check.returncode == 0, check.stdout + check.stderr
     assert "server packages: []" in check.stdout
     # The same contract the server serves: the vendored copy's schema equals the repository's.
-    from service.schemas import NeuronReport
+    from service.contract import NeuronReport
 
     fields = f"fields: {len(NeuronReport.model_json_schema()['properties'])}"
     assert fields in check.stdout
