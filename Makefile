@@ -2,23 +2,28 @@
 #
 # torch is installed first and pinned (torch==2.13.0): an unpinned torch requirement would pull several GB
 # of CUDA packages; with the pin satisfied, `pip install -e '.[worker,dev]'` leaves it alone.
+# On Linux the public index's torch==2.13.0 is the CUDA build (~20 nvidia packages, several GB); on a
+# machine without a GPU pass PyTorch's CPU wheel index:
+#   make demo TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neuronlens-installed
 TORCH_PIN := torch==2.13.0
+TORCH_INDEX_URL ?=
+PIP_QUIET := -q --disable-pip-version-check
 
 .PHONY: install demo test lint format bench openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
 
 # Re-install only when the package metadata changes (the stamp is newer than pyproject.toml otherwise).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install $(TORCH_PIN)
-	$(BIN)/pip install -e '.[worker,dev]'
+	$(BIN)/pip install $(PIP_QUIET) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH_PIN)
+	$(BIN)/pip install $(PIP_QUIET) -e '.[worker,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

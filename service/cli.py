@@ -1,13 +1,13 @@
-"""The `neuronlens` command: `up` (the whole stack in the foreground), `explain` (a client), `demo`.
+"""The `neuronlens` command: `up` (the whole stack in the foreground), `explain` and `models` (clients of
+a running API), `demo`.
 
 No torch and no `workers` import here: the API and workers run as child processes (service/stack.py),
-and `explain` talks HTTP (service/client.py).
+and `explain`/`models` talk HTTP through the SDK (neuronlens.Client; service/cli_client.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -17,16 +17,25 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
+from neuronlens import Client, ClientError
+from neuronlens.export import describe
+from service.cli_client import (
+    FORMATS,
+    add_client_arguments,
+    follow,
+    run_explain,
+    run_models,
+    show_sdk_warnings,
+)
 from service.cli_keys import add_keys_parser
-from service.client import ClientError, NeuronLensClient
 from service.embedded_redis import free_port
 from service.stack import DEFAULT_GRACE_S, Stack, StackError, external_redis_url, redact_url
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEMO_REQUEST: dict[str, Any] = {"model": "minilm-l6", "layer": 3, "neurons": [42]}
-BAR_WIDTH = 24
+DEMO_OUTPUT = "neuronlens-demo-report.json"
 
 
 def _stop_on_signals(stopping: threading.Event) -> None:
@@ -41,92 +50,6 @@ def _stop_on_signals(stopping: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-class ProgressBar:
-    """Job progress on stderr: redrawn in place on a terminal, one line per change otherwise."""
-
-    def __init__(self, stream: IO[str] = sys.stderr):
-        self.stream = stream
-        self.is_tty = stream.isatty()
-        self.last = ""
-
-    def __call__(self, status: dict[str, Any]) -> None:
-        line = self.render(status)
-        if line == self.last:
-            return
-        self.last = line
-        if self.is_tty:
-            self.stream.write("\r\x1b[2K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.is_tty and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    @staticmethod
-    def render(status: dict[str, Any]) -> str:
-        progress = status.get("progress") or {}
-        done, total = int(progress.get("done", 0)), int(progress.get("total", 0))
-        filled = BAR_WIDTH * done // total if total else 0
-        line = f"{status.get('status', '?'):<10} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
-        if status.get("queue_position") is not None:
-            line += f"  queue position {status['queue_position']}"
-        return line
-
-
-def explanation_body(args: argparse.Namespace) -> dict[str, Any]:
-    neurons: Any = args.neuron
-    if args.range is not None:
-        neurons = args.range
-    body: dict[str, Any] = {"model": args.model, "layer": args.layer, "neurons": neurons}
-    for name in ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates"):
-        if getattr(args, name) is not None:
-            body[name] = getattr(args, name)
-    return body
-
-
-class Interrupted(ClientError):
-    """Ctrl-C or SIGTERM while following a job (the job itself keeps running on the server)."""
-
-    exit_code = 130
-
-
-def run_explain(
-    url: str,
-    body: dict[str, Any],
-    quiet: bool,
-    timeout_s: float | None,
-    out: IO[str],
-    stopping: threading.Event,
-) -> int:
-    """Submit, follow and print: one report as a JSON object, several as a JSON array."""
-    bar = None if quiet else ProgressBar()
-
-    def progress(status: dict[str, Any]) -> None:
-        if bar is not None:
-            bar(status)
-        if stopping.is_set():
-            raise Interrupted(f"interrupted; job {status.get('job_id')} goes on in the service")
-
-    try:
-        with NeuronLensClient(url) as client:
-            reports = client.explain(body, progress=progress, timeout_s=timeout_s)
-    except ClientError as exc:
-        if bar is not None:
-            bar.close()
-        print(f"neuronlens explain: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if bar is not None:
-        bar.close()
-    single = isinstance(body["neurons"], list) and len(set(body["neurons"])) == 1 and len(reports) == 1
-    json.dump(reports[0] if single else reports, out, indent=2)
-    out.write("\n")
-    out.flush()
-    return 0
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     if args.neuron is None and args.range is None:
         print(
@@ -136,7 +59,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 2
     stopping = threading.Event()
     _stop_on_signals(stopping)
-    return run_explain(args.url, explanation_body(args), args.quiet, args.timeout, sys.stdout, stopping)
+    return run_explain(args, stopping)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    return run_models(args)
 
 
 def _describe_stack(stack: Stack) -> str:
@@ -187,15 +114,37 @@ def cmd_up(args: argparse.Namespace) -> int:
     return supervise(stack, stopping)
 
 
+def demo_explain(args: argparse.Namespace, stack: Stack, stopping: threading.Event) -> int:
+    """Explain DEMO_REQUEST on the demo stack: a short summary on stdout, the report as JSON in a file."""
+    try:
+        with Client(stack.api_url) as client:
+            (report,) = follow(client, dict(DEMO_REQUEST), args.quiet, args.timeout, stopping)
+            page = client.page_url(report.model, report.layer, report.neuron)
+    except ClientError as exc:
+        print(f"neuronlens demo: {exc}", file=sys.stderr)
+        return exc.exit_code
+    output = Path(args.output)
+    output.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    print(describe(report, page_url=page))
+    print(f"  report JSON: {output.resolve()}")
+    if args.serve:
+        print(f"serving {stack.api_url} until Ctrl-C (the page above, GET /v1/models, ...)", flush=True)
+        stopping.wait()
+    else:
+        print("  (the page is served while a stack runs: `neuronlens demo --serve` keeps this one up)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Embedded stack on a free port, one explanation, everything stopped again; logs go to a file."""
+    """Embedded stack (a free port unless --port), one explanation, everything stopped again (at once, or
+    on Ctrl-C with --serve); the stack's logs go to a file."""
     stopping = threading.Event()
     _stop_on_signals(stopping)
     log_dir = Path(tempfile.mkdtemp(prefix="neuronlens-demo-"))
     log_path = log_dir / "stack.log"
     with log_path.open("wb") as log_file:
         stack = Stack(
-            port=free_port(),
+            port=args.port or free_port(),
             n_workers=1,
             redis_url=external_redis_url(os.environ),
             output=log_file,
@@ -212,9 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 flush=True,
             )
             if not stopping.is_set():
-                code = run_explain(
-                    stack.api_url, DEMO_REQUEST, args.quiet, args.timeout, sys.stdout, stopping
-                )
+                code = demo_explain(args, stack, stopping)
         except StackError as exc:
             print(f"neuronlens demo: {exc}", file=sys.stderr)
         finally:
@@ -236,6 +183,42 @@ def _neuron_range(text: str) -> dict[str, int]:
     return {"start": int(start), "stop": int(stop)}
 
 
+def _add_explain(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="explain neurons through a running API",
+        epilog="Output: with one --neuron, json is one object; with several --neuron or a --range (even "
+        "of one) it is an array. jsonl: one report per line; csv: one summary row per neuron; summary: "
+        "layer, neuron, type, score, explanation per line. Exit 0 done, 1 failed job or API "
+        "unreachable, 2 invalid request, 130 interrupted.",
+    )
+    explain.add_argument(
+        "--model", required=True, help="model id, e.g. minilm-l6 (`neuronlens models` lists them)"
+    )
+    explain.add_argument("--layer", type=int, required=True, help="layer index")
+    which = explain.add_mutually_exclusive_group()
+    which.add_argument("--neuron", type=int, action="append", help="neuron index (repeat for several)")
+    which.add_argument("--range", type=_neuron_range, help="neuron range START:STOP (STOP exclusive)")
+    explain.add_argument("--hook", help="hook point id (default: the model's first)")
+    explain.add_argument("--dataset", help="probe set id (default: the model's first)")
+    explain.add_argument("--explainer", help="explainer backend (default: the API's default)")
+    explain.add_argument("--simulator", help="simulator backend (default: the API's default)")
+    explain.add_argument("--endpoint", help="named LLM endpoint of the deployment, for the openai backends")
+    explain.add_argument("--candidates", type=int, help="candidate explanations k for the openai explainer")
+    explain.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a request option (repeatable), e.g. --option seed=1 --option text_threshold=2.5",
+    )
+    explain.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
+    explain.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+    add_client_arguments(explain, DEFAULT_URL)
+    explain.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.set_defaults(handler=cmd_explain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuronlens", description="Neuron explanation as a service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -252,33 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(handler=cmd_up)
 
-    explain = commands.add_parser("explain", help="explain neurons through a running API; prints JSON")
-    explain.add_argument(
-        "--model", required=True, help="model id, e.g. minilm-l6 (GET /v1/models lists them)"
-    )
-    explain.add_argument("--layer", type=int, required=True, help="layer index")
-    explain.add_argument("--neuron", type=int, action="append", help="neuron index (repeat for several)")
-    explain.add_argument("--range", type=_neuron_range, help="neuron range START:STOP (STOP exclusive)")
-    explain.add_argument("--hook", help="hook point id (default: the model's first)")
-    explain.add_argument("--dataset", help="probe set id (default: the model's first)")
-    explain.add_argument("--explainer", help="explainer backend (default: the API's default)")
-    explain.add_argument("--simulator", help="simulator backend (default: the API's default)")
-    explain.add_argument("--endpoint", help="named LLM endpoint of the deployment, for the openai backends")
-    explain.add_argument("--candidates", type=int, help="candidate explanations k for the openai explainer")
-    explain.add_argument(
-        "--url",
-        default=os.environ.get("NEURONLENS_API_URL", DEFAULT_URL),
-        help=f"API base URL (default $NEURONLENS_API_URL or {DEFAULT_URL})",
-    )
-    explain.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    explain.add_argument("--quiet", action="store_true", help="no progress bar")
-    explain.set_defaults(handler=cmd_explain)
+    _add_explain(commands)
+
+    models = commands.add_parser("models", help="list the models a running API serves")
+    models.add_argument("--format", choices=("table", "json"), default="table", help="(default table)")
+    add_client_arguments(models, DEFAULT_URL)
+    models.set_defaults(handler=cmd_models)
 
     demo = commands.add_parser(
-        "demo", help="start the embedded stack, explain minilm-l6 layer 3 neuron 42, stop"
+        "demo", help="start the embedded stack, explain minilm-l6 layer 3 neuron 42, print a summary, stop"
     )
     demo.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--output", default=DEMO_OUTPUT, help=f"where the report JSON goes (default ./{DEMO_OUTPUT})"
+    )
+    demo.add_argument("--serve", action="store_true", help="keep the stack up after the summary until Ctrl-C")
+    demo.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     demo.set_defaults(handler=cmd_demo)
     add_keys_parser(commands)
     return parser
@@ -286,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_sdk_warnings()
     code: int = args.handler(args)
     return code
 

@@ -132,6 +132,10 @@ class NotAcceptable(ApiError):
     title = "Not acceptable"
 
 
+REDIS_RETRY_AFTER_S = "1"
+"""`Retry-After` of a 503 while Redis is unreachable, seconds (a restart or failover takes about that)."""
+
+
 class RedisUnavailable(ApiError):
     status_code = 503
     slug = "redis-unavailable"
@@ -280,7 +284,9 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 def handle_redis_down(request: Request[Any, Any, Any], exc: redis.RedisError) -> Response[dict[str, Any]]:
     log.warning("redis unreachable during %s %s: %s", request.method, request.url.path, exc)
-    return handle_api_error(request, RedisUnavailable("Redis is unreachable; retry later"))
+    response = handle_api_error(request, RedisUnavailable("Redis is unreachable; retry later"))
+    response.headers["Retry-After"] = REDIS_RETRY_AFTER_S  # clients (the SDK) wait this long, then retry
+    return response
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -306,6 +306,7 @@ def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int
         status=state.status,
         progress=state.progress,
         queue_position=state.queue_position,
+        workers=state.workers,
         created_at=state.created_at,
         started_at=state.started_at,
         ended_at=state.ended_at,

@@ -122,6 +122,11 @@ class JobStatus(ContractModel):
     queue_position: int | None = Field(
         default=None, description="0-based position in its queue while queued; null otherwise."
     )
+    workers: int | None = Field(
+        default=None,
+        description="Workers listening on the queue the job waits in, while queued (0: nothing runs it "
+        "until a worker starts); null otherwise.",
+    )
     created_at: datetime | None = Field(default=None, description="When the job was enqueued (UTC).")
     started_at: datetime | None = Field(default=None, description="When a worker started it (UTC).")
     ended_at: datetime | None = Field(default=None, description="When it finished or failed (UTC).")

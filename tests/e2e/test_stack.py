@@ -199,16 +199,28 @@ def test_cli_explain_without_an_api_says_so() -> None:
     assert f"cannot reach the NeuronLens API at {url}" in result.stderr
 
 
-def test_demo_explains_and_stops(stack: RunningStack) -> None:
-    """`neuronlens demo` with the scan already stored (the artifact store the stack above filled)."""
+def test_demo_explains_and_stops(stack: RunningStack, tmp_path: Path) -> None:
+    """`neuronlens demo` with the scan already stored (the artifact store the stack above filled): a short
+    summary on stdout, the report as JSON in the file it names."""
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "demo", "--quiet"],
         env=process_env(NEURONLENS_ARTIFACT_URL=str(stack.artifact_dir)),
         capture_output=True,
         text=True,
         timeout=150,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    output = tmp_path / "neuronlens-demo-report.json"
+    report = json.loads(output.read_text())
     assert (report["model"], report["layer"], report["neuron"]) == (MODEL, LAYER, 42)
     assert_report_matches_scan(report, scan_context(stack.artifact_dir))
+    summary = result.stdout
+    assert len(summary.splitlines()) < 12, "a summary, not the report"
+    assert f"{MODEL} layer {LAYER} neuron 42" in summary
+    assert f"type:        {report['neuron_type']} (" in summary
+    assert f"explanation: {report['explanation']['text']}" in summary
+    correlation = report["simulation"]["correlation"]
+    assert f"score:       {correlation:.3f} (95% CI " in summary
+    assert f"/v1/neurons/{MODEL}/{LAYER}/42/page" in summary
+    assert f"report JSON: {output}" in summary

@@ -68,4 +68,5 @@ def test_redis_down_is_a_503_problem(
         alive = httpx.get(f"{url}/healthz")
     assert "Redis is unreachable" in str(_problem(ready, 503)["detail"])
     assert _problem(post, 503)["title"] == "Redis unavailable"
+    assert post.headers["retry-after"] == "1", "clients are told when to retry"
     assert alive.status_code == 200

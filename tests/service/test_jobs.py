@@ -11,6 +11,7 @@ import redis
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import Worker
 
 from service.contract import BUNDLED_REGISTRY, JobStatus, load_registry
 from service.settings import Settings
@@ -126,3 +127,25 @@ def test_a_deferred_job_its_scan_no_longer_lists_is_failed_and_recoverable(
     assert http.post("/v1/explanations", json=REQUEST).json()["job_id"] == job_id
     assert _status(http, job_id).status == "queued"
     assert redis_conn.sismember(scan.dependents_key, job_id)
+
+
+def test_a_queued_job_counts_the_workers_listening_on_its_queue(
+    http: httpx.Client, redis_conn: redis.Redis
+) -> None:
+    """`workers` lets a client warn that nothing will run the job (the CLI does); it counts only workers
+    registered for the queue the job waits in (the scan queue, while the scan is queued)."""
+    job_id = http.post("/v1/explanations", json=REQUEST).json()["job_id"]
+    assert _status(http, job_id).workers == 0
+
+    explain_only = Worker(["explain"], connection=redis_conn, name="explain-only")
+    explain_only.register_birth()
+    assert _status(http, job_id).workers == 0, "a worker on another queue does not run the scan"
+    scanner = Worker(["scan"], connection=redis_conn, name="scanner")
+    scanner.register_birth()
+    try:
+        status = _status(http, job_id)
+        assert status.status == "queued" and status.workers == 1
+    finally:
+        scanner.register_death()
+        explain_only.register_death()
+    assert _status(http, job_id).workers == 0

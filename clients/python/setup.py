@@ -1,0 +1,55 @@
+"""Build `neuronlens-client` from the repository's sources, without the server.
+
+The wheel holds `neuronlens/` (the SDK, repository root) and, as `neuronlens/_contract/`, a copy of the
+service's contract (service/contract/: pure pydantic and stdlib) with its `service.contract` imports
+pointed at the copy. The repository's `neuronlens/_contract.py`, which
+re-exports the server's classes, is left out. Build from a clone (pip builds the project in place).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.build_py import build_py
+
+REPO = Path(__file__).resolve().parents[2]
+SDK = REPO / "neuronlens"
+CONTRACT = REPO / "service" / "contract"
+VENDORED = "neuronlens._contract"
+
+
+def contract_sources() -> dict[str, str]:
+    """File name -> text of the contract, imports rewritten to the vendored package."""
+    files = {path.name: path.read_text() for path in sorted(CONTRACT.glob("*.py"))}
+    return {name: re.sub(r"\bservice\.contract\b", VENDORED, text) for name, text in files.items()}
+
+
+class BuildClient(build_py):
+    """Copies the SDK and the vendored contract into the build folder."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "neuronlens"
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted(SDK.glob("*.py")):
+            if source.name != "_contract.py":
+                self.copy_file(str(source), str(target / source.name))
+        contract = target / "_contract"
+        shutil.rmtree(contract, ignore_errors=True)  # a previous build's files must not linger
+        contract.mkdir()
+        for name, text in contract_sources().items():
+            (contract / name).write_text(text)
+        (target / "py.typed").write_text("")
+
+
+class ClientDistribution(Distribution):
+    """Has modules although it declares no package folders (BuildClient places them)."""
+
+    def has_pure_modules(self) -> bool:
+        return True
+
+
+setup(packages=[], distclass=ClientDistribution, cmdclass={"build_py": BuildClient})

@@ -1,0 +1,58 @@
+"""NeuronLens SDK: explain neurons through a NeuronLens API and get typed reports back.
+
+    from neuronlens import Client, to_dataframe
+    client = Client("http://127.0.0.1:8000")
+    reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
+    to_dataframe(reports)["score"].plot.hist()
+
+Installs without the server: `pip install ./clients/python` (distribution `neuronlens-client`).
+"""
+
+from neuronlens._contract import (
+    ExplanationAccepted,
+    ExplanationRequest,
+    JobError,
+    JobStatus,
+    ModelSpec,
+    NeuronRange,
+    NeuronReport,
+    PipelineOptions,
+)
+from neuronlens.aio import AsyncClient
+from neuronlens.client import Client
+from neuronlens.errors import (
+    ApiUnavailable,
+    ClientError,
+    JobFailed,
+    JobNotFinished,
+    NotFound,
+    RequestRejected,
+    WaitTimeout,
+)
+from neuronlens.export import SUMMARY_COLUMNS, read_jsonl, summary_row, to_dataframe, write_csv, write_jsonl
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "ApiUnavailable",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "ExplanationAccepted",
+    "ExplanationRequest",
+    "JobError",
+    "JobFailed",
+    "JobNotFinished",
+    "JobStatus",
+    "ModelSpec",
+    "NeuronRange",
+    "NeuronReport",
+    "NotFound",
+    "PipelineOptions",
+    "RequestRejected",
+    "WaitTimeout",
+    "read_jsonl",
+    "summary_row",
+    "to_dataframe",
+    "write_csv",
+    "write_jsonl",
+]

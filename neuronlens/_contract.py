@@ -1,0 +1,28 @@
+"""The contract's models the SDK returns, re-exported from the service's contract.
+
+In the repository this module re-exports `service.contract` (the server's own classes). The standalone
+`neuronlens-client` distribution (clients/python) ships a copy of the contract in its place, built from
+the same source, so the SDK installs without the server.
+"""
+
+from service.contract import (
+    ExplanationAccepted,
+    ExplanationRequest,
+    JobError,
+    JobStatus,
+    ModelSpec,
+    NeuronRange,
+    NeuronReport,
+    PipelineOptions,
+)
+
+__all__ = [
+    "ExplanationAccepted",
+    "ExplanationRequest",
+    "JobError",
+    "JobStatus",
+    "ModelSpec",
+    "NeuronRange",
+    "NeuronReport",
+    "PipelineOptions",
+]

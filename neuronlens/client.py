@@ -1,0 +1,185 @@
+"""`Client`: the synchronous NeuronLens SDK. Every method returns the contract's pydantic models.
+
+    from neuronlens import Client
+    with Client("http://127.0.0.1:8000") as client:
+        reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
+
+Requests that fail with 502/503/504 or a connection error are retried (bounded, honouring `Retry-After`);
+`POST /v1/explanations` is safe to repeat (a repeat joins the same job).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from neuronlens import _core
+from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
+from neuronlens._core import Neurons, ProgressFn, RetryPolicy
+from neuronlens.errors import ApiUnavailable, JobNotFinished, WaitTimeout
+
+
+class Client:
+    """Client of one NeuronLens API.
+
+    ``url`` defaults to $NEURONLENS_API_URL, else http://127.0.0.1:8000; ``api_key`` (default
+    $NEURONLENS_API_KEY) is sent as `Authorization: Bearer`. ``timeout_s`` bounds each HTTP request;
+    ``retries``, ``backoff_s`` and ``max_retry_wait_s`` bound the retries (see `RetryPolicy`).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        max_retry_wait_s: float = 30.0,
+        poll_interval_s: float = 0.5,
+    ):
+        self.url = _core.base_url(url)
+        self.retry = RetryPolicy(retries=retries, backoff_s=backoff_s, max_wait_s=max_retry_wait_s)
+        self.poll_interval_s = poll_interval_s
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=_core.auth_headers(api_key))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                delay = self.retry.delay(attempt, None, exc)
+                if delay is None:
+                    raise _core.unreachable(self.url, exc) from exc
+            else:
+                delay = self.retry.delay(attempt, response, None)
+                if delay is None:
+                    return _core.check(response, self.url)
+            time.sleep(delay)
+            attempt += 1
+
+    # ------------------------------------------------------------------ reading
+
+    def models(self) -> list[ModelSpec]:
+        """The served models (`GET /v1/models`): layers, neurons per layer, hook points, probe sets."""
+        return [ModelSpec.model_validate(item) for item in self._request("GET", "/v1/models").json()]
+
+    def job(self, job_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE) -> JobStatus:
+        """A job's status (`GET /v1/jobs/{id}`), with one page of reports once finished."""
+        params = {"offset": offset, "limit": limit}
+        response = self._request("GET", f"/v1/jobs/{job_id}", params=params)
+        return JobStatus.model_validate_json(response.content)
+
+    def report(
+        self,
+        model: str,
+        layer: int,
+        neuron: int,
+        *,
+        hook: str | None = None,
+        dataset: str | None = None,
+        explainer: str | None = None,
+        simulator: str | None = None,
+        endpoint: str | None = None,
+        candidates: int | None = None,
+        variant: str | None = None,
+    ) -> NeuronReport:
+        """One stored report (`GET /v1/neurons/{model}/{layer}/{neuron}`); `NotFound` when none is stored."""
+        params = _core.report_params(
+            hook=hook, dataset=dataset, explainer=explainer, simulator=simulator,
+            endpoint=endpoint, candidates=candidates, variant=variant,
+        )  # fmt: skip
+        response = self._request("GET", _core.report_path(model, layer, neuron), params=params)
+        return NeuronReport.model_validate_json(response.content)
+
+    def page_url(self, model: str, layer: int, neuron: int) -> str:
+        """The HTML page of a stored report (default report variant)."""
+        return f"{self.url}{_core.report_path(model, layer, neuron)}/page"
+
+    def iter_reports(self, job_id: str, page_size: int = _core.REPORTS_PAGE) -> Iterator[NeuronReport]:
+        """A finished job's reports, fetched one page at a time as the iteration reaches it."""
+        offset = 0
+        while True:
+            status = self.job(job_id, offset=offset, limit=page_size)
+            if not _core.finished_or_raise(status):
+                raise JobNotFinished(f"job {job_id} is {status.status}; wait for it before reading reports")
+            yield from status.reports or []
+            offset += page_size
+            if offset >= (status.reports_total or 0):
+                return
+
+    # ------------------------------------------------------------------ explaining
+
+    def submit(
+        self,
+        model: str,
+        layer: int,
+        neurons: Neurons,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> ExplanationAccepted | JobStatus:
+        """`POST /v1/explanations`: the accepted job (202), or a finished status with every report (200)
+        when all were stored already. ``fields``: hook, dataset, explainer, simulator, endpoint,
+        candidates. The request is validated before it is sent (`RequestRejected` names the field)."""
+        request = _core.build_request(model, layer, neurons, options, **fields)
+        response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
+        return _core.parse_submission(response)
+
+    def wait(
+        self, job_id: str, progress: ProgressFn | None = None, timeout_s: float | None = None
+    ) -> JobStatus:
+        """Poll until the job finishes (its status) or fails (`JobFailed`); `WaitTimeout` after
+        ``timeout_s``. ``progress`` gets every status polled."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        idle = _core.IdleQueueWarning()
+        while True:
+            status = self.job(job_id, limit=1)
+            idle(status)
+            if progress is not None:
+                progress(status)
+            if _core.finished_or_raise(status):
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"job {job_id} is still {status.status} after {timeout_s:g}s; stopped waiting "
+                    f"(it goes on in the service: GET {self.url}/v1/jobs/{job_id})"
+                )
+            time.sleep(self.poll_interval_s)
+
+    def explain(
+        self,
+        model: str,
+        layer: int,
+        neurons: Neurons,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> list[NeuronReport]:
+        """Submit, wait for the job and return its reports (sorted by neuron)."""
+        answer = self.submit(model, layer, neurons, options=options, **fields)
+        if isinstance(answer, JobStatus):
+            if progress is not None:
+                progress(answer)
+            return list(answer.reports or [])
+        self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
+        reports = list(self.iter_reports(answer.job_id))
+        if not reports:
+            raise ApiUnavailable(f"job {answer.job_id} finished without reports")
+        return reports

@@ -1,0 +1,133 @@
+"""Reports to files and tables: JSONL, CSV and a pandas DataFrame of one summary row per neuron.
+
+pandas is optional (`pip install 'neuronlens-client[pandas]'`); nothing else here needs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from neuronlens._contract import NeuronReport
+
+if TYPE_CHECKING:
+    import pandas
+
+SUMMARY_COLUMNS = (
+    "model", "layer", "neuron", "hook", "type", "p_visual", "p_text", "p_multimodal", "p_unknown",
+    "explanation", "score", "ci95_low", "ci95_high", "max_activation", "domain_specific",
+)  # fmt: skip
+"""One row per neuron: `type` is `neuron_type`, `score` the simulation correlation (None when undefined),
+`ci95_*` its bootstrap interval, `domain_specific` the list of domains (None without domain labels)."""
+
+
+def summary_row(report: NeuronReport) -> dict[str, Any]:
+    """The summary of one report as a flat dict with the keys of `SUMMARY_COLUMNS`."""
+    evidence, simulation = report.type_evidence, report.simulation
+    ci95: list[float | None] = [None, None] if simulation.ci95 is None else list(simulation.ci95)
+    return {
+        "model": report.model,
+        "layer": report.layer,
+        "neuron": report.neuron,
+        "hook": report.hook,
+        "type": report.neuron_type,
+        "p_visual": evidence.p_visual,
+        "p_text": evidence.p_text,
+        "p_multimodal": evidence.p_multimodal,
+        "p_unknown": evidence.p_unknown,
+        "explanation": report.explanation.text,
+        "score": simulation.correlation,
+        "ci95_low": ci95[0],
+        "ci95_high": ci95[1],
+        "max_activation": report.max_activation,
+        "domain_specific": report.domain_specific,
+    }
+
+
+def to_dataframe(reports: Iterable[NeuronReport]) -> pandas.DataFrame:
+    """A pandas DataFrame with one `summary_row` per report (columns `SUMMARY_COLUMNS`)."""
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError(
+            "to_dataframe needs pandas: pip install 'neuronlens-client[pandas]' (or pandas itself)"
+        ) from exc
+    return pandas.DataFrame([summary_row(report) for report in reports], columns=list(SUMMARY_COLUMNS))
+
+
+def write_jsonl(reports: Iterable[NeuronReport], target: str | Path | IO[str]) -> int:
+    """Write one full report per line (JSON, as the API serves it) to a path or a text stream; the count."""
+    if isinstance(target, str | Path):
+        with Path(target).open("w", encoding="utf-8") as stream:
+            return write_jsonl(reports, stream)
+    count = 0
+    for report in reports:
+        target.write(report.model_dump_json() + "\n")
+        count += 1
+    return count
+
+
+def read_jsonl(source: str | Path) -> list[NeuronReport]:
+    """Reports written by `write_jsonl` (or `neuronlens explain --format jsonl`)."""
+    with Path(source).open(encoding="utf-8") as stream:
+        return [NeuronReport.model_validate_json(line) for line in stream if line.strip()]
+
+
+def write_csv(reports: Iterable[NeuronReport], stream: IO[str]) -> int:
+    """Summary rows as CSV with a header; `domain_specific` joined by `;`. Returns the row count."""
+    writer = csv.DictWriter(stream, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for report in reports:
+        row = summary_row(report)
+        if row["domain_specific"] is not None:
+            row["domain_specific"] = ";".join(row["domain_specific"])
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def _score(report: NeuronReport) -> str:
+    simulation = report.simulation
+    if simulation.correlation is None:
+        return f"undefined ({simulation.null_reason or 'no reason given'})"
+    text = f"{simulation.correlation:.3f}"
+    if simulation.ci95:
+        text += f" (95% CI {simulation.ci95[0]:.3f} to {simulation.ci95[1]:.3f})"
+    return text
+
+
+def summary_line(report: NeuronReport) -> str:
+    """One tab-separated line: layer, neuron, type, score, explanation."""
+    score = report.simulation.correlation
+    shown = "nan" if score is None else f"{score:.3f}"
+    return f"L{report.layer}\tN{report.neuron}\t{report.neuron_type}\t{shown}\t{report.explanation.text}"
+
+
+def describe(report: NeuronReport, page_url: str | None = None) -> str:
+    """A short human summary of one report (a few lines)."""
+    evidence = report.type_evidence
+    shares = ", ".join(
+        f"{name} {getattr(evidence, 'p_' + name):.0%}" for name in ("visual", "text", "multimodal", "unknown")
+    )
+    confidence = "high confidence" if evidence.high_confidence else "low confidence"
+    lines = [
+        f"{report.model} layer {report.layer} neuron {report.neuron} (hook {report.hook})",
+        f"  type:        {report.neuron_type} ({confidence}; top {evidence.n_samples} samples: {shares})",
+        f"  explanation: {report.explanation.text}",
+        f"  score:       {_score(report)}, simulated by {report.simulation.backend}",
+        f"  max activation {report.max_activation:.3f}",
+    ]
+    if page_url:
+        lines.append(f"  page:        {page_url}")
+    return "\n".join(lines)
+
+
+def json_text(reports: list[NeuronReport], single: bool) -> str:
+    """Indented JSON: one object when ``single``, else an array."""
+    if single:
+        return reports[0].model_dump_json(indent=2)
+    return json.dumps([report.model_dump(mode="json") for report in reports], indent=2)

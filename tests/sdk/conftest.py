@@ -1,0 +1,58 @@
+"""Live stacks for the SDK and CLI tests: real API, worker and Redis processes on loopback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from service.embedded_redis import EmbeddedRedis, free_port
+from tests.e2e.helpers import Processes, process_env, running_up, wait_ready
+
+
+@pytest.fixture(scope="session")
+def live_url(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> Iterator[str]:
+    """`neuronlens up` (embedded Redis, one worker) for every SDK test; artifacts in the session's store."""
+    processes = Processes(tmp_path_factory.mktemp("sdk-stack-logs"))
+    env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+    with running_up(processes, env, workers=1) as url:
+        yield url
+
+
+@pytest.fixture()
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@dataclass
+class IdleApi:
+    """An API process without workers, on a Redis the test may stop and start again (append-only)."""
+
+    url: str
+    redis: EmbeddedRedis
+
+
+@pytest.fixture()
+def idle_api(tmp_path: Path, processes: Processes, shared_artifact_dir: Path) -> Iterator[IdleApi]:
+    server = EmbeddedRedis(data_dir=tmp_path / "redis", append_only=True).start()
+    try:
+        port = free_port()
+        env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+        api = processes.start(
+            [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)],
+            env,
+            "api",
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(processes, api, url, "the API without workers to answer /readyz")
+        yield IdleApi(url, server)
+    finally:
+        processes.stop_all()
+        server.stop()

@@ -1,0 +1,133 @@
+"""`neuronlens explain` and `neuronlens models` for pipelines: formats, options, exit codes, warnings —
+the real command in a subprocess against a live stack, checked against the SDK's typed reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neuronlens import Client, NeuronReport
+from tests.e2e.helpers import process_env
+from tests.sdk.conftest import IdleApi
+
+MODEL, LAYER = "minilm-l6", 3
+RANGE = ["--model", MODEL, "--layer", str(LAYER), "--range", "200:203"]
+
+
+def run_cli(*args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+@pytest.fixture(scope="module")
+def expected(live_url: str) -> list[NeuronReport]:
+    with Client(live_url) as client:
+        return client.explain(MODEL, LAYER, range(200, 203))
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "summary"])
+def test_every_format_agrees_with_the_reports(
+    live_url: str, expected: list[NeuronReport], fmt: str, tmp_path: Path
+) -> None:
+    output = tmp_path / f"out.{fmt}"
+    result = run_cli("explain", "--url", live_url, *RANGE, "--format", fmt, "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and f"3 report(s) written to {output}" in result.stderr
+    text = output.read_text()
+    if fmt == "json":
+        assert [NeuronReport.model_validate(item) for item in json.loads(text)] == expected
+    elif fmt == "jsonl":
+        assert [NeuronReport.model_validate_json(line) for line in text.splitlines()] == expected
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [int(row["neuron"]) for row in rows] == [200, 201, 202]
+        assert [row["type"] for row in rows] == [report.neuron_type for report in expected]
+        assert [row["explanation"] for row in rows] == [report.explanation.text for report in expected]
+        scores = [float(row["score"]) if row["score"] else None for row in rows]
+        assert scores == [report.simulation.correlation for report in expected]
+    else:
+        lines = [line.split("\t") for line in text.splitlines()]
+        assert [(fields[1], fields[2], fields[4]) for fields in lines] == [
+            (f"N{r.neuron}", r.neuron_type, r.explanation.text) for r in expected
+        ]
+
+
+def test_a_range_is_always_an_array_and_one_neuron_an_object(live_url: str) -> None:
+    base = ["explain", "--url", live_url, "--model", MODEL, "--layer", str(LAYER), "--quiet"]
+    one_range = run_cli(*base, "--range", "200:201")
+    one_neuron = run_cli(*base, "--neuron", "200")
+    two_neurons = run_cli(*base, "--neuron", "200", "--neuron", "201")
+    assert one_range.returncode == one_neuron.returncode == two_neurons.returncode == 0
+    assert [item["neuron"] for item in json.loads(one_range.stdout)] == [200]
+    assert json.loads(one_neuron.stdout)["neuron"] == 200
+    assert [item["neuron"] for item in json.loads(two_neurons.stdout)] == [200, 201]
+
+
+def test_options_pass_through_typed(live_url: str) -> None:
+    result = run_cli(
+        "explain", "--url", live_url, "--model", MODEL, "--layer", str(LAYER), "--neuron", "200",
+        "--option", "text_threshold=2.5", "--option", "n_exemplars=5", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = NeuronReport.model_validate_json(result.stdout)
+    assert len(report.exemplars) == 5
+    with Client(live_url) as client:
+        same = client.explain(MODEL, LAYER, [200], options={"text_threshold": 2.5, "n_exemplars": 5})
+        default = client.report(MODEL, LAYER, 200)
+    assert same == [report], "the options reached the API typed (same report variant as the SDK's)"
+    assert report.type_evidence.p_text >= default.type_evidence.p_text, "a lower threshold admits more"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--neuron", "42", "--range", "0:2"], "argument --range: not allowed with argument --neuron"),
+        (["--neuron", "42", "--option", "seeed=1"], "--option seeed: unknown option; choose one of n_top"),
+        (["--neuron", "42", "--option", "seed=one"], "--option seed: Input should be a valid integer"),
+        (["--neuron", "42", "--option", "text_threshold=11"], "--option text_threshold: Input should be"),
+        (["--neuron", "42", "--option", "n_explain=50"], "n_explain + n_holdout (50 + 10) must not exceed"),
+        (["--neuron", "42", "--option", "seed"], "write NAME=VALUE"),
+        (["--neuron", "42", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    ],
+)
+def test_conflicting_flags_and_bad_options_exit_2(args: list[str], message: str) -> None:
+    url = "http://127.0.0.1:9"  # never reached: the command line is checked first
+    result = run_cli("explain", "--url", url, "--model", MODEL, "--layer", str(LAYER), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_a_job_nobody_runs_is_flagged(idle_api: IdleApi) -> None:
+    result = run_cli(
+        "explain", "--url", idle_api.url, "--model", MODEL, "--layer", str(LAYER), "--neuron", "9",
+        "--timeout", "2",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "queued but no worker listens on its queue" in result.stderr
+    assert result.stderr.count("no worker listens") == 1, "warned once"
+    assert "stopped waiting" in result.stderr
+
+
+def test_models_lists_the_served_models(live_url: str) -> None:
+    table = run_cli("models", "--url", live_url)
+    as_json = run_cli("models", "--url", live_url, "--format", "json")
+    assert table.returncode == as_json.returncode == 0
+    with Client(live_url) as client:
+        served = client.models()
+    assert [item["id"] for item in json.loads(as_json.stdout)] == [model.id for model in served]
+    rows = [line.split("\t") for line in table.stdout.splitlines()[1:]]
+    assert [(row[0], int(row[2]), int(row[3])) for row in rows] == [
+        (model.id, model.layers, model.neurons_per_layer) for model in served
+    ]
