@@ -52,7 +52,9 @@ def test_check_follows_the_heartbeat_of_an_idle_then_frozen_worker(
 
     worker.send_signal(signal.SIGSTOP)
     try:
-        stale = wait_for(lambda: (r := _check(env)).returncode == 1 and r, 60, "the frozen worker to go stale")
+        stale = wait_for(
+            lambda: (r := _check(env)).returncode == 1 and r, 60, "the frozen worker's check to fail"
+        )
         assert isinstance(stale, subprocess.CompletedProcess) and "stale" in stale.stderr
     finally:
         worker.send_signal(signal.SIGCONT)
