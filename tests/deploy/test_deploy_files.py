@@ -20,7 +20,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from service.settings import Settings
-from tests.deploy.test_k8s import PENDING
+from tests.deploy.helpers import PENDING, dockerfile_stage
 from workers.worker import parse_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +43,6 @@ def _by_kind_name(kind: str, name: str) -> dict[str, Any]:
     raise AssertionError(f"no {kind} named {name} in deploy/k8s")
 
 
-def _dockerfile_stage(target: str) -> str:
-    text = (ROOT / "Dockerfile").read_text()
-    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
-    for stage in stages:
-        if re.match(rf"\S+ AS {target}\b", stage):
-            return stage
-    raise AssertionError(f"no stage {target!r} in the Dockerfile")
-
-
 def _scripts() -> dict[str, str]:
     scripts: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     return scripts
@@ -71,7 +62,7 @@ def _assert_worker_command(command: list[str], where: str) -> None:
 
 
 def test_api_image_has_no_torch_and_a_healthcheck() -> None:
-    api = _dockerfile_stage("api")
+    api = dockerfile_stage("api")
     installs = [line for line in api.splitlines() if line.startswith("RUN") and "pip install" in line]
     assert installs, "the API stage installs the package"
     assert not [line for line in installs if "torch" in line or "[worker]" in line]
@@ -82,7 +73,7 @@ def test_api_image_has_no_torch_and_a_healthcheck() -> None:
 
 @pytest.mark.parametrize(("target", "index"), [("worker-cpu", "whl/cpu"), ("worker-gpu", "pypi.org")])
 def test_worker_images_install_pinned_torch_before_the_package(target: str, index: str) -> None:
-    worker = _dockerfile_stage(target)
+    worker = dockerfile_stage(target)
     torch_at = worker.index("torch==2.13.0")
     package_at = worker.index("[worker]")
     assert torch_at < package_at

@@ -9,6 +9,7 @@ import and its console script runs, and nothing pulled a CUDA build of torch.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -18,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_deploy_files import _dockerfile_stage
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.helpers import ROOT, dockerfile_stage
 
 
 def _copy_context(stage: str, context: Path) -> None:
@@ -53,7 +52,7 @@ def _pip_installs(stage: str) -> list[list[str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_worker_cpu_install_imports_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
-    stage = _dockerfile_stage("worker-cpu")
+    stage = dockerfile_stage("worker-cpu")
     context = tmp_path / "context"
     context.mkdir()
     _copy_context(stage, context)
@@ -61,12 +60,15 @@ def test_worker_cpu_install_imports_and_runs_in_a_fresh_venv(tmp_path: Path) -> 
     assert [args for args in installs if "torch==2.13.0" in args] and installs[-1] == ["./[worker]"]
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # The venv must see only what it installed: not this checkout through PYTHONPATH.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=env)
     python = venv / "bin" / "python"
     for args in installs:
         result = subprocess.run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", *args],
             cwd=context,
+            env=env,
             capture_output=True,
             text=True,
             timeout=1000,
@@ -74,20 +76,25 @@ def test_worker_cpu_install_imports_and_runs_in_a_fresh_venv(tmp_path: Path) -> 
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     probe = (
-        "import torch, workers.tasks, workers.worker, workers.pipeline; "
-        "print(torch.__version__, torch.version.cuda)"
+        "import torch, workers.tasks, workers.worker, workers.pipeline, service.settings; "
+        "print(torch.__version__, torch.version.cuda, workers.tasks.__file__, service.settings.__file__)"
     )
     imported = subprocess.run(
-        [str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        [str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
-    version, cuda = imported.stdout.split()
+    version, cuda, *modules = imported.stdout.split()
     assert version.startswith("2.13.0") and cuda == "None", "the CPU image must carry the CPU build of torch"
+    assert all(Path(module).is_relative_to(venv) for module in modules), f"imported from outside: {modules}"
     listed = subprocess.run(
         [str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
     ).stdout
     assert not re.findall(r"^nvidia-", listed, flags=re.MULTILINE), "a dependency pulled CUDA packages"
     helped = subprocess.run(
-        [str(venv / "bin" / "neuronlens-worker"), "--help"], capture_output=True, text=True, timeout=120
+        [str(venv / "bin" / "neuronlens-worker"), "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert helped.returncode == 0 and "--check" in helped.stdout

@@ -20,6 +20,7 @@ import redis
 from rq import Queue
 
 from service.settings import Settings
+from tests.deploy.helpers import PENDING
 from tests.deploy.k8s_checks import (
     pod_templates,
     render,
@@ -53,13 +54,6 @@ DEFAULTED = {
     "NEURONLENS_LOG_FORMAT": "JSON log lines are the default",
 }
 """Settings deploy/ deliberately leaves at their defaults, with the reason."""
-
-PENDING = {"NEURONLENS_AUTH", "NEURONLENS_KEY_RATE_PER_MINUTE", "NEURONLENS_KEY_LLM_CALLS_PER_DAY"} | {
-    "NEURONLENS_KEY_SCAN_PASSES_PER_DAY",
-    "NEURONLENS_CORS_ORIGINS",
-    "NEURONLENS_LOG_FORMAT",
-}
-"""Settings of issue 11's API work (keys, quotas, CORS, logs) that deploy/ may name before they land."""
 
 
 @pytest.fixture(scope="module")
