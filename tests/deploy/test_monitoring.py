@@ -14,8 +14,9 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.contract import METRICS_KEY
 from service.jobs import JobQueues
-from service.metrics import WORKER_METRICS_KEY, ApiMetrics
+from service.metrics import ApiMetrics
 from service.settings import Settings
 from tests.deploy.k8s_checks import render
 
@@ -40,7 +41,7 @@ WORKER_SERIES = {
 
 
 def _exported_samples(redis_conn: redis.Redis, settings: Settings) -> set[str]:
-    redis_conn.hset(WORKER_METRICS_KEY, mapping=WORKER_SERIES)
+    redis_conn.hset(METRICS_KEY, mapping=WORKER_SERIES)
     metrics = ApiMetrics(lambda: (redis_conn, JobQueues.connect(redis_conn, settings)))
     metrics.request_seconds.labels("GET", "/healthz", "200").observe(0.001)
     names: set[str] = set()
