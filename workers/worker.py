@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import redis
@@ -144,12 +146,18 @@ class NeuronLensWorker(SimpleWorker):
                 log.warning("heartbeat failed: %s", exc)
 
     def beat_running_job(self) -> None:
-        """Refresh the running job's started-registry entry, execution record and the worker key."""
+        """Refresh the running job's started-registry entry, execution record and the worker key.
+
+        An idle worker refreshes its worker key alone: RQ beats only between blocking dequeues (every
+        ``worker_ttl - 15`` s, minutes), and ``--check`` (the liveness probe) reads ``last_heartbeat``.
+        """
         with self._beat_lock:
             job = self._beat_job
-            if job is None or self.execution is None:
-                return
-            self.maintain_heartbeats(job)
+            if job is not None and self.execution is not None:
+                self.maintain_heartbeats(job)
+            elif self.birth_date is not None and not self._stop_requested:
+                # birth_date: registered (a beat before register_birth would make it refuse our name).
+                self.heartbeat()
 
     def requeue_abandoned_jobs(self) -> int:
         """Clean the started registry of each queue; RQ retries (or fails) the jobs whose beats stopped.
@@ -221,6 +229,72 @@ def build_worker(
     )
 
 
+def check_liveness(
+    settings: Settings, connection: redis.Redis, name: str | None = None, hostname: str | None = None
+) -> tuple[bool, str]:
+    """``(alive, reason)``: whether a worker beat within ``ABANDON_AFTER_BEATS`` heartbeat periods.
+
+    The worker is the one called ``name``, else the newest registered worker started on ``hostname``
+    (default: this host, which in Kubernetes is the pod, so a restarted container is judged, not the
+    key its killed predecessor left behind).
+    """
+    limit_s = ABANDON_AFTER_BEATS * settings.worker_heartbeat_s
+    host = hostname or socket.gethostname()
+    if name is not None:
+        key = SimpleWorker.redis_worker_namespace_prefix + name
+        found = SimpleWorker.find_by_key(key, connection=connection, serializer=JSONSerializer)
+        candidates = [found] if found is not None else []
+        who = f"worker {name}"
+    else:
+        candidates = [
+            worker
+            for worker in SimpleWorker.all(connection=connection, serializer=JSONSerializer)
+            if worker.hostname == host
+        ]
+        who = f"the newest worker on host {host}"
+    if not candidates:
+        return False, f"{who}: not registered in Redis"
+    oldest = datetime.min.replace(tzinfo=UTC)
+    worker = max(candidates, key=lambda w: _aware(w.birth_date) or oldest)
+    beat = _aware(worker.last_heartbeat)
+    if beat is None:
+        return False, f"{who} ({worker.name}): no heartbeat recorded"
+    age_s = (datetime.now(UTC) - beat).total_seconds()
+    verdict = "fresh" if age_s <= limit_s else "stale"
+    return (
+        age_s <= limit_s,
+        f"{who} ({worker.name}): last heartbeat {age_s:.1f} s ago ({verdict}, limit {limit_s} s)",
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """RQ stores UTC timestamps; older versions parse them naive."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def run_check(settings: Settings, name: str | None) -> int:
+    """``--check``: 0 when the worker's heartbeat is fresh, 1 when it is stale or missing.
+
+    An unreachable Redis exits 0: a Redis outage is not this worker's fault, and restarting every worker
+    for it would only add a restart storm to the outage (the work loop itself exits on a lost Redis).
+    """
+    url = resolve_redis_url(settings)
+    connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        alive, reason = check_liveness(settings, connection, name=name)
+    except redis.RedisError as exc:
+        print(
+            f"neuronlens-worker --check: cannot reach Redis ({exc}); not judging this worker", file=sys.stderr
+        )
+        return 0
+    finally:
+        connection.close()
+    print(f"neuronlens-worker --check: {reason}", file=sys.stdout if alive else sys.stderr)
+    return 0 if alive else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronlens-worker",
@@ -236,6 +310,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="worker name (default: a random id)")
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="liveness probe: exit 0 when the worker --name (default: the newest on this host) beat within "
+        f"{ABANDON_AFTER_BEATS} heartbeats, 1 when not; 0 when Redis is unreachable",
+    )
     return parser
 
 
@@ -245,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
+    if args.check:
+        return run_check(settings, args.name)
     url = resolve_redis_url(settings)
     connection = redis.Redis.from_url(url)
     try:

