@@ -7,6 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def dockerfile_stage(target: str) -> str:
     """The text of the Dockerfile stage ``FROM … AS target`` (without its FROM keyword)."""
     text = (ROOT / "Dockerfile").read_text()
