@@ -15,9 +15,11 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.pydantic import PydanticPlugin
 
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
+from service.guards import MAX_BODY_BYTES, check_request
 from service.jobs import JobQueues
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
 from service.reports import ReportReader
@@ -135,6 +137,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "reports": Provide(provide_reports, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_request=check_request,
+        # Strict: a JSON `true` or `"3"` is not an integer (Litestar validates in lax mode otherwise).
+        plugins=[PydanticPlugin(validate_strict=True)],
+        request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="NeuronLens",
             version=package_version(),

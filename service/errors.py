@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, get_args
 
 import redis
 from litestar import Request, Response
@@ -19,10 +19,15 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel, Field
 
+from service.contract import Backend
+
 log = logging.getLogger("neuronlens.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:neuronlens:problem:"
+
+RETRY_AFTER_S = 5
+"""Seconds a 503 answer asks the client to wait (its `Retry-After` header) before trying again."""
 
 
 class FieldProblem(BaseModel):
@@ -106,7 +111,10 @@ def problem_response(
         instance=request.url.path,
         errors=errors,
     ).model_dump(exclude_none=True)
-    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
@@ -135,7 +143,16 @@ def _field_path(key: str) -> str:
     return ".".join(parts) or "body"
 
 
-def _clean_message(message: str) -> str:
+ENUM_CHOICES: dict[str, tuple[str, ...]] = {
+    "explainer": get_args(Backend),
+    "simulator": get_args(Backend),
+}
+"""Allowed values of the enum query parameters, named in their error messages (the parser does not)."""
+
+
+def _clean_message(message: str, field: str = "") -> str:
+    if message.startswith("Invalid enum value") and field in ENUM_CHOICES:
+        return f"{message}: choose one of {', '.join(map(repr, ENUM_CHOICES[field]))}"
     return message.removeprefix("Value error, ")
 
 
@@ -151,7 +168,7 @@ def field_problems(extra: object) -> list[FieldProblem]:
         if not isinstance(item, dict):
             continue
         field = _field_path(str(item.get("key") or ""))
-        grouped.setdefault(field, []).append(_clean_message(str(item.get("message", "invalid value"))))
+        grouped.setdefault(field, []).append(_clean_message(str(item.get("message", "invalid value")), field))
     problems: list[FieldProblem] = []
     for field, messages in grouped.items():
         real = [m for m in messages if not m.startswith(_TYPE_MISMATCH)]
@@ -169,6 +186,10 @@ def field_problems(extra: object) -> list[FieldProblem]:
 # --------------------------------------------------------------------------- handlers
 
 
+def _listing(problems: list[FieldProblem]) -> str:
+    return "; ".join(f"{p.field}: {p.message}" for p in problems) or "invalid path"
+
+
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
     return problem_response(
         request,
@@ -180,8 +201,17 @@ def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response
     )
 
 
+def _path_failed(extra: object) -> bool:
+    return isinstance(extra, list) and any(isinstance(i, dict) and i.get("source") == "path" for i in extra)
+
+
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     problems = field_problems(exc.extra)
+    if _path_failed(exc.extra):
+        # A path segment of the wrong form (a malformed job id, a non-integer layer) names nothing here.
+        return handle_api_error(
+            request, NotFound(f"{request.url.path} names no resource: {_listing(problems)}")
+        )
     # Litestar reports a missing body as a validation error on its internal parameter name `data`.
     if [p.field for p in problems] == ["data"]:
         return problem_response(

@@ -41,9 +41,9 @@ def test_unknown_job_is_a_404_problem(http: httpx.Client) -> None:
 
 
 def test_bad_paging_names_the_parameter(http: httpx.Client) -> None:
-    body = _problem(http.get("/v1/jobs/exp-0", params={"limit": 5000}), 422)
+    body = _problem(http.get("/v1/jobs/exp-" + "0" * 24, params={"limit": 5000}), 422)
     assert body["errors"] == [{"field": "limit", "message": "Expected `int` <= 1000"}]
-    body = _problem(http.get("/v1/jobs/exp-0", params={"offset": -1}), 422)
+    body = _problem(http.get("/v1/jobs/exp-" + "0" * 24, params={"offset": -1}), 422)
     assert [e["field"] for e in body["errors"]] == ["offset"]
 
 
@@ -68,4 +68,5 @@ def test_redis_down_is_a_503_problem(
         alive = httpx.get(f"{url}/healthz")
     assert "Redis is unreachable" in str(_problem(ready, 503)["detail"])
     assert _problem(post, 503)["title"] == "Redis unavailable"
+    assert ready.headers["retry-after"] == post.headers["retry-after"] == "5"
     assert alive.status_code == 200
