@@ -15,6 +15,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Link, OpenAPIResponse
 from litestar.plugins.pydantic import PydanticPlugin
 
 from service.contract import Registry, load_registry
@@ -149,9 +150,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         state=state,
     )
+    _link_job_status(app)
     # Around the whole handler rather than as route middleware, so unmatched routes are measured too.
     app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, api_metrics)
     return app
+
+
+def _link_job_status(app: Litestar) -> None:
+    """OpenAPI link from a 202 answer to `GET /v1/jobs/{job_id}` (clients and schemathesis follow it)."""
+    explanations = (app.openapi_schema.paths or {}).get("/v1/explanations")
+    accepted = (explanations.post.responses or {}).get("202") if explanations and explanations.post else None
+    if isinstance(accepted, OpenAPIResponse):
+        accepted.links = {
+            "GetJob": Link(
+                operation_id="getJob",
+                parameters={"job_id": "$response.body#/job_id"},
+                description="The job's status and, once finished, its reports.",
+            )
+        }
 
 
 def app_from_env() -> Litestar:
