@@ -11,12 +11,15 @@ from pathlib import Path
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Link, OpenAPIResponse
 from litestar.plugins.pydantic import PydanticPlugin
+from redis.backoff import ExponentialBackoff
 
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
@@ -31,6 +34,8 @@ REDIS_CONNECT_TIMEOUT_S = 5
 """Seconds to wait for a TCP connection to Redis before answering 503."""
 REDIS_SOCKET_TIMEOUT_S = 30
 """Seconds to wait for one Redis reply (the API issues no blocking commands)."""
+REDIS_RETRIES = 2
+"""Times a Redis command is retried on a new connection after a connection error (Redis restarted)."""
 
 API_DESCRIPTION = (
     "Neuron explanation as a service: name a model, a layer and neurons; NeuronLens records what each "
@@ -60,15 +65,21 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
             "or run `neuronlens up`, which starts Redis, the API and workers together"
         )
     registry = load_registry(settings.registry_path)
+    # A pooled connection to a Redis that restarted fails once: each command is retried on a fresh one.
+    retry_on = [redis.ConnectionError, redis.TimeoutError]
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        retry=redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+        retry_on_error=retry_on,
     )
     async_client = redis.asyncio.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+        retry_on_error=retry_on,
     )
     app.state.registry = registry
     app.state.redis = client
