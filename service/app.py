@@ -8,17 +8,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio
-from litestar import Litestar
+import redis.asyncio.retry
+import redis.retry
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.spec import Link, OpenAPIResponse
+from litestar.plugins.pydantic import PydanticPlugin
+from redis.backoff import ExponentialBackoff
 
 from service.api_docs import docs_assets_router, openapi_config
 from service.auth import SECURITY_COMPONENTS, api_router, key_store
 from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
+from service.guards import MAX_BODY_BYTES, check_request
 from service.http_conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
 from service.jobs import JobQueues
 from service.logs import configure_logging
@@ -33,6 +40,8 @@ REDIS_CONNECT_TIMEOUT_S = 5
 """Seconds to wait for a TCP connection to Redis before answering 503."""
 REDIS_SOCKET_TIMEOUT_S = 30
 """Seconds to wait for one Redis reply (the API issues no blocking commands)."""
+REDIS_RETRIES = 2
+"""Times a Redis command is retried on a new connection after a connection error (Redis restarted)."""
 
 API_DESCRIPTION = (
     "Neuron explanation as a service: name a model, a layer and neurons; NeuronLens records what each "
@@ -62,15 +71,21 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
             "or run `neuronlens up`, which starts Redis, the API and workers together"
         )
     registry = load_registry(settings.registry_path)
+    # A pooled connection to a Redis that restarted fails once: each command is retried on a fresh one.
+    retry_on = [redis.ConnectionError, redis.TimeoutError]
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        retry=redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+        retry_on_error=retry_on,
     )
     async_client = redis.asyncio.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+        retry_on_error=retry_on,
     )
     app.state.registry = registry
     app.state.redis = client
@@ -123,6 +138,13 @@ def _metrics_source(state: State) -> tuple[redis.Redis, JobQueues] | None:
 # --------------------------------------------------------------------------- app
 
 
+async def check_api_request(request: Request[Any, Any, Any]) -> None:
+    """`before_request` of the /v1 router, which replaces the app's: the input checks every route gets
+    (service/guards.py), then content negotiation (`Accept`)."""
+    await check_request(request)
+    check_accept(request)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
     settings = settings or load_settings()
@@ -131,7 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     state.api_metrics = api_metrics
     app = Litestar(
         route_handlers=[
-            api_router(API_ROUTE_HANDLERS, settings, check_accept),
+            api_router(API_ROUTE_HANDLERS, settings, check_api_request),
             *OPEN_ROUTE_HANDLERS,
             docs_assets_router(),
         ],
@@ -146,17 +168,36 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "reports": Provide(provide_reports, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_request=check_request,
+        # Strict: a JSON `true` or `"3"` is not an integer (Litestar validates in lax mode otherwise).
+        plugins=[PydanticPlugin(validate_strict=True)],
+        request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config("NeuronLens", package_version(), API_DESCRIPTION, SECURITY_COMPONENTS),
         compression_config=COMPRESSION,
         cors_config=cors_config(settings),
         state=state,
     )
+    _link_job_status(app)
     # Around the whole handler rather than as route middleware, so unmatched routes are measured too;
     # the request id outermost, so every log line and answer of the request carries it.
     app.asgi_handler = RequestIdMiddleware(
         RequestMetricsMiddleware(HeadMiddleware(app.asgi_handler), api_metrics)
     )
     return app
+
+
+def _link_job_status(app: Litestar) -> None:
+    """OpenAPI link from a 202 answer to `GET /v1/jobs/{job_id}` (clients and schemathesis follow it)."""
+    explanations = (app.openapi_schema.paths or {}).get("/v1/explanations")
+    accepted = (explanations.post.responses or {}).get("202") if explanations and explanations.post else None
+    if isinstance(accepted, OpenAPIResponse):
+        accepted.links = {
+            "GetJob": Link(
+                operation_id="getJob",
+                parameters={"job_id": "$response.body#/job_id"},
+                description="The job's status and, once finished, its reports.",
+            )
+        }
 
 
 def app_from_env() -> Litestar:

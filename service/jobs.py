@@ -17,6 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
+from rq.worker_registration import get_keys as registered_worker_keys
 
 from service.contract import (
     ERROR_SCAN_MISSING,
@@ -137,7 +138,8 @@ class Submission:
 
 
 def _retry(settings: Settings) -> Retry | None:
-    return Retry(max=settings.job_retries) if settings.job_retries > 0 else None
+    # A retried job (its worker died, or it raised) goes to the front of its queue: it was first in line.
+    return Retry(max=settings.job_retries, enqueue_at_front=True) if settings.job_retries > 0 else None
 
 
 def _requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None:
@@ -279,6 +281,22 @@ def submit_explanation(
 # --------------------------------------------------------------------------- status
 
 
+def listening_workers(connection: redis.Redis, job: Job) -> int:
+    """Workers registered on every queue the job still needs: its own, and its scan's while deferred."""
+    names = [job.origin]
+    scan_id = job.meta.get("scan_job_id")
+    if job.get_status(refresh=False) == RqStatus.DEFERRED and isinstance(scan_id, str):
+        scan = fetch_job(connection, scan_id)
+        if scan is not None:
+            names.append(scan.origin)
+    counts = []
+    for name in filter(None, names):
+        keys = list(registered_worker_keys(queue=Queue(name, connection=connection)))
+        # A killed worker stays registered until a live one cleans up; its key expires with its beats.
+        counts.append(int(connection.exists(*keys)) if keys else 0)
+    return min(counts, default=0)
+
+
 def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int = 100) -> JobStatus | None:
     """`GET /v1/jobs/{job_id}`: None when no explain job has that id; reports paged once finished."""
     if not job_id.startswith(EXPLAIN_JOB_PREFIX):
@@ -306,11 +324,11 @@ def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int
         status=state.status,
         progress=state.progress,
         queue_position=state.queue_position,
-        workers=state.workers,
         created_at=state.created_at,
         started_at=state.started_at,
         ended_at=state.ended_at,
         error=state.error,
         reports=reports,
         reports_total=total,
+        workers=None if state.status in ("finished", "failed") else listening_workers(connection, job),
     )

@@ -5,11 +5,20 @@ them in order: API and workers first (SIGTERM: warm shutdown; SIGKILL after the 
 last, because workers still write job state while they shut down. On Linux each child also gets SIGTERM
 from the kernel if the supervisor itself dies, so no stray redis-server or worker outlives it.
 
+With a ``data_dir`` the embedded Redis keeps an append-only file in ``<data_dir>/redis`` and the artifact
+store (scans, images) defaults to ``<data_dir>/artifacts``, so a stopped (or killed) stack started again
+on the same folder finds every job and report. One stack at a time holds a folder (an advisory lock).
+
+A worker or the API that dies is started again after a backoff (1 s, doubling up to
+``RESTART_BACKOFF_MAX_S``; reset once it ran ``RESTART_RESET_AFTER_S``); Redis and the other processes keep
+running, and a job the dead worker held is retried through the abandoned-job path (workers/worker.py).
+
 No torch, no `workers` import: workers are started as `python -m workers.worker`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -19,6 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,17 +42,44 @@ DEFAULT_GRACE_S = 10.0
 READY_TIMEOUT_S = 120.0
 """Seconds to wait for the API's /readyz to answer 200 at start."""
 
+RESTART_BACKOFF_S = 1.0
+"""Seconds before the first restart of a child that died; doubles per consecutive death."""
+
+RESTART_BACKOFF_MAX_S = 30.0
+"""Longest wait before restarting a child that keeps dying, seconds."""
+
+RESTART_RESET_AFTER_S = 60.0
+"""A child that ran this many seconds before dying is restarted after the first backoff again."""
+
+LOCK_FILE = "neuronlens.lock"
+"""Advisory lock in the data folder: held by the one stack that uses the folder."""
+
 
 class StackError(RuntimeError):
     """The stack could not start, or one of its processes died; the message says which and why."""
 
 
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """Where `neuronlens up` keeps Redis data and artifacts: ``$XDG_DATA_HOME/neuronlens``, else
+    ``~/.local/share/neuronlens``."""
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "neuronlens"
+
+
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process, with what it takes to start it again."""
 
     name: str
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    """Times it was started again after dying."""
+    backoff_s: float = RESTART_BACKOFF_S
+    """Wait before the next restart, seconds."""
+    restart_at: float | None = None
+    """Monotonic time of the pending restart; None while it runs."""
 
     @property
     def pid(self) -> int:
@@ -91,6 +128,8 @@ class Stack:
 
     ``output`` receives the children's stdout and stderr (None: inherit the supervisor's).
     ``stopping`` lets a signal handler interrupt :meth:`start` while it waits for readiness.
+    ``data_dir`` makes the embedded Redis persistent (None: a temporary, non-persistent one).
+    ``log`` receives the supervisor's own messages (restarts).
     """
 
     host: str = "127.0.0.1"
@@ -101,8 +140,11 @@ class Stack:
     output: IO[bytes] | None = None
     grace_s: float = DEFAULT_GRACE_S
     stopping: threading.Event = field(default_factory=threading.Event)
+    data_dir: Path | None = None
+    log: IO[str] = field(default_factory=lambda: sys.stderr)
     redis: EmbeddedRedis | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
+    _lock_file: IO[bytes] | None = field(default=None, init=False)
 
     @property
     def api_url(self) -> str:
@@ -126,12 +168,19 @@ class Stack:
         """
         check_port_free(self.host, self.port)
         try:
+            if self.data_dir is not None:
+                self._lock_data_dir(self.data_dir)
             if not self.redis_url:
-                self.redis = EmbeddedRedis(own_session=True).start()
+                self.redis = EmbeddedRedis(
+                    data_dir=self.data_dir / "redis" if self.data_dir is not None else None,
+                    append_only=self.data_dir is not None,
+                    own_session=True,
+                ).start()
             child_env = self._child_env()
             self._spawn("api", self._api_command(), child_env)
             for index in range(1, self.n_workers + 1):
-                self._spawn(f"worker-{index}", self._worker_command(index), child_env)
+                name = f"worker-{index}"
+                self._spawn(name, self._worker_command(name, 0), child_env)
             self._wait_ready(ready_timeout_s)
         except BaseException:
             self.stop()
@@ -140,8 +189,12 @@ class Stack:
     def dead_child(self) -> Child | None:
         """A child that has exited, if any (the stack is unhealthy then)."""
         for child in self.children:
-            if child.process.poll() is not None:
+            if child.restart_at is None and child.process.poll() is not None:
                 return child
+        return self.dead_redis()
+
+    def dead_redis(self) -> Child | None:
+        """The embedded Redis when it has exited (the stack cannot go on without it)."""
         if (
             self.redis is not None
             and self.redis.process is not None
@@ -149,6 +202,30 @@ class Stack:
         ):
             return Child("redis-server", self.redis.process)
         return None
+
+    def heal(self) -> None:
+        """Schedule a restart for each child that died (logged) and start those whose backoff is over."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None and child.process.poll() is not None:
+                if now - child.started_at >= RESTART_RESET_AFTER_S:
+                    child.backoff_s = RESTART_BACKOFF_S
+                child.restart_at = now + child.backoff_s
+                print(
+                    f"neuronlens: {child.name} (pid {child.pid}) {child.describe_exit()}; "
+                    f"restarting it in {child.backoff_s:g}s (restart {child.restarts + 1})",
+                    file=self.log,
+                    flush=True,
+                )
+                child.backoff_s = min(child.backoff_s * 2, RESTART_BACKOFF_MAX_S)
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.restarts += 1
+                if child.name.startswith("worker-"):
+                    # A new worker name: the dead worker's registration lives until its key expires.
+                    child.command = self._worker_command(child.name, child.restarts)
+                child.process = self._popen(child.command, self._child_env())
+                child.started_at, child.restart_at = now, None
+                print(f"neuronlens: {child.name} started again (pid {child.pid})", file=self.log, flush=True)
 
     def stop(self) -> None:
         """Stop API and workers (SIGTERM, then SIGKILL after ``grace_s``), then the embedded Redis."""
@@ -166,10 +243,28 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
+
+    def _lock_data_dir(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = (data_dir / LOCK_FILE).open("ab")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock_file.close()
+            raise StackError(
+                f"another `neuronlens up` uses the data folder {data_dir}: "
+                "stop it, or choose another --data-dir"
+            ) from None
+        self._lock_file = lock_file
 
     def _child_env(self) -> dict[str, str]:
         env = dict(self.env)
         env["NEURONLENS_REDIS_URL"] = self.effective_redis_url
+        if self.data_dir is not None and not env.get("NEURONLENS_ARTIFACT_URL"):
+            env["NEURONLENS_ARTIFACT_URL"] = str(self.data_dir / "artifacts")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
@@ -180,12 +275,13 @@ class Stack:
             "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
 
-    def _worker_command(self, index: int) -> list[str]:
-        name = f"{socket.gethostname()}.{os.getpid()}.{index}"
+    def _worker_command(self, child_name: str, restarts: int) -> list[str]:
+        index = child_name.removeprefix("worker-")
+        name = f"{socket.gethostname()}.{os.getpid()}.{index}" + (f".r{restarts}" if restarts else "")
         return [sys.executable, "-m", "workers.worker", "--queues", "scan,explain", "--name", name]
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        process = subprocess.Popen(
+    def _popen(self, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             command,
             env=env,
             stdout=self.output,
@@ -193,7 +289,9 @@ class Stack:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        self.children.append(Child(name, process))
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.children.append(Child(name, self._popen(command, env), command))
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 
 from service.contract import (
@@ -27,7 +28,7 @@ from workers.data.images import ImageSource, ProbeSetImages
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
-from workers.explain.base import Explainer
+from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.endpoints import resolve_endpoint
 from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
@@ -36,13 +37,13 @@ from workers.scan.artifacts import open_layer_scan, open_tokenized_probe
 from workers.scan.keys import scan_key
 from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
 from workers.scan.store import open_store
-from workers.simulate.base import Simulator
+from workers.simulate.base import Simulator, SimulatorResult
 
 ProgressFn = Callable[[JobStage, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
 
 CHUNK_NEURONS = 64
-"""Neurons handed to the explainer and simulator at once (LLM backends run a chunk concurrently)."""
+"""Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
 
 __all__ = ["ProgressFn", "ScanInfo", "explain_neurons", "scan_exists", "scan_layers"]
 
@@ -139,7 +140,14 @@ def explain_neurons(
     if images is not None:
         variant = request_variant(settings, model, dataset, request)
         writer = ExemplarImageWriter(open_store(settings), images, variant)
-    # Checks above run at call time; the reports are produced lazily, chunk by chunk.
+    # Checks above run at call time; the reports are produced lazily. LLM backends run neuron by neuron,
+    # as many at once as the endpoint serves, so each report is stored (a checkpoint) the moment it is done
+    # and a crash repays only the neurons in flight.
+    if "openai" in (request.explainer, request.simulator):
+        in_flight = resolve_endpoint(settings, request.endpoint).concurrency
+        return _with_all_images(
+            writer, _explain_each(context, list(neurons), explainer, simulator, progress, in_flight)
+        )
     return _explain_all(context, list(neurons), explainer, simulator, progress, writer)
 
 
@@ -167,6 +175,60 @@ def _explain_all(
         chunk = neurons[begin : begin + CHUNK_NEURONS]
         for report in _explain_chunk(context, chunk, explainer, simulator, begin, len(neurons), progress):
             yield report if writer is None else _with_images(writer, report)
+
+
+def _with_all_images(
+    writer: ExemplarImageWriter | None, reports: Iterator[NeuronReport]
+) -> Iterator[NeuronReport]:
+    for report in reports:
+        yield report if writer is None else _with_images(writer, report)
+
+
+def _explain_each(
+    context: ReportContext,
+    neurons: list[int],
+    explainer: Explainer,
+    simulator: Simulator,
+    progress: ProgressFn | None,
+    in_flight: int,
+) -> Iterator[NeuronReport]:
+    """Each neuron explained, simulated and scored on its own, ``in_flight`` neurons at once; reports are
+    yielded as they complete (not in request order)."""
+    pending: set[Future[NeuronReport]] = set()
+    upcoming = iter(neurons)
+    done = 0
+    if progress is not None:
+        progress("explaining", 0, len(neurons))
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="neuron") as pool:
+        for neuron in upcoming:
+            pending.add(pool.submit(_explain_one, context, neuron, explainer, simulator))
+            if len(pending) >= in_flight:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done += 1
+                if progress is not None:
+                    progress("simulating", done, len(neurons))
+                yield future.result()
+                following = next(upcoming, None)
+                if following is not None:
+                    pending.add(pool.submit(_explain_one, context, following, explainer, simulator))
+
+
+def _explain_one(
+    context: ReportContext, neuron: int, explainer: Explainer, simulator: Simulator
+) -> NeuronReport:
+    started = time.perf_counter()
+    item = prepare_neuron(context, neuron)
+    item.timings_s["prepare"] = time.perf_counter() - started
+    started = time.perf_counter()
+    (explanation,) = explainer.explain([item.explainer_input(context.layer)])
+    explain_s = time.perf_counter() - started
+    started = time.perf_counter()
+    (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
+    simulate_s = time.perf_counter() - started
+    return _report(context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s))
 
 
 def _with_images(writer: ExemplarImageWriter, report: NeuronReport) -> NeuronReport:
@@ -207,17 +269,32 @@ def _explain_chunk(
     for index, (item, explanation, simulation) in enumerate(
         zip(prepared, explanations, simulations, strict=True)
     ):
-        started = time.perf_counter()
-        score = score_neuron(item, simulation, context.options.seed)
-        item.timings_s.update(explain=explain_s, simulate=simulate_s, score=time.perf_counter() - started)
-        explainer_id = (
-            explainer.backend,
-            explainer.model,
-            explanation.prompt_version or explainer.prompt_version,
-        )
-        report = build_report(
-            context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
+        report = _report(
+            context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s)
         )
         if progress is not None:
             progress("simulating", done + index + 1, total)
         yield report
+
+
+def _report(
+    context: ReportContext,
+    item: PreparedNeuron,
+    explainer: Explainer,
+    explanation: ExplainerResult,
+    simulator: Simulator,
+    simulation: SimulatorResult,
+    seconds: tuple[float, float],
+) -> NeuronReport:
+    """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time."""
+    started = time.perf_counter()
+    score = score_neuron(item, simulation, context.options.seed)
+    item.timings_s.update(explain=seconds[0], simulate=seconds[1], score=time.perf_counter() - started)
+    explainer_id = (
+        explainer.backend,
+        explainer.model,
+        explanation.prompt_version or explainer.prompt_version,
+    )
+    return build_report(
+        context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
+    )

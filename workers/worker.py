@@ -12,6 +12,12 @@ plus a minute: a worker killed mid-job would hold its job for up to an hour. Thi
   worker — busy or idle — and RQ's ``StartedJobRegistry.cleanup`` re-enqueues it while it has retries left
   (jobs are enqueued with ``Retry(max=settings.job_retries)``).
 
+Redis outages are ridden out: wherever RQ's work loop would give up on a ``ConnectionError`` or
+``TimeoutError`` (RQ itself only retries while dequeueing), the worker logs it and waits for Redis with a
+backoff (1 s doubling to ``REDIS_WAIT_MAX_S``), registers itself again if its key was lost, and goes on.
+A job whose end could not be recorded stays in the started registry without beats, so the abandoned-job
+path above retries it.
+
 SIGTERM / SIGINT request a warm shutdown (finish the running job, then exit); a second one is a cold
 shutdown (RQ's own handling).
 """
@@ -24,8 +30,10 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -49,7 +57,15 @@ from service.settings import Settings, load_settings
 ABANDON_AFTER_BEATS = 3
 """A running job whose worker missed this many heartbeats in a row is declared abandoned (and retried)."""
 
+REDIS_WAIT_MAX_S = 30.0
+"""Longest wait between two tries to reach Redis again during an outage, seconds."""
+
+REDIS_OUTAGE = (redis.ConnectionError, redis.TimeoutError)
+"""Errors that mean Redis is (for now) unreachable; BusyLoadingError (loading its AOF) is one of them."""
+
 log = logging.getLogger("neuronlens.worker")
+
+_T = TypeVar("_T")
 
 
 def record_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, *_: object) -> bool:
@@ -113,9 +129,68 @@ class NeuronLensWorker(SimpleWorker):
             self._beat_job = job
         try:
             super().execute_job(job, queue)
+        except REDIS_OUTAGE as exc:
+            # The job's outcome could not be recorded: its started-registry entry stops beating, so the
+            # abandoned-job path retries it once Redis is back.
+            self._wait_for_redis(f"job {job.id}", exc)
         finally:
             with self._beat_lock:
                 self._beat_job = None
+
+    # RQ's work loop quits on a Redis error anywhere but in its dequeue; these ride the outage out.
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._riding_out("the suspension check", super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        self._riding_out("maintenance", super().run_maintenance_tasks)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # queued on a pipeline: nothing is sent here
+            super().heartbeat(timeout, pipeline)
+            return
+        self._riding_out("a heartbeat", super().heartbeat, timeout)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except REDIS_OUTAGE as exc:
+                self._wait_for_redis("dequeueing", exc)
+                if self._stop_requested:
+                    return None
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_OUTAGE as exc:
+            log.warning("could not record this worker's exit in Redis: %s", exc)
+
+    def _riding_out(self, what: str, call: Callable[..., _T], *args: Any) -> _T | None:
+        try:
+            return call(*args)
+        except REDIS_OUTAGE as exc:
+            self._wait_for_redis(what, exc)
+            return None
+
+    def _wait_for_redis(self, what: str, exc: Exception) -> None:
+        """Log the outage and wait (backoff) until Redis answers a PING, or a stop is requested."""
+        log.warning("Redis unreachable during %s (%s: %s); waiting for it", what, type(exc).__name__, exc)
+        wait_s, started = 1.0, time.monotonic()
+        while not self._stop_requested:
+            time.sleep(wait_s)
+            try:
+                self.connection.ping()
+                if not self.connection.exists(self.key):
+                    self.register_birth()  # the outage outlived this worker's key (or lost it)
+            except REDIS_OUTAGE as again:
+                wait_s = min(wait_s * 2, REDIS_WAIT_MAX_S)
+                log.warning("Redis still unreachable (%s); next try in %gs", again, wait_s)
+                continue
+            log.warning("Redis reachable again after %.1fs; going on", time.monotonic() - started)
+            return
 
     def cleanup_execution(self, job: Job, pipeline: redis.client.Pipeline) -> None:
         with self._beat_lock:

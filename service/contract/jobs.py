@@ -38,6 +38,9 @@ SCAN_JOB_PREFIX = "scan-"
 EXPLAIN_JOB_PREFIX = "exp-"
 """Every explain job id starts with this (then a hash of the canonical resolved request)."""
 
+EXPLAIN_JOB_ID_PATTERN = r"^exp-[0-9a-f]{24}$"
+"""What an explain job id looks like: anything else names no job (a 404)."""
+
 JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
 """Where a job stands, as `GET /v1/jobs/{id}` reports it."""
 
@@ -124,8 +127,10 @@ class JobStatus(ContractModel):
     )
     workers: int | None = Field(
         default=None,
-        description="Workers listening on the queue the job waits in, while queued (0: nothing runs it "
-        "until a worker starts); null otherwise.",
+        ge=0,
+        description="Workers listening on the queues this job still needs (its scan's while it waits for "
+        "the scan, and its own): 0 means it cannot progress until a worker starts. Null once finished or "
+        "failed.",
     )
     created_at: datetime | None = Field(default=None, description="When the job was enqueued (UTC).")
     started_at: datetime | None = Field(default=None, description="When a worker started it (UTC).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, Strict, model_validator
 
 from service.contract.base import ContractModel
 
@@ -26,12 +26,31 @@ MAX_CANDIDATES = 10
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """What an endpoint name looks like: a name from settings, never a URL."""
 
+MAX_INDEX = 2**31 - 1
+"""Largest layer or neuron index a request may carry (the model's own range is checked after)."""
+
+MAX_NEURON_IDS = 65_536
+"""Longest neuron list a request may carry, repeats included (settings may allow fewer per request)."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed (seeds are 0 … 2**32-1)."""
+
+MAX_NAME_LENGTH = 128
+"""Longest model, hook or probe set id a request may name."""
+
+StrictInt = Annotated[int, Strict()]
+"""An integer that must be a JSON integer: no `true`, no `"3"`."""
+StrictFloat = Annotated[float, Strict()]
+"""A number that must be a JSON number (integers accepted): no `true`, no `"3.0"`."""
+Index = Annotated[int, Strict(), Field(ge=0, le=MAX_INDEX)]
+"""A layer or neuron index in a request: 0 … 2**31-1, a JSON integer."""
+
 
 class NeuronRange(ContractModel):
     """A half-open range of neuron indices, `start` ≤ i < `stop`."""
 
-    start: int = Field(ge=0, description="First neuron index (inclusive).")
-    stop: int = Field(ge=1, description="One past the last neuron index (exclusive).")
+    start: StrictInt = Field(ge=0, le=MAX_INDEX, description="First neuron index (inclusive).")
+    stop: StrictInt = Field(ge=1, le=MAX_INDEX, description="One past the last neuron index (exclusive).")
 
     @model_validator(mode="after")
     def _ordered(self) -> NeuronRange:
@@ -43,34 +62,43 @@ class NeuronRange(ContractModel):
 class PipelineOptions(ContractModel):
     """Method parameters (DESIGN §4); defaults follow Xu et al. 2025 and Bills et al. 2023."""
 
-    n_top: int = Field(default=50, ge=10, le=200, description="Top-activating samples kept per neuron (N).")
-    n_explain: int = Field(
+    n_top: StrictInt = Field(
+        default=50, ge=10, le=200, description="Top-activating samples kept per neuron (N)."
+    )
+    n_explain: StrictInt = Field(
         default=20,
         ge=1,
         le=100,
         description="Top records shown to the explainer (drawn from the N top samples).",
     )
-    n_holdout: int = Field(
+    n_holdout: StrictInt = Field(
         default=10,
         ge=1,
         le=100,
         description="Held-out top records for scoring; the same number of random records is added (1:1).",
     )
-    n_exemplars: int = Field(default=20, ge=1, le=200, description="Exemplars returned in the report.")
-    visual_min_tokens: int = Field(
-        default=4, ge=1, description="Visual tokens above threshold for a visual sample."
+    n_exemplars: StrictInt = Field(default=20, ge=1, le=200, description="Exemplars returned in the report.")
+    visual_min_tokens: StrictInt = Field(
+        default=4, ge=1, le=4096, description="Visual tokens above threshold for a visual sample."
     )
-    visual_threshold: float = Field(
+    visual_threshold: StrictFloat = Field(
         default=2.0, ge=0, le=10, description="Normalised (0–10) visual threshold."
     )
-    text_min_tokens: int = Field(
-        default=2, ge=1, description="Text tokens above threshold for a text sample."
+    text_min_tokens: StrictInt = Field(
+        default=2, ge=1, le=4096, description="Text tokens above threshold for a text sample."
     )
-    text_threshold: float = Field(default=3.0, ge=0, le=10, description="Normalised (0–10) text threshold.")
-    high_confidence: float = Field(
+    text_threshold: StrictFloat = Field(
+        default=3.0, ge=0, le=10, description="Normalised (0–10) text threshold."
+    )
+    high_confidence: StrictFloat = Field(
         default=0.8, ge=0, le=1, description="A type is high-confidence when its fraction exceeds this."
     )
-    seed: int = Field(default=0, description="Seed for random records, splits and the bootstrap.")
+    seed: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed for random records, splits and the bootstrap (0 … 2**32-1).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> PipelineOptions:
@@ -82,16 +110,44 @@ class PipelineOptions(ContractModel):
         return self
 
 
+_NEURONS_ONE_OF: list[JsonValue] = [
+    {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+        "minItems": 1,
+        "maxItems": MAX_NEURON_IDS,
+    },
+    {"$ref": "#/components/schemas/NeuronRange"},
+]
+"""OpenAPI form of `ExplanationRequest.neurons`: a bounded list of indices, or a range."""
+
+
 class ExplanationRequest(ContractModel):
     """`POST /v1/explanations`: which neurons to explain, and how."""
 
-    model: str = Field(description="Model id from `GET /v1/models`.")
-    layer: int = Field(ge=0, description="Layer index, 0 … layers-1 of the model.")
-    neurons: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | NeuronRange = Field(
-        description="Neuron indices as a list, or a `{start, stop}` range (stop exclusive)."
+    model: str = Field(
+        min_length=1, max_length=MAX_NAME_LENGTH, description="Model id from `GET /v1/models`."
     )
-    hook: str | None = Field(default=None, description="Hook point id; default: the model's first.")
-    dataset: str | None = Field(default=None, description="Probe set id; default: the model's first.")
+    layer: Index = Field(description="Layer index, 0 … layers-1 of the model.")
+    neurons: Annotated[list[Index], Field(min_length=1, max_length=MAX_NEURON_IDS)] | NeuronRange = Field(
+        # Litestar drops the list's bounds from a union in OpenAPI; they are spelled out for it here.
+        json_schema_extra={"one_of": _NEURONS_ONE_OF},
+        description="Neuron indices as a list (repeats count once; at most "
+        f"{MAX_NEURON_IDS:,} entries), or a `{{start, stop}}` range (stop exclusive). Either way at most "
+        "`NEURONLENS_MAX_NEURONS_PER_REQUEST` distinct neurons.",
+    )
+    hook: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Hook point id; default: the model's first.",
+    )
+    dataset: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Probe set id; default: the model's first.",
+    )
     explainer: Backend | None = Field(
         default=None,
         description="Explainer backend. Default: `openai` when the deployment configures an LLM endpoint, "
@@ -103,10 +159,11 @@ class ExplanationRequest(ContractModel):
     endpoint: str | None = Field(
         default=None,
         pattern=ENDPOINT_NAME_PATTERN,
+        json_schema_extra={"pattern": ENDPOINT_NAME_PATTERN},  # kept by OpenAPI on an optional field
         description="Name of a configured LLM endpoint for the `openai` backends (a name from the "
         "deployment's settings, never a URL). Default: the endpoint named `default`, else the first.",
     )
-    candidates: int | None = Field(
+    candidates: StrictInt | None = Field(
         default=None,
         ge=1,
         le=MAX_CANDIDATES,

@@ -50,7 +50,7 @@ from service.validate import resolve_request
             description="Every requested report was already stored: a finished status with all of them.",
             generate_examples=False,
         ),
-        **problem_specs(400, 422, 503),
+        **problem_specs(400, 413, 415, 422, 431, 503),
     },
 )
 def create_explanation(

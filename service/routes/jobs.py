@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import redis
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, Parameter
+from litestar.params import Parameter
 
-from service.contract import JobStatus
+from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
 from service.errors import NotFound, problem_specs
 from service.jobs import job_status
 from service.openapi_docs import DocumentedOperation
@@ -26,7 +28,14 @@ MAX_PAGE = 1000
     responses=problem_specs(400, 404, 422, 503),
 )
 def get_job(
-    job_id: FromPath[str],
+    job_id: Annotated[
+        str,
+        Parameter(
+            pattern=EXPLAIN_JOB_ID_PATTERN,
+            description="Job id from `POST /v1/explanations` (`exp-` and 24 hex digits); "
+            "any other form is a 404.",
+        ),
+    ],
     redis_client: NamedDependency[redis.Redis],
     offset: int = Parameter(default=0, ge=0, description="First report of the page (finished jobs)."),
     limit: int = Parameter(

@@ -6,27 +6,47 @@ exemplar images, so the three routes select a report variant the same way.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar.di import Provide
 from litestar.params import Parameter
 
+from service.contract import ENDPOINT_NAME_PATTERN, MAX_CANDIDATES, MAX_NAME_LENGTH, Backend
 from service.reports import Query
 
 
 def provide_report_query(
-    hook: str | None = Parameter(default=None, description="Hook point id; default: the model's first."),
-    dataset: str | None = Parameter(default=None, description="Probe set id; default: the model's first."),
-    explainer: str | None = Parameter(
-        default=None, description="Explainer backend (`baseline`, `openai`); default as in a request."
+    hook: str | None = Parameter(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Hook point id; default: the model's first.",
     ),
-    simulator: str | None = Parameter(
-        default=None, description="Simulator backend (`baseline`, `openai`); default as in a request."
+    dataset: str | None = Parameter(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Probe set id; default: the model's first.",
     ),
+    explainer: Annotated[
+        Backend | None,
+        Parameter(description="Explainer backend (`baseline`, `openai`); default as in a request."),
+    ] = None,
+    simulator: Annotated[
+        Backend | None,
+        Parameter(description="Simulator backend (`baseline`, `openai`); default as in a request."),
+    ] = None,
     endpoint: str | None = Parameter(
-        default=None, description="LLM endpoint name for `openai` backends; default as in a request."
+        default=None,
+        pattern=ENDPOINT_NAME_PATTERN,
+        description="LLM endpoint name for `openai` backends; default as in a request.",
     ),
     candidates: int | None = Parameter(
         default=None,
-        description="Candidate explanations k of the `openai` explainer; default as in a request.",
+        ge=1,
+        le=MAX_CANDIDATES,
+        description=f"Candidate explanations k (1–{MAX_CANDIDATES}) of the `openai` explainer; "
+        "default as in a request.",
     ),
 ) -> Query:
     """The lookup's query parameters, unset ones None (ReportReader fills in a request's defaults)."""

@@ -112,8 +112,10 @@ def launch_up(
     processes: Processes, env: dict[str, str], *args: str, name: str = "up"
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `neuronlens up` (its own embedded Redis) on a free port with ``args``; returns (process, URL)
-    at once: `wait_ready` waits for it."""
+    at once: `wait_ready` waits for it. Its data folder is the test's own unless ``args`` name one."""
     port = free_port()
+    if "--data-dir" not in args:
+        args = (*args, "--data-dir", str(processes.log_dir / f"{name}-data"))
     up = processes.start([sys.executable, "-m", "service.cli", "up", "--port", str(port), *args], env, name)
     return up, f"http://127.0.0.1:{port}"
 

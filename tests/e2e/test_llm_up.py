@@ -91,8 +91,5 @@ def test_an_endpoint_that_keeps_failing_fails_the_command_with_its_answer(llm_st
     llm_stack.peer.add_faults(Fault("server_error", 2))
     result = explain(llm_stack.url, 6)
     assert result.returncode == 1
-    assert (
-        f"LLM endpoint 'default' ({llm_stack.peer.base_url}) failed after 2 attempts: HTTP 500"
-        in result.stderr
-    )
+    assert "LLM endpoint 'default' failed after 2 attempts: HTTP 500" in result.stderr
     assert result.stdout == ""

@@ -64,20 +64,6 @@ def test_a_signal_stops_every_process_it_started(
     assert [pid for pid in started if pid_alive(pid)] == [], "processes outlived `neuronlens up`"
 
 
-def test_a_dying_child_is_reported_and_stops_the_stack(processes: Processes, tmp_path: Path) -> None:
-    up, url = start_up(processes, tmp_path, workers=1)
-    wait_for(lambda: "NeuronLens API on " + url in processes.log(up), 30, "`up` to report the stack running")
-    children = classify_children(up.pid)
-    (worker,) = children["worker"]
-    os.kill(worker, signal.SIGKILL)
-
-    assert up.wait(timeout=60) == 1
-    expected = f"worker-1 (pid {worker}) was killed by SIGKILL unexpectedly; stopping the stack"
-    assert expected in processes.log(up)
-    started = [pid for pids in children.values() for pid in pids]
-    assert [pid for pid in started if pid_alive(pid)] == []
-
-
 def test_a_taken_port_is_a_clear_error(processes: Processes, tmp_path: Path) -> None:
     up, url = start_up(processes, tmp_path, workers=0)
     port = url.rsplit(":", 1)[1]
@@ -97,7 +83,20 @@ def test_a_taken_port_is_a_clear_error(processes: Processes, tmp_path: Path) -> 
 def test_a_signal_while_starting_stops_cleanly(processes: Processes, tmp_path: Path) -> None:
     port = free_port()
     env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
-    up = processes.start([sys.executable, "-m", "service.cli", "up", "--port", str(port)], env, "up")
+    up = processes.start(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env,
+        "up",
+    )
     children = wait_for(
         lambda: len(child_pids(up.pid)) >= 2 and child_pids(up.pid), 30, "`up` to start children"
     )

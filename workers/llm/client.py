@@ -7,6 +7,7 @@ one piece of code that the tests exercise against a real HTTP peer.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -22,6 +23,8 @@ from openai.types.chat import ChatCompletion
 
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
+
+log = logging.getLogger("neuronlens.llm")
 
 Message = dict[str, Any]
 """One chat message as the OpenAI API takes it: {"role": …, "content": str | [parts]}."""
@@ -187,6 +190,14 @@ class LLMCaller:
                     params = self._without(params, model, failure.rejected)
                     continue
                 if not failure.retryable or retries >= self.endpoint.max_retries:
+                    # The URL goes to the worker's log only; the error (shown to clients) names the endpoint.
+                    log.warning(
+                        "LLM endpoint %s at %s failed after %d calls: %s",
+                        self.endpoint.describe(),
+                        self.endpoint.base_url,
+                        calls,
+                        failure.answer,
+                    )
                     raise LLMEndpointError(self.endpoint.describe(), failure.answer, calls) from failure
                 delay = self._delay(retries, failure.retry_after_s)
             retries += 1

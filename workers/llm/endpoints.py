@@ -40,8 +40,8 @@ class LLMEndpoint:
     """Requests in flight to this endpoint at once, per process."""
 
     def describe(self) -> str:
-        """`'name' (base URL)`: how errors name the endpoint."""
-        return f"'{self.name}' ({self.base_url})"
+        """`'name'`: how errors name the endpoint (they reach API clients, so never its URL)."""
+        return f"'{self.name}'"
 
 
 def endpoint_names(settings: Settings) -> list[str]:

@@ -16,7 +16,8 @@ class UnknownLLMEndpoint(LLMError):
 class LLMEndpointError(LLMError):
     """The endpoint kept failing (or refused the request) after every retry.
 
-    The message names the endpoint (name and base URL) and what it last answered: an HTTP status with the
+    The message names the endpoint by its configured name (never its URL: job errors reach API clients)
+    and what it last answered: an HTTP status with the
     start of the body, a timeout, or a connection error.
     """
 
