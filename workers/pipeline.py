@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 from service.contract import (
+    BinaryScore,
     DatasetSpec,
     ExplanationRequest,
     JobStage,
@@ -22,13 +23,14 @@ from service.contract import (
     report_variant,
 )
 from service.settings import Settings
-from workers.backends import make_explainer, make_simulator
+from workers.backends import make_explainer, make_judge, make_simulator
 from workers.data.images import ImageSource, ProbeSetImages
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer
 from workers.llm.endpoints import resolve_endpoint
+from workers.llm.pool import map_concurrently
 from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.scan import run as scan_run
@@ -37,6 +39,7 @@ from workers.scan.keys import scan_key
 from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
 from workers.scan.store import open_store
 from workers.simulate.base import Simulator
+from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
 
 ProgressFn = Callable[[JobStage, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
@@ -89,6 +92,9 @@ def open_context(
     return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
 
 
+BINARY_CONCURRENCY = 4
+"""Neurons whose detection/fuzzing requests run at once (each neuron's batches run in turn)."""
+
 IMAGE_CACHE_SIZE = 512
 """Images kept per explain job (about 50 KB each at 128 px): top samples recur across a layer's neurons."""
 
@@ -133,14 +139,22 @@ def explain_neurons(
         images=images,
         seed=request.options.seed,
     )
-    simulator = make_simulator(request.simulator, settings, endpoint=request.endpoint, images=images)
+    options = request.options
+    batch = options.batch_records if "simulation-batched" in options.scorers else None
+    simulator = make_simulator(
+        request.simulator, settings, endpoint=request.endpoint, images=images, batch_records=batch
+    )
+    judge = None
+    if {"detection", "fuzzing"} & set(options.scorers):
+        batch_size = options.batch_records
+        judge = make_judge(request.simulator, settings, endpoint=request.endpoint, batch=batch_size)
     context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
     writer = None
     if images is not None:
         variant = request_variant(settings, model, dataset, request)
         writer = ExemplarImageWriter(open_store(settings), images, variant)
     # Checks above run at call time; the reports are produced lazily, chunk by chunk.
-    return _explain_all(context, list(neurons), explainer, simulator, progress, writer)
+    return _explain_all(context, list(neurons), explainer, (simulator, judge), progress, writer)
 
 
 def request_variant(
@@ -159,7 +173,7 @@ def _explain_all(
     context: ReportContext,
     neurons: list[int],
     explainer: Explainer,
-    simulator: Simulator,
+    simulator: tuple[Simulator, Judge | None],
     progress: ProgressFn | None,
     writer: ExemplarImageWriter | None = None,
 ) -> Iterator[NeuronReport]:
@@ -182,7 +196,7 @@ def _explain_chunk(
     context: ReportContext,
     chunk: Sequence[int],
     explainer: Explainer,
-    simulator: Simulator,
+    scorers: tuple[Simulator, Judge | None],
     done: int,
     total: int,
     progress: ProgressFn | None,
@@ -201,8 +215,10 @@ def _explain_chunk(
     if progress is not None:
         progress("simulating", done, total)
     started = time.perf_counter()
+    simulator, judge = scorers
     inputs = [item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)]
     simulations = simulator.simulate(inputs)
+    binaries = _binary_scores(context, prepared, [e.text for e in explanations], judge, simulator)
     simulate_s = (time.perf_counter() - started) / len(prepared)
     for index, (item, explanation, simulation) in enumerate(
         zip(prepared, explanations, simulations, strict=True)
@@ -216,8 +232,44 @@ def _explain_chunk(
             explanation.prompt_version or explainer.prompt_version,
         )
         report = build_report(
-            context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
+            context,
+            item,
+            explanation,
+            explainer_id,
+            simulation,
+            (simulator.backend, simulator.model),
+            score,
+            binaries[index],
         )
         if progress is not None:
             progress("simulating", done + index + 1, total)
         yield report
+
+
+def _binary_scores(
+    context: ReportContext,
+    prepared: list[PreparedNeuron],
+    explanations: list[str],
+    judge: Judge | None,
+    simulator: Simulator,
+) -> list[dict[str, BinaryScore]]:
+    """Detection and fuzzing scores per neuron, as requested (neurons of the chunk run concurrently)."""
+    kinds = [kind for kind in ("detection", "fuzzing") if kind in context.options.scorers]
+    if judge is None or not kinds:
+        return [{} for _ in prepared]
+    versions = {"detection": DETECTION_PROMPT_VERSION, "fuzzing": FUZZING_PROMPT_VERSION}
+    is_llm = simulator.backend != "baseline"
+
+    def one(job: tuple[PreparedNeuron, str]) -> dict[str, BinaryScore]:
+        item, text = job
+        top = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if is_top]
+        random = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if not is_top]
+        return {
+            kind: binary_score(
+                kind, judge, text, top, random, context.options.seed, versions[kind] if is_llm else None
+            )
+            for kind in kinds
+        }
+
+    jobs = list(zip(prepared, explanations, strict=True))
+    return map_concurrently(one, jobs, BINARY_CONCURRENCY) if is_llm else [one(job) for job in jobs]

@@ -61,6 +61,7 @@ from service.contract.registry import (
     load_registry,
 )
 from service.contract.report import (
+    BinaryScore,
     DatasetRef,
     Exemplar,
     Explanation,
@@ -68,6 +69,7 @@ from service.contract.report import (
     NeuronListing,
     NeuronReport,
     NeuronSummary,
+    Normalisation,
     Provenance,
     Simulation,
     TypeEvidence,
@@ -81,6 +83,9 @@ from service.contract.requests import (
     LLMModels,
     NeuronRange,
     PipelineOptions,
+    ScaleMethod,
+    Scorer,
+    TypeMethod,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
@@ -111,6 +116,7 @@ __all__ = [
     "SCAN_VERSION",
     "WORKER_DIED_MESSAGE",
     "Backend",
+    "BinaryScore",
     "ContractModel",
     "DatasetRef",
     "DatasetSpec",
@@ -133,6 +139,10 @@ __all__ = [
     "NeuronListing",
     "NeuronReport",
     "NeuronSummary",
+    "Normalisation",
+    "ScaleMethod",
+    "Scorer",
+    "TypeMethod",
     "NeuronType",
     "PipelineOptions",
     "PlantedNeuronSpec",
