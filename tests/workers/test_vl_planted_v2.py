@@ -8,11 +8,11 @@ import pytest
 
 from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry
 from service.settings import Settings
-from workers.models.planted import PLANTED_LAYER, PLANTED_NEURONS
+from workers.models.planted import PLANTED_LAYER, planted_neurons
 
 pytestmark = pytest.mark.timeout(600)
 
-VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in PLANTED_NEURONS)
+VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
 NEURONS = 256
 
 
@@ -38,7 +38,7 @@ def layer_reports(worker_settings: Settings) -> dict[int, NeuronReport]:
 
 
 def test_planted_types_and_concepts_on_v2(layer_reports: dict[int, NeuronReport]) -> None:
-    for planted in PLANTED_NEURONS:
+    for planted in planted_neurons():
         report = layer_reports[planted.neuron]
         assert report.neuron_type == planted.neuron_type, (planted, report.type_evidence)
         assert report.dataset.id == "vl-probe-v2"
@@ -49,7 +49,7 @@ def test_planted_types_and_concepts_on_v2(layer_reports: dict[int, NeuronReport]
 
 
 def test_planted_neurons_score_above_their_layer_on_v2(layer_reports: dict[int, NeuronReport]) -> None:
-    planted = {p.neuron for p in PLANTED_NEURONS}
+    planted = {p.neuron for p in planted_neurons()}
     others = [r.simulation.correlation or 0.0 for n, r in layer_reports.items() if n not in planted]
     # The colour neurons lead the layer; the shape-name neuron ranks lower (36th of 256 with the baseline:
     # random tiny-llava neurons that follow colours are predicted well by the visual baseline too).
