@@ -1,27 +1,32 @@
 """Domain-specific neurons (MMNeuron, Huo et al. 2024; DESIGN §4.7). Pure functions over a layer's
 per-domain counts of tokens with activation > 0.
 
-p(n, d) = share of domain d's tokens where neuron n is > 0 (its raw firing rate). As in MMNeuron's code,
-a neuron is only ranked when some domain's raw rate is above the layer's `PERCENTILE`th percentile of all
-rates (the activity pre-filter); every other neuron has infinite entropy. Without it, a neuron with one
-to three positive tokens has entropy 0 and takes every slot (measured on synthetic counts: 20/20 picks
-near-silent, 0 planted). On top, a domain needs `MIN_SUPPORT` positive tokens (so a layer of mostly
-silent neurons, whose 95th percentile is tiny, cannot flag a neuron from a handful of tokens). The
-entropy of q(n, ·) = p(n, ·) normalised over domains ranks the ranked neurons; among the `ENTROPY_SHARE`
-lowest-entropy neurons of the layer, a neuron is specific to every domain that passes both bars.
+p(n, d) = share of domain d's tokens where neuron n is > 0 (its raw firing rate); q(n, ·) = p(n, ·)
+normalised over domains. Only neurons with support — at least `MIN_SUPPORT` positive tokens in some
+domain — are ranked; every other neuron has infinite entropy. Without that pre-filter, a neuron with one
+to three positive tokens has entropy 0 and takes every slot (on synthetic counts: 20/20 picks
+near-silent, 0 planted), so a near-silent neuron is never domain-specific. Among the `ENTROPY_SHARE`
+lowest-entropy neurons of the layer, a ranked neuron is specific to every domain whose q exceeds the
+layer's `PERCENTILE`th percentile of q and where it has the support.
 
-(The previous rule compared normalised shares q with their percentile; it is dropped: it flagged
-near-silent neurons and found no planted domain neuron the raw-rate rule misses.)
+`rates="raw"` is MMNeuron's own pre-filter instead (some raw rate p above the layer's 95th percentile of
+p, and domains chosen by p): kept for comparison, not the default, because it misses planted domain
+neurons that fire on a few tokens of every sample of their domain: tiny-llava-planted's shape-name
+neuron (2 of ~77 tokens per shapes sample, p ≈ 0.03, far below a percentile set by neurons active on
+half of all tokens) is found by the normalised rule and missed by the raw one
+(tests/workers/test_vl_pipeline.py).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 ENTROPY_SHARE = 0.01
 """Share of the layer's neurons, lowest entropy first, that can be domain-specific."""
 PERCENTILE = 95.0
-"""Percentile of all raw rates p(n, d) of the layer a rate must exceed."""
+"""Percentile of the layer's (normalised, or raw with rates="raw") rates a domain's rate must exceed."""
 MIN_SUPPORT = 20
 """Positive tokens a neuron needs in a domain before it can be specific to it."""
 
@@ -35,7 +40,10 @@ def domain_shares(positive: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 
 
 def domain_specific(
-    shares: np.ndarray, names: list[str], positive: np.ndarray | None = None
+    shares: np.ndarray,
+    names: list[str],
+    positive: np.ndarray | None = None,
+    rates: Literal["normalised", "raw"] = "normalised",
 ) -> list[list[str]]:
     """For each neuron, the domains it is specific to (empty for most neurons). `positive` [neurons,
     domains] are the positive-token counts behind `shares` (None: no support bar)."""
@@ -43,13 +51,16 @@ def domain_specific(
     result: list[list[str]] = [[] for _ in range(n_neurons)]
     if n_neurons == 0 or shares.shape[1] < 2:
         return result
-    threshold = float(np.percentile(shares, PERCENTILE))
-    passes: np.ndarray = np.asarray(shares > threshold)
-    if positive is not None:
-        passes &= np.asarray(positive) >= MIN_SUPPORT
-    ranked: np.ndarray = np.asarray(passes.any(axis=1))
     sums = shares.sum(axis=1, keepdims=True)
     normalised = np.divide(shares, sums, out=np.zeros_like(shares), where=sums > 0)
+    compared = shares if rates == "raw" else normalised
+    supported: np.ndarray = np.asarray(sums > 0).repeat(shares.shape[1], axis=1)
+    if positive is not None:
+        supported &= np.asarray(positive) >= MIN_SUPPORT
+    live = supported.any(axis=1)
+    threshold = float(np.percentile(compared[live], PERCENTILE)) if live.any() else np.inf
+    passes: np.ndarray = np.asarray((compared > threshold) & supported)
+    ranked: np.ndarray = np.asarray(passes.any(axis=1) if rates == "raw" else live)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(normalised > 0, normalised * np.log(normalised), 0.0)
     entropy = np.where(ranked, -terms.sum(axis=1), np.inf)

@@ -138,7 +138,7 @@ def test_reports_count_domains_per_sample_label(reports: dict[int, NeuronReport]
 
 
 def test_mmneurons_raw_rate_prefilter_misses_the_planted_shape_neuron(
-    worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]
+    reports: dict[int, NeuronReport], worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]
 ) -> None:
     """Why domain flags compare normalised rates: the raw-rate rule (MMNeuron's pre-filter) misses it."""
     from workers.domains import domain_shares, domain_specific
