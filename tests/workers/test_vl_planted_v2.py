@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry
-from service.settings import Settings
+from service.settings import load_settings
 from workers.models.planted import PLANTED_LAYER, planted_neurons
 
 pytestmark = pytest.mark.timeout(600)
@@ -17,9 +17,11 @@ NEURONS = 256
 
 
 @pytest.fixture(scope="module")
-def layer_reports(worker_settings: Settings) -> dict[int, NeuronReport]:
+def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronReport]:
     from workers import pipeline
 
+    # A private store: explaining every neuron writes exemplar images that other tests expect absent.
+    worker_settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("vl-v2-store")), device="cpu")
     registry = load_registry()
     model, dataset = registry.model("tiny-llava-planted"), registry.dataset("vl-probe-v2")
     assert model.datasets[0] == dataset.id  # the default
