@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any, get_args
+from typing import Any
 
 import redis
 from litestar import Request, Response
@@ -200,8 +200,8 @@ def _field_path(key: str) -> str:
 
 
 ENUM_CHOICES: dict[str, tuple[str, ...]] = {
-    "explainer": get_args(Backend),
-    "simulator": get_args(Backend),
+    "explainer": tuple(backend.value for backend in Backend),
+    "simulator": tuple(backend.value for backend in Backend),
 }
 """Allowed values of the enum query parameters, named in their error messages (the parser does not)."""
 

@@ -20,6 +20,8 @@ from workers.llm.client import LLMCaller
 from workers.llm.endpoints import resolve_endpoint
 from workers.simulate.base import Simulator
 from workers.simulate.baseline import BaselineSimulator
+from workers.simulate.batched import BatchedOpenAISimulator
+from workers.simulate.binary import BaselineJudge, Judge, OpenAIJudge
 from workers.simulate.openai_simulator import OpenAISimulator, make_openai_simulator
 from workers.simulate.visual_baseline import VisualBaselineSimulator
 
@@ -93,11 +95,30 @@ SIMULATORS: dict[str, SimulatorFactory] = {"baseline": _baseline_simulator, "ope
 
 
 def make_simulator(
-    name: str, settings: Settings, *, endpoint: str | None = None, images: ImageSource | None = None
+    name: str,
+    settings: Settings,
+    *,
+    endpoint: str | None = None,
+    images: ImageSource | None = None,
+    batch_records: int | None = None,
 ) -> Simulator:
     """The simulator backend `name`; LLM backends use the named endpoint (None: the default one) and the
-    probe set's images when `images` is given (image patches are simulated from the image)."""
+    probe set's images when `images` is given (image patches are simulated from the image). With
+    `batch_records`, the `openai` backend asks for that many records' text tokens per request (the
+    baseline predicts the same either way)."""
     factory = SIMULATORS.get(name)
     if factory is None:
         raise UnknownBackend(f"simulator {name!r} is not available: choose {', '.join(sorted(SIMULATORS))}")
+    if batch_records is not None and name == "openai":
+        caller = LLMCaller(resolve_endpoint(settings, endpoint))
+        return BatchedOpenAISimulator(caller, images=images, batch_records=batch_records)
     return factory(settings, endpoint, images)
+
+
+def make_judge(name: str, settings: Settings, *, endpoint: str | None = None, batch: int = 10) -> Judge:
+    """The detection/fuzzing judge of simulator backend `name` (`batch` texts per `openai` request)."""
+    if name == "openai":
+        return OpenAIJudge(LLMCaller(resolve_endpoint(settings, endpoint)), batch)
+    if name == "baseline":
+        return BaselineJudge()
+    raise UnknownBackend(f"simulator {name!r} is not available: choose {', '.join(sorted(SIMULATORS))}")

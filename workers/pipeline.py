@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 
 from service.contract import (
+    BinaryScore,
     DatasetSpec,
     ExplanationRequest,
     JobStage,
@@ -23,13 +24,14 @@ from service.contract import (
     report_variant,
 )
 from service.settings import Settings
-from workers.backends import make_explainer, make_simulator
+from workers.backends import make_explainer, make_judge, make_simulator
 from workers.data.images import ImageSource, ProbeSetImages
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.endpoints import resolve_endpoint
+from workers.llm.pool import map_concurrently
 from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.scan import run as scan_run
@@ -38,6 +40,7 @@ from workers.scan.keys import scan_key
 from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
 from workers.scan.store import open_store
 from workers.simulate.base import Simulator, SimulatorResult
+from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
 
 ProgressFn = Callable[[JobStage, int, int], None]
 """(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
@@ -90,6 +93,9 @@ def open_context(
     return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
 
 
+BINARY_CONCURRENCY = 4
+"""Neurons whose detection/fuzzing requests run at once (each neuron's batches run in turn)."""
+
 IMAGE_CACHE_SIZE = 512
 """Images kept per explain job (about 50 KB each at 128 px): top samples recur across a layer's neurons."""
 
@@ -134,7 +140,15 @@ def explain_neurons(
         images=images,
         seed=request.options.seed,
     )
-    simulator = make_simulator(request.simulator, settings, endpoint=request.endpoint, images=images)
+    options = request.options
+    batch = options.batch_records if "simulation-batched" in options.scorers else None
+    simulator = make_simulator(
+        request.simulator, settings, endpoint=request.endpoint, images=images, batch_records=batch
+    )
+    judge = None
+    if {"detection", "fuzzing"} & set(options.scorers):
+        batch_size = options.batch_records
+        judge = make_judge(request.simulator, settings, endpoint=request.endpoint, batch=batch_size)
     context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
     writer = None
     if images is not None:
@@ -146,9 +160,9 @@ def explain_neurons(
     if "openai" in (request.explainer, request.simulator):
         in_flight = resolve_endpoint(settings, request.endpoint).concurrency
         return _with_all_images(
-            writer, _explain_each(context, list(neurons), explainer, simulator, progress, in_flight)
+            writer, _explain_each(context, list(neurons), explainer, (simulator, judge), progress, in_flight)
         )
-    return _explain_all(context, list(neurons), explainer, simulator, progress, writer)
+    return _explain_all(context, list(neurons), explainer, (simulator, judge), progress, writer)
 
 
 def request_variant(
@@ -167,13 +181,13 @@ def _explain_all(
     context: ReportContext,
     neurons: list[int],
     explainer: Explainer,
-    simulator: Simulator,
+    scorers: tuple[Simulator, Judge | None],
     progress: ProgressFn | None,
     writer: ExemplarImageWriter | None = None,
 ) -> Iterator[NeuronReport]:
     for begin in range(0, len(neurons), CHUNK_NEURONS):
         chunk = neurons[begin : begin + CHUNK_NEURONS]
-        for report in _explain_chunk(context, chunk, explainer, simulator, begin, len(neurons), progress):
+        for report in _explain_chunk(context, chunk, explainer, scorers, begin, len(neurons), progress):
             yield report if writer is None else _with_images(writer, report)
 
 
@@ -188,7 +202,7 @@ def _explain_each(
     context: ReportContext,
     neurons: list[int],
     explainer: Explainer,
-    simulator: Simulator,
+    scorers: tuple[Simulator, Judge | None],
     progress: ProgressFn | None,
     in_flight: int,
 ) -> Iterator[NeuronReport]:
@@ -201,7 +215,7 @@ def _explain_each(
         progress("explaining", 0, len(neurons))
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="neuron") as pool:
         for neuron in upcoming:
-            pending.add(pool.submit(_explain_one, context, neuron, explainer, simulator))
+            pending.add(pool.submit(_explain_one, context, neuron, explainer, scorers))
             if len(pending) >= in_flight:
                 break
         while pending:
@@ -213,12 +227,13 @@ def _explain_each(
                 yield future.result()
                 following = next(upcoming, None)
                 if following is not None:
-                    pending.add(pool.submit(_explain_one, context, following, explainer, simulator))
+                    pending.add(pool.submit(_explain_one, context, following, explainer, scorers))
 
 
 def _explain_one(
-    context: ReportContext, neuron: int, explainer: Explainer, simulator: Simulator
+    context: ReportContext, neuron: int, explainer: Explainer, scorers: tuple[Simulator, Judge | None]
 ) -> NeuronReport:
+    simulator, judge = scorers
     started = time.perf_counter()
     item = prepare_neuron(context, neuron)
     item.timings_s["prepare"] = time.perf_counter() - started
@@ -227,8 +242,11 @@ def _explain_one(
     explain_s = time.perf_counter() - started
     started = time.perf_counter()
     (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
+    (binaries,) = _binary_scores(context, [item], [explanation.text], judge, simulator)
     simulate_s = time.perf_counter() - started
-    return _report(context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s))
+    return _report(
+        context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s), binaries
+    )
 
 
 def _with_images(writer: ExemplarImageWriter, report: NeuronReport) -> NeuronReport:
@@ -244,7 +262,7 @@ def _explain_chunk(
     context: ReportContext,
     chunk: Sequence[int],
     explainer: Explainer,
-    simulator: Simulator,
+    scorers: tuple[Simulator, Judge | None],
     done: int,
     total: int,
     progress: ProgressFn | None,
@@ -263,14 +281,23 @@ def _explain_chunk(
     if progress is not None:
         progress("simulating", done, total)
     started = time.perf_counter()
+    simulator, judge = scorers
     inputs = [item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)]
     simulations = simulator.simulate(inputs)
+    binaries = _binary_scores(context, prepared, [e.text for e in explanations], judge, simulator)
     simulate_s = (time.perf_counter() - started) / len(prepared)
     for index, (item, explanation, simulation) in enumerate(
         zip(prepared, explanations, simulations, strict=True)
     ):
         report = _report(
-            context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s)
+            context,
+            item,
+            explainer,
+            explanation,
+            simulator,
+            simulation,
+            (explain_s, simulate_s),
+            binaries[index],
         )
         if progress is not None:
             progress("simulating", done + index + 1, total)
@@ -285,8 +312,10 @@ def _report(
     simulator: Simulator,
     simulation: SimulatorResult,
     seconds: tuple[float, float],
+    binaries: dict[str, BinaryScore],
 ) -> NeuronReport:
-    """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time."""
+    """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time,
+    ``binaries`` its detection/fuzzing scores (as requested)."""
     started = time.perf_counter()
     score = score_neuron(item, simulation, context.options.seed)
     item.timings_s.update(explain=seconds[0], simulate=seconds[1], score=time.perf_counter() - started)
@@ -296,5 +325,41 @@ def _report(
         explanation.prompt_version or explainer.prompt_version,
     )
     return build_report(
-        context, item, explanation, explainer_id, simulation, (simulator.backend, simulator.model), score
+        context,
+        item,
+        explanation,
+        explainer_id,
+        simulation,
+        (simulator.backend, simulator.model),
+        score,
+        binaries,
     )
+
+
+def _binary_scores(
+    context: ReportContext,
+    prepared: list[PreparedNeuron],
+    explanations: list[str],
+    judge: Judge | None,
+    simulator: Simulator,
+) -> list[dict[str, BinaryScore]]:
+    """Detection and fuzzing scores per neuron, as requested (neurons of the chunk run concurrently)."""
+    kinds = [kind for kind in ("detection", "fuzzing") if kind in context.options.scorers]
+    if judge is None or not kinds:
+        return [{} for _ in prepared]
+    versions = {"detection": DETECTION_PROMPT_VERSION, "fuzzing": FUZZING_PROMPT_VERSION}
+    is_llm = simulator.backend != "baseline"
+
+    def one(job: tuple[PreparedNeuron, str]) -> dict[str, BinaryScore]:
+        item, text = job
+        top = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if is_top]
+        random = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if not is_top]
+        return {
+            kind: binary_score(
+                kind, judge, text, top, random, context.options.seed, versions[kind] if is_llm else None
+            )
+            for kind in kinds
+        }
+
+    jobs = list(zip(prepared, explanations, strict=True))
+    return map_concurrently(one, jobs, BINARY_CONCURRENCY) if is_llm else [one(job) for job in jobs]

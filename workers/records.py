@@ -6,7 +6,7 @@ and 0 for padding. Prompt-template tokens (BOS, "USER:", …) are never content,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -99,24 +99,62 @@ def split_records(
     random_ids: Sequence[int] | np.ndarray,
     n_explain: int,
     n_holdout: int,
+    text_of: Callable[[int], Hashable] | None = None,
 ) -> RecordSplit:
     """Deterministic split of the top records (rank order) and random records (draw order).
 
     Held-out top ranks are every k-th rank, k = n_top // n_holdout, starting at k // 2, so scoring sees
     strong and weak top records alike; with fewer top records than asked for, at most half are held
-    out. Held-out random records are as many as held-out top ones (1:1) when enough exist.
+    out. With `text_of` (sample id → its text, e.g. the token tuple), held-out records are disjoint from
+    the explainer's records BY TEXT: a held-out rank whose text the explainer saw (a verbatim repeat) is
+    replaced by the nearest later unused rank with unseen text, or dropped. Held-out random records are as
+    many as held-out top ones (1:1) when enough exist; they are never a sample (or, with `text_of`, a
+    text) the explainer saw, nor the same sample as a held-out top record.
     """
+    key = text_of if text_of is not None else (lambda sample: ("id", sample))
     n_top = len(top_ids)
     n_hold = min(n_holdout, n_top // 2)
     held: list[int] = []
     if n_hold > 0:
         stride = n_top // n_hold
         held = [i * stride + stride // 2 for i in range(n_hold)]
-    held_set = set(held)
-    explain = [rank for rank in range(n_top) if rank not in held_set][:n_explain]
-    seen = {int(top_ids[rank]) for rank in explain}
-    randoms = [slot for slot, sample in enumerate(random_ids) if int(sample) not in seen][: len(held)]
+    explain = [rank for rank in range(n_top) if rank not in set(held)][:n_explain]
+    seen = {key(int(top_ids[rank])) for rank in explain}
+    held = _unseen_holdout(held, explain, [key(int(sample)) for sample in top_ids], seen)
+    held_samples = {int(top_ids[rank]) for rank in held}
+    randoms = [
+        slot
+        for slot, sample in enumerate(random_ids)
+        if int(sample) not in held_samples
+        and key(int(sample)) not in seen
+        and int(sample) not in {int(top_ids[rank]) for rank in explain}
+    ][: len(held)]
     return RecordSplit(explain_ranks=explain, holdout_top_ranks=held, holdout_random_slots=randoms)
+
+
+def _unseen_holdout(
+    held: list[int], explain: list[int], keys: list[Hashable], seen: set[Hashable]
+) -> list[int]:
+    """Held-out ranks with every text the explainer saw replaced by the next unused rank of unseen text."""
+    taken = set(held) | set(explain)
+    result: list[int] = []
+    held_keys: set[Hashable] = set()
+    for rank in held:
+        candidate: int | None = rank
+        if keys[rank] in seen or keys[rank] in held_keys:
+            candidate = next(
+                (
+                    r
+                    for r in range(rank + 1, len(keys))
+                    if r not in taken and keys[r] not in seen and keys[r] not in held_keys
+                ),
+                None,
+            )
+        if candidate is not None:
+            taken.add(candidate)
+            result.append(candidate)
+            held_keys.add(keys[candidate])
+    return sorted(result)
 
 
 _BPE_WORD_START = ("Ġ", "▁")

@@ -6,22 +6,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
 from service.contract import (
     PIPELINE_VERSION,
+    BinaryScore,
     DatasetRef,
     DatasetSpec,
     Exemplar,
     Explanation,
     ModelSpec,
     NeuronReport,
+    Normalisation,
     PipelineOptions,
     Provenance,
     Simulation,
 )
-from workers.classify import NeuronTypeResult, classify_neuron
+from workers.classify import NeuronTypeResult, classify_neuron, permutation_type
 from workers.domains import domain_shares, domain_specific
 from workers.explain.base import ExplainerResult
 from workers.records import (
@@ -32,6 +35,7 @@ from workers.records import (
     normalise,
     split_records,
 )
+from workers.scale import Scale, neuron_scale
 from workers.scan.artifacts import LayerScan
 from workers.scan.tokens import TokenizedProbe
 from workers.simulate.base import SimulationInput, SimulatorResult
@@ -62,7 +66,12 @@ class ReportContext:
     @cached_property
     def specific(self) -> list[list[str]]:
         """Domains each neuron of the layer is specific to (a layer-wide computation, done once)."""
-        return domain_specific(self.shares, self.probe.domains)
+        return domain_specific(self.shares, self.probe.domains, self.scan.domain_positive)
+
+    @property
+    def is_text_model(self) -> bool:
+        """Text-only models are typed by the text-model rule (workers/classify.py)."""
+        return self.model.modality == "text"
 
 
 @dataclass
@@ -78,14 +87,21 @@ class PreparedNeuron:
     """Held-out top records, then held-out random records."""
     heldout_is_top: list[bool]
     neuron_type: NeuronTypeResult
+    scale: Scale | None = None
+    """What set the 0–10 scale (`max_activation` above is the global max)."""
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scale_value(self) -> float:
+        """Raw activation that maps to 10 (the global max without a robust scale)."""
+        return self.scale.value if self.scale is not None else self.max_activation
 
     def explainer_input(self, layer: int) -> NeuronRecords:
         records = [self.top[rank] for rank in self.split.explain_ranks]
         return NeuronRecords(
             layer=layer,
             neuron=self.neuron,
-            max_activation=self.max_activation,
+            max_activation=self.scale_value,
             records=records,
             neuron_type=self.neuron_type.neuron_type,
         )
@@ -105,19 +121,31 @@ def _records(
 
 
 def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
-    """Read one neuron from the scan and derive its records, held-out split and type."""
+    """Read one neuron from the scan and derive its scale, records, held-out split and type."""
     scan, probe, options = context.scan, context.probe, context.options
     max_activation = float(scan.global_max[neuron])
+    scale = neuron_scale(
+        scan.top_max[neuron], max_activation, probe.n_samples, options.scale, options.scale_quantile
+    )
     top_ids = scan.top_ids[neuron]
     top_acts = scan.top_acts(neuron)
-    split = split_records(top_ids, scan.random_ids, options.n_explain, options.n_holdout)
+    split = split_records(
+        top_ids, scan.random_ids, options.n_explain, options.n_holdout, text_of=probe.tokens.__getitem__
+    )
     ranks = {*range(min(options.n_exemplars, len(top_ids))), *split.explain_ranks, *split.holdout_top_ranks}
     top = _records(probe, top_ids, top_acts, sorted(ranks))
     slots = split.holdout_random_slots
-    randoms = _records(probe, scan.random_ids, scan.random_acts(neuron), slots)
+    random_acts = scan.random_acts(neuron)
+    randoms = _records(probe, scan.random_ids, random_acts, slots)
     heldout = [top[rank] for rank in split.holdout_top_ranks] + [randoms[slot] for slot in slots]
     modality = probe.modality[top_ids]
-    neuron_type = classify_neuron(top_acts, modality, max_activation, options)
+    if options.type_method == "permutation":
+        random_modality = probe.modality[scan.random_ids]
+        neuron_type = permutation_type(
+            (top_acts, modality), (random_acts, random_modality), scale.value, options, context.is_text_model
+        )
+    else:
+        neuron_type = classify_neuron(top_acts, modality, scale.value, options, context.is_text_model)
     return PreparedNeuron(
         neuron=neuron,
         max_activation=max_activation,
@@ -126,6 +154,7 @@ def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
         heldout=heldout,
         heldout_is_top=[True] * len(split.holdout_top_ranks) + [False] * len(slots),
         neuron_type=neuron_type,
+        scale=scale,
     )
 
 
@@ -183,7 +212,7 @@ def _random_exemplars(prepared: PreparedNeuron, by_random: dict[int, np.ndarray]
         :RANDOM_EXEMPLARS
     ]:
         row_max = float(record.activations.max()) if len(record.activations) else 0.0
-        exemplars.append(_exemplar(record, slot, row_max, prepared.max_activation, by_random.get(slot)))
+        exemplars.append(_exemplar(record, slot, row_max, prepared.scale_value, by_random.get(slot)))
     return exemplars
 
 
@@ -194,6 +223,25 @@ def _domains(context: ReportContext, neuron: int) -> dict[str, float] | None:
     return dict(zip(names, context.shares[neuron].tolist(), strict=True))
 
 
+def _support(context: ReportContext, neuron: int) -> dict[str, int] | None:
+    names = context.probe.domains
+    if not names:
+        return None
+    return dict(zip(names, (int(v) for v in context.scan.domain_positive[neuron]), strict=True))
+
+
+def _normalisation(scale: Scale | None) -> Normalisation | None:
+    if scale is None:
+        return None
+    return Normalisation(
+        method=scale.method,  # type: ignore[arg-type]
+        quantile=scale.quantile,
+        scale=scale.value,
+        top1_ratio=scale.top1_ratio,
+        top1_dominates=scale.top1_dominates,
+    )
+
+
 def build_report(
     context: ReportContext,
     prepared: PreparedNeuron,
@@ -202,8 +250,14 @@ def build_report(
     simulation: SimulatorResult,
     simulator: tuple[str, str],
     score: Score,
+    binary: dict[str, BinaryScore] | None = None,
 ) -> NeuronReport:
-    """The NeuronReport; `explainer` is (backend, model, prompt_version), `simulator` (backend, model)."""
+    """The NeuronReport; `explainer` is (backend, model, prompt_version), `simulator` (backend, model);
+    `binary` holds the detection and fuzzing scores that were requested."""
+    binary = binary or {}
+    scorer: Literal["simulation", "simulation-batched"] = (
+        "simulation-batched" if "simulation-batched" in context.options.scorers else "simulation"
+    )
     neuron = prepared.neuron
     top_max = context.scan.top_max[neuron]
     n_exemplars = min(context.options.n_exemplars, len(top_max))
@@ -219,9 +273,7 @@ def build_report(
         type_evidence=prepared.neuron_type.evidence(),
         max_activation=prepared.max_activation,
         exemplars=[
-            _exemplar(
-                prepared.top[rank], rank, float(top_max[rank]), prepared.max_activation, by_top.get(rank)
-            )
+            _exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.scale_value, by_top.get(rank))
             for rank in range(n_exemplars)
         ],
         random_exemplars=_random_exemplars(prepared, by_random),
@@ -236,6 +288,7 @@ def build_report(
             correlation=score.correlation,
             null_reason=score.null_reason,
             method="pooled-pearson",
+            scorer=scorer,
             backend=simulator[0],
             model=simulator[1],
             n_top=score.n_top,
@@ -249,6 +302,10 @@ def build_report(
         ),
         domains=_domains(context, neuron),
         domain_specific=context.specific[neuron] if context.probe.domains else None,
+        domain_support=_support(context, neuron),
+        normalisation=_normalisation(prepared.scale),
+        detection=binary.get("detection"),
+        fuzzing=binary.get("fuzzing"),
         dataset=DatasetRef(
             id=context.dataset.id,
             revision=context.dataset.revision,
@@ -265,6 +322,10 @@ def build_report(
                 "prompt": explanation.prompt_tokens + simulation.prompt_tokens,
                 "completion": explanation.completion_tokens + simulation.completion_tokens,
             },
-            llm_calls={"explainer": explanation.llm_calls, "simulator": simulation.llm_calls},
+            llm_calls={
+                "explainer": explanation.llm_calls,
+                "simulator": simulation.llm_calls,
+                **{name: score.llm_calls for name, score in binary.items()},
+            },
         ),
     )

@@ -4,13 +4,16 @@ workers/visual_features.py).
 
 It reads ``the tokens "red", "blue" and "green" (mostly in colours samples), often after "the"``: the
 quoted tokens (``\\`` and ``"`` escaped) are what the neuron responds to, the word after CONTEXT_LEAD the one
-that usually precedes them; the domain in brackets is informative only.
+that usually precedes them; the domain in brackets is informative only. Before the quoted tokens it may
+name a token class (workers/token_classes.py), e.g. ``numbers (digit tokens), e.g. "12", "7"``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from workers.token_classes import named_classes
 
 CONTEXT_LEAD = ", often after "
 """Introduces the quoted word that usually precedes the listed tokens."""
@@ -32,6 +35,10 @@ class TextPhrase:
     """Quoted tokens in order, lower-cased."""
     context: list[str]
     """Quoted preceding words, lower-cased (may be empty)."""
+    classes: frozenset[str] = frozenset()
+    """Token classes the explanation names (workers/token_classes.py)."""
+    stems: tuple[str, ...] = ()
+    """Word-family stems the explanation names, lower-cased."""
 
 
 def _quoted(text: str) -> list[str]:
@@ -39,9 +46,16 @@ def _quoted(text: str) -> list[str]:
 
 
 def parse_text_phrase(text: str) -> TextPhrase | None:
-    """The quoted tokens (and context words) of an explanation; None when it quotes no token."""
+    """The quoted tokens (and context words) and the token classes an explanation names; None when it
+    names neither a token nor a class."""
     head, separator, tail = text.partition(CONTEXT_LEAD)
     tokens = _quoted(head)
-    if not tokens:
+    classes, stems = named_classes(head)
+    if not tokens and not classes and not stems:
         return None
-    return TextPhrase(tokens=tokens, context=_quoted(tail) if separator else [])
+    return TextPhrase(
+        tokens=tokens,
+        context=_quoted(tail) if separator else [],
+        classes=frozenset(classes),
+        stems=tuple(stems),
+    )

@@ -62,6 +62,7 @@ from service.contract.registry import (
     load_registry,
 )
 from service.contract.report import (
+    BinaryScore,
     DatasetRef,
     Exemplar,
     Explanation,
@@ -69,6 +70,7 @@ from service.contract.report import (
     NeuronListing,
     NeuronReport,
     NeuronSummary,
+    Normalisation,
     Provenance,
     Simulation,
     TypeEvidence,
@@ -86,6 +88,9 @@ from service.contract.requests import (
     LLMModels,
     NeuronRange,
     PipelineOptions,
+    ScaleMethod,
+    Scorer,
+    TypeMethod,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
@@ -121,6 +126,7 @@ __all__ = [
     "SCAN_VERSION",
     "WORKER_DIED_MESSAGE",
     "Backend",
+    "BinaryScore",
     "ContractModel",
     "DatasetRef",
     "DatasetSpec",
@@ -143,6 +149,10 @@ __all__ = [
     "NeuronListing",
     "NeuronReport",
     "NeuronSummary",
+    "Normalisation",
+    "ScaleMethod",
+    "Scorer",
+    "TypeMethod",
     "NeuronType",
     "PipelineOptions",
     "PlantedNeuronSpec",

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from service.contract.base import ContractModel, NeuronType
+from service.contract.requests import ScaleMethod
 
 
 class TypeEvidence(ContractModel):
@@ -21,6 +22,30 @@ class TypeEvidence(ContractModel):
     n_samples: int = Field(ge=0, description="Top samples classified (N).")
     high_confidence: bool = Field(
         description="True when the winning share exceeds the high-confidence setting."
+    )
+    # ---- issue 10: which rule typed the neuron, and the permutation test's p-values
+    method: Literal["xu-threshold", "text-threshold", "permutation"] = Field(
+        default="xu-threshold",
+        description="Rule that set `neuron_type`: `xu-threshold` (Xu et al. 2025, vision-language models), "
+        "`text-threshold` (text-only models: one selective token is enough), `permutation` (sample-level "
+        "permutation test; the p_* shares above are then the threshold rule's, for reference).",
+    )
+    p_value_visual: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Permutation test: p-value that the top samples' visual peaks exceed the random "
+        "records' (one-sided); null without image tokens or for the threshold method.",
+    )
+    p_value_text: float | None = Field(
+        default=None, ge=0, le=1, description="As `p_value_visual`, for text tokens."
+    )
+    p_value_difference: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Permutation test: two-sided p-value of visual vs text peak within the top samples "
+        "(labels swapped per sample); null unless both modalities have tokens.",
     )
 
 
@@ -105,6 +130,11 @@ class Simulation(ContractModel):
     )
     null_reason: str | None = Field(default=None, description="Why `correlation` is null.")
     method: Literal["pooled-pearson"] = Field(description="Scoring method.")
+    scorer: Literal["simulation", "simulation-batched"] = Field(
+        default="simulation",
+        description="`simulation`: one simulator call per held-out record; `simulation-batched`: several "
+        "records per call (same pooled Pearson).",
+    )
     backend: str = Field(description="Simulator backend.")
     model: str = Field(description="Simulator model name.")
     n_top: int = Field(ge=0, description="Held-out top records scored.")
@@ -155,6 +185,44 @@ class Provenance(ContractModel):
     )
 
 
+class Normalisation(ContractModel):
+    """The 0–10 scale of `activations_norm`, typing and the baseline explainer (DESIGN §4.4)."""
+
+    method: ScaleMethod = Field(description="`global-max` or `quantile` (see the request's `scale`).")
+    quantile: float | None = Field(default=None, description="Quantile of per-sample maxima (`quantile`).")
+    scale: float = Field(description="Raw activation that maps to 10 (values above it are clipped).")
+    top1_ratio: float | None = Field(
+        default=None,
+        description="Top-1 sample's max ÷ the 5th sample's max; null when undefined (≤ 0 or < 5 samples).",
+    )
+    top1_dominates: bool = Field(
+        description="True when `top1_ratio` exceeds 2: one sample sets the global max; read exemplars "
+        "and the global-max scale with care."
+    )
+
+
+class BinaryScore(ContractModel):
+    """Balanced accuracy of yes/no judgements over held-out records (Paulo et al. 2024, Delphi)."""
+
+    balanced_accuracy: float | None = Field(
+        description="(true-positive rate + true-negative rate) / 2, 0 … 1 (0.5 = chance); null when either "
+        "class has no judged record."
+    )
+    n_positive: int = Field(
+        ge=0,
+        description="Positive records judged: held-out top records (detection also counts a random record "
+        "whose max reaches half the weakest top record's), or correctly marked top records (fuzzing).",
+    )
+    n_negative: int = Field(
+        ge=0,
+        description="Negative records judged: the other held-out random records (detection) or held-out top "
+        "records with the marks moved to random tokens (fuzzing).",
+    )
+    parse_failures: int = Field(ge=0, description="Records whose judgement could not be parsed.")
+    llm_calls: int = Field(ge=0, description="LLM requests made for this score (0 for the baseline).")
+    prompt_version: str | None = Field(default=None, description="Prompt version (`openai` backend).")
+
+
 class NeuronReport(ContractModel):
     """Everything NeuronLens knows about one neuron."""
 
@@ -181,13 +249,29 @@ class NeuronReport(ContractModel):
     )
     domain_specific: list[str] | None = Field(
         default=None,
-        description="Domains this neuron is specific to (MMNeuron, DESIGN §4.7): among the 1% of the "
-        "layer's neurons with the lowest entropy of their normalised per-domain shares, those whose largest "
-        "share is above the layer's 95th percentile of shares are specific to every domain above it. Empty "
-        "when the neuron is not domain-specific; null when the probe set has no domain labels.",
+        description="Domains this neuron is specific to (MMNeuron, Huo et al. 2024; DESIGN §4.7): only "
+        "neurons with at least 20 positive tokens in some domain are ranked (so a near-silent neuron never "
+        "is); among the 1% of the layer's neurons with the lowest entropy of their normalised per-domain "
+        "rates, a ranked neuron is specific to every domain where its normalised rate is above the layer's "
+        "95th percentile and it has that support. Empty when not domain-specific; null when the probe set "
+        "has no domain labels.",
     )
     dataset: DatasetRef
     provenance: Provenance
+    # ---- issue 10: scale, domain support, extra scorers
+    normalisation: Normalisation | None = Field(
+        default=None, description="What set the 0–10 scale, and whether one sample dominates it."
+    )
+    domain_support: dict[str, int] | None = Field(
+        default=None,
+        description="Tokens with activation > 0 per domain label (the support behind `domains`).",
+    )
+    detection: BinaryScore | None = Field(
+        default=None, description="Detection score (Paulo et al. 2024), when requested in `scorers`."
+    )
+    fuzzing: BinaryScore | None = Field(
+        default=None, description="Fuzzing score (Paulo et al. 2024), when requested in `scorers`."
+    )
 
 
 class NeuronSummary(ContractModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, JsonValue, Strict, model_validator
+from pydantic import BeforeValidator, Field, JsonValue, Strict, model_validator
 
 from service.contract.base import ContractModel
 
@@ -19,6 +19,13 @@ class Backend(StrEnum):
     BASELINE = "baseline"
     OPENAI = "openai"
 
+
+TypeMethod = Literal["threshold", "permutation"]
+"""How a neuron is typed: fixed thresholds per sample, or a sample-level permutation test."""
+ScaleMethod = Literal["global-max", "quantile"]
+"""What sets the 10 of the 0–10 scale."""
+Scorer = Literal["simulation", "simulation-batched", "detection", "fuzzing"]
+"""Explanation scorers over the held-out records."""
 
 MAX_CANDIDATES = 10
 """Most candidate explanations one request may ask for (each costs a draw and its calibration calls)."""
@@ -57,6 +64,10 @@ class NeuronRange(ContractModel):
         if self.stop <= self.start:
             raise ValueError(f"stop ({self.stop}) must be greater than start ({self.start})")
         return self
+
+
+def _default_scorers() -> list[Scorer]:
+    return ["simulation"]
 
 
 class PipelineOptions(ContractModel):
@@ -99,6 +110,61 @@ class PipelineOptions(ContractModel):
         le=MAX_SEED,
         description="Seed for random records, splits and the bootstrap (0 … 2**32-1).",
     )
+    # ---- issue 10: typing method, scale, scorers (README "Method"; DESIGN §4.4–4.6)
+    type_method: TypeMethod = Field(
+        default="threshold",
+        description="`threshold`: fixed thresholds per sample (Xu et al. 2025 for vision-language models; "
+        "for text-only models one text token above `text_threshold` makes a sample text-activated, see "
+        "`text_model_min_tokens`). `permutation`: a sample-level permutation test of the top samples' "
+        "visual and text peaks against the random records' (p-values in `type_evidence`).",
+    )
+    text_model_min_tokens: StrictInt = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="Text-only models: text tokens above `text_threshold` for a text-activated sample "
+        "(Xu et al.'s `text_min_tokens` is meant for a VLM's long descriptions; a selective text neuron "
+        "fires on one word per sentence).",
+    )
+    permutations: StrictInt = Field(
+        default=1000, ge=100, le=10000, description="Permutations of the `permutation` typing test."
+    )
+    type_alpha: StrictFloat = Field(
+        default=0.01, gt=0, le=0.2, description="Significance level of the `permutation` typing test."
+    )
+    scale: ScaleMethod = Field(
+        default="quantile",
+        description="The 10 of the 0–10 scale: `global-max` (the largest activation over the probe set) or "
+        "`quantile` (the `scale_quantile` quantile of the probe set's per-sample maxima, so one outlier "
+        "sample does not squash every other sample).",
+    )
+    scale_quantile: StrictFloat = Field(
+        default=0.999,
+        ge=0.9,
+        le=1.0,
+        description="Quantile of the per-sample maxima used when `scale` is `quantile` (1.0 = global max).",
+    )
+    scorers: list[Scorer] = Field(
+        default_factory=_default_scorers,
+        min_length=1,
+        max_length=4,
+        description="Scorers to run over the held-out records: exactly one of `simulation` (one LLM call per "
+        "record, Bills et al.) or `simulation-batched` (`batch_records` records per call; same pooled "
+        "Pearson), plus optionally `detection` and `fuzzing` (balanced accuracy, Paulo et al. 2024).",
+    )
+    batch_records: StrictInt = Field(
+        default=10, ge=2, le=40, description="Held-out records per LLM call of the batched scorers."
+    )
+
+    @model_validator(mode="after")
+    def _scorers(self) -> PipelineOptions:
+        sims = [name for name in self.scorers if name.startswith("simulation")]
+        if len(sims) != 1 or len(set(self.scorers)) != len(self.scorers):
+            raise ValueError(
+                "scorers must name exactly one of simulation, simulation-batched (plus optionally "
+                f"detection, fuzzing), each once; got {self.scorers}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fits(self) -> PipelineOptions:
@@ -120,6 +186,20 @@ _NEURONS_ONE_OF: list[JsonValue] = [
     {"$ref": "#/components/schemas/NeuronRange"},
 ]
 """OpenAPI form of `ExplanationRequest.neurons`: a bounded list of indices, or a range."""
+
+
+def _backend_from_name(value: object) -> object:
+    """A backend named by its string (as JSON gives it) becomes the enum member before strict validation
+    (the API validates bodies strictly, and a strict enum field takes only members)."""
+    if isinstance(value, str) and not isinstance(value, Backend):
+        if value not in Backend._value2member_map_:
+            raise ValueError(f"Input should be {' or '.join(repr(b.value) for b in Backend)}")
+        return Backend(value)
+    return value
+
+
+BackendField = Annotated[Backend | None, BeforeValidator(_backend_from_name)]
+"""An optional backend, accepted by name in strict validation too."""
 
 
 class ExplanationRequest(ContractModel):
@@ -148,12 +228,12 @@ class ExplanationRequest(ContractModel):
         max_length=MAX_NAME_LENGTH,
         description="Probe set id; default: the model's first.",
     )
-    explainer: Backend | None = Field(
+    explainer: BackendField = Field(
         default=None,
         description="Explainer backend. Default: `openai` when the deployment configures an LLM endpoint, "
         "else `baseline` (offline).",
     )
-    simulator: Backend | None = Field(
+    simulator: BackendField = Field(
         default=None, description="Simulator backend; default as for `explainer`."
     )
     endpoint: str | None = Field(

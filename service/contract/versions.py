@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-PIPELINE_VERSION = "0.2.0"
+PIPELINE_VERSION = "0.3.0"
 """Version of scan + classification + explanation + scoring; part of every job id and report (0.2.0:
-reports carry random exemplars, simulated values of held-out records and unshaded exemplar images)."""
+reports carry random exemplars, simulated values of held-out records and unshaded exemplar images; 0.3.0:
+text-model typing rule, quantile scale, text-disjoint held-out records, support-filtered domain flags,
+Bills et al.'s explainer prompt, baseline token classes, batched/detection/fuzzing scorers)."""
 
 SCAN_VERSION = "1"
 """Version of the scan artifact layout; part of the artifact key, so a change re-scans."""

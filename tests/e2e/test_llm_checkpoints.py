@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from workers.llm.peer import LLMPeer
 
 from service.contract import BUNDLED_REGISTRY, PipelineOptions
 from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
+from tests.llm_peer import LLMPeer
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -71,7 +71,7 @@ def test_explain_returns_a_report_written_by_the_configured_endpoint(llm_stack: 
     report = NeuronReport.model_validate_json(result.stdout)
     assert (report.explanation.backend, report.explanation.model) == ("openai", EXPLAINER_MODEL)
     assert (report.simulation.backend, report.simulation.model) == ("openai", SIMULATOR_MODEL)
-    assert report.explanation.prompt_version == "text-explainer-1"
+    assert report.explanation.prompt_version == "text-explainer-bills-1"
     assert report.provenance.llm_tokens["prompt"] > 0 and report.provenance.llm_tokens["completion"] > 0
 
     calls = llm_stack.peer.requests[before:]

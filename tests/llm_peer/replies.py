@@ -36,6 +36,13 @@ def _choice_text(prompt: rules.Prompt, role: str, choice: int, fault: str | None
         if fault == "wrong_length":
             grid = grid[:-1]
         return rules.reply_json("patches", grid), rules.json_tokens("patches", grid)
+    scorer = rules.scorer_of(prompt)  # batched simulation, detection, fuzzing (issue 10)
+    if scorer == "records":
+        lists = rules.simulate_batched(prompt)
+        return rules.reply_json("records", lists), rules.json_tokens("records", lists)
+    if scorer is not None:
+        answers = rules.judge(prompt, scorer)
+        return rules.reply_json(scorer, answers), rules.json_tokens(scorer, answers)
     values = rules.simulate_text(prompt)
     if fault == "wrong_length":
         values = values + [0]

@@ -95,7 +95,8 @@ def quoted_list(words: Sequence[str]) -> str:
 def explain(prompt: Prompt, choice: int) -> str:
     """One sentence completing "the main thing this neuron does is find"."""
     size = CANDIDATE_SIZES[choice % len(CANDIDATE_SIZES)]
-    words = top_tokens(prompt.text)[:size]
+    # Only the neuron to explain: Bills et al.'s few-shot neurons come before the last "Activations:".
+    words = top_tokens(prompt.text.rsplit("Activations:", 1)[-1])[:size]
     colours = [colour for colour in (image_colour(png) for png in prompt.images) if colour]
     parts = []
     if colours:
@@ -195,3 +196,44 @@ def value_alternatives(value: int) -> list[tuple[str, float]]:
 
 def reply_json(key: str, values: list[int] | list[list[int]]) -> str:
     return json.dumps({key: values})
+
+
+# --------------------------------------------------------------------------- issue 10 protocols
+
+_TEXT_LINE = re.compile(r"^Text \d+: (.*)$", re.MULTILINE)
+_MARKED = re.compile(r"<<(.+?)>>")
+
+
+def _quoted_words(prompt: Prompt) -> set[str]:
+    return {_normal(word) for phrase in _QUOTED.findall(_explanation(prompt.text)) for word in phrase.split()}
+
+
+def scorer_of(prompt: Prompt) -> str | None:
+    """Which issue-10 reply a simulator-role prompt asks for: records, detections, fuzzing (None: other)."""
+    for key in ("records", "detections", "fuzzing"):
+        if f'Reply with {{"{key}"' in prompt.text:
+            return key
+    return None
+
+
+def simulate_batched(prompt: Prompt) -> list[list[int]]:
+    """10 for each quoted token, per `<start>…<end>` record of a batched simulation prompt."""
+    quoted = _quoted_words(prompt)
+    return [
+        [10 if _normal(token) in quoted else 0 for token, _ in _lines(block)]
+        for block in _BLOCK.findall(prompt.text)
+    ]
+
+
+def judge(prompt: Prompt, key: str) -> list[int]:
+    """Detection: 1 when a text holds a quoted word. Fuzzing: 1 when every marked token is quoted."""
+    quoted = _quoted_words(prompt)
+    answers = []
+    for text in _TEXT_LINE.findall(prompt.text):
+        if key == "fuzzing":
+            marked = [_normal(token) for token in _MARKED.findall(text)]
+            answers.append(int(bool(marked) and all(token in quoted for token in marked)))
+        else:
+            words = {_normal(word) for word in _MARKED.sub(r"\1", text).split()}
+            answers.append(int(bool(words & quoted)))
+    return answers

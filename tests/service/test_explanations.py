@@ -39,7 +39,7 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown dataset",
         {**VALID, "dataset": "imagenet"},
         "dataset",
-        "dataset 'imagenet' is not available for minilm-l6: choose one of text-probe-v1",
+        "dataset 'imagenet' is not available for minilm-l6: choose one of text-probe-v2, text-probe-v1",
     ),
     (
         "neuron out of range",
@@ -161,7 +161,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(job_id)
     assert explain is not None and explain.func_name == "workers.tasks.explain_neurons"
     sent = ExplanationRequest.model_validate(explain.kwargs["request"])
-    assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v1"
+    assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v2"
     assert explain.dependency_ids == [scan_id]
 
     status = JobStatus.model_validate(http.get(body["status_url"]).json())
@@ -174,7 +174,7 @@ def test_a_repeat_joins_the_same_job(http: httpx.Client, redis_conn: redis.Redis
     first = http.post("/v1/explanations", json={**VALID, "neurons": [8, 9, 10]}).json()["job_id"]
     # The same neurons as a range, in another order of fields, with the defaults spelled out.
     again = {
-        "dataset": "text-probe-v1",
+        "dataset": "text-probe-v2",
         "neurons": {"start": 8, "stop": 11},
         "layer": 3,
         "hook": "mlp_act",
@@ -231,7 +231,7 @@ def test_all_reports_stored_answers_200_at_once(
     http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
 ) -> None:
     resolved = ExplanationRequest(
-        model="minilm-l6", layer=2, neurons=[5, 6, 7], hook="mlp_act", dataset="text-probe-v1"
+        model="minilm-l6", layer=2, neurons=[5, 6, 7], hook="mlp_act", dataset="text-probe-v2"
     )
     stored = store_reports(redis_conn, resolved, minilm_revision)
     response = http.post(
@@ -250,7 +250,7 @@ def test_some_reports_stored_still_enqueues(
 ) -> None:
     store_reports(
         redis_conn,
-        ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v1"),
+        ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v2"),
         minilm_revision,
     )
     response = http.post("/v1/explanations", json={"model": "minilm-l6", "layer": 2, "neurons": [5, 6]})
@@ -263,7 +263,7 @@ def test_stored_reports_are_of_the_requested_variant(
 ) -> None:
     store_reports(
         redis_conn,
-        ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v1"),
+        ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v2"),
         minilm_revision,
     )
     other_options = {"model": "minilm-l6", "layer": 2, "neurons": [5], "options": {"seed": 3}}

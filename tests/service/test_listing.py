@@ -17,7 +17,7 @@ def _store(conn: redis.Redis, revision: str, layer: int, neurons: list[int], see
         layer=layer,
         neurons=neurons,
         hook="mlp_act",
-        dataset="text-probe-v1",
+        dataset="text-probe-v2",
         options=PipelineOptions(seed=seed),
     )
     store_reports(conn, request, revision)

@@ -125,7 +125,7 @@ def test_without_backends_named_the_reports_come_from_the_endpoint(
     for report in status.reports:
         explanation, simulation = report.explanation, report.simulation
         assert (explanation.backend, explanation.model) == ("openai", EXPLAINER_MODEL)
-        assert explanation.prompt_version == "text-explainer-1" and explanation.candidates is None
+        assert explanation.prompt_version == "text-explainer-bills-1" and explanation.candidates is None
         assert (simulation.backend, simulation.model) == ("openai", SIMULATOR_MODEL)
         assert simulation.prompt_version == "text-simulator-1" and simulation.parse_failures == 0
         assert simulation.n_top == simulation.n_random == 10

@@ -16,4 +16,4 @@ def test_models_lists_the_registry(http: httpx.Client) -> None:
     assert (minilm.layers, minilm.neurons_per_layer, minilm.modality) == (6, 1536, "text")
     assert minilm.default_hook == "mlp_act"
     assert minilm.hook("mlp_act").module == "encoder.layer.{layer}.intermediate"
-    assert minilm.revision and minilm.datasets[0] == "text-probe-v1"
+    assert minilm.revision and minilm.datasets[0] == "text-probe-v2"

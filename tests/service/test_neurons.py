@@ -14,7 +14,7 @@ from tests.service.helpers import PROBLEM_JSON, store_reports
 
 def _store(conn: redis.Redis, revision: str, layer: int, neuron: int) -> NeuronReport:
     request = ExplanationRequest(
-        model="minilm-l6", layer=layer, neurons=[neuron], hook="mlp_act", dataset="text-probe-v1"
+        model="minilm-l6", layer=layer, neurons=[neuron], hook="mlp_act", dataset="text-probe-v2"
     )
     return store_reports(conn, request, revision)[0]
 
@@ -31,7 +31,7 @@ def test_a_stored_report_is_returned(
         "/v1/neurons/minilm-l6/3/42",
         params={
             "hook": "mlp_act",
-            "dataset": "text-probe-v1",
+            "dataset": "text-probe-v2",
             "explainer": "baseline",
             "simulator": "baseline",
         },
@@ -77,7 +77,7 @@ def test_names_that_do_not_exist_are_404s(http: httpx.Client, path: str, detail:
     ("params", "field", "message"),
     [
         ({"hook": "attn"}, "hook", "hook 'attn' is not offered by minilm-l6: choose one of mlp_act"),
-        ({"dataset": "imagenet"}, "dataset", "choose one of text-probe-v1"),
+        ({"dataset": "imagenet"}, "dataset", "choose one of text-probe-v2, text-probe-v1"),
         ({"explainer": "oracle"}, "explainer", "'baseline'"),
     ],
 )

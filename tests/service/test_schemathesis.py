@@ -12,8 +12,13 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+import redis
 
+from service.app import create_app
+from service.keys import KeyStore
 from service.openapi import DEFAULT_PATH
+from service.settings import Settings
+from tests.service.helpers import serve
 
 MAX_EXAMPLES = 20
 """Examples per operation and phase: ~900 requests in all, about 30 s here."""
@@ -27,14 +32,30 @@ expected-statuses = ["2xx", "404", "422"]
 """
 
 
-def test_schemathesis_finds_no_failure(api_url: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_failure(
+    settings: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """With API keys on, as deploy/ runs it: schemathesis sends a valid key, and checks that made-up
+    credentials are refused (the document declares the security schemes)."""
+    key, _ = KeyStore().create(redis_conn, "schemathesis", ["read", "submit"], rate_per_minute=100_000)
+    with serve(create_app(settings.model_copy(update={"auth": "keys"}))) as api_url:
+        result = _run_schemathesis(api_url, key, tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    operations = len([op for path in _document()["paths"].values() for op in path])
+    assert f"Selected: {operations}/{operations}" in result.stdout
+    assert f"Tested: {operations}" in result.stdout
+    assert "✅ Stateful" in result.stdout
+
+
+def _run_schemathesis(api_url: str, key: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     schemathesis = Path(sys.executable).with_name("schemathesis")
-    result = subprocess.run(
+    return subprocess.run(
         [
             str(schemathesis), "--config-file", str(config), "run", str(DEFAULT_PATH), "--url", api_url,
-            "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--workers", "1",
+            "--header", f"Authorization: Bearer {key}", "--checks", "all",
+            "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--workers", "1",
             "--phases", "coverage,fuzzing,stateful",
         ],
         capture_output=True,
@@ -42,9 +63,6 @@ def test_schemathesis_finds_no_failure(api_url: str, tmp_path: Path) -> None:
         timeout=240,
         cwd=tmp_path,  # schemathesis keeps its state in ./.schemathesis
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "Selected: 9/9" in result.stdout and "Tested: 9" in result.stdout
-    assert "✅ Stateful" in result.stdout
 
 
 def _document() -> dict[str, Any]:

@@ -68,7 +68,7 @@ def test_real_checkpoints_without_weights_fail_at_once_saying_how_to_provide_the
 def test_planted_neurons_get_their_type_and_viewable_shaded_images(
     vl_stack: tuple[httpx.Client, str], redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    from workers.data.vl_probe import draw, sample_spec
+    from workers.data.vl_probe_v2 import draw_v2, sample_spec_v2
     from workers.images import model_view, shaded_png
 
     http, _ = vl_stack
@@ -86,13 +86,13 @@ def test_planted_neurons_get_their_type_and_viewable_shaded_images(
         assert url.path == f"/v1/neurons/{PLANTED}/{LAYER}/{RED}/exemplars/{exemplar.rank}.png"
         assert parse_qs(url.query) == {
             "hook": ["mlp_act"],
-            "dataset": ["vl-probe-v1"],
+            "dataset": ["vl-probe-v2"],  # the default probe set
             "explainer": ["baseline"],
             "simulator": ["baseline"],
         }
         response = http.get(exemplar.image_url)
         assert response.status_code == 200 and response.headers["content-type"] == "image/png"
-        seen = model_view(draw(sample_spec(exemplar.sample_id)))
+        seen = model_view(draw_v2(sample_spec_v2(exemplar.sample_id)))
         assert exemplar.patch_grid is not None and exemplar.patch_activations is not None
         grid = (exemplar.patch_grid[0], exemplar.patch_grid[1])
         expected = shaded_png(seen, exemplar.patch_activations, grid, red.max_activation)

@@ -93,7 +93,8 @@ def test_exemplars_are_the_stored_activations(
             assert (exemplar.rank, exemplar.sample_id, exemplar.kind) == (rank, sample, "text")
             assert exemplar.tokens == list(probe.tokens[sample])
             assert exemplar.activations == stored[rank, : len(exemplar.tokens)].tolist()
-            expected_norm = normalise(np.array(exemplar.activations), report.max_activation)
+            assert report.normalisation is not None  # the scale is the quantile of per-sample maxima
+            expected_norm = normalise(np.array(exemplar.activations), report.normalisation.scale)
             assert exemplar.activations_norm == pytest.approx(expected_norm.tolist())
             assert exemplar.max_activation == pytest.approx(float(scan.top_max[neuron, rank]))
             assert max(exemplar.activations) == pytest.approx(exemplar.max_activation, abs=2e-3)

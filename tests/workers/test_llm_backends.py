@@ -120,7 +120,7 @@ def test_text_neurons_explained_and_simulated_end_to_end(text_context: Any) -> N
         reports.append(NeuronReport.model_validate(report.model_dump(mode="json")))
     assert {r.explanation.model for r in reports} == {"peer-explainer"}
     assert {r.simulation.model for r in reports} == {"peer-simulator"}
-    assert {r.explanation.prompt_version for r in reports} == {"text-explainer-1"}
+    assert {r.explanation.prompt_version for r in reports} == {"text-explainer-bills-1"}
     # Explanations from the top tokens predict real activations: most neurons correlate positively.
     assert sum(1 for r in reports if (r.simulation.correlation or 0) > 0) >= len(reports) // 2
     billed = sum(request.prompt_tokens for request in requests), sum(r.completion_tokens for r in requests)
@@ -142,7 +142,8 @@ def test_candidates_are_scored_on_a_calibration_split(text_context: Any) -> None
         n_simulations = sum(1 for r in peer.requests if r.role == "simulator")
     n_records = len(records.records)
     n_calibration = n_records // 4
-    prompt = explain_request.body["messages"][1]["content"]
+    # The neuron is the last user turn (after Bills et al.'s few-shot neurons), before a zeros-only repeat.
+    prompt = explain_request.body["messages"][-1]["content"].split("Same activations")[0]
     assert prompt.count("<start>") == n_records - n_calibration  # calibration records stay out of the prompt
     assert explain_request.body["n"] == 3 and explain_request.body["temperature"] == 1.0
     assert n_simulations == 3 * n_calibration

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from tests.llm_peer import Fault, LLMPeer, parse_fault
+from workers.explain.bills import RawRecord
+from workers.explain.bills import build_bills_messages as build_text_explainer_messages
 from workers.explain.prompts import (
     PromptRecord,
-    build_text_explainer_messages,
     build_visual_explainer_messages,
     parse_explanation,
 )
@@ -60,9 +61,9 @@ def test_models_list() -> None:
 
 def test_text_explainer_names_the_most_active_tokens() -> None:
     records = [
-        PromptRecord(["the", "red", "car", "is", "fast"], [0, 10, 1, 0, 4]),
-        PromptRecord(["blue", "##ish", "sky"], [9, 0, 2]),
-        PromptRecord(["Red", "wine"], [8, 0]),
+        RawRecord(["the", "red", "car", "is", "fast"], [0, 10, 1, 0, 4]),
+        RawRecord(["blue", "##ish", "sky"], [9, 0, 2]),
+        RawRecord(["Red", "wine"], [8, 0]),
     ]
     with LLMPeer() as peer:
         texts = _ask(peer, build_text_explainer_messages(records), n=3)
@@ -100,7 +101,7 @@ def test_visual_roles_read_the_images() -> None:
 
 def test_malformed_and_wrong_length_faults_hit_their_role_only() -> None:
     simulate = build_text_simulator_messages('the tokens "red".', ["red", "car"])
-    explain = build_text_explainer_messages([PromptRecord(["red"], [10])])
+    explain = build_text_explainer_messages([RawRecord(["red"], [10])])
     faults = [Fault("malformed", 1, role="simulator"), Fault("wrong_length", 1, role="simulator")]
     with LLMPeer(faults=faults) as peer:
         assert parse_explanation(_ask(peer, explain)[0]) == 'the tokens "red".'

@@ -71,8 +71,8 @@ def test_backends_are_built_by_name_with_endpoint_and_candidates() -> None:
     [
         ("visual", "visual-explainer-1", True),
         ("multimodal", "visual-explainer-1", True),
-        ("text", "text-explainer-1", False),
-        ("unknown", "text-explainer-1", False),
+        ("text", "text-explainer-bills-1", False),
+        ("unknown", "text-explainer-bills-1", False),
     ],
 )
 def test_a_vision_language_neuron_gets_the_prompt_of_its_type(

@@ -9,11 +9,11 @@ import math
 import pytest
 from PIL import Image
 
+from workers.explain.bills import BILLS_PROMPT_VERSION as TEXT_EXPLAINER_PROMPT_VERSION
+from workers.explain.bills import RawRecord, build_bills_messages, discretise, few_shot_examples
 from workers.explain.prompts import (
-    TEXT_EXPLAINER_PROMPT_VERSION,
     VISUAL_EXPLAINER_PROMPT_VERSION,
     PromptRecord,
-    build_text_explainer_messages,
     build_visual_explainer_messages,
     parse_explanation,
 )
@@ -37,36 +37,63 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 
 def test_prompt_versions_are_named() -> None:
-    assert TEXT_EXPLAINER_PROMPT_VERSION == "text-explainer-1"
+    assert TEXT_EXPLAINER_PROMPT_VERSION == "text-explainer-bills-1"
     assert VISUAL_EXPLAINER_PROMPT_VERSION == "visual-explainer-1"
     assert TEXT_SIMULATOR_PROMPT_VERSION == "text-simulator-1"
     assert VISUAL_SIMULATOR_PROMPT_VERSION == "visual-simulator-1"
 
 
+BILLS_SYSTEM = (
+    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
+    "document. Look at the parts of the document the neuron activates for and summarize in a single "
+    "sentence what the neuron is looking for. Don't list examples of words.\n\nThe activation format is "
+    "token<tab>activation. Activation values range from 0 to 10. A neuron finding what it's looking for is "
+    "represented by a non-zero activation value. The higher the activation value, the stronger the match."
+)
+"""openai/automated-interpretability, explainer.py, TokenActivationPairExplainer: verbatim."""
+
+
+def test_bills_discretisation_is_floor_on_the_shown_max() -> None:
+    assert discretise([-1.0, 0.0, 0.99, 1.0, 4.99, 9.5, 10.0, 12.0], 10.0) == [0, 0, 0, 1, 4, 9, 10, 10]
+    assert discretise([1.0, 2.0], 0.0) == [0, 0]
+
+
 def test_text_explainer_prompt_exact_text() -> None:
     records = [
-        PromptRecord(tokens=["the", "red", "car"], activations=[0.0, 9.6, 2.5]),
-        PromptRecord(tokens=["a", "blue", "##ish", "\tsky"], activations=[0.4, 7.49, 4.5, 11.0]),
+        RawRecord(tokens=["the", "red", "car"], activations=[0.0, 1.92, 0.5]),
+        RawRecord(tokens=["a", "blue", "##ish", "\tsky"], activations=[-0.3, 1.49, 0.9, 0.0]),
     ]
-    messages = build_text_explainer_messages(records)
-    assert messages == [
-        {
-            "role": "system",
-            "content": "We're studying neurons in a neural network. Each neuron looks for some particular "
-            "thing in a short document. Look at the parts of the document the neuron activates for and "
-            "summarize in a single sentence what the neuron is looking for. If it responds to particular "
-            "words or tokens, quote them.\n\nThe activation format is token<tab>activation. Activation "
-            "values range from 0 to 10. A neuron finding what it's looking for is represented by a "
-            "non-zero activation value. The higher the activation value, the stronger the match.\n\n"
-            "Reply with one sentence that completes the last line of the user's message.",
-        },
-        {
-            "role": "user",
-            "content": "Activations:\n<start>\nthe\t0\nred\t10\ncar\t3\n<end>\n<start>\na\t0\nblue\t7\n"
-            "##ish\t5\n\\tsky\t10\n<end>\n\n"
-            "Explanation of neuron behavior: the main thing this neuron does is find",
-        },
+    messages = build_bills_messages(records)
+    assert messages[0] == {"role": "system", "content": BILLS_SYSTEM}
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"] * 1 + [
+        "user",
+        "assistant",
+    ] * 2 + ["user"]
+    assert [m["content"] for m in messages[2:7:2]] == [
+        " present tense verbs ending in 'ing'.",
+        " words related to physical medical conditions.",
+        " phrases related to community.",
     ]
+    assert messages[1]["content"].startswith("\n\nNeuron 1\nActivations:\n<start>\nt\t0\nurt\t0\n")
+    assert "Same activations, but with all zeros filtered out:" in messages[1]["content"]  # 11% non-zero
+    assert "filtered out" not in messages[5]["content"]  # community: 28% non-zero, no repeat
+    # The shown max is 1.92: red → floor(10) = 10, car → floor(2.6) = 2, blue → floor(7.76) = 7, ##ish 4.
+    assert messages[-1] == {
+        "role": "user",
+        "content": "\n\nNeuron 4\nActivations:\n<start>\nthe\t0\nred\t10\ncar\t2\n<end>\n<start>\na\t0\n"
+        "blue\t7\n##ish\t4\n\\tsky\t0\n<end>\n\nExplanation of neuron 4 behavior: the main thing this "
+        "neuron does is find",
+    }
+
+
+def test_sparse_records_are_repeated_without_zeros() -> None:
+    records = [RawRecord(tokens=[f"w{i}" for i in range(10)], activations=[0.0] * 9 + [3.0])]
+    last = build_bills_messages(records)[-1]["content"]
+    assert last.endswith(
+        "\nSame activations, but with all zeros filtered out:\n<start>\nw9\t10\n<end>\n"
+        "\nExplanation of neuron 4 behavior: the main thing this neuron does is find"
+    )
+    assert len(few_shot_examples()) == 3
 
 
 def test_visual_explainer_prompt_exact_parts() -> None:
@@ -135,10 +162,10 @@ def test_visual_simulator_prompt_exact_parts() -> None:
 
 
 def test_record_length_mismatch_is_an_error() -> None:
-    with pytest.raises(ValueError, match="2 tokens but 1 activations"):
-        build_text_explainer_messages([PromptRecord(tokens=["a", "b"], activations=[1.0])])
+    with pytest.raises(ValueError):
+        build_bills_messages([RawRecord(tokens=["a", "b"], activations=[1.0])])
     with pytest.raises(ValueError, match="at least one record"):
-        build_text_explainer_messages([])
+        build_bills_messages([])
 
 
 def test_activation_integer_and_escaping() -> None:

@@ -52,3 +52,21 @@ def test_word_spans_merge_wordpiece_and_bpe_pieces() -> None:
         (",", 4, 5),
         ("ok", 5, 6),
     )
+
+
+def test_held_out_records_are_disjoint_from_explainer_records_by_text() -> None:
+    top_ids = list(range(50))
+    texts = {i: f"text {i}" for i in range(200)}
+    texts[2] = texts[0]  # held-out rank 2 repeats explainer rank 0 verbatim
+    texts[7] = texts[1]
+    texts[120] = texts[3]  # a random record repeating an explainer text
+    random_ids = [120, 12, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110]  # 12 is held out (rank 12)
+    split = split_records(top_ids, random_ids, 20, 10, text_of=texts.__getitem__)
+    shown = {texts[top_ids[r]] for r in split.explain_ranks}
+    held = [texts[top_ids[r]] for r in split.holdout_top_ranks]
+    assert len(held) == 10 and not shown & set(held)
+    assert 2 not in split.holdout_top_ranks and 7 not in split.holdout_top_ranks
+    randoms = [random_ids[s] for s in split.holdout_random_slots]
+    assert 120 not in randoms and 12 not in randoms and len(randoms) == 10
+    held_ids = {top_ids[r] for r in split.holdout_top_ranks}
+    assert not held_ids & set(randoms)

@@ -9,12 +9,16 @@ from workers.data.base import ProbeSet
 from workers.data.coco import load_coco_detail
 from workers.data.jsonl import load_jsonl_probe_set
 from workers.data.text_probe import TEXT_PROBE_ID, generate_text_probe
+from workers.data.text_probe_v2 import TEXT_PROBE_V2_ID, generate_text_probe_v2
 from workers.data.vl_probe import VL_PROBE_ID, generate_vl_probe
+from workers.data.vl_probe_v2 import VL_PROBE_V2_ID, generate_vl_probe_v2
 from workers.errors import DatasetUnavailable
 
 GENERATORS: dict[str, Callable[[DatasetSpec], ProbeSet]] = {
     TEXT_PROBE_ID: lambda spec: generate_text_probe(spec.n_samples, revision=spec.revision),
     VL_PROBE_ID: lambda spec: generate_vl_probe(spec.n_samples, revision=spec.revision),
+    TEXT_PROBE_V2_ID: lambda spec: generate_text_probe_v2(spec.n_samples, revision=spec.revision),
+    VL_PROBE_V2_ID: lambda spec: generate_vl_probe_v2(spec.n_samples, revision=spec.revision),
 }
 """Generated probe sets by dataset id; each builds exactly `spec.n_samples` samples."""
 

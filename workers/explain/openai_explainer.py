@@ -17,11 +17,11 @@ import numpy as np
 from service.contract import ExplanationCandidate
 from workers.data.images import ImageSource
 from workers.explain.base import CandidateScorer, ExplainerResult
+from workers.explain.bills import BILLS_PROMPT_VERSION as TEXT_EXPLAINER_PROMPT_VERSION
+from workers.explain.bills import RawRecord, build_bills_messages
 from workers.explain.prompts import (
-    TEXT_EXPLAINER_PROMPT_VERSION,
     VISUAL_EXPLAINER_PROMPT_VERSION,
     PromptRecord,
-    build_text_explainer_messages,
     build_visual_explainer_messages,
     parse_explanation,
 )
@@ -146,7 +146,7 @@ class OpenAIExplainer:
 
     def _messages(self, neuron: NeuronRecords, shown: list[ActivationRecord]) -> list[Message]:
         if not self.uses_images(neuron):
-            return build_text_explainer_messages([_text_record(neuron, record) for record in shown])
+            return build_bills_messages([_raw_text_record(record) for record in shown])
         return build_visual_explainer_messages([self._visual_record(neuron, record) for record in shown])
 
     def _visual_record(self, neuron: NeuronRecords, record: ActivationRecord) -> PromptRecord:
@@ -158,6 +158,13 @@ class OpenAIExplainer:
         patches = record.activations[record.record.modality == MODALITY_IMAGE]
         png = shaded_png(image, patches, grid, neuron.max_activation)
         return PromptRecord(text.tokens, text.activations, image_png=png)
+
+
+def _raw_text_record(record: ActivationRecord) -> RawRecord:
+    """The record's text tokens with their RAW activations (Bills et al. discretise on the shown max)."""
+    is_text = record.record.modality == MODALITY_TEXT
+    tokens = [token for token, keep in zip(record.tokens, is_text.tolist(), strict=True) if keep]
+    return RawRecord(tokens=tokens, activations=np.asarray(record.activations)[is_text].tolist())
 
 
 def _text_record(neuron: NeuronRecords, record: ActivationRecord) -> PromptRecord:

@@ -1,7 +1,6 @@
 """Explainer prompts: a contract, pinned by exact-text tests (tests/workers/test_prompts.py).
 
-Text neurons follow Bills et al. 2023: top records as ``token<TAB>activation`` lines (integers 0–10) between
-``<start>`` and ``<end>``; the model completes "the main thing this neuron does is find". Visual and
+Text neurons get Bills et al. 2023's own prompt (workers/explain/bills.py). Visual and
 multimodal neurons follow Xu et al. 2025: the shaded exemplar images go in as image inputs, each with its
 description text in the same token/activation format. Change a prompt → bump its version. The record
 lines and the completion phrase are shared with the simulator prompts (workers/prompting.py).
@@ -16,23 +15,8 @@ from typing import Any
 
 from workers.prompting import COMPLETION_PHRASE, format_record, png_data_url
 
-TEXT_EXPLAINER_PROMPT_VERSION = "text-explainer-1"
-"""Version of the text explainer prompt (Bills et al. format); reported as `explanation.prompt_version`."""
-
 VISUAL_EXPLAINER_PROMPT_VERSION = "visual-explainer-1"
 """Version of the image + text explainer prompt (Xu et al. format)."""
-
-TEXT_EXPLAINER_SYSTEM = (
-    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
-    "document. Look at the parts of the document the neuron activates for and summarize in a single "
-    "sentence what the neuron is looking for. If it responds to particular words or tokens, quote them.\n"
-    "\n"
-    "The activation format is token<tab>activation. Activation values range from 0 to 10. A neuron "
-    "finding what it's looking for is represented by a non-zero activation value. The higher the "
-    "activation value, the stronger the match.\n"
-    "\n"
-    "Reply with one sentence that completes the last line of the user's message."
-)
 
 VISUAL_EXPLAINER_SYSTEM = (
     "We're studying neurons in a vision-language model. Each neuron looks for some particular thing in an "
@@ -63,15 +47,6 @@ class PromptRecord:
     """Normalised activation (0–10) per token, same length as `tokens`."""
     image_png: bytes | None = None
     """The shaded exemplar image as PNG bytes (visual/multimodal records only)."""
-
-
-def build_text_explainer_messages(records: Sequence[PromptRecord]) -> list[Message]:
-    """Chat messages asking for an explanation of a text neuron from its top records."""
-    if not records:
-        raise ValueError("the explainer needs at least one record")
-    blocks = "\n".join(format_record(record.tokens, record.activations) for record in records)
-    user = f"Activations:\n{blocks}\n\n{EXPLANATION_PROMPT}"
-    return [{"role": "system", "content": TEXT_EXPLAINER_SYSTEM}, {"role": "user", "content": user}]
 
 
 def build_visual_explainer_messages(records: Sequence[PromptRecord]) -> list[Message]:

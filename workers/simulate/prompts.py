@@ -187,3 +187,53 @@ def _expectation(token: LogprobToken) -> float | None:
     if total <= 0:
         return None
     return sum(value * weight for value, weight in enumerate(weights)) / total
+
+
+# --------------------------------------------------------------------------- batched text simulation
+
+BATCHED_SIMULATOR_PROMPT_VERSION = "text-simulator-batched-1"
+"""Version of the batched text simulator prompt (several records per request, JSON reply)."""
+
+BATCHED_SIMULATOR_SYSTEM = (
+    "We're studying neurons in a neural network. Each neuron looks for some particular thing in a short "
+    "document. Look at an explanation of what the neuron does, and try to predict its activations on each "
+    "token of each record.\n"
+    "\n"
+    'The activation format is token<tab>activation, activations go from 0 to 10, "unknown" indicates an '
+    "unknown activation. Most activations will be 0.\n"
+    "\n"
+    'Reply with a JSON object {"records": [[...], ...]} holding one list per record, in the order given, '
+    "each with one number from 0 to 10 for each token of that record, in order, and nothing else."
+)
+
+
+def build_batched_simulator_messages(explanation: str, records: Sequence[Sequence[str]]) -> list[Message]:
+    """Chat messages asking for every token of several records at once, as one JSON object.
+
+    Protocol: the records follow as ``Record i:`` then the per-record block (``token<TAB>unknown`` lines
+    between ``<start>``/``<end>``); the reply is ``{"records": [[v, …], …]}``, one list per record with
+    exactly that record's token count. A record whose list has the wrong length is a parse failure of
+    that record only."""
+    blocks = "\n".join(
+        f"Record {number}:\n{format_record(tokens, None)}" for number, tokens in enumerate(records, start=1)
+    )
+    lengths = ", ".join(str(len(tokens)) for tokens in records)
+    user = (
+        f"Neuron explanation: {COMPLETION_PHRASE} {explanation}\n"
+        "\n"
+        f"Predict the activation on each token of these {len(records)} records:\n"
+        f"{blocks}\n"
+        "\n"
+        f'Reply with {{"records": [...]}} holding exactly {len(records)} lists, of lengths {lengths}.'
+    )
+    return [{"role": "system", "content": BATCHED_SIMULATOR_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_batched(reply: str, lengths: Sequence[int]) -> list[list[float] | None] | None:
+    """One value list per record (None for a record of the wrong length); None when the reply has no
+    `records` list with one entry per record."""
+    obj = _json_object(reply)
+    lists = None if obj is None else obj.get("records")
+    if not isinstance(lists, list) or len(lists) != len(lengths):
+        return None
+    return [_numbers(values, length) for values, length in zip(lists, lengths, strict=True)]

@@ -1,0 +1,84 @@
+"""The baseline names token classes before quoting tokens, and its simulator reads them (issue 10)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workers.explain.baseline import describe
+from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.simulate.baseline import predict_record
+from workers.text_phrase import parse_text_phrase as parse_explanation
+
+
+def _record(sample_id: int, tokens: list[str], acts: list[float]) -> ActivationRecord:
+    modality = np.full(len(tokens), MODALITY_TEXT, dtype=np.uint8)
+    return ActivationRecord(
+        TokenRecord(sample_id=sample_id, tokens=tuple(tokens), modality=modality),
+        np.array(acts, dtype=np.float32),
+    )
+
+
+def _neuron(records: list[ActivationRecord]) -> NeuronRecords:
+    return NeuronRecords(layer=0, neuron=0, max_activation=10.0, records=records)
+
+
+def _token_record(tokens: list[str]) -> TokenRecord:
+    return TokenRecord(0, tuple(tokens), np.full(len(tokens), MODALITY_TEXT, dtype=np.uint8))
+
+
+def test_a_digit_neuron_is_explained_as_numbers_and_simulated_on_unseen_numbers() -> None:
+    records = [
+        _record(0, ["room", "29", "##65", "is", "on", "floor", "3"], [0, 9, 8, 0, 0, 0, 7]),
+        _record(1, ["add", "12", "and", "7"], [0, 8, 0, 9]),
+        _record(2, ["it", "costs", "45", ".", "99"], [0, 0, 8, 0, 7]),
+    ]
+    text = describe(_neuron(records))
+    assert text.startswith("numbers (digit tokens), e.g. "), text
+    parsed = parse_explanation(text)
+    assert parsed is not None and parsed.classes == {"numbers"}
+    unseen = predict_record(parsed, _token_record(["we", "met", "at", "88", "##1", "today"]))
+    assert unseen.tolist() == [0, 0, 0, 10, 10, 0]
+
+
+def test_one_number_among_many_silent_ones_is_quoted_not_a_class() -> None:
+    records = [
+        _record(0, ["room", "42", "is", "on", "floor", "3"], [0, 9, 0, 0, 0, 0]),
+        _record(1, ["add", "12", "and", "42"], [0, 8, 0, 9]),
+        _record(2, ["the", "7", "and", "8", "or", "9"], [0, 0, 0, 0, 0, 0]),
+    ]
+    # Numbers carry all the mass, but only 3 of 7 number occurrences are active (< CLASS_PRECISION).
+    assert describe(_neuron(records)).startswith('the tokens "42" and "12"')
+
+
+def test_a_word_family_is_named_by_its_stem() -> None:
+    records = [
+        _record(0, ["the", "player", "was", "playing"], [0, 8, 0, 9]),
+        _record(1, ["we", "played", "chess"], [0, 9, 0]),
+        _record(2, ["she", "plays", "well"], [0, 7, 0]),
+    ]
+    text = describe(_neuron(records))
+    assert text.startswith('words starting with "play"'), text
+    parsed = parse_explanation(text)
+    assert parsed is not None and parsed.stems == ("play",)
+    assert predict_record(parsed, _token_record(["a", "playful", "dog"])).tolist() == [0, 10, 0]
+
+
+def test_punctuation_and_pieces_are_classes_too() -> None:
+    punct = [
+        _record(0, ["wait", "!", "what", "?"], [0, 8, 0, 9]),
+        _record(1, ["oh", ",", "no", "!"], [0, 7, 0, 8]),
+    ]
+    text = describe(_neuron(punct))
+    assert text.startswith("punctuation marks"), text
+    parsed = parse_explanation(text)
+    assert parsed is not None
+    assert predict_record(parsed, _token_record(["hi", ";", "there"])).tolist() == [0, 10, 0]
+    pieces = [
+        _record(0, ["emb", "##ed", "##ding", "is", "fun"], [0, 8, 9, 0, 0]),
+        _record(1, ["token", "##izer", "runs"], [0, 9, 0]),
+    ]
+    text = describe(_neuron(pieces))
+    assert text.startswith("sub-word pieces"), text
+    parsed = parse_explanation(text)
+    assert parsed is not None
+    assert predict_record(parsed, _token_record(["walk", "##ing", "home"])).tolist() == [0, 10, 0]

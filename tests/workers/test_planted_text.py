@@ -1,0 +1,113 @@
+"""Planted neurons in a small text model built in the test (issue 10): a BERT from a config with a fixed
+seed, the bundled MiniLM tokenizer, and three layer-0 MLP neurons edited to fire on digits, on the word
+family "play" (plays, played, …) and on "?" (workers/models/planted_text.py). Scanned over text-probe-v2
+and explained with the baseline, they are typed `text`, their explanations name the concept, and they
+score above the layer's other neurons.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry
+from service.settings import load_settings
+from workers.models.loader import weights_path
+from workers.models.planted_text import OUTLIER_NEURON, PLANTED_TEXT_CONCEPTS, build_planted_bert
+from workers.pipeline import explain_neurons
+
+pytestmark = pytest.mark.timeout(300)
+
+DIGITS, PLAY, QUESTION = 10, 20, 30
+"""Planted neuron indices in layer 0 (workers/models/planted_text.py)."""
+N_SAMPLES = 1200
+CONCEPTS = PLANTED_TEXT_CONCEPTS
+
+
+@pytest.fixture(scope="module")
+def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[NeuronReport]]:
+    registry = load_registry()
+    minilm = registry.model("minilm-l6")
+    spec = build_planted_bert(minilm, weights_path(minilm), tmp_path_factory.mktemp("tiny-bert-planted"))
+    dataset = registry.dataset("text-probe-v2").model_copy(update={"n_samples": N_SAMPLES})
+    settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("planted-store")), device="cpu")
+    from workers.scan.run import scan_layers
+
+    scan_layers(settings, spec, dataset, "mlp_act", [0], PipelineOptions())
+    reports = {}
+    for method in ("threshold", "permutation", "global-max"):
+        scorers: list = ["simulation-batched", "detection", "fuzzing"]
+        options = (
+            PipelineOptions(scale="global-max")
+            if method == "global-max"
+            else PipelineOptions(type_method=method, scorers=scorers)
+        )
+        request = ExplanationRequest(
+            model=spec.id,
+            layer=0,
+            neurons=list(range(spec.neurons_per_layer)),
+            hook="mlp_act",
+            dataset=dataset.id,
+            explainer="baseline",
+            simulator="baseline",
+            options=options,
+        )
+        reports[method] = list(
+            explain_neurons(settings, spec, dataset, request, list(range(spec.neurons_per_layer)))
+        )
+    return reports
+
+
+def test_planted_neurons_are_text_neurons_by_both_methods(
+    planted_reports: dict[str, list[NeuronReport]],
+) -> None:
+    for method in ("threshold", "permutation"):
+        reports = planted_reports[method]
+        for neuron in CONCEPTS:
+            report = reports[neuron]
+            assert report.neuron_type == "text", (method, neuron, report.type_evidence)
+            assert report.dataset.id == "text-probe-v2"
+        evidence = reports[DIGITS].type_evidence
+        assert evidence.method == ("permutation" if method == "permutation" else "text-threshold")
+        if method == "permutation":
+            assert evidence.p_value_text is not None and evidence.p_value_text < 0.01
+            assert evidence.p_value_visual is None
+
+
+def test_planted_explanations_name_their_concept(planted_reports: dict[str, list[NeuronReport]]) -> None:
+    reports = planted_reports["threshold"]
+    assert reports[DIGITS].explanation.text.startswith("numbers (digit tokens)"), reports[DIGITS].explanation
+    assert 'words starting with "play' in reports[PLAY].explanation.text, reports[PLAY].explanation
+    assert '"?"' in reports[QUESTION].explanation.text, reports[QUESTION].explanation
+
+
+def test_planted_neurons_score_above_the_rest_of_their_layer(
+    planted_reports: dict[str, list[NeuronReport]],
+) -> None:
+    reports = planted_reports["threshold"]
+    others = [r.simulation.correlation or 0.0 for r in reports if r.neuron not in CONCEPTS]
+    for neuron in CONCEPTS:
+        report = reports[neuron]
+        score = report.simulation.correlation
+        assert report.simulation.scorer == "simulation-batched"
+        assert score is not None and score > float(np.percentile(others, 90)), (neuron, score)
+        assert report.detection is not None and report.detection.balanced_accuracy is not None
+        assert report.detection.balanced_accuracy >= 0.9
+        assert report.fuzzing is not None and report.fuzzing.balanced_accuracy is not None
+        assert report.normalisation is not None and report.domain_support is not None
+        assert report.domain_specific is not None
+
+
+def test_one_outlier_sample_is_flagged_and_does_not_set_the_scale(
+    planted_reports: dict[str, list[NeuronReport]],
+) -> None:
+    outlier = planted_reports["threshold"][OUTLIER_NEURON]
+    assert outlier.normalisation is not None and outlier.normalisation.top1_dominates
+    assert outlier.normalisation.scale < 0.5 * outlier.max_activation  # the quantile, not the outlier
+    assert outlier.neuron_type == "text"  # its "?" samples reach 10 on the quantile scale
+    squashed = planted_reports["global-max"][OUTLIER_NEURON]
+    assert squashed.normalisation is not None and squashed.normalisation.method == "global-max"
+    assert squashed.neuron_type == "unknown"  # under the global max the "?" samples stay below 3 of 10
+    for neuron in CONCEPTS:
+        normalisation = planted_reports["threshold"][neuron].normalisation
+        assert normalisation is not None and not normalisation.top1_dominates
