@@ -1,4 +1,4 @@
-"""Registry access for workers, and the range checks every entry point applies to its input."""
+"""Range checks of a job against a model of the registry (workers/payloads.py applies them once per job)."""
 
 from __future__ import annotations
 
