@@ -7,6 +7,7 @@ the checks that need the registry: which models, hooks, datasets, layers and neu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from service.contract import (
     DatasetSpec,
@@ -43,9 +44,10 @@ class ResolvedRequest:
     def neurons(self) -> list[int]:
         return self.request.neuron_list()
 
-    @property
+    @cached_property
     def variant(self) -> str:
-        """The report variant (contract.report_variant) the request's reports are stored under."""
+        """The report variant (contract.report_variant) the request's reports are stored under, hashed
+        once per request."""
         return report_variant(
             self.request, revision=self.model.revision, dataset=self.dataset, models=self.llm_models
         )

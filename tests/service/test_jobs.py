@@ -12,7 +12,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.contract import BUNDLED_REGISTRY, JobStatus, load_registry
+from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, load_registry
+from service.job_state import job_error
 from service.settings import Settings
 from tests.service.helpers import run_workers
 
@@ -126,3 +127,19 @@ def test_a_deferred_job_its_scan_no_longer_lists_is_failed_and_recoverable(
     assert http.post("/v1/explanations", json=REQUEST).json()["job_id"] == job_id
     assert _status(http, job_id).status == "queued"
     assert redis_conn.sismember(scan.dependents_key, job_id)
+
+
+def test_a_failure_outside_the_task_body_is_recorded_by_exception_class(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    # A task path that does not import never enters the task's own error handling: the worker class
+    # records the failure from the exception RQ hands its handler, so the API reads data, not a traceback.
+    job = Queue(SCAN_QUEUE, connection=redis_conn, serializer=JSONSerializer).enqueue_call(
+        func="workers.tasks.no_such_task", kwargs={}, job_id="scan-unimportable"
+    )
+    run_workers(redis_conn, settings)
+    job = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.get_status() == "failed"
+    recorded = JobMeta.from_meta(job.meta).error
+    assert recorded is not None and recorded.type == "ValueError" and "no_such_task" in recorded.message
+    assert job_error(job) == recorded
