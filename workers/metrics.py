@@ -7,11 +7,14 @@ Metric writes never hide a job's own outcome: a Redis error here is logged, not 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import redis
 
 from service.contract import METRICS_KEY, NeuronReport, series_name
-from workers.scan.run import ScanInfo
+
+if TYPE_CHECKING:  # the scan stack (torch) is imported by the scan job itself, not by every task module
+    from workers.scan.run import ScanInfo
 
 log = logging.getLogger("neuronlens.metrics")
 

@@ -4,7 +4,8 @@ Built in the worker's ``main`` (workers/worker.py, the only place that reads the
 values: the registry (loaded once, not per job), the artifact store, the models loaded so far, the scan
 and tokenised-probe caches, the probe-set image caches and the LLM callers (per-endpoint concurrency
 bounds, parameters an endpoint rejected). RQ entry points (workers/tasks.py) reach it through
-:func:`current_runtime`, which the worker class sets around every job it runs.
+:func:`current_runtime`, which the worker class sets around every job it runs. Its parts are made on
+first use, so a worker process starts (and joins its queues) without importing torch or the LLM client.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 from service.contract import DatasetSpec, Registry
-from workers.data.images import ImageSource, ProbeSetImages
-from workers.data.loader import load_probe_set
-from workers.llm.client import LLMCallers
 from workers.llm.endpoints import LLMEndpoints
-from workers.models.loader import ModelCache
-from workers.scan.artifacts import ScanCache
-from workers.scan.run import ScanSetup
-from workers.scan.store import ArtifactStore, FsspecArtifactStore
+
+if TYPE_CHECKING:
+    from workers.data.images import ImageSource
+    from workers.llm.client import LLMCallers
+    from workers.models.loader import ModelCache
+    from workers.scan.artifacts import ScanCache
+    from workers.scan.run import ScanSetup
+    from workers.scan.store import ArtifactStore
 
 IMAGE_CACHE_SIZE = 512
 """Images kept per probe set (about 50 KB each at 128 px): top samples recur across a layer's neurons."""
@@ -56,19 +59,45 @@ class CachedImages:
 class WorkerRuntime:
     """What one worker process holds between jobs; built once from a WorkerConfig."""
 
-    def __init__(self, config: WorkerConfig, store: ArtifactStore | None = None) -> None:
+    def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.registry = config.registry
-        self.store: ArtifactStore = store or FsspecArtifactStore(config.artifact_url)
-        self.models = ModelCache(self.store, config.device)
-        self.scans = ScanCache(self.store)
-        self.llm = LLMCallers(config.llm)
         self._images: dict[tuple[str, str], ImageSource] = {}
         self._images_lock = threading.Lock()
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        """The artifact store at the configured URL."""
+        from workers.scan.store import FsspecArtifactStore
+
+        return FsspecArtifactStore(self.config.artifact_url)
+
+    @cached_property
+    def models(self) -> ModelCache:
+        """The models loaded so far, on the configured device."""
+        from workers.models.loader import ModelCache
+
+        return ModelCache(self.store, self.config.device)
+
+    @cached_property
+    def scans(self) -> ScanCache:
+        """Layer scans and tokenised probe sets opened so far."""
+        from workers.scan.artifacts import ScanCache
+
+        return ScanCache(self.store)
+
+    @cached_property
+    def llm(self) -> LLMCallers:
+        """One LLM caller per configured endpoint."""
+        from workers.llm.client import LLMCallers
+
+        return LLMCallers(self.config.llm)
 
     @property
     def scan_setup(self) -> ScanSetup:
         """Store, models and batch size, as a scan takes them."""
+        from workers.scan.run import ScanSetup
+
         return ScanSetup(self.store, self.models, self.config.scan_batch_size)
 
     def probe_images(self, dataset: DatasetSpec) -> ImageSource | None:
@@ -76,6 +105,9 @@ class WorkerRuntime:
         kept); None for text sets."""
         if dataset.modality != "vision-language":
             return None
+        from workers.data.images import ProbeSetImages
+        from workers.data.loader import load_probe_set
+
         key = (dataset.id, dataset.revision)
         with self._images_lock:
             if key not in self._images:

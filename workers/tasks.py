@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from service.contract import EXPLAIN_QUEUE, SCAN_QUEUE
-from workers import pipeline
 from workers.llm.errors import LLMEndpointError
 from workers.metrics import record_llm_error, record_scan
 from workers.payloads import parse_explain_job, parse_scan_job
@@ -27,6 +26,8 @@ def run_scan_job(
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
         scan = parse_scan_job(runtime.registry, model, hook, layer, dataset, options)
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
         progress = JobProgress(job)
         progress.update(stage="scanning", force=True)
         info = pipeline.scan_layers(
@@ -53,7 +54,9 @@ def run_explain_job(
     variant); the worker checks that its own settings and registry agree before it writes anything."""
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
-        explain = parse_explain_job(runtime.registry, runtime.llm.endpoints, request, llm_models, variant)
+        explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
         missing = missing_reports(job.connection, explain.report_keys)
         progress = JobProgress(job, total=len(explain.neurons))
