@@ -42,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy service workers
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -27,9 +27,8 @@ def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None
     from service.contract import load_registry
     from service.settings import load_settings
     from workers.data.loader import load_probe_set
-    from workers.models.loader import load_model
-    from workers.scan.store import open_store
     from workers.scan.tokens import build_tokenized_probe
+    from workers.worker import build_runtime
 
     registry = load_registry()
     model = registry.model(model_id)
@@ -37,7 +36,7 @@ def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None
     if n_samples is not None:
         dataset = dataset.model_copy(update={"n_samples": n_samples})
     settings = load_settings(device="cpu")
-    adapter = load_model(settings, model, open_store(settings))
+    adapter = build_runtime(settings).models.get(model)
     samples = load_probe_set(dataset).samples
     tokenized = adapter.tokenize(samples)
     probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)

@@ -64,6 +64,7 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     pipeline; (reports, seconds of the explain stage)."""
     from service.contract import ExplanationRequest, load_registry
     from workers import pipeline
+    from workers.worker import build_runtime
 
     model_id, layer, dataset_id = which
     registry = load_registry(settings.registry_path)
@@ -79,9 +80,11 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
         endpoint="default",
         candidates=1,
     )
-    pipeline.scan_layers(settings, model, dataset, model.default_hook, [layer], request.options)
+    runtime = build_runtime(settings)
+    point = model.hook(model.default_hook)
+    pipeline.scan_layers(runtime, model, dataset, point, [layer], request.options)
     started = time.perf_counter()
-    reports = list(pipeline.explain_neurons(settings, model, dataset, request, neurons))
+    reports = list(pipeline.explain_neurons(runtime, model, dataset, point, request, neurons))
     return reports, time.perf_counter() - started
 
 

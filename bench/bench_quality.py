@@ -32,8 +32,8 @@ PLANTED_TEXT_WORDS = {10: "numbers", 20: "play", 30: '"?"', 40: '"?"'}
 """tiny-bert-planted: neuron → what its explanation must name (40: "?" plus one outlier sample)."""
 
 
-def _explain(settings: Any, model: Any, dataset: Any, layer: int, neurons: list[int], **kw: Any) -> list[Any]:
-    from service.contract import ExplanationRequest, PipelineOptions
+def _explain(runtime: Any, model: Any, dataset: Any, layer: int, neurons: list[int], **kw: Any) -> list[Any]:
+    from service.contract import ExplanationRequest, PipelineOptions, report_variant
     from workers import pipeline
 
     options = PipelineOptions(**kw.pop("options", {}))
@@ -48,14 +48,22 @@ def _explain(settings: Any, model: Any, dataset: Any, layer: int, neurons: list[
         options=options,
         **kw,
     )
-    pipeline.scan_layers(settings, model, dataset, model.default_hook, [layer], options)
-    return list(pipeline.explain_neurons(settings, model, dataset, request, neurons))
+    point = model.hook(model.default_hook)
+    pipeline.scan_layers(runtime, model, dataset, point, [layer], options)
+    # Exemplar images (vision-language sets) are stored under the report variant: only baseline runs here
+    # use such sets; the LLM rows explain a text model.
+    baseline = "openai" not in (request.explainer, request.simulator)
+    variant = (
+        report_variant(request, revision=model.revision, dataset=dataset, models=None) if baseline else None
+    )
+    return list(pipeline.explain_neurons(runtime, model, dataset, point, request, neurons, variant=variant))
 
 
 def llm_rows(registry: Any) -> list[dict[str, str]]:
     from service.settings import load_settings
     from tests.llm_peer import LLMPeer
     from tests.llm_peer import rules as peer_model
+    from workers.worker import build_runtime
 
     model, dataset = registry.model("minilm-l6"), registry.dataset("text-probe-v2")
     per: dict[str, tuple[int, int]] = {}
@@ -67,10 +75,11 @@ def llm_rows(registry: Any) -> list[dict[str, str]]:
             explainer_model="peer",
             llm_api_key="b",
         )
+        runtime = build_runtime(settings)
         for scorers in (["simulation"], ["simulation-batched", "detection", "fuzzing"]):
             start = len(peer.requests)
             _explain(
-                settings, model, dataset, 3, LLM_NEURONS, explainer="openai", simulator="openai",
+                runtime, model, dataset, 3, LLM_NEURONS, explainer="openai", simulator="openai",
                 endpoint="default", candidates=1, options={"scorers": scorers},
             )  # fmt: skip
             for request in peer.requests[start:]:
@@ -109,7 +118,7 @@ def _unknown(reports: list[Any], types: dict[int, str]) -> tuple[float, float, i
     return len(unknown) / len(reports), (len(good) / len(unknown) if unknown else 0.0), len(unknown)
 
 
-def minilm_rows(registry: Any, settings: Any) -> list[dict[str, str]]:
+def minilm_rows(registry: Any, runtime: Any) -> list[dict[str, str]]:
     import numpy as np
 
     from service.contract import PipelineOptions
@@ -121,8 +130,8 @@ def minilm_rows(registry: Any, settings: Any) -> list[dict[str, str]]:
     rows = []
     v1 = registry.dataset("text-probe-v1")
     old = PipelineOptions(scale="global-max")
-    before = _explain(settings, model, v1, 3, neurons, options={"scale": "global-max"})
-    context = open_context(settings, model, v1, model.default_hook, 3, old)
+    before = _explain(runtime, model, v1, 3, neurons, options={"scale": "global-max"})
+    context = open_context(runtime, model, v1, model.default_hook, 3, old)
     scan, probe = context.scan, context.probe
     xu = {
         n: classify_neuron(
@@ -137,7 +146,7 @@ def minilm_rows(registry: Any, settings: Any) -> list[dict[str, str]]:
     v2 = registry.dataset("text-probe-v2")
     results = {"before (v1, Xu rule, global max)": (before, xu)}
     for scale in ("global-max", "quantile"):
-        after = _explain(settings, model, v2, 3, neurons, options={"scale": scale})
+        after = _explain(runtime, model, v2, 3, neurons, options={"scale": scale})
         results[f"after (v2, text rule, {scale})"] = (after, {r.neuron: r.neuron_type for r in after})
     for label, (reports, types) in results.items():
         share, good, count = _unknown(reports, types)
@@ -168,7 +177,7 @@ def _rank(reports: list[Any], neuron: int) -> int:
     return scores.index(mine) + 1
 
 
-def planted_rows(registry: Any, settings: Any) -> list[dict[str, str]]:
+def planted_rows(registry: Any, runtime: Any) -> list[dict[str, str]]:
     from workers.models.loader import weights_path
     from workers.models.planted_text import build_planted_bert
 
@@ -184,7 +193,7 @@ def planted_rows(registry: Any, settings: Any) -> list[dict[str, str]]:
     for model, dataset, layer, concepts, _ in cases:
         neurons = list(range(model.neurons_per_layer))
         for scale in ("quantile", "global-max"):
-            reports = _explain(settings, model, dataset, layer, neurons, options={"scale": scale})
+            reports = _explain(runtime, model, dataset, layer, neurons, options={"scale": scale})
             planted = {p.neuron: p.type for p in (model.planted or [])} or {n: "text" for n in concepts}
             parts = []
             for neuron, words in concepts.items():
@@ -217,9 +226,11 @@ def main() -> list[dict[str, str]]:
 
     torch.set_num_threads(2)
     registry = load_registry()
-    settings = load_settings(artifact_url=STORE, device="cpu")
+    from workers.worker import build_runtime
+
+    runtime = build_runtime(load_settings(artifact_url=STORE, device="cpu"))
     load = os.getloadavg()[0]
-    rows = llm_rows(registry) + minilm_rows(registry, settings) + planted_rows(registry, settings)
+    rows = llm_rows(registry) + minilm_rows(registry, runtime) + planted_rows(registry, runtime)
     for row in rows:
         row["detail"] += f"; load average {load:.1f}"
     return rows

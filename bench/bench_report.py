@@ -30,13 +30,14 @@ def main() -> list[dict[str, str]]:
     from service.contract import ExplanationRequest, PipelineOptions, load_registry
     from service.settings import load_settings
     from workers.pipeline import explain_neurons, scan_layers
-    from workers.scan.artifacts import clear_caches
+    from workers.worker import build_runtime
 
     registry = load_registry()
     model, dataset = registry.model("minilm-l6"), registry.dataset("text-probe-v1")
     with tempfile.TemporaryDirectory(prefix="neuronlens-bench-report-") as root:
-        settings = load_settings(artifact_url=root)
-        scan_layers(settings, model, dataset, "mlp_act", [LAYER], PipelineOptions())
+        runtime = build_runtime(load_settings(artifact_url=root))
+        point = model.hook("mlp_act")
+        scan_layers(runtime, model, dataset, point, [LAYER], PipelineOptions())
 
         def run(neurons: list[int]) -> float:
             request = ExplanationRequest(
@@ -49,7 +50,7 @@ def main() -> list[dict[str, str]]:
                 simulator="baseline",
             )
             started = time.perf_counter()
-            reports = list(explain_neurons(settings, model, dataset, request, neurons))
+            reports = list(explain_neurons(runtime, model, dataset, point, request, neurons))
             elapsed = time.perf_counter() - started
             if len(reports) != len(neurons):
                 raise RuntimeError(f"asked for {len(neurons)} reports, got {len(reports)}")
@@ -57,15 +58,15 @@ def main() -> list[dict[str, str]]:
 
         def request_from_empty_store(neurons: list[int]) -> float:
             with tempfile.TemporaryDirectory(prefix="neuronlens-bench-cold-") as cold_root:
-                cold = load_settings(artifact_url=cold_root)
-                clear_caches()
+                cold = build_runtime(load_settings(artifact_url=cold_root))
+                cold.models = runtime.models  # the model stays loaded, as in a running worker
                 started = time.perf_counter()
-                scan_layers(cold, model, dataset, "mlp_act", [LAYER], PipelineOptions())
+                scan_layers(cold, model, dataset, point, [LAYER], PipelineOptions())
                 request = ExplanationRequest(
                     model=model.id, layer=LAYER, neurons=neurons, hook="mlp_act", dataset=dataset.id,
                     explainer="baseline", simulator="baseline",
                 )  # fmt: skip
-                n_reports = sum(1 for _ in explain_neurons(cold, model, dataset, request, neurons))
+                n_reports = sum(1 for _ in explain_neurons(cold, model, dataset, point, request, neurons))
                 elapsed = time.perf_counter() - started
             if n_reports != len(neurons):
                 raise RuntimeError(f"asked for {len(neurons)} reports, got {n_reports}")
@@ -76,10 +77,10 @@ def main() -> list[dict[str, str]]:
         warm = [run([neuron]) for neuron in range(0, step * N_SAMPLED, step)]
         cold_one, cold_layer = [], []
         for _ in range(COLD_REPEATS):
-            clear_caches()
+            runtime.scans.clear()
             cold_one.append(run([42]))
         for _ in range(2):
-            clear_caches()
+            runtime.scans.clear()
             cold_layer.append(run(list(range(model.neurons_per_layer))))
         # Interleaved, so both sides see the same machine load.
         full_one, full_layer = [], []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pydantic
 from redis.asyncio import Redis as AsyncRedis
@@ -52,15 +52,15 @@ class ReportLookup:
     model: ModelSpec
 
 
-@dataclass(frozen=True)
 class ReportReader:
     """The registry, the settings (default backends, LLM endpoints) and the asyncio Redis client, handed to
-    the route as one dependency."""
+    the routes as one dependency; one per app (on ``app.state``), with the lookups it resolved so far."""
 
-    registry: Registry
-    redis: AsyncRedis
-    settings: Settings | None = None
-    _keys: dict[tuple[object, ...], ReportLookup] = field(default_factory=dict)
+    def __init__(self, registry: Registry, redis: AsyncRedis, settings: Settings | None = None) -> None:
+        self.registry = registry
+        self.redis = redis
+        self.settings = settings
+        self._keys: dict[tuple[object, ...], ReportLookup] = {}
 
     def resolve(self, model: str, layer: int, neuron: int, query: Query) -> ReportLookup:
         """Where a lookup's report is stored; InvalidInput / NotFound for bad names."""

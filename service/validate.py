@@ -7,6 +7,7 @@ the checks that need the registry: which models, hooks, datasets, layers and neu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from service.contract import (
     Backend,
@@ -18,7 +19,7 @@ from service.contract import (
     Registry,
     report_variant,
 )
-from service.errors import InvalidInput, NotFound
+from service.errors import FieldProblem, InvalidInput, NotFound
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs
 
 LLM_SETUP_HINT = (
@@ -44,9 +45,10 @@ class ResolvedRequest:
     def neurons(self) -> list[int]:
         return self.request.neuron_list()
 
-    @property
+    @cached_property
     def variant(self) -> str:
-        """The report variant (contract.report_variant) the request's reports are stored under."""
+        """The report variant (contract.report_variant) the request's reports are stored under, hashed
+        once per request."""
         return report_variant(
             self.request, revision=self.model.revision, dataset=self.dataset, models=self.llm_models
         )
@@ -56,30 +58,25 @@ def _choices(items: list[str]) -> str:
     return ", ".join(items)
 
 
+def _unknown_model(registry: Registry, model_id: str) -> str:
+    return f"model '{model_id}' is not served: choose one of {_choices([m.id for m in registry.models])}"
+
+
 def find_model(registry: Registry, model_id: str, field: str = "model") -> ModelSpec:
     try:
         return registry.model(model_id)
     except KeyError:
-        served = _choices([m.id for m in registry.models])
-        raise InvalidInput.for_field(
-            field, f"model '{model_id}' is not served: choose one of {served}"
-        ) from None
+        raise InvalidInput.for_field(field, _unknown_model(registry, model_id)) from None
 
 
 def check_layer(model: ModelSpec, layer: int, field: str = "layer") -> None:
-    if not 0 <= layer < model.layers:
-        raise InvalidInput.for_field(
-            field, f"layer {layer} is out of range: {model.id} has layers 0–{model.layers - 1}"
-        )
+    if (error := model.layer_error(layer)) is not None:
+        raise InvalidInput.for_field(field, error)
 
 
 def check_neuron(model: ModelSpec, neuron: int, field: str) -> None:
-    if not 0 <= neuron < model.neurons_per_layer:
-        raise InvalidInput.for_field(
-            field,
-            f"neuron {neuron} is out of range: "
-            f"{model.id} has neurons 0–{model.neurons_per_layer - 1} per layer",
-        )
+    if (error := model.neuron_error(neuron)) is not None:
+        raise InvalidInput.for_field(field, error)
 
 
 def resolve_hook(model: ModelSpec, hook: str | None, field: str = "hook") -> str:
@@ -199,9 +196,11 @@ def resolve_request(
 def resolve_neuron_path(registry: Registry, model_id: str, layer: int, neuron: int) -> ModelSpec:
     """Check the path of `GET /v1/neurons/{model}/{layer}/{neuron}`: a name that does not exist is a 404."""
     try:
-        model = find_model(registry, model_id)
-        check_layer(model, layer)
-        check_neuron(model, neuron, "neuron")
-    except InvalidInput as exc:
-        raise NotFound(exc.detail.split(": ", 1)[1], exc.errors) from None
+        model = registry.model(model_id)
+    except KeyError:
+        message = _unknown_model(registry, model_id)
+        raise NotFound(message, [FieldProblem(field="model", message=message)]) from None
+    for field, error in (("layer", model.layer_error(layer)), ("neuron", model.neuron_error(neuron))):
+        if error is not None:
+            raise NotFound(error, [FieldProblem(field=field, message=error)])
     return model

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.settings import Settings
 from workers.calibration import SimulationScorer
 from workers.data.images import ImageSource
 from workers.errors import UnknownBackend
@@ -16,8 +15,7 @@ from workers.explain.base import Explainer
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
 from workers.explain.visual_baseline import VisualBaselineExplainer
-from workers.llm.client import LLMCaller
-from workers.llm.endpoints import resolve_endpoint
+from workers.llm.client import LLMCallers
 from workers.simulate.base import Simulator
 from workers.simulate.baseline import BaselineSimulator
 from workers.simulate.batched import BatchedOpenAISimulator
@@ -27,35 +25,35 @@ from workers.simulate.visual_baseline import VisualBaselineSimulator
 
 
 def make_openai_explainer(
-    settings: Settings,
+    llm: LLMCallers,
     endpoint: str | None = None,
     images: ImageSource | None = None,
     seed: int = 0,
     candidates: int | None = None,
 ) -> OpenAIExplainer:
     """The `openai` explainer on the named endpoint (None: the default) drawing `candidates` explanations
-    (None: settings' `llm_candidates`); with k > 1 the `openai` simulator on the same endpoint scores them."""
-    caller = LLMCaller(resolve_endpoint(settings, endpoint))
-    k = candidates if candidates is not None else settings.llm_candidates
+    (None: the deployment's default k); with k > 1 the `openai` simulator on the same endpoint scores them."""
+    caller = llm.caller(endpoint)
+    k = candidates if candidates is not None else llm.endpoints.candidates
     scorer = SimulationScorer(OpenAISimulator(caller, images=images), seed) if k > 1 else None
     return OpenAIExplainer(caller, candidates=k, scorer=scorer, images=images)
 
 
 def _baseline_explainer(
-    settings: Settings, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
+    llm: LLMCallers, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
 ) -> Explainer:
     # With a probe set's images, visual and multimodal neurons also get the visual phrase.
     return BaselineExplainer() if images is None else VisualBaselineExplainer(images)
 
 
 def _openai_explainer(
-    settings: Settings, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
+    llm: LLMCallers, endpoint: str | None, candidates: int | None, images: ImageSource | None, seed: int
 ) -> Explainer:
-    return make_openai_explainer(settings, endpoint, images, seed, candidates)
+    return make_openai_explainer(llm, endpoint, images, seed, candidates)
 
 
-ExplainerFactory = Callable[[Settings, str | None, int | None, ImageSource | None, int], Explainer]
-"""(settings, endpoint name, candidates k, image source, seed) → explainer."""
+ExplainerFactory = Callable[[LLMCallers, str | None, int | None, ImageSource | None, int], Explainer]
+"""(LLM callers, endpoint name, candidates k, image source, seed) → explainer."""
 
 EXPLAINERS: dict[str, ExplainerFactory] = {"baseline": _baseline_explainer, "openai": _openai_explainer}
 """Factory per explainer backend name."""
@@ -63,7 +61,7 @@ EXPLAINERS: dict[str, ExplainerFactory] = {"baseline": _baseline_explainer, "ope
 
 def make_explainer(
     name: str,
-    settings: Settings,
+    llm: LLMCallers,
     *,
     endpoint: str | None = None,
     candidates: int | None = None,
@@ -71,24 +69,25 @@ def make_explainer(
     seed: int = 0,
 ) -> Explainer:
     """The explainer backend `name`; LLM backends use the named endpoint (None: the default one), draw
-    `candidates` explanations (None: settings) and see the probe set's images when `images` is given."""
+    `candidates` explanations (None: the deployment's default) and see the probe set's images when
+    `images` is given."""
     factory = EXPLAINERS.get(name)
     if factory is None:
         raise UnknownBackend(f"explainer {name!r} is not available: choose {', '.join(sorted(EXPLAINERS))}")
-    return factory(settings, endpoint, candidates, images, seed)
+    return factory(llm, endpoint, candidates, images, seed)
 
 
-def _baseline_simulator(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
+def _baseline_simulator(llm: LLMCallers, endpoint: str | None, images: ImageSource | None) -> Simulator:
     # With a probe set's images, image patches are predicted from their pixels and the visual phrase.
     return BaselineSimulator() if images is None else VisualBaselineSimulator(images)
 
 
-def _openai_simulator(settings: Settings, endpoint: str | None, images: ImageSource | None) -> Simulator:
-    return make_openai_simulator(settings, endpoint, images)
+def _openai_simulator(llm: LLMCallers, endpoint: str | None, images: ImageSource | None) -> Simulator:
+    return make_openai_simulator(llm, endpoint, images)
 
 
-SimulatorFactory = Callable[[Settings, str | None, ImageSource | None], Simulator]
-"""(settings, endpoint name, image source) → simulator."""
+SimulatorFactory = Callable[[LLMCallers, str | None, ImageSource | None], Simulator]
+"""(LLM callers, endpoint name, image source) → simulator."""
 
 SIMULATORS: dict[str, SimulatorFactory] = {"baseline": _baseline_simulator, "openai": _openai_simulator}
 """Factory per simulator backend name."""
@@ -96,7 +95,7 @@ SIMULATORS: dict[str, SimulatorFactory] = {"baseline": _baseline_simulator, "ope
 
 def make_simulator(
     name: str,
-    settings: Settings,
+    llm: LLMCallers,
     *,
     endpoint: str | None = None,
     images: ImageSource | None = None,
@@ -110,15 +109,14 @@ def make_simulator(
     if factory is None:
         raise UnknownBackend(f"simulator {name!r} is not available: choose {', '.join(sorted(SIMULATORS))}")
     if batch_records is not None and name == "openai":
-        caller = LLMCaller(resolve_endpoint(settings, endpoint))
-        return BatchedOpenAISimulator(caller, images=images, batch_records=batch_records)
-    return factory(settings, endpoint, images)
+        return BatchedOpenAISimulator(llm.caller(endpoint), images=images, batch_records=batch_records)
+    return factory(llm, endpoint, images)
 
 
-def make_judge(name: str, settings: Settings, *, endpoint: str | None = None, batch: int = 10) -> Judge:
+def make_judge(name: str, llm: LLMCallers, *, endpoint: str | None = None, batch: int = 10) -> Judge:
     """The detection/fuzzing judge of simulator backend `name` (`batch` texts per `openai` request)."""
     if name == "openai":
-        return OpenAIJudge(LLMCaller(resolve_endpoint(settings, endpoint)), batch)
+        return OpenAIJudge(llm.caller(endpoint), batch)
     if name == "baseline":
         return BaselineJudge()
     raise UnknownBackend(f"simulator {name!r} is not available: choose {', '.join(sorted(SIMULATORS))}")

@@ -34,3 +34,12 @@ class ScanMissing(NeuronLensError):
 
 class ArtifactCorrupt(NeuronLensError):
     """An artifact's manifest exists but its data files are missing or do not match it."""
+
+
+class DeploymentMismatch(NeuronLensError):
+    """This worker is configured unlike the API that enqueued the job (registry entries, LLM endpoint
+    models): a deployment fault, not a bad request; give both the same settings and registry."""
+
+
+class DeviceUnavailable(NeuronLensError):
+    """The configured torch device does not exist on this host (e.g. `cuda` without a GPU)."""

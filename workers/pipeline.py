@@ -1,8 +1,9 @@
-"""The worker domain's two entry points, called by the RQ tasks (workers/tasks.py).
+"""The worker domain's two entry points, called by the RQ tasks (workers/tasks.py) with resolved jobs.
 
 `scan_layers` records layers over the probe set (one pass, artifacts reused); `explain_neurons` turns a
-scanned layer into NeuronReports: type, exemplars, explanation, simulation score. Both raise named errors
-from workers/errors.py.
+scanned layer into NeuronReports: type, exemplars, explanation, simulation score. Both take the process's
+WorkerRuntime (store, models, caches, LLM callers) and specs the caller resolved and checked
+(workers/payloads.py); they raise named errors from workers/errors.py.
 """
 
 from __future__ import annotations
@@ -10,35 +11,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from functools import lru_cache
 
 from service.contract import (
     BinaryScore,
     DatasetSpec,
     ExplanationRequest,
+    HookPoint,
     JobStage,
-    LLMModels,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
-    report_variant,
 )
-from service.settings import Settings
 from workers.backends import make_explainer, make_judge, make_simulator
-from workers.data.images import ImageSource, ProbeSetImages
-from workers.data.loader import load_probe_set
-from workers.errors import InvalidRequest, ScanMissing
+from workers.errors import ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
-from workers.llm.endpoints import resolve_endpoint
 from workers.llm.pool import map_concurrently
-from workers.models.registry import check_dataset, check_hook, check_layer, check_neurons
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
-from workers.scan import run as scan_run
-from workers.scan.artifacts import open_layer_scan, open_tokenized_probe
+from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
-from workers.scan.run import ScanInfo, layer_scan_id, scan_exists
-from workers.scan.store import open_store
+from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers
 from workers.simulate.base import Simulator, SimulatorResult
 from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
 
@@ -48,14 +40,14 @@ ProgressFn = Callable[[JobStage, int, int], None]
 CHUNK_NEURONS = 64
 """Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
 
-__all__ = ["ProgressFn", "ScanInfo", "explain_neurons", "scan_exists", "scan_layers"]
+__all__ = ["ProgressFn", "ScanInfo", "explain_neurons", "open_context", "scan_layers"]
 
 
 def scan_layers(
-    settings: Settings,
+    runtime: WorkerRuntime,
     model: ModelSpec,
     dataset: DatasetSpec,
-    hook: str,
+    point: HookPoint,
     layers: list[int],
     options: PipelineOptions,
     progress: ProgressFn | None = None,
@@ -66,75 +58,53 @@ def scan_layers(
         if progress is not None:
             progress("scanning", done, total)
 
-    return scan_run.scan_layers(settings, model, dataset, hook, layers, options, report)
+    return scan_model_layers(runtime.scan_setup, model, dataset, point, layers, options, report)
 
 
 def open_context(
-    settings: Settings,
+    runtime: WorkerRuntime,
     model: ModelSpec,
     dataset: DatasetSpec,
     hook: str,
     layer: int,
     options: PipelineOptions,
 ) -> ReportContext:
-    """Validate the request and open the layer's scan and tokenised probe set (cached per process)."""
-    check_hook(model, hook)
-    check_layer(model, layer)
-    check_dataset(model, dataset.id)
-    store = open_store(settings)
+    """Open the layer's scan and tokenised probe set (kept open by the runtime's scan cache)."""
     scan = layer_scan_id(model, dataset, hook, layer, options)
-    if not store.exists(scan_key(scan)):
+    if not runtime.store.exists(scan_key(scan)):
         raise ScanMissing(
             f"layer {layer} of {model.id} (hook {hook}, probe set {dataset.id}, n_top {options.n_top}, "
             f"seed {options.seed}) has not been scanned: run its scan job first"
         )
-    layer_scan = open_layer_scan(store, scan)
-    probe = open_tokenized_probe(store, str(layer_scan.manifest["tokens_key"]))
+    layer_scan = runtime.scans.layer_scan(scan)
+    probe = runtime.scans.tokenized_probe(str(layer_scan.manifest["tokens_key"]))
     return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
 
 
 BINARY_CONCURRENCY = 4
 """Neurons whose detection/fuzzing requests run at once (each neuron's batches run in turn)."""
 
-IMAGE_CACHE_SIZE = 512
-"""Images kept per explain job (about 50 KB each at 128 px): top samples recur across a layer's neurons."""
-
-
-class CachedImages:
-    """An ImageSource that keeps the last IMAGE_CACHE_SIZE images it drew or read (least recently used
-    dropped); explainers, simulators and exemplar images of one job share it and never modify images."""
-
-    def __init__(self, source: ImageSource) -> None:
-        self.image = lru_cache(maxsize=IMAGE_CACHE_SIZE)(source.image)
-
-
-def probe_images(dataset: DatasetSpec) -> ImageSource | None:
-    """The images of a vision-language probe set by sample id (drawn or read lazily); None for text sets."""
-    if dataset.modality != "vision-language":
-        return None
-    return CachedImages(ProbeSetImages(load_probe_set(dataset).samples))
-
 
 def explain_neurons(
-    settings: Settings,
+    runtime: WorkerRuntime,
     model: ModelSpec,
     dataset: DatasetSpec,
+    point: HookPoint,
     request: ExplanationRequest,
     neurons: list[int],
     progress: ProgressFn | None = None,
+    *,
+    variant: str | None = None,
 ) -> Iterator[NeuronReport]:
-    """Yield one NeuronReport per neuron of a scanned layer, in the order given."""
-    if request.hook is None or request.dataset is None:
-        raise InvalidRequest("the request's hook and dataset must be resolved before explaining")
-    if request.dataset != dataset.id:
-        raise InvalidRequest(f"request names probe set {request.dataset!r} but {dataset.id!r} was passed")
+    """Yield one NeuronReport per neuron of a scanned layer, in the order given. ``request`` is resolved
+    (explainer and simulator set); ``variant`` is its report variant, under which the shaded exemplar
+    images of a vision-language probe set are stored (required for those)."""
     if request.explainer is None or request.simulator is None:
-        raise InvalidRequest("the request's explainer and simulator must be resolved before explaining")
-    check_neurons(model, neurons)
-    images = probe_images(dataset)
+        raise ValueError("explain_neurons takes a resolved request (workers.payloads sets both backends)")
+    images = runtime.probe_images(dataset)
     explainer = make_explainer(
         request.explainer,
-        settings,
+        runtime.llm,
         endpoint=request.endpoint,
         candidates=request.candidates,
         images=images,
@@ -143,38 +113,30 @@ def explain_neurons(
     options = request.options
     batch = options.batch_records if "simulation-batched" in options.scorers else None
     simulator = make_simulator(
-        request.simulator, settings, endpoint=request.endpoint, images=images, batch_records=batch
+        request.simulator, runtime.llm, endpoint=request.endpoint, images=images, batch_records=batch
     )
     judge = None
     if {"detection", "fuzzing"} & set(options.scorers):
-        batch_size = options.batch_records
-        judge = make_judge(request.simulator, settings, endpoint=request.endpoint, batch=batch_size)
-    context = open_context(settings, model, dataset, request.hook, request.layer, request.options)
+        judge = make_judge(
+            request.simulator, runtime.llm, endpoint=request.endpoint, batch=options.batch_records
+        )
+    context = open_context(runtime, model, dataset, point.id, request.layer, request.options)
     writer = None
     if images is not None:
-        variant = request_variant(settings, model, dataset, request)
-        writer = ExemplarImageWriter(open_store(settings), images, variant)
-    # Checks above run at call time; the reports are produced lazily. LLM backends run neuron by neuron,
-    # as many at once as the endpoint serves, so each report is stored (a checkpoint) the moment it is done
-    # and a crash repays only the neurons in flight.
+        if variant is None:
+            raise ValueError(
+                f"explaining on the vision-language probe set {dataset.id} needs the report variant"
+            )
+        writer = ExemplarImageWriter(runtime.store, images, variant)
+    # Everything above runs at call time; the reports are produced lazily. LLM backends run neuron by
+    # neuron, as many at once as the endpoint serves, so each report is stored (a checkpoint) the moment it
+    # is done and a crash repays only the neurons in flight.
     if "openai" in (request.explainer, request.simulator):
-        in_flight = resolve_endpoint(settings, request.endpoint).concurrency
+        in_flight = runtime.llm.endpoints.resolve(request.endpoint).concurrency
         return _with_all_images(
             writer, _explain_each(context, list(neurons), explainer, (simulator, judge), progress, in_flight)
         )
     return _explain_all(context, list(neurons), explainer, (simulator, judge), progress, writer)
-
-
-def request_variant(
-    settings: Settings, model: ModelSpec, dataset: DatasetSpec, request: ExplanationRequest
-) -> str:
-    """The report variant of a resolved request with this worker's LLM endpoint models (what the API
-    computes for it; workers.tasks checks the two agree before anything is stored)."""
-    models = None
-    if "openai" in (request.explainer, request.simulator):
-        endpoint = resolve_endpoint(settings, request.endpoint)
-        models = LLMModels(explainer=endpoint.explainer_model, simulator=endpoint.simulator_model)
-    return report_variant(request, revision=model.revision, dataset=dataset, models=models)
 
 
 def _explain_all(

@@ -51,8 +51,11 @@ from service.contract import (
     WORKER_DIED_MESSAGE,
     JobError,
     JobMeta,
+    load_registry,
 )
-from service.settings import Settings, load_settings
+from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs, load_settings
+from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint, LLMEndpoints
+from workers.runtime import WorkerConfig, WorkerRuntime, runtime_in_use
 
 ABANDON_AFTER_BEATS = 3
 """A running job whose worker missed this many heartbeats in a row is declared abandoned (and retried)."""
@@ -96,7 +99,13 @@ class NeuronLensWorker(SimpleWorker):
     """
 
     def __init__(
-        self, queues: Sequence[Queue], *, connection: redis.Redis, heartbeat_s: int, **kwargs: object
+        self,
+        queues: Sequence[Queue],
+        *,
+        connection: redis.Redis,
+        heartbeat_s: int,
+        runtime: WorkerRuntime,
+        **kwargs: object,
     ):
         super().__init__(
             queues,
@@ -108,6 +117,8 @@ class NeuronLensWorker(SimpleWorker):
             **kwargs,  # type: ignore[arg-type]
         )
         self.heartbeat_s = heartbeat_s
+        self.runtime = runtime
+        """What every job this worker runs shares (tasks reach it through ``current_runtime()``)."""
         # The beat thread and the work loop share the running job; the lock makes sure no beat lands
         # after the job's execution record was removed (a late beat would re-create it).
         self._beat_lock = threading.Lock()
@@ -128,7 +139,8 @@ class NeuronLensWorker(SimpleWorker):
         with self._beat_lock:
             self._beat_job = job
         try:
-            super().execute_job(job, queue)
+            with runtime_in_use(self.runtime):
+                super().execute_job(job, queue)
         except REDIS_OUTAGE as exc:
             # The job's outcome could not be recorded: its started-registry entry stops beating, so the
             # abandoned-job path retries it once Redis is back.
@@ -260,6 +272,38 @@ class NeuronLensWorker(SimpleWorker):
         return found
 
 
+def llm_endpoints(settings: Settings) -> LLMEndpoints:
+    """The LLM endpoints the settings configure, as the plain config the worker domain takes."""
+    endpoints = {
+        name: LLMEndpoint(
+            name=name,
+            base_url=(config.base_url or OPENAI_BASE_URL).rstrip("/"),
+            api_key=(config.api_key.get_secret_value() if config.api_key else "") or NO_KEY,
+            explainer_model=config.explainer_model,
+            simulator_model=config.simulator_model or config.explainer_model,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            backoff_s=settings.llm_backoff_s,
+            retry_after_max_s=settings.llm_retry_after_max_s,
+            concurrency=config.concurrency or settings.llm_concurrency,
+        )
+        for name, config in llm_endpoint_configs(settings).items()
+    }
+    return LLMEndpoints(endpoints, default_llm_endpoint(settings), settings.llm_candidates)
+
+
+def build_runtime(settings: Settings) -> WorkerRuntime:
+    """The WorkerRuntime of a worker process configured by ``settings`` (the registry read once here)."""
+    config = WorkerConfig(
+        registry=load_registry(settings.registry_path),
+        artifact_url=settings.artifact_url,
+        device=settings.device,
+        scan_batch_size=settings.scan_batch_size,
+        llm=llm_endpoints(settings),
+    )
+    return WorkerRuntime(config)
+
+
 def resolve_redis_url(settings: Settings) -> str:
     """``NEURONLENS_REDIS_URL``, else ``REDIS_URL``; a clear error when neither is set."""
     url = settings.redis_url or os.environ.get("REDIS_URL")
@@ -288,8 +332,10 @@ def build_worker(
     queue_names: Sequence[str],
     name: str | None = None,
     connection: redis.Redis | None = None,
+    runtime: WorkerRuntime | None = None,
 ) -> NeuronLensWorker:
-    """A worker on ``settings.queue_prefix + name`` for each queue name, connected to the settings' Redis."""
+    """A worker on ``settings.queue_prefix + name`` for each queue name, connected to the settings' Redis,
+    running its jobs with ``runtime`` (default: built from ``settings``)."""
     connection = connection or redis.Redis.from_url(resolve_redis_url(settings))
     queues = [
         Queue(settings.queue_prefix + queue_name, connection=connection, serializer=JSONSerializer)
@@ -299,6 +345,7 @@ def build_worker(
         queues,
         connection=connection,
         heartbeat_s=settings.worker_heartbeat_s,
+        runtime=runtime or build_runtime(settings),
         name=name,
         default_result_ttl=settings.result_ttl_s,
     )

@@ -26,10 +26,10 @@ EXPLAIN_QUEUE = "explain"
 QUEUE_NAMES = (SCAN_QUEUE, EXPLAIN_QUEUE)
 """Every queue a worker may listen on, in the default priority order."""
 
-SCAN_TASK = "workers.tasks.scan_layer"
+SCAN_TASK = "workers.tasks.run_scan_job"
 """Dotted path of the RQ entry point of a scan job (the API enqueues by path, never importing workers)."""
 
-EXPLAIN_TASK = "workers.tasks.explain_neurons"
+EXPLAIN_TASK = "workers.tasks.run_explain_job"
 """Dotted path of the RQ entry point of an explain job."""
 
 SCAN_JOB_PREFIX = "scan-"

@@ -79,6 +79,21 @@ class ModelSpec(ContractModel):
     def default_hook(self) -> str:
         return self.hook_points[0].id
 
+    def layer_error(self, layer: int) -> str | None:
+        """Why ``layer`` is not a layer of this model, in words; None when it is one. The API and the
+        workers both phrase a bad layer with it."""
+        if 0 <= layer < self.layers:
+            return None
+        return f"layer {layer} is out of range: {self.id} has layers 0–{self.layers - 1}"
+
+    def neuron_error(self, neuron: int) -> str | None:
+        """Why ``neuron`` is not a neuron index of this model's layers, in words; None when it is one."""
+        if 0 <= neuron < self.neurons_per_layer:
+            return None
+        return (
+            f"neuron {neuron} is out of range: {self.id} has neurons 0–{self.neurons_per_layer - 1} per layer"
+        )
+
     def hook(self, hook_id: str) -> HookPoint:
         for point in self.hook_points:
             if point.id == hook_id:

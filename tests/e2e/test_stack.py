@@ -24,6 +24,7 @@ from service.settings import load_settings
 from tests.e2e.helpers import Processes, process_env, running_up, wait_for
 from workers.pipeline import open_context
 from workers.report import ReportContext
+from workers.worker import build_runtime
 
 LAYER = 3
 MODEL = "minilm-l6"
@@ -66,11 +67,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -
 
 def scan_context(artifact_dir: Path) -> ReportContext:
     """The stored scan of MODEL layer LAYER (default hook, dataset and options), as the worker wrote it."""
-    settings = load_settings(artifact_url=str(artifact_dir))
+    runtime = build_runtime(load_settings(artifact_url=str(artifact_dir)))
     registry = load_registry()
     model = registry.model(MODEL)
     dataset = registry.dataset(model.datasets[0])
-    return open_context(settings, model, dataset, model.default_hook, LAYER, PipelineOptions())
+    return open_context(runtime, model, dataset, model.default_hook, LAYER, PipelineOptions())
 
 
 def assert_report_matches_scan(raw: dict[str, Any], context: ReportContext) -> None:

@@ -25,9 +25,10 @@ from service.contract import (
     load_registry,
 )
 from service.jobs import request_report_keys
-from service.settings import Settings
+from service.settings import Settings, load_settings
 from service.validate import resolve_request
-from workers.worker import NeuronLensWorker, build_worker
+from workers.runtime import WorkerRuntime
+from workers.worker import NeuronLensWorker, build_runtime, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -130,9 +131,23 @@ def store_reports(
     return reports
 
 
+_RUNTIMES: dict[str, WorkerRuntime] = {}
+
+
+def worker_runtime() -> WorkerRuntime:
+    """The WorkerRuntime `neuronlens-worker` would build from the environment now; one per distinct
+    configuration for the whole test session, as a long-running worker process keeps its models loaded."""
+    settings = load_settings()
+    key = settings.model_dump_json()
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = build_runtime(settings)
+    return _RUNTIMES[key]
+
+
 def run_workers(conn: redis.Redis, settings: Settings) -> NeuronLensWorker:
-    """Work both queues until they are empty, in this process, with the project's own worker class (as
-    `neuronlens-worker` builds it from ``settings``)."""
-    worker = build_worker(settings, QUEUE_NAMES, connection=conn)
+    """Work both queues until they are empty, in this process, with the project's own worker class: its
+    queues as ``settings`` name them, its WorkerRuntime built from the environment as `neuronlens-worker`
+    builds it (so a test can configure the workers unlike the API)."""
+    worker = build_worker(settings, QUEUE_NAMES, connection=conn, runtime=worker_runtime())
     worker.work(burst=True)
     return worker

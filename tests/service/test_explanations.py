@@ -150,7 +150,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     scan_queue = Queue("scan", connection=redis_conn, serializer=JSONSerializer)
     (scan_id,) = scan_queue.job_ids
     scan = scan_queue.fetch_job(scan_id)
-    assert scan is not None and scan.func_name == "workers.tasks.scan_layer"
+    assert scan is not None and scan.func_name == "workers.tasks.run_scan_job"
     assert (
         scan.kwargs["model"] == "minilm-l6" and scan.kwargs["layer"] == 3 and scan.kwargs["hook"] == "mlp_act"
     )
@@ -159,7 +159,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     deferred = DeferredJobRegistry("explain", connection=redis_conn, serializer=JSONSerializer)
     assert deferred.get_job_ids() == [job_id]
     explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(job_id)
-    assert explain is not None and explain.func_name == "workers.tasks.explain_neurons"
+    assert explain is not None and explain.func_name == "workers.tasks.run_explain_job"
     sent = ExplanationRequest.model_validate(explain.kwargs["request"])
     assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v2"
     assert explain.dependency_ids == [scan_id]

@@ -20,7 +20,7 @@ def test_metrics_exposes_the_families(http: httpx.Client, redis_conn: redis.Redi
     http.get("/v1/models")
     http.get("/nowhere")
     http.post("/v1/explanations", json={"model": "minilm-l6", "layer": 1, "neurons": [3]})
-    # Counters as a worker records them (workers/tasks.py writes this hash).
+    # Counters as a worker records them (workers/metrics.py writes this hash).
     redis_conn.hset(
         "nl:metrics",
         mapping={
@@ -80,13 +80,13 @@ def test_metrics_exposes_the_families(http: httpx.Client, redis_conn: redis.Redi
 def test_worker_durations_are_histograms_with_buckets(
     http: httpx.Client, redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    """Durations recorded by the worker's own code (workers/tasks.py) come out as Prometheus histograms."""
+    """Durations recorded by the worker's own code (workers/metrics.py) come out as Prometheus histograms."""
     from service.contract import DURATION_BUCKETS_S, METRICS_KEY
-    from workers.tasks import _observe
+    from workers.metrics import observe
 
     with redis_conn.pipeline() as pipe:
         for seconds in (0.03, 0.2, 4.0, 7200.0):
-            _observe(pipe, "stage_seconds", {"stage": "simulate"}, seconds)
+            observe(pipe, "stage_seconds", {"stage": "simulate"}, seconds)
         pipe.execute()
     assert redis_conn.exists(METRICS_KEY)
     families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}

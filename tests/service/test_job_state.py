@@ -19,9 +19,9 @@ def _queues(connection: redis.Redis) -> tuple[Queue, Queue]:
 
 def _deferred_explain_job(connection: redis.Redis) -> tuple[Job, Queue]:
     scan_queue, explain_queue = _queues(connection)
-    scan = scan_queue.enqueue_call(func="workers.tasks.scan_layer", kwargs={}, job_id="scan-race")
+    scan = scan_queue.enqueue_call(func="workers.tasks.run_scan_job", kwargs={}, job_id="scan-race")
     explain_queue.enqueue_call(
-        func="workers.tasks.explain_neurons",
+        func="workers.tasks.run_explain_job",
         kwargs={},
         job_id="exp-race",
         depends_on=scan,

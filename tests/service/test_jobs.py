@@ -13,7 +13,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from service.contract import BUNDLED_REGISTRY, JobStatus, load_registry
+from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, load_registry
+from service.job_state import job_error
 from service.settings import Settings
 from tests.service.helpers import run_workers
 
@@ -149,3 +150,19 @@ def test_a_queued_job_counts_the_workers_listening_on_its_queue(
         scanner.register_death()
         explain_only.register_death()
     assert _status(http, job_id).workers == 0
+
+
+def test_a_failure_outside_the_task_body_is_recorded_by_exception_class(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    # A task path that does not import never enters the task's own error handling: the worker class
+    # records the failure from the exception RQ hands its handler, so the API reads data, not a traceback.
+    job = Queue(SCAN_QUEUE, connection=redis_conn, serializer=JSONSerializer).enqueue_call(
+        func="workers.tasks.no_such_task", kwargs={}, job_id="scan-unimportable"
+    )
+    run_workers(redis_conn, settings)
+    job = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.get_status() == "failed"
+    recorded = JobMeta.from_meta(job.meta).error
+    assert recorded is not None and recorded.type == "ValueError" and "no_such_task" in recorded.message
+    assert job_error(job) == recorded

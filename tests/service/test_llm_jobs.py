@@ -321,7 +321,7 @@ def test_a_worker_configured_unlike_the_api_fails_instead_of_storing_mislabelled
             status = JobStatus.model_validate(httpx.get(url + answer.headers["Location"], timeout=60).json())
         assert peer.calls == 0
     assert status.status == "failed" and status.error is not None
-    assert status.error.type == "InvalidRequest"
+    assert status.error.type == "DeploymentMismatch"
     assert "simulator model 'another-model', but the API resolved 'peer-explainer' and 'peer-simulator'" in (
         status.error.message
     )

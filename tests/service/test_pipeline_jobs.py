@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobStatus, NeuronReport
 from service.settings import Settings
-from tests.service.helpers import rq_jobs, run_workers, serve
+from tests.service.helpers import rq_jobs, run_workers, serve, worker_runtime
 from workers.worker import build_worker
 
 SAMPLES = 600
@@ -233,7 +233,7 @@ def test_a_scan_artifact_lost_after_its_job_finished_is_rescanned_on_repeat(
     request = {"model": "minilm-l6", "layer": LAYER, "neurons": [11]}
     with serve(create_app(settings)) as url:
         job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
-        build_worker(settings, [SCAN_QUEUE], connection=redis_conn).work(burst=True)
+        build_worker(settings, [SCAN_QUEUE], connection=redis_conn, runtime=worker_runtime()).work(burst=True)
         shutil.rmtree(store / "scans")  # e.g. an explain node that sees another store than the scan node
         run_workers(redis_conn, settings)
         failed = _status(http, url, job_id)

@@ -32,9 +32,7 @@ expected-statuses = ["2xx", "404", "422"]
 """
 
 
-def test_schemathesis_finds_no_failure(
-    settings: Settings, redis_conn: redis.Redis, tmp_path: Path
-) -> None:
+def test_schemathesis_finds_no_failure(settings: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
     """With API keys on, as deploy/ runs it: schemathesis sends a valid key, and checks that made-up
     credentials are refused (the document declares the security schemes)."""
     key, _ = KeyStore().create(redis_conn, "schemathesis", ["read", "submit"], rate_per_minute=100_000)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.settings import load_settings
 from workers.backends import make_explainer, make_simulator
 from workers.errors import UnknownBackend
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe
+from workers.llm.client import LLMCallers
+from workers.llm.endpoints import LLMEndpoints
 from workers.prompting import format_record
 from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.simulate.base import SimulationInput
@@ -113,7 +114,7 @@ def test_quote_escapes_round_trip_through_the_parser() -> None:
 
 
 def test_unknown_backends_are_named_errors() -> None:
-    settings = load_settings()
+    settings = LLMCallers(LLMEndpoints())  # no LLM endpoint configured
     assert make_explainer("baseline", settings).model == "baseline-v1"
     assert make_simulator("baseline", settings).backend == "baseline"
     with pytest.raises(UnknownBackend, match="explainer 'gpt' is not available: choose baseline"):

@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.contract import DatasetSpec, ExplanationRequest, ModelSpec, NeuronReport, PipelineOptions
-from service.settings import Settings
+from service.contract import (
+    DatasetSpec,
+    ExplanationRequest,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    load_registry,
+)
 from workers.data.text_probe import FAMILIES
 from workers.errors import InvalidRequest, ScanMissing
+from workers.llm.endpoints import LLMEndpoints
+from workers.payloads import parse_explain_job
 from workers.pipeline import explain_neurons
 from workers.records import normalise
-from workers.scan.artifacts import LayerScan, open_tokenized_probe
+from workers.runtime import WorkerRuntime
+from workers.scan.artifacts import LayerScan
 from workers.scan.run import ScanInfo
-from workers.scan.store import open_store
 from workers.text_phrase import parse_text_phrase
 
 LAYER = 5
@@ -34,13 +42,22 @@ def _request(neurons: list[int], **options: object) -> ExplanationRequest:
 
 @pytest.fixture(scope="module")
 def reports(
-    small_scan: dict[int, ScanInfo], worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+    small_scan: dict[int, ScanInfo],
+    worker_runtime: WorkerRuntime,
+    minilm: ModelSpec,
+    small_probe: DatasetSpec,
 ) -> list[NeuronReport]:
     stages: list[tuple[str, int, int]] = []
     neurons = [42, 0, 1535, 7]  # not sorted: reports come back in the order asked
     result = list(
         explain_neurons(
-            worker_settings, minilm, small_probe, _request(neurons), neurons, lambda *a: stages.append(a)
+            worker_runtime,
+            minilm,
+            small_probe,
+            minilm.hook("mlp_act"),
+            _request(neurons),
+            neurons,
+            lambda *a: stages.append(a),
         )
     )
     assert {stage for stage, _, _ in stages} == {"explaining", "simulating"}
@@ -78,11 +95,10 @@ def test_reports_are_schema_valid_and_in_order(
 
 
 def test_exemplars_are_the_stored_activations(
-    reports: list[NeuronReport], small_scan: dict[int, ScanInfo], worker_settings: Settings
+    reports: list[NeuronReport], small_scan: dict[int, ScanInfo], worker_runtime: WorkerRuntime
 ) -> None:
-    store = open_store(worker_settings)
-    scan = LayerScan(store, small_scan[LAYER].scan_id)
-    probe = open_tokenized_probe(store, scan.manifest["tokens_key"])
+    scan = LayerScan(worker_runtime.store, small_scan[LAYER].scan_id)
+    probe = worker_runtime.scans.tokenized_probe(scan.manifest["tokens_key"])
     for report in reports:
         neuron = report.neuron
         assert report.max_activation == pytest.approx(float(scan.global_max[neuron]))
@@ -126,12 +142,22 @@ def test_explanations_quote_tokens_the_neuron_fires_on_and_are_scored(reports: l
 
 
 def test_errors_are_raised_when_called_not_when_iterated(
-    small_scan: dict[int, ScanInfo], worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+    small_scan: dict[int, ScanInfo],
+    worker_runtime: WorkerRuntime,
+    minilm: ModelSpec,
+    small_probe: DatasetSpec,
 ) -> None:
     with pytest.raises(ScanMissing, match="layer 5 of minilm-l6 .* has not been scanned"):
-        explain_neurons(worker_settings, minilm, small_probe, _request([1], seed=9), [1])
+        explain_neurons(
+            worker_runtime, minilm, small_probe, minilm.hook("mlp_act"), _request([1], seed=9), [1]
+        )
+
+
+def test_an_explain_payload_is_checked_once_when_parsed() -> None:
+    def parse(request: ExplanationRequest) -> object:
+        return parse_explain_job(load_registry(), LLMEndpoints(), request.model_dump(mode="json"), None, None)
+
     with pytest.raises(InvalidRequest, match="neuron 1536 is out of range: minilm-l6 has neurons 0–1535"):
-        explain_neurons(worker_settings, minilm, small_probe, _request([1536]), [1536])
-    unresolved = _request([1]).model_copy(update={"hook": None})
-    with pytest.raises(InvalidRequest, match="must be resolved"):
-        explain_neurons(worker_settings, minilm, small_probe, unresolved, [1])
+        parse(_request([1536]))
+    with pytest.raises(InvalidRequest, match="must name its hook, dataset, explainer and simulator"):
+        parse(_request([1]).model_copy(update={"hook": None}))

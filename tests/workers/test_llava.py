@@ -14,7 +14,6 @@ from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from service.contract import ModelSpec, load_registry
-from service.settings import Settings
 from workers.data.vl_probe import caption_corpus, generate_vl_probe
 from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.hooks import capture_activations
@@ -22,7 +21,7 @@ from workers.models.llava import VisionLanguageAdapter, load_llava_adapter, reso
 from workers.models.tiny_llava import TINY_LLAVA_REVISION, build_tiny_llava, build_tiny_tokenizer
 from workers.models.weights_cache import cached_model_dir, model_key
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT
-from workers.scan.store import FsspecArtifactStore, open_store
+from workers.scan.store import FsspecArtifactStore
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CPU = torch.device("cpu")
@@ -113,7 +112,8 @@ def test_remote_store_is_copied_to_a_local_folder() -> None:
 
 def test_loaded_adapter_matches_a_fresh_build(tmp_path: Path, tiny: tuple) -> None:
     model, _ = tiny
-    adapter = load_llava_adapter(vl_spec(), FsspecArtifactStore(str(tmp_path)), CPU)
+    store = FsspecArtifactStore(str(tmp_path))
+    adapter = load_llava_adapter(vl_spec(), store, CPU)
     assert isinstance(adapter, VisionLanguageAdapter)
     assert adapter.patch_grid == (8, 8)
     assert isinstance(adapter.processor.image_processor, CLIPImageProcessorPil)  # type: ignore[attr-defined]
@@ -182,11 +182,11 @@ def real_spec(model_id: str, architecture: str, path: str, layers: int, neurons:
     ],
 )
 def test_absent_real_checkpoint_fails_at_once_saying_how_to_provide_it(
-    model_id: str, architecture: str, hub_id: str, settings: Settings
+    model_id: str, architecture: str, hub_id: str, tmp_path: Path
 ) -> None:
     spec = real_spec(model_id, architecture, hub_id, 32, 11008)
     with pytest.raises(ModelWeightsMissing) as caught:
-        load_llava_adapter(spec, open_store(settings), CPU)
+        load_llava_adapter(spec, FsspecArtifactStore(str(tmp_path)), CPU)
     message = str(caught.value)
     assert hub_id in message and "never downloads" in message
     assert f"huggingface-cli download {hub_id}" in message and "source.path" in message

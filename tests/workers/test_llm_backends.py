@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.contract import DatasetSpec, ModelSpec, NeuronReport, PipelineOptions
-from service.settings import Settings, load_settings
+from service.contract import DatasetSpec, ExplanationRequest, ModelSpec, PipelineOptions
+from service.settings import LLMEndpointConfig, Settings, load_settings
 from tests.llm_peer import Fault, LLMPeer
 from workers.backends import make_openai_explainer
 from workers.calibration import SimulationScorer
@@ -24,12 +24,14 @@ from workers.images import shaded_png
 from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
-from workers.pipeline import open_context
+from workers.pipeline import explain_neurons, open_context
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
-from workers.report import build_report, prepare_neuron, score_neuron
+from workers.report import prepare_neuron, score_neuron
+from workers.runtime import WorkerRuntime
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import MissingImage, OpenAISimulator, make_openai_simulator
 from workers.simulate.scoring import pearson
+from workers.worker import build_runtime
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,57 +69,61 @@ def _peer_prediction(explanation: str, record: TokenRecord) -> np.ndarray:
     )
 
 
+PEER_MODELS = {"explainer_model": "peer-explainer", "simulator_model": "peer-simulator"}
+
+
 @pytest.fixture(scope="module")
 def text_context(
-    small_scan: dict[int, Any], worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+    small_scan: dict[int, Any], worker_runtime: WorkerRuntime, minilm: ModelSpec, small_probe: DatasetSpec
 ) -> Any:
-    return open_context(worker_settings, minilm, small_probe, "mlp_act", LAYER, PipelineOptions())
+    return open_context(worker_runtime, minilm, small_probe, "mlp_act", LAYER, PipelineOptions())
 
 
-def test_text_neurons_explained_and_simulated_end_to_end(text_context: Any) -> None:
+def test_text_neurons_explained_and_simulated_end_to_end(
+    text_context: Any, worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+) -> None:
+    """The real pipeline (explain_neurons on a WorkerRuntime whose LLM endpoint is the peer) against what
+    the peer's rule predicts for each neuron's held-out records."""
     neurons = list(range(8))
-    prepared = [prepare_neuron(text_context, neuron) for neuron in neurons]
+    request = ExplanationRequest(
+        model=minilm.id,
+        layer=LAYER,
+        neurons=neurons,
+        hook="mlp_act",
+        dataset=small_probe.id,
+        explainer="openai",
+        simulator="openai",
+        endpoint="peer",
+    )
     with LLMPeer() as peer:
-        caller = _caller(peer)
-        explainer, simulator = OpenAIExplainer(caller), OpenAISimulator(caller)
-        explanations = explainer.explain([item.explainer_input(LAYER) for item in prepared])
-        inputs = [
-            item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)
-        ]
-        simulations = simulator.simulate(inputs)
+        runtime = build_runtime(
+            worker_settings.model_copy(
+                update={"llm_endpoints": {"peer": LLMEndpointConfig(base_url=peer.base_url, **PEER_MODELS)}}
+            )
+        )
+        point = minilm.hook("mlp_act")
+        reports = list(explain_neurons(runtime, minilm, small_probe, point, request, neurons))
         requests = peer.requests
+    prepared = [prepare_neuron(text_context, neuron) for neuron in neurons]  # what the pipeline prepared
     n_heldout = len(prepared[0].heldout)
     assert n_heldout == 20
     assert len(requests) == len(neurons) * (1 + n_heldout)  # 1 explainer call + 1 per held-out record
-    reports = []
-    for item, explanation, simulation in zip(prepared, explanations, simulations, strict=True):
-        assert explanation.text.startswith('the tokens "') or explanation.text.startswith('the token "')
+    assert [report.neuron for report in reports] == neurons
+    for item, report in zip(prepared, reports, strict=True):
+        text = report.explanation.text
+        assert text.startswith('the tokens "') or text.startswith('the token "')
         shown = {t.removeprefix("##").lower() for r in item.explainer_input(LAYER).records for t in r.tokens}
-        assert _quoted(explanation.text) <= shown  # it named tokens of the records it was shown
-        assert simulation.parse_failures == 0
-        for record, predicted in zip(item.heldout, simulation.predictions, strict=True):
-            assert predicted is not None
-            np.testing.assert_allclose(
-                predicted, _peer_prediction(explanation.text, record.record), rtol=1e-6
-            )
-        score = score_neuron(item, simulation, seed=0)
+        assert _quoted(text) <= shown  # it named tokens of the records it was shown
+        assert report.simulation.parse_failures == 0
+        assert (report.simulation.n_top, report.simulation.n_random) == (10, 10)
         real = np.concatenate([record.activations for record in item.heldout])
-        expected, _ = pearson(real, np.concatenate(simulation.predictions))  # type: ignore[arg-type]
+        predicted = np.concatenate([_peer_prediction(text, record.record) for record in item.heldout])
+        expected, _ = pearson(real, predicted)
         assert (
-            score.correlation == pytest.approx(expected)
+            report.simulation.correlation == pytest.approx(expected, abs=1e-6)
             if expected is not None
-            else score.correlation is None
+            else report.simulation.correlation is None
         )
-        report = build_report(
-            text_context,
-            item,
-            explanation,
-            ("openai", explainer.model, explainer.prompt_version),
-            simulation,
-            ("openai", simulator.model),
-            score,
-        )
-        reports.append(NeuronReport.model_validate(report.model_dump(mode="json")))
     assert {r.explanation.model for r in reports} == {"peer-explainer"}
     assert {r.simulation.model for r in reports} == {"peer-simulator"}
     assert {r.explanation.prompt_version for r in reports} == {"text-explainer-bills-1"}
@@ -129,6 +135,7 @@ def test_text_neurons_explained_and_simulated_end_to_end(text_context: Any) -> N
         sum(r.provenance.llm_tokens["completion"] for r in reports),
     )
     assert used == billed and billed[0] > 0
+    assert {r.provenance.llm_calls["simulator"] for r in reports if r.provenance.llm_calls} == {n_heldout}
 
 
 def test_candidates_are_scored_on_a_calibration_split(text_context: Any) -> None:
@@ -268,8 +275,9 @@ def test_factories_read_endpoint_and_candidates_from_settings() -> None:
         settings = load_settings(
             llm_base_url=peer.base_url, explainer_model="big", simulator_model="small", llm_candidates=2
         )
-        explainer = make_openai_explainer(settings)
-        simulator = make_openai_simulator(settings)
+        llm = build_runtime(settings).llm
+        explainer = make_openai_explainer(llm)
+        simulator = make_openai_simulator(llm)
         assert (explainer.backend, explainer.model, explainer.candidates) == ("openai", "big", 2)
         assert isinstance(explainer.scorer, SimulationScorer) and explainer.scorer.simulator.model == "small"
         assert (simulator.backend, simulator.model) == ("openai", "small")

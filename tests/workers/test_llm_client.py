@@ -14,7 +14,7 @@ from email.utils import format_datetime
 import pytest
 
 from tests.llm_peer import Fault, LLMPeer
-from workers.llm.client import LLMCaller, TokenUsage, parse_retry_after
+from workers.llm.client import LLMCaller, LLMCallState, TokenUsage, parse_retry_after
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
 from workers.simulate.prompts import TOP_LOGPROBS, build_text_simulator_messages
@@ -177,7 +177,10 @@ def test_models_refusing_temperature_and_max_tokens_still_answer() -> None:
 def test_concurrency_bound_per_endpoint() -> None:
     with LLMPeer(latency_ms=50) as peer:
         endpoint = _endpoint(peer, concurrency=3)
-        callers = [LLMCaller(endpoint) for _ in range(2)]  # two callers share the endpoint's bound
+        state = LLMCallState()  # what a worker process's callers share
+        callers = [
+            LLMCaller(endpoint, state=state) for _ in range(2)
+        ]  # two callers share the endpoint's bound
         threads = [threading.Thread(target=_chat, args=(callers[i % 2],)) for i in range(12)]
         for thread in threads:
             thread.start()

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from service.settings import llm_configured, load_settings
-from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, endpoint_names, resolve_endpoint
+from service.settings import Settings, llm_configured, load_settings
+from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint
 from workers.llm.errors import UnknownLLMEndpoint
+from workers.worker import llm_endpoints
 
 LLM_VARIABLES = (
     "NEURONLENS_LLM_BASE_URL",
@@ -20,6 +21,15 @@ LLM_VARIABLES = (
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",
 )
+
+
+def resolve_endpoint(settings: Settings, name: str | None = None) -> LLMEndpoint:
+    """The endpoint a worker configured by ``settings`` calls for ``name``."""
+    return llm_endpoints(settings).resolve(name)
+
+
+def endpoint_names(settings: Settings) -> list[str]:
+    return llm_endpoints(settings).names()
 
 
 @pytest.fixture(autouse=True)

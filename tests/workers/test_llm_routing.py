@@ -7,17 +7,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.settings import LLMEndpointConfig, Settings, load_settings
+from service.settings import LLMEndpointConfig, load_settings
 from tests.llm_peer import Fault, LLMPeer
 from workers.backends import make_explainer, make_simulator
 from workers.calibration import SimulationScorer
 from workers.errors import UnknownBackend
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
+from workers.llm.client import LLMCallers
 from workers.llm.errors import UnknownLLMEndpoint
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import OpenAISimulator
+from workers.worker import llm_endpoints
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,8 +39,9 @@ def _record(sample_id: int) -> ActivationRecord:
     return ActivationRecord(record=record, activations=np.array([9, 0, 0, 0, 0, 6, 0], dtype=np.float32))
 
 
-def _settings(base_url: str) -> Settings:
-    return load_settings(
+def _settings(base_url: str) -> LLMCallers:
+    """The LLM callers a worker builds from these settings."""
+    settings = load_settings(
         llm_base_url=base_url,
         llm_api_key="k",
         explainer_model="big",
@@ -46,6 +49,7 @@ def _settings(base_url: str) -> Settings:
         llm_backoff_s=0.01,
         llm_endpoints={"other": LLMEndpointConfig(base_url=base_url, explainer_model="other-model")},
     )
+    return LLMCallers(llm_endpoints(settings))
 
 
 def test_backends_are_built_by_name_with_endpoint_and_candidates() -> None:

@@ -31,9 +31,11 @@ def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[
     spec = build_planted_bert(minilm, weights_path(minilm), tmp_path_factory.mktemp("tiny-bert-planted"))
     dataset = registry.dataset("text-probe-v2").model_copy(update={"n_samples": N_SAMPLES})
     settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("planted-store")), device="cpu")
-    from workers.scan.run import scan_layers
+    from workers.pipeline import scan_layers
+    from workers.worker import build_runtime
 
-    scan_layers(settings, spec, dataset, "mlp_act", [0], PipelineOptions())
+    runtime, point = build_runtime(settings), spec.hook("mlp_act")
+    scan_layers(runtime, spec, dataset, point, [0], PipelineOptions())
     reports = {}
     for method in ("threshold", "permutation", "global-max"):
         scorers: list = ["simulation-batched", "detection", "fuzzing"]
@@ -53,7 +55,7 @@ def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[
             options=options,
         )
         reports[method] = list(
-            explain_neurons(settings, spec, dataset, request, list(range(spec.neurons_per_layer)))
+            explain_neurons(runtime, spec, dataset, point, request, list(range(spec.neurons_per_layer)))
         )
     return reports
 

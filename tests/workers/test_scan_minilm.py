@@ -10,16 +10,18 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from service.contract import DatasetSpec, ModelSource, ModelSpec, PipelineOptions
-from service.settings import Settings, load_settings
+from service.contract import DatasetSpec, ModelSource, ModelSpec, PipelineOptions, load_registry
+from service.settings import load_settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing
 from workers.models.loader import weights_path
-from workers.pipeline import scan_exists, scan_layers
-from workers.scan.artifacts import LayerScan, open_tokenized_probe
-from workers.scan.run import ScanInfo
+from workers.payloads import parse_scan_job
+from workers.pipeline import scan_layers
+from workers.runtime import WorkerRuntime
+from workers.scan.artifacts import LayerScan
+from workers.scan.run import ScanInfo, scan_exists
 from workers.scan.scanner import choose_random_ids
-from workers.scan.store import open_store
+from workers.worker import build_runtime
 
 NEURONS = [0, 11, 42, 777, 1535]
 LAYER = 5
@@ -57,9 +59,9 @@ def brute_force(minilm: ModelSpec, small_probe: DatasetSpec) -> list[np.ndarray]
 
 
 def test_top_samples_and_their_activations_match_brute_force(
-    small_scan: dict[int, ScanInfo], worker_settings: Settings, brute_force: list[np.ndarray]
+    small_scan: dict[int, ScanInfo], worker_runtime: WorkerRuntime, brute_force: list[np.ndarray]
 ) -> None:
-    scan = LayerScan(open_store(worker_settings), small_scan[LAYER].scan_id)
+    scan = LayerScan(worker_runtime.store, small_scan[LAYER].scan_id)
     sample_max = np.stack([acts.max(axis=0) for acts in brute_force])  # [samples, neurons]
     n_top = scan.top_ids.shape[1]
     assert n_top == 50
@@ -83,19 +85,18 @@ def test_top_samples_and_their_activations_match_brute_force(
 
 def test_random_records_and_domain_counts_match_brute_force(
     small_scan: dict[int, ScanInfo],
-    worker_settings: Settings,
+    worker_runtime: WorkerRuntime,
     brute_force: list[np.ndarray],
     small_probe: DatasetSpec,
 ) -> None:
-    store = open_store(worker_settings)
-    scan = LayerScan(store, small_scan[LAYER].scan_id)
+    scan = LayerScan(worker_runtime.store, small_scan[LAYER].scan_id)
     assert scan.random_ids.tolist() == choose_random_ids(len(brute_force), 50, seed=0).tolist()
     for neuron in NEURONS:
         stored = scan.random_acts(neuron)
         for slot, sample in enumerate(scan.random_ids[:10]):
             real = brute_force[sample][:, neuron]
             np.testing.assert_allclose(stored[slot, : real.size], real, atol=2e-3, rtol=1e-3)
-    probe = open_tokenized_probe(store, scan.manifest["tokens_key"])
+    probe = worker_runtime.scans.tokenized_probe(scan.manifest["tokens_key"])
     samples = load_probe_set(small_probe).samples
     assert probe.domains == list(dict.fromkeys(s.domain for s in samples))
     domain_of = [probe.domains.index(s.domain) for s in samples]
@@ -110,13 +111,12 @@ def test_random_records_and_domain_counts_match_brute_force(
 
 def test_tokens_artifact_holds_content_tokens(
     small_scan: dict[int, ScanInfo],
-    worker_settings: Settings,
+    worker_runtime: WorkerRuntime,
     brute_force: list[np.ndarray],
     minilm: ModelSpec,
 ) -> None:
-    store = open_store(worker_settings)
-    scan = LayerScan(store, small_scan[LAYER].scan_id)
-    probe = open_tokenized_probe(store, scan.manifest["tokens_key"])
+    scan = LayerScan(worker_runtime.store, small_scan[LAYER].scan_id)
+    probe = worker_runtime.scans.tokenized_probe(scan.manifest["tokens_key"])
     tokenizer = AutoTokenizer.from_pretrained(weights_path(minilm), local_files_only=True)
     assert probe.n_samples == 600 and probe.lengths.tolist() == [len(a) for a in brute_force]
     assert probe.n_tokens == small_scan[LAYER].n_tokens == scan.manifest["n_tokens"]
@@ -135,42 +135,45 @@ def test_second_call_reuses_artifacts_and_new_layers_are_added(
     tmp_path: Path, minilm: ModelSpec, small_probe: DatasetSpec
 ) -> None:
     # A private store: the session store may already hold these layers from other tests.
-    settings = load_settings(artifact_url=str(tmp_path), device="cpu")
-    first_scan = scan_layers(settings, minilm, small_probe, "mlp_act", [2, 5], PipelineOptions())
+    runtime = build_runtime(load_settings(artifact_url=str(tmp_path), device="cpu"))
+    point = minilm.hook("mlp_act")
+    first_scan = scan_layers(runtime, minilm, small_probe, point, [2, 5], PipelineOptions())
     assert all(not info.reused for info in first_scan.values())
     first = first_scan[LAYER].scan_id
     manifest = tmp_path / "scans" / first / "manifest.json"
     written = os.stat(manifest).st_mtime_ns
     stages: list[tuple[str, int, int]] = []
     again = scan_layers(
-        settings, minilm, small_probe, "mlp_act", [5, 2], PipelineOptions(), lambda *a: stages.append(a)
+        runtime, minilm, small_probe, point, [5, 2], PipelineOptions(), lambda *a: stages.append(a)
     )
     assert {layer: info.reused for layer, info in again.items()} == {2: True, 5: True}
     assert again[5].scan_id == first and os.stat(manifest).st_mtime_ns == written
     assert not stages  # nothing was run
-    assert not scan_exists(settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
+    assert not scan_exists(runtime.store, minilm, small_probe, "mlp_act", 0, PipelineOptions())
     mixed = scan_layers(
-        settings, minilm, small_probe, "mlp_act", [0, 5], PipelineOptions(), lambda *a: stages.append(a)
+        runtime, minilm, small_probe, point, [0, 5], PipelineOptions(), lambda *a: stages.append(a)
     )
     assert (mixed[0].reused, mixed[5].reused) == (False, True)
     assert stages[-1] == ("scanning", 600, 600)
-    assert scan_exists(settings, minilm, small_probe, "mlp_act", 0, PipelineOptions())
+    assert scan_exists(runtime.store, minilm, small_probe, "mlp_act", 0, PipelineOptions())
     # Options that change the recorded numbers change the key.
-    assert not scan_exists(settings, minilm, small_probe, "mlp_act", 5, PipelineOptions(seed=1))
+    assert not scan_exists(runtime.store, minilm, small_probe, "mlp_act", 5, PipelineOptions(seed=1))
 
 
 def test_bad_input_and_missing_weights_are_named_errors(
-    worker_settings: Settings, minilm: ModelSpec, small_probe: DatasetSpec
+    worker_runtime: WorkerRuntime, minilm: ModelSpec, small_probe: DatasetSpec
 ) -> None:
+    registry = load_registry()
     with pytest.raises(InvalidRequest, match="layer 6 is out of range: minilm-l6 has layers 0–5"):
-        scan_layers(worker_settings, minilm, small_probe, "mlp_act", [6], PipelineOptions())
+        parse_scan_job(registry, "minilm-l6", "mlp_act", 6, "text-probe-v1", {})
     with pytest.raises(InvalidRequest, match="hook point 'attn' is not offered by minilm-l6: choose mlp_act"):
-        scan_layers(worker_settings, minilm, small_probe, "attn", [1], PipelineOptions())
+        parse_scan_job(registry, "minilm-l6", "attn", 1, "text-probe-v1", {})
+    point = minilm.hook("mlp_act")
     missing = minilm.model_copy(
         update={"id": "ghost", "source": ModelSource(kind="python-package", package="no_such_weights_pkg")}
     )
     with pytest.raises(ModelWeightsMissing, match="no_such_weights_pkg"):
-        scan_layers(worker_settings, missing, small_probe, "mlp_act", [1], PipelineOptions())
+        scan_layers(worker_runtime, missing, small_probe, point, [1], PipelineOptions())
     no_path = minilm.model_copy(
         update={
             "id": "ghost2",
@@ -178,4 +181,4 @@ def test_bad_input_and_missing_weights_are_named_errors(
         }
     )
     with pytest.raises(ModelWeightsMissing, match="nothing is downloaded"):
-        scan_layers(worker_settings, no_path, small_probe, "mlp_act", [1], PipelineOptions())
+        scan_layers(worker_runtime, no_path, small_probe, point, [1], PipelineOptions())

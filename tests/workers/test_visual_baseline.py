@@ -191,9 +191,10 @@ def test_simulator_reads_the_text_part_and_fails_without_either_part() -> None:
 
 
 def test_backends_pick_the_visual_baseline_when_given_images() -> None:
-    from service.settings import load_settings
+    from workers.llm.client import LLMCallers
+    from workers.llm.endpoints import LLMEndpoints
 
-    settings = load_settings()
+    settings = LLMCallers(LLMEndpoints())  # no LLM endpoint configured
     images = ProbeSetImages([])
     assert isinstance(make_explainer("baseline", settings, images=images), VisualBaselineExplainer)
     assert isinstance(make_explainer("baseline", settings), BaselineExplainer)

@@ -15,10 +15,11 @@ from service.contract import (
     NeuronReport,
     PipelineOptions,
     load_registry,
+    report_variant,
 )
-from service.settings import Settings
 from workers.data.vl_probe import SHAPES, sample_spec
 from workers.models.planted import PLANTED_LAYER, PlantedNeuron, planted_neurons
+from workers.runtime import WorkerRuntime
 
 VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
 PLAIN = 5
@@ -33,12 +34,13 @@ def planted() -> tuple[ModelSpec, DatasetSpec]:
 
 
 @pytest.fixture(scope="module")
-def reports(worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]) -> dict[int, NeuronReport]:
+def reports(worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec]) -> dict[int, NeuronReport]:
     from workers import pipeline
 
     model, dataset = planted
     options = PipelineOptions()
-    pipeline.scan_layers(worker_settings, model, dataset, "mlp_act", [PLANTED_LAYER], options)
+    point = model.hook("mlp_act")
+    pipeline.scan_layers(worker_runtime, model, dataset, point, [PLANTED_LAYER], options)
     neurons = [VISUAL, TEXT, MULTIMODAL, RED, PLAIN]
     request = ExplanationRequest(
         model=model.id,
@@ -49,7 +51,11 @@ def reports(worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]) -
         explainer="baseline",
         simulator="baseline",
     )
-    return {r.neuron: r for r in pipeline.explain_neurons(worker_settings, model, dataset, request, neurons)}
+    variant = report_variant(request, revision=model.revision, dataset=dataset, models=None)
+    explained = pipeline.explain_neurons(
+        worker_runtime, model, dataset, point, request, neurons, variant=variant
+    )
+    return {r.neuron: r for r in explained}
 
 
 @pytest.mark.parametrize("planted_neuron", planted_neurons(), ids=lambda p: f"{p.neuron}-{p.neuron_type}")
@@ -138,14 +144,14 @@ def test_reports_count_domains_per_sample_label(reports: dict[int, NeuronReport]
 
 
 def test_mmneurons_raw_rate_prefilter_misses_the_planted_shape_neuron(
-    reports: dict[int, NeuronReport], worker_settings: Settings, planted: tuple[ModelSpec, DatasetSpec]
+    reports: dict[int, NeuronReport], worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec]
 ) -> None:
     """Why domain flags compare normalised rates: the raw-rate rule (MMNeuron's pre-filter) misses it."""
     from workers.domains import domain_shares, domain_specific
     from workers.pipeline import open_context
 
     model, dataset = planted
-    context = open_context(worker_settings, model, dataset, "mlp_act", PLANTED_LAYER, PipelineOptions())
+    context = open_context(worker_runtime, model, dataset, "mlp_act", PLANTED_LAYER, PipelineOptions())
     scan, names = context.scan, context.probe.domains
     shares = domain_shares(scan.domain_positive, scan.domain_tokens)
     assert domain_specific(shares, names, scan.domain_positive)[TEXT] == ["shapes"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry
+from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry, report_variant
 from service.settings import load_settings
 from workers.models.planted import PLANTED_LAYER, planted_neurons
 
@@ -19,13 +19,15 @@ NEURONS = 256
 @pytest.fixture(scope="module")
 def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronReport]:
     from workers import pipeline
+    from workers.worker import build_runtime
 
     # A private store: explaining every neuron writes exemplar images that other tests expect absent.
     worker_settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("vl-v2-store")), device="cpu")
     registry = load_registry()
     model, dataset = registry.model("tiny-llava-planted"), registry.dataset("vl-probe-v2")
     assert model.datasets[0] == dataset.id  # the default
-    pipeline.scan_layers(worker_settings, model, dataset, "mlp_act", [PLANTED_LAYER], PipelineOptions())
+    runtime, point = build_runtime(worker_settings), model.hook("mlp_act")
+    pipeline.scan_layers(runtime, model, dataset, point, [PLANTED_LAYER], PipelineOptions())
     request = ExplanationRequest(
         model=model.id,
         layer=PLANTED_LAYER,
@@ -35,7 +37,10 @@ def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronR
         explainer="baseline",
         simulator="baseline",
     )
-    reports = pipeline.explain_neurons(worker_settings, model, dataset, request, list(range(NEURONS)))
+    variant = report_variant(request, revision=model.revision, dataset=dataset, models=None)
+    reports = pipeline.explain_neurons(
+        runtime, model, dataset, point, request, list(range(NEURONS)), variant=variant
+    )
     return {r.neuron: r for r in reports}
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from workers.llm.endpoints import LLMEndpoint
+from workers.llm.endpoints import LLMEndpoint, LLMEndpoints
 from workers.llm.errors import LLMEndpointError
 
 log = logging.getLogger("neuronlens.llm")
@@ -40,9 +40,33 @@ becomes `max_completion_tokens`), remembered per endpoint and model, instead of 
 BODY_CHARS = 200
 """How much of a failing response body goes into the error message."""
 
-_semaphores: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
-_unsupported: dict[tuple[str, str], set[str]] = {}
-_registry_lock = threading.Lock()
+
+class LLMCallState:
+    """What the callers of one worker process share: the bound on requests in flight per endpoint, and the
+    optional parameters each (endpoint, model) rejected. Owned by the WorkerRuntime (one per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._semaphores: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+        self._unsupported: dict[tuple[str, str], set[str]] = {}
+
+    def semaphore(self, endpoint: LLMEndpoint) -> threading.BoundedSemaphore:
+        """The bound on requests in flight to this endpoint, shared by every caller of this state."""
+        key = (endpoint.name, endpoint.base_url, endpoint.concurrency)
+        with self._lock:
+            if key not in self._semaphores:
+                self._semaphores[key] = threading.BoundedSemaphore(endpoint.concurrency)
+            return self._semaphores[key]
+
+    def unsupported(self, endpoint: LLMEndpoint, model: str) -> set[str]:
+        """A copy of the optional parameters this endpoint's `model` rejected so far."""
+        with self._lock:
+            return set(self._unsupported.get((endpoint.base_url, model), ()))
+
+    def reject(self, endpoint: LLMEndpoint, model: str, params: frozenset[str]) -> None:
+        """Remember that this endpoint's `model` rejects `params`."""
+        with self._lock:
+            self._unsupported.setdefault((endpoint.base_url, model), set()).update(params)
 
 
 @dataclass(frozen=True)
@@ -94,15 +118,6 @@ def make_llm_client(endpoint: LLMEndpoint) -> openai.OpenAI:
     )
 
 
-def endpoint_semaphore(endpoint: LLMEndpoint) -> threading.BoundedSemaphore:
-    """The process-wide bound on requests in flight to this endpoint."""
-    key = (endpoint.name, endpoint.base_url, endpoint.concurrency)
-    with _registry_lock:
-        if key not in _semaphores:
-            _semaphores[key] = threading.BoundedSemaphore(endpoint.concurrency)
-        return _semaphores[key]
-
-
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent."""
     millis = headers.get("retry-after-ms")
@@ -149,19 +164,23 @@ def is_retryable_status(status: int) -> bool:
 
 
 class LLMCaller:
-    """Chat completions on one endpoint, thread-safe; share one per endpoint across threads."""
+    """Chat completions on one endpoint, thread-safe; share one per endpoint across threads. Callers
+    built with the same ``state`` share the endpoint's concurrency bound and what it rejected (None: a
+    state of this caller's own)."""
 
     def __init__(
         self,
         endpoint: LLMEndpoint,
         client: openai.OpenAI | None = None,
         *,
+        state: LLMCallState | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._client = client or make_llm_client(endpoint)
-        self._semaphore = endpoint_semaphore(endpoint)
+        self._state = state or LLMCallState()
+        self._semaphore = self._state.semaphore(endpoint)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
@@ -248,14 +267,11 @@ class LLMCaller:
         if top_logprobs is not None:
             params["logprobs"] = True
             params["top_logprobs"] = top_logprobs
-        with _registry_lock:
-            unsupported = set(_unsupported.get((self.endpoint.base_url, model), ()))
-        return _drop(params, unsupported)
+        return _drop(params, self._state.unsupported(self.endpoint, model))
 
     def _without(self, params: dict[str, Any], model: str, rejected: frozenset[str]) -> dict[str, Any]:
         # Remembered per (endpoint, model), so later calls do not pay for the rejected attempt again.
-        with _registry_lock:
-            _unsupported.setdefault((self.endpoint.base_url, model), set()).update(rejected)
+        self._state.reject(self.endpoint, model, rejected)
         return _drop(params, rejected)
 
     def _delay(self, retries: int, retry_after_s: float | None) -> float:
@@ -323,3 +339,22 @@ def _choice_logprobs(choice: Any) -> list[TokenLogprob] | None:
         )
         for item in content
     ]
+
+
+class LLMCallers:
+    """One LLMCaller per configured endpoint, made on first use and shared by every job of the process
+    (so the per-endpoint bound and the rejected-parameter memory hold process-wide)."""
+
+    def __init__(self, endpoints: LLMEndpoints) -> None:
+        self.endpoints = endpoints
+        self._state = LLMCallState()
+        self._lock = threading.Lock()
+        self._callers: dict[str, LLMCaller] = {}
+
+    def caller(self, name: str | None = None) -> LLMCaller:
+        """The caller of the endpoint called `name` (None: the default one); UnknownLLMEndpoint if none."""
+        endpoint = self.endpoints.resolve(name)
+        with self._lock:
+            if endpoint.name not in self._callers:
+                self._callers[endpoint.name] = LLMCaller(endpoint, state=self._state)
+            return self._callers[endpoint.name]

@@ -1,11 +1,15 @@
-"""Resolve an LLM endpoint by name from settings: the only place a base URL ever comes from."""
+"""LLM endpoints as plain config: one resolved endpoint (URL, key, models, reliability policy), and the
+named set a worker may call. Built from the settings at the edge; a request only ever picks one by name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.settings import DEFAULT_LLM_ENDPOINT, Settings, default_llm_endpoint, llm_endpoint_configs
 from workers.llm.errors import UnknownLLMEndpoint
+
+DEFAULT_LLM_ENDPOINT = "default"
+"""Name of the endpoint a request gets when it names none and no other default is set."""
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """Where an endpoint without a base URL goes (OpenAI's own API)."""
@@ -44,35 +48,31 @@ class LLMEndpoint:
         return f"'{self.name}'"
 
 
-def endpoint_names(settings: Settings) -> list[str]:
-    """Names a request may pick, in settings order (`default` first when configured)."""
-    return list(llm_endpoint_configs(settings))
+@dataclass(frozen=True)
+class LLMEndpoints:
+    """The endpoints a worker may call, by name, built from the deployment's settings at the edge
+    (workers/worker.py); the only place a base URL ever comes from."""
 
+    endpoints: Mapping[str, LLMEndpoint] = field(default_factory=dict)
+    """Every configured endpoint by name (`default` first when the flat variables configure one)."""
+    default: str | None = None
+    """The endpoint a request that names none uses."""
+    candidates: int = 1
+    """Candidate explanations an `openai` explainer draws when the request does not say."""
 
-def resolve_endpoint(settings: Settings, name: str | None = None) -> LLMEndpoint:
-    """The endpoint called `name` (None: `default`, else the first configured one)."""
-    configs = llm_endpoint_configs(settings)
-    if not configs:
-        raise UnknownLLMEndpoint(
-            "no LLM endpoint is configured: set NEURONLENS_LLM_BASE_URL (or OPENAI_BASE_URL) and "
-            "NEURONLENS_EXPLAINER_MODEL, or NEURONLENS_LLM_ENDPOINTS"
-        )
-    if name is None:
-        name = default_llm_endpoint(settings) or DEFAULT_LLM_ENDPOINT
-    if name not in configs:
-        raise UnknownLLMEndpoint(
-            f"LLM endpoint '{name}' is not configured: choose one of {', '.join(sorted(configs))}"
-        )
-    config = configs[name]
-    return LLMEndpoint(
-        name=name,
-        base_url=(config.base_url or OPENAI_BASE_URL).rstrip("/"),
-        api_key=(config.api_key.get_secret_value() if config.api_key else "") or NO_KEY,
-        explainer_model=config.explainer_model,
-        simulator_model=config.simulator_model or config.explainer_model,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
-        backoff_s=settings.llm_backoff_s,
-        retry_after_max_s=settings.llm_retry_after_max_s,
-        concurrency=config.concurrency or settings.llm_concurrency,
-    )
+    def names(self) -> list[str]:
+        """Names a request may pick, in settings order."""
+        return list(self.endpoints)
+
+    def resolve(self, name: str | None = None) -> LLMEndpoint:
+        """The endpoint called `name` (None: the default one)."""
+        if not self.endpoints:
+            raise UnknownLLMEndpoint(
+                "no LLM endpoint is configured: set NEURONLENS_LLM_BASE_URL (or OPENAI_BASE_URL) and "
+                "NEURONLENS_EXPLAINER_MODEL, or NEURONLENS_LLM_ENDPOINTS"
+            )
+        chosen = name if name is not None else (self.default or DEFAULT_LLM_ENDPOINT)
+        if chosen not in self.endpoints:
+            choices = ", ".join(sorted(self.endpoints))
+            raise UnknownLLMEndpoint(f"LLM endpoint '{chosen}' is not configured: choose one of {choices}")
+        return self.endpoints[chosen]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from service.settings import Settings
-from workers.errors import InvalidRequest
+from workers.errors import DeviceUnavailable
 
 
-def select_device(settings: Settings) -> torch.device:
-    """`settings.device` when set (cpu, cuda, cuda:1, …), else cuda when available, else cpu."""
-    if settings.device is None:
+def select_device(device: str | None) -> torch.device:
+    """``device`` when given (cpu, cuda, cuda:1, …), else cuda when available, else cpu."""
+    if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(settings.device)
+        chosen = torch.device(device)
     except RuntimeError:
-        raise InvalidRequest(
-            f"device {settings.device!r} is not a torch device: use cpu, cuda or cuda:<index>"
+        raise DeviceUnavailable(
+            f"device {device!r} is not a torch device: use cpu, cuda or cuda:<index>"
         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidRequest(f"device {settings.device!r} was asked for but this host has no CUDA device")
-    return device
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable(f"device {device!r} was asked for but this host has no CUDA device")
+    return chosen

@@ -1,5 +1,6 @@
-"""Load registry models once per process. Weights come only from the host (an installed package, a local
-path or the local hub cache); nothing is downloaded (HF_HUB_OFFLINE and local_files_only)."""
+"""Load registry models once per worker process (a ModelCache owned by the WorkerRuntime). Weights come
+only from the host (an installed package, a local path or the local hub cache); nothing is downloaded
+(HF_HUB_OFFLINE and local_files_only)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 import torch
 
 from service.contract import ModelSpec
-from service.settings import Settings
 from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.base import ModelAdapter
 from workers.models.device import select_device
@@ -21,9 +21,6 @@ from workers.models.weights_cache import WeightsStore
 
 AdapterBuilder = Callable[[ModelSpec, torch.device, WeightsStore], ModelAdapter]
 """(spec, device, store caching generated weights) → the loaded model."""
-
-_CACHE: dict[tuple[str, str, str], ModelAdapter] = {}
-_LOCK = threading.Lock()
 
 
 def weights_path(spec: ModelSpec) -> str:
@@ -87,21 +84,43 @@ ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
 """Loader per registry `architecture`."""
 
 
-def load_model(settings: Settings, spec: ModelSpec, store: WeightsStore) -> ModelAdapter:
-    """The model for `spec` on the configured device, loaded on first use and kept for the process;
-    generated models are built once into `store` (the artifact store)."""
-    device = select_device(settings)
-    key = (spec.id, spec.revision, str(device))
-    with _LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        builder = ADAPTER_BUILDERS.get(spec.architecture)
-        if builder is None:
-            known = ", ".join(sorted(ADAPTER_BUILDERS))
-            raise UnknownModel(
-                f"model {spec.id!r}: architecture {spec.architecture!r} has no loader; known: {known}"
-            )
-        adapter = builder(spec, device, store)
-        _CACHE[key] = adapter
-        return adapter
+class ModelCache:
+    """The models one worker process has loaded, by (id, revision), on one device chosen once; generated
+    models are built once into ``store`` (the artifact store).
+
+    Each model key has its own lock: two jobs asking for one model load it once, while a job whose model
+    is loaded never waits behind another model's load."""
+
+    def __init__(self, store: WeightsStore, device: str | None = None) -> None:
+        self.store = store
+        self._device_name = device
+        self._device: torch.device | None = None
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._models: dict[tuple[str, str], ModelAdapter] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device every model goes to (DeviceUnavailable when the configured one is absent)."""
+        if self._device is None:
+            self._device = select_device(self._device_name)
+        return self._device
+
+    def get(self, spec: ModelSpec) -> ModelAdapter:
+        """The model for ``spec``, loaded on first use and kept for the process."""
+        key = (spec.id, spec.revision)
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            cached = self._models.get(key)
+            if cached is not None:
+                return cached
+            builder = ADAPTER_BUILDERS.get(spec.architecture)
+            if builder is None:
+                known = ", ".join(sorted(ADAPTER_BUILDERS))
+                raise UnknownModel(
+                    f"model {spec.id!r}: architecture {spec.architecture!r} has no loader; known: {known}"
+                )
+            adapter = builder(spec, self.device, self.store)
+            self._models[key] = adapter
+            return adapter

@@ -1,4 +1,4 @@
-"""Registry access for workers, and the range checks every entry point applies to its input."""
+"""Range checks of a job against a model of the registry (workers/payloads.py applies them once per job)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from workers.errors import InvalidRequest
 
 
 def check_layer(model: ModelSpec, layer: int) -> None:
-    if not 0 <= layer < model.layers:
-        raise InvalidRequest(f"layer {layer} is out of range: {model.id} has layers 0–{model.layers - 1}")
+    if (error := model.layer_error(layer)) is not None:
+        raise InvalidRequest(error)
 
 
 def check_hook(model: ModelSpec, hook: str) -> HookPoint:
@@ -24,12 +24,9 @@ def check_hook(model: ModelSpec, hook: str) -> HookPoint:
 def check_neurons(model: ModelSpec, neurons: Sequence[int]) -> None:
     if not neurons:
         raise InvalidRequest("no neurons requested: name at least one neuron index")
-    bad = [n for n in neurons if not 0 <= n < model.neurons_per_layer]
-    if bad:
-        raise InvalidRequest(
-            f"neuron {bad[0]} is out of range: "
-            f"{model.id} has neurons 0–{model.neurons_per_layer - 1} in each layer"
-        )
+    errors = [error for n in neurons if (error := model.neuron_error(n)) is not None]
+    if errors:
+        raise InvalidRequest(errors[0])
 
 
 def check_dataset(model: ModelSpec, dataset_id: str) -> None:

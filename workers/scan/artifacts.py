@@ -19,8 +19,7 @@ T is the longest sample's content-token count; positions past a sample's length 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,8 @@ from workers.scan.tokens import TokenizedProbe, read_tokenized_probe
 
 ACTIVATIONS_FILE = "activations.safetensors"
 _PER_NEURON = ("top_acts", "random_acts")
-_CACHE_SIZE = 8
+CACHE_SIZE = 8
+"""Layer scans (and tokenised probe sets) a ScanCache keeps open."""
 
 
 def write_layer_scan(
@@ -96,40 +96,32 @@ class LayerScan:
         return self._slice("random_acts", neuron)
 
 
-_SCANS: OrderedDict[tuple[str, str], LayerScan] = OrderedDict()
-_TOKENS: OrderedDict[tuple[str, str], TokenizedProbe] = OrderedDict()
-_LOCK = threading.Lock()
+class ScanCache:
+    """Opens layer scans and tokenised probe sets of one artifact store, keeping the last few opened
+    (least recently used dropped). One per WorkerRuntime, so every job of the process shares it."""
 
+    def __init__(self, store: ArtifactStore, size: int = CACHE_SIZE) -> None:
+        self.store = store
+        self._scans = lru_cache(maxsize=size)(self._open_layer_scan)
+        self._probes = lru_cache(maxsize=size)(self._open_tokenized_probe)
 
-def _cached(cache: OrderedDict[tuple[str, str], Any], key: tuple[str, str], load: Any) -> Any:
-    with _LOCK:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    value = load()
-    with _LOCK:
-        cache[key] = value
-        while len(cache) > _CACHE_SIZE:
-            cache.popitem(last=False)
-    return value
+    def layer_scan(self, scan: str) -> LayerScan:
+        """The layer scan `scan`, read once (ScanMissing when it is not in the store)."""
+        return self._scans(scan)
 
+    def tokenized_probe(self, key: str) -> TokenizedProbe:
+        """The tokenised probe set at `key`, read once (ScanMissing when it is not in the store)."""
+        return self._probes(key)
 
-def open_layer_scan(store: ArtifactStore, scan: str) -> LayerScan:
-    """The layer scan, opened once per process (a small LRU cache keyed by store URL and scan id)."""
-    scan_obj: LayerScan = _cached(_SCANS, (store.url, scan), lambda: LayerScan(store, scan))
-    return scan_obj
+    def clear(self) -> None:
+        """Forget opened scans and probe sets (benchmarks measure cold reads with it)."""
+        self._scans.cache_clear()
+        self._probes.cache_clear()
 
+    def _open_layer_scan(self, scan: str) -> LayerScan:
+        return LayerScan(self.store, scan)
 
-def open_tokenized_probe(store: ArtifactStore, key: str) -> TokenizedProbe:
-    """The tokenised probe set, read once per process."""
-    if not store.exists(key):
-        raise ScanMissing(f"tokenised probe set {key} is not in the artifact store {store.url}")
-    probe: TokenizedProbe = _cached(_TOKENS, (store.url, key), lambda: read_tokenized_probe(store, key))
-    return probe
-
-
-def clear_caches() -> None:
-    """Forget opened scans and probe sets (benchmarks measure cold reads with it)."""
-    with _LOCK:
-        _SCANS.clear()
-        _TOKENS.clear()
+    def _open_tokenized_probe(self, key: str) -> TokenizedProbe:
+        if not self.store.exists(key):
+            raise ScanMissing(f"tokenised probe set {key} is not in the artifact store {self.store.url}")
+        return read_tokenized_probe(self.store, key)

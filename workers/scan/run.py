@@ -10,16 +10,21 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
-from service.contract import PIPELINE_VERSION, SCAN_VERSION, DatasetSpec, ModelSpec, PipelineOptions
-from service.settings import Settings
+from service.contract import (
+    PIPELINE_VERSION,
+    SCAN_VERSION,
+    DatasetSpec,
+    HookPoint,
+    ModelSpec,
+    PipelineOptions,
+)
 from workers.data.loader import load_probe_set
-from workers.models.loader import load_model
-from workers.models.registry import check_dataset, check_hook, check_layer
+from workers.models.loader import ModelCache
 from workers.scan.artifacts import write_layer_scan
 from workers.scan.keys import scan_id, scan_key, tokens_key
 from workers.scan.recorder import LayerRecorder
 from workers.scan.scanner import choose_random_ids, record_layers
-from workers.scan.store import open_store
+from workers.scan.store import ArtifactStore
 from workers.scan.tokens import TokenizedProbe, build_tokenized_probe, write_tokenized_probe
 
 ScanProgress = Callable[[int, int], None]
@@ -27,7 +32,7 @@ ScanProgress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class ScanInfo:
-    """What `scan_layers` did for one layer."""
+    """What `scan_model_layers` did for one layer."""
 
     scan_id: str
     """Artifact key of the layer's scan (`scans/<scan_id>` in the store)."""
@@ -47,7 +52,7 @@ def layer_scan_id(
 
 
 def scan_exists(
-    settings: Settings,
+    store: ArtifactStore,
     model: ModelSpec,
     dataset: DatasetSpec,
     hook: str,
@@ -55,24 +60,32 @@ def scan_exists(
     options: PipelineOptions,
 ) -> bool:
     """True when a complete scan artifact of this layer is in the store."""
-    return open_store(settings).exists(scan_key(layer_scan_id(model, dataset, hook, layer, options)))
+    return store.exists(scan_key(layer_scan_id(model, dataset, hook, layer, options)))
 
 
-def scan_layers(
-    settings: Settings,
+@dataclass(frozen=True)
+class ScanSetup:
+    """Where a scan reads its model from and writes its artifacts to, and how big its batches are."""
+
+    store: ArtifactStore
+    models: ModelCache
+    batch_size: int
+    """Samples per forward pass."""
+
+
+def scan_model_layers(
+    setup: ScanSetup,
     model: ModelSpec,
     dataset: DatasetSpec,
-    hook: str,
+    point: HookPoint,
     layers: list[int],
     options: PipelineOptions,
     progress: ScanProgress | None = None,
 ) -> dict[int, ScanInfo]:
-    """Scan every layer without an artifact in one pass over the probe set; reuse the others."""
-    point = check_hook(model, hook)
-    check_dataset(model, dataset.id)
-    for layer in layers:
-        check_layer(model, layer)
-    store = open_store(settings)
+    """Scan every layer without an artifact in one pass over the probe set; reuse the others. The model,
+    hook point, probe set and layers are resolved and checked by the caller."""
+    hook = point.id
+    store = setup.store
     result: dict[int, ScanInfo] = {}
     todo: list[int] = []
     for layer in sorted(set(layers)):
@@ -85,7 +98,7 @@ def scan_layers(
     if not todo:
         return result
     started = time.perf_counter()
-    adapter = load_model(settings, model, store)
+    adapter = setup.models.get(model)
     samples = load_probe_set(dataset).samples
     tokenized = adapter.tokenize(samples)
     probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
@@ -102,14 +115,16 @@ def scan_layers(
         todo,
         options.n_top,
         random_ids,
-        settings.scan_batch_size,
+        setup.batch_size,
         progress,
     )
     seconds = time.perf_counter() - started
     for layer in todo:
         scan = layer_scan_id(model, dataset, hook, layer, options)
         arrays = _layer_arrays(recorders[layer], probe, random_ids)
-        manifest = _scan_manifest(model, dataset, hook, layer, options, probe, probe_key, seconds, settings)
+        manifest = _scan_manifest(
+            model, dataset, hook, layer, options, probe, probe_key, seconds, setup.batch_size
+        )
         write_layer_scan(store, scan, arrays, dict(manifest, scan_id=scan, device=str(adapter.device)))
         result[layer] = ScanInfo(scan, False, seconds, probe.n_samples, probe.n_tokens)
     return result
@@ -147,7 +162,7 @@ def _scan_manifest(
     probe: TokenizedProbe,
     probe_key: str,
     seconds: float,
-    settings: Settings,
+    batch_size: int,
 ) -> dict[str, object]:
     return {
         "scan_version": SCAN_VERSION,
@@ -165,7 +180,7 @@ def _scan_manifest(
         "domains": probe.domains,
         "tokens_key": probe_key,
         "seconds": round(seconds, 3),
-        "batch_size": settings.scan_batch_size,
+        "batch_size": batch_size,
         "torch": torch.__version__,
         "created_at": datetime.now(UTC).isoformat(),
     }

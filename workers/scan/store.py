@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from service.settings import Settings
 from workers.errors import ArtifactCorrupt
 
 MANIFEST = "manifest.json"
@@ -44,6 +43,10 @@ class ArtifactStore(Protocol):
 
     def write(self, key: str, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> bool:
         """Write an artifact; False when a complete one already existed (it is kept, ours dropped)."""
+        ...
+
+    def verify(self, key: str) -> dict[str, Any]:
+        """The manifest, after checking every data file it lists is complete (ArtifactCorrupt if not)."""
         ...
 
 
@@ -132,8 +135,3 @@ def _write_synced(path: str, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def open_store(settings: Settings) -> FsspecArtifactStore:
-    """The artifact store at `settings.artifact_url`."""
-    return FsspecArtifactStore(settings.artifact_url)

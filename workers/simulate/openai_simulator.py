@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.settings import Settings
 from workers.data.images import ImageSource
 from workers.images import png_bytes
-from workers.llm.client import ChatReply, LLMCaller, Message, TokenUsage
-from workers.llm.endpoints import resolve_endpoint
+from workers.llm.client import ChatReply, LLMCaller, LLMCallers, Message, TokenUsage
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
 from workers.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
@@ -168,7 +166,7 @@ def _with_logprobs(reply: ChatReply, values: list[float]) -> list[float]:
 
 
 def make_openai_simulator(
-    settings: Settings, endpoint: str | None = None, images: ImageSource | None = None
+    llm: LLMCallers, endpoint: str | None = None, images: ImageSource | None = None
 ) -> OpenAISimulator:
-    """The `openai` simulator on the named endpoint (None: the default one) from settings."""
-    return OpenAISimulator(LLMCaller(resolve_endpoint(settings, endpoint)), images=images)
+    """The `openai` simulator on the named endpoint (None: the default one)."""
+    return OpenAISimulator(llm.caller(endpoint), images=images)

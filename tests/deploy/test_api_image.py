@@ -1,0 +1,108 @@
+"""The API image starts: the package installed WITHOUT extras (what the Dockerfile's `api` target runs,
+`pip install .`) into a fresh venv serves /healthz and an exemplar-image 404 under
+`uvicorn --factory service.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …).
+
+SLOW (about a minute with a warm pip cache, a few minutes without): it creates a real venv and installs
+the package's core dependencies from the package index into it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.embedded_redis import free_port
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_ONLY = ("torch", "transformers", "numpy", "safetensors", "PIL", "openai")
+"""Distributions the `worker` extra adds: none of them may be importable in the API venv."""
+
+
+@pytest.fixture(scope="module")
+def api_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with `pip install <repo>` (no extras): its python."""
+    root = tmp_path_factory.mktemp("api-venv")
+    venv.create(root / "venv", with_pip=True)
+    python = root / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        check=True,
+        env=_clean_env(),
+        cwd=root,
+    )
+    return python
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without what would let the venv import the checkout (PYTHONPATH)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def _api_env(redis_url: str, artifacts: Path) -> dict[str, str]:
+    env = _clean_env()
+    env.update(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_ARTIFACT_URL=str(artifacts))
+    return env
+
+
+def test_the_api_venv_has_no_worker_stack(api_venv: Path, tmp_path: Path) -> None:
+    probe = "import importlib.util as u, service; print(service.__file__); print([m for m in %r if u.find_spec(m)])"  # noqa: E501
+    out = subprocess.run(
+        [str(api_venv), "-c", probe % (WORKER_ONLY,)],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.splitlines()
+    assert out[0].startswith(str(api_venv.parents[1])), "service must come from the venv, not the checkout"
+    assert out[1] == "[]"
+
+
+@pytest.fixture()
+def api_from_env(api_venv: Path, redis_url: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    command = [str(api_venv), "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)]
+    log = tmp_path / "api.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=_api_env(redis_url, tmp_path / "artifacts"), stdout=sink, stderr=sink
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the API exited at start:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the API did not answer:\n{log.read_text()}"
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_app_factory_serves_health_and_an_exemplar_image_404(api_from_env: str) -> None:
+    assert httpx.get(api_from_env + "/healthz", timeout=10).status_code == 200
+    image = httpx.get(
+        api_from_env + "/v1/neurons/minilm-l6/0/0/exemplars/0.png", params={"variant": "0" * 16}, timeout=10
+    )
+    assert image.status_code == 404
+    assert image.headers["content-type"].startswith("application/problem+json")
+    assert "no exemplar image 0 for minilm-l6 layer 0 neuron 0" in image.json()["detail"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -1,0 +1,123 @@
+"""A job's progress and outcome in its RQ metadata (``contract.JobMeta``): stage, done, total, and on
+failure a ``JobError{type, message}`` that the API shows. Also counts each job's outcome and duration."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pydantic
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from service.contract import ERROR_INVALID_REQUEST, ERROR_JOB_TIMEOUT, JobError, JobMeta, JobStage
+from workers.errors import (
+    ArtifactCorrupt,
+    DatasetUnavailable,
+    DeploymentMismatch,
+    DeviceUnavailable,
+    InvalidRequest,
+    ModelWeightsMissing,
+    ScanMissing,
+    UnknownBackend,
+    UnknownModel,
+)
+from workers.llm.errors import LLMError
+from workers.metrics import record_job
+
+log = logging.getLogger("neuronlens.tasks")
+
+META_SAVE_INTERVAL_S = 0.25
+"""Least seconds between two progress writes to the job's meta (at most 4 writes a second)."""
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    InvalidRequest,
+    UnknownModel,
+    ModelWeightsMissing,
+    DatasetUnavailable,
+    DeploymentMismatch,
+    DeviceUnavailable,
+    UnknownBackend,
+    ScanMissing,
+    ArtifactCorrupt,
+    LLMError,
+)
+"""Errors a retry of the same job cannot fix: the job fails at once instead of being retried. LLM errors
+are among them: the LLM caller already retried every call (LLMEndpointError names the endpoint and its
+last answer), and an unknown endpoint or unusable replies stay so; repeating the request re-runs the job."""
+
+
+def _save_meta(job: Job, meta: JobMeta) -> None:
+    job.meta = meta.to_meta()
+    job.save_meta()
+
+
+class JobProgress:
+    """Writes (stage, done, total) into the running job's JobMeta, throttled."""
+
+    def __init__(self, job: Job, total: int = 0) -> None:
+        self.job = job
+        self.meta = JobMeta.from_meta(job.meta).model_copy(update={"total": total})
+        self._saved_at = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.meta.done
+
+    def update(
+        self,
+        stage: JobStage | None = None,
+        done: int | None = None,
+        total: int | None = None,
+        force: bool = False,
+    ) -> None:
+        changed_stage = stage is not None and stage != self.meta.stage
+        changes = {"stage": stage, "done": done, "total": total}
+        self.meta = self.meta.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        now = time.monotonic()
+        if force or changed_stage or now - self._saved_at >= META_SAVE_INTERVAL_S:
+            _save_meta(self.job, self.meta)
+            self._saved_at = now
+
+    def on_pipeline(self, stage: JobStage, done: int, total: int) -> None:
+        """The pipeline's ProgressFn for explain jobs: only the stage is taken (done counts stored
+        reports)."""
+        self.update(stage=stage)
+
+
+def describe_failure(exc: BaseException) -> JobError:
+    """The JobError a failure records: the named error's class and message, never a traceback."""
+    if isinstance(exc, JobTimeoutException):
+        return JobError(type=ERROR_JOB_TIMEOUT, message=f"the job ran past its timeout: {exc}")
+    if isinstance(exc, pydantic.ValidationError):
+        return JobError(type=ERROR_INVALID_REQUEST, message=f"invalid job payload: {exc.errors()[0]['msg']}")
+    return JobError(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+
+
+@contextmanager
+def job_run(queue: str) -> Iterator[Job]:
+    """Around a task body: clear a previous attempt's error, time the job, record its outcome and, on
+    failure, its JobError (a permanent error also uses up the job's retries)."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("NeuronLens tasks run inside an RQ worker (workers.worker), not called directly")
+    meta = JobMeta.from_meta(job.meta)
+    if meta.error is not None:
+        _save_meta(job, meta.model_copy(update={"error": None}))
+    started = time.monotonic()
+    outcome = "failed"
+    try:
+        yield job
+        outcome = "finished"
+    except BaseException as exc:
+        error = describe_failure(exc)
+        log.warning("%s job %s failed: %s: %s", queue, job.id, error.type, error.message)
+        _save_meta(job, JobMeta.from_meta(job.meta).model_copy(update={"error": error}))
+        if isinstance(exc, (*PERMANENT_ERRORS, pydantic.ValidationError)):
+            job.retries_left = 0  # RQ reads this right after the task raises
+        raise
+    finally:
+        record_job(job.connection, queue, outcome, time.monotonic() - started)
