@@ -1,7 +1,7 @@
 """Requests through the API, run by the project's NeuronLensWorker (in this process) over real MiniLM.
 
-The probe set is text-probe-v1 cut to its first samples (a temp registry shared by the API and the
-worker), so a scan takes seconds; artifacts live in the session store and are reused across tests.
+The probe set is minilm-l6's default (text-probe-v2) cut to its first samples (a temp registry shared by the
+API and the worker), so a scan takes seconds; artifacts live in the session store and are reused across tests.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ LAYER = 2
 
 def _write_registry(path: Path, samples: int, extra_models: list[dict[str, Any]] | None = None) -> Path:
     registry = json.loads(BUNDLED_REGISTRY.read_text())
-    registry["datasets"][0]["n_samples"] = samples
+    # minilm-l6's default probe set (the first it lists), cut to its first `samples`
+    (minilm,) = [model for model in registry["models"] if model["id"] == "minilm-l6"]
+    (default,) = [dataset for dataset in registry["datasets"] if dataset["id"] == minilm["datasets"][0]]
+    default["n_samples"] = samples
     registry["models"].extend(extra_models or [])
     path.write_text(json.dumps(registry))
     return path
