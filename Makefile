@@ -34,14 +34,14 @@ demo: $(STAMP)
 # pytest's own exit codes fail the recipe, 5 ("no tests collected") included: nothing here masks them.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy service workers
+	$(BIN)/mypy service workers neuronlens
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service workers
+	$(BIN)/mypy service workers neuronlens
 	$(BIN)/lint-imports
 
 format: $(STAMP)
