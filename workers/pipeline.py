@@ -96,7 +96,8 @@ def explain_neurons(
     *,
     variant: str | None = None,
 ) -> Iterator[NeuronReport]:
-    """Yield one NeuronReport per neuron of a scanned layer, in the order given. ``request`` is resolved
+    """Yield one NeuronReport per neuron of a scanned layer: in the order given for the offline baseline, in
+    completion order for LLM backends (each report as soon as its neuron is done). ``request`` is resolved
     (explainer and simulator set); ``variant`` is its report variant, under which the shaded exemplar
     images of a vision-language probe set are stored (required for those)."""
     if request.explainer is None or request.simulator is None:

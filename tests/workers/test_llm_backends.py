@@ -102,7 +102,10 @@ def test_text_neurons_explained_and_simulated_end_to_end(
             )
         )
         point = minilm.hook("mlp_act")
-        reports = list(explain_neurons(runtime, minilm, small_probe, point, request, neurons))
+        # LLM backends yield each report as its neuron completes (a checkpoint), not in request order.
+        reports = sorted(
+            explain_neurons(runtime, minilm, small_probe, point, request, neurons), key=lambda r: r.neuron
+        )
         requests = peer.requests
     prepared = [prepare_neuron(text_context, neuron) for neuron in neurons]  # what the pipeline prepared
     n_heldout = len(prepared[0].heldout)
