@@ -22,9 +22,9 @@ from workers.scan.recorder import LayerRecorder
 from workers.scan.run import scan_layers
 from workers.scan.store import open_store
 
-N_SAMPLES = 160
+N_SAMPLES = 96
 ALL_LAYERS = [0, 1, 2, 3, 4, 5]
-BATCH = 64
+BATCH = 48
 
 
 def test_state_bytes_are_the_recorders_buffers() -> None:
@@ -76,7 +76,9 @@ def _scan_counting(settings: Settings, minilm: ModelSpec, probe: DatasetSpec, la
     states: list[ScanProgress] = []
     handle = adapter.module.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
-        infos = scan_layers(settings, minilm, probe, "mlp_act", layers, PipelineOptions(), None, states.append)
+        infos = scan_layers(
+            settings, minilm, probe, "mlp_act", layers, PipelineOptions(), None, states.append
+        )
     finally:
         handle.remove()
     return infos, len(calls), states
@@ -96,12 +98,19 @@ def per_layer(tmp_path_factory: pytest.TempPathFactory, minilm: ModelSpec, small
 
 @pytest.mark.parametrize(("layers_per_pass", "passes"), [(6, 1), (2, 3)])
 def test_all_layers_run_in_the_planned_passes_with_identical_artifacts(
-    tmp_path: Path, minilm: ModelSpec, small_probe: DatasetSpec, per_layer: dict, layers_per_pass: int, passes: int
+    tmp_path: Path,
+    minilm: ModelSpec,
+    small_probe: DatasetSpec,
+    per_layer: dict,
+    layers_per_pass: int,
+    passes: int,
 ) -> None:
     probe = _probe(small_probe)
     plain = _settings(tmp_path, "plain")
     tokenized = prepare_inputs(load_model(plain, minilm, open_store(plain)), probe).probe
-    state = recorder_state_bytes(minilm.neurons_per_layer, 50, 50, tokenized.max_tokens, len(tokenized.domains))
+    state = recorder_state_bytes(
+        minilm.neurons_per_layer, 50, 50, tokenized.max_tokens, len(tokenized.domains)
+    )
     settings = _settings(tmp_path, "store", layers_per_pass * state + state // 2)
     infos, forwards, states = _scan_counting(settings, minilm, probe, ALL_LAYERS)
     batches = -(-N_SAMPLES // BATCH)
@@ -111,7 +120,9 @@ def test_all_layers_run_in_the_planned_passes_with_identical_artifacts(
         (index, N_SAMPLES) for index in range(passes)
     ]
     assert states[-1] == ScanProgress(passes, passes, 0, N_SAMPLES)
-    assert len([s for s in states if s.passes_done == 0 and s.samples_done]) == batches  # every batch reported
+    assert (
+        len([s for s in states if s.passes_done == 0 and s.samples_done]) == batches
+    )  # every batch reported
     for layer in ALL_LAYERS:
         assert _hashes(settings, infos[layer].scan_id) == per_layer[layer]
         assert open_store(settings).read_manifest(scan_key(infos[layer].scan_id))["passes"] == passes

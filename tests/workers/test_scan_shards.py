@@ -41,7 +41,18 @@ def _sharded(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[in
     hook = model.default_hook
     for shard in reversed(range(n_shards)):  # any order: shards are independent
         info = scan_shard(
-            store, adapter, dataset, hook, layers, PipelineOptions(), shard, n_shards, BATCH, BUDGET, None, inputs
+            store,
+            adapter,
+            dataset,
+            hook,
+            layers,
+            PipelineOptions(),
+            shard,
+            n_shards,
+            BATCH,
+            BUDGET,
+            None,
+            inputs,
         )
         assert sorted(info.keys) == layers
     scans = merge_shards(store, model, dataset, hook, layers, PipelineOptions(), n_shards)
@@ -57,7 +68,7 @@ def _plain(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[int]
 
 @pytest.mark.parametrize(
     ("model_id", "dataset_id", "n_samples", "layers"),
-    [("minilm-l6", "text-probe-v1", 200, [1, 4]), ("tiny-llava", "vl-probe-v1", 96, [0, 3])],
+    [("minilm-l6", "text-probe-v1", 96, [1, 4]), ("tiny-llava", "vl-probe-v1", 64, [0, 3])],
 )
 def test_three_shards_merge_into_the_one_shard_artifact(
     tmp_path: Path, model_id: str, dataset_id: str, n_samples: int, layers: list[int]

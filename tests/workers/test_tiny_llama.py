@@ -139,7 +139,9 @@ def test_gpt2_scans_through_the_text_adapter(tmp_path: Path, settings: Settings)
 
 
 @pytest.mark.parametrize("model_id", ["llama-3.2-1b", "qwen2.5-0.5b", "gpt2"])
-def test_real_checkpoints_absent_from_this_host_are_missing_weights(settings: Settings, model_id: str) -> None:
+def test_real_checkpoints_absent_from_this_host_are_missing_weights(
+    settings: Settings, model_id: str
+) -> None:
     spec = load_registry().model(model_id)
     assert spec.source.kind == "hub-or-path" and spec.source.path
     absent = spec.model_copy(

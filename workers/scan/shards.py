@@ -106,7 +106,7 @@ def scan_shard(
     probe = inputs.probe
     probe_key = store_tokens(store, model, dataset, probe)
     batches = shard_batches(plan_batches(inputs.tokenized, batch_size), shard, n_shards)
-    sample_ids = np.sort(np.concatenate([np.asarray(b.rows, dtype=np.int64) for b in batches] or [[]]))
+    sample_ids = np.sort(np.asarray([row for batch in batches for row in batch.rows], dtype=np.int64))
     random_ids = choose_random_ids(probe.n_samples, options.n_top, options.seed)
     plan = plan_passes(inputs, model, layers, options.n_top, len(random_ids), budget_bytes)
     n_top = min(options.n_top, probe.n_samples)
