@@ -135,3 +135,52 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average, for the detail column (the machine is shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
+
+
+def sharded_wall_seconds(
+    model_id: str, dataset_id: str, n_samples: int, layers: Sequence[int], n_shards: int
+) -> float:
+    """Wall seconds of a scan split into ``n_shards`` shards, each a fresh process (model load, tokenising
+    and its shard's pass), all started at once, plus the merge into the layer artifacts."""
+    import tempfile
+
+    from service.contract import PipelineOptions, load_registry
+    from workers.scan.shards import merge_shards
+    from workers.scan.store import FsspecArtifactStore
+
+    with tempfile.TemporaryDirectory() as root:
+        started = time.perf_counter()
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO_ROOT / "bench" / "_shard_child.py"),
+                    model_id,
+                    dataset_id,
+                    str(n_samples),
+                    ",".join(map(str, layers)),
+                    str(shard),
+                    str(n_shards),
+                    root,
+                ],
+                cwd=REPO_ROOT,
+                stdout=subprocess.DEVNULL,
+                env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            )
+            for shard in range(n_shards)
+        ]
+        if any(child.wait() != 0 for child in children):
+            raise RuntimeError(f"a shard process of {model_id} failed")
+        registry = load_registry()
+        dataset = registry.dataset(dataset_id).model_copy(update={"n_samples": n_samples})
+        model = registry.model(model_id)
+        merge_shards(
+            FsspecArtifactStore(root), model, dataset, model.default_hook, layers, PipelineOptions(), n_shards
+        )
+        return time.perf_counter() - started

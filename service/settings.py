@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         description="Torch device for scan workers (cpu, cuda, cuda:1); unset picks cuda if any.",
     )
     scan_batch_size: int = Field(default=64, ge=1, description="Samples per forward pass during a scan.")
+    scan_memory_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bytes of recorder state one scan pass may hold on its device; layers that do not fit "
+        "run in further passes. Unset derives it from the device: half the free CUDA memory, or half the "
+        "available RAM on a CPU.",
+    )
     queue_prefix: str = Field(
         default="", description="Prefix for queue names (lets deployments share Redis)."
     )

@@ -30,6 +30,7 @@ from workers.llm.pool import map_concurrently
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
+from workers.scan.passes import PassProgress
 from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers
 from workers.simulate.base import Simulator, SimulatorResult
 from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
@@ -51,14 +52,19 @@ def scan_layers(
     layers: list[int],
     options: PipelineOptions,
     progress: ProgressFn | None = None,
+    scan_progress: PassProgress | None = None,
 ) -> dict[int, ScanInfo]:
-    """Scan `layers` in ONE pass over the probe set unless their artifacts already exist (reused)."""
+    """Scan `layers` unless their artifacts already exist (reused): in one pass over the probe set when
+    their recorder state fits the runtime's scan memory budget, else in as few passes as fit.
+    `scan_progress` gets every batch's ScanProgress (passes and samples)."""
 
     def report(done: int, total: int) -> None:
         if progress is not None:
             progress("scanning", done, total)
 
-    return scan_model_layers(runtime.scan_setup, model, dataset, point, layers, options, report)
+    return scan_model_layers(
+        runtime.scan_setup, model, dataset, point, layers, options, report, scan_progress
+    )
 
 
 def open_context(

@@ -44,6 +44,8 @@ class WorkerConfig:
     """Torch device for models (cpu, cuda, cuda:1); None picks cuda when there is one."""
     scan_batch_size: int = 64
     """Samples per forward pass during a scan."""
+    scan_memory_bytes: int | None = None
+    """Recorder state one scan pass may hold, bytes; None derives it from the device."""
     llm: LLMEndpoints = field(default_factory=LLMEndpoints)
     """LLM endpoints the `openai` backends may call, by name."""
 
@@ -98,7 +100,7 @@ class WorkerRuntime:
         """Store, models and batch size, as a scan takes them."""
         from workers.scan.run import ScanSetup
 
-        return ScanSetup(self.store, self.models, self.config.scan_batch_size)
+        return ScanSetup(self.store, self.models, self.config.scan_batch_size, self.config.scan_memory_bytes)
 
     def probe_images(self, dataset: DatasetSpec) -> ImageSource | None:
         """The images of a vision-language probe set by sample id (drawn or read lazily, the recent ones

@@ -299,6 +299,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         artifact_url=settings.artifact_url,
         device=settings.device,
         scan_batch_size=settings.scan_batch_size,
+        scan_memory_bytes=settings.scan_memory_bytes,
         llm=llm_endpoints(settings),
     )
     return WorkerRuntime(config)

@@ -53,6 +53,7 @@ from service.contract.keys import (
 from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
 from service.contract.registry import (
     BUNDLED_REGISTRY,
+    SUPPORTED_ARCHITECTURES,
     DatasetSpec,
     HookPoint,
     ModelSource,
@@ -166,6 +167,7 @@ __all__ = [
     "exemplar_image_name",
     "exemplar_images_key",
     "load_registry",
+    "SUPPORTED_ARCHITECTURES",
     "parse_series",
     "report_key",
     "report_variant",

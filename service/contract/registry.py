@@ -10,6 +10,10 @@ from pydantic import Field
 
 from service.contract.base import ContractModel, Modality, NeuronType
 
+SUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"bert", "gpt2", "llama", "llava", "qwen2-vl"})
+"""Registry `architecture` values the workers can load (each has a loader in workers/models/loader.py).
+A registry model with any other architecture cannot be scanned: the API refuses requests for it."""
+
 BUNDLED_REGISTRY = Path(__file__).with_name("registry.json")
 """The registry shipped with the package (used when ``NEURONLENS_REGISTRY_PATH`` is unset)."""
 

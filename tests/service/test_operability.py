@@ -37,10 +37,7 @@ def test_a_queued_job_counts_the_workers_listening(
 
 def test_a_retried_job_goes_to_the_front_of_its_queue(redis_conn: redis.Redis, settings: Settings) -> None:
     queue = JobQueues.connect(redis_conn, settings).scan
-    first, second = (
-        queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=_retry(settings))
-        for _ in range(2)
-    )
+    first, second = (queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=_retry(settings)) for _ in range(2))
     # What RQ's abandoned-job cleanup does with a job whose worker died: take it, then retry it.
     taken = Queue.dequeue_any([queue], None, connection=redis_conn, serializer=JSONSerializer)
     assert taken is not None and taken[0].id == first.id

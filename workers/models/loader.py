@@ -17,7 +17,7 @@ from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.base import ModelAdapter
 from workers.models.device import select_device
 from workers.models.text import TextModelAdapter
-from workers.models.weights_cache import WeightsStore
+from workers.models.weights_cache import WeightsStore, cached_model_dir
 
 AdapterBuilder = Callable[[ModelSpec, torch.device, WeightsStore], ModelAdapter]
 """(spec, device, store caching generated weights) → the loaded model."""
@@ -50,15 +50,44 @@ def weights_path(spec: ModelSpec) -> str:
 
 def load_text_adapter(spec: ModelSpec, device: torch.device, store: WeightsStore) -> ModelAdapter:
     """AutoModel + AutoTokenizer from local files only, in eval mode on `device`."""
+    return _text_adapter_from(spec, weights_path(spec), device, None)
+
+
+def load_llama_adapter(spec: ModelSpec, device: torch.device, store: WeightsStore) -> ModelAdapter:
+    """Text models with a Llama-style gated MLP (Llama, Mistral, Qwen2, Gemma): a generated model
+    (`tiny-llama`, built once into `store`) or a checkpoint on this host; float32 on CPU, bfloat16 on
+    accelerators."""
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    if spec.source.kind != "generated":
+        return _text_adapter_from(spec, weights_path(spec), device, dtype)
+    from workers.models.tiny_llama import TINY_LLAMA_ID, TINY_LLAMA_REVISION, build_tiny_llama
+
+    if spec.id != TINY_LLAMA_ID:
+        raise UnknownModel(
+            f"model {spec.id!r}: no generator for this id (generated text models: {TINY_LLAMA_ID})"
+        )
+    if spec.revision != TINY_LLAMA_REVISION:
+        raise UnknownModel(
+            f"model {spec.id!r}: the registry asks for revision {spec.revision!r}; "
+            f"this NeuronLens builds {TINY_LLAMA_REVISION!r}"
+        )
+    folder = cached_model_dir(store, spec.id, spec.revision, build_tiny_llama)
+    return _text_adapter_from(spec, str(folder), device, dtype)
+
+
+def _text_adapter_from(
+    spec: ModelSpec, path: str, device: torch.device, dtype: torch.dtype | None
+) -> ModelAdapter:
+    """AutoModel + AutoTokenizer from `path`, local files only (`dtype` None: transformers' default)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    path = weights_path(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True)
+        extra = {} if dtype is None else {"dtype": dtype}
+        model = AutoModel.from_pretrained(path, local_files_only=True, **extra)
     except OSError as exc:
         raise ModelWeightsMissing(
             f"model {spec.id!r}: no weights at {path!r} on this host and nothing is downloaded ({exc})"
@@ -78,10 +107,11 @@ def load_vision_language_adapter(spec: ModelSpec, device: torch.device, store: W
 ADAPTER_BUILDERS: dict[str, AdapterBuilder] = {
     "bert": load_text_adapter,
     "gpt2": load_text_adapter,
+    "llama": load_llama_adapter,
     "llava": load_vision_language_adapter,
     "qwen2-vl": load_vision_language_adapter,
 }
-"""Loader per registry `architecture`."""
+"""Loader per registry `architecture`: its keys are `service.contract.SUPPORTED_ARCHITECTURES`."""
 
 
 class ModelCache:

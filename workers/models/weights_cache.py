@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
 
-Builder = Callable[[], tuple[PreTrainedModel, ProcessorMixin]]
-"""Builds a generated model and its processor."""
+Builder = Callable[[], tuple[PreTrainedModel, ProcessorMixin | PreTrainedTokenizerBase]]
+"""Builds a generated model and its processor (or, for a text model, its tokenizer)."""
 
 COMPLETE = "manifest.json"
 """File whose presence marks a local copy complete (the store's manifest, written last)."""

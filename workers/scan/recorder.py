@@ -3,8 +3,12 @@
 State per layer is O(neurons × N × T): the top-N samples by max activation with their per-token
 activations, the running global max, the per-token activations of N random samples chosen up front,
 and per-domain counts of activations > 0. Every update is a handful of whole-tensor operations; the
-top-N merge only touches neurons whose weakest kept sample the batch beats, and only the slots it
-replaces.
+top-N merge only touches neurons whose weakest kept sample the batch beats, only the batch samples that
+beat it, and only the slots they replace.
+
+Top-N order is total: by max activation descending, then sample id ascending (`rank_keys`), so ties are
+decided the same way however the probe set is batched or sharded (workers/scan/shards.py merges shard
+states with the same keys).
 """
 
 from __future__ import annotations
@@ -19,6 +23,23 @@ ACT_DTYPE = torch.float16
 
 _FLOAT32_EXACT = 2**24
 """Every integer up to this is exact in float32."""
+
+EMPTY_KEY = torch.iinfo(torch.int64).min
+"""Rank key of a top slot not yet filled: below every sample's key."""
+_ID_SPAN = 2**32
+"""Sample ids must be below this (they fill the low 32 bits of a rank key)."""
+
+
+def rank_keys(values: torch.Tensor, sample_ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering samples by float32 `values` descending, then `sample_ids` ascending.
+
+    The float's bits are mapped to an int32 that sorts like the float (negative floats have their
+    magnitude bits flipped) and fill the high 32 bits; `2**32 - 1 - id` fills the low 32 bits. Keys of
+    distinct samples are distinct, so topk/argsort on them need no tie rule.
+    """
+    bits = values.contiguous().view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    return ordered * _ID_SPAN + (_ID_SPAN - 1 - sample_ids.to(torch.int64))
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,7 @@ class LayerRecorder:
         self.max_tokens = max_tokens
         self.top_max = torch.full((n_neurons, n_top), float("-inf"), device=device)
         self.top_ids = torch.full((n_neurons, n_top), -1, dtype=torch.int64, device=device)
+        self.top_key = torch.full((n_neurons, n_top), EMPTY_KEY, dtype=torch.int64, device=device)
         self.top_acts = torch.zeros((n_neurons, n_top, max_tokens), dtype=ACT_DTYPE, device=device)
         self.global_max = torch.full((n_neurons,), float("-inf"), device=device)
         self.random_acts = torch.zeros((n_neurons, n_random, max_tokens), dtype=ACT_DTYPE, device=device)
@@ -69,7 +91,9 @@ class LayerRecorder:
         self._count_positives(batch, positive)
         if batch.random_rows is not None and batch.random_slots is not None:
             self._record_random(acts, batch.lengths, batch.random_rows, batch.random_slots)
-        beaten = (sample_max.amax(dim=0) > self.top_max.amin(dim=1)).nonzero().squeeze(1)
+        threshold = self.top_max.amin(dim=1)
+        # Float pre-filter: only neurons whose batch max reaches their weakest kept value can change.
+        beaten = (sample_max.amax(dim=0) >= threshold).nonzero().squeeze(1)
         if beaten.numel():
             self._merge_top(beaten, sample_max, acts, batch)
 
@@ -102,20 +126,32 @@ class LayerRecorder:
     def _merge_top(
         self, cols: torch.Tensor, sample_max: torch.Tensor, acts: torch.Tensor, batch: BatchView
     ) -> None:
-        """Replace, per neuron in `cols`, the top slots that batch samples beat.
+        """Replace, per neuron in `cols`, the top slots that batch samples beat (by rank key).
 
-        Slots are unordered until `arrays()`: only the evicted slots are written, so the cost is the
-        number of replacements × T_batch, not neurons × N × T for every batch.
+        Only candidates (batch samples whose key beats the neuron's weakest kept key) can enter; when they
+        are at most K per neuron, K below the batch size, the batch is cut to each neuron's K best first,
+        so the top-N merge works on N + K columns instead of N + B. Slots are unordered until `arrays()`:
+        only the evicted slots are written, so the cost is the number of replacements × T_batch.
         """
         n_top = self.n_top
-        values = torch.cat([self.top_max[cols], sample_max[:, cols].T], dim=1)  # [C, N + B]
-        kept = torch.zeros_like(values, dtype=torch.bool)
-        kept.scatter_(1, values.topk(n_top, dim=1, sorted=False).indices, True)
+        keys = rank_keys(sample_max[:, cols].T, batch.sample_ids[None, :])  # [C, B]
+        weakest = self.top_key[cols].amin(dim=1, keepdim=True)
+        n_candidates = int((keys > weakest).sum(dim=1).max())
+        if n_candidates == 0:
+            return
+        rows_of = None
+        if n_candidates < keys.shape[1]:
+            keys, rows_of = keys.topk(n_candidates, dim=1, sorted=False)  # every candidate is among them
+        union = torch.cat([self.top_key[cols], keys], dim=1)  # [C, N + K]
+        kept = torch.zeros_like(union, dtype=torch.bool)
+        kept.scatter_(1, union.topk(n_top, dim=1, sorted=False).indices, True)
         # Per column, evicted old slots and incoming batch rows are equally many; nonzero() lists both
         # column by column, so the k-th evicted slot pairs with the k-th incoming row.
         evicted = (~kept[:, :n_top]).nonzero()
         incoming = kept[:, n_top:].nonzero()
-        neurons, slots, rows = cols[evicted[:, 0]], evicted[:, 1], incoming[:, 1]
+        picks = incoming[:, 1] if rows_of is None else rows_of[incoming[:, 0], incoming[:, 1]]
+        neurons, slots, rows = cols[evicted[:, 0]], evicted[:, 1], picks
+        self.top_key[neurons, slots] = union[incoming[:, 0], n_top + incoming[:, 1]]
         self.top_max[neurons, slots] = sample_max[rows, neurons]
         self.top_ids[neurons, slots] = batch.sample_ids[rows]
         width = acts.shape[1]
@@ -127,9 +163,9 @@ class LayerRecorder:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice;
-        top samples in rank order (highest max activation first)."""
+        top samples in rank order (highest max activation first, ties by lower sample id)."""
         self._flush_positives()
-        order = self.top_max.argsort(dim=1, descending=True)
+        order = self.top_key.argsort(dim=1, descending=True)
         top_acts = self.top_acts.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
         return {
             "top_acts": top_acts.cpu().numpy(),

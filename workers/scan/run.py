@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-import numpy as np
-import torch
-
-from service.contract import (
-    PIPELINE_VERSION,
-    SCAN_VERSION,
-    DatasetSpec,
-    HookPoint,
-    ModelSpec,
-    PipelineOptions,
-)
-from workers.data.loader import load_probe_set
+from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
+from workers.models.device import default_scan_memory_bytes
 from workers.models.loader import ModelCache
 from workers.scan.artifacts import write_layer_scan
-from workers.scan.keys import scan_id, scan_key, tokens_key
+from workers.scan.keys import scan_id, scan_key
+from workers.scan.passes import (
+    PassProgress,
+    ScanProgress,
+    layer_arrays,
+    plan_passes,
+    prepare_inputs,
+    record_in_passes,
+    scan_manifest,
+    store_tokens,
+)
 from workers.scan.recorder import LayerRecorder
-from workers.scan.scanner import choose_random_ids, record_layers
+from workers.scan.scanner import choose_random_ids, plan_batches
 from workers.scan.store import ArtifactStore
-from workers.scan.tokens import TokenizedProbe, build_tokenized_probe, write_tokenized_probe
 
-ScanProgress = Callable[[int, int], None]
+SamplesProgress = Callable[[int, int], None]
+"""(samples done, samples total), summed over the scan's passes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,7 @@ class ScanInfo:
     reused: bool
     """True when the artifact already existed and nothing was recomputed."""
     seconds: float
-    """Wall time of this call's pass over the probe set (shared by all layers of the pass; 0 if reused)."""
+    """Wall time of the pass that recorded this layer (shared by all layers of the pass; 0 if reused)."""
     n_samples: int
     n_tokens: int
     """Content tokens scanned."""
@@ -71,6 +69,8 @@ class ScanSetup:
     models: ModelCache
     batch_size: int
     """Samples per forward pass."""
+    memory_bytes: int | None = None
+    """Budget of the recorders' state per pass, bytes; None derives it from the device."""
 
 
 def scan_model_layers(
@@ -80,10 +80,13 @@ def scan_model_layers(
     point: HookPoint,
     layers: list[int],
     options: PipelineOptions,
-    progress: ScanProgress | None = None,
+    progress: SamplesProgress | None = None,
+    scan_progress: PassProgress | None = None,
 ) -> dict[int, ScanInfo]:
-    """Scan every layer without an artifact in one pass over the probe set; reuse the others. The model,
-    hook point, probe set and layers are resolved and checked by the caller."""
+    """Scan every layer without an artifact, in as few passes over the probe set as the scan memory budget
+    allows (one when it fits: ``setup.memory_bytes``, else derived from the device); reuse the others. The
+    model, hook point, probe set and layers are resolved and checked by the caller. `scan_progress` gets a
+    ScanProgress after every batch; `progress` gets (samples done, samples total) summed over all passes."""
     hook = point.id
     store = setup.store
     result: dict[int, ScanInfo] = {}
@@ -97,90 +100,33 @@ def scan_model_layers(
             todo.append(layer)
     if not todo:
         return result
-    started = time.perf_counter()
     adapter = setup.models.get(model)
-    samples = load_probe_set(dataset).samples
-    tokenized = adapter.tokenize(samples)
-    probe = build_tokenized_probe(samples, tokenized, adapter.patch_grid)
-    probe_key = tokens_key(model, dataset)
-    if not store.exists(probe_key):
-        write_tokenized_probe(store, probe_key, probe, _probe_meta(model, dataset))
-    random_ids = choose_random_ids(len(samples), options.n_top, options.seed)
-    recorders = record_layers(
-        adapter,
-        samples,
-        tokenized,
-        probe,
-        point,
-        todo,
-        options.n_top,
-        random_ids,
-        setup.batch_size,
-        progress,
-    )
-    seconds = time.perf_counter() - started
-    for layer in todo:
-        scan = layer_scan_id(model, dataset, hook, layer, options)
-        arrays = _layer_arrays(recorders[layer], probe, random_ids)
-        manifest = _scan_manifest(
-            model, dataset, hook, layer, options, probe, probe_key, seconds, setup.batch_size
-        )
-        write_layer_scan(store, scan, arrays, dict(manifest, scan_id=scan, device=str(adapter.device)))
-        result[layer] = ScanInfo(scan, False, seconds, probe.n_samples, probe.n_tokens)
+    budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
+    inputs = prepare_inputs(adapter, dataset)
+    probe = inputs.probe
+    probe_key = store_tokens(store, model, dataset, probe)
+    random_ids = choose_random_ids(len(inputs.samples), options.n_top, options.seed)
+    plan = plan_passes(inputs, model, todo, options.n_top, len(random_ids), budget)
+
+    def write(recorders: dict[int, LayerRecorder], seconds: float) -> None:
+        for layer, recorder in recorders.items():
+            scan = layer_scan_id(model, dataset, hook, layer, options)
+            manifest = scan_manifest(
+                model, dataset, hook, layer, options, probe, probe_key, seconds, setup.batch_size
+            )
+            manifest.update(scan_id=scan, device=str(adapter.device), passes=plan.passes)
+            write_layer_scan(store, scan, layer_arrays(recorder, probe, random_ids), manifest)
+            result[layer] = ScanInfo(scan, False, seconds, probe.n_samples, probe.n_tokens)
+
+    def report(state: ScanProgress) -> None:
+        if scan_progress is not None:
+            scan_progress(state)
+        if progress is not None:
+            progress(
+                state.passes_done * state.samples_total + state.samples_done,
+                state.passes_planned * state.samples_total,
+            )
+
+    batches = plan_batches(inputs.tokenized, setup.batch_size)
+    record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, report)
     return result
-
-
-def _layer_arrays(
-    recorder: LayerRecorder, probe: TokenizedProbe, random_ids: np.ndarray
-) -> dict[str, np.ndarray]:
-    labelled = probe.sample_domain >= 0
-    domain_tokens = np.bincount(
-        probe.sample_domain[labelled], weights=probe.lengths[labelled], minlength=len(probe.domains)
-    )
-    return dict(
-        recorder.arrays(),
-        random_ids=random_ids.astype(np.int32),
-        domain_tokens=domain_tokens.astype(np.int64),
-    )
-
-
-def _probe_meta(model: ModelSpec, dataset: DatasetSpec) -> dict[str, object]:
-    return {
-        "model": model.id,
-        "model_revision": model.revision,
-        "dataset": dataset.model_dump(mode="json"),
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def _scan_manifest(
-    model: ModelSpec,
-    dataset: DatasetSpec,
-    hook: str,
-    layer: int,
-    options: PipelineOptions,
-    probe: TokenizedProbe,
-    probe_key: str,
-    seconds: float,
-    batch_size: int,
-) -> dict[str, object]:
-    return {
-        "scan_version": SCAN_VERSION,
-        "pipeline_version": PIPELINE_VERSION,
-        "model": model.id,
-        "model_revision": model.revision,
-        "hook": hook,
-        "layer": layer,
-        "dataset": dataset.model_dump(mode="json"),
-        "n_top": options.n_top,
-        "seed": options.seed,
-        "n_samples": probe.n_samples,
-        "n_tokens": probe.n_tokens,
-        "max_tokens": probe.max_tokens,
-        "domains": probe.domains,
-        "tokens_key": probe_key,
-        "seconds": round(seconds, 3),
-        "batch_size": batch_size,
-        "torch": torch.__version__,
-        "created_at": datetime.now(UTC).isoformat(),
-    }

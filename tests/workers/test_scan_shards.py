@@ -1,0 +1,130 @@
+"""Sharded scans merged exactly: K = 3 shards give byte-identical arrays to K = 1 and to a plain scan,
+on MiniLM and tiny-llava; top-N ties go to the lower sample id however samples are batched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load as load_tensors
+
+from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_registry
+from service.settings import load_settings
+from workers.errors import InvalidRequest, ScanMissing
+from workers.models.loader import ModelCache
+from workers.pipeline import scan_layers
+from workers.scan.artifacts import ACTIVATIONS_FILE
+from workers.scan.keys import scan_key
+from workers.scan.passes import prepare_inputs
+from workers.scan.recorder import BatchView, LayerRecorder
+from workers.scan.scanner import length_runs
+from workers.scan.shards import merge_shards, scan_shard, shard_batches
+from workers.scan.store import FsspecArtifactStore
+from workers.worker import build_runtime
+
+BATCH = 32
+BUDGET = 2**34
+
+
+def _hashes(store: FsspecArtifactStore, scan: str) -> dict[str, str]:
+    arrays = load_tensors(store.read_bytes(scan_key(scan), ACTIVATIONS_FILE))
+    return {name: hashlib.sha256(array.tobytes()).hexdigest() for name, array in arrays.items()}
+
+
+def _sharded(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[int], n_shards: int) -> dict:
+    store = FsspecArtifactStore(str(root / f"k{n_shards}"))
+    adapter = ModelCache(store, "cpu").get(model)
+    inputs = prepare_inputs(adapter, dataset)
+    hook = model.default_hook
+    for shard in reversed(range(n_shards)):  # any order: shards are independent
+        info = scan_shard(
+            store,
+            adapter,
+            dataset,
+            hook,
+            layers,
+            PipelineOptions(),
+            shard,
+            n_shards,
+            BATCH,
+            BUDGET,
+            None,
+            inputs,
+        )
+        assert sorted(info.keys) == layers
+    scans = merge_shards(store, model, dataset, hook, layers, PipelineOptions(), n_shards)
+    return {layer: _hashes(store, scan) for layer, scan in scans.items()}
+
+
+def _plain(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[int]) -> dict:
+    settings = load_settings(artifact_url=str(root / "plain"), device="cpu", scan_batch_size=BATCH)
+    runtime = build_runtime(settings)
+    point = model.hook(model.default_hook)
+    infos = scan_layers(runtime, model, dataset, point, layers, PipelineOptions())
+    return {layer: _hashes(runtime.store, info.scan_id) for layer, info in infos.items()}
+
+
+@pytest.mark.parametrize(
+    ("model_id", "dataset_id", "n_samples", "layers"),
+    [("minilm-l6", "text-probe-v1", 96, [1, 4]), ("tiny-llava", "vl-probe-v1", 64, [0, 3])],
+)
+def test_three_shards_merge_into_the_one_shard_artifact(
+    tmp_path: Path, model_id: str, dataset_id: str, n_samples: int, layers: list[int]
+) -> None:
+    registry = load_registry()
+    dataset = registry.dataset(dataset_id).model_copy(update={"n_samples": n_samples})
+    model = registry.model(model_id)
+    one = _sharded(tmp_path, model, dataset, layers, 1)
+    three = _sharded(tmp_path, model, dataset, layers, 3)
+    assert one == three
+    assert one == _plain(tmp_path, model, dataset, layers)
+    assert set(one[layers[0]]) >= {"top_acts", "top_ids", "random_acts", "domain_positive", "global_max"}
+
+
+def test_a_missing_shard_is_named(tmp_path: Path, minilm: ModelSpec, small_probe: DatasetSpec) -> None:
+    store = FsspecArtifactStore(str(tmp_path))
+    dataset = small_probe.model_copy(update={"n_samples": 40})
+    adapter = ModelCache(store, "cpu").get(minilm)
+    scan_shard(store, adapter, dataset, "mlp_act", [2], PipelineOptions(), 0, 2, BATCH, BUDGET)
+    with pytest.raises(ScanMissing, match="shard 1 of 2"):
+        merge_shards(store, minilm, dataset, "mlp_act", [2], PipelineOptions(), 2)
+    with pytest.raises(InvalidRequest, match="shard 2 of 2"):
+        shard_batches([], 2, 2)
+
+
+def test_shards_are_contiguous_runs_of_batches() -> None:
+    batches = list(range(10))
+    parts = [shard_batches(batches, k, 3) for k in range(3)]  # type: ignore[arg-type]
+    assert parts == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    assert [shard_batches(batches[:1], k, 2) for k in range(2)] == [[], [0]]  # type: ignore[arg-type]
+
+
+def _tied_recorder(order: list[int]) -> dict[str, np.ndarray]:
+    """12 samples, one neuron, one token; samples 2, 5, 7, 9 and 11 tie at the top value. Fed in `order`,
+    4 per batch."""
+    values = np.array([0.1, 0.2, 3.0, 0.3, 0.4, 3.0, 0.5, 3.0, 0.6, 3.0, 0.7, 3.0], dtype=np.float32)
+    recorder = LayerRecorder(1, 3, 1, 0, 0, torch.device("cpu"))
+    for begin in range(0, len(order), 4):
+        rows = order[begin : begin + 4]
+        lengths = np.ones(len(rows), dtype=np.int64)
+        view = BatchView(
+            sample_ids=torch.tensor(rows),
+            lengths=torch.from_numpy(lengths),
+            groups=length_runs(lengths),
+            domain_ids=torch.zeros(len(rows), dtype=torch.int64),
+            random_rows=None,
+            random_slots=None,
+        )
+        recorder.update(torch.from_numpy(values[rows][:, None, None]), view)
+    return recorder.arrays()
+
+
+def test_ties_go_to_the_lowest_sample_ids_in_any_batch_order() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        arrays = _tied_recorder(rng.permutation(12).tolist())
+        assert arrays["top_ids"][0].tolist() == [2, 5, 7]
+        assert arrays["top_max"][0].tolist() == [3.0, 3.0, 3.0]

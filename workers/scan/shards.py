@@ -1,0 +1,205 @@
+"""Sharded scans: K workers each record part of the probe set; the merge is exactly the one-shard scan.
+
+Exactness rests on three facts:
+- A sample's activations depend (bitwise) on the batch it is padded into, so shards split the one-shard
+  scan's own batch plan (samples sorted by length, `plan_batches`) into K contiguous runs of batches:
+  every sample is recorded in the same batch as in a one-shard scan. Shards are disjoint and cover the
+  probe set; shard k of K holds batches [k·B/K, (k+1)·B/K) of the B batches.
+- Top-N is a total order, (max activation desc, sample id asc) through the recorder's `rank_keys`, so
+  the top N of the union of the shards' top N are the one-shard top N, in the same order.
+- The random records are drawn from the whole probe set's size and seed (`choose_random_ids`), never
+  from a shard's samples, so every shard agrees on them and records those it holds; global max is a max,
+  domain counts and tokens are sums.
+
+A shard's state is an artifact `scan-shards/<scan_id>/<k>-of-<K>` holding the layer's arrays over its
+samples plus `shard_ids` (int32, the sample ids it covers); `merge_shards` writes `scans/<scan_id>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
+
+from service.contract import DatasetSpec, ModelSpec, PipelineOptions
+from workers.errors import InvalidRequest, ScanMissing
+from workers.models.base import ModelAdapter
+from workers.models.registry import check_dataset, check_hook, check_layer
+from workers.scan.artifacts import ACTIVATIONS_FILE, write_layer_scan
+from workers.scan.keys import scan_id, scan_key
+from workers.scan.passes import (
+    PassProgress,
+    ScanInputs,
+    layer_arrays,
+    plan_passes,
+    prepare_inputs,
+    record_in_passes,
+    scan_manifest,
+    store_tokens,
+)
+from workers.scan.recorder import EMPTY_KEY, LayerRecorder, rank_keys
+from workers.scan.scanner import BatchPlan, choose_random_ids, plan_batches
+from workers.scan.store import ArtifactStore
+
+SHARD_IDS = "shard_ids"
+"""Array of a shard artifact: the int32 sample ids it covers, sorted."""
+_SUMMED = ("domain_positive", "domain_tokens")
+
+
+def shard_key(scan: str, shard: int, n_shards: int) -> str:
+    """Artifact key of shard `shard` (0-based) of `n_shards` of a layer scan."""
+    return f"scan-shards/{scan}/{shard}-of-{n_shards}"
+
+
+def shard_batches(batches: Sequence[BatchPlan], shard: int, n_shards: int) -> list[BatchPlan]:
+    """Shard `shard` of `n_shards`: a contiguous run of the one-shard scan's batches (sizes differ by at
+    most one batch; a shard may be empty when there are fewer batches than shards)."""
+    if n_shards < 1 or not 0 <= shard < n_shards:
+        raise InvalidRequest(f"shard {shard} of {n_shards}: shards are numbered 0 … n_shards-1, n_shards ≥ 1")
+    begin = shard * len(batches) // n_shards
+    end = (shard + 1) * len(batches) // n_shards
+    return list(batches[begin:end])
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """What `scan_shard` wrote."""
+
+    keys: dict[int, str]
+    """Layer → shard artifact key."""
+    n_samples: int
+    """Samples of the probe set this shard recorded."""
+    passes: int
+    seconds: float
+
+
+def scan_shard(
+    store: ArtifactStore,
+    adapter: ModelAdapter,
+    dataset: DatasetSpec,
+    hook: str,
+    layers: Sequence[int],
+    options: PipelineOptions,
+    shard: int,
+    n_shards: int,
+    batch_size: int,
+    budget_bytes: int,
+    progress: PassProgress | None = None,
+    inputs: ScanInputs | None = None,
+) -> ShardInfo:
+    """Record shard `shard` of `n_shards` of the probe set for `layers` (in as few passes as
+    `budget_bytes` of recorder state allow) and store one shard artifact per layer.
+
+    `batch_size` must be the same for every shard and the merge (it fixes the batches); `inputs` may
+    pass an already tokenised probe set (else it is loaded). Existing shard artifacts are kept.
+    """
+    model = adapter.spec
+    point = check_hook(model, hook)
+    check_dataset(model, dataset.id)
+    for layer in layers:
+        check_layer(model, layer)
+    inputs = inputs or prepare_inputs(adapter, dataset)
+    probe = inputs.probe
+    probe_key = store_tokens(store, model, dataset, probe)
+    batches = shard_batches(plan_batches(inputs.tokenized, batch_size), shard, n_shards)
+    sample_ids = np.sort(np.asarray([row for batch in batches for row in batch.rows], dtype=np.int64))
+    random_ids = choose_random_ids(probe.n_samples, options.n_top, options.seed)
+    plan = plan_passes(inputs, model, layers, options.n_top, len(random_ids), budget_bytes)
+    n_top = min(options.n_top, probe.n_samples)
+    keys: dict[int, str] = {}
+    elapsed = [0.0]
+
+    def write(recorders: dict[int, LayerRecorder], seconds: float) -> None:
+        elapsed[0] += seconds
+        for layer, recorder in recorders.items():
+            scan = scan_id(model, dataset, hook, layer, options.n_top, options.seed)
+            arrays = dict(
+                layer_arrays(recorder, probe, random_ids, sample_ids), shard_ids=sample_ids.astype(np.int32)
+            )
+            manifest = scan_manifest(
+                model, dataset, hook, layer, options, probe, probe_key, seconds, batch_size
+            )
+            manifest.update(scan_id=scan, shard=shard, n_shards=n_shards, device=str(adapter.device))
+            keys[layer] = shard_key(scan, shard, n_shards)
+            store.write(keys[layer], {ACTIVATIONS_FILE: save_tensors(arrays)}, manifest)
+
+    if batches:
+        passes = record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, progress)
+    else:  # fewer batches than shards: this shard holds no sample, its state is the empty recorder's
+        empty = LayerRecorder(
+            model.neurons_per_layer,
+            n_top,
+            probe.max_tokens,
+            len(random_ids),
+            len(probe.domains),
+            torch.device("cpu"),
+        )
+        write(dict.fromkeys(sorted(set(layers)), empty), 0.0)
+        passes = 0
+    return ShardInfo(keys=keys, n_samples=int(sample_ids.size), passes=passes, seconds=elapsed[0])
+
+
+def merge_shards(
+    store: ArtifactStore,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layers: Sequence[int],
+    options: PipelineOptions,
+    n_shards: int,
+) -> dict[int, str]:
+    """Merge the `n_shards` shard artifacts of each layer into its scan artifact `scans/<scan_id>`,
+    byte-identical to a one-shard scan with the same batch size; layer → scan id. A layer whose scan
+    artifact already exists is left as it is; a missing shard is ScanMissing naming it."""
+    result = {}
+    for layer in sorted(set(layers)):
+        scan = scan_id(model, dataset, hook, layer, options.n_top, options.seed)
+        result[layer] = scan
+        if store.exists(scan_key(scan)):
+            continue
+        parts, manifests = [], []
+        for shard in range(n_shards):
+            key = shard_key(scan, shard, n_shards)
+            if not store.exists(key):
+                raise ScanMissing(
+                    f"shard {shard} of {n_shards} of scan {scan} is not in {store.url}: scan it first"
+                )
+            parts.append(load_tensors(store.read_bytes(key, ACTIVATIONS_FILE)))
+            manifests.append(store.read_manifest(key))
+        manifest = {k: v for k, v in manifests[0].items() if k not in ("shard", "n_shards", "files")}
+        manifest.update(seconds=round(sum(float(m["seconds"]) for m in manifests), 3), shards=n_shards)
+        write_layer_scan(store, scan, merge_arrays(parts), manifest)
+    return result
+
+
+def merge_arrays(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Combine shard arrays (each with `shard_ids`) into the one-shard scan's arrays."""
+    if not parts:
+        raise ValueError("no shard arrays to merge")
+    first = parts[0]
+    top_max = np.concatenate([p["top_max"] for p in parts], axis=1)  # [neurons, K·N]
+    top_ids = np.concatenate([p["top_ids"] for p in parts], axis=1)
+    keys = rank_keys(torch.from_numpy(top_max), torch.from_numpy(top_ids.astype(np.int64)))
+    keys[torch.from_numpy(top_ids < 0)] = EMPTY_KEY
+    n_top = first["top_ids"].shape[1]
+    order = keys.argsort(dim=1, descending=True)[:, :n_top].numpy()
+    top_acts = np.concatenate([p["top_acts"] for p in parts], axis=1)
+    random_acts = first["random_acts"].copy()
+    for part in parts[1:]:
+        held = np.isin(first["random_ids"], part[SHARD_IDS])
+        random_acts[:, held] = part["random_acts"][:, held]
+    merged = {
+        "top_acts": np.take_along_axis(top_acts, order[:, :, None], axis=1),
+        "top_ids": np.take_along_axis(top_ids, order, axis=1),
+        "top_max": np.take_along_axis(top_max, order, axis=1),
+        "global_max": np.max(np.stack([p["global_max"] for p in parts]), axis=0),
+        "random_acts": random_acts,
+        "random_ids": first["random_ids"],
+    }
+    for name in _SUMMED:
+        merged[name] = np.sum(np.stack([p[name] for p in parts]), axis=0, dtype=np.int64)
+    return merged
