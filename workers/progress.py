@@ -1,5 +1,6 @@
 """A job's progress and outcome in its RQ metadata (``contract.JobMeta``): stage, done, total, and on
-failure a ``JobError{type, message}`` that the API shows. Also counts each job's outcome and duration."""
+failure a ``JobError{type, message}`` that the API shows (from the task body, or from the worker's RQ
+exception handler :func:`record_failure`). Also counts each job's outcome and duration."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from contextlib import contextmanager
 
 import pydantic
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from service.contract import ERROR_INVALID_REQUEST, ERROR_JOB_TIMEOUT, JobError, JobMeta, JobStage
+from service.contract import (
+    ERROR_INVALID_REQUEST,
+    ERROR_JOB_TIMEOUT,
+    ERROR_WORKER_DIED,
+    WORKER_DIED_MESSAGE,
+    JobError,
+    JobMeta,
+    JobStage,
+)
 from workers.errors import (
     ArtifactCorrupt,
     DatasetUnavailable,
@@ -121,3 +131,23 @@ def job_run(queue: str) -> Iterator[Job]:
         raise
     finally:
         record_job(job.connection, queue, outcome, time.monotonic() - started)
+
+
+def record_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, *_: object) -> bool:
+    """RQ exception handler: record why a job failed as a JobError in its meta, by exception class, unless
+    the task already recorded it. It sees what tasks cannot: RQ's abandoned-job cleanup (a dead worker's
+    job), a timeout outside the task body, a task path that does not import. Returns True (fall through)."""
+    meta = JobMeta.from_meta(job.get_meta(refresh=True))
+    if meta.error is not None:
+        return True
+    if issubclass(exc_type, AbandonedJobError):
+        error = JobError(type=ERROR_WORKER_DIED, message=WORKER_DIED_MESSAGE)
+    elif issubclass(exc_type, JobTimeoutException):
+        error = JobError(
+            type=ERROR_JOB_TIMEOUT, message=f"the job ran longer than its timeout of {job.timeout}s"
+        )
+    else:
+        error = JobError(type=exc_type.__name__, message=str(exc_value) or exc_type.__name__)
+    job.meta = meta.model_copy(update={"error": error}).to_meta()
+    job.save_meta()
+    return True

@@ -27,38 +27,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.timeouts import JobTimeoutException
 
 from service.contract import (
-    ERROR_JOB_TIMEOUT,
-    ERROR_WORKER_DIED,
     QUEUE_NAMES,
-    WORKER_DIED_MESSAGE,
-    JobError,
-    JobMeta,
     load_registry,
 )
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs, load_settings
+from workers.liveness import ABANDON_AFTER_BEATS, check_liveness
 from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint, LLMEndpoints
+from workers.progress import record_failure
 from workers.runtime import WorkerConfig, WorkerRuntime, runtime_in_use
-
-ABANDON_AFTER_BEATS = 3
-"""A running job whose worker missed this many heartbeats in a row is declared abandoned (and retried)."""
 
 REDIS_WAIT_MAX_S = 30.0
 """Longest wait between two tries to reach Redis again during an outage, seconds."""
@@ -69,26 +59,6 @@ REDIS_OUTAGE = (redis.ConnectionError, redis.TimeoutError)
 log = logging.getLogger("neuronlens.worker")
 
 _T = TypeVar("_T")
-
-
-def record_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, *_: object) -> bool:
-    """RQ exception handler: record why a job failed as a JobError in its meta, by exception class, unless
-    the task already recorded it. It sees what tasks cannot: RQ's abandoned-job cleanup (a dead worker's
-    job), a timeout outside the task body, a task path that does not import. Returns True (fall through)."""
-    meta = JobMeta.from_meta(job.get_meta(refresh=True))
-    if meta.error is not None:
-        return True
-    if issubclass(exc_type, AbandonedJobError):
-        error = JobError(type=ERROR_WORKER_DIED, message=WORKER_DIED_MESSAGE)
-    elif issubclass(exc_type, JobTimeoutException):
-        error = JobError(
-            type=ERROR_JOB_TIMEOUT, message=f"the job ran longer than its timeout of {job.timeout}s"
-        )
-    else:
-        error = JobError(type=exc_type.__name__, message=str(exc_value) or exc_type.__name__)
-    job.meta = meta.model_copy(update={"error": error}).to_meta()
-    job.save_meta()
-    return True
 
 
 class NeuronLensWorker(SimpleWorker):
@@ -352,51 +322,6 @@ def build_worker(
     )
 
 
-def check_liveness(
-    settings: Settings, connection: redis.Redis, name: str | None = None, hostname: str | None = None
-) -> tuple[bool, str]:
-    """``(alive, reason)``: whether a worker beat within ``ABANDON_AFTER_BEATS`` heartbeat periods.
-
-    The worker is the one called ``name``, else the newest registered worker started on ``hostname``
-    (default: this host, which in Kubernetes is the pod, so a restarted container is judged, not the
-    key its killed predecessor left behind).
-    """
-    limit_s = ABANDON_AFTER_BEATS * settings.worker_heartbeat_s
-    host = hostname or socket.gethostname()
-    if name is not None:
-        key = SimpleWorker.redis_worker_namespace_prefix + name
-        found = SimpleWorker.find_by_key(key, connection=connection, serializer=JSONSerializer)
-        candidates = [found] if found is not None else []
-        who = f"worker {name}"
-    else:
-        candidates = [
-            worker
-            for worker in SimpleWorker.all(connection=connection, serializer=JSONSerializer)
-            if worker.hostname == host
-        ]
-        who = f"the newest worker on host {host}"
-    if not candidates:
-        return False, f"{who}: not registered in Redis"
-    oldest = datetime.min.replace(tzinfo=UTC)
-    worker = max(candidates, key=lambda w: _aware(w.birth_date) or oldest)
-    beat = _aware(worker.last_heartbeat)
-    if beat is None:
-        return False, f"{who} ({worker.name}): no heartbeat recorded"
-    age_s = (datetime.now(UTC) - beat).total_seconds()
-    verdict = "fresh" if age_s <= limit_s else "stale"
-    return (
-        age_s <= limit_s,
-        f"{who} ({worker.name}): last heartbeat {age_s:.1f} s ago ({verdict}, limit {limit_s} s)",
-    )
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """RQ stores UTC timestamps; older versions parse them naive."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def run_check(settings: Settings, name: str | None) -> int:
     """``--check``: 0 when the worker's heartbeat is fresh, 1 when it is stale or missing.
 
@@ -406,7 +331,7 @@ def run_check(settings: Settings, name: str | None) -> int:
     url = resolve_redis_url(settings)
     connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        alive, reason = check_liveness(settings, connection, name=name)
+        alive, reason = check_liveness(connection, settings.worker_heartbeat_s, name=name)
     except redis.RedisError as exc:
         print(
             f"neuronlens-worker --check: cannot reach Redis ({exc}); not judging this worker", file=sys.stderr
