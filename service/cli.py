@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from neuronlens import Client, ClientError
 from neuronlens.export import describe
 from service.cli_client import (
@@ -131,18 +133,24 @@ def demo_explain(args: argparse.Namespace, stack: Stack, stopping: threading.Eve
         with Client(stack.api_url) as client:
             (report,) = follow(client, dict(DEMO_REQUEST), args.quiet, args.timeout, stopping)
             page = client.page_url(report.model, report.layer, report.neuron)
-    except ClientError as exc:
+            html = httpx.get(page, timeout=30).raise_for_status().text
+    except (ClientError, httpx.HTTPError) as exc:
         print(f"neuronlens demo: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exc.exit_code if isinstance(exc, ClientError) else 1
     output = Path(args.output)
     output.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    print(describe(report, page_url=page))
-    print(f"  report JSON: {output.resolve()}")
+    # The stack stops when the demo ends: the neuron's page is kept as a file that opens offline.
+    saved_page = output.with_suffix(".html")
+    saved_page.write_text(html, encoding="utf-8")
     if args.serve:
+        print(describe(report, page_url=page))
+        print(f"  report JSON: {output.resolve()}")
         print(f"serving {stack.api_url} until Ctrl-C (the page above, GET /v1/models, ...)", flush=True)
         stopping.wait()
     else:
-        print("  (the page is served while a stack runs: `neuronlens demo --serve` keeps this one up)")
+        print(describe(report, page_url=saved_page.resolve().as_uri()))
+        print(f"  report JSON: {output.resolve()}")
+        print(f"  (saved from {page}; `neuronlens demo --serve` keeps the stack and its viewer up)")
     return 0
 
 

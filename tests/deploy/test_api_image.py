@@ -101,7 +101,7 @@ def test_the_app_factory_serves_health_and_an_exemplar_image_404(api_from_env: s
     )
     assert image.status_code == 404
     assert image.headers["content-type"].startswith("application/problem+json")
-    assert "no exemplar image 0 for minilm-l6 layer 0 neuron 0" in image.json()["detail"]
+    assert "no exemplar image 0.png for minilm-l6 layer 0 neuron 0" in image.json()["detail"]
 
 
 if __name__ == "__main__":  # pragma: no cover

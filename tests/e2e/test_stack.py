@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,18 @@ def assert_report_matches_scan(raw: dict[str, Any], context: ReportContext) -> N
         stored = top_acts[exemplar.rank, : len(exemplar.tokens)]
         np.testing.assert_allclose(exemplar.activations, stored, rtol=1e-6, atol=1e-6)
 
-    # DESIGN §4.4 from the stored activations: text-activated when >= 2 tokens exceed 3 on the 0-10 scale.
-    normalised = np.clip(10 * top_acts / scan.global_max[neuron], 0, 10)
-    p_text = float(((normalised > options.text_threshold).sum(axis=1) >= options.text_min_tokens).mean())
+    # DESIGN §4.4 from the stored activations, with the text-model rule (README "Method"): the 0-10 scale's
+    # 10 is the 0.999 quantile of the probe set's per-sample maxima (numpy's, over the top-N maxima padded
+    # with their smallest: the quantile only reads the top order statistics), and a sample is
+    # text-activated when >= 1 token exceeds 3 on that scale.
+    maxima = top_acts.max(axis=1)
+    padded = np.concatenate([maxima, np.full(probe.n_samples - len(maxima), maxima.min())])
+    scale = float(np.quantile(padded, options.scale_quantile))
+    # The scan keeps per-sample maxima in float32, per-token activations in float16: equal to fp16 precision.
+    assert report.normalisation is not None and report.normalisation.scale == pytest.approx(scale, rel=1e-3)
+    normalised = np.clip(10 * top_acts / report.normalisation.scale, 0, 10)
+    text_active = (normalised > options.text_threshold).sum(axis=1) >= options.text_model_min_tokens
+    p_text = float(text_active.mean())
     assert report.type_evidence.p_text == pytest.approx(p_text)
     assert report.type_evidence.p_unknown == pytest.approx(1 - p_text)
     assert report.type_evidence.p_visual == report.type_evidence.p_multimodal == 0
@@ -225,3 +235,8 @@ def test_demo_explains_and_stops(stack: RunningStack, tmp_path: Path) -> None:
     assert f"score:       {correlation:.3f} (95% CI " in summary
     assert f"/v1/neurons/{MODEL}/{LAYER}/42/page" in summary
     assert f"report JSON: {output}" in summary
+    # The stack is gone after the demo: the page URL it prints is the neuron's page saved as a file.
+    page = tmp_path / "neuronlens-demo-report.html"
+    assert f"page:        {page.as_uri()}" in summary
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and escape(report["explanation"]["text"]) in html
