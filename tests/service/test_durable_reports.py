@@ -21,7 +21,7 @@ from service.settings import Settings
 from tests.service.helpers import rq_jobs, run_workers, serve
 
 SAMPLES = 600
-"""Probe-set samples scanned (the slice other service and worker tests scan, so the scan is shared)."""
+"""Samples of minilm-l6's default probe set scanned (as test_pipeline_jobs does, so the scan is shared)."""
 LAYER = 2
 
 
@@ -30,7 +30,9 @@ def stack(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -
     """Settings for an API and in-process workers that agree on a registry with the small probe set;
     workers read theirs from the environment, as deployed ones do."""
     registry = json.loads(BUNDLED_REGISTRY.read_text())
-    registry["datasets"][0]["n_samples"] = SAMPLES
+    (minilm,) = [model for model in registry["models"] if model["id"] == "minilm-l6"]
+    (default,) = [dataset for dataset in registry["datasets"] if dataset["id"] == minilm["datasets"][0]]
+    default["n_samples"] = SAMPLES  # minilm-l6's default probe set, cut to its first samples
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(registry))
     for name, value in {
