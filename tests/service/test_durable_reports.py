@@ -17,7 +17,8 @@ from rq.serializers import JSONSerializer
 
 from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, JobStatus, report_folder_key, report_object_neuron
-from service.settings import Settings
+from service.settings import Settings, load_settings
+from tests.llm_peer import LLMPeer
 from tests.service.helpers import rq_jobs, run_workers, serve
 
 SAMPLES = 600
@@ -70,44 +71,59 @@ def test_every_report_is_served_after_redis_loses_everything(
         assert json.loads(before[f"/v1/neurons/minilm-l6/{LAYER}"])["total"] == 3
 
         redis_conn.flushall()
-        assert _reads(http, neurons) == before
-        again = http.post("/v1/explanations", json=request)
+        again = http.post("/v1/explanations", json=request)  # first: no listing has rebuilt the index
         assert again.status_code == 200, again.text
         assert JobStatus.model_validate(again.json()).reports == finished.reports
         assert rq_jobs(redis_conn) == []  # nothing enqueued
-        assert _reads(http, neurons) == before  # and again from the rebuilt index
+        assert _reads(http, neurons) == before
+
+        redis_conn.flushall()
+        assert _reads(http, neurons) == before  # each GET before the listing, then from the rebuilt index
+        assert _reads(http, neurons) == before
 
 
-def test_each_report_is_in_the_store_before_its_job_finishes(
-    stack: Settings, redis_conn: redis.Redis, redis_url: str
+def _first_stored(folder: Path, peer: LLMPeer, stop: threading.Event, seen: list[int]) -> None:
+    """Append the peer's call count at the moment the first report object appears in ``folder``."""
+    while not stop.is_set():
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        if any(report_object_neuron(name) is not None for name in names):
+            seen.append(peer.calls)
+            return
+
+
+def test_each_report_is_in_the_store_while_later_neurons_are_explained(
+    stack: Settings, redis_conn: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    neurons = list(range(40))
-    request = {"model": "minilm-l6", "layer": LAYER, "neurons": neurons}
-    with serve(create_app(stack)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        job_id = http.post("/v1/explanations", json=request).json()["job_id"]
-        variant = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).kwargs["variant"]
-        folder = Path(stack.artifact_url) / report_folder_key("minilm-l6", LAYER, variant)
-        seen: list[tuple[int, str]] = []  # (reports in the store, job status) when the first appeared
-        stop = threading.Event()
-
-        def watch() -> None:
-            watcher = redis.Redis.from_url(redis_url)
-            while not stop.is_set():
-                names = list(folder.iterdir()) if folder.is_dir() else []
-                stored = [n for n in names if report_object_neuron(n.name) is not None]
-                if stored:
-                    job = Job.fetch(job_id, connection=watcher, serializer=JSONSerializer)
-                    seen.append((len(stored), str(job.get_status())))
-                    break
-            watcher.close()
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        try:
-            run_workers(redis_conn, stack)
-        finally:
-            stop.set()
-            watcher.join(timeout=10)
-        status = JobStatus.model_validate(http.get(f"/v1/jobs/{job_id}").json())
-    assert status.status == "finished"
-    assert seen and seen[0][0] < len(neurons) and seen[0][1] != "finished", seen
+    """With the LLM peer (one call in flight, 40 ms each), the first report object appears after that
+    neuron's calls and before the job's last call: stored per neuron, not at the end of the job."""
+    neurons = list(range(8))
+    with LLMPeer(latency_ms=40) as peer:
+        for name, value in {
+            "NEURONLENS_REDIS_URL": redis_url,
+            "NEURONLENS_LLM_BASE_URL": peer.base_url,
+            "NEURONLENS_LLM_API_KEY": "test-key",
+            "NEURONLENS_EXPLAINER_MODEL": "explainer-a",
+            "NEURONLENS_SIMULATOR_MODEL": "simulator-a",
+            "NEURONLENS_LLM_CONCURRENCY": "1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+        settings = load_settings()  # the API's, as the workers read theirs: the same environment
+        request = {"model": "minilm-l6", "layer": LAYER, "neurons": neurons}
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            job_id = http.post("/v1/explanations", json=request).json()["job_id"]
+            variant = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).kwargs["variant"]
+            folder = Path(settings.artifact_url) / report_folder_key("minilm-l6", LAYER, variant)
+            seen: list[int] = []
+            stop = threading.Event()
+            watcher = threading.Thread(target=_first_stored, args=(folder, peer, stop, seen), daemon=True)
+            watcher.start()
+            try:
+                run_workers(redis_conn, settings)
+            finally:
+                stop.set()
+                watcher.join(timeout=10)
+            status = JobStatus.model_validate(http.get(f"/v1/jobs/{job_id}").json())
+        total_calls = peer.calls
+    assert status.status == "finished" and status.reports_total == len(neurons), status.error
+    assert seen and 0 < seen[0] < total_calls, (seen, total_calls)

@@ -74,7 +74,7 @@ def test_listing_matches_the_model_name_literally(
     """Model ids become folder names: ids that one replacement character would merge stay apart."""
     variant = "0123456789abcdef"
     body = _put(redis_conn, report_objects, "m*[1]", 1, variant)
-    for model, neuron in [("m_[1]", 2), ("m__1_", 3), ("m*[1]x", 4)]:
+    for model, neuron in [("m_1_", 2), ("m[1]", 3), ("m*[1]x", 4)]:  # m_1_ if unsafe runs became _
         _put(redis_conn, report_objects, model, neuron, variant)
     _put(redis_conn, report_objects, "m*[1]", 5, "fedcba9876543210")
     store = ReportStore(settings.artifact_url)
