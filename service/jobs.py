@@ -326,8 +326,8 @@ def job_status(
         page = keys[offset : offset + limit]
         values = store.read_many(page)
         reports = [
-            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)  # type: ignore[arg-type]
-            for v in values  # type: ignore[union-attr]
+            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)
+            for v in values
             if v is not None
         ]
     return JobStatus(
