@@ -31,6 +31,7 @@ from service.jobs import JobQueues
 from service.logs import configure_logging
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
 from service.ratelimit import RateLimits
+from service.report_store import ReportStore
 from service.reports import ReportReader
 from service.request_id import RequestIdMiddleware
 from service.routes import API_ROUTE_HANDLERS, OPEN_ROUTE_HANDLERS
@@ -91,7 +92,7 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = client
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
-    app.state.reports = ReportReader(registry, async_client, settings)
+    app.state.reports = ReportReader(registry, async_client, ReportStore(settings.artifact_url), settings)
     app.state.key_store = key_store(settings)
     app.state.rate_limits = RateLimits(settings)
     try:

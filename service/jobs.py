@@ -41,6 +41,7 @@ from service.contract import (
 )
 from service.exemplar_links import link_exemplar_images
 from service.job_state import explain_state
+from service.report_store import ReportStore, index_lacks_any
 from service.settings import Settings
 from service.validate import ResolvedRequest
 
@@ -101,18 +102,25 @@ def explain_job_id(resolved: ResolvedRequest) -> str:
 
 
 def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
-    """Redis keys of a request's reports of one report variant, in neuron order."""
+    """Artifact-store keys of a request's reports of one report variant, in neuron order."""
     return [report_key(request.model, request.layer, n, variant) for n in request.neuron_list()]
 
 
 def request_report_keys(resolved: ResolvedRequest) -> list[str]:
-    """Redis keys of the reports a resolved request produces, in neuron order."""
+    """Artifact-store keys of the reports a resolved request produces, in neuron order."""
     return variant_report_keys(resolved.request, resolved.variant)
 
 
-def stored_reports(connection: redis.Redis, keys: list[str]) -> list[bytes] | None:
-    """The stored report JSON for every key, or None when any of them is missing."""
-    values: list[bytes | None] = connection.mget(keys)  # type: ignore[assignment]
+def stored_reports(
+    connection: redis.Redis, store: ReportStore, resolved: ResolvedRequest
+) -> list[bytes] | None:
+    """The stored report JSON of every neuron of a resolved request, or None when any is missing. The
+    Redis index answers "not all" without touching the store; otherwise (all indexed, or the index lost)
+    the objects are read, and they decide."""
+    request = resolved.request
+    if index_lacks_any(connection, request.model, request.layer, resolved.variant, request.neuron_list()):
+        return None
+    values = store.read_many(request_report_keys(resolved))
     if any(value is None for value in values):
         return None
     return [value for value in values if value is not None]
@@ -236,6 +244,7 @@ def _enqueue_explain(
 
 def submit_explanation(
     connection: redis.Redis,
+    store: ReportStore,
     queues: JobQueues,
     settings: Settings,
     resolved: ResolvedRequest,
@@ -247,8 +256,7 @@ def submit_explanation(
     ``before_enqueue`` runs just before anything is enqueued and may refuse by raising (quotas)."""
     admit = before_enqueue or (lambda: None)
     job_id = explain_job_id(resolved)
-    keys = request_report_keys(resolved)
-    reports = stored_reports(connection, keys)
+    reports = stored_reports(connection, store, resolved)
     if reports is not None:
         return Submission(job_id=job_id, reports=reports)
     with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
@@ -257,7 +265,7 @@ def submit_explanation(
             state = explain_state(connection, job)
             if state.status == "finished":
                 # It may have finished between the check above and taking the lock.
-                reports = stored_reports(connection, keys)
+                reports = stored_reports(connection, store, resolved)
                 if reports is not None:
                     return Submission(job_id=job_id, reports=reports)
             elif state.status != "failed":
@@ -297,8 +305,11 @@ def listening_workers(connection: redis.Redis, job: Job) -> int:
     return min(counts, default=0)
 
 
-def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int = 100) -> JobStatus | None:
-    """`GET /v1/jobs/{job_id}`: None when no explain job has that id; reports paged once finished."""
+def job_status(
+    connection: redis.Redis, store: ReportStore, job_id: str, offset: int = 0, limit: int = 100
+) -> JobStatus | None:
+    """`GET /v1/jobs/{job_id}`: None when no explain job has that id; reports paged once finished (read
+    from the store)."""
     if not job_id.startswith(EXPLAIN_JOB_PREFIX):
         return None
     job = fetch_job(connection, job_id)
@@ -313,10 +324,10 @@ def job_status(connection: redis.Redis, job_id: str, offset: int = 0, limit: int
         keys = variant_report_keys(request, variant)
         total = len(keys)
         page = keys[offset : offset + limit]
-        values = connection.mget(page) if page else []
+        values = store.read_many(page)
         reports = [
-            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)  # type: ignore[arg-type]
-            for v in values  # type: ignore[union-attr]
+            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)
+            for v in values
             if v is not None
         ]
     return JobStatus(

@@ -1,25 +1,21 @@
 """Listing the stored reports of one layer: the one place that knows how to find them.
 
-Reports live in Redis today under `schemas.report_key(model, layer, neuron, variant)`; a layer's are
-found with SCAN over that key pattern (never KEYS, which blocks Redis). Everything else (the
+Reports live in the artifact store, one object per neuron (`contract.report_key`), with a Redis set of the
+stored neuron ids per (model, layer, variant) as their index (service/report_store.py: after a Redis flush
+the index is rebuilt from one listing of the store's folder). Everything else (the
 `GET /v1/neurons/{model}/{layer}` route, the viewer's layer page and its prev/next links) goes through
-:func:`list_layer_reports`, so moving durable reports elsewhere re-points this module only.
+:func:`list_layer_reports`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import redis
 
 from service.contract import NeuronSummary, report_key
-
-SCAN_COUNT = 1000
-"""Keys Redis examines per SCAN step: large enough for few round trips, small enough not to stall it."""
-
-_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+from service.report_store import ReportStore, indexed_neurons
 
 
 @dataclass(frozen=True)
@@ -29,32 +25,25 @@ class LayerReports:
     neurons: list[int]
     """Every neuron with a stored report, ascending."""
     reports: list[bytes]
-    """Report JSON of ``neurons[offset : offset + limit]``, in that order (a report deleted between the
-    listing and the read is left out)."""
-
-
-def _glob_escape(text: str) -> str:
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
+    """Report JSON of ``neurons[offset : offset + limit]``, in that order (a report that cannot be read is
+    left out)."""
 
 
 def list_layer_reports(
-    connection: redis.Redis, model: str, layer: int, variant: str, offset: int = 0, limit: int = 0
+    connection: redis.Redis,
+    store: ReportStore,
+    model: str,
+    layer: int,
+    variant: str,
+    offset: int = 0,
+    limit: int = 0,
 ) -> LayerReports:
     """The neurons of ``model`` ``layer`` with a stored report of ``variant``, and the JSON of the page
     ``offset`` … ``offset + limit`` of them (no reports read when ``limit`` is 0)."""
-    prefix = report_key(model, layer, 0, variant).rsplit(":", 2)[0] + ":"
-    pattern = f"{_glob_escape(prefix)}*:{_glob_escape(variant)}"
-    neurons = set()
-    for key in connection.scan_iter(match=pattern, count=SCAN_COUNT):
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        middle = text[len(prefix) : -(len(variant) + 1)]
-        if middle.isdigit():
-            neurons.add(int(middle))
-    ordered = sorted(neurons)
+    ordered = indexed_neurons(connection, store, model, layer, variant)
     page = ordered[offset : offset + limit] if limit > 0 else []
-    values = connection.mget([report_key(model, layer, n, variant) for n in page]) if page else []
-    reports = [value for value in values if value is not None]  # type: ignore[union-attr]
-    return LayerReports(neurons=ordered, reports=reports)  # type: ignore[arg-type]
+    values = store.read_many([report_key(model, layer, n, variant) for n in page])
+    return LayerReports(neurons=ordered, reports=[value for value in values if value is not None])
 
 
 def summarize(report_json: bytes) -> NeuronSummary:

@@ -1,4 +1,5 @@
-"""Reading stored NeuronReports for `GET /v1/neurons/...` (the API's hot path: one Redis GET)."""
+"""Reading stored NeuronReports for `GET /v1/neurons/...` (the API's hot path: one read of the report's
+object in the artifact store, service/report_store.py; no Redis round trip)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from service.contract import ExplanationRequest, ModelSpec, Registry
 from service.errors import InvalidInput, NotFound
 from service.exemplar_links import link_report_json
 from service.jobs import request_report_keys
+from service.report_store import ReportStore
 from service.settings import Settings
 from service.validate import resolve_neuron_path, resolve_request
 
@@ -44,7 +46,7 @@ class ReportLookup:
     """Where the report a lookup asks for is stored, and what it was resolved to."""
 
     key: str
-    """Redis key of the report."""
+    """Artifact-store key of the report (`contract.report_key`)."""
     request: ExplanationRequest
     """The resolved one-neuron request (default options) the report answers."""
     variant: str
@@ -53,12 +55,16 @@ class ReportLookup:
 
 
 class ReportReader:
-    """The registry, the settings (default backends, LLM endpoints) and the asyncio Redis client, handed to
-    the routes as one dependency; one per app (on ``app.state``), with the lookups it resolved so far."""
+    """The registry, the settings (default backends, LLM endpoints), the asyncio Redis client and the report
+    store, handed to the routes as one dependency; one per app (on ``app.state``), with the lookups it
+    resolved so far."""
 
-    def __init__(self, registry: Registry, redis: AsyncRedis, settings: Settings | None = None) -> None:
+    def __init__(
+        self, registry: Registry, redis: AsyncRedis, store: ReportStore, settings: Settings | None = None
+    ) -> None:
         self.registry = registry
         self.redis = redis
+        self.store = store
         self.settings = settings
         self._keys: dict[tuple[object, ...], ReportLookup] = {}
 
@@ -89,14 +95,13 @@ class ReportReader:
         unknown names or no report."""
         lookup = self.resolve(model, layer, neuron, query)
         request = lookup.request
-        raw = await self.redis.get(lookup.key)
-        if raw is None:
+        stored = await self.store.read_async(lookup.key)
+        if stored is None:
             raise NotFound(
                 f"no report stored for {model} layer {layer} neuron {neuron} (hook {request.hook}, dataset "
                 f"{request.dataset}, explainer {request.explainer}, simulator {request.simulator}"
                 f"{_llm_part(request)}, default options): POST /v1/explanations to create it"
             )
-        stored = raw if isinstance(raw, bytes) else raw.encode()
         if lookup.model.modality != "vision-language":
             return stored  # text models have no image exemplars: the stored bytes are served as they are
         return link_report_json(stored, request, lookup.variant)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from service.contract import REPORT_ROOT
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings, load_settings
 
@@ -25,11 +27,13 @@ def redis_server_url() -> Iterator[str]:
 
 
 @pytest.fixture()
-def redis_url(redis_server_url: str) -> Iterator[str]:
-    """The session server, flushed before each test so tests never see each other's jobs."""
+def redis_url(redis_server_url: str, shared_artifact_dir: Path) -> Iterator[str]:
+    """The session server, flushed before each test so tests never see each other's jobs; the stored
+    reports of the session artifact store go with it (they outlive Redis by design; scans are kept)."""
     client = redis.Redis.from_url(redis_server_url)
     client.flushdb()
     client.close()
+    shutil.rmtree(shared_artifact_dir / REPORT_ROOT, ignore_errors=True)
     yield redis_server_url
 
 

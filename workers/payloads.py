@@ -56,7 +56,7 @@ class ExplainJob:
     variant: str
     """The report variant (``contract.report_variant``), computed once for the job."""
     report_keys: dict[int, str]
-    """Redis key of each neuron's report."""
+    """Artifact-store key (`contract.report_key`) of each neuron's report."""
 
     @property
     def llm_endpoint(self) -> str | None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from workers.data.images import ImageSource
     from workers.llm.client import LLMCallers
     from workers.models.loader import ModelCache
+    from workers.report_store import ReportObjects
     from workers.scan.artifacts import ScanCache
     from workers.scan.run import ScanSetup
     from workers.scan.store import ArtifactStore
@@ -73,6 +74,13 @@ class WorkerRuntime:
         from workers.scan.store import FsspecArtifactStore
 
         return FsspecArtifactStore(self.config.artifact_url)
+
+    @cached_property
+    def reports(self) -> ReportObjects:
+        """The stored report objects, under the artifact store's URL."""
+        from workers.report_store import ReportObjects
+
+        return ReportObjects(self.config.artifact_url)
 
     @cached_property
     def models(self) -> ModelCache:

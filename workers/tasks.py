@@ -3,7 +3,7 @@
 Each parses its JSON payload once into a resolved job against the process's WorkerRuntime
 (workers/payloads.py), calls one domain function (workers/pipeline.py) and returns JSON. Progress and
 failures go to the job's typed metadata (workers/progress.py), counters to the worker metrics
-(workers/metrics.py), reports to Redis (workers/report_store.py).
+(workers/metrics.py), reports to the artifact store with their index in Redis (workers/report_store.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def run_explain_job(
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
-        missing = missing_reports(job.connection, explain.report_keys)
+        model, layer, variant = explain.model.id, explain.request.layer, explain.variant
+        missing = missing_reports(job.connection, runtime.reports, model, layer, variant, explain.neurons)
         progress = JobProgress(job, total=len(explain.neurons))
         progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
         try:
@@ -72,7 +73,8 @@ def run_explain_job(
                 variant=explain.variant,
                 progress=progress.on_pipeline,
             ):
-                store_report(job.connection, explain.report_keys[report.neuron], report, explain.llm_endpoint)
+                key = explain.report_keys[report.neuron]
+                store_report(job.connection, runtime.reports, key, variant, report, explain.llm_endpoint)
                 progress.update(done=progress.done + 1)
         except LLMEndpointError:
             record_llm_error(job.connection, explain.llm_endpoint or "unknown")

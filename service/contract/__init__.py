@@ -42,12 +42,18 @@ from service.contract.jobs import (
 )
 from service.contract.keys import (
     EXEMPLAR_IMAGE_ROOT,
-    REPORT_KEY_PREFIX,
+    REPORT_INDEX_PREFIX,
+    REPORT_INDEX_SYNCED,
+    REPORT_ROOT,
     canonical_json,
     dataset_identity,
     exemplar_image_name,
     exemplar_images_key,
+    report_folder_key,
+    report_index_key,
     report_key,
+    report_object_name,
+    report_object_neuron,
     report_variant,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
@@ -120,7 +126,9 @@ __all__ = [
     "METRICS_KEY",
     "PIPELINE_VERSION",
     "QUEUE_NAMES",
-    "REPORT_KEY_PREFIX",
+    "REPORT_INDEX_PREFIX",
+    "REPORT_INDEX_SYNCED",
+    "REPORT_ROOT",
     "SCAN_JOB_PREFIX",
     "SCAN_QUEUE",
     "SCAN_TASK",
@@ -169,7 +177,11 @@ __all__ = [
     "load_registry",
     "SUPPORTED_ARCHITECTURES",
     "parse_series",
+    "report_folder_key",
+    "report_index_key",
     "report_key",
+    "report_object_name",
+    "report_object_neuron",
     "report_variant",
     "series_name",
 ]

@@ -1,18 +1,40 @@
-"""Storage keys shared by the API and the workers: the report variant hash, report keys in Redis and
-the artifact-store keys of shaded exemplar images. Both sides compute them with these functions only."""
+"""Storage keys shared by the API and the workers: the report variant hash, where reports live in the
+artifact store and their index in Redis, and the artifact-store keys of shaded exemplar images. Both sides
+compute them with these functions only.
+
+Report layout in the artifact store (one small JSON object per neuron, written as soon as that neuron is
+done, never rewritten)::
+
+    reports/<model>/L<layer>/<variant>/<neuron>.json
+
+``<model>`` is the model id percent-encoded (`report_model_dir`), so distinct ids never share a folder.
+A layer's folder of one variant is a bulk export as it stands (`ls`, `cat`, `aws s3 sync`). Redis holds
+only an index: per (model, layer, variant) a set of the neuron ids whose object is stored, added after
+the object is written, plus the member `REPORT_INDEX_SYNCED` once the set was rebuilt from the store (a set
+without it, e.g. after a Redis flush, is incomplete and readers list the store's folder instead)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from urllib.parse import quote
 
 from service.contract.registry import DatasetSpec
 from service.contract.requests import ExplanationRequest, LLMModels
 from service.contract.versions import PIPELINE_VERSION
 
-REPORT_KEY_PREFIX = "nl:report:"
-"""Every Redis key of a stored NeuronReport starts with this."""
+REPORT_ROOT = "reports"
+"""Artifact-store folder of stored NeuronReports (written by explain workers, read by the API)."""
+
+REPORT_INDEX_PREFIX = "nl:reports:"
+"""Every Redis key of a report index (a set of neuron ids, `report_index_key`) starts with this."""
+
+REPORT_INDEX_SYNCED = -1
+"""Member of a report index set meaning "rebuilt from the store's folder": without it the set may lack
+reports stored before Redis lost it, and readers list the folder instead."""
+
+_REPORT_NAME = re.compile(r"^(0|[1-9][0-9]{0,8})\.json$")
 
 EXEMPLAR_IMAGE_ROOT = "images"
 """Artifact-store folder of shaded exemplar images (written by explain workers, read by the API)."""
@@ -69,9 +91,37 @@ def report_variant(
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
+def report_model_dir(model: str) -> str:
+    """A model id as one path segment: percent-encoded (letters, digits and ``_.-~`` kept), so no two ids
+    share a folder and none leaves it."""
+    encoded = quote(model, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
+def report_folder_key(model: str, layer: int, variant: str) -> str:
+    """Artifact-store folder holding the reports of one layer and variant, one `<neuron>.json` each."""
+    return f"{REPORT_ROOT}/{report_model_dir(model)}/L{layer}/{variant}"
+
+
+def report_object_name(neuron: int) -> str:
+    """File name of one neuron's report inside its `report_folder_key` folder."""
+    return f"{neuron}.json"
+
+
+def report_object_neuron(name: str) -> int | None:
+    """The neuron a file name in a report folder holds, or None for anything else (temporary files)."""
+    match = _REPORT_NAME.match(name.rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
 def report_key(model: str, layer: int, neuron: int, variant: str) -> str:
-    """Redis key under which the explain worker stores a NeuronReport as JSON."""
-    return f"{REPORT_KEY_PREFIX}{model}:{layer}:{neuron}:{variant}"
+    """Artifact-store key (path under the store's root) of one stored NeuronReport's JSON."""
+    return f"{report_folder_key(model, layer, variant)}/{report_object_name(neuron)}"
+
+
+def report_index_key(model: str, layer: int, variant: str) -> str:
+    """Redis key of the set of neuron ids of one layer and variant whose report object is stored."""
+    return f"{REPORT_INDEX_PREFIX}{model}:{layer}:{variant}"
 
 
 def exemplar_images_key(model: str, layer: int, neuron: int, variant: str) -> str:

@@ -26,6 +26,7 @@ from service.exemplar_links import link_exemplar_images
 from service.jobs import JobQueues, submit_explanation
 from service.openapi_docs import DocumentedOperation
 from service.ratelimit import RateLimits
+from service.reports import ReportReader
 from service.request_id import current_request_id
 from service.settings import Settings
 from service.validate import resolve_request
@@ -60,6 +61,7 @@ def create_explanation(
     queues: NamedDependency[JobQueues],
     registry: NamedDependency[Registry],
     settings: NamedDependency[Settings],
+    reports: NamedDependency[ReportReader],
 ) -> Response[ExplanationAccepted | JobStatus]:
     """Explain neurons of one layer. The request is checked against the registry first (unknown model,
     hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint name the deployment
@@ -72,19 +74,21 @@ def create_explanation(
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
     admit = None if key is None else partial(limits.admit, key, estimate_calls(resolved))
-    submission = submit_explanation(redis_client, queues, settings, resolved, current_request_id(), admit)
+    submission = submit_explanation(
+        redis_client, reports.store, queues, settings, resolved, current_request_id(), admit
+    )
     if submission.reports is not None:
         variant = resolved.variant
-        reports = [
+        stored = [
             link_exemplar_images(NeuronReport.model_validate_json(raw), resolved.request, variant)
             for raw in submission.reports
         ]
         done = JobStatus(
             job_id=submission.job_id,
             status="finished",
-            progress=Progress(done=len(reports), total=len(reports)),
-            reports=reports,
-            reports_total=len(reports),
+            progress=Progress(done=len(stored), total=len(stored)),
+            reports=stored,
+            reports_total=len(stored),
         )
         return Response(done, status_code=200)
     status_url = f"/v1/jobs/{submission.job_id}"

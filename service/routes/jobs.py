@@ -13,6 +13,7 @@ from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
 from service.errors import NotFound, problem_specs
 from service.jobs import job_status
 from service.openapi_docs import DocumentedOperation
+from service.reports import ReportReader
 
 MAX_PAGE = 1000
 """Most reports one status answer carries; page with `offset`."""
@@ -37,6 +38,7 @@ def get_job(
         ),
     ],
     redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
     offset: int = Parameter(default=0, ge=0, description="First report of the page (finished jobs)."),
     limit: int = Parameter(
         default=100, ge=1, le=MAX_PAGE, description=f"Reports per page, at most {MAX_PAGE}."
@@ -45,7 +47,7 @@ def get_job(
     """Status of an explanation job: `queued` (with its queue position), `scanning`, `explaining`,
     `simulating`, `finished` (with a page of reports) or `failed` (with an error that says why).
     Progress counts neurons whose report is stored."""
-    status = job_status(redis_client, job_id, offset=offset, limit=limit)
+    status = job_status(redis_client, reports.store, job_id, offset=offset, limit=limit)
     if status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return status

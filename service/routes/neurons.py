@@ -83,7 +83,7 @@ def list_layer_neurons(
     `GET /v1/neurons/{model}/{layer}/{neuron}` with the same query reads. `total` counts them all; page
     with `offset` and `limit`. An empty page when none is stored; 404 for an unknown model or layer."""
     variant, _ = reports.layer_variant(model, layer, report_query)
-    found = list_layer_reports(redis_client, model, layer, variant, offset=offset, limit=limit)
+    found = list_layer_reports(redis_client, reports.store, model, layer, variant, offset=offset, limit=limit)
     return NeuronListing(
         model=model,
         layer=layer,

@@ -77,7 +77,9 @@ def get_layer_page(
     `GET /v1/neurons/{model}/{layer}`): type distribution, score histogram and a sortable table
     (neuron, type, type evidence, explanation, score and its interval) linking to each neuron's page."""
     variant, request = reports.layer_variant(model, layer, report_query)
-    found = list_layer_reports(redis_client, model, layer, variant, offset=offset, limit=LAYER_PAGE_ROWS)
+    found = list_layer_reports(
+        redis_client, reports.store, model, layer, variant, offset=offset, limit=LAYER_PAGE_ROWS
+    )
     rows = [summarize(raw) for raw in found.reports]
     spec = registry.model(model)
     return _html(
@@ -119,7 +121,9 @@ async def get_neuron_page(
     domains by share. 404 (problem details) when none is stored."""
     report = NeuronReport.model_validate_json(await reports.read(model, layer, neuron, report_query))
     variant, _ = reports.layer_variant(model, layer, report_query)
-    found = await anyio.to_thread.run_sync(partial(list_layer_reports, redis_client, model, layer, variant))
+    found = await anyio.to_thread.run_sync(
+        partial(list_layer_reports, redis_client, reports.store, model, layer, variant)
+    )
     previous, following = _neighbours(found.neurons, neuron)
     n_layers = reports.registry.model(model).layers
     links = NeuronPageLinks(query=report_query, previous=previous, next=following, n_layers=n_layers)
@@ -136,10 +140,13 @@ async def get_neuron_page(
     media_type=MediaType.HTML,
     responses=problem_specs(400, 404, 503),
 )
-def get_job_page(job_id: FromPath[str], redis_client: NamedDependency[redis.Redis]) -> Response[str]:
+def get_job_page(
+    job_id: FromPath[str], redis_client: NamedDependency[redis.Redis], reports: NamedDependency[ReportReader]
+) -> Response[str]:
     """What the job asked for, its status and progress (kept current by polling `GET /v1/jobs/{job_id}`
     from the page), its error when it failed, and links to its neurons' pages once finished."""
-    status = job_status(redis_client, job_id, limit=1) if job_id.startswith(EXPLAIN_JOB_PREFIX) else None
+    is_explain = job_id.startswith(EXPLAIN_JOB_PREFIX)
+    status = job_status(redis_client, reports.store, job_id, limit=1) if is_explain else None
     job = fetch_job(redis_client, job_id) if status is not None else None
     if status is None or job is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")

@@ -12,6 +12,7 @@ from service.app import create_app
 from service.contract import load_registry
 from service.settings import Settings
 from tests.service.helpers import serve
+from workers.report_store import ReportObjects
 
 
 @pytest.fixture()
@@ -30,6 +31,12 @@ def api_url(settings: Settings) -> Iterator[str]:
 def http(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture()
+def report_objects(settings: Settings) -> ReportObjects:
+    """The report objects of the test's artifact store, written as an explain worker writes them."""
+    return ReportObjects(settings.artifact_url)
 
 
 @pytest.fixture()

@@ -27,6 +27,7 @@ from service.contract import (
 from service.jobs import request_report_keys
 from service.settings import Settings, load_settings
 from service.validate import resolve_request
+from workers.report_store import ReportObjects, store_report
 from workers.runtime import WorkerRuntime
 from workers.worker import NeuronLensWorker, build_runtime, build_worker
 
@@ -114,10 +115,15 @@ def build_report(model: str, revision: str, layer: int, neuron: int, hook: str, 
 
 
 def store_reports(
-    conn: redis.Redis, request: ExplanationRequest, revision: str, settings: Settings | None = None
+    conn: redis.Redis,
+    objects: ReportObjects,
+    request: ExplanationRequest,
+    revision: str,
+    settings: Settings | None = None,
 ) -> list[NeuronReport]:
-    """Store a report for every neuron of a request under the key the API (with ``settings``: its default
-    backends and LLM endpoints; None: the baseline) reads."""
+    """Store a report for every neuron of a request as an explain worker does (object in the artifact
+    store, then the Redis index), under the key the API (with ``settings``: its default backends and LLM
+    endpoints; None: the baseline) reads."""
     resolved = resolve_request(load_registry(), request, max_neurons=4096, settings=settings)
     request = resolved.request
     assert request.hook is not None and request.dataset is not None
@@ -126,7 +132,7 @@ def store_reports(
     reports = []
     for neuron, key in zip(request.neuron_list(), keys, strict=True):
         report = build_report(request.model, revision, request.layer, neuron, request.hook, request.dataset)
-        conn.set(key, report.model_dump_json())
+        store_report(conn, objects, key, resolved.variant, report, None)
         reports.append(report)
     return reports
 

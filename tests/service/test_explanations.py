@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 from service.contract import ExplanationRequest, JobStatus
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, rq_jobs, store_reports
+from workers.report_store import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
 
@@ -228,12 +229,12 @@ def test_concurrent_identical_posts_on_two_replicas_create_one_job(
 
 
 def test_all_reports_stored_answers_200_at_once(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
     resolved = ExplanationRequest(
         model="minilm-l6", layer=2, neurons=[5, 6, 7], hook="mlp_act", dataset="text-probe-v2"
     )
-    stored = store_reports(redis_conn, resolved, minilm_revision)
+    stored = store_reports(redis_conn, report_objects, resolved, minilm_revision)
     response = http.post(
         "/v1/explanations", json={"model": "minilm-l6", "layer": 2, "neurons": {"start": 5, "stop": 8}}
     )
@@ -246,10 +247,11 @@ def test_all_reports_stored_answers_200_at_once(
 
 
 def test_some_reports_stored_still_enqueues(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
     store_reports(
         redis_conn,
+        report_objects,
         ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v2"),
         minilm_revision,
     )
@@ -259,10 +261,11 @@ def test_some_reports_stored_still_enqueues(
 
 
 def test_stored_reports_are_of_the_requested_variant(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
     store_reports(
         redis_conn,
+        report_objects,
         ExplanationRequest(model="minilm-l6", layer=2, neurons=[5], hook="mlp_act", dataset="text-probe-v2"),
         minilm_revision,
     )

@@ -15,18 +15,19 @@ from rq.serializers import JSONSerializer
 from service.contract import ExplanationRequest
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, store_reports
+from workers.report_store import ReportObjects
 
 REPORT = "/v1/neurons/minilm-l6/3/42"
 
 
-def stored(redis_conn: redis.Redis, revision: str) -> None:
-    store_reports(redis_conn, ExplanationRequest(model="minilm-l6", layer=3, neurons=[42]), revision)
+def stored(redis_conn: redis.Redis, objects: ReportObjects, revision: str) -> None:
+    store_reports(redis_conn, objects, ExplanationRequest(model="minilm-l6", layer=3, neurons=[42]), revision)
 
 
 def test_a_stored_report_has_a_strong_etag_and_a_matching_if_none_match_is_304(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
-    stored(redis_conn, minilm_revision)
+    stored(redis_conn, report_objects, minilm_revision)
     first = http.get(REPORT)
     assert first.status_code == 200
     etag = first.headers["etag"]
@@ -53,9 +54,9 @@ def test_large_answers_are_gzipped_when_the_client_accepts_it(http: httpx.Client
 
 
 def test_head_answers_every_get_route_with_its_headers_and_no_body(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
-    stored(redis_conn, minilm_revision)
+    stored(redis_conn, report_objects, minilm_revision)
     for path in (REPORT, "/v1/models", "/healthz"):
         get = http.get(path, headers={"Accept-Encoding": "identity"})
         head = http.head(path, headers={"Accept-Encoding": "identity"})
@@ -96,8 +97,10 @@ def test_the_request_id_is_echoed_put_in_problems_and_in_job_meta(
     assert scan.meta["request_id"] == "trace-submit"
 
 
-def test_accept_is_honoured_or_406(http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str) -> None:
-    stored(redis_conn, minilm_revision)
+def test_accept_is_honoured_or_406(
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
+) -> None:
+    stored(redis_conn, report_objects, minilm_revision)
     for accept in ("application/json", "*/*", "application/*", "text/csv, application/json;q=0.1"):
         assert http.get(REPORT, headers={"Accept": accept}).status_code == 200, accept
     refused = http.get(REPORT, headers={"Accept": "text/csv"})

@@ -1,17 +1,22 @@
 """GET /v1/neurons/{model}/{layer}: a layer's stored reports (one variant) as summary rows, paged; and the
-one function behind it, service.listing.list_layer_reports, over a real Redis."""
+one function behind it, service.listing.list_layer_reports, over a real Redis and a real artifact store."""
 
 from __future__ import annotations
 
 import httpx
 import redis
 
-from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, report_key
+from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, report_index_key, report_key
 from service.listing import list_layer_reports
-from tests.service.helpers import PROBLEM_JSON, store_reports
+from service.report_store import ReportStore
+from service.settings import Settings
+from tests.service.helpers import PROBLEM_JSON, build_report, store_reports
+from workers.report_store import ReportObjects, store_report
 
 
-def _store(conn: redis.Redis, revision: str, layer: int, neurons: list[int], seed: int = 0) -> None:
+def _store(
+    conn: redis.Redis, objects: ReportObjects, revision: str, layer: int, neurons: list[int], seed: int = 0
+) -> None:
     request = ExplanationRequest(
         model="minilm-l6",
         layer=layer,
@@ -20,15 +25,15 @@ def _store(conn: redis.Redis, revision: str, layer: int, neurons: list[int], see
         dataset="text-probe-v2",
         options=PipelineOptions(seed=seed),
     )
-    store_reports(conn, request, revision)
+    store_reports(conn, objects, request, revision)
 
 
 def test_a_layer_lists_its_stored_neurons_of_one_variant_in_order(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
-    _store(redis_conn, minilm_revision, 3, [300, 5, 42, 7])
-    _store(redis_conn, minilm_revision, 4, [6])  # another layer
-    _store(redis_conn, minilm_revision, 3, [8], seed=1)  # another variant of the same layer
+    _store(redis_conn, report_objects, minilm_revision, 3, [300, 5, 42, 7])
+    _store(redis_conn, report_objects, minilm_revision, 4, [6])  # another layer
+    _store(redis_conn, report_objects, minilm_revision, 3, [8], seed=1)  # another variant of the same layer
     response = http.get("/v1/neurons/minilm-l6/3")
     assert response.status_code == 200
     listing = NeuronListing.model_validate(response.json())
@@ -57,11 +62,40 @@ def test_listing_bad_paths_and_pages_are_problems(http: httpx.Client) -> None:
         assert response.headers["content-type"].startswith(PROBLEM_JSON)
 
 
-def test_listing_matches_the_model_name_literally(redis_conn: redis.Redis) -> None:
-    """SCAN patterns are globs: a model id with glob characters must not match other models' keys."""
+def _put(conn: redis.Redis, objects: ReportObjects, model: str, neuron: int, variant: str) -> bytes:
+    report = build_report(model, "r1", 0, neuron, "mlp_act", "text-probe-v2")
+    store_report(conn, objects, report_key(model, 0, neuron, variant), variant, report, None)
+    return report.model_dump_json().encode()
+
+
+def test_listing_matches_the_model_name_literally(
+    redis_conn: redis.Redis, report_objects: ReportObjects, settings: Settings
+) -> None:
+    """Model ids become folder names: ids that one replacement character would merge stay apart."""
     variant = "0123456789abcdef"
-    for model, neuron in [("m*[1]", 1), ("mx1", 2), ("m*[1]x", 3)]:
-        redis_conn.set(report_key(model, 0, neuron, variant), b"{}")
-    redis_conn.set(report_key("m*[1]", 0, 4, "fedcba9876543210"), b"{}")
-    found = list_layer_reports(redis_conn, "m*[1]", 0, variant, limit=10)
-    assert found.neurons == [1] and found.reports == [b"{}"]
+    body = _put(redis_conn, report_objects, "m*[1]", 1, variant)
+    for model, neuron in [("m_1_", 2), ("m[1]", 3), ("m*[1]x", 4)]:  # m_1_ if unsafe runs became _
+        _put(redis_conn, report_objects, model, neuron, variant)
+    _put(redis_conn, report_objects, "m*[1]", 5, "fedcba9876543210")
+    store = ReportStore(settings.artifact_url)
+    for flushed in (False, True):  # from the Redis index, then from the store's folders
+        if flushed:
+            redis_conn.flushall()
+        found = list_layer_reports(redis_conn, store, "m*[1]", 0, variant, limit=10)
+        assert found.neurons == [1] and found.reports == [body]
+
+
+def test_after_a_flush_the_index_is_rebuilt_from_the_store_and_keeps_new_reports(
+    redis_conn: redis.Redis, report_objects: ReportObjects, settings: Settings
+) -> None:
+    variant = "0123456789abcdef"
+    for neuron in (3, 1, 2):
+        _put(redis_conn, report_objects, "m", neuron, variant)
+    redis_conn.flushall()
+    _put(redis_conn, report_objects, "m", 7, variant)  # a worker stores one more before anyone lists
+    store = ReportStore(settings.artifact_url)
+    assert list_layer_reports(redis_conn, store, "m", 0, variant).neurons == [1, 2, 3, 7]
+    index = report_index_key("m", 0, variant)
+    assert sorted(int(m) for m in redis_conn.smembers(index)) == [-1, 1, 2, 3, 7]  # type: ignore[union-attr]
+    _put(redis_conn, report_objects, "m", 0, variant)
+    assert list_layer_reports(redis_conn, store, "m", 0, variant).neurons == [0, 1, 2, 3, 7]

@@ -17,6 +17,7 @@ from service.contract import ExplanationRequest, LLMModels, load_registry, repor
 from service.settings import LLMEndpointConfig, Settings
 from service.validate import resolve_request
 from tests.service.helpers import PROBLEM_JSON, store_reports
+from workers.report_store import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
 UNREACHABLE = "http://127.0.0.1:9/v1"
@@ -191,11 +192,12 @@ def test_neuron_lookup_resolves_backends_like_a_request(
     settings: Settings,
     start_api: Callable[[Settings], AbstractContextManager[str]],
     redis_conn: redis.Redis,
+    report_objects: ReportObjects,
     minilm_revision: str,
 ) -> None:
     configured = llm_settings(settings)
     one = ExplanationRequest(model="minilm-l6", layer=3, neurons=[42])
-    stored = store_reports(redis_conn, one, minilm_revision, configured)[0]
+    stored = store_reports(redis_conn, report_objects, one, minilm_revision, configured)[0]
     with start_api(configured) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert client.get("/v1/neurons/minilm-l6/3/42").json() == stored.model_dump(mode="json")
         explicit = {"explainer": "openai", "simulator": "openai", "endpoint": "default", "candidates": 1}

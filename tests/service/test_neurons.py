@@ -10,19 +10,20 @@ import redis
 
 from service.contract import ExplanationRequest, NeuronReport, load_registry
 from tests.service.helpers import PROBLEM_JSON, store_reports
+from workers.report_store import ReportObjects
 
 
-def _store(conn: redis.Redis, revision: str, layer: int, neuron: int) -> NeuronReport:
+def _store(conn: redis.Redis, objects: ReportObjects, revision: str, layer: int, neuron: int) -> NeuronReport:
     request = ExplanationRequest(
         model="minilm-l6", layer=layer, neurons=[neuron], hook="mlp_act", dataset="text-probe-v2"
     )
-    return store_reports(conn, request, revision)[0]
+    return store_reports(conn, objects, request, revision)[0]
 
 
 def test_a_stored_report_is_returned(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
-    stored = _store(redis_conn, minilm_revision, 3, 42)
+    stored = _store(redis_conn, report_objects, minilm_revision, 3, 42)
     response = http.get("/v1/neurons/minilm-l6/3/42")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
@@ -40,9 +41,9 @@ def test_a_stored_report_is_returned(
 
 
 def test_no_stored_report_is_a_404_that_says_how_to_make_one(
-    http: httpx.Client, redis_conn: redis.Redis, minilm_revision: str
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
 ) -> None:
-    _store(redis_conn, minilm_revision, 3, 42)
+    _store(redis_conn, report_objects, minilm_revision, 3, 42)
     response = http.get("/v1/neurons/minilm-l6/3/43")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith(PROBLEM_JSON)

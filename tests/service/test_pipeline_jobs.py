@@ -232,7 +232,7 @@ def test_a_scan_artifact_lost_after_its_job_finished_is_rescanned_on_repeat(
     monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(store))
     small = _write_registry(tmp_path / "small.json", 200)  # this test scans twice: keep it short
     monkeypatch.setenv("NEURONLENS_REGISTRY_PATH", str(small))
-    settings = settings.model_copy(update={"registry_path": small})
+    settings = settings.model_copy(update={"registry_path": small, "artifact_url": str(store)})  # one store
     request = {"model": "minilm-l6", "layer": LAYER, "neurons": [11]}
     with serve(create_app(settings)) as url:
         job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
