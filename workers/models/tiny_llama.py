@@ -41,14 +41,20 @@ def build_tiny_llama_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_llama_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    """Llama's layout, tiny: 4 layers × 256 SiLU-gated MLP neurons, hidden size 128."""
+def tiny_llama_config(
+    tokenizer: PreTrainedTokenizerFast,
+    neurons: int = TINY_LLAMA_NEURONS,
+    layers: int = TINY_LLAMA_LAYERS,
+    kv_heads: int = 2,
+) -> LlamaConfig:
+    """Llama's layout, tiny: `layers` (4) × `neurons` (256) SiLU-gated MLP neurons, hidden size 128,
+    4 attention heads over `kv_heads` key/value heads (tiny-llava's language model is one with 4)."""
     return LlamaConfig(
         hidden_size=128,
-        intermediate_size=TINY_LLAMA_NEURONS,
-        num_hidden_layers=TINY_LLAMA_LAYERS,
+        intermediate_size=neurons,
+        num_hidden_layers=layers,
         num_attention_heads=4,
-        num_key_value_heads=2,
+        num_key_value_heads=kv_heads,
         hidden_act="silu",
         vocab_size=len(tokenizer),
         max_position_embeddings=512,

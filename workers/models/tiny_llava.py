@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from transformers import (
     CLIPVisionConfig,
-    LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -23,6 +22,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from workers.data.vl_probe import QUESTION, caption_corpus
 from workers.models.layout import LLAVA_TEMPLATE
+from workers.models.tiny_llama import tiny_llama_config
 from workers.models.wordpiece import build_wordpiece_tokenizer, wordpiece_vocabulary
 
 TINY_LLAVA_ID = "tiny-llava"
@@ -81,19 +81,7 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
     )
-    text = LlamaConfig(
-        hidden_size=128,
-        intermediate_size=TINY_NEURONS,
-        num_hidden_layers=TINY_TEXT_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        hidden_act="silu",
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = tiny_llama_config(tokenizer, neurons=TINY_NEURONS, layers=TINY_TEXT_LAYERS, kv_heads=4)
     return LlavaConfig(
         vision_config=vision,
         text_config=text,
