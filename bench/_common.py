@@ -1,6 +1,7 @@
 """What the benches share: loading a model with its tokenised probe set, timing plain forward passes
 against scan steps batch by batch, resident memory, a bench's memory measurement in a fresh process
-(bench_scan, bench_vl), and stopping a server process (bench_api, bench_llm). Not a bench itself
+(bench_scan, bench_vl), stopping a server process (bench_api, bench_llm) and the explanation request of
+bench_quality and bench_llm. Not a bench itself
 (bench/run.py runs only bench_*.py)."""
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None
         "model": model,
         "batch_size": settings.scan_batch_size,
     }
+
+
+def explanation_request(model: Any, dataset: Any, layer: int, neurons: list[int], **fields: Any) -> Any:
+    """An `ExplanationRequest` for `neurons` of `layer` of registry `model` at its default hook over
+    registry `dataset`; ``fields``: the request's other fields (explainer, simulator, options, …)."""
+    from service.contract import ExplanationRequest
+
+    return ExplanationRequest(
+        model=model.id, layer=layer, neurons=neurons, hook=model.default_hook, dataset=dataset.id, **fields
+    )
 
 
 def interleaved_seconds(

@@ -62,19 +62,19 @@ def peer_calls(base_url: str) -> int:
 def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> tuple[list[Any], float]:
     """Scan the layer (reused when stored), then explain `neurons` with the `openai` backends through the
     pipeline; (reports, seconds of the explain stage)."""
-    from service.contract import ExplanationRequest, load_registry
+    from bench._common import explanation_request
+    from service.contract import load_registry
     from workers import pipeline
     from workers.worker import build_runtime
 
     model_id, layer, dataset_id = which
     registry = load_registry(settings.registry_path)
     model, dataset = registry.model(model_id), registry.dataset(dataset_id)
-    request = ExplanationRequest(
-        model=model.id,
-        layer=layer,
-        neurons=neurons,
-        hook=model.default_hook,
-        dataset=dataset.id,
+    request = explanation_request(
+        model,
+        dataset,
+        layer,
+        neurons,
         explainer="openai",
         simulator="openai",
         endpoint="default",

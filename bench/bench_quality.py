@@ -33,16 +33,16 @@ PLANTED_TEXT_WORDS = {10: "numbers", 20: "play", 30: '"?"', 40: '"?"'}
 
 
 def _explain(runtime: Any, model: Any, dataset: Any, layer: int, neurons: list[int], **kw: Any) -> list[Any]:
-    from service.contract import ExplanationRequest, PipelineOptions, report_variant
+    from bench._common import explanation_request
+    from service.contract import PipelineOptions, report_variant
     from workers import pipeline
 
     options = PipelineOptions(**kw.pop("options", {}))
-    request = ExplanationRequest(
-        model=model.id,
-        layer=layer,
-        neurons=neurons,
-        hook=model.default_hook,
-        dataset=dataset.id,
+    request = explanation_request(
+        model,
+        dataset,
+        layer,
+        neurons,
         explainer=kw.pop("explainer", "baseline"),
         simulator=kw.pop("simulator", "baseline"),
         options=options,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -19,9 +20,17 @@ from neuronlens._contract import (
     ExplanationRequest,
     JobStatus,
     NeuronRange,
+    NeuronReport,
     PipelineOptions,
 )
-from neuronlens.errors import ApiUnavailable, JobFailed, invalid_request, rejected
+from neuronlens.errors import (
+    ApiUnavailable,
+    JobFailed,
+    JobNotFinished,
+    WaitTimeout,
+    invalid_request,
+    rejected,
+)
 
 log = logging.getLogger("neuronlens.client")
 
@@ -157,6 +166,79 @@ def report_path(model: str, layer: int, neuron: int) -> str:
 
 def report_params(**query: object) -> dict[str, str]:
     return {name: str(value) for name, value in query.items() if value is not None}
+
+
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+
+
+class ClientBase(Generic[HttpT]):
+    """What `Client` and `AsyncClient` share: the base URL, retry policy, polling interval and the httpx
+    client (of the subclass's `http_class`), and the decision after each attempt of a request."""
+
+    http_class: type[HttpT]
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        max_retry_wait_s: float = 30.0,
+        poll_interval_s: float = 0.5,
+    ):
+        self.url = base_url(url)
+        self.retry = RetryPolicy(retries=retries, backoff_s=backoff_s, max_wait_s=max_retry_wait_s)
+        self.poll_interval_s = poll_interval_s
+        headers = auth_headers(api_key)
+        self._http: HttpT = self.http_class(base_url=self.url, timeout=timeout_s, headers=headers)
+
+    def _settle(
+        self, attempt: int, response: httpx.Response | None, error: httpx.TransportError | None
+    ) -> httpx.Response | float:
+        """After ``attempt`` (0-based) got ``response`` or ``error``: seconds to wait before retrying, or
+        the checked answer; raises `ApiUnavailable` (or the answer's error) when no retry is left."""
+        delay = self.retry.delay(attempt, response, error)
+        if delay is not None:
+            return delay
+        if response is None:
+            assert error is not None
+            raise unreachable(self.url, error) from error
+        return check(response, self.url)
+
+
+def finished_page(status: JobStatus, job_id: str) -> list[NeuronReport]:
+    """The reports of one page of a finished job; `JobNotFinished` while it runs, `JobFailed` if failed."""
+    if not finished_or_raise(status):
+        raise JobNotFinished(f"job {job_id} is {status.status}; wait for it before reading reports")
+    return list(status.reports or [])
+
+
+class Poll:
+    """One wait for job ``job_id``: `done` checks each polled status (idle-queue warning, ``progress``,
+    failure, the ``timeout_s`` deadline); ``status_url``, when given, is named in the timeout error."""
+
+    def __init__(
+        self, job_id: str, progress: ProgressFn | None, timeout_s: float | None, status_url: str | None
+    ) -> None:
+        self.job_id, self.progress, self.timeout_s, self.status_url = job_id, progress, timeout_s, status_url
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.idle = IdleQueueWarning()
+
+    def done(self, status: JobStatus) -> bool:
+        """True once finished; raises `JobFailed` or `WaitTimeout`; False: poll again."""
+        self.idle(status)
+        if self.progress is not None:
+            self.progress(status)
+        if finished_or_raise(status):
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            message = f"job {self.job_id} is still {status.status} after {self.timeout_s:g}s"
+            if self.status_url is not None:
+                message += f"; stopped waiting (it goes on in the service: GET {self.status_url})"
+            raise WaitTimeout(message)
+        return False
 
 
 class IdleQueueWarning:

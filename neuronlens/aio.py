@@ -6,7 +6,6 @@ Request bodies, answer parsing and retry decisions are shared with `Client` (neu
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -14,30 +13,13 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import Neurons, ProgressFn, RetryPolicy
-from neuronlens.errors import JobNotFinished, WaitTimeout
+from neuronlens._core import Neurons, ProgressFn
 
 
-class AsyncClient:
+class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     """Asynchronous client of one NeuronLens API; arguments as for `neuronlens.Client`."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout_s: float = 30.0,
-        retries: int = 4,
-        backoff_s: float = 0.5,
-        max_retry_wait_s: float = 30.0,
-        poll_interval_s: float = 0.5,
-    ):
-        self.url = _core.base_url(url)
-        self.retry = RetryPolicy(retries=retries, backoff_s=backoff_s, max_wait_s=max_retry_wait_s)
-        self.poll_interval_s = poll_interval_s
-        self._http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout_s, headers=_core.auth_headers(api_key)
-        )
+    http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -54,14 +36,12 @@ class AsyncClient:
             try:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                delay = self.retry.delay(attempt, None, exc)
-                if delay is None:
-                    raise _core.unreachable(self.url, exc) from exc
+                step = self._settle(attempt, None, exc)
             else:
-                delay = self.retry.delay(attempt, response, None)
-                if delay is None:
-                    return _core.check(response, self.url)
-            await asyncio.sleep(delay)
+                step = self._settle(attempt, response, None)
+            if isinstance(step, httpx.Response):
+                return step
+            await asyncio.sleep(step)
             attempt += 1
 
     async def models(self) -> list[ModelSpec]:
@@ -86,9 +66,7 @@ class AsyncClient:
         offset = 0
         while True:
             status = await self.job(job_id, offset=offset, limit=page_size)
-            if not _core.finished_or_raise(status):
-                raise JobNotFinished(f"job {job_id} is {status.status}; wait for it before reading reports")
-            for report in status.reports or []:
+            for report in _core.finished_page(status, job_id):
                 yield report
             offset += page_size
             if offset >= (status.reports_total or 0):
@@ -110,17 +88,11 @@ class AsyncClient:
     async def wait(
         self, job_id: str, progress: ProgressFn | None = None, timeout_s: float | None = None
     ) -> JobStatus:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        idle = _core.IdleQueueWarning()
+        poll = _core.Poll(job_id, progress, timeout_s, status_url=None)
         while True:
             status = await self.job(job_id, limit=1)
-            idle(status)
-            if progress is not None:
-                progress(status)
-            if _core.finished_or_raise(status):
+            if poll.done(status):
                 return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(f"job {job_id} is still {status.status} after {timeout_s:g}s")
             await asyncio.sleep(self.poll_interval_s)
 
     async def explain(

@@ -18,11 +18,11 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import Neurons, ProgressFn, RetryPolicy
-from neuronlens.errors import ApiUnavailable, JobNotFinished, WaitTimeout
+from neuronlens._core import Neurons, ProgressFn
+from neuronlens.errors import ApiUnavailable
 
 
-class Client:
+class Client(_core.ClientBase[httpx.Client]):
     """Client of one NeuronLens API.
 
     ``url`` defaults to $NEURONLENS_API_URL, else http://127.0.0.1:8000; ``api_key`` (default
@@ -30,21 +30,7 @@ class Client:
     ``retries``, ``backoff_s`` and ``max_retry_wait_s`` bound the retries (see `RetryPolicy`).
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout_s: float = 30.0,
-        retries: int = 4,
-        backoff_s: float = 0.5,
-        max_retry_wait_s: float = 30.0,
-        poll_interval_s: float = 0.5,
-    ):
-        self.url = _core.base_url(url)
-        self.retry = RetryPolicy(retries=retries, backoff_s=backoff_s, max_wait_s=max_retry_wait_s)
-        self.poll_interval_s = poll_interval_s
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=_core.auth_headers(api_key))
+    http_class = httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -58,18 +44,15 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
         while True:
-            response: httpx.Response | None = None
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                delay = self.retry.delay(attempt, None, exc)
-                if delay is None:
-                    raise _core.unreachable(self.url, exc) from exc
+                step = self._settle(attempt, None, exc)
             else:
-                delay = self.retry.delay(attempt, response, None)
-                if delay is None:
-                    return _core.check(response, self.url)
-            time.sleep(delay)
+                step = self._settle(attempt, response, None)
+            if isinstance(step, httpx.Response):
+                return step
+            time.sleep(step)
             attempt += 1
 
     # ------------------------------------------------------------------ reading
@@ -115,9 +98,7 @@ class Client:
         offset = 0
         while True:
             status = self.job(job_id, offset=offset, limit=page_size)
-            if not _core.finished_or_raise(status):
-                raise JobNotFinished(f"job {job_id} is {status.status}; wait for it before reading reports")
-            yield from status.reports or []
+            yield from _core.finished_page(status, job_id)
             offset += page_size
             if offset >= (status.reports_total or 0):
                 return
@@ -145,20 +126,11 @@ class Client:
     ) -> JobStatus:
         """Poll until the job finishes (its status) or fails (`JobFailed`); `WaitTimeout` after
         ``timeout_s``. ``progress`` gets every status polled."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        idle = _core.IdleQueueWarning()
+        poll = _core.Poll(job_id, progress, timeout_s, status_url=f"{self.url}/v1/jobs/{job_id}")
         while True:
             status = self.job(job_id, limit=1)
-            idle(status)
-            if progress is not None:
-                progress(status)
-            if _core.finished_or_raise(status):
+            if poll.done(status):
                 return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(
-                    f"job {job_id} is still {status.status} after {timeout_s:g}s; stopped waiting "
-                    f"(it goes on in the service: GET {self.url}/v1/jobs/{job_id})"
-                )
             time.sleep(self.poll_interval_s)
 
     def explain(

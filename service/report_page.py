@@ -13,16 +13,15 @@ from html import escape
 
 from service.contract import Exemplar, NeuronReport
 from service.viewer.html import (
-    bin_counts,
-    even_edges,
-    histogram_svg,
     layer_path,
     link,
+    neuron_page_path,
     neuron_path,
     number,
     page,
     query_string,
     type_badge,
+    values_histogram_svg,
 )
 
 PATCH_TOKEN = re.compile(r"^<patch \d+,\d+>$")
@@ -159,11 +158,11 @@ def _histogram_html(report: NeuronReport) -> str:
     values = top + randoms
     if not values:
         return ""
-    edges = even_edges(min(min(values), 0.0), max(max(values), report.max_activation), HISTOGRAM_BINS)
-    series = [("top exemplars", "#e08a2c", bin_counts(top, edges))]
+    series = [("top exemplars", "#e08a2c", top)]
     if randoms:
-        series.append(("random records", "#7a7a7a", bin_counts(randoms, edges)))
-    svg = histogram_svg(series, edges, "activation histogram")
+        series.append(("random records", "#7a7a7a", randoms))
+    low, high = min(min(values), 0.0), max(max(values), report.max_activation)
+    svg = values_histogram_svg(series, low, high, HISTOGRAM_BINS, "activation histogram")
     return (
         f'<figure id="activation-histogram">{svg}<figcaption>Raw activation per token (image patches '
         f"included) over the {len(report.exemplars)} top exemplars (orange) and "
@@ -279,17 +278,17 @@ def _nav_html(report: NeuronReport, links: NeuronPageLinks) -> str:
     model, layer = report.model, report.layer
     items = []
     if links.previous is not None:
-        href = neuron_path(model, layer, links.previous) + "/page" + query
+        href = neuron_page_path(model, layer, links.previous) + query
         items.append(link(href, f"← neuron {links.previous}", rel="prev", id="prev-neuron"))
     if links.next is not None:
-        href = neuron_path(model, layer, links.next) + "/page" + query
+        href = neuron_page_path(model, layer, links.next) + query
         items.append(link(href, f"neuron {links.next} →", rel="next", id="next-neuron"))
     items.append(link(layer_path(model, layer) + query, f"all of layer {layer}", id="layer-link"))
     if layer > 0:
-        href = neuron_path(model, layer - 1, report.neuron) + "/page" + query
+        href = neuron_page_path(model, layer - 1, report.neuron) + query
         items.append(link(href, f"layer {layer - 1}, same neuron", id="layer-prev"))
     if links.n_layers is None or layer + 1 < links.n_layers:
-        href = neuron_path(model, layer + 1, report.neuron) + "/page" + query
+        href = neuron_page_path(model, layer + 1, report.neuron) + query
         items.append(link(href, f"layer {layer + 1}, same neuron", id="layer-next"))
     items.append(link(neuron_path(model, layer, report.neuron) + query, "JSON", id="json-link"))
     return f'<nav class="step">{"".join(items)}</nav>'

@@ -15,7 +15,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegis
 from service.contract import ExplanationRequest, ModelSpec, Registry
 from service.exemplar_links import exemplar_query
 from service.job_state import ExplainState, explain_state
-from service.viewer.html import layer_path, link, neuron_path, page, query_string, type_badge
+from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
 
 RECENT_JOBS = 30
 """Explain jobs the home page lists, newest first."""
@@ -56,7 +56,7 @@ def _planted_html(models: Sequence[ModelSpec]) -> str:
     rows = "".join(
         f"<tr><td>{escape(model.id)}</td>"
         f'<td class="num">{link(layer_path(model.id, p.layer), str(p.layer))}</td>'
-        f'<td class="num">{link(neuron_path(model.id, p.layer, p.neuron) + "/page", str(p.neuron))}</td>'
+        f'<td class="num">{link(neuron_page_path(model.id, p.layer, p.neuron), str(p.neuron))}</td>'
         f"<td>{type_badge(p.type)}</td><td>{escape(p.concept)}</td></tr>"
         for model in models
         for p in model.planted or []

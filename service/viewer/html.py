@@ -98,6 +98,11 @@ def neuron_path(model: str, layer: int, neuron: int) -> str:
     return f"/v1/neurons/{quote(model, safe='')}/{layer}/{neuron}"
 
 
+def neuron_page_path(model: str, layer: int, neuron: int) -> str:
+    """The viewer page of a neuron (its JSON is at `neuron_path`)."""
+    return neuron_path(model, layer, neuron) + "/page"
+
+
 def number(value: float | None, digits: int = 3) -> str:
     """A value to `digits` significant figures, or an en dash for None."""
     return "–" if value is None else f"{value:.{digits}g}"
@@ -147,6 +152,16 @@ def histogram_svg(
         f'<svg role="img" aria-label="{escape(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">{axis}{"".join(bars)}'
         f"{''.join(ticks)}</svg>"
+    )
+
+
+def values_histogram_svg(
+    series: Sequence[tuple[str, str, Iterable[float]]], low: float, high: float, n_bins: int, label: str
+) -> str:
+    """`histogram_svg` of (name, colour, values) series, binned into `n_bins` even bins over low … high."""
+    edges = even_edges(low, high, n_bins)
+    return histogram_svg(
+        [(name, colour, bin_counts(values, edges)) for name, colour, values in series], edges, label
     )
 
 

@@ -7,7 +7,7 @@ from html import escape
 
 from service.contract import ExplanationRequest, JobStatus
 from service.exemplar_links import exemplar_query
-from service.viewer.html import layer_path, link, neuron_path, page, query_string
+from service.viewer.html import layer_path, link, neuron_page_path, page, query_string
 
 POLL_MS = 1000
 """How often the page asks `GET /v1/jobs/{id}` while the job is not finished or failed."""
@@ -48,7 +48,7 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
     width = 100 * progress.done / progress.total if progress.total else 0
     ended = status.status in ("finished", "failed")
     links = " ".join(
-        link(neuron_path(request.model, request.layer, n) + "/page" + query, str(n))
+        link(neuron_page_path(request.model, request.layer, n) + query, str(n))
         for n in neurons[:NEURON_LINKS]
     )
     more = (

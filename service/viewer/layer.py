@@ -10,16 +10,14 @@ from service.contract import ExplanationRequest, ModelSpec, NeuronSummary
 from service.viewer.html import (
     SORT_SCRIPT,
     TYPE_COLOURS,
-    bin_counts,
-    even_edges,
-    histogram_svg,
     layer_path,
     link,
-    neuron_path,
+    neuron_page_path,
     number,
     page,
     query_string,
     type_badge,
+    values_histogram_svg,
 )
 
 SCORE_BINS = 20
@@ -43,9 +41,8 @@ def _type_distribution(rows: Sequence[NeuronSummary]) -> str:
 
 
 def _score_histogram(rows: Sequence[NeuronSummary]) -> str:
-    edges = even_edges(-1.0, 1.0, SCORE_BINS)
     scores = [row.correlation for row in rows if row.correlation is not None]
-    svg = histogram_svg([("neurons", "#4a7fc1", bin_counts(scores, edges))], edges, "score histogram")
+    svg = values_histogram_svg([("neurons", "#4a7fc1", scores)], -1.0, 1.0, SCORE_BINS, "score histogram")
     undefined = len(rows) - len(scores)
     return (
         f'<figure id="score-histogram">{svg}<figcaption>Simulation scores (pooled Pearson r of simulated '
@@ -62,7 +59,7 @@ def _cell(text: str, value: object, numeric: bool = False) -> str:
 
 
 def _row(model: ModelSpec, layer: int, row: NeuronSummary, query: str, planted: Mapping[int, str]) -> str:
-    href = neuron_path(model.id, layer, row.neuron) + "/page" + query
+    href = neuron_page_path(model.id, layer, row.neuron) + query
     ci = f"{row.ci95[0]:.2f} … {row.ci95[1]:.2f}" if row.ci95 else "–"
     mark = (
         f' <span class="muted" title="{escape(planted[row.neuron])}">planted</span>'

@@ -2,18 +2,4 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.e2e.helpers import Processes
-
-
-@pytest.fixture()
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
+from tests.e2e.helpers import processes_fixture  # noqa: F401  (the `processes` fixture)

@@ -1,5 +1,5 @@
-"""Helpers for end-to-end tests: waiting, process environments, /proc inspection, process bookkeeping,
-`neuronlens up`."""
+"""Helpers for end-to-end tests: waiting, process environments, /proc inspection, process bookkeeping
+(and its `processes` fixture), `neuronlens up`, the CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -106,6 +106,27 @@ class Processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+@pytest.fixture(name="processes")
+def processes_fixture(tmp_path: Path) -> Iterator[Processes]:
+    """A test's `Processes`, every one still running killed at teardown (conftests import this fixture)."""
+    running = Processes(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def run_cli(*args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
+    """`python -m service.cli *args` in a subprocess, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def launch_up(

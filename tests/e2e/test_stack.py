@@ -22,7 +22,7 @@ import pytest
 from service.contract import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
 from service.embedded_redis import free_port
 from service.settings import load_settings
-from tests.e2e.helpers import Processes, process_env, running_up, wait_for
+from tests.e2e.helpers import Processes, process_env, run_cli, running_up, wait_for
 from workers.pipeline import open_context
 from workers.report import ReportContext
 from workers.worker import build_runtime
@@ -142,16 +142,6 @@ def test_explanations_over_http_match_the_stored_scan(stack: RunningStack) -> No
         assert stored.status_code == 200 and stored.json() == next(r for r in reports if r["neuron"] == 41)
         again = client.post("/v1/explanations", json={"model": MODEL, "layer": LAYER, "neurons": neurons})
         assert again.status_code == 200 and len(again.json()["reports"]) == len(neurons)
-
-
-def run_cli(*args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        env=process_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
 
 
 def test_cli_explain_prints_the_report(stack: RunningStack) -> None:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from service.embedded_redis import EmbeddedRedis, free_port
-from tests.e2e.helpers import Processes, process_env, running_up, wait_ready
+from tests.e2e.helpers import (
+    Processes,
+    process_env,
+    processes_fixture,  # noqa: F401  (the `processes` fixture)
+    running_up,
+    wait_ready,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,15 +26,6 @@ def live_url(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path
     env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
     with running_up(processes, env, workers=1) as url:
         yield url
-
-
-@pytest.fixture()
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 @dataclass

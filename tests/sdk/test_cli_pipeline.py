@@ -6,28 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from neuronlens import Client, NeuronReport
-from tests.e2e.helpers import process_env
+from tests.e2e.helpers import run_cli
 from tests.sdk.conftest import IdleApi
 
 MODEL, LAYER = "minilm-l6", 3
 RANGE = ["--model", MODEL, "--layer", str(LAYER), "--range", "200:203"]
-
-
-def run_cli(*args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        env=process_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
 
 
 @pytest.fixture(scope="module")

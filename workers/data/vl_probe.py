@@ -171,6 +171,13 @@ def _draw_shape(
     radius = size * rng.uniform(0.30, 0.42)
     cx = rng.uniform(radius, size - radius)
     cy = rng.uniform(radius, size - radius)
+    fill_shape(canvas, shape, rgb, cx, cy, radius)
+
+
+def fill_shape(
+    canvas: ImageDraw.ImageDraw, shape: str, rgb: tuple[int, int, int], cx: float, cy: float, radius: float
+) -> None:
+    """Fill one of SHAPES centred at (cx, cy), `radius` pixels from centre to its outer points."""
     match shape:
         case "circle":
             canvas.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=rgb)
@@ -260,8 +267,8 @@ def _draw_scene(
     )
 
 
-class VLProbeSamples(LazySamples):
-    """The samples of a generated set; each image is drawn when its sample is read."""
+class SeededSamples(LazySamples):
+    """`n_samples` generated samples of `image_size` pixels; sample i depends only on (seed, i)."""
 
     def __init__(self, n_samples: int, seed: int, image_size: int) -> None:
         self._n = n_samples
@@ -270,6 +277,10 @@ class VLProbeSamples(LazySamples):
 
     def __len__(self) -> int:
         return self._n
+
+
+class VLProbeSamples(SeededSamples):
+    """The samples of a generated set; each image is drawn when its sample is read."""
 
     def make(self, index: int) -> ProbeSample:
         spec = self.spec(index)
@@ -280,6 +291,16 @@ class VLProbeSamples(LazySamples):
         return sample_spec(index, self._seed)
 
 
+def seeded_probe_set(
+    probe_id: str, kind: type[SeededSamples], n_samples: int, seed: int, revision: str, image_size: int
+) -> ListProbeSet:
+    """A vision-language probe set `probe_id` of `n_samples` (at least 1) samples from `kind`."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    samples = kind(n_samples, seed, image_size)
+    return ListProbeSet(id=probe_id, revision=revision, modality="vision-language", samples=samples)
+
+
 def generate_vl_probe(
     n_samples: int = DEFAULT_N_SAMPLES,
     seed: int = DEFAULT_SEED,
@@ -287,10 +308,7 @@ def generate_vl_probe(
     image_size: int = IMAGE_SIZE,
 ) -> ListProbeSet:
     """The `vl-probe-v1` probe set: `n_samples` seeded image + caption samples with domain labels."""
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    samples = VLProbeSamples(n_samples, seed, image_size)
-    return ListProbeSet(id=VL_PROBE_ID, revision=revision, modality="vision-language", samples=samples)
+    return seeded_probe_set(VL_PROBE_ID, VLProbeSamples, n_samples, seed, revision, image_size)
 
 
 def caption_corpus() -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from workers.data.base import LazySamples, ListProbeSet, ProbeSample
+from workers.data.base import ListProbeSet, ProbeSample
 from workers.data.vl_probe import (
     COLOURS,
     DIGIT_WORDS,
@@ -26,11 +26,13 @@ from workers.data.vl_probe import (
     PALETTE,
     PATTERNS,
     SHAPES,
+    SeededSamples,
     VLSampleSpec,
     _draw_digit,
     _draw_scene,
     _draw_texture,
-    _polygon,
+    fill_shape,
+    seeded_probe_set,
 )
 
 VL_PROBE_V2_ID = "vl-probe-v2"
@@ -145,9 +147,9 @@ def draw_v2(spec: VLSpecV2, size: int = IMAGE_SIZE) -> Image.Image:
         free = [p for p in POSITIONS if p not in taken] or list(POSITIONS)
         where = spec.position if b.domain == "colours" and not taken else rng.choice(free)
         taken.add(where)
-        _shape(canvas, shape, PALETTE[colour], *_place(where, "small", size, rng))
+        fill_shape(canvas, shape, PALETTE[colour], *_place(where, "small", size, rng))
     if b.domain == "shapes":  # drawn last: the main object stays whole
-        _shape(canvas, b.subject, rgb, *_place(spec.position, spec.size, size, rng))
+        fill_shape(canvas, b.subject, rgb, *_place(spec.position, spec.size, size, rng))
     return image
 
 
@@ -158,35 +160,8 @@ def _place(position: str, size_word: str, size: int, rng: random.Random) -> tupl
     return fx * size + rng.uniform(-jitter, jitter), fy * size + rng.uniform(-jitter, jitter), radius
 
 
-def _shape(
-    canvas: ImageDraw.ImageDraw, shape: str, rgb: tuple[int, int, int], cx: float, cy: float, radius: float
-) -> None:
-    match shape:
-        case "circle":
-            canvas.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=rgb)
-        case "square":
-            half = radius * 0.85
-            canvas.rectangle((cx - half, cy - half, cx + half, cy + half), fill=rgb)
-        case "triangle":
-            canvas.polygon(_polygon(cx, cy + radius * 0.2, [radius * 1.2] * 3, 0.0), fill=rgb)
-        case "star":
-            canvas.polygon(_polygon(cx, cy, [radius, radius * 0.6] * 5, 0.0), fill=rgb)
-        case "diamond":
-            canvas.polygon(_polygon(cx, cy, [radius, radius * 0.8] * 2, 0.0), fill=rgb)
-        case _:
-            arm = radius * 0.4
-            canvas.rectangle((cx - radius, cy - arm, cx + radius, cy + arm), fill=rgb)
-            canvas.rectangle((cx - arm, cy - radius, cx + arm, cy + radius), fill=rgb)
-
-
-class VLProbeV2Samples(LazySamples):
+class VLProbeV2Samples(SeededSamples):
     """The samples of `vl-probe-v2`; each image is drawn when its sample is read."""
-
-    def __init__(self, n_samples: int, seed: int, image_size: int) -> None:
-        self._n, self._seed, self._size = n_samples, seed, image_size
-
-    def __len__(self) -> int:
-        return self._n
 
     def make(self, index: int) -> ProbeSample:
         spec = sample_spec_v2(index, self._seed)
@@ -200,7 +175,4 @@ def generate_vl_probe_v2(
     image_size: int = IMAGE_SIZE,
 ) -> ListProbeSet:
     """The `vl-probe-v2` probe set: `n_samples` seeded image + caption samples with domain labels."""
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    samples = VLProbeV2Samples(n_samples, seed, image_size)
-    return ListProbeSet(id=VL_PROBE_V2_ID, revision=revision, modality="vision-language", samples=samples)
+    return seeded_probe_set(VL_PROBE_V2_ID, VLProbeV2Samples, n_samples, seed, revision, image_size)

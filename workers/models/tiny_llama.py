@@ -10,10 +10,10 @@ are cached in the artifact store by workers/models/weights_cache.py.
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from workers.data.text_probe import generate_text_probe
+from workers.models.wordpiece import build_wordpiece_tokenizer, wordpiece_vocabulary
 
 TINY_LLAMA_ID = "tiny-llama"
 TINY_LLAMA_REVISION = "seed0-v1"
@@ -30,44 +30,31 @@ SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<s>", "</s>", "<pad>")
 def tiny_llama_vocabulary() -> list[str]:
     """Special tokens, every word of the first VOCABULARY_SAMPLES probe sentences (sorted), then printable
     ASCII characters alone and as `##` continuations. Built, not trained: the same every time."""
-    pre_tokenize = pre_tokenizers.Whitespace().pre_tokenize_str
     texts = [sample.text for sample in generate_text_probe(VOCABULARY_SAMPLES).samples]
-    words = sorted({word for text in texts for word, _ in pre_tokenize(text)})
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = [*words, *characters, *(f"##{c}" for c in characters)]
-    return [*SPECIAL_TOKENS, *dict.fromkeys(p for p in pieces if p not in SPECIAL_TOKENS)]
+    return wordpiece_vocabulary(texts, SPECIAL_TOKENS)
 
 
 def build_tiny_llama_tokenizer() -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer over `tiny_llama_vocabulary()`, BOS prepended, inputs ids + attention mask."""
-    vocabulary = {token: index for index, token in enumerate(tiny_llama_vocabulary())}
-    tokenizer = Tokenizer(models.WordPiece(vocabulary, unk_token="<unk>", max_input_chars_per_word=100))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocabulary["<s>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="right",
-        model_input_names=["input_ids", "attention_mask"],
-        model_max_length=512,
+    return build_wordpiece_tokenizer(
+        tiny_llama_vocabulary(), SPECIAL_TOKENS, model_input_names=["input_ids", "attention_mask"]
     )
 
 
-def tiny_llama_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
-    """Llama's layout, tiny: 4 layers × 256 SiLU-gated MLP neurons, hidden size 128."""
+def tiny_llama_config(
+    tokenizer: PreTrainedTokenizerFast,
+    neurons: int = TINY_LLAMA_NEURONS,
+    layers: int = TINY_LLAMA_LAYERS,
+    kv_heads: int = 2,
+) -> LlamaConfig:
+    """Llama's layout, tiny: `layers` (4) × `neurons` (256) SiLU-gated MLP neurons, hidden size 128,
+    4 attention heads over `kv_heads` key/value heads (tiny-llava's language model is one with 4)."""
     return LlamaConfig(
         hidden_size=128,
-        intermediate_size=TINY_LLAMA_NEURONS,
-        num_hidden_layers=TINY_LLAMA_LAYERS,
+        intermediate_size=neurons,
+        num_hidden_layers=layers,
         num_attention_heads=4,
-        num_key_value_heads=2,
+        num_key_value_heads=kv_heads,
         hidden_act="silu",
         vocab_size=len(tokenizer),
         max_position_embeddings=512,

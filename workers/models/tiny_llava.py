@@ -11,10 +11,8 @@ by workers/models/weights_cache.py, so every worker of a cluster scans the same 
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     CLIPVisionConfig,
-    LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -24,6 +22,8 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from workers.data.vl_probe import QUESTION, caption_corpus
 from workers.models.layout import LLAVA_TEMPLATE
+from workers.models.tiny_llama import tiny_llama_config
+from workers.models.wordpiece import build_wordpiece_tokenizer, wordpiece_vocabulary
 
 TINY_LLAVA_ID = "tiny-llava"
 TINY_LLAVA_REVISION = "seed0-v1"
@@ -42,12 +42,7 @@ TINY_NEURONS = 256
 def tiny_vocabulary() -> list[str]:
     """Special tokens, then every word of the probe captions and the prompt template (sorted), then
     printable ASCII characters alone and as `##` continuations. Built, not trained: the same every time."""
-    pre_tokenize = pre_tokenizers.Whitespace().pre_tokenize_str
-    texts = [LLAVA_TEMPLATE.render("", QUESTION, ""), *caption_corpus()]
-    words = sorted({word for text in texts for word, _ in pre_tokenize(text)})
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = [*words, *characters, *(f"##{c}" for c in characters)]
-    return [*SPECIAL_TOKENS, *dict.fromkeys(p for p in pieces if p not in SPECIAL_TOKENS)]
+    return wordpiece_vocabulary([LLAVA_TEMPLATE.render("", QUESTION, ""), *caption_corpus()], SPECIAL_TOKENS)
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -56,23 +51,8 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     Every caption word of `vl-probe-v1` is one token; other words split into printable-ASCII `##` pieces
     (greedy longest match, as BERT does); a word with any other character becomes `<unk>`.
     """
-    vocabulary = {token: index for index, token in enumerate(tiny_vocabulary())}
-    tokenizer = Tokenizer(models.WordPiece(vocabulary, unk_token="<unk>", max_input_chars_per_word=100))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocabulary["<s>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        padding_side="right",
-        model_max_length=512,
+    return build_wordpiece_tokenizer(
+        tiny_vocabulary(), SPECIAL_TOKENS, extra_special_tokens={"image_token": IMAGE_TOKEN}
     )
 
 
@@ -101,19 +81,7 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
     )
-    text = LlamaConfig(
-        hidden_size=128,
-        intermediate_size=TINY_NEURONS,
-        num_hidden_layers=TINY_TEXT_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        hidden_act="silu",
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = tiny_llama_config(tokenizer, neurons=TINY_NEURONS, layers=TINY_TEXT_LAYERS, kv_heads=4)
     return LlavaConfig(
         vision_config=vision,
         text_config=text,
