@@ -77,6 +77,15 @@ def show_sdk_warnings(stream: IO[str] = sys.stderr) -> None:
     sdk_log.setLevel(logging.WARNING)
 
 
+def _option_value(text: str) -> Any:
+    """A value as JSON reads it (`5`, `2.5`, `["detection"]`), else the text itself (`quantile`): options
+    are validated strictly, as the API does, so a number must arrive as a number."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """``--option NAME=VALUE`` pairs as request options, typed by PipelineOptions (exit 2 when wrong)."""
     options: dict[str, Any] = {}
@@ -88,9 +97,9 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         if name not in PipelineOptions.model_fields:
             allowed = ", ".join(PipelineOptions.model_fields)
             raise RequestRejected(f"--option {name}: unknown option; choose one of {allowed}")
-        options[name] = value.strip()
+        options[name] = _option_value(value.strip())
     try:
-        return PipelineOptions.model_validate(options).model_dump(include=set(options))
+        return PipelineOptions.model_validate(options).model_dump(mode="json", include=set(options))
     except ValidationError as exc:
         named = [f"--option {'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()]
         raise RequestRejected("; ".join(named).replace("Value error, ", "")) from exc

@@ -107,7 +107,7 @@ def test_rejected_requests_name_the_field(live_url: str) -> None:
             client.explain(MODEL, LAYER, [1], options={"seed": "x"})
         assert local.value.status_code is None, "checked before anything was sent"
         with pytest.raises(NotFound, match="no such job"):
-            client.job("exp-0000")
+            client.job("exp-" + "0" * 24)  # well-formed, never made
 
 
 def test_async_client_returns_the_same_reports(live_url: str) -> None:

@@ -165,14 +165,19 @@ def test_a_job_past_its_timeout_fails_as_job_timeout(
     # Torch is imported up front so the alarm lands in the scan itself, never inside an import.
     import workers.pipeline  # noqa: F401
 
-    # A fresh artifact store and the whole probe set: the scan cannot finish within one second.
-    monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(tmp_path / "fresh-artifacts"))
+    # A fresh artifact store, the whole probe set and the last layer (the scan runs the whole model, 6 layers
+    # over 4096 samples): the scan cannot finish within one second. (Layer 0 stops after one layer and
+    # came close to a second once the recorder got faster.)
+    fresh = str(tmp_path / "fresh-artifacts")
+    monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", fresh)
     full = _write_registry(tmp_path / "full.json", 4096)
     monkeypatch.setenv("NEURONLENS_REGISTRY_PATH", str(full))
-    impatient = settings.model_copy(update={"registry_path": full, "scan_timeout_s": 1, "job_retries": 0})
+    impatient = settings.model_copy(
+        update={"registry_path": full, "artifact_url": fresh, "scan_timeout_s": 1, "job_retries": 0}
+    )
     with serve(create_app(impatient)) as url:
         job_id = http.post(
-            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 0, "neurons": [1]}
+            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 5, "neurons": [1]}
         ).json()["job_id"]
         run_workers(redis_conn, impatient)
         status = _status(http, url, job_id)
