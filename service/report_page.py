@@ -122,7 +122,9 @@ def _exemplar_html(exemplar: Exemplar, label: str) -> str:
 
 
 def _legend_html(report: NeuronReport) -> str:
-    top = report.max_activation
+    # 10 on the scale is the report's normalisation scale (a quantile of per-sample maxima by default),
+    # not always the global max: activations above it are clipped to 10.
+    top = report.normalisation.scale if report.normalisation is not None else report.max_activation
     gradient = f"linear-gradient(to right, rgba({TOKEN_RGB}, 0), rgba({TOKEN_RGB}, 1))"
     simulated = f"linear-gradient(to right, rgba({SIMULATED_RGB}, 0), rgba({SIMULATED_RGB}, 1))"
     image = "linear-gradient(to right, #fff, #4a4a4a)"

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from service.app import create_app
-from service.contract import NeuronListing, load_registry
+from service.contract import NeuronListing, NeuronReport, load_registry
 from service.settings import Settings
 from tests.service.helpers import run_workers, serve
 
@@ -138,6 +138,10 @@ def test_viewer_pages_in_a_browser(
     expect(page.locator("#activation-histogram svg rect")).not_to_have_count(0)  # type: ignore[attr-defined]
     expect(page.locator("#simulated-vs-true circle")).not_to_have_count(0)  # type: ignore[attr-defined]
     expect(page.locator("#legend")).to_contain_text("token shading")
+    # the colour scale's 10 is the report's normalisation scale (a quantile by default), not its global max
+    shown = NeuronReport.model_validate(http.get(f"/v1/neurons/{MODEL}/{LAYER}/42").json())
+    assert shown.normalisation is not None
+    expect(page.locator("#legend")).to_contain_text(f"10 (raw {shown.normalisation.scale:.4g})")  # type: ignore[attr-defined]
     expect(page.locator("#legend")).to_contain_text("image shading")  # type: ignore[attr-defined]
     randoms = page.locator("#random-exemplars .exemplar")  # type: ignore[attr-defined]
     expect(randoms).not_to_have_count(0)
