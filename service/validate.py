@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from service.contract import (
+    SUPPORTED_ARCHITECTURES,
     Backend,
     DatasetSpec,
     ExplanationRequest,
@@ -67,6 +68,17 @@ def find_model(registry: Registry, model_id: str, field: str = "model") -> Model
         return registry.model(model_id)
     except KeyError:
         raise InvalidInput.for_field(field, _unknown_model(registry, model_id)) from None
+
+
+def check_loadable(model: ModelSpec, field: str = "model") -> None:
+    """A registry model whose architecture no worker can load is refused here, not as a failed job."""
+    if model.architecture not in SUPPORTED_ARCHITECTURES:
+        supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
+        raise InvalidInput.for_field(
+            field,
+            f"model '{model.id}' has architecture '{model.architecture}', which no worker can load: "
+            f"the workers load {supported}",
+        )
 
 
 def check_layer(model: ModelSpec, layer: int, field: str = "layer") -> None:
@@ -182,6 +194,7 @@ def resolve_request(
     ``settings`` decide the default backends and which LLM endpoints a request may name (None: no LLM
     endpoint, so the baseline)."""
     model = find_model(registry, request.model)
+    check_loadable(model)
     check_layer(model, request.layer)
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +16,10 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.contract import ExplanationRequest, JobStatus
+from service.app import create_app
+from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus
 from service.settings import Settings
-from tests.service.helpers import PROBLEM_JSON, rq_jobs, store_reports
+from tests.service.helpers import PROBLEM_JSON, rq_jobs, serve, store_reports
 from workers.report_store import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
@@ -271,3 +274,27 @@ def test_stored_reports_are_of_the_requested_variant(
     )
     other_options = {"model": "minilm-l6", "layer": 2, "neurons": [5], "options": {"seed": 3}}
     assert http.post("/v1/explanations", json=other_options).status_code == 202
+
+
+def test_a_model_no_worker_can_load_is_a_422_not_a_failed_job(
+    settings: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """A deployment's own registry may list an architecture the workers have no loader for: the API
+    refuses it naming the model and the architectures the workers load, and enqueues nothing."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    mamba = {**registry["models"][0], "id": "tiny-mamba", "architecture": "mamba"}
+    registry["models"].append(mamba)
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(registry))
+    with serve(create_app(settings.model_copy(update={"registry_path": path}))) as url:
+        refused = httpx.post(
+            f"{url}/v1/explanations", json={"model": "tiny-mamba", "layer": 0, "neurons": [1]}
+        )
+        enqueued_after_refusal = rq_jobs(redis_conn)
+        served = httpx.post(f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 0, "neurons": [1]})
+    body = _assert_problem(refused, 422)
+    (error,) = body["errors"]
+    assert error["field"] == "model"
+    assert "architecture 'mamba', which no worker can load" in error["message"] and "bert" in error["message"]
+    assert enqueued_after_refusal == []
+    assert served.status_code == 202, "the models the workers load are still served"
