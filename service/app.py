@@ -27,9 +27,9 @@ from service.contract import Registry, load_registry
 from service.errors import EXCEPTION_HANDLERS
 from service.guards import MAX_BODY_BYTES, check_request
 from service.http_conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
-from service.jobs import JobQueues
 from service.logs import configure_logging
 from service.metrics import ApiMetrics, RequestMetricsMiddleware
+from service.queues import JobQueues
 from service.ratelimit import RateLimits
 from service.report_store import ReportStore
 from service.reports import ReportReader

@@ -191,7 +191,18 @@ def problem_specs(*statuses: int) -> dict[int, ResponseSpec]:
 # Pydantic names union branches in error locations ("neurons.list[constrained-int]",
 # "neurons.function-after[_ordered(), NeuronRange]"); users should only see the field path.
 _BRANCH = re.compile(r"^[\w-]+\[.*\]$")
-_TYPE_MISMATCH = ("Input should be a valid list", "Input should be a valid dictionary or instance of")
+_TYPE_MISMATCH = (
+    "Input should be a valid list",
+    "Input should be a valid dictionary or instance of",
+    "Input should be 'all'",
+)
+
+
+_UNION_SHAPES = {
+    "neurons": 'must be a list of integers, a {start, stop} object or "all"',
+    "layers": 'must be a list of integers or "all"',
+}
+"""What a union field of the request must look like, for a value that fits none of its shapes."""
 
 
 def _field_path(key: str) -> str:
@@ -232,7 +243,7 @@ def field_problems(extra: object) -> list[FieldProblem]:
             problems.extend(FieldProblem(field=field, message=m) for m in dict.fromkeys(real))
         elif len(messages) > 1:
             problems.append(
-                FieldProblem(field=field, message="must be a list of integers or a {start, stop} object")
+                FieldProblem(field=field, message=_UNION_SHAPES.get(field, "has the wrong type"))
             )
         else:
             problems.append(FieldProblem(field=field, message=messages[0]))

@@ -38,7 +38,7 @@ def exemplar_image_url(
     query of its report variant."""
     model = quote(request.model, safe="")
     name = exemplar_image_name(rank, random=random, original=original)
-    path = f"/v1/neurons/{model}/{request.layer}/{neuron}/exemplars/{name}"
+    path = f"/v1/neurons/{model}/{request.only_layer()}/{neuron}/exemplars/{name}"
     return f"{path}?{urlencode(exemplar_query(request, variant))}"
 
 

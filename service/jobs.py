@@ -7,85 +7,42 @@ what determines their output, so a repeat joins the job in flight and two API re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq import Queue
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
-from rq.serializers import JSONSerializer
 from rq.worker_registration import get_keys as registered_worker_keys
 
 from service.contract import (
     ERROR_SCAN_MISSING,
     EXPLAIN_JOB_PREFIX,
-    EXPLAIN_QUEUE,
     EXPLAIN_TASK,
     PIPELINE_VERSION,
-    SCAN_JOB_PREFIX,
-    SCAN_QUEUE,
-    SCAN_TASK,
-    SCAN_VERSION,
-    DatasetSpec,
     ExplanationRequest,
     JobMeta,
     JobStatus,
-    ModelSpec,
     NeuronReport,
-    canonical_json,
     dataset_identity,
     report_key,
 )
 from service.exemplar_links import link_exemplar_images
 from service.job_state import explain_state
+from service.queues import JobQueues
 from service.report_store import ReportStore, index_lacks_any
+from service.scan_jobs import (
+    LOCK_TIMEOUT_S,
+    digest,
+    ensure_scan_jobs,
+    fetch_job,
+    retry_policy,
+)
 from service.settings import Settings
 from service.validate import ResolvedRequest
 
-LOCK_TIMEOUT_S = 10
-"""Seconds an enqueue lock is held at most (and waited for): enqueueing takes milliseconds."""
-
-_ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
-
-
-@dataclass(frozen=True)
-class JobQueues:
-    """The two RQ queues of one deployment (names carry ``settings.queue_prefix``)."""
-
-    scan: Queue
-    explain: Queue
-
-    @classmethod
-    def connect(cls, connection: redis.Redis, settings: Settings) -> JobQueues:
-        def queue(name: str) -> Queue:
-            return Queue(settings.queue_prefix + name, connection=connection, serializer=JSONSerializer)
-
-        return cls(scan=queue(SCAN_QUEUE), explain=queue(EXPLAIN_QUEUE))
-
-    def all(self) -> list[Queue]:
-        return [self.scan, self.explain]
-
-
-def _digest(payload: object) -> str:
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
-
-
-def scan_job_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top: int, seed: int) -> str:
-    """Id of the scan job: a hash of everything that determines the scan artifact."""
-    payload = {
-        "model": model.id,
-        "revision": model.revision,
-        "hook": hook,
-        "layer": layer,
-        "dataset": dataset_identity(dataset),
-        "n_top": n_top,
-        "seed": seed,
-        "scan_version": SCAN_VERSION,
-    }
-    return SCAN_JOB_PREFIX + _digest(payload)
+__all__ = ["JobQueues", "Submission", "explain_job_id", "fetch_job", "job_status", "submit_explanation"]
 
 
 def explain_job_id(resolved: ResolvedRequest) -> str:
@@ -98,12 +55,12 @@ def explain_job_id(resolved: ResolvedRequest) -> str:
         "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
         "pipeline": PIPELINE_VERSION,
     }
-    return EXPLAIN_JOB_PREFIX + _digest(payload)
+    return EXPLAIN_JOB_PREFIX + digest(payload)
 
 
 def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
     """Artifact-store keys of a request's reports of one report variant, in neuron order."""
-    return [report_key(request.model, request.layer, n, variant) for n in request.neuron_list()]
+    return [report_key(request.model, request.only_layer(), n, variant) for n in request.neuron_list()]
 
 
 def request_report_keys(resolved: ResolvedRequest) -> list[str]:
@@ -118,19 +75,14 @@ def stored_reports(
     Redis index answers "not all" without touching the store; otherwise (all indexed, or the index lost)
     the objects are read, and they decide."""
     request = resolved.request
-    if index_lacks_any(connection, request.model, request.layer, resolved.variant, request.neuron_list()):
+    if index_lacks_any(
+        connection, request.model, request.only_layer(), resolved.variant, request.neuron_list()
+    ):
         return None
     values = store.read_many(request_report_keys(resolved))
     if any(value is None for value in values):
         return None
     return [value for value in values if value is not None]
-
-
-def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
-    try:
-        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return None
 
 
 # --------------------------------------------------------------------------- submission
@@ -143,61 +95,6 @@ class Submission:
     job_id: str
     reports: list[bytes] | None
     """Every requested report's JSON when all were already stored (nothing was enqueued)."""
-
-
-def _retry(settings: Settings) -> Retry | None:
-    # A retried job (its worker died, or it raised) goes to the front of its queue: it was first in line.
-    return Retry(max=settings.job_retries, enqueue_at_front=True) if settings.job_retries > 0 else None
-
-
-def _requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None:
-    """Run a failed job again under the same id, keeping its dependents and a fresh retry budget."""
-    job.retries_left = settings.job_retries if settings.job_retries > 0 else None
-    rid = {"request_id": request_id} if request_id is not None else {}
-    meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None, "stage": None, **rid})
-    job.meta = meta.to_meta()
-    job.save_meta()  # Job.save skips an empty meta, which would leave the old error in place
-    job.requeue()
-
-
-def _ensure_scan_job(
-    connection: redis.Redis,
-    queues: JobQueues,
-    settings: Settings,
-    resolved: ResolvedRequest,
-    request_id: str | None = None,
-) -> str:
-    """Make sure a scan job for this request's layer is queued, running or finished; return its id."""
-    request = resolved.request
-    hook = request.hook or resolved.model.default_hook
-    options = request.options
-    job_id = scan_job_id(resolved.model, resolved.dataset, hook, request.layer, options.n_top, options.seed)
-    with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
-        job = fetch_job(connection, job_id)
-        status = job.get_status(refresh=False) if job is not None else None
-        if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
-            _requeue_failed(job, settings, request_id)
-        elif job is None or status not in (_ACTIVE | {RqStatus.FINISHED}):
-            if job is not None:
-                job.delete()
-            queues.scan.enqueue_call(
-                func=SCAN_TASK,
-                kwargs={
-                    "model": resolved.model.id,
-                    "hook": hook,
-                    "layer": request.layer,
-                    "dataset": resolved.dataset.id,
-                    "options": request.options.model_dump(mode="json"),
-                },
-                timeout=settings.scan_timeout_s,
-                result_ttl=settings.result_ttl_s,
-                failure_ttl=settings.failure_ttl_s,
-                job_id=job_id,
-                retry=_retry(settings),
-                meta=JobMeta(request_id=request_id).to_meta(),
-                description=f"scan {resolved.model.id} layer {request.layer} ({hook}, {resolved.dataset.id})",
-            )
-    return job_id
 
 
 def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
@@ -230,7 +127,7 @@ def _enqueue_explain(
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.failure_ttl_s,
         job_id=job_id,
-        retry=_retry(settings),
+        retry=retry_policy(settings),
         depends_on=scan_id,
         meta=JobMeta(
             scan_job_id=scan_id,
@@ -275,13 +172,17 @@ def submit_explanation(
             if state.failed_scan is not None:
                 # The explain job is still registered as a dependent of the scan: re-running the scan
                 # releases it once the scan finishes.
-                _ensure_scan_job(connection, queues, settings, resolved, request_id)
+                ensure_scan_jobs(
+                    connection, queues, settings, resolved, [resolved.request.only_layer()], request_id
+                )
                 return Submission(job_id=job_id, reports=None)
             # Failed, or finished while some reports went missing since: start over under the same id.
             if state.error is not None and state.error.type == ERROR_SCAN_MISSING:
                 _forget_finished_scan(connection, job)
             job.delete()
-        scan_id = _ensure_scan_job(connection, queues, settings, resolved, request_id)
+        scan_id = ensure_scan_jobs(
+            connection, queues, settings, resolved, [resolved.request.only_layer()], request_id
+        )
         _enqueue_explain(queues, settings, resolved, job_id, scan_id, request_id)
     return Submission(job_id=job_id, reports=None)
 

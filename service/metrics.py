@@ -25,7 +25,7 @@ from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from service.contract import METRICS_KEY, parse_series
-from service.jobs import JobQueues
+from service.queues import JobQueues
 
 log = logging.getLogger("neuronlens.api")
 

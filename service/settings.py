@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     max_neurons_per_request: int = Field(
         default=4096, ge=1, description="Largest neuron list or range one request may name."
     )
+    scan_shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Shards each scan's probe set is split into (one scan job each, merged exactly) unless "
+        "a request names `shards`.",
+    )
+    explain_chunk_neurons: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Neurons per explain job: a request's work is split into jobs per (layer, chunk) so "
+        "explain workers share it.",
+    )
     scan_timeout_s: int = Field(default=3600, ge=1, description="RQ timeout of one scan job, seconds.")
     explain_timeout_s: int = Field(default=3600, ge=1, description="RQ timeout of one explain job, seconds.")
     job_retries: int = Field(

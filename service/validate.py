@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from service.contract import (
+    ALL,
     SUPPORTED_ARCHITECTURES,
     Backend,
     DatasetSpec,
@@ -91,6 +92,18 @@ def check_neuron(model: ModelSpec, neuron: int, field: str) -> None:
         raise InvalidInput.for_field(field, error)
 
 
+def _check_layers(request: ExplanationRequest, model: ModelSpec) -> list[int]:
+    """The requested layers, sorted without repeats (`layers: "all"`: every layer of the model)."""
+    if request.layers == ALL:
+        return list(range(model.layers))
+    if request.layers is None:
+        check_layer(model, request.only_layer())
+        return [request.only_layer()]
+    for position, layer in enumerate(request.layers):
+        check_layer(model, layer, f"layers.{position}")
+    return sorted(set(request.layers))
+
+
 def resolve_hook(model: ModelSpec, hook: str | None, field: str = "hook") -> str:
     if hook is None:
         return model.default_hook
@@ -124,6 +137,8 @@ def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: i
                 f"per layer, so stop may be at most {n_max}",
             )
         count = request.neurons.stop - request.neurons.start
+    elif request.neurons == ALL:
+        count = n_max
     else:
         for position, neuron in enumerate(request.neurons):
             check_neuron(model, neuron, f"neurons.{position}")
@@ -132,7 +147,7 @@ def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: i
         raise InvalidInput.for_field(
             "neurons", f"{count} neurons requested: at most {max_neurons} per request are allowed"
         )
-    return request.neuron_list()
+    return list(range(n_max)) if request.neurons == ALL else request.neuron_list()
 
 
 def _check_endpoint_name(name: str, names: list[str]) -> None:
@@ -195,13 +210,24 @@ def resolve_request(
     endpoint, so the baseline)."""
     model = find_model(registry, request.model)
     check_loadable(model)
-    check_layer(model, request.layer)
+    layers = _check_layers(request, model)
+    if len(layers) != 1:  # the job layer takes one layer per request until several are wired (issue 9)
+        raise InvalidInput.for_field(
+            "layers", "name one layer: several layers per request are not served yet"
+        )
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)
     neurons = _check_neurons(request, model, max_neurons)
     backends, llm_models = resolve_backends(request, settings)
     resolved = request.model_copy(
-        update={"hook": hook, "dataset": dataset.id, "neurons": neurons, **backends}
+        update={
+            "layer": layers[0],
+            "layers": None,
+            "hook": hook,
+            "dataset": dataset.id,
+            "neurons": neurons,
+            **backends,
+        }
     )
     return ResolvedRequest(request=resolved, model=model, dataset=dataset, llm_models=llm_models)
 

@@ -33,12 +33,13 @@ from workers.models.registry import check_dataset, check_hook, check_layer, chec
 
 @dataclass(frozen=True)
 class ScanJob:
-    """A scan job's payload, resolved: one layer of a model at a hook point over a probe set."""
+    """A scan job's payload, resolved: layers of a model at a hook point over a probe set."""
 
     model: ModelSpec
     dataset: DatasetSpec
     point: HookPoint
-    layer: int
+    layers: list[int]
+    """Sorted, without repeats."""
     options: PipelineOptions
 
 
@@ -91,14 +92,23 @@ def _specs(registry: Registry, model_id: str, dataset_id: str) -> tuple[ModelSpe
 
 
 def parse_scan_job(
-    registry: Registry, model: str, hook: str, layer: int, dataset: str, options: object
+    registry: Registry, model: str, hook: str, layers: list[int], dataset: str, options: object
 ) -> ScanJob:
     """The scan job of a `run_scan_job` payload, checked against ``registry``."""
     model_spec, dataset_spec = _specs(registry, model, dataset)
-    check_layer(model_spec, layer)
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, int) for x in layers):
+        raise InvalidRequest(
+            f"invalid scan payload: layers must be a non-empty list of integers, got {layers!r}"
+        )
+    for layer in layers:
+        check_layer(model_spec, layer)
     point = check_hook(model_spec, hook)
     return ScanJob(
-        model_spec, dataset_spec, point, layer, _validated(PipelineOptions, options, "scan options")
+        model_spec,
+        dataset_spec,
+        point,
+        sorted(set(layers)),
+        _validated(PipelineOptions, options, "scan options"),
     )
 
 
@@ -127,7 +137,7 @@ def parse_explain_job(
             "the explain payload must name its hook, dataset, explainer and simulator (the API resolves them)"
         )
     model, dataset = _specs(registry, parsed.model, parsed.dataset)
-    check_layer(model, parsed.layer)
+    check_layer(model, parsed.only_layer())
     point = check_hook(model, parsed.hook)
     neurons = parsed.neuron_list()
     check_neurons(model, neurons)
@@ -147,5 +157,5 @@ def parse_explain_job(
             f"{dataset.id} (revision {dataset.revision}, {dataset.n_samples} samples) differs from the "
             "API's: give the API and the workers the same registry"
         )
-    keys = {n: report_key(model.id, parsed.layer, n, variant) for n in neurons}
+    keys = {n: report_key(model.id, parsed.only_layer(), n, variant) for n in neurons}
     return ExplainJob(parsed, model, dataset, point, neurons, variant, keys)

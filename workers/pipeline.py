@@ -127,7 +127,7 @@ def explain_neurons(
         judge = make_judge(
             request.simulator, runtime.llm, endpoint=request.endpoint, batch=options.batch_records
         )
-    context = open_context(runtime, model, dataset, point.id, request.layer, request.options)
+    context = open_context(runtime, model, dataset, point.id, request.only_layer(), request.options)
     writer = None
     if images is not None:
         if variant is None:

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pydantic
 from rq import get_current_job
@@ -23,6 +24,7 @@ from service.contract import (
     JobError,
     JobMeta,
     JobStage,
+    ScanState,
 )
 from workers.errors import (
     ArtifactCorrupt,
@@ -37,6 +39,9 @@ from workers.errors import (
 )
 from workers.llm.errors import LLMError
 from workers.metrics import record_job
+
+if TYPE_CHECKING:  # the scan stack (torch) is imported by scan jobs only
+    from workers.scan.passes import ScanProgress
 
 log = logging.getLogger("neuronlens.tasks")
 
@@ -91,6 +96,28 @@ class JobProgress:
         if force or changed_stage or now - self._saved_at >= META_SAVE_INTERVAL_S:
             _save_meta(self.job, self.meta)
             self._saved_at = now
+
+    def on_scan(self, state: ScanProgress) -> None:
+        """The scan's PassProgress: passes and samples into ``JobMeta.scan`` (throttled like the rest)."""
+        self.meta = self.meta.model_copy(
+            update={
+                "scan": ScanState(
+                    passes_planned=state.passes_planned,
+                    passes_done=state.passes_done,
+                    samples_done=state.samples_done,
+                    samples_total=state.samples_total,
+                )
+            }
+        )
+        self.update()
+
+    def finish_scan(self, layers: int) -> None:
+        """Mark a scan job done: every planned pass ran (or nothing needed scanning)."""
+        scan = self.meta.scan
+        if scan is not None:
+            scan = scan.model_copy(update={"passes_done": scan.passes_planned, "samples_done": 0})
+        self.meta = self.meta.model_copy(update={"scan": scan})
+        self.update(done=layers, total=layers, force=True)
 
     def on_pipeline(self, stage: JobStage, done: int, total: int) -> None:
         """The pipeline's ProgressFn for explain jobs: only the stage is taken (done counts stored

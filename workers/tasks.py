@@ -20,28 +20,43 @@ from workers.runtime import current_runtime
 
 
 def run_scan_job(
-    *, model: str, hook: str, layer: int, dataset: str, options: dict[str, Any]
+    *, model: str, hook: str, layers: list[int], dataset: str, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """Scan one layer of ``model`` at ``hook`` over ``dataset`` unless its artifact already exists."""
+    """Scan ``layers`` of ``model`` at ``hook`` over ``dataset`` (one pass when their recorder state fits
+    the scan memory budget), reusing every layer whose artifact already exists. The job's meta carries
+    the scan's passes and samples (``JobMeta.scan``) while it runs."""
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
-        scan = parse_scan_job(runtime.registry, model, hook, layer, dataset, options)
+        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
         progress = JobProgress(job)
         progress.update(stage="scanning", force=True)
-        info = pipeline.scan_layers(
-            runtime, scan.model, scan.dataset, scan.point, [layer], scan.options, progress.update
-        )[layer]
-        record_scan(job.connection, info)
-        progress.update(done=1, total=1, force=True)
+        infos = pipeline.scan_layers(
+            runtime,
+            scan.model,
+            scan.dataset,
+            scan.point,
+            scan.layers,
+            scan.options,
+            progress.update,
+            progress.on_scan,
+        )
+        for info in infos.values():
+            if not info.reused:
+                record_scan(job.connection, info)
+        progress.finish_scan(len(scan.layers))
         return {
-            "layer": layer,
-            "scan_id": info.scan_id,
-            "reused": bool(info.reused),
-            "seconds": float(info.seconds),
-            "n_samples": int(info.n_samples),
-            "n_tokens": int(info.n_tokens),
+            "layers": {
+                str(layer): {
+                    "scan_id": info.scan_id,
+                    "reused": bool(info.reused),
+                    "seconds": float(info.seconds),
+                    "n_samples": int(info.n_samples),
+                    "n_tokens": int(info.n_tokens),
+                }
+                for layer, info in sorted(infos.items())
+            }
         }
 
 
@@ -58,7 +73,7 @@ def run_explain_job(
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
-        model, layer, variant = explain.model.id, explain.request.layer, explain.variant
+        model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
         missing = missing_reports(job.connection, runtime.reports, model, layer, variant, explain.neurons)
         progress = JobProgress(job, total=len(explain.neurons))
         progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)

@@ -32,6 +32,12 @@ SCAN_TASK = "workers.tasks.run_scan_job"
 EXPLAIN_TASK = "workers.tasks.run_explain_job"
 """Dotted path of the RQ entry point of an explain job."""
 
+SCAN_SHARD_TASK = "workers.tasks.run_scan_shard_job"
+"""Dotted path of the RQ entry point of one shard of a sharded scan (its part of the probe set)."""
+
+MERGE_SCAN_TASK = "workers.tasks.run_merge_scan_job"
+"""Dotted path of the RQ entry point that merges a sharded scan's shards into its layer artifacts."""
+
 SCAN_JOB_PREFIX = "scan-"
 """Every scan job id starts with this (then a hash of what determines the scan artifact)."""
 
@@ -40,6 +46,10 @@ EXPLAIN_JOB_PREFIX = "exp-"
 
 EXPLAIN_JOB_ID_PATTERN = r"^exp-[0-9a-f]{24}$"
 """What an explain job id looks like: anything else names no job (a 404)."""
+
+EXPLAIN_PART_PREFIX = "part-"
+"""Every explain job of one (layer, neuron chunk) of a request starts with this; the request's own id
+(:data:`EXPLAIN_JOB_PREFIX`) names the whole, as clients see it."""
 
 JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
 """Where a job stands, as `GET /v1/jobs/{id}` reports it."""
@@ -84,6 +94,44 @@ class JobError(ContractModel):
     message: str = Field(description="What went wrong, in words; never a traceback.")
 
 
+class ScanState(ContractModel):
+    """Where the scan of a job stands (`scan` of `GET /v1/jobs/{id}`), updated while it runs."""
+
+    passes_planned: int = Field(ge=0, description="Forward passes over the probe set the scan planned.")
+    passes_done: int = Field(ge=0, description="Passes finished.")
+    samples_done: int = Field(ge=0, description="Samples of the current pass done (restarts with each pass).")
+    samples_total: int = Field(ge=0, description="Samples one pass covers.")
+    shards: int = Field(default=1, ge=1, description="Shards the probe set was split into (one job each).")
+    shards_done: int = Field(default=0, ge=0, description="Shards finished.")
+
+
+class LLMUsage(ContractModel):
+    """LLM requests made and what they cost: per report, per job, and as a dry run's estimate."""
+
+    calls: int = Field(default=0, ge=0, description="LLM requests (retries included).")
+    prompt_tokens: int = Field(default=0, ge=0, description="Prompt tokens, as the endpoint reported them.")
+    completion_tokens: int = Field(default=0, ge=0, description="Completion tokens, as reported.")
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="USD at the endpoint's configured prices; null when it has none."
+    )
+
+
+class LayerProgress(ContractModel):
+    """One layer of a job: its state and how many of its neurons are done."""
+
+    layer: int = Field(ge=0, description="Layer index.")
+    status: JobState = Field(description="Where this layer's work stands.")
+    done: int = Field(ge=0, description="Neurons of this layer whose report is stored.")
+    total: int = Field(ge=0, description="Neurons of this layer requested.")
+
+
+class LayerNeurons(ContractModel):
+    """Neurons of one layer (e.g. those a budget left not done)."""
+
+    layer: int = Field(ge=0, description="Layer index.")
+    neurons: list[int] = Field(description="Neuron indices, ascending.")
+
+
 class JobMeta(ContractModel):
     """What the API and the workers keep in an RQ job's ``meta``: the API writes `scan_job_id`,
     `model_revision` and the initial `total` when it enqueues; the worker writes `stage`, `done`, `total`
@@ -99,6 +147,17 @@ class JobMeta(ContractModel):
     )
     request_id: str | None = Field(
         default=None, description="X-Request-ID of the HTTP request that enqueued (or re-ran) the job."
+    )
+    scan: ScanState | None = Field(
+        default=None, description="A scan job's passes and samples, while it runs."
+    )
+    usage: LLMUsage | None = Field(default=None, description="LLM usage of an explain job so far.")
+    budget_exhausted: bool = Field(
+        default=False,
+        description="The request's budget stopped this explain job before every neuron was done.",
+    )
+    not_done: list[int] | None = Field(
+        default=None, description="Neurons an explain job left without a report because the budget ran out."
     )
 
     @classmethod
@@ -141,4 +200,21 @@ class JobStatus(ContractModel):
     )
     reports_total: int | None = Field(
         default=None, description="Number of reports the finished job produced."
+    )
+    scan: ScanState | None = Field(
+        default=None,
+        description="The scan's passes and samples (planned, done) while it runs or once it ran; null when "
+        "every layer's scan was already stored.",
+    )
+    layers: list[LayerProgress] | None = Field(
+        default=None, description="Per-layer state and progress (one entry per requested layer)."
+    )
+    usage: LLMUsage | None = Field(default=None, description="LLM calls, tokens and cost spent so far.")
+    budget_exhausted: bool = Field(
+        default=False,
+        description="True when the request's budget stopped the job: it is `finished`, the reports done "
+        "are kept, and `not_done` lists the rest.",
+    )
+    not_done: list[LayerNeurons] | None = Field(
+        default=None, description="Neurons left without a report because the budget ran out."
     )

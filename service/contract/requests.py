@@ -39,6 +39,12 @@ MAX_INDEX = 2**31 - 1
 MAX_NEURON_IDS = 65_536
 """Longest neuron list a request may carry, repeats included (settings may allow fewer per request)."""
 
+MAX_LAYER_IDS = 1024
+"""Longest layer list a request may carry (the model's own layer count is checked after)."""
+
+MAX_SHARDS = 64
+"""Most shards one scan may be split into (one scan worker each)."""
+
 MAX_SEED = 2**32 - 1
 """Largest seed (seeds are 0 … 2**32-1)."""
 
@@ -184,8 +190,9 @@ _NEURONS_ONE_OF: list[JsonValue] = [
         "maxItems": MAX_NEURON_IDS,
     },
     {"$ref": "#/components/schemas/NeuronRange"},
+    {"type": "string", "enum": ["all"]},
 ]
-"""OpenAPI form of `ExplanationRequest.neurons`: a bounded list of indices, or a range."""
+"""OpenAPI form of `ExplanationRequest.neurons`: a bounded list of indices, a range, or `"all"`."""
 
 
 def _backend_from_name(value: object) -> object:
@@ -201,6 +208,43 @@ def _backend_from_name(value: object) -> object:
 BackendField = Annotated[Backend | None, BeforeValidator(_backend_from_name)]
 """An optional backend, accepted by name in strict validation too."""
 
+ALL: Literal["all"] = "all"
+"""`layers: "all"` and `neurons: "all"`: every layer, or every neuron of each requested layer."""
+
+_LAYERS_ONE_OF: list[JsonValue] = [
+    {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+        "minItems": 1,
+        "maxItems": MAX_LAYER_IDS,
+    },
+    {"type": "string", "enum": ["all"]},
+    {"type": "null"},
+]
+"""OpenAPI form of `ExplanationRequest.layers`: a bounded list of layer indices, `"all"`, or null."""
+
+
+class Budget(ContractModel):
+    """Limits on what the `openai` backends may spend for one request; the job stops cleanly when one is
+    reached (`finished` with `budget_exhausted`, every completed report kept)."""
+
+    max_llm_calls: StrictInt | None = Field(
+        default=None, ge=1, le=2**40, description="Most LLM requests the job may make (retries included)."
+    )
+    max_cost_usd: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="Most the job may spend in USD, priced with the endpoint's configured prices "
+        "(requires them).",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.max_llm_calls is None and self.max_cost_usd is None:
+            raise ValueError("a budget names max_llm_calls, max_cost_usd or both")
+        return self
+
 
 class ExplanationRequest(ContractModel):
     """`POST /v1/explanations`: which neurons to explain, and how."""
@@ -208,13 +252,27 @@ class ExplanationRequest(ContractModel):
     model: str = Field(
         min_length=1, max_length=MAX_NAME_LENGTH, description="Model id from `GET /v1/models`."
     )
-    layer: Index = Field(description="Layer index, 0 … layers-1 of the model.")
-    neurons: Annotated[list[Index], Field(min_length=1, max_length=MAX_NEURON_IDS)] | NeuronRange = Field(
+    layer: Index | None = Field(
+        default=None,
+        description="Layer index, 0 … layers-1 of the model. Give `layer` or `layers`, not both.",
+    )
+    layers: Annotated[list[Index], Field(min_length=1, max_length=MAX_LAYER_IDS)] | Literal["all"] | None = (
+        Field(
+            default=None,
+            json_schema_extra={"one_of": _LAYERS_ONE_OF},
+            description='Several layers (a list; repeats count once) or `"all"` of them, explained with '
+            "the same neurons and options: their scans run as one forward pass over the probe set (as "
+            "few passes as the scan memory budget allows). Give `layer` or `layers`, not both.",
+        )
+    )
+    neurons: (
+        Annotated[list[Index], Field(min_length=1, max_length=MAX_NEURON_IDS)] | NeuronRange | Literal["all"]
+    ) = Field(
         # Litestar drops the list's bounds from a union in OpenAPI; they are spelled out for it here.
         json_schema_extra={"one_of": _NEURONS_ONE_OF},
         description="Neuron indices as a list (repeats count once; at most "
-        f"{MAX_NEURON_IDS:,} entries), or a `{{start, stop}}` range (stop exclusive). Either way at most "
-        "`NEURONLENS_MAX_NEURONS_PER_REQUEST` distinct neurons.",
+        f'{MAX_NEURON_IDS:,} entries), a `{{start, stop}}` range (stop exclusive), or `"all"` (every '
+        "neuron of the layer). At most `NEURONLENS_MAX_NEURONS_PER_REQUEST` distinct neurons per layer.",
     )
     hook: str | None = Field(
         default=None,
@@ -252,12 +310,69 @@ class ExplanationRequest(ContractModel):
         "Default: the deployment's `NEURONLENS_LLM_CANDIDATES`.",
     )
     options: PipelineOptions = Field(default_factory=PipelineOptions, description="Method parameters.")
+    shards: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Split each scan of this request into this many shards of the probe set, run by as "
+        "many scan workers and merged exactly. Default: the deployment's `NEURONLENS_SCAN_SHARDS` (1).",
+    )
+    dry_run: Annotated[bool, Strict()] = Field(
+        default=False,
+        description="Answer 200 with the cost estimate (scan passes and tokens, LLM calls, prompt and "
+        "completion tokens, USD where the endpoint's prices are configured) and enqueue nothing.",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Stop the job cleanly when it has made this many LLM calls or spent this much.",
+    )
+
+    @model_validator(mode="after")
+    def _one_layer_field(self) -> ExplanationRequest:
+        if (self.layer is None) == (self.layers is None):
+            raise ValueError(
+                'give `layer` (one layer) or `layers` (a list, or "all"), not both and not neither'
+            )
+        return self
 
     def neuron_list(self) -> list[int]:
-        """The requested neuron indices, sorted and without repeats."""
+        """The requested neuron indices, sorted and without repeats. A request naming `"all"` must be
+        resolved first (the model knows how many neurons a layer has)."""
         if isinstance(self.neurons, NeuronRange):
             return list(range(self.neurons.start, self.neurons.stop))
+        if self.neurons == ALL:
+            raise ValueError('neurons "all" is resolved against the model first (service.validate)')
         return sorted(set(self.neurons))
+
+    def layer_list(self) -> list[int]:
+        """The requested layers, sorted and without repeats (`layer`, or `layers`). A request naming
+        `"all"` must be resolved first."""
+        if self.layers is None:
+            assert self.layer is not None  # the validator above
+            return [self.layer]
+        if self.layers == ALL:
+            raise ValueError('layers "all" is resolved against the model first (service.validate)')
+        return sorted(set(self.layers))
+
+    def only_layer(self) -> int:
+        """The layer of a one-layer request (what every explain job runs); ValueError otherwise."""
+        if self.layer is None:
+            raise ValueError("a request naming `layers` is split into one-layer requests first (for_layer)")
+        return self.layer
+
+    def for_layer(self, layer: int, neurons: list[int]) -> ExplanationRequest:
+        """The one-layer request of ``layer`` and ``neurons`` of this (resolved) request: what one explain
+        job of it runs. Request-level fields (layers, shards, dry run, budget) are left out."""
+        return self.model_copy(
+            update={
+                "layer": layer,
+                "layers": None,
+                "neurons": neurons,
+                "shards": None,
+                "dry_run": False,
+                "budget": None,
+            }
+        )
 
 
 class LLMModels(ContractModel):

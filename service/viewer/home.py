@@ -102,8 +102,9 @@ def _jobs_html(jobs: Sequence[RecentJob]) -> str:
         neurons = request.neuron_list()
         shown = ", ".join(str(n) for n in neurons[:6]) + (f", … ({len(neurons)})" if len(neurons) > 6 else "")
         layer = link(
-            layer_path(request.model, request.layer) + query_string(exemplar_query(request, job.variant)),
-            f"layer {request.layer}",
+            layer_path(request.model, request.only_layer())
+            + query_string(exemplar_query(request, job.variant)),
+            f"layer {request.only_layer()}",
         )
         error = f" — {escape(state.error.type)}" if state.error else ""
         rows.append(

@@ -48,7 +48,7 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
     width = 100 * progress.done / progress.total if progress.total else 0
     ended = status.status in ("finished", "failed")
     links = " ".join(
-        link(neuron_page_path(request.model, request.layer, n) + query, str(n))
+        link(neuron_page_path(request.model, request.only_layer(), n) + query, str(n))
         for n in neurons[:NEURON_LINKS]
     )
     more = (
@@ -57,7 +57,7 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
     error = f"{status.error.type}: {status.error.message}" if status.error else ""
     queue = f"position {status.queue_position} in its queue" if status.queue_position is not None else ""
     status_url = f"/v1/jobs/{status.job_id}?limit=1"
-    layer = link(layer_path(request.model, request.layer) + query, f"layer {request.layer}")
+    layer = link(layer_path(request.model, request.only_layer()) + query, f"layer {request.only_layer()}")
     results_hidden = "" if status.status == "finished" else " hidden"
     body = (
         f'<div id="job" data-status-url="{escape(status_url)}" data-ended="{str(ended).lower()}">'

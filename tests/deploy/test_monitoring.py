@@ -15,8 +15,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.contract import METRICS_KEY
-from service.jobs import JobQueues
 from service.metrics import ApiMetrics
+from service.queues import JobQueues
 from service.settings import Settings
 from tests.deploy.k8s_checks import render
 

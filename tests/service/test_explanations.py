@@ -67,9 +67,9 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "neurons of the wrong type",
-        {**VALID, "neurons": "all"},
+        {**VALID, "neurons": "some"},
         "neurons",
-        "list of integers or a {start, stop}",
+        'a list of integers, a {start, stop} object or "all"',
     ),
     ("missing model", {"layer": 3, "neurons": [1]}, "model", "Field required"),
     ("unknown field", {**VALID, "colour": "red"}, "colour", "Extra inputs are not permitted"),
@@ -156,7 +156,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     scan = scan_queue.fetch_job(scan_id)
     assert scan is not None and scan.func_name == "workers.tasks.run_scan_job"
     assert (
-        scan.kwargs["model"] == "minilm-l6" and scan.kwargs["layer"] == 3 and scan.kwargs["hook"] == "mlp_act"
+        scan.kwargs["model"] == "minilm-l6" and scan.kwargs["layers"] == [3] and scan.kwargs["hook"] == "mlp_act"
     )
     assert scan.retries_left == 2 and scan.timeout == 3600
 

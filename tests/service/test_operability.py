@@ -11,7 +11,8 @@ from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 
 from service.contract import SCAN_TASK
-from service.jobs import JobQueues, _retry
+from service.queues import JobQueues
+from service.scan_jobs import retry_policy
 from service.settings import Settings
 from workers.worker import build_worker
 
@@ -37,11 +38,13 @@ def test_a_queued_job_counts_the_workers_listening(
 
 def test_a_retried_job_goes_to_the_front_of_its_queue(redis_conn: redis.Redis, settings: Settings) -> None:
     queue = JobQueues.connect(redis_conn, settings).scan
-    first, second = (queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=_retry(settings)) for _ in range(2))
+    first, second = (
+        queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=retry_policy(settings)) for _ in range(2)
+    )
     # What RQ's abandoned-job cleanup does with a job whose worker died: take it, then retry it.
     taken = Queue.dequeue_any([queue], None, connection=redis_conn, serializer=JSONSerializer)
     assert taken is not None and taken[0].id == first.id
-    third = queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=_retry(settings))
+    third = queue.enqueue_call(func=SCAN_TASK, kwargs={}, retry=retry_policy(settings))
     first.set_status(RqStatus.STARTED)
     with redis_conn.pipeline() as pipe:
         first.retry(queue, pipe)

@@ -165,9 +165,9 @@ def test_bad_input_and_missing_weights_are_named_errors(
 ) -> None:
     registry = load_registry()
     with pytest.raises(InvalidRequest, match="layer 6 is out of range: minilm-l6 has layers 0–5"):
-        parse_scan_job(registry, "minilm-l6", "mlp_act", 6, "text-probe-v1", {})
+        parse_scan_job(registry, "minilm-l6", "mlp_act", [6], "text-probe-v1", {})
     with pytest.raises(InvalidRequest, match="hook point 'attn' is not offered by minilm-l6: choose mlp_act"):
-        parse_scan_job(registry, "minilm-l6", "attn", 1, "text-probe-v1", {})
+        parse_scan_job(registry, "minilm-l6", "attn", [1], "text-probe-v1", {})
     point = minilm.hook("mlp_act")
     missing = minilm.model_copy(
         update={"id": "ghost", "source": ModelSource(kind="python-package", package="no_such_weights_pkg")}
