@@ -7,6 +7,10 @@ explaining  the explain job is running (its JobMeta stage narrows it to `simulat
 finished    the explain job finished
 failed      the explain job failed, stopped or was canceled, or its scan failed for good (RQ leaves
             such dependents deferred forever; here they show `failed` with the scan's error)
+
+A sharded scan's explain jobs wait for its merge job, which waits (deferred) for the shard jobs: while
+it does, the shards say where the scan stands (one running: scanning; one failed: failed with that
+shard's error, and re-running the scan re-runs that shard).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from service.contract import (
     JobState,
     Progress,
 )
+from service.scan_jobs import failed_scan_part, scan_parts
 
 _FAILED = (RqStatus.FAILED, RqStatus.STOPPED, RqStatus.CANCELED)
 
@@ -134,6 +139,19 @@ def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
         return _state(job, "scanning", started_at=scan.started_at)
     if scan_status == RqStatus.QUEUED:
         return _state(job, "queued", queue_position=_position(connection, scan))
+    if scan_status == RqStatus.DEFERRED:  # a sharded scan's merge, waiting for its shards
+        failed = failed_scan_part(connection, scan.id)
+        if failed is not None:
+            return _state(
+                job, "failed", error=job_error(failed), ended_at=failed.ended_at, failed_scan=failed
+            )
+        parts = scan_parts(connection, scan.id)
+        started = [p.started_at for p in parts if p.get_status(refresh=False) == RqStatus.STARTED]
+        if started:
+            return _state(job, "scanning", started_at=min(filter(None, started), default=None))
+        queued = [p for p in parts if p.get_status(refresh=False) == RqStatus.QUEUED]
+        if queued:
+            return _state(job, "queued", queue_position=_position(connection, queued[0]))
     # The scan just finished (RQ is about to move this job to its queue) or waits for a retry.
     return _state(job, "queued")
 

@@ -16,6 +16,7 @@ from typing import Any
 import pydantic
 
 from service.contract import (
+    MAX_SHARDS,
     DatasetSpec,
     ExplanationRequest,
     HookPoint,
@@ -110,6 +111,35 @@ def parse_scan_job(
         sorted(set(layers)),
         _validated(PipelineOptions, options, "scan options"),
     )
+
+
+MAX_SCAN_BATCH = 65536
+"""Largest scan batch size a sharded scan's payload may name."""
+
+
+@dataclass(frozen=True)
+class ScanPart:
+    """Which part of a sharded scan a job is: one shard, or the merge (``shard`` None)."""
+
+    shard: int | None
+    n_shards: int
+    batch_size: int
+    """Samples per forward pass: the API's, the same for every shard and the merge (it fixes the
+    batches the probe set is cut into, so a worker's own setting must not replace it)."""
+
+
+def _whole(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"invalid scan payload: {what} must be an integer {low} … {high}, got {value!r}")
+    return value
+
+
+def parse_scan_part(shard: object, n_shards: object, batch_size: object, *, merge: bool = False) -> ScanPart:
+    """The part of a sharded scan a `run_scan_shard_job` payload (``shard`` 0 … n_shards-1) or a
+    `run_merge_scan_job` payload (``merge``, no shard) names, checked."""
+    n = _whole(n_shards, 1, MAX_SHARDS, "n_shards")
+    k = None if merge else _whole(shard, 0, n - 1, "shard")
+    return ScanPart(k, n, _whole(batch_size, 1, MAX_SCAN_BATCH, "batch_size"))
 
 
 def llm_models(endpoints: LLMEndpoints, request: ExplanationRequest) -> LLMModels | None:

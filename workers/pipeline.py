@@ -23,7 +23,7 @@ from service.contract import (
     PipelineOptions,
 )
 from workers.backends import make_explainer, make_judge, make_simulator
-from workers.errors import ScanMissing
+from workers.errors import DeploymentMismatch, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.pool import map_concurrently
@@ -32,6 +32,7 @@ from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
 from workers.scan.passes import PassProgress
 from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers
+from workers.scan.shards import ShardInfo, merge_shards, remove_shards, scan_shard, shard_key
 from workers.simulate.base import Simulator, SimulatorResult
 from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
 
@@ -41,7 +42,16 @@ ProgressFn = Callable[[JobStage, int, int], None]
 CHUNK_NEURONS = 64
 """Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
 
-__all__ = ["ProgressFn", "ScanInfo", "explain_neurons", "open_context", "scan_layers"]
+__all__ = [
+    "ProgressFn",
+    "ScanInfo",
+    "ShardInfo",
+    "explain_neurons",
+    "merge_layer_shards",
+    "open_context",
+    "scan_layer_shard",
+    "scan_layers",
+]
 
 
 def scan_layers(
@@ -65,6 +75,87 @@ def scan_layers(
     return scan_model_layers(
         runtime.scan_setup, model, dataset, point, layers, options, report, scan_progress
     )
+
+
+def scan_layer_shard(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    layers: list[int],
+    options: PipelineOptions,
+    shard: int,
+    n_shards: int,
+    batch_size: int,
+    scan_progress: PassProgress | None = None,
+) -> ShardInfo:
+    """Record shard `shard` of `n_shards` of the probe set for every layer of `layers` that has neither
+    its scan artifact nor this shard's artifact yet (both reused), with `batch_size` (the same for every
+    shard and the merge) in as few passes as the runtime's scan memory budget allows."""
+    from workers.models.device import default_scan_memory_bytes
+
+    setup = runtime.scan_setup
+    store = setup.store
+    keys: dict[int, str] = {}
+    todo: list[int] = []
+    for layer in sorted(set(layers)):
+        scan = layer_scan_id(model, dataset, point.id, layer, options)
+        key = shard_key(scan, shard, n_shards)
+        if store.exists(scan_key(scan)) or store.exists(key):
+            keys[layer] = key
+        else:
+            todo.append(layer)
+    if not todo:
+        return ShardInfo(keys=keys, n_samples=0, passes=0, seconds=0.0)
+    adapter = setup.models.get(model)
+    budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
+    info = scan_shard(
+        store, adapter, dataset, point.id, todo, options, shard, n_shards, batch_size, budget, scan_progress
+    )
+    return ShardInfo(
+        keys={**keys, **info.keys}, n_samples=info.n_samples, passes=info.passes, seconds=info.seconds
+    )
+
+
+def merge_layer_shards(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    layers: list[int],
+    options: PipelineOptions,
+    n_shards: int,
+    batch_size: int,
+) -> dict[int, ScanInfo]:
+    """Merge the `n_shards` shard artifacts of every layer without a scan artifact into it (exactly the
+    one-shard scan's arrays), then delete the shard artifacts; reuse layers already scanned. A shard
+    recorded with another batch size than `batch_size` is a DeploymentMismatch (its batches differ)."""
+    store = runtime.store
+    hook = point.id
+    result: dict[int, ScanInfo] = {}
+    todo: list[int] = []
+    for layer in sorted(set(layers)):
+        scan = layer_scan_id(model, dataset, hook, layer, options)
+        if store.exists(scan_key(scan)):
+            manifest = store.read_manifest(scan_key(scan))
+            result[layer] = ScanInfo(scan, True, 0.0, int(manifest["n_samples"]), int(manifest["n_tokens"]))
+            continue
+        todo.append(layer)
+        for shard in range(n_shards):
+            key = shard_key(scan, shard, n_shards)
+            used = store.read_manifest(key).get("batch_size") if store.exists(key) else batch_size
+            if used != batch_size:
+                raise DeploymentMismatch(
+                    f"shard {shard} of {n_shards} of scan {scan} was recorded with batch size {used}, this "
+                    f"merge expects {batch_size}: give the API and the workers one NEURONLENS_SCAN_BATCH_SIZE"
+                )
+    merged = merge_shards(store, model, dataset, hook, todo, options, n_shards)
+    for layer, scan in merged.items():
+        manifest = store.read_manifest(scan_key(scan))
+        seconds = float(manifest["seconds"])
+        result[layer] = ScanInfo(scan, False, seconds, int(manifest["n_samples"]), int(manifest["n_tokens"]))
+    remove_shards(store, [info.scan_id for info in result.values()], n_shards)
+    return result
 
 
 def open_context(

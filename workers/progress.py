@@ -98,7 +98,10 @@ class JobProgress:
             self._saved_at = now
 
     def on_scan(self, state: ScanProgress) -> None:
-        """The scan's PassProgress: passes and samples into ``JobMeta.scan`` (throttled like the rest)."""
+        """The scan's PassProgress: passes and samples into ``JobMeta.scan`` (throttled like the rest); a
+        shard job keeps the shard counts its meta was enqueued with."""
+        previous = self.meta.scan
+        shards = {"shards": previous.shards, "shards_done": previous.shards_done} if previous else {}
         self.meta = self.meta.model_copy(
             update={
                 "scan": ScanState(
@@ -106,16 +109,26 @@ class JobProgress:
                     passes_done=state.passes_done,
                     samples_done=state.samples_done,
                     samples_total=state.samples_total,
+                    **shards,
                 )
             }
         )
         self.update()
 
-    def finish_scan(self, layers: int) -> None:
-        """Mark a scan job done: every planned pass ran (or nothing needed scanning)."""
+    def set_scan(self, state: ScanState) -> None:
+        """Write a whole ScanState (a merge job's, summed over its shards) at once."""
+        self.meta = self.meta.model_copy(update={"scan": state})
+        self.update(force=True)
+
+    def finish_scan(self, layers: int, shards_done: int | None = None) -> None:
+        """Mark a scan job done: every planned pass ran (or nothing needed scanning); a shard job also
+        counts itself done (``shards_done``)."""
         scan = self.meta.scan
         if scan is not None:
-            scan = scan.model_copy(update={"passes_done": scan.passes_planned, "samples_done": 0})
+            update: dict[str, int] = {"passes_done": scan.passes_planned, "samples_done": 0}
+            if shards_done is not None:
+                update["shards_done"] = shards_done
+            scan = scan.model_copy(update=update)
         self.meta = self.meta.model_copy(update={"scan": scan})
         self.update(done=layers, total=layers, force=True)
 

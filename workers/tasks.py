@@ -1,4 +1,5 @@
-"""Thin RQ entry points, enqueued by dotted path (``contract.SCAN_TASK``, ``contract.EXPLAIN_TASK``).
+"""Thin RQ entry points, enqueued by dotted path (``contract.SCAN_TASK``, ``contract.SCAN_SHARD_TASK``,
+``contract.MERGE_SCAN_TASK``, ``contract.EXPLAIN_TASK``).
 
 Each parses its JSON payload once into a resolved job against the process's WorkerRuntime
 (workers/payloads.py), calls one domain function (workers/pipeline.py) and returns JSON. Progress and
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.contract import EXPLAIN_QUEUE, SCAN_QUEUE
+from service.contract import EXPLAIN_QUEUE, SCAN_QUEUE, ScanState
 from workers.llm.errors import LLMEndpointError
 from workers.metrics import record_llm_error, record_scan
-from workers.payloads import parse_explain_job, parse_scan_job
+from workers.payloads import parse_explain_job, parse_scan_job, parse_scan_part
 from workers.progress import JobProgress, job_run
 from workers.report_store import missing_reports, store_report
 from workers.runtime import current_runtime
@@ -57,6 +58,117 @@ def run_scan_job(
                 }
                 for layer, info in sorted(infos.items())
             }
+        }
+
+
+def run_scan_shard_job(
+    *,
+    model: str,
+    hook: str,
+    layers: list[int],
+    dataset: str,
+    options: dict[str, Any],
+    shard: int,
+    n_shards: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Record shard ``shard`` (0-based) of ``n_shards`` of the probe set for ``layers`` with the payload's
+    ``batch_size`` (the API's, the same for every shard and the merge), into shard artifacts; layers
+    already scanned or already holding this shard are reused. The job's meta carries the shard's passes
+    and samples (``JobMeta.scan``, with ``shards`` and, once done, ``shards_done`` 1)."""
+    with job_run(SCAN_QUEUE) as job:
+        runtime = current_runtime()
+        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
+        part = parse_scan_part(shard, n_shards, batch_size)
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+        progress = JobProgress(job)
+        progress.update(stage="scanning", force=True)
+        info = pipeline.scan_layer_shard(
+            runtime,
+            scan.model,
+            scan.dataset,
+            scan.point,
+            scan.layers,
+            scan.options,
+            shard,
+            part.n_shards,
+            part.batch_size,
+            progress.on_scan,
+        )
+        progress.finish_scan(len(scan.layers), shards_done=1)
+        return {
+            "shard": part.shard,
+            "n_shards": part.n_shards,
+            "batch_size": part.batch_size,
+            "passes": int(info.passes),
+            "n_samples": int(info.n_samples),
+            "seconds": float(info.seconds),
+            "keys": {str(layer): key for layer, key in sorted(info.keys.items())},
+        }
+
+
+def run_merge_scan_job(
+    *,
+    model: str,
+    hook: str,
+    layers: list[int],
+    dataset: str,
+    options: dict[str, Any],
+    n_shards: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Merge the ``n_shards`` shards of the scan of ``layers`` (its dependencies) into the layer artifacts
+    a one-shard scan writes, byte for byte, and delete the shard artifacts; layers already scanned are
+    reused. Its meta's ``JobMeta.scan`` sums the shards' (all passes and shards done)."""
+    with job_run(SCAN_QUEUE) as job:
+        runtime = current_runtime()
+        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
+        part = parse_scan_part(None, n_shards, batch_size, merge=True)
+        from workers import pipeline  # torch comes with the pipeline, after the cheap checks
+
+        progress = JobProgress(job)
+        progress.update(stage="scanning", force=True)
+        results = [dep.return_value() or {} for dep in job.fetch_dependencies()]
+        passes = max((int(r.get("passes", 0)) for r in results), default=0)
+        infos = pipeline.merge_layer_shards(
+            runtime,
+            scan.model,
+            scan.dataset,
+            scan.point,
+            scan.layers,
+            scan.options,
+            part.n_shards,
+            part.batch_size,
+        )
+        for info in infos.values():
+            if not info.reused:
+                record_scan(job.connection, info)
+        samples = sum(int(r.get("n_samples", 0)) for r in results)
+        progress.set_scan(
+            ScanState(
+                passes_planned=passes,
+                passes_done=passes,
+                samples_done=0,
+                samples_total=samples,
+                shards=part.n_shards,
+                shards_done=part.n_shards,
+            )
+        )
+        progress.finish_scan(len(scan.layers))
+        return {
+            "n_shards": part.n_shards,
+            "batch_size": part.batch_size,
+            "layers": {
+                str(layer): {
+                    "scan_id": info.scan_id,
+                    "reused": bool(info.reused),
+                    "seconds": float(info.seconds),
+                    "n_samples": int(info.n_samples),
+                    "n_tokens": int(info.n_tokens),
+                }
+                for layer, info in sorted(infos.items())
+            },
         }
 
 

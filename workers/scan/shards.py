@@ -176,6 +176,16 @@ def merge_shards(
     return result
 
 
+def remove_shards(store: ArtifactStore, scans: Sequence[str], n_shards: int) -> int:
+    """Delete the `n_shards` shard artifacts of each layer scan in `scans` (after a merge wrote the layer
+    artifacts, they are no longer needed); how many were removed."""
+    removed = 0
+    for scan in scans:
+        for shard in range(n_shards):
+            removed += store.delete(shard_key(scan, shard, n_shards))
+    return removed
+
+
 def merge_arrays(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Combine shard arrays (each with `shard_ids`) into the one-shard scan's arrays."""
     if not parts:

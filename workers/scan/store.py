@@ -49,6 +49,11 @@ class ArtifactStore(Protocol):
         """The manifest, after checking every data file it lists is complete (ArtifactCorrupt if not)."""
         ...
 
+    def delete(self, key: str) -> bool:
+        """Remove an artifact, its manifest first (so it never looks complete half-removed); False when
+        there was nothing under ``key``."""
+        ...
+
 
 class FsspecArtifactStore:
     """ArtifactStore over any fsspec URL: a local folder (default), `file://`, `s3://`, `memory://`."""
@@ -128,6 +133,18 @@ class FsspecArtifactStore:
                     f"artifact {key!r} in {self._url}: file {name!r} is missing or truncated"
                 )
         return manifest
+
+    def delete(self, key: str) -> bool:
+        return _delete(self._fs, self._path(key), self._path(key, MANIFEST))
+
+
+def _delete(fs: Any, root: str, manifest: str) -> bool:
+    if not fs.exists(root):
+        return False
+    if fs.exists(manifest):
+        fs.rm_file(manifest)
+    fs.rm(root, recursive=True)
+    return True
 
 
 def _write_synced(path: str, data: bytes) -> None:
