@@ -137,6 +137,14 @@ class NotAcceptable(ApiError):
     title = "Not acceptable"
 
 
+class JobNotFinished(ApiError):
+    """The job's reports are asked for as one table before the job finished (or after it failed)."""
+
+    status_code = 409
+    slug = "job-not-finished"
+    title = "Job not finished"
+
+
 class RedisUnavailable(ApiError):
     status_code = 503
     slug = "redis-unavailable"
@@ -242,9 +250,7 @@ def field_problems(extra: object) -> list[FieldProblem]:
         if real:
             problems.extend(FieldProblem(field=field, message=m) for m in dict.fromkeys(real))
         elif len(messages) > 1:
-            problems.append(
-                FieldProblem(field=field, message=_UNION_SHAPES.get(field, "has the wrong type"))
-            )
+            problems.append(FieldProblem(field=field, message=_UNION_SHAPES.get(field, "has the wrong type")))
         else:
             problems.append(FieldProblem(field=field, message=messages[0]))
     return problems
