@@ -156,7 +156,9 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     scan = scan_queue.fetch_job(scan_id)
     assert scan is not None and scan.func_name == "workers.tasks.run_scan_job"
     assert (
-        scan.kwargs["model"] == "minilm-l6" and scan.kwargs["layers"] == [3] and scan.kwargs["hook"] == "mlp_act"
+        scan.kwargs["model"] == "minilm-l6"
+        and scan.kwargs["layers"] == [3]
+        and scan.kwargs["hook"] == "mlp_act"
     )
     assert scan.retries_left == 2 and scan.timeout == 3600
 

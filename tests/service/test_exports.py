@@ -31,7 +31,9 @@ SUMMARY_KEYS = ("neuron_type", "p_visual", "p_text", "p_multimodal", "p_unknown"
 
 
 @pytest.fixture()
-def api(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Settings]]:
+def api(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Settings]]:
     """An API and in-process workers that agree on a registry whose probe set is cut to SAMPLES (the scan
     artifact is shared with tests/service/test_pipeline_jobs.py)."""
     registry = _write_registry(tmp_path / "registry.json", SAMPLES)
@@ -48,7 +50,9 @@ def api(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture()
-def finished(api: tuple[str, Settings], redis_conn: redis.Redis) -> tuple[httpx.Client, str, dict[int, bytes]]:
+def finished(
+    api: tuple[str, Settings], redis_conn: redis.Redis
+) -> tuple[httpx.Client, str, dict[int, bytes]]:
     """A finished job of three neurons: (client, job id, stored report JSON by neuron as GET serves it)."""
     url, settings = api
     http = httpx.Client(base_url=url, timeout=60)
@@ -156,9 +160,13 @@ def test_a_layer_exports_every_stored_report_as_a_table(
 
     ndjson = http.get(layer, params={"format": "ndjson"})
     assert ndjson.headers["content-type"] == "application/x-ndjson"
-    assert ndjson.headers["content-disposition"] == f'attachment; filename="minilm-l6-L{LAYER}-summary.ndjson"'
+    assert (
+        ndjson.headers["content-disposition"] == f'attachment; filename="minilm-l6-L{LAYER}-summary.ndjson"'
+    )
     rows = [json.loads(line) for line in ndjson.text.splitlines()]
-    assert [{k: v for k, v in row.items() if k in listing["neurons"][0]} for row in rows] == listing["neurons"]
+    assert [{k: v for k, v in row.items() if k in listing["neurons"][0]} for row in rows] == listing[
+        "neurons"
+    ]
     for row, raw in zip(rows, stored.values(), strict=True):
         _check_summary(row, raw)
     full = http.get(layer, params={"format": "ndjson", "fields": "full"})
