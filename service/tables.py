@@ -24,6 +24,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
+from pydantic_core import from_json
+
 ExportFormat = Literal["ndjson", "csv", "parquet"]
 """Table formats of an export."""
 ExportFields = Literal["summary", "full"]
@@ -53,6 +55,12 @@ PAGE_ROWS = 256
 
 
 # --------------------------------------------------------------------------- rows
+
+
+def _parse(raw: bytes) -> Any:
+    """A stored report as Python objects: jiter (pydantic's parser) reads them about twice as fast as the
+    json module, which is most of a summary export's time (a report is mostly exemplars)."""
+    return from_json(raw)
 
 
 def _llm_calls(report: dict[str, Any]) -> int | None:
@@ -109,7 +117,7 @@ def ndjson_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterato
         if fields == "full":
             lines = [raw if b"\n" not in raw else _compact(raw) for raw in page]
         else:
-            lines = [_json_line(summary_row(json.loads(raw))) for raw in page]
+            lines = [_json_line(summary_row(_parse(raw))) for raw in page]
         if lines:
             yield b"\n".join(lines) + b"\n"
 
@@ -120,7 +128,7 @@ def _json_line(value: object) -> bytes:
 
 def _compact(raw: bytes) -> bytes:
     """A report stored with line breaks, on one line (workers write compact JSON; this is a safeguard)."""
-    return _json_line(json.loads(raw))
+    return _json_line(_parse(raw))
 
 
 def _csv_cell(name: str, value: Any) -> Any:
@@ -139,7 +147,7 @@ def csv_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterator[b
     writer.writerow(columns)
     for page in pages:
         for raw in page:
-            report = json.loads(raw)
+            report = _parse(raw)
             cells = [_csv_cell(name, value) for name, value in table_row(report).items()]
             if fields == "full":
                 cells.append(raw.decode() if b"\n" not in raw else _compact(raw).decode())
@@ -219,7 +227,7 @@ def parquet_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterat
         for page in pages:
             if not page:
                 continue
-            rows = [table_row(json.loads(raw)) for raw in page]
+            rows = [table_row(_parse(raw)) for raw in page]
             if fields == "full":
                 for row, raw in zip(rows, page, strict=True):
                     row[REPORT_COLUMN] = raw.decode()
