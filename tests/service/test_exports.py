@@ -209,3 +209,28 @@ def test_bad_exports_are_problems(api: tuple[str, Settings], redis_conn: redis.R
         layer = f"/v1/neurons/minilm-l6/{LAYER}?format=csv"
         assert http.get(layer, headers={"Accept": "text/csv"}).status_code == 200
         assert http.get(layer, headers={"Accept": "image/png"}).status_code == 406
+
+
+def test_full_exports_of_a_vision_language_job_link_exemplar_images_as_the_json_api_does(
+    settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
+        "NEURONLENS_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    model, layer, neurons = "tiny-llava-planted", 2, [11, 200]
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        job_id = http.post(
+            "/v1/explanations", json={"model": model, "layer": layer, "neurons": neurons}
+        ).json()["job_id"]
+        run_workers(redis_conn, settings)
+        served = [http.get(f"/v1/neurons/{model}/{layer}/{n}").content for n in neurons]
+        assert all(b'"image_url":"/v1/neurons/' in body for body in served), "the report has image links"
+        job_lines = http.get(f"/v1/jobs/{job_id}/reports", params={"fields": "full"}).content
+        layer_lines = http.get(f"/v1/neurons/{model}/{layer}", params={"format": "ndjson", "fields": "full"})
+        table = http.get(f"/v1/jobs/{job_id}/reports", params={"format": "csv", "fields": "full"}).text
+    assert job_lines.split(b"\n") == [*served, b""]
+    assert layer_lines.content.split(b"\n") == [*served, b""]
+    assert [row["report"].encode() for row in csv.DictReader(io.StringIO(table))] == served
