@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -25,8 +25,10 @@ from neuronlens._contract import (
 )
 from neuronlens.errors import (
     ApiUnavailable,
+    ClientError,
     JobFailed,
     JobNotFinished,
+    RequestRejected,
     WaitTimeout,
     invalid_request,
     rejected,
@@ -162,6 +164,38 @@ def finished_or_raise(status: JobStatus) -> bool:
 
 def report_path(model: str, layer: int, neuron: int) -> str:
     return f"/v1/neurons/{quote(model, safe='')}/{layer}/{neuron}"
+
+
+ExportFormat = Literal["ndjson", "csv", "parquet"]
+"""Table formats of `Client.export` and `Client.export_layer`."""
+ExportFields = Literal["summary", "full"]
+"""`summary`: one row per neuron (type, evidence, explanation, score, CI, …); `full`: whole reports too."""
+
+
+def export_request(
+    path: str, export_format: str, fields: str, query: Mapping[str, object] | None = None
+) -> tuple[str, dict[str, str]]:
+    """(path, query parameters) of a table export."""
+    return path, {**report_params(**(query or {})), "format": export_format, "fields": fields}
+
+
+def exported(response: httpx.Response, output: str | os.PathLike[str] | None) -> bytes:
+    """The export's bytes (httpx has undone any gzip), written to ``output`` too when given."""
+    if output is not None:
+        with open(output, "wb") as handle:
+            handle.write(response.content)
+    return response.content
+
+
+def export_not_finished(error: RequestRejected, job_id: str) -> ClientError:
+    """A 409 from a job export as `JobNotFinished`; any other rejection as it is."""
+    if error.status_code == 409:
+        return JobNotFinished(f"job {job_id} is not finished: {error}")
+    return error
+
+
+def layer_path(model: str, layer: int) -> str:
+    return f"/v1/neurons/{quote(model, safe='')}/{layer}"
 
 
 def report_params(**query: object) -> dict[str, str]:

@@ -6,6 +6,7 @@ Request bodies, answer parsing and retry decisions are shared with `Client` (neu
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -13,7 +14,8 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import Neurons, ProgressFn
+from neuronlens._core import ExportFields, ExportFormat, Neurons, ProgressFn
+from neuronlens.errors import RequestRejected
 
 
 class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
@@ -71,6 +73,34 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
             offset += page_size
             if offset >= (status.reports_total or 0):
                 return
+
+    async def export(
+        self,
+        job_id: str,
+        format: ExportFormat = "ndjson",
+        fields: ExportFields = "summary",
+        output: str | os.PathLike[str] | None = None,
+    ) -> bytes:
+        """A finished job's reports as one table (NDJSON, CSV or Parquet bytes); see `Client.export`."""
+        path, params = _core.export_request(f"/v1/jobs/{job_id}/reports", format, fields)
+        try:
+            response = await self._request("GET", path, params=params)
+        except RequestRejected as exc:
+            raise _core.export_not_finished(exc, job_id) from exc
+        return _core.exported(response, output)
+
+    async def export_layer(
+        self,
+        model: str,
+        layer: int,
+        format: ExportFormat = "ndjson",
+        fields: ExportFields = "summary",
+        output: str | os.PathLike[str] | None = None,
+        **query: str | int | None,
+    ) -> bytes:
+        """Every stored report of one layer as one table; see `Client.export_layer`."""
+        path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
+        return _core.exported(await self._request("GET", path, params=params), output)
 
     async def submit(
         self,

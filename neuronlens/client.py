@@ -10,6 +10,7 @@ Requests that fail with 502/503/504 or a connection error are retried (bounded, 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,8 +19,8 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import Neurons, ProgressFn
-from neuronlens.errors import ApiUnavailable
+from neuronlens._core import ExportFields, ExportFormat, Neurons, ProgressFn
+from neuronlens.errors import ApiUnavailable, RequestRejected
 
 
 class Client(_core.ClientBase[httpx.Client]):
@@ -102,6 +103,38 @@ class Client(_core.ClientBase[httpx.Client]):
             offset += page_size
             if offset >= (status.reports_total or 0):
                 return
+
+    # ------------------------------------------------------------------ tables
+
+    def export(
+        self,
+        job_id: str,
+        format: ExportFormat = "ndjson",
+        fields: ExportFields = "summary",
+        output: str | os.PathLike[str] | None = None,
+    ) -> bytes:
+        """A finished job's reports as one table (`GET /v1/jobs/{id}/reports`): NDJSON, CSV or Parquet bytes,
+        also written to ``output`` when given. `JobNotFinished` while the job runs or after it failed."""
+        path, params = _core.export_request(f"/v1/jobs/{job_id}/reports", format, fields)
+        try:
+            response = self._request("GET", path, params=params)
+        except RequestRejected as exc:
+            raise _core.export_not_finished(exc, job_id) from exc
+        return _core.exported(response, output)
+
+    def export_layer(
+        self,
+        model: str,
+        layer: int,
+        format: ExportFormat = "ndjson",
+        fields: ExportFields = "summary",
+        output: str | os.PathLike[str] | None = None,
+        **query: str | int | None,
+    ) -> bytes:
+        """Every stored report of one layer as one table (`GET /v1/neurons/{model}/{layer}?format=…`);
+        ``query``: hook, dataset, explainer, simulator, endpoint, candidates (the report variant)."""
+        path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
+        return _core.exported(self._request("GET", path, params=params), output)
 
     # ------------------------------------------------------------------ explaining
 

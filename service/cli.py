@@ -24,8 +24,10 @@ import httpx
 from neuronlens import Client, ClientError
 from neuronlens.export import describe
 from service.cli_client import (
+    FIELDS_HELP,
     FORMATS,
     add_client_arguments,
+    add_export_parser,
     follow,
     run_explain,
     run_models,
@@ -207,9 +209,10 @@ def _add_explain(commands: Any) -> None:
         "explain",
         help="explain neurons through a running API",
         epilog="Output: with one --neuron, json is one object; with several --neuron or a --range (even "
-        "of one) it is an array. jsonl: one report per line; csv: one summary row per neuron; summary: "
-        "layer, neuron, type, score, explanation per line. Exit 0 done, 1 failed job or API "
-        "unreachable, 2 invalid request, 130 interrupted.",
+        "of one) it is an array. jsonl: one report per line; summary: layer, neuron, type, score, "
+        "explanation per line; ndjson, csv, parquet: the finished job's table as the API exports it "
+        "(--fields; parquet needs --output). Exit 0 done, 1 failed job or API unreachable, 2 invalid "
+        "request, 130 interrupted.",
     )
     explain.add_argument(
         "--model", required=True, help="model id, e.g. minilm-l6 (`neuronlens models` lists them)"
@@ -231,6 +234,7 @@ def _add_explain(commands: Any) -> None:
         help="a request option (repeatable), e.g. --option seed=1 --option text_threshold=2.5",
     )
     explain.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
+    explain.add_argument("--fields", choices=("summary", "full"), default="summary", help=FIELDS_HELP)
     explain.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     add_client_arguments(explain, DEFAULT_URL)
     explain.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
 
     _add_explain(commands)
+    add_export_parser(commands, DEFAULT_URL)
 
     models = commands.add_parser("models", help="list the models a running API serves")
     models.add_argument("--format", choices=("table", "json"), default="table", help="(default table)")

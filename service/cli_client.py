@@ -5,8 +5,10 @@ Output formats of `explain` (stdout, or ``--output FILE``):
 json      one report as an object when the request names a single neuron (one --neuron); an array of
           reports whenever it names several neurons or a --range (even a range of one)
 jsonl     one report per line
-csv       one summary row per neuron (neuronlens.SUMMARY_COLUMNS) with a header
 summary   one tab-separated line per neuron: layer, neuron, type, score, explanation
+ndjson    the finished job's table from the API (`GET /v1/jobs/{id}/reports`), one JSON row per line;
+csv       the same as CSV with a header; parquet: as Parquet (needs --output). `--fields summary` (default)
+          or `full` (whole reports); `neuronlens export` fetches the table of a job or a layer later
 """
 
 from __future__ import annotations
@@ -21,10 +23,21 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from neuronlens import Client, ClientError, JobStatus, NeuronReport, PipelineOptions, RequestRejected
-from neuronlens.export import json_text, summary_line, write_csv, write_jsonl
+from neuronlens import (
+    Client,
+    ClientError,
+    ExplanationAccepted,
+    JobStatus,
+    NeuronReport,
+    NotFound,
+    PipelineOptions,
+    RequestRejected,
+)
+from neuronlens.export import json_text, summary_line, write_jsonl
 
-FORMATS = ("json", "jsonl", "csv", "summary")
+TABLE_FORMATS = ("ndjson", "csv", "parquet")
+"""Formats the API writes (the table export of the finished job)."""
+FORMATS = ("json", "jsonl", "summary", *TABLE_FORMATS)
 BAR_WIDTH = 24
 
 
@@ -110,8 +123,6 @@ def write_reports(reports: list[NeuronReport], fmt: str, single: bool, out: IO[s
         out.write(json_text(reports, single) + "\n")
     elif fmt == "jsonl":
         write_jsonl(reports, out)
-    elif fmt == "csv":
-        write_csv(reports, out)
     else:
         out.writelines(summary_line(report) + "\n" for report in reports)
     out.flush()
@@ -143,6 +154,67 @@ def follow(
         bar.close()
 
 
+def follow_job(
+    client: Client,
+    request: dict[str, Any],
+    quiet: bool,
+    timeout_s: float | None,
+    stopping: threading.Event,
+) -> str:
+    """Submit ``request`` and wait until its job finished (progress on stderr); its id."""
+    bar = ProgressBar(quiet=quiet)
+
+    def progress(status: JobStatus) -> None:
+        bar(status)
+        if stopping.is_set():
+            raise Interrupted(f"interrupted; job {status.job_id} goes on in the service")
+
+    try:
+        answer = client.submit(**request)
+        if isinstance(answer, ExplanationAccepted):
+            client.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
+        else:
+            progress(answer)
+        return answer.job_id
+    finally:
+        bar.close()
+
+
+def write_table(data: bytes, output: str | None, what: str, command: str) -> None:
+    """An export's bytes to ``output``, or to stdout."""
+    if output:
+        with open(output, "wb") as out:
+            out.write(data)
+        print(f"neuronlens {command}: {what} written to {output}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+def check_table_output(fmt: str, output: str | None, command: str) -> None:
+    if fmt == "parquet" and not output:
+        raise RequestRejected(
+            f"neuronlens {command}: --format parquet writes a binary file: give --output FILE"
+        )
+
+
+def run_table(args: argparse.Namespace, request: dict[str, Any], stopping: threading.Event) -> int:
+    """`neuronlens explain --format ndjson|csv|parquet`: the finished job's table, as the API exports it."""
+    with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
+        job_id = follow_job(client, request, args.quiet, args.timeout, stopping)
+        try:
+            data = client.export(job_id, format=args.format, fields=args.fields)
+        except NotFound as exc:
+            # All reports were stored before and this job's record has expired: the layer still has them.
+            raise NotFound(
+                f"{exc}; its reports are stored: `neuronlens export --model {request['model']} --layer "
+                f"{request.get('layer')} --format {args.format}` exports the layer's table"
+            ) from exc
+        total = client.job(job_id, limit=1).reports_total or 0
+    write_table(data, args.output, f"{total} report(s)", "explain")
+    return 0
+
+
 def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
     """`neuronlens explain`: reports in ``args.format`` on stdout or in ``args.output``."""
     try:
@@ -151,6 +223,9 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
         options = parse_options(args.option)
         if options:
             request["options"] = options
+        if args.format in TABLE_FORMATS:
+            check_table_output(args.format, args.output, "explain")
+            return run_table(args, request, stopping)
         with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
             reports = follow(client, request, args.quiet, args.timeout, stopping)
     except ClientError as exc:
@@ -163,6 +238,25 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
         print(f"neuronlens explain: {len(reports)} report(s) written to {args.output}", file=sys.stderr)
     else:
         write_reports(reports, args.format, single, sys.stdout)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """`neuronlens export JOB_ID` or `neuronlens export --model M --layer L`: a table from the API."""
+    try:
+        check_table_output(args.format, args.output, "export")
+        with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
+            if args.job_id is not None:
+                data = client.export(args.job_id, format=args.format, fields=args.fields)
+                what = f"job {args.job_id}"
+            else:
+                query = {name: getattr(args, name) for name in ("hook", "dataset", "explainer", "simulator")}
+                data = client.export_layer(args.model, args.layer, args.format, args.fields, **query)
+                what = f"{args.model} layer {args.layer}"
+    except ClientError as exc:
+        print(f"neuronlens export: {exc}", file=sys.stderr)
+        return exc.exit_code
+    write_table(data, args.output, what, "export")
     return 0
 
 
@@ -209,3 +303,35 @@ def add_client_arguments(parser: argparse.ArgumentParser, default_url: str) -> N
         default=4,
         help="retries of a request after a 503 or a connection error (default 4; honours Retry-After)",
     )
+
+
+FIELDS_HELP = "table columns: summary (one row per neuron, default) or full (whole reports too)"
+
+
+def add_export_parser(commands: Any, default_url: str) -> None:
+    """`neuronlens export`: the table of a finished job, or of every stored report of a layer."""
+    export = commands.add_parser(
+        "export",
+        help="a finished job's reports, or a layer's, as NDJSON, CSV or Parquet from a running API",
+        epilog="Writes stdout unless --output FILE (parquet needs --output). Exit 0 done, 1 job not finished "
+        "or API unreachable, 2 invalid request or unknown job.",
+    )
+    export.add_argument("job_id", nargs="?", help="job id (exp-…) from `neuronlens explain` or the API")
+    export.add_argument("--model", help="with --layer instead of a job id: every stored report of a layer")
+    export.add_argument("--layer", type=int, help="layer index (with --model)")
+    for name in ("hook", "dataset", "explainer", "simulator"):
+        export.add_argument(
+            f"--{name}", help=f"{name} of the layer's report variant (default as in a request)"
+        )
+    export.add_argument("--format", choices=TABLE_FORMATS, default="csv", help="table format (default csv)")
+    export.add_argument("--fields", choices=("summary", "full"), default="summary", help=FIELDS_HELP)
+    export.add_argument("--output", metavar="FILE", help="write the table to FILE instead of stdout")
+    add_client_arguments(export, default_url)
+    export.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if (args.job_id is None) == (args.model is None or args.layer is None):
+        print("neuronlens export: give a job id, or --model and --layer (not both)", file=sys.stderr)
+        return 2
+    return run_export(args)

@@ -137,6 +137,14 @@ class NotAcceptable(ApiError):
     title = "Not acceptable"
 
 
+class JobNotFinished(ApiError):
+    """The job's reports are asked for as one table before the job finished (or after it failed)."""
+
+    status_code = 409
+    slug = "job-not-finished"
+    title = "Job not finished"
+
+
 class RedisUnavailable(ApiError):
     status_code = 503
     slug = "redis-unavailable"

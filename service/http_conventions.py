@@ -61,15 +61,19 @@ def conditional_response(
 
 
 def check_accept(request: Request[Any, Any, Any]) -> None:
-    """`before_request` hook: NotAcceptable when `Accept` admits none of the route's representations."""
+    """`before_request` hook: NotAcceptable when `Accept` admits none of the route's representations (its
+    media type, or the list in its ``opt["media_types"]`` when it has several, as the table exports do)."""
     accept = request.headers.get("accept")
     if not accept:
         return
-    media_type = request.route_handler.media_type
-    offered = str(getattr(media_type, "value", media_type) or "application/json")
-    if request.accept.best_match([offered]) is None:
+    handler = request.route_handler
+    offered: list[str] = handler.opt.get("media_types") or [
+        str(getattr(handler.media_type, "value", handler.media_type) or "application/json")
+    ]
+    if request.accept.best_match([media.split(";")[0] for media in offered]) is None:
+        listed = " or ".join(offered)
         raise NotAcceptable(
-            f"{request.url.path} is available as {offered} only; `Accept: {accept}` admits none of that"
+            f"{request.url.path} is available as {listed} only; `Accept: {accept}` admits none"
         )
 
 

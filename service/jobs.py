@@ -244,3 +244,19 @@ def job_status(
         reports_total=total,
         workers=None if state.status in ("finished", "failed") else listening_workers(connection, job),
     )
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def job_report_refs(connection: redis.Redis, job_id: str) -> list[tuple[int, int, str]] | None:
+    """(layer, neuron, artifact-store key) of every report a job produces, by layer then neuron; None
+    when no explain job has that id. (Today a job is one layer: its request's.)"""
+    if not job_id.startswith(EXPLAIN_JOB_PREFIX):
+        return None
+    job = fetch_job(connection, job_id)
+    if job is None:
+        return None
+    request = ExplanationRequest.model_validate(job.kwargs["request"])
+    keys = variant_report_keys(request, str(job.kwargs.get("variant", "")))
+    return [(request.only_layer(), n, key) for n, key in zip(request.neuron_list(), keys, strict=True)]

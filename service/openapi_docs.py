@@ -40,6 +40,9 @@ CACHE_CONTROL = OpenAPIHeader(
 LOCATION = OpenAPIHeader(
     schema=_STRING, description="The job to poll (`/v1/jobs/{job_id}`), as `status_url`."
 )
+CONTENT_DISPOSITION = OpenAPIHeader(
+    schema=_STRING, description='`attachment; filename="<job or model-layer>-<fields>.<format>"`.'
+)
 RETRY_AFTER = OpenAPIHeader(schema=_INTEGER, description="Seconds until the key's window or quota resets.")
 WWW_AUTHENTICATE = OpenAPIHeader(schema=_STRING, description='`Bearer realm="neuronlens"`.')
 
@@ -48,6 +51,28 @@ CONDITIONAL = {"getNeuronReport", "getExemplarImage"}
 SUCCESS_HEADERS: dict[tuple[str, str], dict[str, OpenAPIHeader]] = {
     ("createExplanation", "202"): {"Location": LOCATION},
     **{(op, "200"): {"ETag": ETAG, "Cache-Control": CACHE_CONTROL} for op in CONDITIONAL},
+}
+TABLE_EXPORTS = {
+    "exportJobReports": "Every stored report of the job",
+    "listLayerNeurons": "Every stored report",
+}
+"""Operations that stream tables (service/tables.py) in 200 answers."""
+JSON_AND_TABLES = {"listLayerNeurons"}
+"""Of those, the ones that answer JSON too (their default `format`)."""
+_TABLE_MEDIA: dict[str, tuple[Schema, str | None]] = {
+    "application/x-ndjson": (
+        _STRING,
+        '{"neuron":5,"layer":3,"neuron_type":"text","p_visual":0.0,"p_text":0.9,"p_multimodal":0.0,'
+        '"p_unknown":0.1,"high_confidence":true,"max_activation":2.5,"explanation":"the token \\"red\\"",'
+        '"correlation":0.8,"ci95":[0.7,0.86],"domain_specific":null,"llm_calls":0,"cost_usd":null}\n',
+    ),
+    "text/csv": (
+        _STRING,
+        "neuron,layer,neuron_type,p_visual,p_text,p_multimodal,p_unknown,high_confidence,max_activation,"
+        "explanation,correlation,ci95_low,ci95_high,domain_specific,llm_calls,cost_usd\n"
+        '5,3,text,0.0,0.9,0.0,0.1,true,2.5,"the token ""red""",0.8,0.7,0.86,,0,\n',
+    ),
+    "application/vnd.apache.parquet": (Schema(type=OpenAPIType.STRING, format="binary"), None),  # type: ignore[arg-type]
 }
 KEYED_PROBLEMS = {
     "401": "No API key, or an unknown or revoked one (only when the deployment sets `NEURONLENS_AUTH=keys`).",
@@ -85,6 +110,8 @@ class DocumentedOperation(Operation):
                 description="Not modified: `If-None-Match` names the current ETag (no body).",
                 headers={"ETag": ETAG, "Cache-Control": CACHE_CONTROL, "X-Request-ID": REQUEST_ID},
             )
+        if op in TABLE_EXPORTS:
+            responses["200"] = _with_tables(responses.get("200"), TABLE_EXPORTS[op], op in JSON_AND_TABLES)
         examples = response_examples()
         for status, response in responses.items():
             if not isinstance(response, OpenAPIResponse):
@@ -105,6 +132,26 @@ class DocumentedOperation(Operation):
                 media.examples = {"problem": Example(value=problem_example(status, "/v1/…"))}
             elif examples is not None:
                 media.examples = _examples(examples)
+
+
+def _with_tables(response: OpenAPIResponse | Reference | None, what: str, keep_json: bool) -> OpenAPIResponse:
+    """A 200 answer with the table media types (and its JSON representation when ``keep_json``)."""
+    json_content = {}
+    if keep_json and isinstance(response, OpenAPIResponse) and response.content:
+        json_content = {"application/json": response.content["application/json"]}
+    tables = {
+        media_type: OpenAPIMediaType(
+            schema=schema, examples={"summary": Example(value=example)} if example is not None else None
+        )
+        for media_type, (schema, example) in _TABLE_MEDIA.items()
+    }
+    description = response.description if isinstance(response, OpenAPIResponse) and json_content else ""
+    return OpenAPIResponse(
+        description=(description + " " if description else "")
+        + f"{what} as one table (`format`): NDJSON, CSV or Parquet; gzip when accepted.",
+        headers={"Content-Disposition": CONTENT_DISPOSITION},
+        content={**json_content, **tables},
+    )
 
 
 def _examples(values: dict[str, Any]) -> dict[str, Example | Reference]:

@@ -164,6 +164,11 @@ PROBLEM_DETAILS = {
         "Not acceptable",
         "/v1/neurons/minilm-l6/3/42 is available as application/json only",
     ),
+    "409": (
+        "job-not-finished",
+        "Job not finished",
+        "job 'exp-…' is explaining: its reports export once it is finished (GET /v1/jobs/exp-… follows it)",
+    ),
     "422": ("invalid-request", "Invalid request", "invalid fields: layer"),
     "429": (
         "rate-limited",

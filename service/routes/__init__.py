@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.routes.exemplars import get_exemplar_image
 from service.routes.explanations import create_explanation
 from service.routes.health import healthz, metrics, readyz
-from service.routes.jobs import get_job
+from service.routes.jobs import export_job_reports, get_job
 from service.routes.models import list_models
 from service.routes.neurons import get_neuron_report, list_layer_neurons
 from service.routes.pages import get_home_page, get_job_page, get_layer_page, get_neuron_page
@@ -14,6 +14,7 @@ API_ROUTE_HANDLERS = [
     list_models,
     create_explanation,
     get_job,
+    export_job_reports,
     get_neuron_report,
     list_layer_neurons,
     get_exemplar_image,

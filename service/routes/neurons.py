@@ -1,24 +1,27 @@
 """`GET /v1/neurons/{model}/{layer}/{neuron}`: the stored report of one neuron;
-`GET /v1/neurons/{model}/{layer}`: a page of a layer's stored reports as summary rows."""
+`GET /v1/neurons/{model}/{layer}`: a page of a layer's stored reports as summary rows, or all of them as a
+table (NDJSON, CSV, Parquet)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import redis
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, Parameter, QueryParameter
 
 from service.contract import NeuronListing, NeuronReport
-from service.errors import problem_specs
+from service.errors import InvalidInput, problem_specs
+from service.exports import export_response, layer_export_pages
 from service.http_conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
 from service.listing import list_layer_reports, summarize
 from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
-from service.routes.query import REPORT_QUERY
+from service.routes.query import EXPORT_FIELDS_PARAMETER, REPORT_QUERY
+from service.tables import MEDIA_TYPES, ExportFields
 
 MAX_LISTING_PAGE = 1000
 """Most summary rows one listing page carries; page with `offset`."""
@@ -57,6 +60,10 @@ async def get_neuron_report(
     return conditional_response(request, content, "application/json", cache)
 
 
+ListingFormat = Literal["json", "ndjson", "csv", "parquet"]
+"""`json`: a NeuronListing page; the others: every stored report of the layer as one table."""
+
+
 @get(
     "/v1/neurons/{model:str}/{layer:int}",
     operation_id="listLayerNeurons",
@@ -65,26 +72,60 @@ async def get_neuron_report(
     tags=["neurons"],
     dependencies=REPORT_QUERY,
     sync_to_thread=True,
-    responses=problem_specs(400, 404, 422, 503),
+    opt={"media_types": ["application/json", *MEDIA_TYPES.values()]},
+    responses={
+        200: ResponseSpec(
+            data_container=NeuronListing,
+            description="A page of summary rows (`format=json`).",
+            generate_examples=False,
+        ),
+        **problem_specs(400, 404, 422, 503),
+    },
 )
 def list_layer_neurons(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     redis_client: NamedDependency[redis.Redis],
     reports: NamedDependency[ReportReader],
     report_query: NamedDependency[Query],
-    offset: int = Parameter(default=0, ge=0, description="First row, in ascending neuron order."),
+    offset: int = Parameter(default=0, ge=0, description="First row, in ascending neuron order (`json`)."),
     limit: int = Parameter(
-        default=100, ge=1, le=MAX_LISTING_PAGE, description=f"Rows per page, at most {MAX_LISTING_PAGE}."
+        default=100,
+        ge=1,
+        le=MAX_LISTING_PAGE,
+        description=f"Rows per page, at most {MAX_LISTING_PAGE} (`json`).",
     ),
-) -> NeuronListing:
+    listing_format: Annotated[
+        ListingFormat,
+        QueryParameter(
+            name="format",
+            description="`json` (default): a page of summary rows; `ndjson`, `csv`, `parquet`: every stored "
+            "report of the layer as one streamed table (no paging).",
+        ),
+    ] = "json",
+    fields: Annotated[ExportFields, EXPORT_FIELDS_PARAMETER] = "summary",
+) -> Response[Any]:
     """The neurons of one layer that have a stored report, by ascending index, as summary rows (type and
     its evidence, explanation, score and its interval), for the report variant that
     `GET /v1/neurons/{model}/{layer}/{neuron}` with the same query reads. `total` counts them all; page
-    with `offset` and `limit`. An empty page when none is stored; 404 for an unknown model or layer."""
-    variant, _ = reports.layer_variant(model, layer, report_query)
+    with `offset` and `limit`. An empty page when none is stored; 404 for an unknown model or layer.
+    `format=ndjson|csv|parquet` streams all of them instead, as `GET /v1/jobs/{job_id}/reports` does
+    (`fields=summary|full`; `offset` and `limit` are refused there)."""
+    variant, lookup = reports.layer_variant(model, layer, report_query)
+    if listing_format != "json":
+        paging = sorted({"offset", "limit"} & set(request.query_params))
+        if paging:
+            raise InvalidInput.for_field(
+                paging[0], f"pages `format=json` only; `{listing_format}` is every row"
+            )
+        pages = layer_export_pages(redis_client, reports.store, reports.registry, lookup, variant, fields)
+        cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
+        return export_response(pages, listing_format, fields, f"{model}-L{layer}", cache)
+    if "fields" in request.query_params:
+        raise InvalidInput.for_field("fields", "applies to the table formats (ndjson, csv, parquet) only")
     found = list_layer_reports(redis_client, reports.store, model, layer, variant, offset=offset, limit=limit)
-    return NeuronListing(
+    listing = NeuronListing(
         model=model,
         layer=layer,
         variant=variant,
@@ -92,3 +133,4 @@ def list_layer_neurons(
         offset=offset,
         neurons=[summarize(raw) for raw in found.reports],
     )
+    return Response(listing, media_type=MediaType.JSON)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from service.contract import ENDPOINT_NAME_PATTERN, MAX_CANDIDATES, MAX_NAME_LENGTH, Backend
 from service.reports import Query
@@ -62,3 +62,15 @@ def provide_report_query(
 
 REPORT_QUERY = {"report_query": Provide(provide_report_query, sync_to_thread=False)}
 """Route dependencies: a handler takes ``report_query: NamedDependency[Query]``."""
+
+EXPORT_FORMAT_PARAMETER = QueryParameter(
+    name="format",
+    description="Table format: `ndjson` (one JSON object per line), `csv` (with a header) or `parquet`.",
+)
+"""The `format` of an export (the Python name of the parameter differs: `format` is a builtin)."""
+EXPORT_FIELDS_PARAMETER = QueryParameter(
+    description="`summary`: neuron, layer, type and its evidence, max activation, explanation, score and its "
+    "95% interval, domain_specific, LLM calls and cost; `full`: the whole reports as well (NDJSON: one "
+    "report per line; CSV and Parquet: the summary columns and a `report` JSON column).",
+)
+"""The `fields` of an export: summary rows or whole reports (service/tables.py)."""

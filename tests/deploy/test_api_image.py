@@ -8,6 +8,7 @@ the package's core dependencies from the package index into it.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -17,9 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
+import redis
 
+from service.contract import ExplanationRequest, load_registry
 from service.embedded_redis import free_port
+from tests.service.helpers import store_reports
+from workers.report_store import ReportObjects
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -102,6 +108,18 @@ def test_the_app_factory_serves_health_and_an_exemplar_image_404(api_from_env: s
     assert image.status_code == 404
     assert image.headers["content-type"].startswith("application/problem+json")
     assert "no exemplar image 0.png for minilm-l6 layer 0 neuron 0" in image.json()["detail"]
+
+
+def test_the_api_venv_exports_parquet_without_numpy(
+    api_from_env: str, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """pyarrow is a core dependency and writes Parquet in the API venv, where numpy is not importable."""
+    request = ExplanationRequest(model="minilm-l6", layer=0, neurons=[4, 2])
+    revision = load_registry().model("minilm-l6").revision
+    store_reports(redis_conn, ReportObjects(str(tmp_path / "artifacts")), request, revision)
+    answer = httpx.get(api_from_env + "/v1/neurons/minilm-l6/0", params={"format": "parquet"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert pq.read_table(io.BytesIO(answer.content)).column("neuron").to_pylist() == [2, 4]
 
 
 if __name__ == "__main__":  # pragma: no cover

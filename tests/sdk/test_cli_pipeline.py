@@ -7,7 +7,9 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from neuronlens import Client, NeuronReport
@@ -24,7 +26,7 @@ def expected(live_url: str) -> list[NeuronReport]:
         return client.explain(MODEL, LAYER, range(200, 203))
 
 
-@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "summary"])
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "summary", "ndjson", "parquet"])
 def test_every_format_agrees_with_the_reports(
     live_url: str, expected: list[NeuronReport], fmt: str, tmp_path: Path
 ) -> None:
@@ -32,23 +34,58 @@ def test_every_format_agrees_with_the_reports(
     result = run_cli("explain", "--url", live_url, *RANGE, "--format", fmt, "--output", str(output))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and f"3 report(s) written to {output}" in result.stderr
-    text = output.read_text()
+    text = output.read_text() if fmt != "parquet" else ""
     if fmt == "json":
         assert [NeuronReport.model_validate(item) for item in json.loads(text)] == expected
     elif fmt == "jsonl":
         assert [NeuronReport.model_validate_json(line) for line in text.splitlines()] == expected
-    elif fmt == "csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+    elif fmt in ("csv", "ndjson", "parquet"):  # the API's table of the finished job
+        rows = _table_rows(output, fmt)
         assert [int(row["neuron"]) for row in rows] == [200, 201, 202]
-        assert [row["type"] for row in rows] == [report.neuron_type for report in expected]
+        assert [row["neuron_type"] for row in rows] == [report.neuron_type for report in expected]
         assert [row["explanation"] for row in rows] == [report.explanation.text for report in expected]
-        scores = [float(row["score"]) if row["score"] else None for row in rows]
+        scores = [float(row["correlation"]) if row["correlation"] not in ("", None) else None for row in rows]
         assert scores == [report.simulation.correlation for report in expected]
     else:
         lines = [line.split("\t") for line in text.splitlines()]
         assert [(fields[1], fields[2], fields[4]) for fields in lines] == [
             (f"N{r.neuron}", r.neuron_type, r.explanation.text) for r in expected
         ]
+
+
+def _table_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(path.read_text())))
+    if fmt == "ndjson":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    return rows
+
+
+def test_export_writes_a_job_or_a_layer_as_the_api_does(
+    live_url: str, expected: list[NeuronReport], tmp_path: Path
+) -> None:
+    with Client(live_url) as client:
+        answer = client.submit(MODEL, LAYER, range(200, 203))
+        via_sdk = client.export(answer.job_id, format="csv")
+        layer_table = client.export_layer(MODEL, LAYER, format="ndjson", fields="full")
+    job = run_cli("export", answer.job_id, "--url", live_url, "--format", "csv")
+    assert job.returncode == 0, job.stderr
+    assert job.stdout == via_sdk.decode() and job.stdout.startswith("neuron,layer,neuron_type,")
+    full = [NeuronReport.model_validate_json(line) for line in layer_table.splitlines()]
+    assert [r for r in full if r.neuron in (200, 201, 202)] == expected
+
+    output = tmp_path / "layer.parquet"
+    layer = run_cli(
+        "export", "--url", live_url, "--model", MODEL, "--layer", str(LAYER), "--format", "parquet",
+        "--output", str(output),
+    )  # fmt: skip
+    assert layer.returncode == 0, layer.stderr
+    assert {200, 201, 202} <= {row["neuron"] for row in _table_rows(output, "parquet")}
+    no_file = run_cli("export", answer.job_id, "--url", live_url, "--format", "parquet")
+    assert no_file.returncode == 2 and "give --output FILE" in no_file.stderr
+    unknown = run_cli("export", "exp-000000000000000000000000", "--url", live_url)
+    assert unknown.returncode == 2 and "not found" in unknown.stderr
 
 
 def test_a_range_is_always_an_array_and_one_neuron_an_object(live_url: str) -> None:

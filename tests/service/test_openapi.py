@@ -39,6 +39,7 @@ def test_document_describes_every_operation() -> None:
         "listModels",
         "createExplanation",
         "getJob",
+        "exportJobReports",
         "getNeuronReport",
         "getExemplarImage",
         "getNeuronPage",
