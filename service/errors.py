@@ -242,9 +242,7 @@ def field_problems(extra: object) -> list[FieldProblem]:
         if real:
             problems.extend(FieldProblem(field=field, message=m) for m in dict.fromkeys(real))
         elif len(messages) > 1:
-            problems.append(
-                FieldProblem(field=field, message=_UNION_SHAPES.get(field, "has the wrong type"))
-            )
+            problems.append(FieldProblem(field=field, message=_UNION_SHAPES.get(field, "has the wrong type")))
         else:
             problems.append(FieldProblem(field=field, message=messages[0]))
     return problems
