@@ -1,13 +1,15 @@
 """Whole-model audit figure: one request for every layer ÷ one request for one layer, wall time through the
 API with a real worker (`neuronlens up --workers 1`, embedded Redis, fresh data folder).
 
-Each request explains neuron 0 (baseline backends) of one layer, or of every layer; its `options.seed`
-is new each time, so every request scans from scratch (the seed is part of the scan's identity) while
-the worker keeps its model loaded (one warm-up request per model first). Timed from the POST to the
-moment the job's `scan` shows every planned pass done (its one scan job is done: the scan figure, goal
-≤ 1.3), and to `finished` (scan and explain parts, detail). Variants alternate within each round and the best of
-``ROUNDS`` is kept; torch runs one intra-op thread in the worker; the load average is printed beside.
-minilm-l6 scans its probe set cut to 1,024 samples, tiny-llava its whole 512-sample probe set.
+Each request explains neuron 0 (baseline backends) of the last layer, or of every layer. A one-layer scan
+stops the forward pass after its layer, so the last layer's is the one-layer scan that runs the whole
+model, as the whole-model scan must (a middle layer's is cheaper by the layers it skips). Its
+`options.seed` is new each time, so every request scans from scratch (the seed is part of the scan's
+identity) while the worker keeps its model loaded (one warm-up request per model first). Timed from the
+POST to the moment the job's `scan` shows every planned pass done (its one scan job is done: the scan
+figure, goal ≤ 1.3), and to `finished` (scan and explain parts, detail). Variants alternate within each
+round and the best of ``ROUNDS`` is kept; torch runs one intra-op thread in the worker; the load average
+is printed beside. minilm-l6 scans its probe set cut to 1,024 samples, tiny-llava its whole 512.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def measure(folder: Path) -> dict[str, dict[str, list[float]]]:
                 time.sleep(0.2)
             for model in MODELS:
                 layers = next(m for m in client.get("/v1/models").json() if m["id"] == model)["layers"]
-                one = {"model": model, "layer": layers // 2, "neurons": [0]}
+                one = {"model": model, "layer": layers - 1, "neurons": [0]}
                 every = {"model": model, "layers": "all", "neurons": [0]}
                 _timed(client, {**one, "options": {"seed": seed}})  # warm-up: loads the model
                 seed += 1
