@@ -192,6 +192,14 @@ def test_neurons_all_names_every_neuron_of_each_layer(http: httpx.Client, redis_
     covered = sorted((r.only_layer(), n) for r in sent for n in r.neuron_list())
     assert covered == [(layer, n) for layer in (1, 2) for n in range(per_layer)]
 
+    # The viewer's job page and home page show the request with its layers.
+    job_id = answer.json()["job_id"]
+    page = http.get(f"/view/jobs/{job_id}")
+    assert page.status_code == 200 and "layers " in page.text and "neurons per layer" in page.text
+    assert f'href="/view/{MODEL}/2' in page.text
+    home = http.get("/")
+    assert home.status_code == 200 and home.text.count(f"/view/jobs/{job_id}") == 1
+
 
 def test_the_scan_reports_its_samples_while_it_runs(
     tmp_path: Path, settings: Settings, redis_conn: redis.Redis
