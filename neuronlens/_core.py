@@ -42,8 +42,11 @@ REPORTS_PAGE = 100
 RETRY_STATUSES = frozenset({502, 503, 504})
 """Answers retried: the API or its Redis is briefly unavailable (a restart, a failover)."""
 
-Neurons = Sequence[int] | range | NeuronRange | Mapping[str, int]
-"""Neurons to explain: indices, a `range` (step 1 becomes a `{start, stop}` range), or a NeuronRange."""
+Neurons = Sequence[int] | range | NeuronRange | Mapping[str, int] | Literal["all"]
+"""Neurons to explain in each layer: indices, a `range` (step 1 becomes a `{start, stop}` range), a
+NeuronRange, or `"all"` (every neuron of the layer)."""
+Layers = int | Sequence[int] | Literal["all"]
+"""Layers to explain: one index, several (one request, one scan pass for all), or `"all"`."""
 ProgressFn = Callable[[JobStatus], None]
 """Called with each job status while waiting."""
 
@@ -103,21 +106,28 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
 
 def build_request(
     model: str,
-    layer: int,
-    neurons: Neurons,
+    layer: Layers | None,
+    neurons: Neurons | None,
     options: PipelineOptions | Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> ExplanationRequest:
-    """An `ExplanationRequest`, validated here (bad input raises `RequestRejected` naming the field)."""
+    """An `ExplanationRequest`, validated here (bad input raises `RequestRejected` naming the field).
+    ``layer`` is one layer, a list of layers or `"all"` (sent as `layers`); None when ``fields`` name
+    `layers` themselves."""
     chosen: Any = neurons
     if isinstance(neurons, range):
         chosen = {"start": neurons.start, "stop": neurons.stop} if neurons.step == 1 else list(neurons)
     elif isinstance(neurons, NeuronRange):
         chosen = neurons.model_dump()
-    elif not isinstance(neurons, Mapping):
+    elif neurons is not None and not isinstance(neurons, (Mapping, str)):
         chosen = list(neurons)
-    body: dict[str, Any] = {"model": model, "layer": layer, "neurons": chosen}
+    body: dict[str, Any] = {"model": model, "neurons": chosen}
+    if isinstance(layer, int) or layer is None:
+        body["layer"] = layer
+    else:
+        body["layers"] = layer if isinstance(layer, str) else list(layer)
     body.update({name: value for name, value in fields.items() if value is not None})
+    body = {name: value for name, value in body.items() if value is not None}
     if options is not None:
         body["options"] = options.model_dump() if isinstance(options, PipelineOptions) else dict(options)
     try:
@@ -149,7 +159,7 @@ def unreachable(url: str, error: Exception) -> ApiUnavailable:
 
 
 def parse_submission(response: httpx.Response) -> ExplanationAccepted | JobStatus:
-    """202: the job to follow; 200: a finished status carrying every report."""
+    """202: the job to follow; 200: a finished status carrying the first page of its reports."""
     if response.status_code == 200:
         return JobStatus.model_validate_json(response.content)
     return ExplanationAccepted.model_validate_json(response.content)

@@ -14,7 +14,7 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import ExportFields, ExportFormat, Neurons, ProgressFn
+from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import RequestRejected
 
 
@@ -105,8 +105,8 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     async def submit(
         self,
         model: str,
-        layer: int,
-        neurons: Neurons,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
         **fields: Any,
@@ -128,8 +128,8 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     async def explain(
         self,
         model: str,
-        layer: int,
-        neurons: Neurons,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
@@ -138,6 +138,10 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     ) -> list[NeuronReport]:
         answer = await self.submit(model, layer, neurons, options=options, **fields)
         if isinstance(answer, JobStatus):
-            return list(answer.reports or [])
+            if progress is not None:
+                progress(answer)
+            if len(answer.reports or []) >= (answer.reports_total or 0):
+                return list(answer.reports or [])
+            return [report async for report in self.iter_reports(answer.job_id)]
         await self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
         return [report async for report in self.iter_reports(answer.job_id)]

@@ -19,7 +19,7 @@ import httpx
 
 from neuronlens import _core
 from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
-from neuronlens._core import ExportFields, ExportFormat, Neurons, ProgressFn
+from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import ApiUnavailable, RequestRejected
 
 
@@ -141,15 +141,17 @@ class Client(_core.ClientBase[httpx.Client]):
     def submit(
         self,
         model: str,
-        layer: int,
-        neurons: Neurons,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> ExplanationAccepted | JobStatus:
-        """`POST /v1/explanations`: the accepted job (202), or a finished status with every report (200)
-        when all were stored already. ``fields``: hook, dataset, explainer, simulator, endpoint,
-        candidates. The request is validated before it is sent (`RequestRejected` names the field)."""
+        """`POST /v1/explanations`: the accepted job (202), or a finished status with the first page of its
+        reports (200) when all were stored already. ``layer``: one layer, a list or `"all"`; ``neurons``:
+        indices, a range or `"all"` (per layer). ``fields``: hook, dataset, explainer, simulator,
+        endpoint, candidates. The request is validated before it is sent (`RequestRejected` names the
+        field)."""
         request = _core.build_request(model, layer, neurons, options, **fields)
         response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
@@ -169,20 +171,23 @@ class Client(_core.ClientBase[httpx.Client]):
     def explain(
         self,
         model: str,
-        layer: int,
-        neurons: Neurons,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
         **fields: Any,
     ) -> list[NeuronReport]:
-        """Submit, wait for the job and return its reports (sorted by neuron)."""
+        """Submit, wait for the job and return its reports (sorted by layer, then neuron). ``layer``: one
+        layer, a list of layers or `"all"`; ``neurons``: indices, a range or `"all"` (per layer)."""
         answer = self.submit(model, layer, neurons, options=options, **fields)
         if isinstance(answer, JobStatus):
             if progress is not None:
                 progress(answer)
-            return list(answer.reports or [])
+            if len(answer.reports or []) >= (answer.reports_total or 0):
+                return list(answer.reports or [])
+            return list(self.iter_reports(answer.job_id))
         self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
         reports = list(self.iter_reports(answer.job_id))
         if not reports:

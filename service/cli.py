@@ -62,9 +62,10 @@ def _stop_on_signals(stopping: threading.Event) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    if args.neuron is None and args.range is None:
+    if args.neuron is None and args.range is None and args.neurons is None:
         print(
-            "neuronlens explain: name the neurons with --neuron N (repeatable) or --range START:STOP",
+            "neuronlens explain: name the neurons with --neuron N (repeatable), --range START:STOP or "
+            "--neurons all",
             file=sys.stderr,
         )
         return 2
@@ -204,6 +205,15 @@ def _neuron_range(text: str) -> dict[str, int]:
     return {"start": int(start), "stop": int(stop)}
 
 
+def _layers(text: str) -> str | list[int]:
+    if text == "all":
+        return "all"
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layer list: write all, or e.g. 0,2,5")
+    return [int(part) for part in parts]
+
+
 def _add_explain(commands: Any) -> None:
     explain = commands.add_parser(
         "explain",
@@ -217,10 +227,19 @@ def _add_explain(commands: Any) -> None:
     explain.add_argument(
         "--model", required=True, help="model id, e.g. minilm-l6 (`neuronlens models` lists them)"
     )
-    explain.add_argument("--layer", type=int, required=True, help="layer index")
+    layers = explain.add_mutually_exclusive_group(required=True)
+    layers.add_argument("--layer", type=int, help="layer index")
+    layers.add_argument(
+        "--layers",
+        type=_layers,
+        help="several layers, e.g. 0,2,5, or all: one request, one scan pass for them all",
+    )
     which = explain.add_mutually_exclusive_group()
     which.add_argument("--neuron", type=int, action="append", help="neuron index (repeat for several)")
     which.add_argument("--range", type=_neuron_range, help="neuron range START:STOP (STOP exclusive)")
+    which.add_argument(
+        "--neurons", choices=["all"], help="all: every neuron of each layer (at most the API's cap per layer)"
+    )
     explain.add_argument("--hook", help="hook point id (default: the model's first)")
     explain.add_argument("--dataset", help="probe set id (default: the model's first)")
     explain.add_argument("--explainer", help="explainer backend (default: the API's default)")

@@ -73,9 +73,20 @@ class ProgressBar:
 
     @staticmethod
     def render(status: JobStatus) -> str:
-        done, total = status.progress.done, status.progress.total
+        """While the scan runs: samples scanned over every planned pass; then neurons done."""
+        scan = status.scan
+        if status.status == "scanning" and scan is not None and scan.samples_total:
+            total = scan.passes_planned * scan.samples_total
+            done = min(total, scan.passes_done * scan.samples_total + scan.samples_done)
+            unit = f"samples, pass {min(scan.passes_done + 1, scan.passes_planned)}/{scan.passes_planned}"
+        else:
+            done, total = status.progress.done, status.progress.total
+            unit = "neurons"
         filled = BAR_WIDTH * done // total if total else 0
-        line = f"{status.status:<10} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
+        line = f"{status.status:<10} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {unit}"
+        if status.layers is not None and len(status.layers) > 1:
+            finished = sum(layer.status == "finished" for layer in status.layers)
+            line += f"  layers {finished}/{len(status.layers)} done"
         if status.queue_position is not None:
             line += f"  queue position {status.queue_position}"
         return line
@@ -140,7 +151,8 @@ def follow(
     timeout_s: float | None,
     stopping: threading.Event,
 ) -> list[NeuronReport]:
-    """Submit ``request`` (model, layer, neurons, options, fields) and wait, drawing progress on stderr."""
+    """Submit ``request`` (model, layer or layers, neurons, options, fields) and wait, drawing progress on
+    stderr."""
     bar = ProgressBar(quiet=quiet)
 
     def progress(status: JobStatus) -> None:
@@ -218,8 +230,9 @@ def run_table(args: argparse.Namespace, request: dict[str, Any], stopping: threa
 def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
     """`neuronlens explain`: reports in ``args.format`` on stdout or in ``args.output``."""
     try:
-        neurons: Any = args.range if args.range is not None else args.neuron
-        request = {"model": args.model, "layer": args.layer, "neurons": neurons, **explain_fields(args)}
+        neurons: Any = args.range if args.range is not None else (args.neuron or args.neurons)
+        layer = {"layer": args.layer} if args.layer is not None else {"layers": args.layers}
+        request = {"model": args.model, **layer, "neurons": neurons, **explain_fields(args)}
         options = parse_options(args.option)
         if options:
             request["options"] = options
@@ -231,7 +244,7 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
     except ClientError as exc:
         print(f"neuronlens explain: {exc}", file=sys.stderr)
         return exc.exit_code
-    single = args.range is None and len(set(args.neuron)) == 1
+    single = args.layer is not None and args.neuron is not None and len(set(args.neuron)) == 1
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             write_reports(reports, args.format, single, out)

@@ -45,7 +45,7 @@ def estimate_calls(resolved: ResolvedRequest) -> CallEstimate:
             per_neuron += candidates * (options.n_explain // CALIBRATION_STRIDE)
     if request.simulator == "openai":
         per_neuron += 2 * options.n_holdout
-    neurons = len(resolved.neurons)
+    neurons = len(resolved.neurons) * len(resolved.layers)  # the neurons of every requested layer
     return CallEstimate(
         neurons=neurons, llm_calls_per_neuron=per_neuron, llm_calls=neurons * per_neuron, scan_passes=1
     )

@@ -18,7 +18,8 @@ from litestar.response import Stream
 from service.contract import ExplanationRequest, Registry, report_key
 from service.errors import JobNotFinished, NotFound
 from service.exemplar_links import link_report_json
-from service.jobs import fetch_job, job_report_refs, job_status
+from service.job_group import read_record
+from service.jobs import job_report_refs, job_status
 from service.report_store import ReportStore, indexed_neurons
 from service.tables import MEDIA_TYPES, PAGE_ROWS, ExportFields, ExportFormat, encode, export_file_name
 
@@ -55,10 +56,6 @@ def export_response(
     )
 
 
-def _variant_of(key: str) -> str:
-    return key.rsplit("/", 2)[-2]  # contract.report_key: <folder>/<variant>/<neuron>.json
-
-
 def _is_vision_language(registry: Registry, model: str) -> bool:
     try:
         return registry.model(model).modality == "vision-language"
@@ -88,17 +85,16 @@ def _job_linker(
     connection: redis.Redis, registry: Registry, job_id: str
 ) -> Callable[[int, str, bytes], bytes] | None:
     """Fills exemplar image links of a vision-language job's reports, from the job's request."""
-    job = fetch_job(connection, job_id)
-    body = job.kwargs.get("request") if job is not None else None
-    if body is None:
+    record = read_record(connection, job_id)
+    if record is None:
         return None
-    request = ExplanationRequest.model_validate(body)
+    request = record.request
     if not _is_vision_language(registry, request.model):
         return None  # text models have no image exemplars: the stored bytes are served as they are
 
     def link(layer: int, key: str, raw: bytes) -> bytes:
-        one_layer = request.model_copy(update={"layer": layer, "layers": None})
-        return link_report_json(raw, one_layer, _variant_of(key))
+        # The links name the report's layer; the report itself names its neuron.
+        return link_report_json(raw, request.for_layer(layer, [0]), record.variant)
 
     return link
 

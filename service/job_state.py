@@ -121,13 +121,35 @@ _SCAN_LOST = JobError(
 )
 
 
-def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
+class ScanReads:
+    """Scan jobs and their dependents read once for many explain jobs waiting on the same scan (the parts
+    of one request); a fresh one per status answer."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._jobs: dict[str, Job | None] = {}
+        self._dependents: dict[str, set[bytes]] = {}
+
+    def job(self, scan_id: str) -> Job | None:
+        if scan_id not in self._jobs:
+            self._jobs[scan_id] = _fetch(self.connection, scan_id)
+        return self._jobs[scan_id]
+
+    def lists(self, scan: Job, job_id: str) -> bool:
+        """Whether ``scan`` still lists ``job_id`` among its dependents."""
+        if scan.id not in self._dependents:
+            self._dependents[scan.id] = set(self.connection.smembers(scan.dependents_key))  # type: ignore[arg-type]
+        return job_id.encode() in self._dependents[scan.id]
+
+
+def _deferred_state(connection: redis.Redis, job: Job, scans: ScanReads | None) -> ExplainState:
+    reads = scans or ScanReads(connection)
     scan_id = JobMeta.from_meta(job.meta).scan_job_id
-    scan = _fetch(connection, scan_id) if scan_id is not None else None
+    scan = reads.job(scan_id) if scan_id is not None else None
     # RQ registers a dependent atomically with deferring it, and releases it atomically with enqueueing
     # it: a deferred job its scan does not list would wait forever. The status read above may predate
     # a release that happened since, so a job that looks lost is read again before it is called lost.
-    if scan is None or not connection.sismember(scan.dependents_key, job.id):
+    if scan is None or not reads.lists(scan, job.id):
         job.refresh()
         if job.get_status(refresh=False) != RqStatus.DEFERRED:
             return explain_state(connection, job)
@@ -156,11 +178,12 @@ def _deferred_state(connection: redis.Redis, job: Job) -> ExplainState:
     return _state(job, "queued")
 
 
-def explain_state(connection: redis.Redis, job: Job) -> ExplainState:
-    """The API state of an explain job (fetched with the JSON serializer)."""
+def explain_state(connection: redis.Redis, job: Job, scans: ScanReads | None = None) -> ExplainState:
+    """The API state of an explain job (fetched with the JSON serializer); ``scans`` shares the reads of
+    scan jobs between the parts of one request."""
     status = job.get_status(refresh=False)
     if status == RqStatus.DEFERRED:
-        return _deferred_state(connection, job)
+        return _deferred_state(connection, job, scans)
     if status in _FAILED:
         return _state(job, "failed", error=job_error(job))
     if status == RqStatus.FINISHED:

@@ -1,8 +1,10 @@
 """Enqueue and deduplicate explanation work over RQ (JSON serializer; tasks named by dotted path).
 
-A request becomes two jobs: a scan job per (model, revision, hook, layer, dataset, scan options) on the
-``scan`` queue, and an explain job on the ``explain`` queue that depends on it. Both ids are hashes of
-what determines their output, so a repeat joins the job in flight and two API replicas create one job.
+A request (`exp-<hash>`, what clients see) becomes one scan job on the ``scan`` queue for every layer whose
+reports are not all stored (one forward pass for them all), and one explain job ("part") per (layer,
+chunk of ``explain_chunk_neurons`` neurons) on the ``explain`` queue, each depending on the scan. Every id
+is a hash of what determines its output, so a repeat joins the jobs in flight and two API replicas create
+one of each. The request's record (service/job_group.py) lists its scan and parts for `GET /v1/jobs/{id}`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import redis
 from rq import Queue
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
+from rq.serializers import JSONSerializer
 from rq.worker_registration import get_keys as registered_worker_keys
 
 from service.contract import (
     ERROR_SCAN_MISSING,
     EXPLAIN_JOB_PREFIX,
+    EXPLAIN_PART_PREFIX,
     EXPLAIN_TASK,
     PIPELINE_VERSION,
     ExplanationRequest,
@@ -29,60 +33,90 @@ from service.contract import (
     report_key,
 )
 from service.exemplar_links import link_exemplar_images
+from service.job_group import (
+    JobRecord,
+    Part,
+    group_state,
+    now,
+    part_states,
+    read_record,
+    record_key,
+    write_record,
+)
 from service.job_state import explain_state
 from service.queues import JobQueues
-from service.report_store import ReportStore, index_lacks_any
+from service.report_store import ReportStore, indexed_neurons
 from service.scan_jobs import (
     LOCK_TIMEOUT_S,
     digest,
     ensure_scan_jobs,
     fetch_job,
     retry_policy,
+    scan_state,
 )
 from service.settings import Settings
 from service.validate import ResolvedRequest
 
-__all__ = ["JobQueues", "Submission", "explain_job_id", "fetch_job", "job_status", "submit_explanation"]
+__all__ = [
+    "JobQueues",
+    "Submission",
+    "explain_job_id",
+    "fetch_job",
+    "job_report_refs",
+    "job_status",
+    "submit_explanation",
+]
 
 
-def explain_job_id(resolved: ResolvedRequest) -> str:
-    """Id of the explain job: a hash of the canonical resolved request (backends, endpoint and k included),
-    the model revision, the probe set, the endpoint's model names and the pipeline version."""
-    payload = {
+def _identity(resolved: ResolvedRequest) -> dict[str, object]:
+    return {
         "request": resolved.request.model_dump(mode="json"),
         "revision": resolved.model.revision,
         "dataset": dataset_identity(resolved.dataset),
         "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
         "pipeline": PIPELINE_VERSION,
     }
-    return EXPLAIN_JOB_PREFIX + digest(payload)
+
+
+def explain_job_id(resolved: ResolvedRequest) -> str:
+    """Id of a request (the whole job clients see): a hash of the canonical resolved request (layers,
+    backends, endpoint and k included), the model revision, the probe set, the endpoint's model names and
+    the pipeline version."""
+    return EXPLAIN_JOB_PREFIX + digest(_identity(resolved))
+
+
+def part_job_id(part: ResolvedRequest, group: str, budgeted: bool) -> str:
+    """Id of the explain job of one (layer, chunk): the same hash over its one-layer request, so requests
+    that share a chunk share its job; a request with a budget keeps its parts to itself (``group``)."""
+    payload = {**_identity(part), "group": group if budgeted else None}
+    return EXPLAIN_PART_PREFIX + digest(payload)
 
 
 def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
-    """Artifact-store keys of a request's reports of one report variant, in neuron order."""
-    return [report_key(request.model, request.only_layer(), n, variant) for n in request.neuron_list()]
+    """Artifact-store keys of a request's reports of one report variant, in (layer, neuron) order."""
+    neurons = request.neuron_list()
+    return [report_key(request.model, layer, n, variant) for layer in request.layer_list() for n in neurons]
 
 
 def request_report_keys(resolved: ResolvedRequest) -> list[str]:
-    """Artifact-store keys of the reports a resolved request produces, in neuron order."""
+    """Artifact-store keys of the reports a resolved request produces, in (layer, neuron) order."""
     return variant_report_keys(resolved.request, resolved.variant)
 
 
-def stored_reports(
-    connection: redis.Redis, store: ReportStore, resolved: ResolvedRequest
-) -> list[bytes] | None:
-    """The stored report JSON of every neuron of a resolved request, or None when any is missing. The
-    Redis index answers "not all" without touching the store; otherwise (all indexed, or the index lost)
-    the objects are read, and they decide."""
-    request = resolved.request
-    if index_lacks_any(
-        connection, request.model, request.only_layer(), resolved.variant, request.neuron_list()
-    ):
-        return None
-    values = store.read_many(request_report_keys(resolved))
-    if any(value is None for value in values):
-        return None
-    return [value for value in values if value is not None]
+def _chunks(resolved: ResolvedRequest, size: int) -> list[tuple[int, int, int]]:
+    """(layer, start, stop) of each part: ``size`` neurons of the request's neuron list per layer."""
+    count = len(resolved.neurons)
+    return [(layer, a, min(a + size, count)) for layer in resolved.layers for a in range(0, count, size)]
+
+
+def _stored_chunks(
+    connection: redis.Redis, store: ReportStore, resolved: ResolvedRequest, chunks: list[tuple[int, int, int]]
+) -> set[tuple[int, int, int]]:
+    """The chunks whose every report is stored (from the report index, rebuilt from the store if lost)."""
+    neurons = resolved.neurons
+    model, variant = resolved.model.id, resolved.variant
+    stored = {n: set(indexed_neurons(connection, store, model, n, variant)) for n in resolved.layers}
+    return {c for c in chunks if set(neurons[c[1] : c[2]]) <= stored[c[0]]}
 
 
 # --------------------------------------------------------------------------- submission
@@ -90,11 +124,11 @@ def stored_reports(
 
 @dataclass(frozen=True)
 class Submission:
-    """What `POST /v1/explanations` answers: stored reports at once, or the job that will produce them."""
+    """What `POST /v1/explanations` did: nothing to run (every report stored), or the job that runs."""
 
     job_id: str
-    reports: list[bytes] | None
-    """Every requested report's JSON when all were already stored (nothing was enqueued)."""
+    stored: bool
+    """Every requested report was already stored: nothing was enqueued and the job reads `finished`."""
 
 
 def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
@@ -105,38 +139,77 @@ def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
         scan.delete()
 
 
-def _enqueue_explain(
+def _enqueue_part(
     queues: JobQueues,
     settings: Settings,
-    resolved: ResolvedRequest,
-    job_id: str,
+    part: ResolvedRequest,
+    part_id: str,
     scan_id: str,
     request_id: str | None,
+    group: str,
+    budget: dict[str, object] | None,
 ) -> None:
-    request = resolved.request
-    models = resolved.llm_models
+    request = part.request
+    models = part.llm_models
     queues.explain.enqueue_call(
         func=EXPLAIN_TASK,
         # The worker checks that its own endpoint models and registry give the same variant.
         kwargs={
             "request": request.model_dump(mode="json"),
             "llm_models": models.model_dump(mode="json") if models is not None else None,
-            "variant": resolved.variant,
+            "variant": part.variant,
+            "group": group,
+            # The request's budget (its Budget dump), shared by every part of `group`; None: no budget.
+            "budget": budget,
         },
         timeout=settings.explain_timeout_s,
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.failure_ttl_s,
-        job_id=job_id,
+        job_id=part_id,
         retry=retry_policy(settings),
         depends_on=scan_id,
         meta=JobMeta(
             scan_job_id=scan_id,
-            model_revision=resolved.model.revision,
-            total=len(resolved.neurons),
+            model_revision=part.model.revision,
+            total=len(part.neurons),
             request_id=request_id,
+            group=group,
         ).to_meta(),
-        description=f"explain {resolved.model.id} layer {request.layer}: {len(resolved.neurons)} neurons",
+        description=f"explain {part.model.id} layer {request.layer}: {len(part.neurons)} neurons ({group})",
     )
+
+
+@dataclass
+class _Plan:
+    """What a submission does with each part that has reports to write."""
+
+    join: list[Part]
+    run: list[tuple[Part, ResolvedRequest, Job | None]]
+    """Parts to (re-)enqueue, with the job to delete first."""
+    after_scan: list[tuple[Part, ResolvedRequest, Job]]
+    """Failed parts whose scan failed: re-running that scan releases them (when it is the one re-run)."""
+    forget_scan: list[Job]
+    """Parts that found no scan artifact: their finished scan is dropped so it runs again."""
+
+
+def _plan(connection: redis.Redis, parts: list[tuple[Part, ResolvedRequest]]) -> _Plan:
+    plan = _Plan([], [], [], [])
+    jobs = Job.fetch_many([p.id for p, _ in parts], connection, serializer=JSONSerializer)
+    for (part, child), job in zip(parts, jobs, strict=True):
+        if job is None:
+            plan.run.append((part, child, None))
+            continue
+        state = explain_state(connection, job)
+        if state.status not in ("finished", "failed"):
+            plan.join.append(part)
+        elif state.failed_scan is not None:
+            plan.after_scan.append((part, child, job))
+        else:
+            # Failed, or finished while some reports went missing since: start over under the same id.
+            if state.error is not None and state.error.type == ERROR_SCAN_MISSING:
+                plan.forget_scan.append(job)
+            plan.run.append((part, child, job))
+    return plan
 
 
 def submit_explanation(
@@ -148,43 +221,56 @@ def submit_explanation(
     request_id: str | None = None,
     before_enqueue: Callable[[], None] | None = None,
 ) -> Submission:
-    """Answer with the stored reports, join the job in flight, re-run a failed one, or enqueue a new one.
-    ``request_id`` (the HTTP request's X-Request-ID) goes into the meta of the jobs it enqueues;
-    ``before_enqueue`` runs just before anything is enqueued and may refuse by raising (quotas)."""
+    """Record the request's job and make sure each of its parts is stored, in flight or enqueued (joining
+    jobs in flight, re-running failed ones). ``request_id`` (the HTTP request's X-Request-ID) goes into
+    the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
+    refuse by raising (quotas)."""
     admit = before_enqueue or (lambda: None)
     job_id = explain_job_id(resolved)
-    reports = stored_reports(connection, store, resolved)
-    if reports is not None:
-        return Submission(job_id=job_id, reports=reports)
+    chunks = _chunks(resolved, settings.explain_chunk_neurons)
+    ttl_s = max(settings.result_ttl_s, settings.failure_ttl_s)
+    budget = resolved.request.budget
     with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
-        job = fetch_job(connection, job_id)
-        if job is not None:
-            state = explain_state(connection, job)
-            if state.status == "finished":
-                # It may have finished between the check above and taking the lock.
-                reports = stored_reports(connection, store, resolved)
-                if reports is not None:
-                    return Submission(job_id=job_id, reports=reports)
-            elif state.status != "failed":
-                return Submission(job_id=job_id, reports=None)
-        admit()  # from here on something is enqueued
-        if job is not None:
-            if state.failed_scan is not None:
-                # The explain job is still registered as a dependent of the scan: re-running the scan
-                # releases it once the scan finishes.
-                ensure_scan_jobs(
-                    connection, queues, settings, resolved, [resolved.request.only_layer()], request_id
-                )
-                return Submission(job_id=job_id, reports=None)
-            # Failed, or finished while some reports went missing since: start over under the same id.
-            if state.error is not None and state.error.type == ERROR_SCAN_MISSING:
+        stored = _stored_chunks(connection, store, resolved, chunks)
+        neurons = resolved.neurons
+        parts: list[tuple[Part, ResolvedRequest]] = []
+        for layer, a, b in chunks:
+            child = resolved.for_layer(layer, neurons[a:b])
+            enqueued = (layer, a, b) not in stored
+            parts.append((Part(part_job_id(child, job_id, budget is not None), layer, a, b, enqueued), child))
+        pending = [(part, child) for part, child in parts if part.enqueued]
+        previous = read_record(connection, job_id)
+        scan_id = previous.scan_job_id if previous is not None else None
+        plan = _plan(connection, pending)
+        enqueues = bool(plan.run or plan.after_scan)
+        if enqueues:
+            admit()  # from here on something is enqueued
+            for job in plan.forget_scan:
                 _forget_finished_scan(connection, job)
-            job.delete()
-        scan_id = ensure_scan_jobs(
-            connection, queues, settings, resolved, [resolved.request.only_layer()], request_id
+            layers = sorted({part.layer for part, _ in pending})
+            scan_id = ensure_scan_jobs(connection, queues, settings, resolved, layers, request_id)
+            for part, child, job in plan.after_scan:
+                if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
+                    plan.run.append((part, child, job))
+            dump = budget.model_dump(mode="json") if budget is not None else None
+            for part, child, old in plan.run:
+                if old is not None:
+                    old.delete()
+                _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, dump)
+        elif plan.join and scan_id is None:
+            joined = fetch_job(connection, plan.join[0].id)
+            scan_id = JobMeta.from_meta(joined.meta).scan_job_id if joined is not None else None
+        record = JobRecord(
+            job_id=job_id,
+            request=resolved.request,
+            variant=resolved.variant,
+            scan_job_id=scan_id if pending else None,
+            parts=[part for part, _ in parts],
+            created_at=previous.created_at if previous is not None and pending and not enqueues else now(),
+            ttl_s=ttl_s,
         )
-        _enqueue_explain(queues, settings, resolved, job_id, scan_id, request_id)
-    return Submission(job_id=job_id, reports=None)
+        write_record(connection, record)
+    return Submission(job_id=job_id, stored=not pending)
 
 
 # --------------------------------------------------------------------------- status
@@ -206,57 +292,72 @@ def listening_workers(connection: redis.Redis, job: Job) -> int:
     return min(counts, default=0)
 
 
-def job_status(
-    connection: redis.Redis, store: ReportStore, job_id: str, offset: int = 0, limit: int = 100
-) -> JobStatus | None:
-    """`GET /v1/jobs/{job_id}`: None when no explain job has that id; reports paged once finished (read
-    from the store)."""
-    if not job_id.startswith(EXPLAIN_JOB_PREFIX):
-        return None
-    job = fetch_job(connection, job_id)
-    if job is None:
-        return None
-    state = explain_state(connection, job)
-    reports: list[NeuronReport] | None = None
-    total: int | None = None
-    if state.status == "finished":
-        request = ExplanationRequest.model_validate(job.kwargs["request"])
-        variant = str(job.kwargs.get("variant", ""))
-        keys = variant_report_keys(request, variant)
-        total = len(keys)
-        page = keys[offset : offset + limit]
-        values = store.read_many(page)
-        reports = [
-            link_exemplar_images(NeuronReport.model_validate_json(v), request, variant)
-            for v in values
-            if v is not None
-        ]
-    return JobStatus(
-        job_id=job_id,
-        status=state.status,
-        progress=state.progress,
-        queue_position=state.queue_position,
-        created_at=state.created_at,
-        started_at=state.started_at,
-        ended_at=state.ended_at,
-        error=state.error,
-        reports=reports,
-        reports_total=total,
-        workers=None if state.status in ("finished", "failed") else listening_workers(connection, job),
-    )
-
-
-# --------------------------------------------------------------------------- exports
+def _report_refs(record: JobRecord, not_done: dict[int, set[int]]) -> list[tuple[int, int, str]]:
+    model, variant = record.request.model, record.variant
+    return [
+        (layer, n, report_key(model, layer, n, variant))
+        for layer in record.layers
+        for n in record.request.neuron_list()
+        if n not in not_done.get(layer, ())
+    ]
 
 
 def job_report_refs(connection: redis.Redis, job_id: str) -> list[tuple[int, int, str]] | None:
-    """(layer, neuron, artifact-store key) of every report a job produces, by layer then neuron; None
-    when no explain job has that id. (Today a job is one layer: its request's.)"""
+    """(layer, neuron, report key) of every report a request produces, in (layer, neuron) order; None when
+    no request has that id. A report is in the store once its part finished (see `GET /v1/jobs/{id}`);
+    neurons a budget left not done are listed too and have none."""
     if not job_id.startswith(EXPLAIN_JOB_PREFIX):
         return None
-    job = fetch_job(connection, job_id)
-    if job is None:
+    record = read_record(connection, job_id)
+    return _report_refs(record, {}) if record is not None else None
+
+
+def job_status(
+    connection: redis.Redis, store: ReportStore, job_id: str, offset: int = 0, limit: int = 100
+) -> JobStatus | None:
+    """`GET /v1/jobs/{job_id}`: None when no request has that id; the state aggregated over its parts
+    (service/job_group.py), and once finished a page of its reports in (layer, neuron) order."""
+    if not job_id.startswith(EXPLAIN_JOB_PREFIX):
         return None
-    request = ExplanationRequest.model_validate(job.kwargs["request"])
-    keys = variant_report_keys(request, str(job.kwargs.get("variant", "")))
-    return [(request.only_layer(), n, key) for n, key in zip(request.neuron_list(), keys, strict=True)]
+    record = read_record(connection, job_id)
+    if record is None:
+        return None
+    group = group_state(part_states(connection, store, record), record)
+    ended = group.status in ("finished", "failed")
+    if not ended:
+        connection.expire(record_key(job_id), record.ttl_s)  # a request kept waiting keeps its record
+    reports: list[NeuronReport] | None = None
+    total: int | None = None
+    if group.status == "finished":
+        not_done = {entry.layer: set(entry.neurons) for entry in group.not_done or []}
+        refs = _report_refs(record, not_done)
+        total = len(refs)
+        page = refs[offset : offset + limit]
+        values = store.read_many([key for _, _, key in page])
+        reports = [
+            link_exemplar_images(
+                NeuronReport.model_validate_json(value),
+                record.request.for_layer(layer, [neuron]),
+                record.variant,
+            )
+            for (layer, neuron, _), value in zip(page, values, strict=True)
+            if value is not None
+        ]
+    return JobStatus(
+        job_id=job_id,
+        status=group.status,
+        progress=group.progress,
+        queue_position=group.queue_position,
+        created_at=group.created_at,
+        started_at=group.started_at,
+        ended_at=group.ended_at,
+        error=group.error,
+        reports=reports,
+        reports_total=total,
+        workers=None if ended else (listening_workers(connection, group.waiting) if group.waiting else 0),
+        scan=scan_state(connection, record.scan_job_id) if record.scan_job_id is not None else None,
+        layers=group.layers,
+        usage=group.usage,
+        budget_exhausted=group.budget_exhausted,
+        not_done=group.not_done,
+    )

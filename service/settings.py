@@ -63,7 +63,10 @@ class Settings(BaseSettings):
         description="Model/dataset registry JSON; unset uses the bundled service/contract/registry.json.",
     )
     max_neurons_per_request: int = Field(
-        default=4096, ge=1, description="Largest neuron list or range one request may name."
+        default=4096,
+        ge=1,
+        description="Most neurons one request may name per layer (a list, a range or `all`); a request "
+        "of several layers may name this many in each.",
     )
     scan_shards: int = Field(
         default=1,

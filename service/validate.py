@@ -37,7 +37,9 @@ class ResolvedRequest:
 
     request: ExplanationRequest
     """The request with `hook`, `dataset`, `explainer` and `simulator` set, `endpoint` and `candidates` set
-    when an `openai` backend is used (None otherwise), and `neurons` as a sorted list without repeats."""
+    when an `openai` backend is used (None otherwise), and `neurons` as a sorted list without repeats.
+    One layer is named by `layer` (whether asked as `layer`, `layers: [n]` or `"all"` of a one-layer
+    model); several by `layers`, a sorted list without repeats."""
     model: ModelSpec
     dataset: DatasetSpec
     llm_models: LLMModels | None = None
@@ -45,7 +47,22 @@ class ResolvedRequest:
 
     @property
     def neurons(self) -> list[int]:
+        """The requested neurons of each layer, sorted without repeats."""
         return self.request.neuron_list()
+
+    @property
+    def layers(self) -> list[int]:
+        """The requested layers, sorted without repeats."""
+        return self.request.layer_list()
+
+    def for_layer(self, layer: int, neurons: list[int]) -> ResolvedRequest:
+        """The resolved one-layer request of ``layer`` and ``neurons``: what one explain job runs."""
+        return ResolvedRequest(
+            request=self.request.for_layer(layer, neurons),
+            model=self.model,
+            dataset=self.dataset,
+            llm_models=self.llm_models,
+        )
 
     @cached_property
     def variant(self) -> str:
@@ -144,8 +161,11 @@ def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: i
             check_neuron(model, neuron, f"neurons.{position}")
         count = len(set(request.neurons))
     if count > max_neurons:
+        every = f" (every neuron of a {model.id} layer)" if request.neurons == ALL else ""
         raise InvalidInput.for_field(
-            "neurons", f"{count} neurons requested: at most {max_neurons} per request are allowed"
+            "neurons",
+            f"{count} neurons per layer requested{every}: at most {max_neurons} per layer are allowed "
+            "in one request",
         )
     return list(range(n_max)) if request.neurons == ALL else request.neuron_list()
 
@@ -207,22 +227,20 @@ def resolve_request(
     """Fill the defaults of ``request`` and check every part of it; raise InvalidInput naming the field.
 
     ``settings`` decide the default backends and which LLM endpoints a request may name (None: no LLM
-    endpoint, so the baseline)."""
+    endpoint, so the baseline). ``max_neurons`` caps the neurons of each layer (a request of L layers
+    may name L × ``max_neurons`` neurons in all)."""
     model = find_model(registry, request.model)
     check_loadable(model)
     layers = _check_layers(request, model)
-    if len(layers) != 1:  # the job layer takes one layer per request until several are wired (issue 9)
-        raise InvalidInput.for_field(
-            "layers", "name one layer: several layers per request are not served yet"
-        )
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)
     neurons = _check_neurons(request, model, max_neurons)
     backends, llm_models = resolve_backends(request, settings)
     resolved = request.model_copy(
         update={
-            "layer": layers[0],
-            "layers": None,
+            # One layer reads as `layer` whichever way it was asked, so its job id is the same.
+            "layer": layers[0] if len(layers) == 1 else None,
+            "layers": None if len(layers) == 1 else layers,
             "hook": hook,
             "dataset": dataset.id,
             "neurons": neurons,

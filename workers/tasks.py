@@ -173,12 +173,20 @@ def run_merge_scan_job(
 
 
 def run_explain_job(
-    *, request: dict[str, Any], llm_models: dict[str, Any] | None = None, variant: str | None = None
+    *,
+    request: dict[str, Any],
+    llm_models: dict[str, Any] | None = None,
+    variant: str | None = None,
+    group: str | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write a NeuronReport for every requested neuron that has none stored yet; return all their keys.
+    """Write a NeuronReport for every requested neuron (one layer, one chunk of a request) that has none
+    stored yet; return all their keys.
 
     ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and the report
-    variant); the worker checks that its own settings and registry agree before it writes anything."""
+    variant); the worker checks that its own settings and registry agree before it writes anything.
+    ``group`` is the id of the request this part belongs to; ``budget`` its Budget dump (None: none),
+    shared by the request's parts."""
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
         explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)

@@ -51,6 +51,10 @@ EXPLAIN_PART_PREFIX = "part-"
 """Every explain job of one (layer, neuron chunk) of a request starts with this; the request's own id
 (:data:`EXPLAIN_JOB_PREFIX`) names the whole, as clients see it."""
 
+JOB_RECORD_PREFIX = "nl:job:"
+"""Redis key prefix of a request's job record (then its `exp-` id): the JSON that lists the request's scan
+job and its explain parts, so `GET /v1/jobs/{id}` can aggregate them."""
+
 JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
 """Where a job stands, as `GET /v1/jobs/{id}` reports it."""
 
@@ -78,6 +82,8 @@ ERROR_SCAN_LOST = "ScanLost"
 """An explain job's scan job is no longer recorded, so nothing will release it."""
 ERROR_SCAN_MISSING = "ScanMissing"
 """The explain job found no scan artifact: repeating the request re-runs its scan."""
+ERROR_PART_LOST = "JobLost"
+"""An explain part of a request is no longer recorded and its reports are not all stored."""
 
 
 class Progress(ContractModel):
@@ -147,6 +153,11 @@ class JobMeta(ContractModel):
     )
     request_id: str | None = Field(
         default=None, description="X-Request-ID of the HTTP request that enqueued (or re-ran) the job."
+    )
+    group: str | None = Field(
+        default=None,
+        description="Id (`exp-…`) of the request an explain part was enqueued for (the whole job clients "
+        "see); a part shared by several requests names the first.",
     )
     scan: ScanState | None = Field(
         default=None, description="A scan job's passes and samples, while it runs."

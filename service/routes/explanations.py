@@ -1,4 +1,5 @@
-"""`POST /v1/explanations`: explain neurons of one layer (202 with a job, or 200 when all are stored)."""
+"""`POST /v1/explanations`: explain neurons of one or more layers (202 with a job, or 200 when all are
+stored)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,19 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from service.auth import calling_key
-from service.contract import (
-    ExplanationAccepted,
-    ExplanationRequest,
-    JobStatus,
-    NeuronReport,
-    Progress,
-    Registry,
-)
+from service.contract import ExplanationAccepted, ExplanationRequest, JobStatus, Registry
 from service.errors import problem_specs
 from service.estimate import estimate_calls
-from service.exemplar_links import link_exemplar_images
-from service.jobs import JobQueues, submit_explanation
+from service.jobs import JobQueues, job_status, submit_explanation
 from service.openapi_docs import DocumentedOperation
 from service.ratelimit import RateLimits
 from service.reports import ReportReader
 from service.request_id import current_request_id
 from service.settings import Settings
 from service.validate import resolve_request
+
+FIRST_PAGE = 100
+"""Reports a 200 answer carries (the default page of `GET /v1/jobs/{id}`)."""
 
 
 @post(
@@ -48,7 +44,9 @@ from service.validate import resolve_request
         ),
         200: ResponseSpec(
             data_container=JobStatus,
-            description="Every requested report was already stored: a finished status with all of them.",
+            description="Every requested report was already stored: the job's finished status with the "
+            "first page of its reports (100, in (layer, neuron) order; `reports_total` counts them all). "
+            "Page on with `GET /v1/jobs/{job_id}?offset=…&limit=…`.",
             generate_examples=False,
         ),
         **problem_specs(400, 413, 415, 422, 431, 503),
@@ -63,13 +61,16 @@ def create_explanation(
     settings: NamedDependency[Settings],
     reports: NamedDependency[ReportReader],
 ) -> Response[ExplanationAccepted | JobStatus]:
-    """Explain neurons of one layer. The request is checked against the registry first (unknown model,
-    hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint name the deployment
-    does not configure → 422 naming the field) and nothing is enqueued unless it is valid. Explainer and
-    simulator default to `openai` when an LLM endpoint is configured, else to the offline `baseline`.
-    The job id is a hash of the canonical resolved request (backends, endpoint, its model names, k) and
-    the pipeline version, so repeating a request joins the job in flight. Answers 202 with the job to
-    poll, or 200 with the reports at once when every one is already stored."""
+    """Explain neurons of one or several layers (`layer`, or `layers`: a list or `"all"`; at most
+    `NEURONLENS_MAX_NEURONS_PER_REQUEST` neurons per layer). The request is checked against the registry
+    first (unknown model, hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint
+    name the deployment does not configure → 422 naming the field) and nothing is enqueued unless it is
+    valid. Explainer and simulator default to `openai` when an LLM endpoint is configured, else to the
+    offline `baseline`. The job id is a hash of the canonical resolved request (layers, backends,
+    endpoint, its model names, k) and the pipeline version, so repeating a request joins the job in
+    flight. The layers' scans run as one job (one forward pass); the explain work is split into jobs per
+    (layer, neuron chunk) that workers share, and the job id names them all. Answers 202 with the job to
+    poll, or 200 with the finished job and the first page of its reports when every one is stored."""
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
@@ -77,20 +78,10 @@ def create_explanation(
     submission = submit_explanation(
         redis_client, reports.store, queues, settings, resolved, current_request_id(), admit
     )
-    if submission.reports is not None:
-        variant = resolved.variant
-        stored = [
-            link_exemplar_images(NeuronReport.model_validate_json(raw), resolved.request, variant)
-            for raw in submission.reports
-        ]
-        done = JobStatus(
-            job_id=submission.job_id,
-            status="finished",
-            progress=Progress(done=len(stored), total=len(stored)),
-            reports=stored,
-            reports_total=len(stored),
-        )
-        return Response(done, status_code=200)
+    if submission.stored:
+        done = job_status(redis_client, reports.store, submission.job_id, limit=FIRST_PAGE)
+        if done is not None:
+            return Response(done, status_code=200)
     status_url = f"/v1/jobs/{submission.job_id}"
     accepted = ExplanationAccepted(job_id=submission.job_id, status_url=status_url)
     return Response(accepted, status_code=202, headers={"Location": status_url})

@@ -13,9 +13,10 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath, Parameter
 
-from service.contract import EXPLAIN_JOB_PREFIX, ExplanationRequest, NeuronReport, Registry
+from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.errors import NotFound, problem_specs
-from service.jobs import JobQueues, fetch_job, job_status
+from service.job_group import read_record
+from service.jobs import JobQueues, job_status
 from service.listing import list_layer_reports, summarize
 from service.openapi_docs import DocumentedOperation
 from service.report_page import NeuronPageLinks, render_report_page
@@ -47,10 +48,11 @@ def get_home_page(
     registry: NamedDependency[Registry],
     redis_client: NamedDependency[redis.Redis],
     queues: NamedDependency[JobQueues],
+    reports: NamedDependency[ReportReader],
 ) -> Response[str]:
     """The served models (layers linked to their layer pages, planted neurons to their pages) and the
     newest explain jobs with their status, linked to their job pages."""
-    return _html(render_home_page(registry, recent_jobs(redis_client, queues.explain)))
+    return _html(render_home_page(registry, recent_jobs(redis_client, queues.explain, reports.store)))
 
 
 @get(
@@ -147,8 +149,7 @@ def get_job_page(
     from the page), its error when it failed, and links to its neurons' pages once finished."""
     is_explain = job_id.startswith(EXPLAIN_JOB_PREFIX)
     status = job_status(redis_client, reports.store, job_id, limit=1) if is_explain else None
-    job = fetch_job(redis_client, job_id) if status is not None else None
-    if status is None or job is None:
+    record = read_record(redis_client, job_id) if status is not None else None
+    if status is None or record is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
-    request = ExplanationRequest.model_validate(job.kwargs["request"])
-    return _html(render_job_page(status, request, str(job.kwargs.get("variant", ""))))
+    return _html(render_job_page(status, record.request, record.variant))

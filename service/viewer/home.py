@@ -12,9 +12,11 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from service.contract import ExplanationRequest, ModelSpec, Registry
+from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, Registry
 from service.exemplar_links import exemplar_query
-from service.job_state import ExplainState, explain_state
+from service.job_group import read_record
+from service.jobs import job_status
+from service.report_store import ReportStore
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
 
 RECENT_JOBS = 30
@@ -28,11 +30,14 @@ class RecentJob:
     job_id: str
     request: ExplanationRequest
     variant: str
-    state: ExplainState
+    state: JobStatus
 
 
-def recent_jobs(connection: redis.Redis, queue: Queue, limit: int = RECENT_JOBS) -> list[RecentJob]:
-    """The newest explain jobs still recorded (queued, deferred, running, finished or failed)."""
+def recent_jobs(
+    connection: redis.Redis, queue: Queue, store: ReportStore, limit: int = RECENT_JOBS
+) -> list[RecentJob]:
+    """The newest requests whose explain parts are still recorded (queued, deferred, running, finished or
+    failed), each with the state of the whole request."""
     ids: set[str] = set(queue.get_job_ids(0, IDS_PER_REGISTRY - 1))
     for registry_class in (StartedJobRegistry, DeferredJobRegistry, FinishedJobRegistry, FailedJobRegistry):
         registry = registry_class(queue=queue)
@@ -40,15 +45,17 @@ def recent_jobs(connection: redis.Redis, queue: Queue, limit: int = RECENT_JOBS)
     jobs = [job for job in Job.fetch_many(sorted(ids), connection, serializer=queue.serializer) if job]
     epoch = datetime.min.replace(tzinfo=UTC)
     jobs.sort(key=lambda job: job.created_at or epoch, reverse=True)
+    groups: list[str] = []
+    for job in jobs:
+        group = JobMeta.from_meta(job.meta).group
+        if group is not None and group not in groups:
+            groups.append(group)
     found = []
-    for job in jobs[:limit]:
-        try:
-            request = ExplanationRequest.model_validate(job.kwargs["request"])
-        except (KeyError, ValueError):
-            continue  # not an explain job of this version
-        found.append(
-            RecentJob(job.id, request, str(job.kwargs.get("variant", "")), explain_state(connection, job))
-        )
+    for group in groups[:limit]:
+        record = read_record(connection, group)
+        status = job_status(connection, store, group, limit=1) if record is not None else None
+        if record is not None and status is not None:
+            found.append(RecentJob(group, record.request, record.variant, status))
     return found
 
 
@@ -101,10 +108,12 @@ def _jobs_html(jobs: Sequence[RecentJob]) -> str:
         request, state = job.request, job.state
         neurons = request.neuron_list()
         shown = ", ".join(str(n) for n in neurons[:6]) + (f", … ({len(neurons)})" if len(neurons) > 6 else "")
-        layer = link(
-            layer_path(request.model, request.only_layer())
-            + query_string(exemplar_query(request, job.variant)),
-            f"layer {request.only_layer()}",
+        query = query_string(exemplar_query(request, job.variant))
+        layers = request.layer_list()
+        layer = (
+            link(layer_path(request.model, layers[0]) + query, f"layer {layers[0]}")
+            if len(layers) == 1
+            else "layers " + " ".join(link(layer_path(request.model, n) + query, str(n)) for n in layers)
         )
         error = f" — {escape(state.error.type)}" if state.error else ""
         rows.append(

@@ -47,21 +47,28 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
     progress = status.progress
     width = 100 * progress.done / progress.total if progress.total else 0
     ended = status.status in ("finished", "failed")
+    layers = request.layer_list()
+    shown = [(layer, n) for layer in layers for n in neurons][:NEURON_LINKS]
     links = " ".join(
-        link(neuron_page_path(request.model, request.only_layer(), n) + query, str(n))
-        for n in neurons[:NEURON_LINKS]
+        link(neuron_page_path(request.model, layer, n) + query, f"{layer}/{n}" if len(layers) > 1 else str(n))
+        for layer, n in shown
     )
-    more = (
-        f" … and {len(neurons) - NEURON_LINKS} more on the layer page" if len(neurons) > NEURON_LINKS else ""
-    )
+    hidden = len(layers) * len(neurons) - len(shown)
+    more = f" … and {hidden} more on the layer pages" if hidden > 0 else ""
     error = f"{status.error.type}: {status.error.message}" if status.error else ""
     queue = f"position {status.queue_position} in its queue" if status.queue_position is not None else ""
     status_url = f"/v1/jobs/{status.job_id}?limit=1"
-    layer = link(layer_path(request.model, request.only_layer()) + query, f"layer {request.only_layer()}")
+    layer = (
+        link(layer_path(request.model, layers[0]) + query, f"layer {layers[0]}")
+        if len(layers) == 1
+        else "layers " + " ".join(link(layer_path(request.model, n) + query, str(n)) for n in layers)
+    )
+    per_layer = " per layer" if len(layers) > 1 else ""
     results_hidden = "" if status.status == "finished" else " hidden"
     body = (
         f'<div id="job" data-status-url="{escape(status_url)}" data-ended="{str(ended).lower()}">'
-        f"<p>{escape(request.model)} · {layer} · {len(neurons)} neurons · hook {escape(str(request.hook))} · "
+        f"<p>{escape(request.model)} · {layer} · {len(neurons)} neurons{per_layer} · "
+        f"hook {escape(str(request.hook))} · "
         f"probe set {escape(str(request.dataset))} · explainer {escape(str(request.explainer))} · "
         f"simulator {escape(str(request.simulator))}</p>"
         f'<p>Status: <strong id="status">{escape(status.status)}</strong> <span id="queue" class="muted">'

@@ -17,6 +17,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from service.job_group import read_record
 from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
 
 MODEL, LAYER, LAYER_NEURONS = "minilm-l6", 1, 1536
@@ -67,6 +68,13 @@ def fetch(redis_conn: redis.Redis, job_id: str | bytes) -> Job:
     return Job.fetch(key, connection=redis_conn, serializer=JSONSerializer)
 
 
+def parts(redis_conn: redis.Redis, job_id: str) -> list[Job]:
+    """The explain jobs (one per neuron chunk) of a request, from its job record."""
+    record = read_record(redis_conn, job_id)
+    assert record is not None
+    return [fetch(redis_conn, part.id) for part in record.parts if part.enqueued]
+
+
 def test_killed_workers_jobs_are_retried_and_finish(
     redis_url: str, redis_conn: redis.Redis, processes: Processes, tmp_path: Path
 ) -> None:
@@ -82,7 +90,7 @@ def test_killed_workers_jobs_are_retried_and_finish(
         # 1. Killed while scanning: the scan job is re-run from the start by the next worker.
         scan_job = JobWatcher(client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": 48}})
         scan_job.wait_status({"scanning"}, 60)
-        scan_id = fetch(redis_conn, scan_job.job_id).dependency_ids[0]
+        scan_id = parts(redis_conn, scan_job.job_id)[0].dependency_ids[0]
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         assert scan_job.status()["status"] == "scanning", "the dead worker's scan still counts as running"
@@ -108,6 +116,7 @@ def test_killed_workers_jobs_are_retried_and_finish(
         assert finished["progress"] == {"done": LAYER_NEURONS, "total": LAYER_NEURONS}
         assert layer_job.all_neurons() == list(range(LAYER_NEURONS))
 
-    explain = fetch(redis_conn, layer_job.job_id)
-    assert (explain.worker_name, explain.retries_left) == ("third", 1)
+    # The part the second worker was explaining was re-run by the third, using one retry.
+    retried = [job for job in parts(redis_conn, layer_job.job_id) if job.retries_left == 1]
+    assert [job.worker_name for job in retried] == ["third"]
     assert "requeueing abandoned jobs" in processes.log(third)

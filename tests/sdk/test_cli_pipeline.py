@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from neuronlens import Client, NeuronReport
-from tests.e2e.helpers import run_cli
+from service.contract import BUNDLED_REGISTRY, load_registry
+from tests.e2e.helpers import Processes, process_env, run_cli, running_up
 from tests.sdk.conftest import IdleApi
 
 MODEL, LAYER = "minilm-l6", 3
@@ -124,6 +126,9 @@ def test_options_pass_through_typed(live_url: str) -> None:
         (["--neuron", "42", "--option", "n_explain=50"], "n_explain + n_holdout (50 + 10) must not exceed"),
         (["--neuron", "42", "--option", "seed"], "write NAME=VALUE"),
         (["--neuron", "42", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["--neurons", "some"], "argument --neurons: invalid choice: 'some'"),
+        (["--neurons", "all", "--layers", "0,2"], "argument --layers: not allowed with argument --layer"),
+        (["--neurons", "all", "--layers", "0,x"], "'0,x' is not a layer list: write all, or e.g. 0,2,5"),
     ],
 )
 def test_conflicting_flags_and_bad_options_exit_2(args: list[str], message: str) -> None:
@@ -156,3 +161,47 @@ def test_models_lists_the_served_models(live_url: str) -> None:
     assert [(row[0], int(row[2]), int(row[3])) for row in rows] == [
         (model.id, model.layers, model.neurons_per_layer) for model in served
     ]
+
+
+def test_a_whole_model_audit_with_a_moving_progress_bar(processes: Processes, tmp_path: Path) -> None:
+    """`neuronlens explain --layers all`: one request, its bar moving over the scan's samples (1,024
+    samples, two per batch) and then over neurons; a report per (layer, neuron). Also `--layers 0,2` and
+    the SDK with `layers="all"` give the same reports."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    (probe,) = [d for d in registry["datasets"] if d["id"] == load_registry().model(MODEL).datasets[0]]
+    probe["n_samples"] = 1024
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    env = process_env(
+        NEURONLENS_REGISTRY_PATH=str(tmp_path / "registry.json"),
+        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
+        NEURONLENS_SCAN_BATCH_SIZE="2",
+    )
+    with running_up(processes, env, workers=1) as url:
+        output = tmp_path / "audit.tsv"
+        result = run_cli(
+            "explain", "--url", url, "--model", MODEL, "--layers", "all", "--range", "0:2",
+            "--format", "summary", "--output", str(output), timeout_s=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = [line.split("\t")[:2] for line in output.read_text().splitlines()]
+        assert rows == [[f"L{layer}", f"N{n}"] for layer in range(6) for n in range(2)]
+        scanned = [
+            tuple(map(int, match.groups()))
+            for match in re.finditer(r"^scanning +\[[#.]+\] (\d+)/(\d+) samples", result.stderr, re.M)
+        ]
+        moving = {done for done, total in scanned if 0 < done < total == 1024}
+        assert len(moving) >= 2, f"the bar did not move during the scan:\n{result.stderr}"
+        assert re.search(r"^finished +\[#+\] 12/12 neurons", result.stderr, re.M), result.stderr
+
+        some = run_cli(
+            "explain", "--url", url, "--model", MODEL, "--layers", "0,2", "--range", "0:2", "--quiet",
+            "--format", "jsonl",
+        )  # fmt: skip
+        assert some.returncode == 0, some.stderr
+        layers = [
+            (r.layer, r.neuron) for r in map(NeuronReport.model_validate_json, some.stdout.splitlines())
+        ]
+        assert layers == [(0, 0), (0, 1), (2, 0), (2, 1)]
+        with Client(url) as client:
+            reports = client.explain(MODEL, "all", range(0, 2))
+        assert [(r.layer, r.neuron) for r in reports] == [(layer, n) for layer in range(6) for n in range(2)]

@@ -24,6 +24,7 @@ from service.contract import (
     TypeEvidence,
     load_registry,
 )
+from service.job_group import read_record
 from service.jobs import request_report_keys
 from service.settings import Settings, load_settings
 from service.validate import resolve_request
@@ -54,6 +55,13 @@ def serve(app: Litestar) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def explain_parts(conn: redis.Redis, job_id: str) -> list[str]:
+    """Ids of the explain jobs (one per layer and neuron chunk) of a request, from its job record."""
+    record = read_record(conn, job_id)
+    assert record is not None, f"no job record for {job_id}"
+    return [part.id for part in record.parts if part.enqueued]
 
 
 def rq_jobs(conn: redis.Redis) -> list[str]:

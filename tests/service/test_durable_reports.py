@@ -19,7 +19,7 @@ from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, JobStatus, report_folder_key, report_object_neuron
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
-from tests.service.helpers import rq_jobs, run_workers, serve
+from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve
 
 SAMPLES = 600
 """Samples of minilm-l6's default probe set scanned (as test_pipeline_jobs does, so the scan is shared)."""
@@ -112,7 +112,8 @@ def test_each_report_is_in_the_store_while_later_neurons_are_explained(
         request = {"model": "minilm-l6", "layer": LAYER, "neurons": neurons}
         with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
             job_id = http.post("/v1/explanations", json=request).json()["job_id"]
-            variant = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).kwargs["variant"]
+            (part_id,) = explain_parts(redis_conn, job_id)
+            variant = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).kwargs["variant"]
             folder = Path(settings.artifact_url) / report_folder_key("minilm-l6", LAYER, variant)
             seen: list[int] = []
             stop = threading.Event()

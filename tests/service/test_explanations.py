@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus
 from service.settings import Settings
-from tests.service.helpers import PROBLEM_JSON, rq_jobs, serve, store_reports
+from tests.service.helpers import PROBLEM_JSON, explain_parts, rq_jobs, serve, store_reports
 from workers.report_store import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
@@ -122,7 +122,11 @@ def test_oversized_requests_name_the_cap(
         response = httpx.post(f"{url}/v1/explanations", json={**VALID, "neurons": payload})
     body = _assert_problem(response, 422)
     assert body["errors"] == [
-        {"field": "neurons", "message": f"{count} neurons requested: at most {cap} per request are allowed"}
+        {
+            "field": "neurons",
+            "message": f"{count} neurons per layer requested: at most {cap} per layer are allowed in one "
+            "request",
+        }
     ]
     assert rq_jobs(redis_conn) == []
 
@@ -163,9 +167,11 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     assert scan.retries_left == 2 and scan.timeout == 3600
 
     deferred = DeferredJobRegistry("explain", connection=redis_conn, serializer=JSONSerializer)
-    assert deferred.get_job_ids() == [job_id]
-    explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(job_id)
+    (part_id,) = explain_parts(redis_conn, job_id)  # two neurons of one layer: one part
+    assert part_id.startswith("part-") and deferred.get_job_ids() == [part_id]
+    explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(part_id)
     assert explain is not None and explain.func_name == "workers.tasks.run_explain_job"
+    assert explain.kwargs["group"] == job_id and explain.kwargs["budget"] is None
     sent = ExplanationRequest.model_validate(explain.kwargs["request"])
     assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v2"
     assert explain.dependency_ids == [scan_id]

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from service.contract import ExplanationRequest
 from service.settings import Settings
-from tests.service.helpers import PROBLEM_JSON, store_reports
+from tests.service.helpers import PROBLEM_JSON, explain_parts, store_reports
 from workers.report_store import ReportObjects
 
 REPORT = "/v1/neurons/minilm-l6/3/42"
@@ -91,7 +91,8 @@ def test_the_request_id_is_echoed_put_in_problems_and_in_job_meta(
         headers={"X-Request-ID": "trace-submit"},
     )
     assert accepted.status_code == 202
-    job = Job.fetch(accepted.json()["job_id"], connection=redis_conn, serializer=JSONSerializer)
+    (part_id,) = explain_parts(redis_conn, accepted.json()["job_id"])
+    job = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer)
     assert job.meta["request_id"] == "trace-submit"
     scan = Job.fetch(job.meta["scan_job_id"], connection=redis_conn, serializer=JSONSerializer)
     assert scan.meta["request_id"] == "trace-submit"

@@ -16,7 +16,7 @@ from rq.worker import Worker
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, load_registry
 from service.job_state import job_error
 from service.settings import Settings
-from tests.service.helpers import run_workers
+from tests.service.helpers import explain_parts, run_workers
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
 
@@ -52,7 +52,8 @@ def test_a_failed_scan_fails_its_explain_job_with_the_scan_error(
     assert status.error.message == f"model 'minilm-l6' is not in this worker's registry: it has {others}"
     assert status.ended_at is not None and status.queue_position is None
     # RQ leaves the dependent deferred; the API must not show it as waiting forever.
-    assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == "deferred"
+    (part_id,) = explain_parts(redis_conn, job_id)
+    assert Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).get_status() == "deferred"
 
 
 def test_a_permanent_error_is_not_retried(
@@ -127,7 +128,7 @@ def test_a_deferred_job_its_scan_no_longer_lists_is_failed_and_recoverable(
     assert status.status == "failed" and status.error is not None and status.error.type == "ScanLost"
     assert http.post("/v1/explanations", json=REQUEST).json()["job_id"] == job_id
     assert _status(http, job_id).status == "queued"
-    assert redis_conn.sismember(scan.dependents_key, job_id)
+    assert redis_conn.sismember(scan.dependents_key, explain_parts(redis_conn, job_id)[0])
 
 
 def test_a_queued_job_counts_the_workers_listening_on_its_queue(

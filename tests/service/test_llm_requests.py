@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from service.contract import ExplanationRequest, LLMModels, load_registry, report_variant
 from service.settings import LLMEndpointConfig, Settings
 from service.validate import resolve_request
-from tests.service.helpers import PROBLEM_JSON, store_reports
+from tests.service.helpers import PROBLEM_JSON, explain_parts, store_reports
 from workers.report_store import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
@@ -45,7 +45,8 @@ def llm_http(
 
 
 def _job_kwargs(conn: redis.Redis, job_id: str) -> dict[str, Any]:
-    return Job.fetch(job_id, connection=conn, serializer=JSONSerializer).kwargs
+    (part_id,) = explain_parts(conn, job_id)
+    return Job.fetch(part_id, connection=conn, serializer=JSONSerializer).kwargs
 
 
 def _problem(response: httpx.Response, field: str) -> str:

@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobStatus, NeuronReport
 from service.settings import Settings
-from tests.service.helpers import rq_jobs, run_workers, serve, worker_runtime
+from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve, worker_runtime
 from workers.worker import build_worker
 
 SAMPLES = 600
@@ -134,7 +134,8 @@ def test_only_neurons_without_a_stored_report_are_explained(
         status = _status(http, url, job_id)
     assert status.status == "finished" and status.reports is not None
     assert [r.neuron for r in status.reports] == [4, 5, 6, 7]
-    result = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).return_value()
+    (part_id,) = explain_parts(redis_conn, job_id)
+    result = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).return_value()
     assert result is not None and (result["explained"], result["reused"]) == (2, 2)
 
 
