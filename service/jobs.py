@@ -24,7 +24,10 @@ from service.contract import (
     ExplanationRequest,
     JobMeta,
     JobStatus,
+    LayerNeurons,
     NeuronReport,
+    budget_calls_key,
+    budget_cost_key,
     dataset_identity,
     report_key,
 )
@@ -115,6 +118,11 @@ def _enqueue_explain(
 ) -> None:
     request = resolved.request
     models = resolved.llm_models
+    budget = None
+    if request.budget is not None:
+        # A fresh run of the request gets a fresh budget; every explain job of it shares the counters.
+        queues.explain.connection.delete(budget_calls_key(job_id), budget_cost_key(job_id))
+        budget = {"group": job_id, **request.budget.model_dump(mode="json")}
     queues.explain.enqueue_call(
         func=EXPLAIN_TASK,
         # The worker checks that its own endpoint models and registry give the same variant.
@@ -122,6 +130,7 @@ def _enqueue_explain(
             "request": request.model_dump(mode="json"),
             "llm_models": models.model_dump(mode="json") if models is not None else None,
             "variant": resolved.variant,
+            "budget": budget,
         },
         timeout=settings.explain_timeout_s,
         result_ttl=settings.result_ttl_s,
@@ -217,10 +226,11 @@ def job_status(
     if job is None:
         return None
     state = explain_state(connection, job)
+    meta = JobMeta.from_meta(job.meta)
+    request = ExplanationRequest.model_validate(job.kwargs["request"])
     reports: list[NeuronReport] | None = None
     total: int | None = None
     if state.status == "finished":
-        request = ExplanationRequest.model_validate(job.kwargs["request"])
         variant = str(job.kwargs.get("variant", ""))
         keys = variant_report_keys(request, variant)
         total = len(keys)
@@ -243,4 +253,7 @@ def job_status(
         reports=reports,
         reports_total=total,
         workers=None if state.status in ("finished", "failed") else listening_workers(connection, job),
+        usage=meta.usage,
+        budget_exhausted=meta.budget_exhausted,
+        not_done=[LayerNeurons(layer=request.only_layer(), neurons=meta.not_done)] if meta.not_done else None,
     )

@@ -1,4 +1,5 @@
-"""`POST /v1/explanations`: explain neurons of one layer (202 with a job, or 200 when all are stored)."""
+"""`POST /v1/explanations`: explain neurons of one layer (202 with a job, or 200 when all are stored, or
+200 with a cost estimate for a dry run)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from litestar.params import JSONBody
 
 from service.auth import calling_key
 from service.contract import (
+    CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
     JobStatus,
@@ -21,7 +23,7 @@ from service.contract import (
     Registry,
 )
 from service.errors import problem_specs
-from service.estimate import estimate_calls
+from service.estimate import estimate_calls, estimate_cost
 from service.exemplar_links import link_exemplar_images
 from service.jobs import JobQueues, submit_explanation
 from service.openapi_docs import DocumentedOperation
@@ -47,8 +49,10 @@ from service.validate import resolve_request
             generate_examples=False,
         ),
         200: ResponseSpec(
-            data_container=JobStatus,
-            description="Every requested report was already stored: a finished status with all of them.",
+            data_container=JobStatus | CostEstimate,  # type: ignore[arg-type]
+            description="Every requested report was already stored: a finished status with all of them "
+            '(`JobStatus`). Or, for `"dry_run": true`, the cost estimate (`CostEstimate`): scan passes '
+            "and tokens, neurons, LLM calls, prompt and completion tokens and USD; nothing is enqueued.",
             generate_examples=False,
         ),
         **problem_specs(400, 413, 415, 422, 431, 503),
@@ -62,15 +66,20 @@ def create_explanation(
     registry: NamedDependency[Registry],
     settings: NamedDependency[Settings],
     reports: NamedDependency[ReportReader],
-) -> Response[ExplanationAccepted | JobStatus]:
+) -> Response[ExplanationAccepted | JobStatus | CostEstimate]:
     """Explain neurons of one layer. The request is checked against the registry first (unknown model,
     hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint name the deployment
     does not configure → 422 naming the field) and nothing is enqueued unless it is valid. Explainer and
     simulator default to `openai` when an LLM endpoint is configured, else to the offline `baseline`.
     The job id is a hash of the canonical resolved request (backends, endpoint, its model names, k) and
     the pipeline version, so repeating a request joins the job in flight. Answers 202 with the job to
-    poll, or 200 with the reports at once when every one is already stored."""
+    poll, or 200 with the reports at once when every one is already stored. With `"dry_run": true` it
+    answers 200 with the cost estimate and enqueues nothing (no job, no quota spent). A `budget` stops the
+    job cleanly when reached (`finished` with `budget_exhausted`); it needs an `openai` backend, and
+    `max_cost_usd` needs the endpoint's prices (else 422)."""
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
+    if data.dry_run:
+        return Response(estimate_cost(resolved, reports.store, settings), status_code=200)
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
     admit = None if key is None else partial(limits.admit, key, estimate_calls(resolved))
