@@ -225,24 +225,26 @@ class LLMCaller:
 
     def _create(self, params: dict[str, Any]) -> ChatCompletion:
         """One HTTP request; every way it can fail becomes a _Failure that says whether to retry. The
-        context's usage meter (workers/llm/usage.py) reserves the call first, which may refuse it
+        context's usage meter (workers/llm/usage.py) reserves the call first, inside the endpoint's
+        concurrency bound (so a budget is overrun by at most the calls in flight), which may refuse it
         (BudgetExhausted, raised as is), and counts it after, with the tokens the endpoint reported."""
         meter = current_meter()
-        if meter is None:
-            return self._send(params)
-        meter.reserve()
-        completion: ChatCompletion | None = None
-        try:
-            completion = self._send(params)
-            return completion
-        finally:
-            prompt, answer = _reported_tokens(completion)
-            meter.record(prompt, answer, self.endpoint.cost_usd(prompt, answer))
+        with self._semaphore:
+            if meter is None:
+                return self._send(params)
+            meter.reserve()
+            completion: ChatCompletion | None = None
+            try:
+                completion = self._send(params)
+                return completion
+            finally:  # counted before the next caller may reserve, so it sees this call's cost
+                prompt, answer = _reported_tokens(completion)
+                meter.record(prompt, answer, self.endpoint.cost_usd(prompt, answer))
 
     def _send(self, params: dict[str, Any]) -> ChatCompletion:
+        """The request itself (the caller holds the endpoint's semaphore)."""
         try:
-            with self._semaphore:
-                completion = self._client.chat.completions.create(**params)
+            completion = self._client.chat.completions.create(**params)
         except openai.APIStatusError as err:
             raise _Failure(
                 _describe_status(err),
