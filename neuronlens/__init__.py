@@ -9,6 +9,7 @@ Installs without the server: `pip install ./clients/python` (distribution `neuro
 """
 
 from neuronlens._contract import (
+    CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
     JobError,
@@ -42,6 +43,7 @@ __all__ = [
     "JobError",
     "JobFailed",
     "JobNotFinished",
+    "CostEstimate",
     "JobStatus",
     "ModelSpec",
     "NeuronRange",

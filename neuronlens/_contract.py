@@ -6,6 +6,7 @@ the same source, so the SDK installs without the server.
 """
 
 from service.contract import (
+    CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
     JobError,
@@ -17,6 +18,7 @@ from service.contract import (
 )
 
 __all__ = [
+    "CostEstimate",
     "ExplanationAccepted",
     "ExplanationRequest",
     "JobError",

@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 
 from neuronlens import _core
-from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
+from neuronlens._contract import (
+    CostEstimate,
+    ExplanationAccepted,
+    JobStatus,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+)
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import ApiUnavailable, RequestRejected
 
@@ -155,6 +162,21 @@ class Client(_core.ClientBase[httpx.Client]):
         request = _core.build_request(model, layer, neurons, options, **fields)
         response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
+
+    def estimate(
+        self,
+        model: str,
+        layer: int,
+        neurons: Neurons,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> CostEstimate:
+        """`POST /v1/explanations` with `dry_run: true`: what the request would cost (scan passes, LLM
+        calls, prompt and completion tokens, USD where the endpoint has prices); nothing is enqueued."""
+        request = _core.build_request(model, layer, neurons, options, dry_run=True, **fields)
+        response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
+        return CostEstimate.model_validate(response.json())
 
     def wait(
         self, job_id: str, progress: ProgressFn | None = None, timeout_s: float | None = None

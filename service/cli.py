@@ -252,6 +252,11 @@ def _add_explain(commands: Any) -> None:
         metavar="NAME=VALUE",
         help="a request option (repeatable), e.g. --option seed=1 --option text_threshold=2.5",
     )
+    explain.add_argument(
+        "--dry-run", action="store_true", help="print what the request would cost (LLM calls, tokens, USD)"
+    )
+    explain.add_argument("--budget-calls", type=int, metavar="N", help="stop after N LLM calls")
+    explain.add_argument("--budget-usd", type=float, metavar="X", help="stop once X USD is spent")
     explain.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
     explain.add_argument("--fields", choices=("summary", "full"), default="summary", help=FIELDS_HELP)
     explain.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")

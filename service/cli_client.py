@@ -33,6 +33,7 @@ from neuronlens import (
     PipelineOptions,
     RequestRejected,
 )
+from neuronlens._contract import CostEstimate
 from neuronlens.export import json_text, summary_line, write_jsonl
 
 TABLE_FORMATS = ("ndjson", "csv", "parquet")
@@ -139,6 +140,28 @@ def write_reports(reports: list[NeuronReport], fmt: str, single: bool, out: IO[s
     out.flush()
 
 
+def describe_estimate(estimate: CostEstimate) -> str:
+    """A dry run's estimate in a few readable lines."""
+    llm, scan = estimate.llm, estimate.scan
+
+    def count(value: int | None) -> str:
+        return "unknown" if value is None else f"{value:,}"
+
+    cost = "unknown (the endpoint has no prices)" if llm.cost_usd is None else f"${llm.cost_usd:,.4f}"
+    return "\n".join(
+        [
+            f"{estimate.model} layers {', '.join(map(str, estimate.layers))}: "
+            f"{estimate.neurons_to_explain:,} neurons to explain "
+            f"({estimate.reports_stored:,} of {estimate.neurons:,} already stored)",
+            f"scan: {scan.passes} pass(es), {scan.samples:,} samples, {count(scan.tokens)} tokens",
+            f"LLM calls: {llm.calls:,}",
+            f"prompt tokens: {count(llm.prompt_tokens)}, completion tokens: {count(llm.completion_tokens)}",
+            f"cost: {cost}",
+            f"basis: {estimate.basis}",
+        ]
+    )
+
+
 def explain_fields(args: argparse.Namespace) -> dict[str, Any]:
     names = ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -236,10 +259,16 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
         options = parse_options(args.option)
         if options:
             request["options"] = options
-        if args.format in TABLE_FORMATS:
+        budget = {"max_llm_calls": args.budget_calls, "max_cost_usd": args.budget_usd}
+        if any(value is not None for value in budget.values()):
+            request["budget"] = {k: v for k, v in budget.items() if v is not None}
+        if args.format in TABLE_FORMATS and not args.dry_run:
             check_table_output(args.format, args.output, "explain")
             return run_table(args, request, stopping)
         with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
+            if args.dry_run:
+                print(describe_estimate(client.estimate(**request)))
+                return 0
             reports = follow(client, request, args.quiet, args.timeout, stopping)
     except ClientError as exc:
         print(f"neuronlens explain: {exc}", file=sys.stderr)

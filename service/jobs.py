@@ -29,6 +29,8 @@ from service.contract import (
     JobMeta,
     JobStatus,
     NeuronReport,
+    budget_calls_key,
+    budget_cost_key,
     dataset_identity,
     report_key,
 )
@@ -252,7 +254,13 @@ def submit_explanation(
             for part, child, job in plan.after_scan:
                 if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
                     plan.run.append((part, child, job))
-            dump = budget.model_dump(mode="json") if budget is not None else None
+            dump = None
+            if budget is not None:
+                if not plan.join:
+                    # A fresh run of the request gets a fresh budget (while a part is still in flight the
+                    # budget it draws from stays); every part of the request shares the counters.
+                    connection.delete(budget_calls_key(job_id), budget_cost_key(job_id))
+                dump = {"group": job_id, **budget.model_dump(mode="json")}
             for part, child, old in plan.run:
                 if old is not None:
                     old.delete()

@@ -6,15 +6,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.contract import (
+    CostEstimate,
     DatasetRef,
     Exemplar,
     Explanation,
     ExplanationAccepted,
     JobStatus,
+    LLMEstimate,
     NeuronListing,
     NeuronReport,
     Progress,
     Provenance,
+    ScanEstimate,
     Simulation,
     TypeEvidence,
     load_registry,
@@ -128,6 +131,28 @@ def layer_listing() -> NeuronListing:
     )
 
 
+def cost_estimate() -> CostEstimate:
+    """A dry run's answer for 64 neurons of a scanned layer, on an endpoint with prices."""
+    return CostEstimate(
+        model="minilm-l6",
+        layers=[3],
+        neurons=64,
+        reports_stored=0,
+        neurons_to_explain=64,
+        scan=ScanEstimate(
+            layers_to_scan=[],
+            passes=0,
+            passes_basis="one forward pass records every requested layer",
+            samples=0,
+            tokens=0,
+        ),
+        llm=LLMEstimate(calls=1344, prompt_tokens=412_000, completion_tokens=21_500, cost_usd=0.0747),
+        token_basis="records",
+        basis="LLM calls and tokens from the prompt sizes of this layer's actual records",
+        endpoint="default",
+    )
+
+
 def dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -137,7 +162,10 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
     return {
         ("listModels", "200"): {"served models": [dump(m) for m in load_registry().models]},
         ("createExplanation", "202"): {"job queued": dump(accepted())},
-        ("createExplanation", "200"): {"every report already stored": dump(job_finished())},
+        ("createExplanation", "200"): {
+            "every report already stored": dump(job_finished()),
+            "dry run": dump(cost_estimate()),
+        },
         ("getJob", "200"): {"queued": dump(job_queued()), "finished": dump(job_finished())},
         ("getNeuronReport", "200"): {"a text neuron": dump(neuron_report())},
         ("getNeuronPage", "200"): {"page": "<!doctype html><html><head><title>minilm-l6 3/42</title>…"},

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LLM_ENDPOINT = "default"
@@ -37,6 +37,25 @@ class LLMEndpointConfig(BaseModel):
     concurrency: int | None = Field(
         default=None, ge=1, description="In-flight requests to this endpoint; unset uses `llm_concurrency`."
     )
+    prompt_usd_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million prompt tokens; unset: the endpoint has no prices."
+    )
+    completion_usd_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million completion tokens; set with `prompt_usd_per_mtok`."
+    )
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> LLMEndpointConfig:
+        if (self.prompt_usd_per_mtok is None) != (self.completion_usd_per_mtok is None):
+            raise ValueError(
+                "an LLM endpoint's prices are set together: prompt_usd_per_mtok and completion_usd_per_mtok"
+            )
+        return self
+
+    @property
+    def has_prices(self) -> bool:
+        """True when USD costs can be computed for this endpoint (both prices set)."""
+        return self.prompt_usd_per_mtok is not None and self.completion_usd_per_mtok is not None
 
 
 def _default_artifact_url() -> str:
@@ -133,6 +152,15 @@ class Settings(BaseSettings):
     simulator_model: str | None = Field(
         default=None, description="Simulator model of the default endpoint; unset uses `explainer_model`."
     )
+    llm_prompt_usd_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per million prompt tokens of the default endpoint (set with the completion price); "
+        "unset: no prices, so costs are null and a `max_cost_usd` budget is refused.",
+    )
+    llm_completion_usd_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million completion tokens of the default endpoint."
+    )
     llm_endpoints: dict[str, LLMEndpointConfig] = Field(
         default_factory=dict,
         description="Named endpoints a request may pick by name, as JSON: "
@@ -194,6 +222,8 @@ def llm_endpoint_configs(settings: Settings) -> dict[str, LLMEndpointConfig]:
             api_key=settings.llm_api_key,
             explainer_model=settings.explainer_model,
             simulator_model=settings.simulator_model,
+            prompt_usd_per_mtok=settings.llm_prompt_usd_per_mtok,
+            completion_usd_per_mtok=settings.llm_completion_usd_per_mtok,
         )
     endpoints.update(settings.llm_endpoints)
     return endpoints

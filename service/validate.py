@@ -221,6 +221,30 @@ def resolve_backends(
     return resolved, models
 
 
+def _check_budget(
+    request: ExplanationRequest, backends: dict[str, object], settings: Settings | None
+) -> None:
+    """A budget limits LLM spending: it needs an `openai` backend, and a USD limit the endpoint's prices."""
+    budget = request.budget
+    if budget is None:
+        return
+    if "openai" not in (backends["explainer"], backends["simulator"]):
+        raise InvalidInput.for_field(
+            "budget",
+            "a budget limits the openai backends' LLM calls: this request uses the baseline, "
+            "which makes none (leave budget out)",
+        )
+    endpoint = str(backends["endpoint"])
+    config = llm_endpoint_configs(settings).get(endpoint) if settings is not None else None
+    if budget.max_cost_usd is not None and (config is None or not config.has_prices):
+        raise InvalidInput.for_field(
+            "budget.max_cost_usd",
+            f"LLM endpoint '{endpoint}' has no prices configured, so its cost is unknown: set "
+            "prompt_usd_per_mtok and completion_usd_per_mtok for it (NEURONLENS_LLM_PROMPT_USD_PER_MTOK and "
+            "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK for the default endpoint), or give max_llm_calls",
+        )
+
+
 def resolve_request(
     registry: Registry, request: ExplanationRequest, max_neurons: int, settings: Settings | None = None
 ) -> ResolvedRequest:
@@ -236,6 +260,7 @@ def resolve_request(
     dataset = resolve_dataset(registry, model, request.dataset)
     neurons = _check_neurons(request, model, max_neurons)
     backends, llm_models = resolve_backends(request, settings)
+    _check_budget(request, backends, settings)
     resolved = request.model_copy(
         update={
             # One layer reads as `layer` whichever way it was asked, so its job id is the same.

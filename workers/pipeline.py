@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 
 from service.contract import (
     BinaryScore,
@@ -18,15 +19,19 @@ from service.contract import (
     ExplanationRequest,
     HookPoint,
     JobStage,
+    LLMUsage,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
+    prompt_profile_key,
 )
 from workers.backends import make_explainer, make_judge, make_simulator
 from workers.errors import DeploymentMismatch, ScanMissing
 from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.pool import map_concurrently
+from workers.llm.usage import BudgetExhausted, UsageMeter, current_meter, metering
+from workers.prompt_profile import write_profiles
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
@@ -51,6 +56,7 @@ __all__ = [
     "open_context",
     "scan_layer_shard",
     "scan_layers",
+    "write_prompt_profile",
 ]
 
 
@@ -72,9 +78,29 @@ def scan_layers(
         if progress is not None:
             progress("scanning", done, total)
 
-    return scan_model_layers(
+    infos = scan_model_layers(
         runtime.scan_setup, model, dataset, point, layers, options, report, scan_progress
     )
+    for layer in infos:
+        write_prompt_profile(runtime, model, dataset, point.id, layer, options)
+    return infos
+
+
+def write_prompt_profile(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layer: int,
+    options: PipelineOptions,
+) -> bool:
+    """Write the prompt profile of a scanned layer (and its probe set's) for the API's dry runs, unless
+    stored; True when written now."""
+    key = prompt_profile_key(model.id, model.revision, hook, layer, dataset, options.n_top, options.seed)
+    if runtime.reports.exists(key):
+        return False
+    context = open_context(runtime, model, dataset, hook, layer, options)
+    return write_profiles(runtime.reports, model, dataset, hook, layer, context.scan, context.probe, options)
 
 
 def scan_layer_shard(
@@ -155,6 +181,8 @@ def merge_layer_shards(
         seconds = float(manifest["seconds"])
         result[layer] = ScanInfo(scan, False, seconds, int(manifest["n_samples"]), int(manifest["n_tokens"]))
     remove_shards(store, [info.scan_id for info in result.values()], n_shards)
+    for layer in merged:  # as a one-shard scan does: dry runs read the profile
+        write_prompt_profile(runtime, model, dataset, hook, layer, options)
     return result
 
 
@@ -267,45 +295,71 @@ def _explain_each(
     in_flight: int,
 ) -> Iterator[NeuronReport]:
     """Each neuron explained, simulated and scored on its own, ``in_flight`` neurons at once; reports are
-    yielded as they complete (not in request order)."""
+    yielded as they complete (not in request order). When the request's budget refuses a call
+    (BudgetExhausted), no further neuron starts, the neurons in flight finish or are abandoned, every
+    finished report is still yielded, and BudgetExhausted is raised at the end."""
     pending: set[Future[NeuronReport]] = set()
     upcoming = iter(neurons)
     done = 0
+    exhausted: BudgetExhausted | None = None
     if progress is not None:
         progress("explaining", 0, len(neurons))
+
+    def submit(pool: ThreadPoolExecutor, neuron: int) -> None:
+        # The neuron thread runs in a copy of this context: the job's usage meter goes along.
+        pending.add(pool.submit(copy_context().run, _explain_one, context, neuron, explainer, scorers))
+
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="neuron") as pool:
         for neuron in upcoming:
-            pending.add(pool.submit(_explain_one, context, neuron, explainer, scorers))
+            submit(pool, neuron)
             if len(pending) >= in_flight:
                 break
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
+                if isinstance(future.exception(), BudgetExhausted):
+                    exhausted = exhausted or future.exception()  # type: ignore[assignment]
+                    continue
                 done += 1
                 if progress is not None:
                     progress("simulating", done, len(neurons))
                 yield future.result()
-                following = next(upcoming, None)
+                following = next(upcoming, None) if exhausted is None else None
                 if following is not None:
-                    pending.add(pool.submit(_explain_one, context, following, explainer, scorers))
+                    submit(pool, following)
+    if exhausted is not None:
+        raise exhausted
 
 
 def _explain_one(
     context: ReportContext, neuron: int, explainer: Explainer, scorers: tuple[Simulator, Judge | None]
 ) -> NeuronReport:
+    """One neuron's report; its LLM calls are counted by a meter of its own (a child of the job's, when
+    the job meters them), whose usage goes into the report's provenance."""
     simulator, judge = scorers
-    started = time.perf_counter()
-    item = prepare_neuron(context, neuron)
-    item.timings_s["prepare"] = time.perf_counter() - started
-    started = time.perf_counter()
-    (explanation,) = explainer.explain([item.explainer_input(context.layer)])
-    explain_s = time.perf_counter() - started
-    started = time.perf_counter()
-    (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
-    (binaries,) = _binary_scores(context, [item], [explanation.text], judge, simulator)
-    simulate_s = time.perf_counter() - started
+    job_meter = current_meter()
+    meter = job_meter.child() if job_meter is not None else UsageMeter()
+    with metering(meter):
+        started = time.perf_counter()
+        item = prepare_neuron(context, neuron)
+        item.timings_s["prepare"] = time.perf_counter() - started
+        started = time.perf_counter()
+        (explanation,) = explainer.explain([item.explainer_input(context.layer)])
+        explain_s = time.perf_counter() - started
+        started = time.perf_counter()
+        (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
+        (binaries,) = _binary_scores(context, [item], [explanation.text], judge, simulator)
+        simulate_s = time.perf_counter() - started
     return _report(
-        context, item, explainer, explanation, simulator, simulation, (explain_s, simulate_s), binaries
+        context,
+        item,
+        explainer,
+        explanation,
+        simulator,
+        simulation,
+        (explain_s, simulate_s),
+        binaries,
+        meter.usage(),
     )
 
 
@@ -373,9 +427,11 @@ def _report(
     simulation: SimulatorResult,
     seconds: tuple[float, float],
     binaries: dict[str, BinaryScore],
+    usage: LLMUsage | None = None,
 ) -> NeuronReport:
     """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time,
-    ``binaries`` its detection/fuzzing scores (as requested)."""
+    ``binaries`` its detection/fuzzing scores (as requested), ``usage`` what its LLM calls spent when they
+    were metered."""
     started = time.perf_counter()
     score = score_neuron(item, simulation, context.options.seed)
     item.timings_s.update(explain=seconds[0], simulate=seconds[1], score=time.perf_counter() - started)
@@ -393,6 +449,7 @@ def _report(
         (simulator.backend, simulator.model),
         score,
         binaries,
+        usage,
     )
 
 

@@ -24,6 +24,7 @@ from service.contract import (
     JobError,
     JobMeta,
     JobStage,
+    LLMUsage,
     ScanState,
 )
 from workers.errors import (
@@ -131,6 +132,16 @@ class JobProgress:
             scan = scan.model_copy(update=update)
         self.meta = self.meta.model_copy(update={"scan": scan})
         self.update(done=layers, total=layers, force=True)
+
+    def on_usage(self, usage: LLMUsage, force: bool = False) -> None:
+        """The LLM usage of an explain job so far into ``JobMeta.usage`` (throttled unless forced)."""
+        self.meta = self.meta.model_copy(update={"usage": usage})
+        self.update(force=force)
+
+    def stop_for_budget(self, not_done: list[int]) -> None:
+        """Mark an explain job that its request's budget stopped: the neurons left without a report."""
+        self.meta = self.meta.model_copy(update={"budget_exhausted": True, "not_done": sorted(not_done)})
+        self.update(force=True)
 
     def on_pipeline(self, stage: JobStage, done: int, total: int) -> None:
         """The pipeline's ProgressFn for explain jobs: only the stage is taken (done counts stored

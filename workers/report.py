@@ -17,6 +17,7 @@ from service.contract import (
     DatasetSpec,
     Exemplar,
     Explanation,
+    LLMUsage,
     ModelSpec,
     NeuronReport,
     Normalisation,
@@ -251,9 +252,11 @@ def build_report(
     simulator: tuple[str, str],
     score: Score,
     binary: dict[str, BinaryScore] | None = None,
+    usage: LLMUsage | None = None,
 ) -> NeuronReport:
     """The NeuronReport; `explainer` is (backend, model, prompt_version), `simulator` (backend, model);
-    `binary` holds the detection and fuzzing scores that were requested."""
+    `binary` holds the detection and fuzzing scores that were requested; `usage`, when the neuron's LLM
+    calls were metered, is every call's tokens and cost (else the explainer's and simulator's tokens)."""
     binary = binary or {}
     scorer: Literal["simulation", "simulation-batched"] = (
         "simulation-batched" if "simulation-batched" in context.options.scorers else "simulation"
@@ -318,10 +321,8 @@ def build_report(
             seed=context.options.seed,
             created_at=datetime.now(UTC),
             timings_s={name: round(value, 6) for name, value in prepared.timings_s.items()},
-            llm_tokens={
-                "prompt": explanation.prompt_tokens + simulation.prompt_tokens,
-                "completion": explanation.completion_tokens + simulation.completion_tokens,
-            },
+            llm_tokens=_llm_tokens(explanation, simulation, usage),
+            llm_cost_usd=usage.cost_usd if usage is not None else None,
             llm_calls={
                 "explainer": explanation.llm_calls,
                 "simulator": simulation.llm_calls,
@@ -329,3 +330,14 @@ def build_report(
             },
         ),
     )
+
+
+def _llm_tokens(
+    explanation: ExplainerResult, simulation: SimulatorResult, usage: LLMUsage | None
+) -> dict[str, int]:
+    if usage is not None and usage.calls:
+        return {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+    return {
+        "prompt": explanation.prompt_tokens + simulation.prompt_tokens,
+        "completion": explanation.completion_tokens + simulation.completion_tokens,
+    }

@@ -50,6 +50,10 @@ class ReportObjects:
             if os.path.exists(temp):
                 os.remove(temp)
 
+    def exists(self, key: str) -> bool:
+        """True when an object is stored at ``key``."""
+        return bool(self._fs.exists(self.path(key)))
+
     def stored_neurons(self, model: str, layer: int, variant: str) -> set[int]:
         """The neurons of one layer and variant whose report object exists (one folder listing)."""
         try:

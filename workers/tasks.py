@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.contract import EXPLAIN_QUEUE, SCAN_QUEUE, ScanState
+from workers.budget import BudgetSpec, RedisBudget
 from workers.llm.errors import LLMEndpointError
+from workers.llm.usage import BudgetExhausted, UsageMeter, metering
 from workers.metrics import record_llm_error, record_scan
 from workers.payloads import parse_explain_job, parse_scan_job, parse_scan_part
 from workers.progress import JobProgress, job_run
@@ -185,11 +187,15 @@ def run_explain_job(
 
     ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and the report
     variant); the worker checks that its own settings and registry agree before it writes anything.
-    ``group`` is the id of the request this part belongs to; ``budget`` its Budget dump (None: none),
-    shared by the request's parts."""
+    ``group`` is the id of the request this part belongs to; ``budget`` ({"max_llm_calls",
+    "max_cost_usd"}, None: none) is the request's budget, shared by every explain job of the request (keyed
+    on ``group``): when it refuses a call the job stops and FINISHES with ``JobMeta.budget_exhausted`` and
+    ``not_done``, every completed report kept. ``JobMeta.usage`` carries this job's LLM calls, tokens and
+    cost while it runs."""
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
         explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)
+        spec = BudgetSpec.from_payload(budget)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
@@ -197,27 +203,44 @@ def run_explain_job(
         missing = missing_reports(job.connection, runtime.reports, model, layer, variant, explain.neurons)
         progress = JobProgress(job, total=len(explain.neurons))
         progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
+        if "openai" in (explain.request.explainer, explain.request.simulator):
+            # Dry runs read this profile; a layer scanned before profiles existed gets one here.
+            pipeline.write_prompt_profile(
+                runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
+            )
+        meter = UsageMeter(gate=RedisBudget(job.connection, spec) if spec is not None else None)
+        stored: set[int] = set()
         try:
-            for report in pipeline.explain_neurons(
-                runtime,
-                explain.model,
-                explain.dataset,
-                explain.point,
-                explain.request,
-                missing,
-                variant=explain.variant,
-                progress=progress.on_pipeline,
-            ):
-                key = explain.report_keys[report.neuron]
-                store_report(job.connection, runtime.reports, key, variant, report, explain.llm_endpoint)
-                progress.update(done=progress.done + 1)
+            with metering(meter):
+                for report in pipeline.explain_neurons(
+                    runtime,
+                    explain.model,
+                    explain.dataset,
+                    explain.point,
+                    explain.request,
+                    missing,
+                    variant=explain.variant,
+                    progress=progress.on_pipeline,
+                ):
+                    key = explain.report_keys[report.neuron]
+                    store_report(job.connection, runtime.reports, key, variant, report, explain.llm_endpoint)
+                    stored.add(report.neuron)
+                    progress.update(done=progress.done + 1)
+                    progress.on_usage(meter.usage())
+        except BudgetExhausted:
+            progress.stop_for_budget([n for n in missing if n not in stored])
         except LLMEndpointError:
             record_llm_error(job.connection, explain.llm_endpoint or "unknown")
             raise
+        finally:
+            if meter.calls:
+                progress.on_usage(meter.usage(), force=True)
         progress.update(force=True)
         return {
             "report_keys": list(explain.report_keys.values()),
-            "explained": len(missing),
+            "explained": len(stored),
             "reused": len(explain.neurons) - len(missing),
             "model_revision": explain.model.revision,
+            "budget_exhausted": progress.meta.budget_exhausted,
+            "usage": meter.usage().model_dump(mode="json"),
         }

@@ -256,6 +256,8 @@ def llm_endpoints(settings: Settings) -> LLMEndpoints:
             backoff_s=settings.llm_backoff_s,
             retry_after_max_s=settings.llm_retry_after_max_s,
             concurrency=config.concurrency or settings.llm_concurrency,
+            prompt_usd_per_mtok=config.prompt_usd_per_mtok,
+            completion_usd_per_mtok=config.completion_usd_per_mtok,
         )
         for name, config in llm_endpoint_configs(settings).items()
     }

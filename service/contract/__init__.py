@@ -8,6 +8,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch), split by concept:
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
 - :mod:`~service.contract.keys`      report variant hash, report and exemplar-image storage keys
+- :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
 - :mod:`~service.contract.versions`  pipeline and scan versions
 
@@ -15,6 +16,22 @@ Every public name is re-exported here: ``from service.contract import NeuronRepo
 """
 
 from service.contract.base import ContractModel, Modality, NeuronType
+from service.contract.cost import (
+    BUDGET_KEY_PREFIX,
+    PROFILE_ROOT,
+    PROMPT_PROFILE_VERSION,
+    CostEstimate,
+    LLMEstimate,
+    ProbeProfile,
+    PromptProfile,
+    PromptTemplates,
+    ScanEstimate,
+    TokenBasis,
+    budget_calls_key,
+    budget_cost_key,
+    probe_profile_key,
+    prompt_profile_key,
+)
 from service.contract.jobs import (
     ERROR_INVALID_REQUEST,
     ERROR_JOB_CANCELED,
@@ -115,6 +132,20 @@ from service.contract.requests import (
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
 __all__ = [
+    "BUDGET_KEY_PREFIX",
+    "PROFILE_ROOT",
+    "PROMPT_PROFILE_VERSION",
+    "CostEstimate",
+    "LLMEstimate",
+    "ProbeProfile",
+    "PromptProfile",
+    "PromptTemplates",
+    "ScanEstimate",
+    "TokenBasis",
+    "budget_calls_key",
+    "budget_cost_key",
+    "probe_profile_key",
+    "prompt_profile_key",
     "ALL",
     "BUNDLED_REGISTRY",
     "MAX_LAYER_IDS",

@@ -176,12 +176,19 @@ class Provenance(ContractModel):
         description="Seconds per stage for this neuron (explain, simulate, …)."
     )
     llm_tokens: dict[str, int] = Field(
-        description="LLM tokens used (prompt, completion); 0 for the baseline."
+        description="LLM tokens used (prompt, completion) by every request made for this neuron, as the "
+        "endpoint reported them; 0 for the baseline."
     )
     llm_calls: dict[str, int] | None = Field(
         default=None,
         description="LLM requests made for this neuron by role (explainer, simulator), retries included; "
         "0 for the baseline.",
+    )
+    llm_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD this neuron's LLM requests cost at the endpoint's configured prices; null without "
+        "prices, for the baseline, and in reports written before prices existed.",
     )
 
 

@@ -1,5 +1,5 @@
-"""`POST /v1/explanations`: explain neurons of one or more layers (202 with a job, or 200 when all are
-stored)."""
+"""`POST /v1/explanations`: explain neurons of one or more layers (202 with a job, 200 when all are
+stored, or 200 with a cost estimate for a dry run)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from service.auth import calling_key
-from service.contract import ExplanationAccepted, ExplanationRequest, JobStatus, Registry
+from service.contract import CostEstimate, ExplanationAccepted, ExplanationRequest, JobStatus, Registry
 from service.errors import problem_specs
-from service.estimate import estimate_calls
+from service.estimate import estimate_calls, estimate_cost
 from service.jobs import JobQueues, job_status, submit_explanation
 from service.openapi_docs import DocumentedOperation
 from service.ratelimit import RateLimits
@@ -43,10 +43,12 @@ FIRST_PAGE = 100
             generate_examples=False,
         ),
         200: ResponseSpec(
-            data_container=JobStatus,
-            description="Every requested report was already stored: the job's finished status with the "
-            "first page of its reports (100, in (layer, neuron) order; `reports_total` counts them all). "
-            "Page on with `GET /v1/jobs/{job_id}?offset=…&limit=…`.",
+            data_container=JobStatus | CostEstimate,  # type: ignore[arg-type]
+            description="Every requested report was already stored: the job's finished status (`JobStatus`) "
+            "with the first page of its reports (100, in (layer, neuron) order; `reports_total` counts them "
+            'all; page on with `GET /v1/jobs/{job_id}?offset=…&limit=…`). Or, for `"dry_run": true`, the '
+            "cost estimate (`CostEstimate`): scan passes and tokens, neurons, LLM calls, prompt and "
+            "completion tokens and USD; nothing is enqueued.",
             generate_examples=False,
         ),
         **problem_specs(400, 413, 415, 422, 431, 503),
@@ -60,7 +62,7 @@ def create_explanation(
     registry: NamedDependency[Registry],
     settings: NamedDependency[Settings],
     reports: NamedDependency[ReportReader],
-) -> Response[ExplanationAccepted | JobStatus]:
+) -> Response[ExplanationAccepted | JobStatus | CostEstimate]:
     """Explain neurons of one or several layers (`layer`, or `layers`: a list or `"all"`; at most
     `NEURONLENS_MAX_NEURONS_PER_REQUEST` neurons per layer). The request is checked against the registry
     first (unknown model, hook or dataset, layer or neuron out of range, too many neurons, an LLM endpoint
@@ -70,8 +72,13 @@ def create_explanation(
     endpoint, its model names, k) and the pipeline version, so repeating a request joins the job in
     flight. The layers' scans run as one job (one forward pass); the explain work is split into jobs per
     (layer, neuron chunk) that workers share, and the job id names them all. Answers 202 with the job to
-    poll, or 200 with the finished job and the first page of its reports when every one is stored."""
+    poll, or 200 with the finished job and the first page of its reports when every one is stored. With
+    `"dry_run": true` it answers 200 with the cost estimate and enqueues nothing (no job, no quota spent).
+    A `budget` stops the job cleanly when reached (`finished` with `budget_exhausted`); it needs an
+    `openai` backend, and `max_cost_usd` needs the endpoint's prices (else 422)."""
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
+    if data.dry_run:
+        return Response(estimate_cost(resolved, reports.store, settings), status_code=200)
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
     admit = None if key is None else partial(limits.admit, key, estimate_calls(resolved))

@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletion
 
 from workers.llm.endpoints import LLMEndpoint, LLMEndpoints
 from workers.llm.errors import LLMEndpointError
+from workers.llm.usage import current_meter
 
 log = logging.getLogger("neuronlens.llm")
 
@@ -223,10 +224,27 @@ class LLMCaller:
             self._sleep(delay)
 
     def _create(self, params: dict[str, Any]) -> ChatCompletion:
-        """One HTTP request; every way it can fail becomes a _Failure that says whether to retry."""
+        """One HTTP request; every way it can fail becomes a _Failure that says whether to retry. The
+        context's usage meter (workers/llm/usage.py) reserves the call first, inside the endpoint's
+        concurrency bound (so a budget is overrun by at most the calls in flight), which may refuse it
+        (BudgetExhausted, raised as is), and counts it after, with the tokens the endpoint reported."""
+        meter = current_meter()
+        with self._semaphore:
+            if meter is None:
+                return self._send(params)
+            meter.reserve()
+            completion: ChatCompletion | None = None
+            try:
+                completion = self._send(params)
+                return completion
+            finally:  # counted before the next caller may reserve, so it sees this call's cost
+                prompt, answer = _reported_tokens(completion)
+                meter.record(prompt, answer, self.endpoint.cost_usd(prompt, answer))
+
+    def _send(self, params: dict[str, Any]) -> ChatCompletion:
+        """The request itself (the caller holds the endpoint's semaphore)."""
         try:
-            with self._semaphore:
-                completion = self._client.chat.completions.create(**params)
+            completion = self._client.chat.completions.create(**params)
         except openai.APIStatusError as err:
             raise _Failure(
                 _describe_status(err),
@@ -315,15 +333,20 @@ def _describe_status(err: openai.APIStatusError) -> str:
     return f"HTTP {err.status_code}: {body[:BODY_CHARS] or '(empty body)'}"
 
 
+def _reported_tokens(completion: ChatCompletion | None) -> tuple[int, int]:
+    """(prompt, completion) tokens a completion reports; (0, 0) for none (a failed attempt)."""
+    usage = completion.usage if completion is not None else None
+    return (
+        int(getattr(usage, "prompt_tokens", 0) or 0),
+        int(getattr(usage, "completion_tokens", 0) or 0),
+    )
+
+
 def _reply(completion: ChatCompletion, calls: int) -> ChatReply:
     texts = [choice.message.content or "" for choice in completion.choices]
     logprobs = [_choice_logprobs(choice) for choice in completion.choices]
-    usage = completion.usage
-    tokens = TokenUsage(
-        prompt=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion=int(getattr(usage, "completion_tokens", 0) or 0),
-        calls=calls,
-    )
+    prompt, answer = _reported_tokens(completion)
+    tokens = TokenUsage(prompt=prompt, completion=answer, calls=calls)
     return ChatReply(texts=texts, logprobs=logprobs, usage=tokens, model=str(completion.model or ""))
 
 

@@ -42,6 +42,17 @@ class LLMEndpoint:
     """Longest Retry-After wait honoured, seconds."""
     concurrency: int = 8
     """Requests in flight to this endpoint at once, per process."""
+    prompt_usd_per_mtok: float | None = None
+    """USD per million prompt tokens; None: the endpoint has no prices (costs are unknown)."""
+    completion_usd_per_mtok: float | None = None
+    """USD per million completion tokens; None as above."""
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What these tokens cost at the endpoint's prices; None when it has none."""
+        if self.prompt_usd_per_mtok is None or self.completion_usd_per_mtok is None:
+            return None
+        prompt_usd = prompt_tokens * self.prompt_usd_per_mtok
+        return (prompt_usd + completion_tokens * self.completion_usd_per_mtok) / 1e6
 
     def describe(self) -> str:
         """`'name'`: how errors name the endpoint (they reach API clients, so never its URL)."""

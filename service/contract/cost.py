@@ -1,0 +1,182 @@
+"""What LLM work costs, agreed between the API and the workers.
+
+- Prompt profiles: scan workers write, per scanned layer, the prompt sizes of its neurons' actual records
+  (:class:`PromptProfile`, at :func:`prompt_profile_key`) and, per (model, probe set), the probe set's
+  average record sizes (:class:`ProbeProfile`, at :func:`probe_profile_key`). The API reads them from the
+  artifact store to answer a dry run (:class:`CostEstimate`) without importing worker code.
+- Request budgets: the Redis counters every explain job of one request reserves calls on and adds cost
+  to (:func:`budget_calls_key`, :func:`budget_cost_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from service.contract.base import ContractModel
+from service.contract.keys import canonical_json, dataset_identity
+from service.contract.registry import DatasetSpec
+
+PROFILE_ROOT = "profiles"
+"""Artifact-store folder of prompt profiles (written by scan and explain workers, read by the API)."""
+
+PROMPT_PROFILE_VERSION = 1
+"""Layout of :class:`PromptProfile` and :class:`ProbeProfile`; part of their keys."""
+
+BUDGET_KEY_PREFIX = "nl:budget:"
+"""Every Redis key of a request budget's counters starts with this."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def prompt_profile_key(
+    model: str, revision: str, hook: str, layer: int, dataset: DatasetSpec, n_top: int, seed: int
+) -> str:
+    """Artifact-store key of the prompt profile of one scanned layer (what its scan artifact depends on)."""
+    digest = _digest(
+        {
+            "model": model,
+            "revision": revision,
+            "hook": hook,
+            "layer": layer,
+            "dataset": dataset_identity(dataset),
+            "n_top": n_top,
+            "seed": seed,
+            "version": PROMPT_PROFILE_VERSION,
+        }
+    )
+    return f"{PROFILE_ROOT}/{_UNSAFE.sub('_', model)}/L{layer}-{digest}.json"
+
+
+def probe_profile_key(model: str, revision: str, dataset: DatasetSpec) -> str:
+    """Artifact-store key of the probe-set profile of (model, probe set): its tokenisation's sizes."""
+    digest = _digest(
+        {
+            "model": model,
+            "revision": revision,
+            "dataset": dataset_identity(dataset),
+            "version": PROMPT_PROFILE_VERSION,
+        }
+    )
+    return f"{PROFILE_ROOT}/{_UNSAFE.sub('_', model)}/probe-{digest}.json"
+
+
+def budget_calls_key(group: str) -> str:
+    """Redis counter of the LLM calls reserved by every explain job of the request ``group``."""
+    return f"{BUDGET_KEY_PREFIX}{group}:calls"
+
+
+def budget_cost_key(group: str) -> str:
+    """Redis counter (a float) of the USD spent by every explain job of the request ``group``."""
+    return f"{BUDGET_KEY_PREFIX}{group}:cost_usd"
+
+
+class PromptTemplates(ContractModel):
+    """Characters of the prompt text that do not depend on the records (system messages, few-shot turns,
+    instructions), for the prompt versions the profile was measured with."""
+
+    explainer_text_chars: int = Field(
+        ge=0, description="Text explainer prompt (Bills et al.) without records: system, few-shot, trailer."
+    )
+    simulator_text_chars: int = Field(
+        ge=0, description="Text simulator prompt with an empty explanation and a record of no tokens."
+    )
+    explainer_prompt_version: str = Field(description="Text explainer prompt version measured.")
+    simulator_prompt_version: str = Field(description="Text simulator prompt version measured.")
+
+
+class PromptProfile(ContractModel):
+    """Prompt sizes of one scanned layer's neurons for one selection of records (n_explain, n_holdout):
+    what the `openai` explainer and simulator will send for them, in characters of text."""
+
+    version: int = Field(default=PROMPT_PROFILE_VERSION, description="Layout version.")
+    model: str = Field(description="Model id.")
+    layer: int = Field(ge=0, description="Layer index.")
+    n_top: int = Field(ge=1, description="Top records per neuron in the scan.")
+    n_explain: int = Field(ge=1, description="Explainer records of the selection measured.")
+    n_holdout: int = Field(ge=1, description="Held-out top records asked for in the selection measured.")
+    templates: PromptTemplates
+    explainer_chars: list[int] = Field(
+        description="Per neuron (index = neuron): characters of its text explainer prompt, records included."
+    )
+    holdout_chars: list[list[int]] = Field(
+        description="Per neuron: per held-out record (top, then random), the characters of its text "
+        "simulator prompt with an empty explanation."
+    )
+    holdout_tokens: list[list[int]] = Field(
+        description="Per neuron: per held-out record, its content tokens (one predicted value each)."
+    )
+
+
+class ProbeProfile(ContractModel):
+    """Average record sizes of a probe set as a model tokenises it: the fallback of a dry run for a layer
+    whose scan (and so whose records) does not exist yet."""
+
+    version: int = Field(default=PROMPT_PROFILE_VERSION, description="Layout version.")
+    n_samples: int = Field(ge=0, description="Samples of the probe set.")
+    n_tokens: int = Field(ge=0, description="Content tokens of the probe set (what a scan pass reads).")
+    mean_record_tokens: float = Field(ge=0, description="Content tokens per sample, mean.")
+    mean_explainer_record_chars: float = Field(
+        ge=0, description="Characters one sample adds to the text explainer prompt, mean."
+    )
+    mean_simulator_record_chars: float = Field(
+        ge=0, description="Characters one sample adds to the text simulator prompt, mean."
+    )
+    templates: PromptTemplates
+
+
+TokenBasis = Literal["records", "probe-set", "none"]
+"""Where the token figures of an estimate come from: the layer's actual records (its prompt profile), the
+probe set's average record (no scan of the layer yet), or nowhere (tokens null)."""
+
+
+class ScanEstimate(ContractModel):
+    """The scan a request needs before it can explain."""
+
+    layers_to_scan: list[int] = Field(description="Requested layers whose scan is not stored yet.")
+    passes: int = Field(ge=0, description="Forward passes over the probe set (0 when every scan is stored).")
+    passes_basis: str = Field(description="How `passes` was planned.")
+    samples: int = Field(ge=0, description="Samples the passes read (samples × passes).")
+    tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="Content tokens the passes read; null when the probe set was never "
+        "tokenised for this model.",
+    )
+
+
+class LLMEstimate(ContractModel):
+    """Estimated LLM requests and tokens of a request, and their price."""
+
+    calls: int = Field(ge=0, description="LLM requests, retries left out (0 for the baseline backends).")
+    prompt_tokens: int | None = Field(
+        default=None, ge=0, description="Prompt tokens; null when no prompt profile exists (see `basis`)."
+    )
+    completion_tokens: int | None = Field(default=None, ge=0, description="Completion tokens; null as above.")
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="USD at the endpoint's prices; null without prices or tokens."
+    )
+
+
+class CostEstimate(ContractModel):
+    """`POST /v1/explanations` with `dry_run: true`: what the request would cost; nothing is enqueued."""
+
+    model: str = Field(description="Model id.")
+    layers: list[int] = Field(description="Layers the request names.")
+    neurons: int = Field(ge=0, description="Neurons the request names (over all its layers).")
+    reports_stored: int = Field(
+        ge=0, description="Of those, neurons whose report is already stored: reused, not counted below."
+    )
+    neurons_to_explain: int = Field(ge=0, description="Neurons the request would explain.")
+    scan: ScanEstimate
+    llm: LLMEstimate = Field(description="Estimated LLM calls, tokens and USD.")
+    token_basis: TokenBasis = Field(description="Where the token figures come from.")
+    basis: str = Field(description="How the figures were estimated, in words (and what they leave out).")
+    endpoint: str | None = Field(default=None, description="LLM endpoint the request would use.")

@@ -1,0 +1,189 @@
+"""Cost before spending (issue 9): dry-run estimates, request budgets and the usage reports and job status
+carry, through the API and a real RQ worker against the HTTP LLM peer (tests/llm_peer), which bills
+prompt tokens as characters ÷ 4 and records every call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from service.app import create_app
+from service.contract import CostEstimate, JobStatus
+from service.settings import Settings, load_settings
+from tests.llm_peer import LLMPeer
+from tests.service import test_llm_jobs
+from tests.service.helpers import run_workers, serve
+
+pytestmark = pytest.mark.timeout(300)
+
+llm_env = test_llm_jobs.llm_env
+"""The LLM test environment (settings from NEURONLENS_* variables pointing at the peer), shared."""
+LAYER = test_llm_jobs.LAYER
+
+NEURONS = {"start": 0, "stop": 24}
+PRICES = {"NEURONLENS_LLM_PROMPT_USD_PER_MTOK": "2.5", "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK": "10"}
+"""USD per million prompt and completion tokens of the default endpoint."""
+
+Env = tuple[pytest.MonkeyPatch, Settings]
+
+
+def _settings(llm_env: Env, peer: LLMPeer, prices: dict[str, str] | None = None) -> Settings:
+    monkeypatch, _ = llm_env
+    monkeypatch.setenv("NEURONLENS_LLM_BASE_URL", peer.base_url)
+    for name, value in (prices or {}).items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def _run(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, Any]) -> JobStatus:
+    answer = http.post("/v1/explanations", json=body)
+    assert answer.status_code == 202, answer.text
+    run_workers(conn, settings)
+    return JobStatus.model_validate(http.get(answer.headers["Location"]).json())
+
+
+def _peer_usage(peer: LLMPeer) -> tuple[int, int, int]:
+    requests = peer.requests
+    return (
+        len(requests),
+        sum(r.prompt_tokens for r in requests),
+        sum(r.completion_tokens for r in requests),
+    )
+
+
+def _cost(prompt: int, completion: int) -> float:
+    return (prompt * 2.5 + completion * 10) / 1e6
+
+
+def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
+    llm_env: Env, redis_conn: redis.Redis
+) -> None:
+    base = {"model": "minilm-l6", "layer": LAYER, "neurons": NEURONS}
+    with LLMPeer() as peer:
+        settings = _settings(llm_env, peer, PRICES)
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
+            # The baseline request scans the layer (and writes its prompt profile); no LLM call.
+            scanned = _run(
+                http, redis_conn, settings, {**base, "explainer": "baseline", "simulator": "baseline"}
+            )
+            assert scanned.status == "finished" and peer.calls == 0
+
+            keys_before = set(redis_conn.keys("*"))
+            answer = http.post("/v1/explanations", json={**base, "dry_run": True})
+            assert answer.status_code == 200, answer.text
+            estimate = CostEstimate.model_validate(answer.json())
+            assert set(redis_conn.keys("*")) == keys_before  # no job, no queue entry, no counter
+            assert redis_conn.llen("rq:queue:explain") == redis_conn.llen("rq:queue:scan") == 0
+            assert estimate.token_basis == "records" and estimate.scan.passes == 0
+            assert (estimate.neurons, estimate.reports_stored, estimate.neurons_to_explain) == (24, 0, 24)
+
+            status = _run(http, redis_conn, settings, base)
+    assert status.status == "finished", status.error
+    calls, prompt, completion = _peer_usage(peer)
+    llm = estimate.llm
+    assert llm.calls == calls
+    assert llm.prompt_tokens is not None and llm.completion_tokens is not None and llm.cost_usd is not None
+    assert abs(llm.prompt_tokens / prompt - 1) <= 0.05, (llm.prompt_tokens, prompt)
+    assert abs(llm.completion_tokens / completion - 1) <= 0.05, (llm.completion_tokens, completion)
+    assert abs(llm.cost_usd / _cost(prompt, completion) - 1) <= 0.05
+    # What was spent, as the job status and the reports carry it, is what the peer billed.
+    assert status.usage is not None
+    assert (status.usage.calls, status.usage.prompt_tokens, status.usage.completion_tokens) == (
+        calls,
+        prompt,
+        completion,
+    )
+    assert status.usage.cost_usd == pytest.approx(_cost(prompt, completion))
+    assert status.reports is not None and len(status.reports) == 24
+    provenances = [r.provenance for r in status.reports]
+    assert sum(p.llm_tokens["prompt"] for p in provenances) == prompt
+    assert sum(p.llm_tokens["completion"] for p in provenances) == completion
+    assert sum(sum((p.llm_calls or {}).values()) for p in provenances) == calls
+    assert sum(p.llm_cost_usd or 0 for p in provenances) == pytest.approx(_cost(prompt, completion))
+    assert not status.budget_exhausted and status.not_done is None
+
+
+def test_a_call_budget_stops_the_job_cleanly_and_keeps_what_it_finished(
+    llm_env: Env, redis_conn: redis.Redis
+) -> None:
+    # n_holdout 2: five calls per neuron; one call in flight (NEURONLENS_LLM_CONCURRENCY=1).
+    body = {
+        "model": "minilm-l6",
+        "layer": LAYER,
+        "neurons": [3, 5, 7, 9, 11, 13],
+        "options": {"n_holdout": 2},
+        "budget": {"max_llm_calls": 12},
+    }
+    with LLMPeer() as peer:
+        settings = _settings(llm_env, peer)
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
+            status = _run(http, redis_conn, settings, body)
+    calls, prompt, completion = _peer_usage(peer)
+    assert calls <= 12
+    assert status.status == "finished" and status.error is None
+    assert status.budget_exhausted
+    assert status.reports is not None
+    done = sorted(r.neuron for r in status.reports)
+    assert len(done) == 2 and calls == 12  # two whole neurons, the third abandoned after two calls
+    assert status.progress.done == 2
+    assert status.not_done is not None and len(status.not_done) == 1
+    assert status.not_done[0].layer == LAYER
+    assert sorted(status.not_done[0].neurons + done) == [3, 5, 7, 9, 11, 13]
+    assert status.usage is not None
+    assert (status.usage.calls, status.usage.prompt_tokens, status.usage.completion_tokens) == (
+        calls,
+        prompt,
+        completion,
+    )
+    assert status.usage.cost_usd is None  # no prices configured
+
+
+def test_a_cost_budget_stops_once_the_spent_cost_reaches_it(llm_env: Env, redis_conn: redis.Redis) -> None:
+    body = {
+        "model": "minilm-l6",
+        "layer": LAYER,
+        "neurons": [3, 5, 7],
+        "options": {"n_holdout": 2},
+        "budget": {"max_cost_usd": 0.004},
+    }
+    with LLMPeer() as peer:
+        settings = _settings(llm_env, peer, PRICES)
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
+            status = _run(http, redis_conn, settings, body)
+    calls, prompt, completion = _peer_usage(peer)
+    assert status.status == "finished" and status.budget_exhausted
+    assert status.usage is not None and status.usage.cost_usd is not None
+    spent = _cost(prompt, completion)
+    assert status.usage.cost_usd == pytest.approx(spent)
+    # The call that reached the budget was the last one made (one call in flight).
+    last = _cost(peer.requests[-1].prompt_tokens, peer.requests[-1].completion_tokens)
+    assert spent >= 0.004 > spent - last
+    assert calls < 15
+
+
+@pytest.mark.parametrize(
+    ("extra", "prices", "field"),
+    [
+        ({"budget": {"max_cost_usd": 1.0}}, None, "budget.max_cost_usd"),
+        (
+            {"budget": {"max_llm_calls": 5}, "explainer": "baseline", "simulator": "baseline"},
+            PRICES,
+            "budget",
+        ),
+    ],
+)
+def test_budgets_that_cannot_hold_are_refused(
+    llm_env: Env, redis_conn: redis.Redis, extra: dict[str, Any], prices: dict[str, str] | None, field: str
+) -> None:
+    with LLMPeer() as peer:
+        settings = _settings(llm_env, peer, prices)
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            answer = http.post(
+                "/v1/explanations", json={"model": "minilm-l6", "layer": LAYER, "neurons": [1], **extra}
+            )
+    assert answer.status_code == 422, answer.text
+    assert [problem["field"] for problem in answer.json()["errors"]] == [field]
+    assert redis_conn.keys("rq:job:*") == []
