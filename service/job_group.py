@@ -179,7 +179,11 @@ def part_states(
                 states.append(PartState(part, None, None, 0, "failed", lost))
             continue
         state = explain_state(connection, job, scans)
-        done = part.size if state.status == "finished" else min(state.progress.done, part.size)
+        if state.status == "finished":  # every neuron, less those a budget left without a report
+            skipped = JobMeta.from_meta(job.meta).not_done
+            done = part.size - len(skipped or [])
+        else:
+            done = min(state.progress.done, part.size)
         states.append(PartState(part, job, state, done, state.status, state.error))
     return states
 

@@ -103,6 +103,10 @@ class JobProgress:
         shard job keeps the shard counts its meta was enqueued with."""
         previous = self.meta.scan
         shards = {"shards": previous.shards, "shards_done": previous.shards_done} if previous else {}
+        # The plan (a pass begun, its sample count) is written at once; samples within a pass throttled.
+        new_pass = (
+            previous is None or previous.samples_total == 0 or previous.passes_done != state.passes_done
+        )
         self.meta = self.meta.model_copy(
             update={
                 "scan": ScanState(
@@ -114,7 +118,7 @@ class JobProgress:
                 )
             }
         )
-        self.update()
+        self.update(force=new_pass)
 
     def set_scan(self, state: ScanState) -> None:
         """Write a whole ScanState (a merge job's, summed over its shards) at once."""

@@ -18,6 +18,7 @@ from rq.serializers import JSONSerializer
 
 from service.app import create_app
 from service.contract import ExplanationRequest, JobStatus, NeuronReport, load_registry
+from service.job_group import read_record
 from service.queues import JobQueues
 from service.scan_jobs import ensure_scan_jobs, shard_job_id
 from service.settings import Settings
@@ -138,8 +139,9 @@ def test_three_worker_processes_scan_three_shards_exactly(
     with serve(create_app(api)) as url, httpx.Client(timeout=60) as http:
         started = time.monotonic()
         job_id, three = _explain(http, url, {**body, "shards": 3}, 300)
-        merge_id = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).meta["scan_job_id"]
-        assert merge_id.endswith("-k3")
+        record = read_record(redis_conn, job_id)
+        merge_id = record.scan_job_id if record is not None else None
+        assert merge_id is not None and merge_id.endswith("-k3")
         ran_on = _shard_workers(redis_conn, merge_id, 3)
         assert len(set(ran_on)) == 3 and None not in ran_on, f"shards ran on {ran_on}"
         print(f"K=3 request: {time.monotonic() - started:.1f} s")
@@ -152,11 +154,12 @@ def test_three_worker_processes_scan_three_shards_exactly(
     monkeypatch.setenv("NEURONLENS_SCAN_BATCH_SIZE", str(BATCH))
     single = api.model_copy(update={"artifact_url": str(other)})
     with serve(create_app(single)) as url, httpx.Client(timeout=60) as http:
-        http.post(f"{url}/v1/explanations", json=body)
+        first = http.post(f"{url}/v1/explanations", json=body).json()["job_id"]
+        record = read_record(redis_conn, first)
+        scan = record.scan_job_id if record is not None else None
+        assert scan is not None and not scan.endswith("-k3")  # one scan job, no shards
         run_workers(redis_conn, single)
         job_id, one = _explain(http, url, body, 60)
-        merge = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).meta["scan_job_id"]
-        assert not merge.endswith("-k3")
     assert [r.neuron for r in three] == [r.neuron for r in one] == list(range(12))
     assert [_scan_content(r) for r in three] == [_scan_content(r) for r in one]
     assert [r.explanation.text for r in three] == [r.explanation.text for r in one]

@@ -25,7 +25,7 @@ from service.queues import JobQueues
 from service.scan_jobs import ensure_scan_jobs, scan_state, shard_job_id
 from service.settings import Settings
 from service.validate import resolve_request
-from tests.service.helpers import run_workers, serve
+from tests.service.helpers import explain_parts, run_workers, serve
 from workers.scan.artifacts import ACTIVATIONS_FILE
 from workers.scan.keys import scan_id, scan_key
 from workers.scan.shards import shard_key
@@ -101,7 +101,8 @@ def test_a_failed_shard_fails_the_job_and_a_repeated_request_reruns_it(
     body = {"model": "minilm-l6", "layer": layer, "neurons": [0, 1], "shards": 3}
     with serve(create_app(settings)) as url, httpx.Client(timeout=60) as http:
         job_id = http.post(f"{url}/v1/explanations", json=body).json()["job_id"]
-        merge_id = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).meta["scan_job_id"]
+        (part_id,) = explain_parts(redis_conn, job_id)
+        merge_id = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).meta["scan_job_id"]
         before = scan_state(redis_conn, merge_id)
         assert before is not None and (before.shards, before.shards_done) == (3, 0)
         run_workers(redis_conn, settings)
