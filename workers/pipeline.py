@@ -23,6 +23,7 @@ from service.contract import (
     ModelSpec,
     NeuronReport,
     PipelineOptions,
+    probe_profile_key,
     prompt_profile_key,
 )
 from workers.backends import make_explainer, make_judge, make_simulator
@@ -31,7 +32,7 @@ from workers.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.pool import map_concurrently
 from workers.llm.usage import BudgetExhausted, UsageMeter, current_meter, metering
-from workers.prompt_profile import write_profiles
+from workers.prompt_profile import write_probe_profile, write_profiles
 from workers.report import PreparedNeuron, ReportContext, build_report, prepare_neuron, score_neuron
 from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
@@ -81,9 +82,27 @@ def scan_layers(
     infos = scan_model_layers(
         runtime.scan_setup, model, dataset, point, layers, options, report, scan_progress
     )
-    for layer in infos:
-        write_prompt_profile(runtime, model, dataset, point.id, layer, options)
+    write_scan_profile(runtime, model, dataset, point.id, infos, options)
     return infos
+
+
+def write_scan_profile(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    infos: dict[int, ScanInfo],
+    options: PipelineOptions,
+) -> None:
+    """After a scan: the probe set's profile for dry runs (cheap; each layer's own profile, which sizes all
+    its neurons' prompts, is written by the layer's first explain job: `write_prompt_profile`)."""
+    if not infos:
+        return
+    key = probe_profile_key(model.id, model.revision, dataset)
+    if runtime.reports.exists(key):
+        return
+    context = open_context(runtime, model, dataset, hook, min(infos), options)
+    write_probe_profile(runtime.reports, model, dataset, context.probe)
 
 
 def write_prompt_profile(
@@ -181,8 +200,7 @@ def merge_layer_shards(
         seconds = float(manifest["seconds"])
         result[layer] = ScanInfo(scan, False, seconds, int(manifest["n_samples"]), int(manifest["n_tokens"]))
     remove_shards(store, [info.scan_id for info in result.values()], n_shards)
-    for layer in merged:  # as a one-shard scan does: dry runs read the profile
-        write_prompt_profile(runtime, model, dataset, hook, layer, options)
+    write_scan_profile(runtime, model, dataset, hook, result, options)  # as a one-shard scan does
     return result
 
 

@@ -23,8 +23,15 @@ from service.contract import (
     probe_profile_key,
     prompt_profile_key,
 )
-from workers.explain.bills import BILLS_PROMPT_VERSION, RawRecord, build_bills_messages
+from workers.explain.bills import (
+    BILLS_PROMPT_VERSION,
+    RawRecord,
+    build_bills_messages,
+    few_shot_chars,
+    neuron_message_chars,
+)
 from workers.llm.client import Message
+from workers.prompting import escape_token
 from workers.records import MODALITY_TEXT, split_records
 from workers.report_store import ReportObjects
 from workers.scan.artifacts import LayerScan
@@ -67,13 +74,22 @@ def layer_profile(
     """Per neuron of the layer: its text explainer prompt's size for `options`' selection of records and
     the text simulator prompt size (empty explanation) and token count of each held-out record."""
     sim_chars: dict[int, int] = {}
+    texts: dict[int, tuple[list[str], np.ndarray, np.ndarray]] = {}
+
+    def text_tokens(sample: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(text tokens, text mask over the record, escaped characters of each text token), once each."""
+        if sample not in texts:
+            tokens, is_text = _text_tokens(probe, sample)
+            chars = np.fromiter((len(escape_token(t)) for t in tokens), dtype=np.int64, count=len(tokens))
+            texts[sample] = (tokens, is_text, chars)
+        return texts[sample]
 
     def simulator_chars(sample: int) -> int:
         if sample not in sim_chars:
-            tokens, _ = _text_tokens(probe, sample)
-            sim_chars[sample] = prompt_chars(build_text_simulator_messages("", tokens))
+            sim_chars[sample] = prompt_chars(build_text_simulator_messages("", text_tokens(sample)[0]))
         return sim_chars[sample]
 
+    few_shot = few_shot_chars()
     explainer: list[int] = []
     holdout_chars: list[list[int]] = []
     holdout_tokens: list[list[int]] = []
@@ -83,16 +99,19 @@ def layer_profile(
             top_ids, scan.random_ids, options.n_explain, options.n_holdout, text_of=probe.tokens.__getitem__
         )
         acts = scan.top_acts(neuron)
-        shown = []
+        shown_chars: list[np.ndarray] = []
+        shown_values: list[np.ndarray] = []
         for rank in split.explain_ranks:
-            tokens, is_text = _text_tokens(probe, int(top_ids[rank]))
-            values = acts[rank, : len(is_text)][is_text]
-            shown.append(RawRecord(tokens=tokens, activations=values.tolist()))
-        explainer.append(prompt_chars(build_bills_messages(shown)) if shown else 0)
+            _, is_text, chars = text_tokens(int(top_ids[rank]))
+            shown_chars.append(chars)
+            shown_values.append(acts[rank, : len(is_text)][is_text])
+        # The size of `build_bills_messages` of these records, computed without building it (pinned equal
+        # to the builder's by tests/workers/test_prompts.py).
+        explainer.append(few_shot + neuron_message_chars(shown_chars, shown_values) if shown_values else 0)
         samples = [int(top_ids[rank]) for rank in split.holdout_top_ranks]
         samples += [int(scan.random_ids[slot]) for slot in split.holdout_random_slots]
         holdout_chars.append([simulator_chars(sample) for sample in samples])
-        holdout_tokens.append([len(_text_tokens(probe, sample)[0]) for sample in samples])
+        holdout_tokens.append([len(text_tokens(sample)[0]) for sample in samples])
     return PromptProfile(
         model=model.id,
         layer=layer,
@@ -136,6 +155,18 @@ def is_text_probe(probe: TokenizedProbe) -> bool:
     return probe.patch_grid is None
 
 
+def write_probe_profile(
+    objects: ReportObjects, model: ModelSpec, dataset: DatasetSpec, probe: TokenizedProbe
+) -> bool:
+    """Write the probe set's profile (mean record sizes: the dry run's fallback) unless stored; True when
+    written now. Cheap (one pass over the probe set's records): scan jobs write it."""
+    key = probe_profile_key(model.id, model.revision, dataset)
+    if not is_text_probe(probe) or objects.exists(key):
+        return False
+    objects.write(key, probe_profile(probe).model_dump_json().encode())
+    return True
+
+
 def write_profiles(
     objects: ReportObjects,
     model: ModelSpec,
@@ -146,13 +177,13 @@ def write_profiles(
     probe: TokenizedProbe,
     options: PipelineOptions,
 ) -> bool:
-    """Write the layer's prompt profile and the probe set's profile unless stored; True when the layer's
-    was written now. A profile is measured once per scan artifact: for `options`' selection of records."""
+    """Write the layer's prompt profile (and the probe set's) unless stored; True when the layer's was
+    written now. A profile is measured once per scan artifact, for `options`' selection of records; it
+    sizes every neuron of the layer (about a second for 1,536 neurons), so explain jobs write it, not the
+    scan."""
     if not is_text_probe(probe):
         return False
-    probe_key = probe_profile_key(model.id, model.revision, dataset)
-    if not objects.exists(probe_key):
-        objects.write(probe_key, probe_profile(probe).model_dump_json().encode())
+    write_probe_profile(objects, model, dataset, probe)
     key = prompt_profile_key(model.id, model.revision, hook, layer, dataset, options.n_top, options.seed)
     if objects.exists(key):
         return False

@@ -52,6 +52,10 @@ DEFAULTED = {
     "NEURONLENS_KEY_SCAN_PASSES_PER_DAY": "per key quota; unset means no cap for keys without their own",
     "NEURONLENS_CORS_ORIGINS": "CORS stays off: the API is called by pipelines, not browsers",
     "NEURONLENS_LOG_FORMAT": "JSON log lines are the default",
+    "NEURONLENS_SCAN_SHARDS": "requests choose their own `shards` (as many as scan workers are up)",
+    "NEURONLENS_EXPLAIN_CHUNK_NEURONS": "256 neurons per explain job is the documented default",
+    "NEURONLENS_LLM_PROMPT_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
+    "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
 }
 """Settings deploy/ deliberately leaves at their defaults, with the reason."""
 

@@ -6,11 +6,19 @@ import base64
 import io
 import math
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from workers.explain.bills import BILLS_PROMPT_VERSION as TEXT_EXPLAINER_PROMPT_VERSION
-from workers.explain.bills import RawRecord, build_bills_messages, discretise, few_shot_examples
+from workers.explain.bills import (
+    RawRecord,
+    build_bills_messages,
+    discretise,
+    few_shot_chars,
+    few_shot_examples,
+    neuron_message_chars,
+)
 from workers.explain.prompts import (
     VISUAL_EXPLAINER_PROMPT_VERSION,
     PromptRecord,
@@ -18,6 +26,7 @@ from workers.explain.prompts import (
     parse_explanation,
 )
 from workers.llm.client import TokenLogprob
+from workers.prompt_profile import prompt_chars
 from workers.prompting import activation_integer, escape_token
 from workers.simulate.prompts import (
     TEXT_SIMULATOR_PROMPT_VERSION,
@@ -234,3 +243,25 @@ def test_expected_values_fall_back_when_tokens_do_not_line_up() -> None:
     split_ten = [_tok('{"activations": ['), _tok("1"), _tok("0"), _tok("]}")]
     assert expected_values(split_ten, [10.0]) is None
     assert expected_values([_tok('{"activations": ['), _tok("3"), _tok("]}")], [4.0]) is None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_profile_size_of_a_bills_prompt_equals_the_built_prompt(seed: int) -> None:
+    """The dry run's explainer sizes (neuron_message_chars) are the builder's, on dense and sparse records,
+    negative, NaN and all-zero activations, and tokens that need escaping."""
+    rng = np.random.default_rng(seed)
+    alphabet = ["a", "bb", "the", "\t", "x\ny", "\\", "é", " ", "tokenised"]
+    records = []
+    for _ in range(int(rng.integers(1, 6))):
+        n = int(rng.integers(1, 30))
+        tokens = tuple(str(rng.choice(alphabet)) + str(rng.choice(alphabet)) for _ in range(n))
+        values = rng.normal(0.0, 1.0, n) * (0 if seed == 3 else 1)
+        if seed % 2:  # sparse: mostly zeros, a few peaks
+            values = np.where(rng.random(n) < 0.1, rng.uniform(0, 9, n), 0.0)
+        if seed == 5:
+            values[0] = np.nan
+        records.append(RawRecord(tokens=tokens, activations=values.astype(np.float16).astype(float).tolist()))
+    built = prompt_chars(build_bills_messages(records))
+    chars = [np.array([len(escape_token(t)) for t in r.tokens]) for r in records]
+    values = [np.asarray(r.activations, dtype=np.float16) for r in records]
+    assert few_shot_chars() + neuron_message_chars(chars, values) == built

@@ -21,9 +21,11 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from workers.prompting import COMPLETION_PHRASE, escape_token
 
@@ -57,8 +59,9 @@ class RawRecord:
 
 
 @lru_cache(maxsize=1)
+@cache
 def few_shot_examples() -> tuple[tuple[str, tuple[RawRecord, ...]], ...]:
-    """Their ORIGINAL few-shot set: (explanation, records) × 3."""
+    """Their ORIGINAL few-shot set: (explanation, records) × 3 (read once)."""
     data = json.loads(FEW_SHOT_FILE.read_text())
     return tuple(
         (item["explanation"], tuple(RawRecord(r["tokens"], r["activations"]) for r in item["records"]))
@@ -113,9 +116,57 @@ def build_bills_messages(records: Sequence[RawRecord]) -> list[Message]:
     if not records:
         raise ValueError("the explainer needs at least one record")
     messages: list[Message] = [{"role": "system", "content": BILLS_SYSTEM}]
-    examples = few_shot_examples()
-    for number, (explanation, example) in enumerate(examples, start=1):
-        messages.append({"role": "user", "content": neuron_message(example, number)})
-        messages.append({"role": "assistant", "content": f" {explanation}."})
-    messages.append({"role": "user", "content": neuron_message(records, len(examples) + 1)})
+    messages += [{"role": role, "content": content} for role, content in _few_shot_turns()]
+    messages.append({"role": "user", "content": neuron_message(records, len(few_shot_examples()) + 1)})
     return messages
+
+
+@cache
+def _few_shot_turns() -> tuple[tuple[str, str], ...]:
+    """The few-shot user/assistant turns as (role, content), formatted once (they never change)."""
+    turns: list[tuple[str, str]] = []
+    for number, (explanation, example) in enumerate(few_shot_examples(), start=1):
+        turns += [("user", neuron_message(example, number)), ("assistant", f" {explanation}.")]
+    return tuple(turns)
+
+
+def few_shot_chars() -> int:
+    """Characters of the system turn and the few-shot turns: the part of every prompt that never changes."""
+    return len(BILLS_SYSTEM) + sum(len(content) for _, content in _few_shot_turns())
+
+
+def neuron_message_chars(token_chars: Sequence[np.ndarray], activations: Sequence[np.ndarray]) -> int:
+    """``len(neuron_message(records, 4))`` without building it: record ``r`` has tokens of
+    ``token_chars[r]`` escaped characters and ``activations[r]``. Computed with whole-array operations for
+    the dry-run prompt profiles (workers/prompt_profile.py), which size every neuron of a layer; a test
+    keeps it equal to the builder's."""
+    if not activations:
+        raise ValueError("the explainer needs at least one record")
+    top = max((float(np.fmax(a, 0.0).max(initial=0.0)) for a in activations), default=0.0)
+    values = [_discretised(a, top) for a in activations]
+    index = len(few_shot_examples()) + 1
+
+    def records_chars(omit_zeros: bool) -> int:
+        total = len("\n<start>\n") + len("\n<end>\n<start>\n") * (len(values) - 1) + len("\n<end>\n")
+        for chars, shown in zip(token_chars, values, strict=True):
+            kept = shown > 0 if omit_zeros else np.ones(shown.shape, dtype=bool)
+            n_kept = int(kept.sum())
+            digits = np.where(shown[kept] >= 10, 2, 1)
+            total += int(chars[kept].sum()) + n_kept + int(digits.sum()) + max(0, n_kept - 1)
+        return total
+
+    size = len(f"\n\nNeuron {index}\nActivations:") + records_chars(False)
+    n_values = sum(v.size for v in values)
+    share = sum(int((v > 0).sum()) for v in values) / n_values if n_values else 0.0
+    if share < SPARSE_SHARE:
+        size += len("\nSame activations, but with all zeros filtered out:") + records_chars(True)
+    return size + len(f"\nExplanation of neuron {index} behavior: {COMPLETION_PHRASE}")
+
+
+def _discretised(activations: np.ndarray, max_activation: float) -> np.ndarray:
+    """`discretise` as an array (the same float64 arithmetic, so the same integers)."""
+    values = np.asarray(activations, dtype=np.float64)
+    if not max_activation > 0:
+        return np.zeros(values.shape, dtype=np.int64)
+    scaled = np.floor(10 * np.maximum(values, 0.0) / max_activation)
+    return np.where(np.isfinite(values), np.minimum(10, scaled), 0).astype(np.int64)
