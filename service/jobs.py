@@ -114,11 +114,20 @@ def _chunks(resolved: ResolvedRequest, size: int) -> list[tuple[int, int, int]]:
 def _stored_chunks(
     connection: redis.Redis, store: ReportStore, resolved: ResolvedRequest, chunks: list[tuple[int, int, int]]
 ) -> set[tuple[int, int, int]]:
-    """The chunks whose every report is stored (from the report index, rebuilt from the store if lost)."""
+    """The chunks whose every report is stored. The report index (rebuilt from the store if lost) answers
+    "not all" on its own; a layer whose chunks it lists as stored is confirmed by one listing of the
+    store's folder, so reports gone from the store (another artifact store behind the same Redis, a wiped
+    folder) are explained again rather than answered as stored."""
     neurons = resolved.neurons
     model, variant = resolved.model.id, resolved.variant
-    stored = {n: set(indexed_neurons(connection, store, model, n, variant)) for n in resolved.layers}
-    return {c for c in chunks if set(neurons[c[1] : c[2]]) <= stored[c[0]]}
+    found: set[tuple[int, int, int]] = set()
+    for layer in resolved.layers:
+        indexed = set(indexed_neurons(connection, store, model, layer, variant))
+        mine = [c for c in chunks if c[0] == layer and set(neurons[c[1] : c[2]]) <= indexed]
+        if mine:
+            listed = store.stored_neurons(model, layer, variant)
+            found.update(c for c in mine if set(neurons[c[1] : c[2]]) <= listed)
+    return found
 
 
 # --------------------------------------------------------------------------- submission

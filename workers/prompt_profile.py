@@ -179,8 +179,8 @@ def write_profiles(
 ) -> bool:
     """Write the layer's prompt profile (and the probe set's) unless stored; True when the layer's was
     written now. A profile is measured once per scan artifact, for `options`' selection of records; it
-    sizes every neuron of the layer (about a second for 1,536 neurons), so explain jobs write it, not the
-    scan."""
+    sizes every neuron of the layer (about 1.5 s for 1,536 neurons on one core), so the first LLM explain
+    job of a layer writes it, not the scan."""
     if not is_text_probe(probe):
         return False
     write_probe_profile(objects, model, dataset, probe)

@@ -45,8 +45,8 @@ def _run(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[s
     return JobStatus.model_validate(http.get(answer.headers["Location"]).json())
 
 
-def _peer_usage(peer: LLMPeer) -> tuple[int, int, int]:
-    requests = peer.requests
+def _peer_usage(peer: LLMPeer, since: int = 0) -> tuple[int, int, int]:
+    requests = peer.requests[since:]
     return (
         len(requests),
         sum(r.prompt_tokens for r in requests),
@@ -65,11 +65,10 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
     with LLMPeer() as peer:
         settings = _settings(llm_env, peer, PRICES)
         with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
-            # The baseline request scans the layer (and writes its prompt profile); no LLM call.
-            scanned = _run(
-                http, redis_conn, settings, {**base, "explainer": "baseline", "simulator": "baseline"}
-            )
-            assert scanned.status == "finished" and peer.calls == 0
+            # An openai request on another neuron scans the layer and writes its prompt profile.
+            scanned = _run(http, redis_conn, settings, {**base, "neurons": [200]})
+            assert scanned.status == "finished" and peer.calls > 0
+            before = len(peer.requests)
 
             keys_before = set(redis_conn.keys("*"))
             answer = http.post("/v1/explanations", json={**base, "dry_run": True})
@@ -82,7 +81,7 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
 
             status = _run(http, redis_conn, settings, base)
     assert status.status == "finished", status.error
-    calls, prompt, completion = _peer_usage(peer)
+    calls, prompt, completion = _peer_usage(peer, before)
     llm = estimate.llm
     assert llm.calls == calls
     assert llm.prompt_tokens is not None and llm.completion_tokens is not None and llm.cost_usd is not None
