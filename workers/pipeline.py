@@ -96,7 +96,7 @@ def write_scan_profile(
 ) -> None:
     """After a scan: the probe set's profile for dry runs (cheap; each layer's own profile, which sizes all
     its neurons' prompts, is written by the layer's first explain job: `write_prompt_profile`)."""
-    if not infos:
+    if not infos or dataset.modality != "text":  # vision-language probe sets are not profiled
         return
     key = probe_profile_key(model.id, model.revision, dataset)
     if runtime.reports.exists(key):
