@@ -166,14 +166,15 @@ class Client(_core.ClientBase[httpx.Client]):
     def estimate(
         self,
         model: str,
-        layer: int,
-        neurons: Neurons,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> CostEstimate:
         """`POST /v1/explanations` with `dry_run: true`: what the request would cost (scan passes, LLM
-        calls, prompt and completion tokens, USD where the endpoint has prices); nothing is enqueued."""
+        calls, prompt and completion tokens, USD where the endpoint has prices); nothing is enqueued.
+        ``layer`` and ``neurons`` as for `submit` (one layer, a list or `"all"`; `layers=` also works)."""
         request = _core.build_request(model, layer, neurons, options, dry_run=True, **fields)
         response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return CostEstimate.model_validate(response.json())
