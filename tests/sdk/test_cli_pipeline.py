@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from neuronlens import Client, NeuronReport
+from neuronlens import Client, ExplanationAccepted, NeuronReport
 from service.contract import BUNDLED_REGISTRY, load_registry
 from tests.e2e.helpers import Processes, process_env, run_cli, running_up
 from tests.sdk.conftest import IdleApi
@@ -205,3 +205,15 @@ def test_a_whole_model_audit_with_a_moving_progress_bar(processes: Processes, tm
         with Client(url) as client:
             reports = client.explain(MODEL, "all", range(0, 2))
         assert [(r.layer, r.neuron) for r in reports] == [(layer, n) for layer in range(6) for n in range(2)]
+
+
+def test_a_dry_run_of_several_layers_prints_the_estimate_and_runs_nothing(live_url: str) -> None:
+    """`--layers … --dry-run`: the estimate for every layer, exit 0, and no job (the same request later
+    is still a fresh 202, not a finished one)."""
+    base = ["explain", "--url", live_url, "--model", MODEL, "--layers", "0,5", "--range", "300:302"]
+    dry = run_cli(*base, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "layers 0, 5: 4 neurons to explain (0 of 4 already stored)" in dry.stdout, dry.stdout
+    assert "LLM calls: 0" in dry.stdout
+    with Client(live_url) as client:
+        assert isinstance(client.submit(MODEL, [0, 5], range(300, 302)), ExplanationAccepted)
