@@ -37,7 +37,7 @@ from workers.report import PreparedNeuron, ReportContext, build_report, prepare_
 from workers.runtime import WorkerRuntime
 from workers.scan.keys import scan_key
 from workers.scan.passes import PassProgress
-from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers
+from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers, stored_scans
 from workers.scan.shards import ShardInfo, merge_shards, remove_shards, scan_shard, shard_key
 from workers.simulate.base import Simulator, SimulatorResult
 from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
@@ -177,15 +177,9 @@ def merge_layer_shards(
     recorded with another batch size than `batch_size` is a DeploymentMismatch (its batches differ)."""
     store = runtime.store
     hook = point.id
-    result: dict[int, ScanInfo] = {}
-    todo: list[int] = []
-    for layer in sorted(set(layers)):
+    result, todo = stored_scans(store, model, dataset, hook, layers, options)
+    for layer in todo:
         scan = layer_scan_id(model, dataset, hook, layer, options)
-        if store.exists(scan_key(scan)):
-            manifest = store.read_manifest(scan_key(scan))
-            result[layer] = ScanInfo(scan, True, 0.0, int(manifest["n_samples"]), int(manifest["n_tokens"]))
-            continue
-        todo.append(layer)
         for shard in range(n_shards):
             key = shard_key(scan, shard, n_shards)
             used = store.read_manifest(key).get("batch_size") if store.exists(key) else batch_size

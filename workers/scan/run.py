@@ -61,6 +61,27 @@ def scan_exists(
     return store.exists(scan_key(layer_scan_id(model, dataset, hook, layer, options)))
 
 
+def stored_scans(
+    store: ArtifactStore,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layers: list[int],
+    options: PipelineOptions,
+) -> tuple[dict[int, ScanInfo], list[int]]:
+    """(ScanInfo of each of ``layers`` whose artifact is stored, marked reused; the others, ascending)."""
+    stored: dict[int, ScanInfo] = {}
+    todo: list[int] = []
+    for layer in sorted(set(layers)):
+        scan = layer_scan_id(model, dataset, hook, layer, options)
+        if store.exists(scan_key(scan)):
+            manifest = store.read_manifest(scan_key(scan))
+            stored[layer] = ScanInfo(scan, True, 0.0, int(manifest["n_samples"]), int(manifest["n_tokens"]))
+        else:
+            todo.append(layer)
+    return stored, todo
+
+
 @dataclass(frozen=True)
 class ScanSetup:
     """Where a scan reads its model from and writes its artifacts to, and how big its batches are."""
@@ -89,15 +110,7 @@ def scan_model_layers(
     ScanProgress after every batch; `progress` gets (samples done, samples total) summed over all passes."""
     hook = point.id
     store = setup.store
-    result: dict[int, ScanInfo] = {}
-    todo: list[int] = []
-    for layer in sorted(set(layers)):
-        scan = layer_scan_id(model, dataset, hook, layer, options)
-        if store.exists(scan_key(scan)):
-            manifest = store.read_manifest(scan_key(scan))
-            result[layer] = ScanInfo(scan, True, 0.0, int(manifest["n_samples"]), int(manifest["n_tokens"]))
-        else:
-            todo.append(layer)
+    result, todo = stored_scans(store, model, dataset, hook, layers, options)
     if not todo:
         return result
     adapter = setup.models.get(model)
