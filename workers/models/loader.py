@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,7 +87,7 @@ def _text_adapter_from(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        extra = {} if dtype is None else {"dtype": dtype}
+        extra: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
         model = AutoModel.from_pretrained(path, local_files_only=True, **extra)
     except OSError as exc:
         raise ModelWeightsMissing(
