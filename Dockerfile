@@ -5,6 +5,8 @@
 #   docker build --target worker-gpu -t neuronlens-worker-gpu:0.1.0 .  # scan workers (CUDA torch)
 # deploy/compose.yaml and deploy/k8s/ use all three. Every image runs as uid 10001 and works with a
 # read-only root filesystem (writable: /tmp, ~/.cache and the artifact store, all mounted).
+# Every pip install goes through requirements.lock (`make lock`): the pinned version of every transitive
+# dependency, build dependencies included, so an image built later installs what was tested.
 
 ARG PYTHON_VERSION=3.11
 
@@ -19,14 +21,16 @@ RUN useradd --create-home --uid 10001 --user-group neuronlens \
     && mkdir -p /data/artifacts /home/neuronlens/.cache/huggingface \
     && chown -R neuronlens:neuronlens /data /home/neuronlens/.cache
 WORKDIR /app
+# --build-constraint needs pip 25.3 or newer; the pin is the Makefile's
+RUN pip install --no-cache-dir pip==26.3
 
 # ------------------------------------------------------------------------------------------------ api
 FROM base AS api
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
 COPY workers ./workers
 # The package without its "worker" extra: the API never imports torch, transformers or `workers`.
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock .
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
@@ -36,13 +40,15 @@ CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "-
 # ----------------------------------------------------------------------------------------- worker-cpu
 # Explain workers (report assembly, LLM calls) and CPU-only scans. torch first and pinned, before the
 # package, from PyTorch's CPU wheel index: PyPI's Linux torch wheel is the CUDA build (several GB).
+# torch alone comes from the CPU index (--no-deps); its dependencies come with the package, locked.
 FROM base AS worker-cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -c requirements.lock --no-deps --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
-RUN pip install --no-cache-dir "./[worker]"
+RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock "./[worker]"
 # Weights come from the registry (packages, local paths, the local hub cache): never fetched at run time.
 ENV HF_HUB_OFFLINE=1
 USER 10001:10001
@@ -57,11 +63,12 @@ CMD ["neuronlens-worker", "--queues", "explain"]
 # --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cuXYZ for another CUDA version.
 FROM base AS worker-gpu
 ARG TORCH_INDEX_URL=https://pypi.org/simple
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -c requirements.lock --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
-RUN pip install --no-cache-dir "./[worker]"
+RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock "./[worker]"
 ENV HF_HUB_OFFLINE=1
 USER 10001:10001
 STOPSIGNAL SIGTERM

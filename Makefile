@@ -1,9 +1,14 @@
 # NeuronLens developer commands. `make demo` and `make test` work on a fresh clone.
 #
+# Every install goes through requirements.lock, the pinned versions of every transitive dependency of
+# every extra (made by `make lock` with uv from pyproject.toml; tests/test_lock.py fails when the two
+# disagree): a new release of any dependency cannot change what a fresh clone installs.
+#
 # torch is installed first and pinned (torch==2.13.0): an unpinned torch requirement would pull several GB
 # of CUDA packages; with the pin satisfied, `pip install -e '.[worker,dev]'` leaves it alone.
 # On Linux the public index's torch==2.13.0 is the CUDA build (~20 nvidia packages, several GB); on a
-# machine without a GPU pass PyTorch's CPU wheel index:
+# machine without a GPU pass PyTorch's CPU wheel index (torch alone comes from it; its dependencies come
+# from the default index at their locked versions):
 #   make demo TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
@@ -11,22 +16,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neuronlens-installed
 TORCH_PIN := torch==2.13.0
+PIP_PIN := pip==26.3
+LOCK := requirements.lock
 TORCH_INDEX_URL ?=
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: install demo test lint format bench openapi clean
+.PHONY: install lock demo test lint format bench openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) $(PIP_PIN)
 
-# Re-install only when the package metadata changes (the stamp is newer than pyproject.toml otherwise).
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install $(PIP_QUIET) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH_PIN)
-	$(BIN)/pip install $(PIP_QUIET) -e '.[worker,dev]'
+# Re-install only when the package metadata or the lock changes (the stamp is newer than both otherwise).
+# From a TORCH_INDEX_URL torch alone is taken (--no-deps); the second install adds its dependencies.
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/pip install $(PIP_QUIET) -c $(LOCK) \
+		$(if $(TORCH_INDEX_URL),--no-deps --index-url $(TORCH_INDEX_URL)) $(TORCH_PIN)
+	$(BIN)/pip install $(PIP_QUIET) -c $(LOCK) --build-constraint $(LOCK) -e '.[worker,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve requirements.lock after a change to pyproject.toml's dependencies: versions already locked
+# stay where they still fit. `make lock UPGRADE=1` moves every package to its newest allowed release.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--custom-compile-command 'make lock' --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/neuronlens demo

@@ -1,5 +1,5 @@
-"""The API image starts: the package installed WITHOUT extras (what the Dockerfile's `api` target runs,
-`pip install .`) into a fresh venv serves /healthz and an exemplar-image 404 under
+"""The API image starts: the package installed WITHOUT extras (the Dockerfile's `api` stage install lines,
+run for real through the lock) into a fresh venv serves /healthz and an exemplar-image 404 under
 `uvicorn --factory service.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …).
 
 SLOW (about a minute with a warm pip cache, a few minutes without): it creates a real venv and installs
@@ -9,11 +9,9 @@ the package's core dependencies from the package index into it.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import time
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,38 +22,26 @@ import redis
 
 from service.contract import ExplanationRequest, load_registry
 from service.embedded_redis import free_port
+from tests.deploy.helpers import clean_env, install_image_stage
 from tests.service.helpers import store_reports
 from workers.report_store import ReportObjects
 
 pytestmark = pytest.mark.timeout(900)
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER_ONLY = ("torch", "transformers", "numpy", "safetensors", "PIL", "openai")
 """Distributions the `worker` extra adds: none of them may be importable in the API venv."""
 
 
 @pytest.fixture(scope="module")
 def api_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with `pip install <repo>` (no extras): its python."""
-    root = tmp_path_factory.mktemp("api-venv")
-    venv.create(root / "venv", with_pip=True)
-    python = root / "venv" / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
-        check=True,
-        env=_clean_env(),
-        cwd=root,
-    )
+    """A fresh venv with the api stage's install (the package, no extras, through the lock): its python."""
+    python, installs = install_image_stage("api", tmp_path_factory.mktemp("api-image"))
+    assert installs[-1][-1] == ".", "the api stage installs the package without extras"
     return python
 
 
-def _clean_env() -> dict[str, str]:
-    """This environment without what would let the venv import the checkout (PYTHONPATH)."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-
-
 def _api_env(redis_url: str, artifacts: Path) -> dict[str, str]:
-    env = _clean_env()
+    env = clean_env()
     env.update(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_ARTIFACT_URL=str(artifacts))
     return env
 
@@ -64,7 +50,7 @@ def test_the_api_venv_has_no_worker_stack(api_venv: Path, tmp_path: Path) -> Non
     probe = "import importlib.util as u, service; print(service.__file__); print([m for m in %r if u.find_spec(m)])"  # noqa: E501
     out = subprocess.run(
         [str(api_venv), "-c", probe % (WORKER_ONLY,)],
-        env=_clean_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         check=True,
