@@ -53,6 +53,10 @@ from workers.runtime import WorkerConfig, WorkerRuntime, runtime_in_use
 REDIS_WAIT_MAX_S = 30.0
 """Longest wait between two tries to reach Redis again during an outage, seconds."""
 
+PUBSUB_POLL_S = 1.0
+"""Longest wait of the worker's command-channel thread for a message, seconds: also how long stopping the
+thread can take (RQ polls every 60 s, and redis-py 8 joins the thread on stop, so each teardown took 60 s)."""
+
 REDIS_OUTAGE = (redis.ConnectionError, redis.TimeoutError)
 """Errors that mean Redis is (for now) unreachable; BusyLoadingError (loading its AOF) is one of them."""
 
@@ -100,6 +104,13 @@ class NeuronLensWorker(SimpleWorker):
     def abandon_after_s(self) -> int:
         """Seconds without a heartbeat after which this worker's running job counts as abandoned."""
         return ABANDON_AFTER_BEATS * self.heartbeat_s
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_POLL_S, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         # RQ's SimpleWorker uses job.timeout + 60 s here; the beat thread refreshes it, so it can be short.

@@ -17,6 +17,7 @@ from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, l
 from service.job_state import job_error
 from service.settings import Settings
 from tests.service.helpers import explain_parts, run_workers
+from workers.worker import PUBSUB_POLL_S
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
 
@@ -66,6 +67,19 @@ def test_a_permanent_error_is_not_retried(
     assert scan.get_status() == "failed" and scan.retries_left == 0
     # One attempt although the job had retries (the task counts every attempt it makes).
     assert redis_conn.hget("nl:metrics", "jobs_total{outcome=failed,queue=scan}") == b"1"
+
+
+@pytest.mark.timeout(30)
+def test_a_burst_worker_returns_at_once_after_failing_a_job(
+    http: httpx.Client, redis_conn: redis.Redis, settings: Settings, worker_without_minilm: None
+) -> None:
+    """RQ's command-channel thread waited 60 s for a message and redis-py 8 joins it at teardown, so every
+    burst run that failed a job took a minute to return (and a stopping worker a minute to exit)."""
+    http.post("/v1/explanations", json=REQUEST)
+    worker = run_workers(redis_conn, settings)
+    thread = worker.pubsub_thread
+    assert thread is not None and not thread.is_alive()
+    assert thread.sleep_time == PUBSUB_POLL_S <= 1.0
 
 
 def test_repeating_a_failed_request_runs_it_again_under_the_same_id(
