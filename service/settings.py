@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         description="Torch device for scan workers (cpu, cuda, cuda:1); unset picks cuda if any.",
     )
     scan_batch_size: int = Field(default=64, ge=1, description="Samples per forward pass during a scan.")
+    progress_interval_s: float = Field(
+        default=0.25,
+        ge=0,
+        description="Least seconds between two progress writes of a running job (scan samples, neurons); "
+        "0 writes after every batch.",
+    )
     scan_memory_bytes: int | None = Field(
         default=None,
         ge=1,

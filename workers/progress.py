@@ -46,9 +46,6 @@ if TYPE_CHECKING:  # the scan stack (torch) is imported by scan jobs only
 
 log = logging.getLogger("neuronlens.tasks")
 
-META_SAVE_INTERVAL_S = 0.25
-"""Least seconds between two progress writes to the job's meta (at most 4 writes a second)."""
-
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     InvalidRequest,
     UnknownModel,
@@ -72,10 +69,12 @@ def _save_meta(job: Job, meta: JobMeta) -> None:
 
 
 class JobProgress:
-    """Writes (stage, done, total) into the running job's JobMeta, throttled."""
+    """Writes (stage, done, total) into the running job's JobMeta, at most once every ``interval_s``
+    seconds (a new stage and forced updates at once)."""
 
-    def __init__(self, job: Job, total: int = 0) -> None:
+    def __init__(self, job: Job, interval_s: float, total: int = 0) -> None:
         self.job = job
+        self.interval_s = interval_s
         self.meta = JobMeta.from_meta(job.meta).model_copy(update={"total": total})
         self._saved_at = 0.0
 
@@ -94,7 +93,7 @@ class JobProgress:
         changes = {"stage": stage, "done": done, "total": total}
         self.meta = self.meta.model_copy(update={k: v for k, v in changes.items() if v is not None})
         now = time.monotonic()
-        if force or changed_stage or now - self._saved_at >= META_SAVE_INTERVAL_S:
+        if force or changed_stage or now - self._saved_at >= self.interval_s:
             _save_meta(self.job, self.meta)
             self._saved_at = now
 

@@ -45,6 +45,8 @@ class WorkerConfig:
     """Torch device for models (cpu, cuda, cuda:1); None picks cuda when there is one."""
     scan_batch_size: int = 64
     """Samples per forward pass during a scan."""
+    progress_interval_s: float = 0.25
+    """Least seconds between two progress writes to a running job's meta."""
     scan_memory_bytes: int | None = None
     """Recorder state one scan pass may hold, bytes; None derives it from the device."""
     llm: LLMEndpoints = field(default_factory=LLMEndpoints)

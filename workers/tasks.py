@@ -33,7 +33,7 @@ def run_scan_job(
         scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
-        progress = JobProgress(job)
+        progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
         infos = pipeline.scan_layers(
             runtime,
@@ -84,7 +84,7 @@ def run_scan_shard_job(
         part = parse_scan_part(shard, n_shards, batch_size)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
-        progress = JobProgress(job)
+        progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
         info = pipeline.scan_layer_shard(
             runtime,
@@ -129,7 +129,7 @@ def run_merge_scan_job(
         part = parse_scan_part(None, n_shards, batch_size, merge=True)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
-        progress = JobProgress(job)
+        progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
         results = [dep.return_value() or {} for dep in job.fetch_dependencies()]
         passes = max((int(r.get("passes", 0)) for r in results), default=0)
@@ -201,7 +201,7 @@ def run_explain_job(
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
         model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
         missing = missing_reports(job.connection, runtime.reports, model, layer, variant, explain.neurons)
-        progress = JobProgress(job, total=len(explain.neurons))
+        progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
         progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
         if "openai" in (explain.request.explainer, explain.request.simulator):
             # The layer's prompt profile (the dry runs' per-neuron prompt sizes), once per scanned layer,

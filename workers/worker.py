@@ -282,6 +282,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         artifact_url=settings.artifact_url,
         device=settings.device,
         scan_batch_size=settings.scan_batch_size,
+        progress_interval_s=settings.progress_interval_s,
         scan_memory_bytes=settings.scan_memory_bytes,
         llm=llm_endpoints(settings),
     )

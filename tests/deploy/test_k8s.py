@@ -37,6 +37,7 @@ DEFAULTED = {
     "NEURONLENS_RESULT_TTL_S": "a week of finished job records is the documented default",
     "NEURONLENS_FAILURE_TTL_S": "a week of failed job records is the documented default",
     "NEURONLENS_SCAN_BATCH_SIZE": "depends on the model and the GPU memory: tune it on scan-worker",
+    "NEURONLENS_PROGRESS_INTERVAL_S": "4 progress writes a second per job is the documented default",
     "NEURONLENS_SCAN_MEMORY_BYTES": "derived from the GPU's free memory on each scan worker unless set",
     "NEURONLENS_LLM_BASE_URL": "deploy/ names its endpoints in NEURONLENS_LLM_ENDPOINTS (the Secret)",
     "NEURONLENS_EXPLAINER_MODEL": "as NEURONLENS_LLM_BASE_URL: the flat default endpoint stays off",

@@ -204,9 +204,10 @@ def test_neurons_all_names_every_neuron_of_each_layer(http: httpx.Client, redis_
 def test_the_scan_reports_its_samples_while_it_runs(
     tmp_path: Path, settings: Settings, redis_conn: redis.Redis
 ) -> None:
-    """A worker process scans 1,024 samples two at a time; polling the job while it scans sees the scan's
-    samples move (done below total, several distinct values), then the job finishes."""
-    registry = _registry(tmp_path / "registry.json", 1024)
+    """A worker process scans 64 samples two at a time, writing its progress after every batch; polling
+    the job while it scans sees the scan's samples move (done below total, several distinct values), then
+    the job finishes."""
+    registry = _registry(tmp_path / "registry.json", 64)
     api = settings.model_copy(update={"registry_path": registry, "artifact_url": str(tmp_path / "store")})
     env = {
         **os.environ,
@@ -214,6 +215,7 @@ def test_the_scan_reports_its_samples_while_it_runs(
         "NEURONLENS_REGISTRY_PATH": str(registry),
         "NEURONLENS_ARTIFACT_URL": str(tmp_path / "store"),
         "NEURONLENS_SCAN_BATCH_SIZE": "2",
+        "NEURONLENS_PROGRESS_INTERVAL_S": "0",
         "NEURONLENS_DEVICE": "cpu",
         "HF_HUB_OFFLINE": "1",
     }
@@ -234,11 +236,11 @@ def test_the_scan_reports_its_samples_while_it_runs(
                     seen.append(status.scan)
                 time.sleep(0.02)
                 status = _status(http, job_id)
-            assert worker.wait(timeout=600) == 0
+            assert worker.wait(timeout=240) == 0
         finally:
             worker.kill()
             worker.wait()
     assert status.status == "finished", status.error
-    moving = [s for s in seen if 0 < s.samples_done < s.samples_total == 1024]
+    moving = [s for s in seen if 0 < s.samples_done < s.samples_total == 64]
     assert len({s.samples_done for s in moving}) >= 2, f"the scan's samples never moved: {seen}"
     assert all(s.passes_planned == 1 for s in seen)
