@@ -72,9 +72,10 @@ def llm_env(
         "NEURONLENS_LLM_API_KEY": "test-key",
         "NEURONLENS_EXPLAINER_MODEL": EXPLAINER_MODEL,
         "NEURONLENS_SIMULATOR_MODEL": SIMULATOR_MODEL,
-        # Bounded and quick: one request may take a second, two retries after a short backoff, one call
-        # in flight so the order of calls (and which one meets a fault) is fixed.
-        "NEURONLENS_LLM_TIMEOUT_S": "1",
+        # Two retries after a short backoff, one call in flight so the order of calls (and which one meets
+        # a fault) is fixed. The timeout is far above any answer's time on a loaded machine (at 1 s, an
+        # explainer request with 20 images timed out under load and was retried): only a hang meets it.
+        "NEURONLENS_LLM_TIMEOUT_S": "10",
         "NEURONLENS_LLM_MAX_RETRIES": "2",
         "NEURONLENS_LLM_BACKOFF_S": "0.01",
         "NEURONLENS_LLM_CONCURRENCY": "1",
@@ -223,7 +224,7 @@ def test_a_fault_that_a_retry_fixes_ends_in_a_finished_job(
     fault: Fault,
     calls: dict[str, int],
 ) -> None:
-    with LLMPeer(faults=[fault], hang_s=5) as peer:
+    with LLMPeer(faults=[fault]) as peer:  # a hang lasts until the peer stops
         stack = _stack(llm_env, redis_conn, peer)
         status, _ = stack.run({"model": "minilm-l6", "layer": LAYER, "neurons": [3], "options": SMALL})
     assert status.status == "finished", status.error
@@ -286,7 +287,9 @@ def test_a_fault_that_persists_fails_the_job_once_with_a_clear_error(
     error_type: str,
     message: str,
 ) -> None:
-    with LLMPeer(faults=[fault], hang_s=3) as peer:
+    if fault.kind == "hang":  # every call hangs: a short timeout times out nothing else
+        llm_env[0].setenv("NEURONLENS_LLM_TIMEOUT_S", "1")
+    with LLMPeer(faults=[fault]) as peer:
         stack = _stack(llm_env, redis_conn, peer)
         status, metrics = stack.run({"model": "minilm-l6", "layer": LAYER, "neurons": [3], "options": SMALL})
         calls = peer.calls

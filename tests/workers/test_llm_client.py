@@ -118,7 +118,8 @@ def test_persistent_server_error_names_endpoint_and_answer(caplog: pytest.LogCap
 
 def test_hang_past_timeout_is_retried() -> None:
     with LLMPeer(faults=[Fault("hang", times=1)]) as peer:
-        reply = _chat(LLMCaller(_endpoint(peer, timeout_s=0.5, max_retries=1)))
+        # the second answer is quick: 2 s is far above its time on a loaded machine
+        reply = _chat(LLMCaller(_endpoint(peer, timeout_s=2, max_retries=1)))
         assert reply.usage.calls == 2  # type: ignore[attr-defined]
 
 
