@@ -20,8 +20,10 @@ PIP_PIN := pip==26.3
 LOCK := requirements.lock
 TORCH_INDEX_URL ?=
 PIP_QUIET := -q --disable-pip-version-check
+# The documentation site (mkdocs.yml, docs/), built here; ignored by git.
+DOCS_SITE := site
 
-.PHONY: install lock demo test lint format bench openapi clean
+.PHONY: install lock demo test lint format bench openapi docs docs-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +53,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy service workers neuronlens
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(DOCS_SITE)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -69,6 +72,14 @@ bench: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m service.openapi
 
+# --strict: a broken link or anchor, or a page left out of the navigation, fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(DOCS_SITE)
+	@echo "open $(DOCS_SITE)/index.html"
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8001
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DOCS_SITE) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

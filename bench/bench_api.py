@@ -314,7 +314,7 @@ def _ratio_row(
     return {
         "figure": figure,
         "value": f"{api['rps'] / bare['rps']:.2f}",
-        "goal": "report (DESIGN §6 sets none)",
+        "goal": "report (no goal set)",
         "detail": f"{api['rps']:.0f} vs {bare['rps']:.0f} req/s; server CPU per request "
         f"{api['cpu_us']:.0f} vs {bare['cpu_us']:.0f} µs ({note}); {setup}; rounds vary ±{100 * spread:.0f}%",
     }

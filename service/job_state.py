@@ -1,4 +1,4 @@
-"""Map an explain job's RQ state (and its scan job's) onto the API's job states (DESIGN §2).
+"""Map an explain job's RQ state (and its scan job's) onto the API's job states (docs/api.md#job-states).
 
 queued      the explain job waits in its queue, or waits for a scan job that is itself queued
             (queue_position is then the scan's position in the scan queue)

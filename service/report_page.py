@@ -267,7 +267,8 @@ def _domains_html(report: NeuronReport) -> str:
     )
     return (
         '<h2>Domains</h2><p class="muted">Share = the fraction of that domain\'s tokens in the probe set on '
-        "which this neuron's activation is above 0 (MMNeuron, DESIGN §4.7), highest first. A neuron is "
+        "which this neuron's activation is above 0 (MMNeuron, docs/method.md#domain-specific-neurons), "
+        "highest first. A neuron is "
         "specific to a domain when its shares are among the least evenly spread of the layer (lowest 1% "
         "entropy) and that domain's share is above the layer's 95th percentile. Specific to: "
         f"{escape(', '.join(sorted(specific)) or 'none')}.</p><table><thead><tr><th>domain</th>"

@@ -1,4 +1,4 @@
-"""Neuron type from its top samples (DESIGN §4.4). Pure functions over arrays.
+"""Neuron type from its top samples (docs/method.md#neuron-types). Pure functions over arrays.
 
 Threshold method. Vision-language models follow Xu et al. 2025: each top sample is visual-activated when
 at least `visual_min_tokens` image tokens have a normalised activation above `visual_threshold`,

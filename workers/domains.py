@@ -1,5 +1,5 @@
-"""Domain-specific neurons (MMNeuron, Huo et al. 2024; DESIGN §4.7). Pure functions over a layer's
-per-domain counts of tokens with activation > 0.
+"""Domain-specific neurons (MMNeuron, Huo et al. 2024; docs/method.md#domain-specific-neurons). Pure
+functions over a layer's per-domain counts of tokens with activation > 0.
 
 p(n, d) = share of domain d's tokens where neuron n is > 0 (its raw firing rate); q(n, ·) = p(n, ·)
 normalised over domains. Only neurons with support — at least `MIN_SUPPORT` positive tokens in some

@@ -1,6 +1,7 @@
-"""Exemplar images (DESIGN §4.5): the explain worker renders each image exemplar of a report, top and
-random, as two PNGs into the artifact store, shaded by activation and unshaded (the image as the model saw
-it), for the API to serve; the API links them (`image_url`, `original_image_url`) when it serves the report.
+"""Exemplar images (docs/method.md#exemplar-images): the explain worker renders each image exemplar of a
+report, top and random, as two PNGs into the artifact store, shaded by activation and unshaded (the image as
+the model saw it), for the API to serve; the API links them (`image_url`, `original_image_url`) when it serves
+the report.
 
 One artifact per report: `contract.exemplar_images_key(model, layer, neuron, variant)` holds the files named
 by `contract.exemplar_image_name` plus a manifest, written atomically, so the API reads a PNG once the

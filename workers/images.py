@@ -1,4 +1,4 @@
-"""Activation shading of exemplar images (DESIGN §4.5, Xu et al. 2025).
+"""Activation shading of exemplar images (docs/method.md#exemplar-images, Xu et al. 2025).
 
 Each pixel fades toward white by how little the patch covering it activates the neuron:
 pixel' = pixel·(a/10) + 255·(1 − a/10), with a = clip(10·activation/max_activation, 0, 10) of that patch.

@@ -1,4 +1,4 @@
-"""The 0–10 scale of a neuron (DESIGN §4.4): what raw activation maps to 10. Pure functions.
+"""The 0–10 scale of a neuron (docs/method.md#scale): what raw activation maps to 10. Pure functions.
 
 `global-max` is the largest activation over the probe set (Xu et al. 2025; Bills et al. 2023 use the max
 over their records). One outlier sample then squashes every other sample to 0–1 on real text, so the
@@ -6,7 +6,7 @@ default is `quantile`: the q-quantile (numpy's linear interpolation) of the prob
 The scan keeps the top-N per-sample maxima, highest first, which hold every order statistic the quantile
 needs while (1 − q)·(n − 1) < N − 1; past that the N-th maximum is used (a lower bound, never reached with
 the bundled sets: q = 0.999 needs rank 4 of 4,096 samples). The default q was measured on planted neurons
-(README "Method", bench/bench_quality.py).
+(docs/method.md#scale, bench/bench_quality.py).
 """
 
 from __future__ import annotations

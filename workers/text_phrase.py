@@ -1,5 +1,5 @@
 """The text phrase of a baseline explanation: the contract between the baseline explainer, which writes
-it, and the baseline simulators, which read it back (DESIGN §4.5–§4.6; the visual phrase is
+it, and the baseline simulators, which read it back (docs/method.md#explanation; the visual phrase is
 workers/visual_features.py).
 
 It reads ``the tokens "red", "blue" and "green" (mostly in colours samples), often after "the"``: the

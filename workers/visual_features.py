@@ -1,6 +1,6 @@
 """What the offline baseline knows about images: patch colours, colour names, positions in the patch grid,
 and the visual phrase of a baseline explanation (the contract between the baseline explainer and
-simulator, DESIGN §4.5–§4.6). PIL and numpy only.
+simulator, docs/method.md#explanation). PIL and numpy only.
 
 A visual phrase reads
 

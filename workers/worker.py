@@ -383,7 +383,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Model loaders must never reach a hub from a worker (DESIGN §5): weights come from the registry.
+    # Model loaders must never reach a hub from a worker: weights come from the registry
+    # (docs/models.md#weights-and-your-own-probe-sets).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()

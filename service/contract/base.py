@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 NeuronType = Literal["visual", "text", "multimodal", "unknown"]
-"""A neuron's type (DESIGN §4.4): which modality its top samples fire on."""
+"""A neuron's type (docs/method.md#neuron-types): which modality its top samples fire on."""
 
 Modality = Literal["text", "vision-language"]
 """What a model reads and what a probe set holds: text only, or images with text."""

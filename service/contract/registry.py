@@ -48,7 +48,7 @@ class PlantedNeuronSpec(ContractModel):
 
     layer: int = Field(ge=0, description="Layer index of the planted neuron.")
     neuron: int = Field(ge=0, description="Neuron index within the layer.")
-    type: NeuronType = Field(description="The type the classifier should find (DESIGN §4.4).")
+    type: NeuronType = Field(description="The type the classifier should find (docs/method.md#neuron-types).")
     concept: str = Field(description="What fires it, in words.")
 
 

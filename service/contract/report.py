@@ -1,5 +1,5 @@
-"""The NeuronReport (DESIGN §3): everything NeuronLens knows about one neuron, as workers store it and
-the API serves it."""
+"""The NeuronReport (docs/api.md#reports): everything NeuronLens knows about one neuron, as workers store
+it and the API serves it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from service.contract.requests import ScaleMethod
 
 
 class TypeEvidence(ContractModel):
-    """Fractions of the top-N samples of each sample type (Xu et al. 2025, §4.4)."""
+    """Fractions of the top-N samples of each sample type (Xu et al. 2025; docs/method.md#neuron-types)."""
 
     p_visual: float = Field(ge=0, le=1, description="Share of top samples that are visual-activated only.")
     p_text: float = Field(ge=0, le=1, description="Share of top samples that are text-activated only.")
@@ -193,7 +193,7 @@ class Provenance(ContractModel):
 
 
 class Normalisation(ContractModel):
-    """The 0–10 scale of `activations_norm`, typing and the baseline explainer (DESIGN §4.4)."""
+    """The 0–10 scale of `activations_norm`, typing and the baseline explainer (docs/method.md#scale)."""
 
     method: ScaleMethod = Field(description="`global-max` or `quantile` (see the request's `scale`).")
     quantile: float | None = Field(default=None, description="Quantile of per-sample maxima (`quantile`).")
@@ -256,7 +256,8 @@ class NeuronReport(ContractModel):
     )
     domain_specific: list[str] | None = Field(
         default=None,
-        description="Domains this neuron is specific to (MMNeuron, Huo et al. 2024; DESIGN §4.7): only "
+        description="Domains this neuron is specific to (MMNeuron, Huo et al. 2024; "
+        "docs/method.md#domain-specific-neurons): only "
         "neurons with at least 20 positive tokens in some domain are ranked (so a near-silent neuron never "
         "is); among the 1% of the layer's neurons with the lowest entropy of their normalised per-domain "
         "rates, a ranked neuron is specific to every domain where its normalised rate is above the layer's "

@@ -77,7 +77,7 @@ def _default_scorers() -> list[Scorer]:
 
 
 class PipelineOptions(ContractModel):
-    """Method parameters (DESIGN §4); defaults follow Xu et al. 2025 and Bills et al. 2023."""
+    """Method parameters (docs/method.md); defaults follow Xu et al. 2025 and Bills et al. 2023."""
 
     n_top: StrictInt = Field(
         default=50, ge=10, le=200, description="Top-activating samples kept per neuron (N)."
@@ -116,7 +116,7 @@ class PipelineOptions(ContractModel):
         le=MAX_SEED,
         description="Seed for random records, splits and the bootstrap (0 … 2**32-1).",
     )
-    # ---- issue 10: typing method, scale, scorers (README "Method"; DESIGN §4.4–4.6)
+    # ---- issue 10: typing method, scale, scorers (docs/method.md: scale, neuron types, scores)
     type_method: TypeMethod = Field(
         default="threshold",
         description="`threshold`: fixed thresholds per sample (Xu et al. 2025 for vision-language models; "

@@ -69,7 +69,7 @@ def read_exemplar_png(
             data_container=Annotated[bytes, KwargDefinition(format="binary")],  # type: ignore[arg-type]
             media_type=PNG_MEDIA_TYPE,
             description="The exemplar's image as the model saw it, each patch faded toward white by how "
-            "little it activates the neuron (DESIGN §4.5).",
+            "little it activates the neuron (docs/method.md#exemplar-images).",
             generate_examples=False,
         ),
         **problem_specs(400, 404, 422, 503),

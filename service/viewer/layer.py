@@ -36,7 +36,7 @@ def _type_distribution(rows: Sequence[NeuronSummary]) -> str:
     return (
         f'<figure id="type-distribution"><table><thead><tr><th>type</th><th class="num">neurons</th>'
         f'<th class="num">share</th><th></th></tr></thead><tbody>{bars}</tbody></table>'
-        "<figcaption>Neuron types of the listed neurons (DESIGN §4.4).</figcaption></figure>"
+        "<figcaption>Neuron types of the listed neurons (docs/method.md#neuron-types).</figcaption></figure>"
     )
 
 

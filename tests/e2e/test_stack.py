@@ -1,7 +1,7 @@
 """The whole stack as a user runs it: `neuronlens up`, HTTP requests, the `neuronlens` CLI.
 
 Reports are checked against the scan artifacts the worker stored (read through workers.pipeline), and
-the neuron type is recomputed from those stored activations with the rule of DESIGN §4.4.
+the neuron type is recomputed from those stored activations with the rule of docs/method.md#neuron-types.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def assert_report_matches_scan(raw: dict[str, Any], context: ReportContext) -> N
         stored = top_acts[exemplar.rank, : len(exemplar.tokens)]
         np.testing.assert_allclose(exemplar.activations, stored, rtol=1e-6, atol=1e-6)
 
-    # DESIGN §4.4 from the stored activations, with the text-model rule (README "Method"): the 0-10 scale's
+    # docs/method.md#neuron-types from the stored activations, with the text-model rule: the 0-10 scale's
     # 10 is the 0.999 quantile of the probe set's per-sample maxima (numpy's, over the top-N maxima padded
     # with their smallest: the quantile only reads the top order statistics), and a sample is
     # text-activated when >= 1 token exceeds 3 on that scale.

@@ -1,6 +1,6 @@
-"""Vision-language models through the API and a real RQ worker (in this process): tiny-llava-planted
-reports with their planted types, image URLs the API serves as PNGs shaded exactly as DESIGN §4.5 says,
-and real-checkpoint entries that fail at once, naming the missing weights."""
+"""Vision-language models through the API and a real RQ worker (in this process): tiny-llava-planted reports
+with their planted types, image URLs the API serves as PNGs shaded exactly as docs/method.md#exemplar-images
+says, and real-checkpoint entries that fail at once, naming the missing weights."""
 
 from __future__ import annotations
 

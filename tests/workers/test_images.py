@@ -1,4 +1,5 @@
-"""Activation shading (DESIGN §4.5): pixel' = pixel·(a/10) + 255·(1 − a/10), exact values."""
+"""Activation shading (docs/method.md#exemplar-images): pixel' = pixel·(a/10) + 255·(1 − a/10), exact
+values."""
 
 from __future__ import annotations
 

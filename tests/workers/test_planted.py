@@ -1,5 +1,5 @@
 """tiny-llava-planted: real forward passes over the whole `vl-probe-v1` set show every planted neuron
-responding as documented, and the §4.4 classifier recovering every planted type."""
+responding as documented, and the classifier (docs/method.md#neuron-types) recovering every planted type."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`vl-probe-v1`: generated images of shapes, colours, textures, digits and simple scenes, with captions.
 
 Every caption names what its image shows, and names the main colour (and the shape, pattern or digit)
-twice, so a neuron tuned to a word has at least two text tokens per sample (DESIGN §4.4 counts tokens).
+twice, so a neuron tuned to a word has at least two text tokens per sample (typing counts tokens:
+docs/method.md#neuron-types).
 Sample i depends only on (seed, i): the same seed gives identical images and captions, and a smaller set
 is a prefix of a larger one. Domains take turns (sample i is in domain i mod 5) and each domain cycles
 through the palette, so every (domain, colour) pair has the same number of samples (±1).

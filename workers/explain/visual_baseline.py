@@ -1,4 +1,5 @@
-"""The baseline explainer for vision-language models: the text baseline plus a visual phrase (DESIGN §4.5).
+"""The baseline explainer for vision-language models: the text baseline plus a visual phrase
+(docs/method.md#explanation).
 
 A visual neuron is described by what its top patches share: the colour most of their activation mass is
 nearest to (with the mean RGB of those patches), where in the grid they sit (or anywhere), and the words
@@ -32,8 +33,8 @@ from workers.visual_features import (
 VISUAL_PROMPT_VERSION = "baseline-visual-1"
 """Rule-set version of the visual phrase (joined to the text one with `+` for multimodal neurons)."""
 TOP_PATCH_LEVEL = 2.0
-"""Normalised activation (0–10) above which a patch counts as a top patch (DESIGN §4.4's visual threshold);
-each top patch weighs its activation squared, so the strongest dominate."""
+"""Normalised activation (0–10) above which a patch counts as a top patch (the visual threshold of
+docs/method.md#neuron-types); each top patch weighs its activation squared, so the strongest dominate."""
 COLOUR_SHARE = 0.5
 """Name a colour when at least this share of the top patches' mass is nearest to it, else `any colour`."""
 POSITION_SPREAD = 0.2

@@ -1,5 +1,5 @@
 """Modality layout of vision-language prompts: which token positions are image patches, caption text,
-or template (DESIGN §4.2).
+or template (docs/method.md#tokens-and-modalities).
 
 A sample becomes one prompt, `USER: <image>\\n{question} ASSISTANT: {caption}` for LLaVA, in which the
 processor expands the image token into one token per patch. Patch tokens are the visual modality (with

@@ -1,4 +1,4 @@
-"""How many layers one scan pass can record at once under a memory budget (DESIGN §4.3).
+"""How many layers one scan pass can record at once under a memory budget (docs/method.md#scan).
 
 A pass holds one LayerRecorder per layer it records, on the scan device; `recorder_state_bytes` counts
 that recorder's buffers exactly (workers/scan/recorder.py). `plan_layer_groups` splits the requested

@@ -1,4 +1,4 @@
-"""Streaming per-layer statistics of one scan, kept on the scan device (DESIGN §4.3).
+"""Streaming per-layer statistics of one scan, kept on the scan device (docs/method.md#scan).
 
 State per layer is O(neurons × N × T): the top-N samples by max activation with their per-token
 activations, the running global max, the per-token activations of N random samples chosen up front,

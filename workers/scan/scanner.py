@@ -1,4 +1,4 @@
-"""One pass over a probe set records every neuron of every requested layer (DESIGN §4.3).
+"""One pass over a probe set records every neuron of every requested layer (docs/method.md#scan).
 
 Samples are sorted by length into batches to cut padding; each batch runs one forward pass with hooks
 on all requested layers (stopping after the last one), and each layer's LayerRecorder folds it in.

@@ -1,4 +1,4 @@
-"""Scoring simulations (Bills et al. 2023; DESIGN §4.6). Pure functions.
+"""Scoring simulations (Bills et al. 2023; docs/method.md#simulation-and-scores). Pure functions.
 
 The score is Pearson's r pooled over every held-out token of every scored record (top and random),
 not a mean of per-record correlations; also over top records only and random records only, with a

@@ -1,6 +1,6 @@
-"""The baseline simulator for vision-language models (DESIGN §4.6): each image patch is predicted from the
-image's own pixels and the explanation's visual phrase, text tokens from its text part as the text
-baseline does.
+"""The baseline simulator for vision-language models (docs/method.md#simulation-and-scores): each image patch
+is predicted from the image's own pixels and the explanation's visual phrase, text tokens from its text part
+as the text baseline does.
 
 For a phrase naming a colour with RGB c, a patch whose mean colour is p gets
 10·exp(−(‖p − c‖/COLOUR_SCALE)²), times exp(−d²/(2·POSITION_SCALE²)) when the phrase names a region, d
