@@ -1,13 +1,15 @@
 """A worker SIGKILLed mid-job loses nothing: its job is retried on another worker and finishes.
 
 Real processes throughout: the API (`neuronlens up --workers 0` on the test's Redis) and worker
-processes started and killed by the test. The artifact store starts empty, so the first job's scan
-(tens of seconds) is running when its worker dies; the second job explains a whole layer and its
-worker dies while it explains.
+processes started and killed by the test. The artifact store starts empty; the probe set is cut to 512
+samples scanned 8 at a time, progress written after every batch, so the first worker dies once its scan
+has recorded samples and has most of them still to do; the second job explains 384 neurons in parts of
+96 and its worker dies while it explains.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,21 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from service.contract import BUNDLED_REGISTRY
 from service.job_group import read_record
 from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
 
-MODEL, LAYER, LAYER_NEURONS = "minilm-l6", 1, 1536
+MODEL, LAYER, NEURONS, SAMPLES = "minilm-l6", 1, 384, 512
+
+
+def small_probe_registry(path: Path) -> Path:
+    """The bundled registry with minilm-l6's default probe set cut to its first SAMPLES."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    (minilm,) = [model for model in registry["models"] if model["id"] == MODEL]
+    (probe,) = [dataset for dataset in registry["datasets"] if dataset["id"] == minilm["datasets"][0]]
+    probe["n_samples"] = SAMPLES
+    path.write_text(json.dumps(registry))
+    return path
 
 
 def start_api(processes: Processes, env: dict[str, str]) -> str:
@@ -53,6 +66,18 @@ class JobWatcher:
         )
         return found
 
+    def wait_scan_samples(self, timeout_s: float) -> dict[str, Any]:
+        """Wait until the scan has recorded samples (the model loaded, the pass begun) and is not done."""
+        found: dict[str, Any] = {}
+
+        def scanning() -> bool:
+            found.update(self.status())
+            scan = found.get("scan") or {}
+            return found["status"] == "scanning" and 0 < scan.get("samples_done", 0) < SAMPLES
+
+        wait_for(scanning, timeout_s, f"job {self.job_id} to scan samples", interval_s=0.01)
+        return found
+
     def all_neurons(self) -> list[int]:
         neurons: list[int] = []
         while True:
@@ -81,6 +106,10 @@ def test_killed_workers_jobs_are_retried_and_finish(
     env = process_env(
         NEURONLENS_REDIS_URL=redis_url,
         NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
+        NEURONLENS_REGISTRY_PATH=str(small_probe_registry(tmp_path / "registry.json")),
+        NEURONLENS_SCAN_BATCH_SIZE="8",
+        NEURONLENS_PROGRESS_INTERVAL_S="0",
+        NEURONLENS_EXPLAIN_CHUNK_NEURONS="96",
         NEURONLENS_WORKER_HEARTBEAT_S="1",
         NEURONLENS_JOB_RETRIES="2",
     )
@@ -89,7 +118,7 @@ def test_killed_workers_jobs_are_retried_and_finish(
     with httpx.Client(base_url=url, timeout=10) as client:
         # 1. Killed while scanning: the scan job is re-run from the start by the next worker.
         scan_job = JobWatcher(client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": 48}})
-        scan_job.wait_status({"scanning"}, 60)
+        scan_job.wait_scan_samples(60)
         scan_id = parts(redis_conn, scan_job.job_id)[0].dependency_ids[0]
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -104,17 +133,17 @@ def test_killed_workers_jobs_are_retried_and_finish(
         assert scan.retries_left == 1, "the abandoned run used one of the two retries"
         assert "requeueing abandoned jobs" in processes.log(second)
 
-        # 2. Killed while explaining a whole layer (scan stored): the retry finishes every neuron.
+        # 2. Killed while explaining (the scan stored): the retry finishes every neuron of every part.
         layer_job = JobWatcher(
-            client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": LAYER_NEURONS}}
+            client, {"model": MODEL, "layer": LAYER, "neurons": {"start": 0, "stop": NEURONS}}
         )
         layer_job.wait_status({"explaining", "simulating"}, 60)
         second.send_signal(signal.SIGKILL)
         second.wait(timeout=10)
         third = processes.start_worker(env, "third")
         finished = layer_job.wait_status({"finished"}, 240)
-        assert finished["progress"] == {"done": LAYER_NEURONS, "total": LAYER_NEURONS}
-        assert layer_job.all_neurons() == list(range(LAYER_NEURONS))
+        assert finished["progress"] == {"done": NEURONS, "total": NEURONS}
+        assert layer_job.all_neurons() == list(range(NEURONS))
 
     # The part the second worker was explaining was re-run by the third, using one retry.
     retried = [job for job in parts(redis_conn, layer_job.job_id) if job.retries_left == 1]
