@@ -79,7 +79,7 @@ def install_image_stage(target: str, workdir: Path) -> tuple[Path, list[list[str
             env=env,
             capture_output=True,
             text=True,
-            timeout=1000,
+            timeout=360,  # three installs inside the tests' own limits
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return python, installs

@@ -39,7 +39,7 @@ def test_cli_explains_a_planted_neuron_with_viewable_images(api_url: str) -> Non
         env=process_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=240,  # inside the test's own limit (300 s), so a stuck CLI fails with its output
     )
     assert result.returncode == 0, result.stderr
     report = NeuronReport.model_validate(json.loads(result.stdout))

@@ -105,7 +105,7 @@ def test_openapi_python_client_generates_a_client_without_warnings(tmp_path: Pat
     done = subprocess.run(
         [str(generator), "generate", "--path", str(DEFAULT_PATH), "--output-path", str(tmp_path / "client"),
          "--config", str(config)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+        capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
