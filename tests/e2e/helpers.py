@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.contract import BUNDLED_REGISTRY
 from service.embedded_redis import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,17 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(interval_s)
+
+
+def probe_registry(path: Path, samples: int, model: str = "minilm-l6") -> Path:
+    """The bundled registry written to ``path`` with ``model``'s default probe set cut to its first
+    ``samples`` (a scan of seconds, not of the whole set), for NEURONLENS_REGISTRY_PATH."""
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    (spec,) = [entry for entry in registry["models"] if entry["id"] == model]
+    (probe,) = [dataset for dataset in registry["datasets"] if dataset["id"] == spec["datasets"][0]]
+    probe["n_samples"] = samples
+    path.write_text(json.dumps(registry))
+    return path
 
 
 def process_env(**extra: str) -> dict[str, str]:

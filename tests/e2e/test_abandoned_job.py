@@ -9,7 +9,6 @@ has recorded samples and has most of them still to do; the second job explains 3
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,10 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.contract import BUNDLED_REGISTRY
 from service.job_group import read_record
-from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
+from tests.e2e.helpers import Processes, launch_up, probe_registry, process_env, wait_for, wait_ready
 
 MODEL, LAYER, NEURONS, SAMPLES = "minilm-l6", 1, 384, 512
-
-
-def small_probe_registry(path: Path) -> Path:
-    """The bundled registry with minilm-l6's default probe set cut to its first SAMPLES."""
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (minilm,) = [model for model in registry["models"] if model["id"] == MODEL]
-    (probe,) = [dataset for dataset in registry["datasets"] if dataset["id"] == minilm["datasets"][0]]
-    probe["n_samples"] = SAMPLES
-    path.write_text(json.dumps(registry))
-    return path
 
 
 def start_api(processes: Processes, env: dict[str, str]) -> str:
@@ -106,7 +94,7 @@ def test_killed_workers_jobs_are_retried_and_finish(
     env = process_env(
         NEURONLENS_REDIS_URL=redis_url,
         NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
-        NEURONLENS_REGISTRY_PATH=str(small_probe_registry(tmp_path / "registry.json")),
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", SAMPLES)),
         NEURONLENS_SCAN_BATCH_SIZE="8",
         NEURONLENS_PROGRESS_INTERVAL_S="0",
         NEURONLENS_EXPLAIN_CHUNK_NEURONS="96",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from service.contract import REPORT_ROOT
 from tests.e2e.helpers import (
     Processes,
     child_pids,
     command_line,
     launch_up,
+    probe_registry,
     process_env,
     wait_for,
     wait_ready,
@@ -46,11 +45,13 @@ def workers_of(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_a_restarted_stack_serves_every_report_and_job(
-    processes: Processes, tmp_path: Path, shared_artifact_dir: Path, stop: signal.Signals
+    processes: Processes, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    # Reports outlive Redis in the store: drop the other parameter's, so this run explains again.
-    shutil.rmtree(shared_artifact_dir / REPORT_ROOT, ignore_errors=True)
-    env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+    # A store of its own (reports outlive Redis there), on a probe set of 256 samples: a scan of seconds.
+    env = process_env(
+        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", 256)),
+    )
     data_dir = str(tmp_path / "data")
     up, url = launch_up(processes, env, "--workers", "1", "--grace", "5", "--data-dir", data_dir)
     wait_ready(processes, up, url)
@@ -76,15 +77,25 @@ def test_a_restarted_stack_serves_every_report_and_job(
 
 
 def test_a_killed_worker_is_restarted_and_its_job_finishes(processes: Processes, tmp_path: Path) -> None:
-    # A fresh artifact store: the job's scan (tens of seconds) is running when its worker is killed.
-    env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"), NEURONLENS_WORKER_HEARTBEAT_S="1")
+    # A fresh artifact store and 512 samples scanned 8 at a time, progress written after each batch: the
+    # worker is killed once its scan has recorded samples, with most of them still to do.
+    env = process_env(
+        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", 512)),
+        NEURONLENS_SCAN_BATCH_SIZE="8",
+        NEURONLENS_PROGRESS_INTERVAL_S="0",
+        NEURONLENS_WORKER_HEARTBEAT_S="1",
+    )
     up, url = launch_up(processes, env, "--workers", "1", "--grace", "5")
     wait_ready(processes, up, url)
     posted = httpx.post(f"{url}/v1/explanations", json={"model": MODEL, "layer": 0, "neurons": [7]})
     job_id = posted.json()["job_id"]
-    wait_for(
-        lambda: httpx.get(f"{url}/v1/jobs/{job_id}").json()["status"] == "scanning", 60, "the scan to start"
-    )
+
+    def scanning() -> bool:
+        status = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+        return status["status"] == "scanning" and 0 < (status["scan"] or {}).get("samples_done", 0) < 512
+
+    wait_for(scanning, 60, "the scan to record samples", interval_s=0.01)
     (worker,) = workers_of(up.pid)
     os.kill(worker, signal.SIGKILL)
 

@@ -8,7 +8,6 @@ from another test's scans and the scan artifacts counted are the ones this reque
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +24,9 @@ from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.app import create_app
-from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus, ScanState, load_registry
+from service.contract import ExplanationRequest, JobStatus, ScanState, load_registry
 from service.settings import Settings
+from tests.e2e.helpers import probe_registry
 from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve, store_reports
 from workers.report_store import ReportObjects
 
@@ -34,21 +34,11 @@ MODEL = "minilm-l6"
 LAYERS = load_registry().model(MODEL).layers
 
 
-def _registry(path: Path, samples: int) -> Path:
-    """The bundled registry with minilm-l6's default probe set cut to its first ``samples``."""
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (minilm,) = [model for model in registry["models"] if model["id"] == MODEL]
-    (probe,) = [dataset for dataset in registry["datasets"] if dataset["id"] == minilm["datasets"][0]]
-    probe["n_samples"] = samples
-    path.write_text(json.dumps(registry))
-    return path
-
-
 @pytest.fixture()
 def fresh(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """API settings and in-process workers on one registry (a 160-sample probe set) and a fresh store;
     explain parts of 2 neurons."""
-    registry = _registry(tmp_path / "registry.json", 160)
+    registry = probe_registry(tmp_path / "registry.json", 160)
     store = tmp_path / "artifacts"
     for name, value in {
         "NEURONLENS_REGISTRY_PATH": str(registry),
@@ -207,7 +197,7 @@ def test_the_scan_reports_its_samples_while_it_runs(
     """A worker process scans 64 samples two at a time, writing its progress after every batch; polling
     the job while it scans sees the scan's samples move (done below total, several distinct values), then
     the job finishes."""
-    registry = _registry(tmp_path / "registry.json", 64)
+    registry = probe_registry(tmp_path / "registry.json", 64)
     api = settings.model_copy(update={"registry_path": registry, "artifact_url": str(tmp_path / "store")})
     env = {
         **os.environ,
