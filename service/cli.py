@@ -43,6 +43,7 @@ from service.stack import (
     external_redis_url,
     redact_url,
 )
+from service.viewer.saved_page import save_page
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEMO_REQUEST: dict[str, Any] = {"model": "minilm-l6", "layer": 3, "neurons": [42]}
@@ -136,13 +137,15 @@ def demo_explain(args: argparse.Namespace, stack: Stack, stopping: threading.Eve
         with Client(stack.api_url) as client:
             (report,) = follow(client, dict(DEMO_REQUEST), args.quiet, args.timeout, stopping)
             page = client.page_url(report.model, report.layer, report.neuron)
-            html = httpx.get(page, timeout=30).raise_for_status().text
+            with httpx.Client(timeout=30) as http:
+                html = save_page(page, http)
     except (ClientError, httpx.HTTPError) as exc:
         print(f"neuronlens demo: {exc}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, ClientError) else 1
     output = Path(args.output)
     output.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    # The stack stops when the demo ends: the neuron's page is kept as a file that opens offline.
+    # The stack stops when the demo ends: the neuron's page is kept as a file that works offline (no links
+    # to the stopped API, images inlined).
     saved_page = output.with_suffix(".html")
     saved_page.write_text(html, encoding="utf-8")
     if args.serve:

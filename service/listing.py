@@ -4,15 +4,18 @@ Reports live in the artifact store, one object per neuron (`contract.report_key`
 stored neuron ids per (model, layer, variant) as their index (service/report_store.py: after a Redis flush
 the index is rebuilt from one listing of the store's folder). Everything else (the
 `GET /v1/neurons/{model}/{layer}` route, the viewer's layer page and its prev/next links) goes through
-:func:`list_layer_reports`.
+:func:`list_layer_reports`; the layer page's statistics and sorting, which cover the whole layer, read every
+summary through :func:`layer_summaries`.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import redis
+from pydantic_core import from_json
 
 from service.contract import NeuronSummary, report_key
 from service.report_store import ReportStore, indexed_neurons
@@ -46,9 +49,60 @@ def list_layer_reports(
     return LayerReports(neurons=ordered, reports=[value for value in values if value is not None])
 
 
+SUMMARY_READ_PAGE = 256
+"""Reports read from the store at once by :func:`layer_summaries` (bounds memory to one page of JSON)."""
+
+SortColumn = Literal[
+    "neuron", "type", "p_visual", "p_text", "p_multimodal", "p_unknown", "explanation", "score", "ci95",
+    "max_activation",
+]  # fmt: skip
+"""Columns a layer's summaries can be sorted by (`score` is the correlation, `ci95` its lower bound)."""
+
+
+def layer_summaries(
+    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+) -> list[NeuronSummary]:
+    """The summary row of every stored report of ``model`` ``layer`` of ``variant``, by ascending neuron:
+    what whole-layer statistics and sorting need, read a page at a time (a report is mostly exemplars)."""
+    ordered = indexed_neurons(connection, store, model, layer, variant)
+    rows: list[NeuronSummary] = []
+    for start in range(0, len(ordered), SUMMARY_READ_PAGE):
+        keys = [report_key(model, layer, n, variant) for n in ordered[start : start + SUMMARY_READ_PAGE]]
+        rows.extend(summarize(value) for value in store.read_many(keys) if value is not None)
+    return rows
+
+
+def _sort_value(row: NeuronSummary, column: SortColumn) -> float | str | None:
+    values: dict[str, float | str | None] = {
+        "neuron": row.neuron,
+        "type": row.neuron_type,
+        "p_visual": row.p_visual,
+        "p_text": row.p_text,
+        "p_multimodal": row.p_multimodal,
+        "p_unknown": row.p_unknown,
+        "explanation": row.explanation.casefold(),
+        "score": row.correlation,
+        "ci95": row.ci95[0] if row.ci95 else None,
+        "max_activation": row.max_activation,
+    }
+    return values[column]
+
+
+def sort_summaries(
+    rows: Sequence[NeuronSummary], column: SortColumn, descending: bool = False
+) -> list[NeuronSummary]:
+    """``rows`` ordered by ``column`` (ties by neuron index); rows without a value (an undefined score)
+    come last in either direction."""
+    present = [row for row in rows if _sort_value(row, column) is not None]
+    missing = [row for row in rows if _sort_value(row, column) is None]
+    present.sort(key=lambda row: row.neuron)
+    present.sort(key=lambda row: _sort_value(row, column), reverse=descending)  # type: ignore[arg-type,return-value]
+    return present + sorted(missing, key=lambda row: row.neuron)
+
+
 def summarize(report_json: bytes) -> NeuronSummary:
-    """The summary row of a stored report (read as plain JSON: a page of a layer parses many reports)."""
-    report = json.loads(report_json)
+    """The summary row of a stored report (parsed by jiter as plain objects: a layer parses many)."""
+    report = from_json(report_json)
     evidence = report["type_evidence"]
     simulation = report["simulation"]
     return NeuronSummary(

@@ -43,6 +43,9 @@ class NeuronPageLinks:
     """The next lower neuron of the layer with a stored report (same variant), if any."""
     next: int | None = None
     n_layers: int | None = None
+    same_neuron_stored: Mapping[int, bool] | None = None
+    """Per neighbouring layer (layer − 1, layer + 1), whether this neuron has a stored report there; None
+    when unknown (then both are linked)."""
 
 
 def _token_html(token: str, raw: float, norm: float, simulated: float | None) -> str:
@@ -165,34 +168,60 @@ def _histogram_html(report: NeuronReport) -> str:
         series.append(("random records", "#7a7a7a", randoms))
     low, high = min(min(values), 0.0), max(max(values), report.max_activation)
     svg = values_histogram_svg(series, low, high, HISTOGRAM_BINS, "activation histogram")
+    exemplars = [*report.exemplars, *(report.random_exemplars or [])]
+    has_patches = any(PATCH_TOKEN.match(t) for e in exemplars for t in e.tokens)
+    what = "Raw activation per token (image patches included)" if has_patches else "Raw activation per token"
     return (
-        f'<figure id="activation-histogram">{svg}<figcaption>Raw activation per token (image patches '
-        f"included) over the {len(report.exemplars)} top exemplars (orange) and "
+        f'<figure id="activation-histogram">{svg}<figcaption>{what} over the {len(report.exemplars)} top '
+        f"exemplars (orange) and "
         f"{len(report.random_exemplars or [])} random records (grey); bar height is the token count. "
         f"The neuron's maximum over the probe set is {report.max_activation:.4g}.</figcaption></figure>"
     )
 
 
+SCATTER_TICKS = (0, 2, 4, 6, 8, 10)
+"""Tick values on both axes of the simulated-against-true scatter (normalised 0–10 scale)."""
+
+
 def _scatter_svg(points: list[tuple[float, float, bool]]) -> str:
-    size, pad = 200, 26
-    scale = (size - 2 * pad) / 10
+    """Simulated (y) against true (x) activation on the 0–10 scale, with both axes ticked and labelled
+    and the diagonal where a perfect simulator's points would lie."""
+    size, left, top_pad = 230, 44, 10
+    plot = size - left - top_pad
+    scale = plot / 10
+
+    def x_at(value: float) -> float:
+        return left + value * scale
+
+    def y_at(value: float) -> float:
+        return top_pad + plot - value * scale
+
     dots = "".join(
-        f'<circle cx="{pad + x * scale:.1f}" cy="{size - pad - y * scale:.1f}" r="2.2" '
+        f'<circle cx="{x_at(x):.1f}" cy="{y_at(y):.1f}" r="2.2" '
         f'fill="{"#e08a2c" if is_top else "#7a7a7a"}" fill-opacity="0.6"/>'
         for x, y, is_top in points
     )
+    ticks = "".join(
+        f'<line x1="{x_at(t):.1f}" y1="{y_at(0):.1f}" x2="{x_at(t):.1f}" y2="{y_at(0) + 4:.1f}" '
+        'stroke="#888"/>'
+        f'<text class="x-tick" x="{x_at(t):.1f}" y="{y_at(0) + 14:.1f}" font-size="10" '
+        f'text-anchor="middle">{t}</text>'
+        f'<line x1="{left - 4}" y1="{y_at(t):.1f}" x2="{left}" y2="{y_at(t):.1f}" stroke="#888"/>'
+        f'<text class="y-tick" x="{left - 6}" y="{y_at(t) + 3:.1f}" font-size="10" '
+        f'text-anchor="end">{t}</text>'
+        for t in SCATTER_TICKS
+    )
     frame = (
-        f'<rect x="{pad}" y="{pad}" width="{size - 2 * pad}" height="{size - 2 * pad}" '
-        'fill="none" stroke="#bbb"/>'
-        f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{pad}" stroke="#ddd"/>'
-        f'<text x="{size / 2}" y="{size - 6}" font-size="10" text-anchor="middle">'
-        "true (normalised 0–10)</text>"
-        f'<text x="10" y="{size / 2}" font-size="10" text-anchor="middle" '
-        f'transform="rotate(-90 10 {size / 2})">simulated (0–10)</text>'
+        f'<rect x="{left}" y="{top_pad}" width="{plot}" height="{plot}" fill="none" stroke="#bbb"/>'
+        f'<line x1="{x_at(0)}" y1="{y_at(0)}" x2="{x_at(10)}" y2="{y_at(10)}" stroke="#ddd"/>'
+        f'<text class="x-label" x="{left + plot / 2}" y="{size - 6}" font-size="11" text-anchor="middle">'
+        "true activation (normalised 0–10)</text>"
+        f'<text class="y-label" x="12" y="{top_pad + plot / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top_pad + plot / 2})">simulated activation (0–10)</text>'
     )
     return (
         f'<svg role="img" aria-label="simulated against true activations" width="{size}" height="{size}" '
-        f'viewBox="0 0 {size} {size}">{frame}{dots}</svg>'
+        f'viewBox="0 0 {size} {size}">{frame}{ticks}{dots}</svg>'
     )
 
 
@@ -276,6 +305,18 @@ def _domains_html(report: NeuronReport) -> str:
     )
 
 
+def _same_neuron_link(report: NeuronReport, links: NeuronPageLinks, other: int, element_id: str) -> str:
+    """A link to the same neuron in layer ``other``, or a note when that layer has no report of it (a link
+    would only lead to a 404)."""
+    label = f"layer {other}, same neuron"
+    stored = links.same_neuron_stored
+    if stored is not None and not stored.get(other, False):
+        text = f"layer {other}: neuron {report.neuron} not explained"
+        return f'<span class="muted" id="{element_id}">{text}</span>'
+    href = neuron_page_path(report.model, other, report.neuron) + query_string(links.query)
+    return link(href, label, id=element_id)
+
+
 def _nav_html(report: NeuronReport, links: NeuronPageLinks) -> str:
     query = query_string(links.query)
     model, layer = report.model, report.layer
@@ -288,25 +329,21 @@ def _nav_html(report: NeuronReport, links: NeuronPageLinks) -> str:
         items.append(link(href, f"neuron {links.next} →", rel="next", id="next-neuron"))
     items.append(link(layer_path(model, layer) + query, f"all of layer {layer}", id="layer-link"))
     if layer > 0:
-        href = neuron_page_path(model, layer - 1, report.neuron) + query
-        items.append(link(href, f"layer {layer - 1}, same neuron", id="layer-prev"))
+        items.append(_same_neuron_link(report, links, layer - 1, "layer-prev"))
     if links.n_layers is None or layer + 1 < links.n_layers:
-        href = neuron_page_path(model, layer + 1, report.neuron) + query
-        items.append(link(href, f"layer {layer + 1}, same neuron", id="layer-next"))
+        items.append(_same_neuron_link(report, links, layer + 1, "layer-next"))
     items.append(link(neuron_path(model, layer, report.neuron) + query, "JSON", id="json-link"))
     return f'<nav class="step">{"".join(items)}</nav>'
 
 
-def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = None) -> str:
-    """The HTML page of one report; `links` says where the navigation goes (none but the layer without)."""
-    links = links or NeuronPageLinks()
+def report_body(report: NeuronReport, nav: str) -> str:
+    """Everything below the title: `nav`, then the report's sections."""
     evidence = report.type_evidence
     shares = (
         f"visual {evidence.p_visual:.2f} · text {evidence.p_text:.2f} · "
         f"multimodal {evidence.p_multimodal:.2f} · unknown {evidence.p_unknown:.2f} "
         f"over {evidence.n_samples} top samples" + (" (high confidence)" if evidence.high_confidence else "")
     )
-    title = f"{report.model} layer {report.layer} neuron {report.neuron}"
     top = "".join(_exemplar_html(e, f"top {e.rank}") for e in report.exemplars)
     if report.random_exemplars is None:
         randoms = (
@@ -314,9 +351,8 @@ def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = Non
         )
     else:
         randoms = "".join(_exemplar_html(e, f"random record {e.rank}") for e in report.random_exemplars)
-    query = query_string(links.query)
-    body = (
-        f"{_nav_html(report, links)}"
+    return (
+        f"{nav}"
         f'<p class="muted">hook {escape(report.hook)} · revision {escape(report.model_revision)} · probe set '
         f"{escape(report.dataset.id)} ({report.dataset.n_samples} samples) · max activation "
         f"{report.max_activation:.4g} · pipeline {escape(report.provenance.pipeline_version)}</p>"
@@ -334,10 +370,20 @@ def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = Non
         f'<div id="random-exemplars">{randoms}</div>'
         f"{_domains_html(report)}"
     )
+
+
+def report_title(report: NeuronReport) -> str:
+    return f"{report.model} layer {report.layer} neuron {report.neuron}"
+
+
+def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = None) -> str:
+    """The HTML page of one report; `links` says where the navigation goes (none but the layer without)."""
+    links = links or NeuronPageLinks()
+    query = query_string(links.query)
     crumbs = [
         ("Home", "/"),
         (report.model, None),
         (f"layer {report.layer}", layer_path(report.model, report.layer) + query),
         (f"neuron {report.neuron}", None),
     ]
-    return page(title, body, crumbs)
+    return page(report_title(report), report_body(report, _nav_html(report, links)), crumbs)

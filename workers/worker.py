@@ -42,11 +42,13 @@ from rq.serializers import JSONSerializer
 
 from service.contract import (
     QUEUE_NAMES,
+    WEIGHTS_REPUBLISH_S,
     load_registry,
 )
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs, load_settings
 from workers.liveness import ABANDON_AFTER_BEATS, check_liveness
 from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint, LLMEndpoints
+from workers.models.availability import publish_weights
 from workers.progress import record_failure
 from workers.runtime import WorkerConfig, WorkerRuntime, runtime_in_use
 
@@ -99,6 +101,7 @@ class NeuronLensWorker(SimpleWorker):
         self._beat_job: Job | None = None
         self._beats_stopped = threading.Event()
         self._beat_thread: threading.Thread | None = None
+        self._weights_published_at = 0.0
 
     @property
     def abandon_after_s(self) -> int:
@@ -191,6 +194,7 @@ class NeuronLensWorker(SimpleWorker):
         super().cleanup_execution(job, pipeline)
 
     def work(self, *args: object, **kwargs: object) -> bool:  # type: ignore[override]
+        self.publish_weights()
         self._start_beats()
         try:
             return super().work(*args, **kwargs)  # type: ignore[arg-type]
@@ -204,9 +208,20 @@ class NeuronLensWorker(SimpleWorker):
         self._beat_thread = threading.Thread(target=self._beat_loop, name="neuronlens-heartbeat", daemon=True)
         self._beat_thread.start()
 
+    def publish_weights(self) -> None:
+        """Tell the API which registered models' weights this host has (the home page marks the others);
+        a Redis outage only postpones it to the next round."""
+        try:
+            publish_weights(self.connection, self.runtime.registry.models)
+        except REDIS_OUTAGE as exc:
+            log.warning("could not publish the weights check: %s", exc)
+        self._weights_published_at = time.monotonic()
+
     def _beat_loop(self) -> None:
         while not self._beats_stopped.wait(self.heartbeat_s):
             try:
+                if time.monotonic() - self._weights_published_at >= WEIGHTS_REPUBLISH_S:
+                    self.publish_weights()
                 self.beat_running_job()
                 self.requeue_abandoned_jobs()
             except redis.RedisError as exc:

@@ -11,6 +11,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch), split by concept:
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
 - :mod:`~service.contract.versions`  pipeline and scan versions
+- :mod:`~service.contract.weights`   workers' checks of which models' weights they have
 
 Every public name is re-exported here: ``from service.contract import NeuronReport``.
 """
@@ -130,6 +131,13 @@ from service.contract.requests import (
     TypeMethod,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
+from service.contract.weights import (
+    WEIGHTS_CHECK_MAX_AGE_S,
+    WEIGHTS_KEY_PREFIX,
+    WEIGHTS_REPUBLISH_S,
+    WeightsCheck,
+    weights_key,
+)
 
 __all__ = [
     "BUDGET_KEY_PREFIX",
@@ -241,4 +249,9 @@ __all__ = [
     "report_object_neuron",
     "report_variant",
     "series_name",
+    "WEIGHTS_CHECK_MAX_AGE_S",
+    "WEIGHTS_KEY_PREFIX",
+    "WEIGHTS_REPUBLISH_S",
+    "WeightsCheck",
+    "weights_key",
 ]

@@ -5,29 +5,36 @@ routes read and link to them; nothing on them is loaded from another host."""
 from __future__ import annotations
 
 from functools import partial
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import redis
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath, Parameter
+from litestar.status_codes import HTTP_404_NOT_FOUND
 
 from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.errors import NotFound, problem_specs
 from service.job_group import read_record
 from service.jobs import JobQueues, job_status
-from service.listing import list_layer_reports, summarize
+from service.listing import SortColumn, layer_summaries, list_layer_reports, sort_summaries
 from service.openapi_docs import DocumentedOperation
 from service.report_page import NeuronPageLinks, render_report_page
+from service.report_store import indexed_neurons
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.viewer.home import recent_jobs, render_home_page
 from service.viewer.job import render_job_page
-from service.viewer.layer import render_layer_page
+from service.viewer.layer import LayerView, render_layer_page
+from service.viewer.missing import render_missing_report_page
+from service.weights import models_weights
 
-LAYER_PAGE_ROWS = 1000
-"""Neurons one layer page lists at most (page with `offset`)."""
+LAYER_PAGE_ROWS = 250
+"""Rows of the layer page's table by default (page with `offset`, or choose `limit`)."""
+MAX_LAYER_PAGE_ROWS = 2000
+"""Most rows one layer page's table shows."""
 
 
 def _html(content: str) -> Response[str]:
@@ -50,9 +57,27 @@ def get_home_page(
     queues: NamedDependency[JobQueues],
     reports: NamedDependency[ReportReader],
 ) -> Response[str]:
-    """The served models (layers linked to their layer pages, planted neurons to their pages) and the
-    newest explain jobs with their status, linked to their job pages."""
-    return _html(render_home_page(registry, recent_jobs(redis_client, queues.explain, reports.store)))
+    """The served models (layers linked to their layer pages; whether the workers have their weights, as
+    the workers published it, and how to add missing ones), the planted neurons (linked to their pages when
+    explained) and the newest explain jobs with their status, linked to their job pages."""
+    jobs = recent_jobs(redis_client, queues.explain, reports.store)
+    weights = models_weights(redis_client, registry.models)
+    return _html(render_home_page(registry, jobs, weights, _planted_stored(registry, redis_client, reports)))
+
+
+def _planted_stored(
+    registry: Registry, connection: redis.Redis, reports: ReportReader
+) -> dict[tuple[str, int, int], bool]:
+    """Which planted neurons have a stored report of default options (the home page links only those)."""
+    stored = {}
+    for model in registry.models:
+        for layer in sorted({p.layer for p in model.planted or []}):
+            variant, _ = reports.layer_variant(model.id, layer, {})
+            neurons = set(indexed_neurons(connection, reports.store, model.id, layer, variant))
+            for p in model.planted or []:
+                if p.layer == layer:
+                    stored[(model.id, layer, p.neuron)] = p.neuron in neurons
+    return stored
 
 
 @get(
@@ -73,22 +98,30 @@ def get_layer_page(
     redis_client: NamedDependency[redis.Redis],
     reports: NamedDependency[ReportReader],
     report_query: NamedDependency[Query],
-    offset: int = Parameter(default=0, ge=0, description="First neuron listed, in ascending index order."),
+    offset: int = Parameter(default=0, ge=0, description="First row of the table, in the chosen order."),
+    limit: int = Parameter(
+        default=LAYER_PAGE_ROWS, ge=1, le=MAX_LAYER_PAGE_ROWS, description="Rows of the table."
+    ),
+    sort: Annotated[SortColumn, Parameter(description="Column the whole layer is sorted by.")] = "neuron",
+    order: Annotated[Literal["asc", "desc"], Parameter(description="Sort direction.")] = "asc",
 ) -> Response[str]:
     """The stored neurons of a layer (the report variant the query selects, as for
-    `GET /v1/neurons/{model}/{layer}`): type distribution, score histogram and a sortable table
-    (neuron, type, type evidence, explanation, score and its interval) linking to each neuron's page."""
+    `GET /v1/neurons/{model}/{layer}`): type distribution and score histogram over all of them, and a
+    table (neuron, type, type evidence, explanation, score and its interval) of one page of them, sorted
+    over the whole layer by `sort` and `order`, linking to each neuron's page."""
     variant, request = reports.layer_variant(model, layer, report_query)
-    found = list_layer_reports(
-        redis_client, reports.store, model, layer, variant, offset=offset, limit=LAYER_PAGE_ROWS
+    summaries = layer_summaries(redis_client, reports.store, model, layer, variant)
+    ordered = sort_summaries(summaries, sort, descending=order == "desc")
+    view = LayerView(
+        summaries=summaries,
+        rows=ordered[offset : offset + limit],
+        offset=offset,
+        limit=limit,
+        sort=sort,
+        descending=order == "desc",
+        query=report_query,
     )
-    rows = [summarize(raw) for raw in found.reports]
-    spec = registry.model(model)
-    return _html(
-        render_layer_page(
-            spec, layer, request, rows, len(found.neurons), offset, LAYER_PAGE_ROWS, report_query
-        )
-    )
+    return _html(render_layer_page(registry.model(model), layer, request, view))
 
 
 def _neighbours(neurons: list[int], neuron: int) -> tuple[int | None, int | None]:
@@ -108,6 +141,7 @@ def _neighbours(neurons: list[int], neuron: int) -> tuple[int | None, int | None
     responses=problem_specs(400, 404, 422, 503),
 )
 async def get_neuron_page(
+    request: Request[Any, Any, Any],
     model: FromPath[str],
     layer: FromPath[int],
     neuron: FromPath[int],
@@ -116,20 +150,42 @@ async def get_neuron_page(
     report_query: NamedDependency[Query],
 ) -> Response[str]:
     """The report `GET /v1/neurons/{model}/{layer}/{neuron}` returns (same query), as a page: links to the
-    previous and next stored neurons, the layer page, the same neuron in the neighbouring layers and the
-    JSON; type with its evidence; explanation and candidates; score with simulated against true
-    activations; an activation histogram; top and random exemplars (tokens shaded by activation, raw,
-    normalised and simulated values on hover; images unshaded beside shaded, with a colour-scale legend);
-    domains by share. 404 (problem details) when none is stored."""
-    report = NeuronReport.model_validate_json(await reports.read(model, layer, neuron, report_query))
-    variant, _ = reports.layer_variant(model, layer, report_query)
-    found = await anyio.to_thread.run_sync(
-        partial(list_layer_reports, redis_client, reports.store, model, layer, variant)
+    previous and next stored neurons, the layer page, the same neuron in the neighbouring layers (where it
+    has a report) and the JSON; type with its evidence; explanation and candidates; score with simulated
+    against true activations; an activation histogram; top and random exemplars (tokens shaded by
+    activation, raw, normalised and simulated values on hover; images unshaded beside shaded, with a
+    colour-scale legend); domains by share. When none is stored: an HTML 404 page saying how to explain
+    the neuron (CLI command and API request); problem details for an unknown model, layer or neuron."""
+    lookup = reports.resolve(model, layer, neuron, report_query)
+    try:
+        content = await reports.read(model, layer, neuron, report_query)
+    except NotFound:
+        html = render_missing_report_page(lookup.request, neuron, report_query, str(request.base_url))
+        return Response(content=html, media_type=MediaType.HTML, status_code=HTTP_404_NOT_FOUND)
+    report = NeuronReport.model_validate_json(content)
+    links = await anyio.to_thread.run_sync(
+        partial(_page_links, reports, redis_client, report_query, model, layer, neuron)
     )
+    return _html(render_report_page(report, links))
+
+
+def _page_links(
+    reports: ReportReader, connection: redis.Redis, query: Query, model: str, layer: int, neuron: int
+) -> NeuronPageLinks:
+    """Where a neuron page links: its stored neighbours in the layer, and which neighbouring layers have a
+    report of the same neuron (same query)."""
+    variant, _ = reports.layer_variant(model, layer, query)
+    found = list_layer_reports(connection, reports.store, model, layer, variant)
     previous, following = _neighbours(found.neurons, neuron)
     n_layers = reports.registry.model(model).layers
-    links = NeuronPageLinks(query=report_query, previous=previous, next=following, n_layers=n_layers)
-    return _html(render_report_page(report, links))
+    stored = {}
+    for other in (layer - 1, layer + 1):
+        if 0 <= other < n_layers:
+            other_variant, _ = reports.layer_variant(model, other, query)
+            stored[other] = neuron in indexed_neurons(connection, reports.store, model, other, other_variant)
+    return NeuronPageLinks(
+        query=query, previous=previous, next=following, n_layers=n_layers, same_neuron_stored=stored
+    )
 
 
 @get(

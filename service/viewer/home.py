@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -18,6 +18,7 @@ from service.job_group import read_record
 from service.jobs import job_status
 from service.report_store import ReportStore
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
+from service.weights import ModelWeights
 
 RECENT_JOBS = 30
 """Explain jobs the home page lists, newest first."""
@@ -59,11 +60,12 @@ def recent_jobs(
     return found
 
 
-def _planted_html(models: Sequence[ModelSpec]) -> str:
+def _planted_html(models: Sequence[ModelSpec], stored: Mapping[tuple[str, int, int], bool]) -> str:
+    """The planted neurons, linked to their pages where a report (default options) is stored."""
     rows = "".join(
         f"<tr><td>{escape(model.id)}</td>"
         f'<td class="num">{link(layer_path(model.id, p.layer), str(p.layer))}</td>'
-        f'<td class="num">{link(neuron_page_path(model.id, p.layer, p.neuron), str(p.neuron))}</td>'
+        f'<td class="num">{_planted_neuron(model.id, p.layer, p.neuron, stored)}</td>'
         f"<td>{type_badge(p.type)}</td><td>{escape(p.concept)}</td></tr>"
         for model in models
         for p in model.planted or []
@@ -72,27 +74,54 @@ def _planted_html(models: Sequence[ModelSpec]) -> str:
         return ""
     return (
         '<h2>Planted neurons</h2><p class="muted">Neurons edited to respond to known inputs: the answers '
-        'the pipeline should find.</p><table id="planted"><thead><tr><th>model</th><th class="num">layer'
+        "the pipeline should find. One not explained yet is not linked: explain it with "
+        "<code>neuronlens explain --model MODEL --layer LAYER --neuron NEURON</code>.</p>"
+        '<table id="planted"><thead><tr><th>model</th><th class="num">layer'
         '</th><th class="num">neuron</th><th>type</th><th>fires on</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
     )
 
 
-def _models_html(models: Sequence[ModelSpec]) -> str:
+def _planted_neuron(model: str, layer: int, neuron: int, stored: Mapping[tuple[str, int, int], bool]) -> str:
+    if stored.get((model, layer, neuron), False):
+        return link(neuron_page_path(model, layer, neuron), str(neuron))
+    return f'{neuron} <span class="muted">(not explained yet)</span>'
+
+
+def _weights_html(model: ModelSpec, weights: ModelWeights | None) -> str:
+    """The weights cell: on the workers, missing (and how to add them), or not known."""
+    if weights is None or weights.state == "unknown":
+        return '<span class="muted">no worker has checked yet</span>'
+    hosts = ", ".join(check.host for check in weights.checks)
+    if weights.state == "present":
+        return f'<span title="checked by workers on {escape(hosts)}">on the workers</span>'
+    return (
+        f'<span class="badge missing-weights">weights missing</span> <span class="muted">on every worker '
+        f"host that checked ({escape(hosts)}); its layers cannot be scanned until they are added. "
+        f"{escape(weights.detail)}</span>"
+    )
+
+
+def _models_html(models: Sequence[ModelSpec], weights: Mapping[str, ModelWeights]) -> str:
     rows = []
     for model in models:
+        state = weights[model.id].state if model.id in weights else "unknown"
         layers = " ".join(link(layer_path(model.id, layer), str(layer)) for layer in range(model.layers))
+        if state == "missing":
+            layers = f'<span class="muted">stored reports only: {layers}</span>'
         rows.append(
-            f'<tr id="model-{escape(model.id)}"><td><strong>{escape(model.id)}</strong><div class="muted">'
-            f"{escape(model.description)}</div></td><td>{escape(model.modality)}</td>"
+            f'<tr id="model-{escape(model.id)}" data-weights="{state}"><td><strong>{escape(model.id)}'
+            f'</strong><div class="muted">{escape(model.description)}</div></td>'
+            f"<td>{escape(model.modality)}</td>"
             f'<td class="num">{model.neurons_per_layer}</td><td class="layers">{layers}</td>'
             f"<td>{escape(', '.join(h.id for h in model.hook_points))}</td>"
-            f"<td>{escape(', '.join(model.datasets))}</td></tr>"
+            f"<td>{escape(', '.join(model.datasets))}</td>"
+            f'<td class="weights">{_weights_html(model, weights.get(model.id))}</td></tr>'
         )
     return (
         '<table id="models"><thead><tr><th>model</th><th>modality</th><th class="num">neurons / layer</th>'
-        f"<th>layers</th><th>hook points</th><th>probe sets</th></tr></thead><tbody>"
-        f"{''.join(rows)}</tbody></table>"
+        "<th>layers</th><th>hook points</th><th>probe sets</th><th>weights (as the workers report)</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -129,11 +158,19 @@ def _jobs_html(jobs: Sequence[RecentJob]) -> str:
     )
 
 
-def render_home_page(registry: Registry, jobs: Sequence[RecentJob]) -> str:
+def render_home_page(
+    registry: Registry,
+    jobs: Sequence[RecentJob],
+    weights: Mapping[str, ModelWeights],
+    planted_stored: Mapping[tuple[str, int, int], bool],
+) -> str:
+    """The home page; ``weights``: the workers' weights checks per model; ``planted_stored``: which
+    planted neurons (model, layer, neuron) have a stored report of default options."""
     body = (
         "<p>Neuron explanation as a service. Browse a layer's stored neurons, open a neuron's report, or "
         f"follow a job. API: {link('/schema', 'API docs')} · {link('/v1/models', 'models (JSON)')}.</p>"
-        f"<h2>Models</h2>{_models_html(registry.models)}{_planted_html(registry.models)}"
+        f"<h2>Models</h2>{_models_html(registry.models, weights)}"
+        f"{_planted_html(registry.models, planted_stored)}"
         f"<h2>Recent jobs</h2>{_jobs_html(jobs)}"
     )
     return page("NeuronLens", body)

@@ -1,8 +1,8 @@
-"""Building blocks of the viewer's pages: the page shell, links, numbers, inline SVG charts, the sort script.
+"""Building blocks of the viewer's pages: the page shell, links, numbers, inline SVG charts.
 
 Pages are plain strings built here and in the page modules; every value that comes from a report, the
 registry or a job goes through :func:`html.escape`. Nothing is loaded from another host: styles, charts and
-the one small script are inline, so the pages work offline.
+scripts are inline, so the pages work offline.
 """
 
 from __future__ import annotations
@@ -33,34 +33,12 @@ figure { margin: 0.3rem 0; } figcaption { font-size: 0.85em; color: #555; max-wi
 .badge { display: inline-block; padding: 0 0.4rem; border-radius: 0.6rem; font-size: 0.85em;
   background: #eee; } .badge.visual { background: #d7e8ff; } .badge.text { background: #ffe3c4; }
 .badge.multimodal { background: #e4d7ff; } .badge.unknown { background: #e6e6e6; }
+.badge.missing-weights { background: #ffd6d6; color: #8a1010; }
 .bar { display: inline-block; height: 0.7rem; background: #4a7fc1; vertical-align: middle; }
 .legend { display: flex; gap: 2rem; flex-wrap: wrap; font-size: 0.85em; }
 .progress { width: 24rem; height: 1rem; background: #eee; border-radius: 0.5rem; overflow: hidden; }
 .progress div { height: 100%; background: #4a7fc1; }
 """
-
-SORT_SCRIPT = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("th.sortable").forEach(function (th, column) {
-    th.addEventListener("click", function () {
-      var body = table.tBodies[0], index = th.cellIndex, numeric = th.classList.contains("num");
-      var ascending = th.dataset.order !== "asc";
-      table.querySelectorAll("th").forEach(function (other) { delete other.dataset.order; });
-      th.dataset.order = ascending ? "asc" : "desc";
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[index].dataset.value, y = b.cells[index].dataset.value;
-        var order = numeric ? (parseFloat(x) - parseFloat(y)) || 0 : x.localeCompare(y);
-        if (numeric && (x === "" || y === "")) { order = x === "" ? 1 : -1; return order; }
-        return ascending ? order : -order;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-});
-"""
-"""Click a column header of a `table.sortable` to sort its rows by the cells' `data-value` (numeric for
-`th.num` columns, empty values last), again to reverse."""
 
 TYPE_COLOURS = {"visual": "#4a7fc1", "text": "#e08a2c", "multimodal": "#8a5cc7", "unknown": "#9a9a9a"}
 

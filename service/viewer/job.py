@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from html import escape
+from urllib.parse import quote
 
-from service.contract import ExplanationRequest, JobStatus
+from service.contract import ExplanationRequest, JobStatus, ScanState
 from service.exemplar_links import exemplar_query
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string
 
@@ -19,9 +20,15 @@ POLL_SCRIPT = """
   var box = document.getElementById("job"), url = box.dataset.statusUrl;
   function show(status) {
     document.getElementById("status").textContent = status.status;
-    var done = status.progress.done, total = status.progress.total;
+    var done = status.progress.done, total = status.progress.total, scan = status.scan;
     document.getElementById("progress-text").textContent = done + " / " + total + " neurons";
-    document.getElementById("progress-bar").style.width = (total ? 100 * done / total : 0) + "%";
+    var fraction = total ? done / total : 0;
+    if (status.status === "scanning" && scan && scan.passes_planned && scan.samples_total) {
+      fraction = (scan.passes_done * scan.samples_total + scan.samples_done)
+        / (scan.passes_planned * scan.samples_total);
+    }
+    document.getElementById("progress-bar").style.width = (100 * fraction) + "%";
+    document.getElementById("scan-text").textContent = scanText(scan);
     var queued = status.queue_position === null ? "" : "position " + status.queue_position + " in its queue";
     document.getElementById("queue").textContent = queued;
     var error = status.error ? status.error.type + ": " + status.error.message : "";
@@ -29,6 +36,15 @@ POLL_SCRIPT = """
     var ended = status.status === "finished" || status.status === "failed";
     document.getElementById("results").hidden = status.status !== "finished";
     return ended;
+  }
+  function scanText(scan) {
+    if (!scan || !scan.passes_planned) { return ""; }
+    var ended = scan.passes_done >= scan.passes_planned;
+    var text = ended ? "scan: " + scan.passes_planned + " of " + scan.passes_planned + " passes done"
+      : "scan: pass " + (scan.passes_done + 1) + " of " + scan.passes_planned + ", "
+        + scan.samples_done + " / " + scan.samples_total + " samples";
+    if (scan.shards > 1) { text += " (" + scan.shards_done + " of " + scan.shards + " shards done)"; }
+    return text;
   }
   function poll() {
     fetch(url, {headers: {accept: "application/json"}}).then(function (r) { return r.json(); })
@@ -38,6 +54,33 @@ POLL_SCRIPT = """
   if (box.dataset.ended !== "true") { setTimeout(poll, POLL_INTERVAL); }
 })();
 """
+
+
+def scan_text(scan: ScanState | None) -> str:
+    """Where the scan stands, in words (the script's `scanText` writes the same)."""
+    if scan is None or not scan.passes_planned:
+        return ""
+    if scan.passes_done >= scan.passes_planned:
+        text = f"scan: {scan.passes_planned} of {scan.passes_planned} passes done"
+    else:
+        text = (
+            f"scan: pass {scan.passes_done + 1} of {scan.passes_planned}, "
+            f"{scan.samples_done} / {scan.samples_total} samples"
+        )
+    if scan.shards > 1:
+        text += f" ({scan.shards_done} of {scan.shards} shards done)"
+    return text
+
+
+def _exports(job_id: str) -> str:
+    """Links to the finished job's reports as tables (`GET /v1/jobs/{id}/reports`)."""
+    base = f"/v1/jobs/{quote(job_id, safe='')}/reports"
+    return (
+        '<p id="exports">Download the reports: '
+        f"{link(base + '?format=csv', 'CSV', id='export-csv')} · "
+        f"{link(base + '?format=parquet', 'Parquet', id='export-parquet')} · "
+        f"{link(base + '?format=ndjson&fields=full', 'whole reports (NDJSON)', id='export-ndjson')}</p>"
+    )
 
 
 def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str) -> str:
@@ -74,8 +117,10 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
         f'<p>Status: <strong id="status">{escape(status.status)}</strong> <span id="queue" class="muted">'
         f'{escape(queue)}</span></p><div class="progress"><div id="progress-bar" style="width: {width:.1f}%">'
         f'</div></div><p id="progress-text">{progress.done} / {progress.total} neurons</p>'
+        f'<p id="scan-text" class="muted">{escape(scan_text(status.scan))}</p>'
         f'<p id="error" style="color: #b00">{escape(error)}</p>'
-        f'<div id="results"{results_hidden}><h2>Reports</h2><p>{links}{more}</p></div>'
+        f'<div id="results"{results_hidden}><h2>Reports</h2><p id="report-links">{links}{more}</p>'
+        f"{_exports(status.job_id)}</div>"
         f'<p class="muted">{link(status_url, "status JSON")} · created '
         f"{escape(str(status.created_at))}</p></div>"
     )

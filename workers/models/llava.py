@@ -19,8 +19,9 @@ from transformers import PreTrainedModel, ProcessorMixin
 from service.contract import ModelSpec
 from workers.data.base import ProbeSample
 from workers.data.vl_probe import QUESTION
-from workers.errors import ModelWeightsMissing, UnknownModel
+from workers.errors import UnknownModel
 from workers.images import model_view
+from workers.models.availability import local_checkpoint
 from workers.models.base import ModelAdapter, TokenizedSample
 from workers.models.layout import LLAVA_TEMPLATE, QWEN2_VL_TEMPLATE, BatchLayout, layout_batch
 from workers.models.planted import PLANTED_ID, PLANTED_REVISION, build_tiny_llava_planted
@@ -257,36 +258,4 @@ def resolve_weights(spec: ModelSpec, store: WeightsStore) -> Path:
         return cached_model_dir(store, spec.id, revision, build)
     if source.kind != "hub-or-path" or not source.path:
         raise UnknownModel(f"model {spec.id!r}: source kind {source.kind!r} needs `path` (hub id or folder)")
-    return _local_checkpoint(spec, source.path)
-
-
-def _local_checkpoint(spec: ModelSpec, path: str) -> Path:
-    folder = Path(path).expanduser()
-    if folder.is_dir():
-        if _has_weights(folder):
-            return folder
-        raise ModelWeightsMissing(
-            f"{spec.id}: the folder {folder} has no config.json with *.safetensors or *.bin weights; "
-            "copy the checkpoint's files there (`huggingface-cli download <hub id> --local-dir <folder>`)"
-        )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    try:
-        snapshot = Path(snapshot_download(path, local_files_only=True))
-    except Exception:  # any failure means the files are not in the local cache
-        snapshot = None
-    if snapshot is not None and _has_weights(snapshot):
-        return snapshot
-    raise ModelWeightsMissing(
-        f"{spec.id}: the weights of {path} are not on this host (looked in the Hugging Face cache "
-        f"{HF_HUB_CACHE}) and NeuronLens never downloads them. Provide them with "
-        f"`huggingface-cli download {path}` on this host, or set this model's `source.path` in a registry "
-        "file (NEURONLENS_REGISTRY_PATH) to a local folder holding config.json and the *.safetensors files."
-    )
-
-
-def _has_weights(folder: Path) -> bool:
-    if not (folder / "config.json").exists():
-        return False
-    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    return local_checkpoint(spec, source.path)
