@@ -327,7 +327,7 @@ def test_job_page_follows_the_scan_and_links_exports(
     """A scan the session has not stored yet (its own seed) runs in this thread; at SCAN_CHECKPOINTS
     mid-pass states the worker waits until the job page, in a browser driven from another thread, shows
     that state's samples, so the page is seen moving without a slow or large scan."""
-    monkeypatch.setattr(worker_progress, "META_SAVE_INTERVAL_S", 0.0)  # every batch reaches the job's meta
+    monkeypatch.setenv("NEURONLENS_PROGRESS_INTERVAL_S", "0")  # every batch reaches the job's meta
     reached: queue.Queue[tuple[int, int]] = queue.Queue()
     proceed = threading.Event()
     remaining = [SCAN_CHECKPOINTS]
