@@ -81,6 +81,9 @@ from service.contract.keys import (
     report_object_name,
     report_object_neuron,
     report_variant,
+    scan_id,
+    scan_key,
+    scan_manifest_key,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
 from service.contract.registry import (
@@ -107,6 +110,7 @@ from service.contract.report import (
     Provenance,
     Simulation,
     TypeEvidence,
+    recorded_non_default_options,
 )
 from service.contract.requests import (
     ALL,
@@ -118,6 +122,7 @@ from service.contract.requests import (
     MAX_NEURON_IDS,
     MAX_SEED,
     MAX_SHARDS,
+    SCAN_OPTIONS,
     Backend,
     Budget,
     ExplanationAccepted,
@@ -128,6 +133,7 @@ from service.contract.requests import (
     ScaleMethod,
     Scorer,
     TypeMethod,
+    option_labels,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
@@ -150,6 +156,7 @@ __all__ = [
     "BUNDLED_REGISTRY",
     "MAX_LAYER_IDS",
     "MAX_SHARDS",
+    "SCAN_OPTIONS",
     "Budget",
     "EXPLAIN_PART_PREFIX",
     "JOB_RECORD_PREFIX",
@@ -240,5 +247,10 @@ __all__ = [
     "report_object_name",
     "report_object_neuron",
     "report_variant",
+    "scan_id",
+    "scan_key",
+    "scan_manifest_key",
     "series_name",
+    "option_labels",
+    "recorded_non_default_options",
 ]

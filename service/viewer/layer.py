@@ -19,6 +19,7 @@ from service.viewer.html import (
     type_badge,
     values_histogram_svg,
 )
+from service.viewer.options_badge import options_badge
 
 SCORE_BINS = 20
 """Bins of the score histogram over −1 … 1 (0.1 wide)."""
@@ -160,7 +161,7 @@ def render_layer_page(
         body = f'<nav class="step">{"".join(steps)}</nav>{summary}{hint}'
         return page(title, body, [("Home", "/"), (model.id, None), (f"layer {layer}", None)])
     body = (
-        f'<nav class="step">{"".join(steps)}</nav>{summary}'
+        f'<nav class="step">{"".join(steps)}</nav>{summary}{options_badge(rows[0].non_default_options)}'
         f'<div class="charts">{_type_distribution(rows)}{_score_histogram(rows)}</div>'
         f"<h2>Neurons</h2>{_pager(model, layer, query, offset, limit, total)}{_table(model, layer, rows, qs)}"
     )
