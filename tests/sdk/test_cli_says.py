@@ -22,7 +22,9 @@ from tests.e2e.helpers import Processes, process_env, run_cli, running_up
 from tests.sdk.conftest import IdleApi
 
 MODEL, LAYER = "minilm-l6", 3
-JOB_LINE = re.compile(r"^neuronlens explain: job (exp-[0-9a-f]{24}); viewer: (http://\S+/view/jobs/\1)$", re.M)
+JOB_LINE = re.compile(
+    r"^neuronlens explain: job (exp-[0-9a-f]{24}); viewer: (http://\S+/view/jobs/\1)$", re.MULTILINE
+)
 NOTICE = (
     "neuronlens explain: option seed=1 changes the scan: layer 3 of minilm-l6 will be rescanned "
     "(no stored scan for these settings)"
@@ -65,8 +67,9 @@ def test_an_error_has_one_prefix() -> None:
     url = "http://127.0.0.1:9"  # never reached: the output is checked first
     export = run_cli("export", "exp-000000000000000000000000", "--url", url, "--format", "parquet")
     explain = run_cli(
-        "explain", "--url", url, "--model", MODEL, "--layer", str(LAYER), "--neuron", "1", "--format", "parquet"
-    )
+        "explain", "--url", url, "--model", MODEL, "--layer", str(LAYER), "--neuron", "1",
+        "--format", "parquet",
+    )  # fmt: skip
     assert export.returncode == explain.returncode == 2
     assert export.stderr.count("neuronlens export:") == 1, export.stderr
     assert explain.stderr.count("neuronlens explain:") == 1, explain.stderr
