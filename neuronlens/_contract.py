@@ -6,6 +6,7 @@ the same source, so the SDK installs without the server.
 """
 
 from service.contract import (
+    SCAN_OPTIONS,
     CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
@@ -15,9 +16,11 @@ from service.contract import (
     NeuronRange,
     NeuronReport,
     PipelineOptions,
+    option_labels,
 )
 
 __all__ = [
+    "SCAN_OPTIONS",
     "CostEstimate",
     "ExplanationAccepted",
     "ExplanationRequest",
@@ -27,4 +30,5 @@ __all__ = [
     "NeuronRange",
     "NeuronReport",
     "PipelineOptions",
+    "option_labels",
 ]

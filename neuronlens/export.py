@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from neuronlens._contract import NeuronReport
+from neuronlens._contract import NeuronReport, option_labels
 
 if TYPE_CHECKING:
     import pandas
@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 SUMMARY_COLUMNS = (
     "model", "layer", "neuron", "hook", "type", "p_visual", "p_text", "p_multimodal", "p_unknown",
     "explanation", "score", "ci95_low", "ci95_high", "max_activation", "domain_specific",
+    "non_default_options",
 )  # fmt: skip
 """One row per neuron: `type` is `neuron_type`, `score` the simulation correlation (None when undefined),
-`ci95_*` its bootstrap interval, `domain_specific` the list of domains (None without domain labels)."""
+`ci95_*` its bootstrap interval, `domain_specific` the list of domains (None without domain labels),
+`non_default_options` the options the report was made with that are not the defaults (`["seed=1"]`;
+empty for a default report)."""
 
 
 def summary_row(report: NeuronReport) -> dict[str, Any]:
@@ -44,6 +47,7 @@ def summary_row(report: NeuronReport) -> dict[str, Any]:
         "ci95_high": ci95[1],
         "max_activation": report.max_activation,
         "domain_specific": report.domain_specific,
+        "non_default_options": option_labels(report.provenance.options_changed()),
     }
 
 
@@ -77,7 +81,8 @@ def read_jsonl(source: str | Path) -> list[NeuronReport]:
 
 
 def write_csv(reports: Iterable[NeuronReport], stream: IO[str]) -> int:
-    """Summary rows as CSV with a header; `domain_specific` joined by `;`. Returns the row count."""
+    """Summary rows as CSV with a header; `domain_specific` and `non_default_options` joined by `;`. Returns
+    the row count."""
     writer = csv.DictWriter(stream, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
     writer.writeheader()
     count = 0
@@ -85,6 +90,7 @@ def write_csv(reports: Iterable[NeuronReport], stream: IO[str]) -> int:
         row = summary_row(report)
         if row["domain_specific"] is not None:
             row["domain_specific"] = ";".join(row["domain_specific"])
+        row["non_default_options"] = ";".join(row["non_default_options"])
         writer.writerow(row)
         count += 1
     return count
@@ -121,6 +127,9 @@ def describe(report: NeuronReport, page_url: str | None = None) -> str:
         f"  score:       {_score(report)}, simulated by {report.simulation.backend}",
         f"  max activation {report.max_activation:.3f}",
     ]
+    changed = option_labels(report.provenance.options_changed())
+    if changed:
+        lines.append(f"  options:     {', '.join(changed)} (not the defaults)")
     if page_url:
         lines.append(f"  page:        {page_url}")
     return "\n".join(lines)

@@ -14,10 +14,10 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -35,11 +35,11 @@ from service.cli_client import (
 )
 from service.cli_keys import add_keys_parser
 from service.embedded_redis import free_port
+from service.settings import default_data_dir
 from service.stack import (
     DEFAULT_GRACE_S,
     Stack,
     StackError,
-    default_data_dir,
     external_redis_url,
     redact_url,
 )
@@ -119,23 +119,46 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     stopping = threading.Event()
     _stop_on_signals(stopping)
-    stack = Stack(
+    return supervise(up_stack(args, os.environ, stopping), stopping)
+
+
+def up_stack(args: argparse.Namespace, env: Mapping[str, str], stopping: threading.Event) -> Stack:
+    """The stack of `neuronlens up`: Redis data in the data folder (--data-dir, else the default one), and
+    the artifact store in its `artifacts/` unless NEURONLENS_ARTIFACT_URL names one; the default data
+    folder's `artifacts/` is the settings' default store, the one `neuronlens demo` uses."""
+    return Stack(
         host=args.host,
         port=args.port,
         n_workers=args.workers,
-        redis_url=external_redis_url(os.environ),
+        redis_url=external_redis_url(env),
+        env=dict(env),
         grace_s=args.grace,
         stopping=stopping,
-        data_dir=(args.data_dir or default_data_dir(os.environ)).resolve(),
+        data_dir=(args.data_dir or default_data_dir(env)).resolve(),
     )
-    return supervise(stack, stopping)
+
+
+def demo_stack(
+    args: argparse.Namespace, env: Mapping[str, str], output: IO[bytes], stopping: threading.Event
+) -> Stack:
+    """The stack of `neuronlens demo`: a temporary Redis, one worker, and the default artifact store
+    (NEURONLENS_ARTIFACT_URL, else the settings' default: the store `neuronlens up` uses by default), so
+    the demo's scan is reused by `up` and the other way round."""
+    return Stack(
+        port=args.port or free_port(),
+        n_workers=1,
+        redis_url=external_redis_url(env),
+        env=dict(env),
+        output=output,
+        stopping=stopping,
+    )
 
 
 def demo_explain(args: argparse.Namespace, stack: Stack, stopping: threading.Event) -> int:
     """Explain DEMO_REQUEST on the demo stack: a short summary on stdout, the report as JSON in a file."""
     try:
         with Client(stack.api_url) as client:
-            (report,) = follow(client, dict(DEMO_REQUEST), args.quiet, args.timeout, stopping)
+            (report,) = follow(client, dict(DEMO_REQUEST), args.quiet, args.timeout, stopping, "demo")
             page = client.page_url(report.model, report.layer, report.neuron)
             with httpx.Client(timeout=30) as http:
                 html = save_page(page, http)
@@ -168,13 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="neuronlens-demo-"))
     log_path = log_dir / "stack.log"
     with log_path.open("wb") as log_file:
-        stack = Stack(
-            port=args.port or free_port(),
-            n_workers=1,
-            redis_url=external_redis_url(os.environ),
-            output=log_file,
-            stopping=stopping,
-        )
+        stack = demo_stack(args, os.environ, log_file, stopping)
         code = 1
         try:
             print("neuronlens demo: starting Redis, the API and a worker ...", file=sys.stderr, flush=True)
@@ -288,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="folder for the embedded Redis's append-only file and, unless NEURONLENS_ARTIFACT_URL is set, "
-        "the artifact store (default $XDG_DATA_HOME/neuronlens or ~/.local/share/neuronlens)",
+        "the artifact store (default $XDG_DATA_HOME/neuronlens or ~/.local/share/neuronlens, whose "
+        "artifacts/ is also the store of `neuronlens demo`)",
     )
     up.set_defaults(handler=cmd_up)
 

@@ -26,15 +26,14 @@ from pydantic import ValidationError
 from neuronlens import (
     Client,
     ClientError,
-    ExplanationAccepted,
     JobStatus,
     NeuronReport,
     NotFound,
     PipelineOptions,
     RequestRejected,
 )
-from neuronlens._contract import CostEstimate
 from neuronlens.export import json_text, summary_line, write_jsonl
+from service.cli_estimate import describe_estimate, rescan_notice
 
 TABLE_FORMATS = ("ndjson", "csv", "parquet")
 """Formats the API writes (the table export of the finished job)."""
@@ -75,14 +74,7 @@ class ProgressBar:
     @staticmethod
     def render(status: JobStatus) -> str:
         """While the scan runs: samples scanned over every planned pass; then neurons done."""
-        scan = status.scan
-        if status.status == "scanning" and scan is not None and scan.samples_total:
-            total = scan.passes_planned * scan.samples_total
-            done = min(total, scan.passes_done * scan.samples_total + scan.samples_done)
-            unit = f"samples, pass {min(scan.passes_done + 1, scan.passes_planned)}/{scan.passes_planned}"
-        else:
-            done, total = status.progress.done, status.progress.total
-            unit = "neurons"
+        done, total, unit = status.progress_counts()
         filled = BAR_WIDTH * done // total if total else 0
         line = f"{status.status:<10} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {unit}"
         if status.layers is not None and len(status.layers) > 1:
@@ -140,31 +132,48 @@ def write_reports(reports: list[NeuronReport], fmt: str, single: bool, out: IO[s
     out.flush()
 
 
-def describe_estimate(estimate: CostEstimate) -> str:
-    """A dry run's estimate in a few readable lines."""
-    llm, scan = estimate.llm, estimate.scan
-
-    def count(value: int | None) -> str:
-        return "unknown" if value is None else f"{value:,}"
-
-    cost = "unknown (the endpoint has no prices)" if llm.cost_usd is None else f"${llm.cost_usd:,.4f}"
-    return "\n".join(
-        [
-            f"{estimate.model} layers {', '.join(map(str, estimate.layers))}: "
-            f"{estimate.neurons_to_explain:,} neurons to explain "
-            f"({estimate.reports_stored:,} of {estimate.neurons:,} already stored)",
-            f"scan: {scan.passes} pass(es), {scan.samples:,} samples, {count(scan.tokens)} tokens",
-            f"LLM calls: {llm.calls:,}",
-            f"prompt tokens: {count(llm.prompt_tokens)}, completion tokens: {count(llm.completion_tokens)}",
-            f"cost: {cost}",
-            f"basis: {estimate.basis}",
-        ]
-    )
-
-
 def explain_fields(args: argparse.Namespace) -> dict[str, Any]:
     names = ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def submit_and_wait(
+    client: Client,
+    request: dict[str, Any],
+    quiet: bool,
+    timeout_s: float | None,
+    stopping: threading.Event,
+    command: str = "explain",
+) -> JobStatus:
+    """Submit ``request`` (model, layer or layers, neurons, options, fields), say its job id and viewer
+    page on stderr at once, and wait until it finished (progress on stderr); its last status (with the
+    first page of reports when every report was stored already)."""
+    bar = ProgressBar(quiet=quiet)
+
+    def progress(status: JobStatus) -> None:
+        bar(status)
+        if stopping.is_set():
+            raise Interrupted(f"interrupted; job {status.job_id} goes on in the service")
+
+    try:
+        notice = rescan_notice(client, request)
+        if notice is not None:
+            print(f"neuronlens {command}: {notice}", file=sys.stderr, flush=True)
+        answer = client.submit(**request)
+        stored = isinstance(answer, JobStatus)
+        note = " (every report was stored already)" if stored else ""
+        job_id = answer.job_id
+        print(
+            f"neuronlens {command}: job {job_id}{note}; viewer: {client.url}/view/jobs/{job_id}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if isinstance(answer, JobStatus):
+            progress(answer)
+            return answer
+        return client.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
+    finally:
+        bar.close()
 
 
 def follow(
@@ -173,46 +182,13 @@ def follow(
     quiet: bool,
     timeout_s: float | None,
     stopping: threading.Event,
+    command: str = "explain",
 ) -> list[NeuronReport]:
-    """Submit ``request`` (model, layer or layers, neurons, options, fields) and wait, drawing progress on
-    stderr."""
-    bar = ProgressBar(quiet=quiet)
-
-    def progress(status: JobStatus) -> None:
-        bar(status)
-        if stopping.is_set():
-            raise Interrupted(f"interrupted; job {status.job_id} goes on in the service")
-
-    try:
-        return client.explain(progress=progress, timeout_s=timeout_s, **request)
-    finally:
-        bar.close()
-
-
-def follow_job(
-    client: Client,
-    request: dict[str, Any],
-    quiet: bool,
-    timeout_s: float | None,
-    stopping: threading.Event,
-) -> str:
-    """Submit ``request`` and wait until its job finished (progress on stderr); its id."""
-    bar = ProgressBar(quiet=quiet)
-
-    def progress(status: JobStatus) -> None:
-        bar(status)
-        if stopping.is_set():
-            raise Interrupted(f"interrupted; job {status.job_id} goes on in the service")
-
-    try:
-        answer = client.submit(**request)
-        if isinstance(answer, ExplanationAccepted):
-            client.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
-        else:
-            progress(answer)
-        return answer.job_id
-    finally:
-        bar.close()
+    """Submit ``request``, wait (see `submit_and_wait`) and read its reports, by (layer, neuron)."""
+    status = submit_and_wait(client, request, quiet, timeout_s, stopping, command)
+    if status.reports is not None and len(status.reports) >= (status.reports_total or 0):
+        return list(status.reports)
+    return list(client.iter_reports(status.job_id))
 
 
 def write_table(data: bytes, output: str | None, what: str, command: str) -> None:
@@ -226,17 +202,23 @@ def write_table(data: bytes, output: str | None, what: str, command: str) -> Non
         sys.stdout.flush()
 
 
-def check_table_output(fmt: str, output: str | None, command: str) -> None:
+def check_table_output(fmt: str, output: str | None) -> None:
+    """Parquet is binary: it goes to a file. (Errors carry no `neuronlens <command>:` prefix; `failed`
+    adds it once.)"""
     if fmt == "parquet" and not output:
-        raise RequestRejected(
-            f"neuronlens {command}: --format parquet writes a binary file: give --output FILE"
-        )
+        raise RequestRejected("--format parquet writes a binary file: give --output FILE")
+
+
+def failed(command: str, error: ClientError) -> int:
+    """Print ``error`` on stderr with one `neuronlens <command>:` prefix; its exit code."""
+    print(f"neuronlens {command}: {error}", file=sys.stderr)
+    return error.exit_code
 
 
 def run_table(args: argparse.Namespace, request: dict[str, Any], stopping: threading.Event) -> int:
     """`neuronlens explain --format ndjson|csv|parquet`: the finished job's table, as the API exports it."""
     with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
-        job_id = follow_job(client, request, args.quiet, args.timeout, stopping)
+        job_id = submit_and_wait(client, request, args.quiet, args.timeout, stopping).job_id
         try:
             data = client.export(job_id, format=args.format, fields=args.fields)
         except NotFound as exc:
@@ -263,7 +245,7 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
         if any(value is not None for value in budget.values()):
             request["budget"] = {k: v for k, v in budget.items() if v is not None}
         if args.format in TABLE_FORMATS and not args.dry_run:
-            check_table_output(args.format, args.output, "explain")
+            check_table_output(args.format, args.output)
             return run_table(args, request, stopping)
         with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
             if args.dry_run:
@@ -271,8 +253,7 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
                 return 0
             reports = follow(client, request, args.quiet, args.timeout, stopping)
     except ClientError as exc:
-        print(f"neuronlens explain: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return failed("explain", exc)
     single = args.layer is not None and args.neuron is not None and len(set(args.neuron)) == 1
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
@@ -286,7 +267,7 @@ def run_explain(args: argparse.Namespace, stopping: threading.Event) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """`neuronlens export JOB_ID` or `neuronlens export --model M --layer L`: a table from the API."""
     try:
-        check_table_output(args.format, args.output, "export")
+        check_table_output(args.format, args.output)
         with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
             if args.job_id is not None:
                 data = client.export(args.job_id, format=args.format, fields=args.fields)
@@ -296,8 +277,7 @@ def run_export(args: argparse.Namespace) -> int:
                 data = client.export_layer(args.model, args.layer, args.format, args.fields, **query)
                 what = f"{args.model} layer {args.layer}"
     except ClientError as exc:
-        print(f"neuronlens export: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return failed("export", exc)
     write_table(data, args.output, what, "export")
     return 0
 
@@ -308,8 +288,7 @@ def run_models(args: argparse.Namespace) -> int:
         with Client(args.url, api_key=args.api_key, retries=args.retries) as client:
             models = client.models()
     except ClientError as exc:
-        print(f"neuronlens models: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return failed("models", exc)
     if args.format == "json":
         print(json_text_models(models))
         return 0

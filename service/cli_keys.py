@@ -91,11 +91,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"{'KEY ID':<13} {'NAME':<20} {'SCOPES':<18} {'RATE/MIN':>8}  {'CREATED':<20} REVOKED")
+    limits = ("rate_per_minute", "llm_calls_per_day", "scan_passes_per_day")
+    print(f"{'KEY ID':<13} {'NAME':<20} {'SCOPES':<18} {'RATE/MIN':>8} {'LLM CALLS/DAY':>13} "
+          f"{'SCANS/DAY':>9}  {'CREATED':<20} REVOKED")  # fmt: skip
     for row in rows:
-        rate = "default" if row["rate_per_minute"] is None else str(row["rate_per_minute"])
-        print(f"{row['key_id']:<13} {row['name']:<20} {row['scopes']:<18} {rate:>8}  "
-              f"{row['created_at']:<20} {row['revoked_at'] or '-'}")  # fmt: skip
+        rate, calls, scans = ("default" if row[name] is None else str(row[name]) for name in limits)
+        print(f"{row['key_id']:<13} {row['name']:<20} {row['scopes']:<18} {rate:>8} {calls:>13} "
+              f"{scans:>9}  {row['created_at']:<20} {row['revoked_at'] or '-'}")  # fmt: skip
+    print("default: the API's setting (NEURONLENS_KEY_RATE_PER_MINUTE, NEURONLENS_KEY_LLM_CALLS_PER_DAY, "
+          "NEURONLENS_KEY_SCAN_PASSES_PER_DAY; unset: no cap)", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -112,12 +116,16 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def add_keys_parser(commands: Any) -> None:
     """Add `keys` with its subcommands to the `neuronlens` parser's subcommands."""
+    redis_help = "Redis holding the keys (default $NEURONLENS_REDIS_URL, else $REDIS_URL)"
     keys = commands.add_parser("keys", help="create, list or revoke API keys (NEURONLENS_AUTH=keys)")
-    keys.add_argument(
-        "--redis-url", help="Redis holding the keys (default $NEURONLENS_REDIS_URL, else $REDIS_URL)"
-    )
+    keys.add_argument("--redis-url", help=redis_help)
+    # --redis-url before or after the action: the action's copy leaves the value alone unless it is given.
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--redis-url", default=argparse.SUPPRESS, help=redis_help)
     actions = keys.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="make a key; prints it once, as the last line of stdout")
+    create = actions.add_parser(
+        "create", parents=[shared], help="make a key; prints it once, as the last line of stdout"
+    )
     create.add_argument("--name", required=True, help="who the key is for (unique among active keys)")
     create.add_argument(
         "--scopes",
@@ -129,9 +137,11 @@ def add_keys_parser(commands: Any) -> None:
     create.add_argument("--llm-calls-per-day", type=_positive, help="estimated LLM calls per day")
     create.add_argument("--scan-passes-per-day", type=_positive, help="scan passes per day")
     create.set_defaults(handler=cmd_create)
-    listing = actions.add_parser("list", help="every key made (never the keys themselves)")
+    listing = actions.add_parser("list", parents=[shared], help="every key made (never the keys themselves)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=cmd_list)
-    revoke = actions.add_parser("revoke", help="revoke the active key(s) with this name or key id")
+    revoke = actions.add_parser(
+        "revoke", parents=[shared], help="revoke the active key(s) with this name or key id"
+    )
     revoke.add_argument("key", help="key name or key id (from `keys list`)")
     revoke.set_defaults(handler=cmd_revoke)

@@ -23,6 +23,8 @@ from service.contract import (
     TokenBasis,
     probe_profile_key,
     prompt_profile_key,
+    scan_id,
+    scan_manifest_key,
 )
 from service.report_store import ReportStore
 from service.settings import Settings, llm_endpoint_configs
@@ -230,6 +232,10 @@ def estimate_cost(resolved: ResolvedRequest, store: ReportStore, settings: Setti
     bases: set[str] = set()
     to_scan: list[int] = []
     neurons_total = stored_total = 0
+
+    def layer_scan(layer: int) -> str:
+        return scan_id(model, dataset, str(request.hook), layer, options.n_top, options.seed)
+
     for layer in layers:
         neurons = resolved.neurons
         stored = store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
@@ -240,7 +246,7 @@ def estimate_cost(resolved: ResolvedRequest, store: ReportStore, settings: Setti
             model.id, model.revision, str(request.hook), layer, dataset, options.n_top, options.seed
         )
         profile = _read_model(store, key, PromptProfile) if todo else None
-        if todo and profile is None:
+        if todo and not store.exists(scan_manifest_key(layer_scan(layer))):
             to_scan.append(layer)
         if not todo or not uses_llm:
             continue
@@ -301,7 +307,7 @@ def estimate_cost(resolved: ResolvedRequest, store: ReportStore, settings: Setti
             passes=passes,
             passes_basis="one forward pass records every requested layer (a scan memory budget "
             "NEURONLENS_SCAN_MEMORY_BYTES too small for them may split it further); a layer counts as "
-            "scanned when its prompt profile is stored",
+            "scanned when its scan artifact (for these hook, probe set, n_top and seed) is stored",
             samples=dataset.n_samples * passes,
             tokens=probe.n_tokens * passes if probe is not None else None,
         ),

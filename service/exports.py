@@ -106,9 +106,10 @@ def layer_export_pages(
     request: ExplanationRequest,
     variant: str,
     fields: ExportFields,
+    pinned: bool = False,
 ) -> Iterator[list[bytes]]:
     """Pages of every stored report of one layer and variant (``request``: the resolved lookup of any of
-    its neurons, as `ReportReader.layer_variant` gives it)."""
+    its neurons, as `ReportReader.layer_variant` gives it; ``pinned``: the query named the variant)."""
     model, layer = request.model, request.only_layer()
     refs = [
         (layer, n, report_key(model, layer, n, variant))
@@ -118,6 +119,6 @@ def layer_export_pages(
     if fields == "full" and _is_vision_language(registry, model):
 
         def link(_layer: int, _key: str, raw: bytes) -> bytes:
-            return link_report_json(raw, request, variant)
+            return link_report_json(raw, request, variant, pinned)
 
     return read_pages(store, refs, link)

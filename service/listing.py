@@ -17,7 +17,7 @@ from typing import Literal
 import redis
 from pydantic_core import from_json
 
-from service.contract import NeuronSummary, report_key
+from service.contract import NeuronSummary, option_labels, recorded_non_default_options, report_key
 from service.report_store import ReportStore, indexed_neurons
 
 
@@ -117,4 +117,5 @@ def summarize(report_json: bytes) -> NeuronSummary:
         explanation=report["explanation"]["text"],
         correlation=simulation["correlation"],
         ci95=simulation.get("ci95"),
+        non_default_options=option_labels(recorded_non_default_options(report["provenance"])),
     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
 
-from service.contract import Exemplar, NeuronReport
+from service.contract import Exemplar, NeuronReport, option_labels
 from service.viewer.html import (
     layer_path,
     link,
@@ -23,6 +23,7 @@ from service.viewer.html import (
     type_badge,
     values_histogram_svg,
 )
+from service.viewer.options_badge import options_badge
 
 PATCH_TOKEN = re.compile(r"^<patch \d+,\d+>$")
 """How vision-language adapters name image-patch tokens; the page shows patches as the image instead."""
@@ -356,6 +357,7 @@ def report_body(report: NeuronReport, nav: str) -> str:
         f'<p class="muted">hook {escape(report.hook)} · revision {escape(report.model_revision)} · probe set '
         f"{escape(report.dataset.id)} ({report.dataset.n_samples} samples) · max activation "
         f"{report.max_activation:.4g} · pipeline {escape(report.provenance.pipeline_version)}</p>"
+        f"{options_badge(option_labels(report.provenance.options_changed()))}"
         f"<h2>Type {type_badge(report.neuron_type)}</h2><p>{shares}</p>"
         f"<h2>Explanation</h2><p>{escape(report.explanation.text)}</p>"
         f'<p class="muted">{escape(report.explanation.backend)} · {escape(report.explanation.model)} · '

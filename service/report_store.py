@@ -29,6 +29,10 @@ class ReportStore:
     def _path(self, key: str) -> str:
         return f"{self._root}/{key}"
 
+    def exists(self, key: str) -> bool:
+        """True when an object is stored at ``key`` (e.g. a scan's manifest)."""
+        return bool(self._fs.exists(self._path(key)))
+
     def read(self, key: str) -> bytes | None:
         """One report's JSON, or None when it is not stored."""
         try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pydantic
 from redis.asyncio import Redis as AsyncRedis
 
-from service.contract import ExplanationRequest, ModelSpec, Registry
+from service.contract import ExplanationRequest, ModelSpec, Registry, report_key
 from service.errors import InvalidInput, NotFound
 from service.exemplar_links import link_report_json
 from service.jobs import request_report_keys
@@ -17,7 +17,7 @@ from service.settings import Settings
 from service.validate import resolve_neuron_path, resolve_request
 
 Query = dict[str, str | int | None]
-"""A lookup's query parameters: hook, dataset, explainer, simulator, endpoint, candidates."""
+"""A lookup's query parameters: hook, dataset, explainer, simulator, endpoint, candidates, variant."""
 
 
 def _lookup_request(model: str, layer: int, neuron: int, query: Query) -> ExplanationRequest:
@@ -28,7 +28,7 @@ def _lookup_request(model: str, layer: int, neuron: int, query: Query) -> Explan
                 "model": model,
                 "layer": layer,
                 "neurons": [neuron],
-                **{k: v for k, v in query.items() if v is not None},
+                **{k: v for k, v in query.items() if v is not None and k != "variant"},
             }
         )
     except pydantic.ValidationError as exc:
@@ -50,8 +50,10 @@ class ReportLookup:
     request: ExplanationRequest
     """The resolved one-neuron request (default options) the report answers."""
     variant: str
-    """The report variant (``contract.report_variant``) of that request."""
+    """The report variant (``contract.report_variant``) of that request, or the query's `variant`."""
     model: ModelSpec
+    pinned: bool = False
+    """True when the query named the variant (a report made with non-default options): links carry it."""
 
 
 class ReportReader:
@@ -77,7 +79,12 @@ class ReportReader:
         spec = resolve_neuron_path(self.registry, model, layer, neuron)
         lookup = _lookup_request(model, layer, neuron, query)
         resolved = resolve_request(self.registry, lookup, max_neurons=1, settings=self.settings)
-        found = ReportLookup(request_report_keys(resolved)[0], resolved.request, resolved.variant, spec)
+        pinned = query.get("variant")
+        if pinned is not None and pinned != resolved.variant:
+            key = report_key(model, layer, neuron, str(pinned))
+            found = ReportLookup(key, resolved.request, str(pinned), spec, pinned=True)
+        else:
+            found = ReportLookup(request_report_keys(resolved)[0], resolved.request, resolved.variant, spec)
         if len(self._keys) >= KEY_CACHE_SIZE:
             self._keys.clear()
         self._keys[cache_key] = found
@@ -97,14 +104,19 @@ class ReportReader:
         request = lookup.request
         stored = await self.store.read_async(lookup.key)
         if stored is None:
+            which = (
+                f"report variant {lookup.variant}"
+                if lookup.pinned
+                else f"hook {request.hook}, dataset {request.dataset}, explainer {request.explainer}, "
+                f"simulator {request.simulator}{_llm_part(request)}, default options"
+            )
             raise NotFound(
-                f"no report stored for {model} layer {layer} neuron {neuron} (hook {request.hook}, dataset "
-                f"{request.dataset}, explainer {request.explainer}, simulator {request.simulator}"
-                f"{_llm_part(request)}, default options): POST /v1/explanations to create it"
+                f"no report stored for {model} layer {layer} neuron {neuron} ({which}): "
+                "POST /v1/explanations to create it"
             )
         if lookup.model.modality != "vision-language":
             return stored  # text models have no image exemplars: the stored bytes are served as they are
-        return link_report_json(stored, request, lookup.variant)
+        return link_report_json(stored, request, lookup.variant, pinned=lookup.pinned)
 
 
 def _llm_part(request: ExplanationRequest) -> str:

@@ -8,6 +8,7 @@ Nothing is read at import time: call :func:`load_settings`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -58,9 +59,24 @@ class LLMEndpointConfig(BaseModel):
         return self.prompt_usd_per_mtok is not None and self.completion_usd_per_mtok is not None
 
 
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """NeuronLens's own folder on this machine: ``$XDG_DATA_HOME/neuronlens``, else
+    ``~/.local/share/neuronlens``. `neuronlens up` keeps its Redis data there, and the default artifact
+    store is in it."""
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    base = env.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return Path(base) / "neuronlens"
+
+
+def default_artifact_dir(env: Mapping[str, str]) -> Path:
+    """The one default artifact store (scans, reports, images): ``<default data dir>/artifacts``. `neuronlens
+    demo`, `neuronlens up` without --data-dir and a bare API or worker all use it, so a scan made by one
+    is reused by the others."""
+    return default_data_dir(env) / "artifacts"
+
+
 def _default_artifact_url() -> str:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return str(Path(cache) / "neuronlens" / "artifacts")
+    return str(default_artifact_dir(os.environ))
 
 
 class Settings(BaseSettings):

@@ -6,8 +6,11 @@ last, because workers still write job state while they shut down. On Linux each 
 from the kernel if the supervisor itself dies, so no stray redis-server or worker outlives it.
 
 With a ``data_dir`` the embedded Redis keeps an append-only file in ``<data_dir>/redis`` and the artifact
-store (scans, images) defaults to ``<data_dir>/artifacts``, so a stopped (or killed) stack started again
-on the same folder finds every job and report. One stack at a time holds a folder (an advisory lock).
+store (scans, reports, images) defaults to ``<data_dir>/artifacts``, so a stopped (or killed) stack started
+again on the same folder finds every job and report. `neuronlens up`'s default data folder is
+``settings.default_data_dir``, whose ``artifacts/`` is every process's default store: `up` and `demo`
+(no data folder: a temporary Redis, the default store) share their scans. One stack at a time holds a
+folder (an advisory lock).
 
 A worker or the API that dies is started again after a backoff (1 s, doubling up to
 ``RESTART_BACKOFF_MAX_S``; reset once it ran ``RESTART_RESET_AFTER_S``); Redis and the other processes keep
@@ -57,13 +60,6 @@ LOCK_FILE = "neuronlens.lock"
 
 class StackError(RuntimeError):
     """The stack could not start, or one of its processes died; the message says which and why."""
-
-
-def default_data_dir(env: Mapping[str, str]) -> Path:
-    """Where `neuronlens up` keeps Redis data and artifacts: ``$XDG_DATA_HOME/neuronlens``, else
-    ``~/.local/share/neuronlens``."""
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "neuronlens"
 
 
 @dataclass
@@ -176,7 +172,7 @@ class Stack:
                     append_only=self.data_dir is not None,
                     own_session=True,
                 ).start()
-            child_env = self._child_env()
+            child_env = self.child_env()
             self._spawn("api", self._api_command(), child_env)
             for index in range(1, self.n_workers + 1):
                 name = f"worker-{index}"
@@ -223,7 +219,7 @@ class Stack:
                 if child.name.startswith("worker-"):
                     # A new worker name: the dead worker's registration lives until its key expires.
                     child.command = self._worker_command(child.name, child.restarts)
-                child.process = self._popen(child.command, self._child_env())
+                child.process = self._popen(child.command, self.child_env())
                 child.started_at, child.restart_at = now, None
                 print(f"neuronlens: {child.name} started again (pid {child.pid})", file=self.log, flush=True)
 
@@ -260,7 +256,9 @@ class Stack:
             ) from None
         self._lock_file = lock_file
 
-    def _child_env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
+        """The environment of the API and workers: the Redis URL, and the artifact store in the data folder
+        unless NEURONLENS_ARTIFACT_URL names one (without a data folder: the settings' default store)."""
         env = dict(self.env)
         env["NEURONLENS_REDIS_URL"] = self.effective_redis_url
         if self.data_dir is not None and not env.get("NEURONLENS_ARTIFACT_URL"):

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic_core import from_json
 
+from service.contract import option_labels, recorded_non_default_options
+
 ExportFormat = Literal["ndjson", "csv", "parquet"]
 """Table formats of an export."""
 ExportFields = Literal["summary", "full"]
@@ -42,11 +44,13 @@ EXTENSIONS: dict[str, str] = {"ndjson": "ndjson", "csv": "csv", "parquet": "parq
 SUMMARY_COLUMNS = (
     "neuron", "layer", "neuron_type", "p_visual", "p_text", "p_multimodal", "p_unknown", "high_confidence",
     "max_activation", "explanation", "correlation", "ci95_low", "ci95_high", "domain_specific",
-    "llm_calls", "cost_usd",
+    "llm_calls", "cost_usd", "non_default_options",
 )  # fmt: skip
 """Summary columns of CSV and Parquet, in order. `correlation` is the simulation score (empty when
 undefined), `ci95_*` its bootstrap interval, `llm_calls` the LLM requests made for the neuron (all roles;
-empty in reports that do not count them), `cost_usd` their cost where the report carries one."""
+empty in reports that do not count them), `cost_usd` their cost where the report carries one,
+`non_default_options` the options the report was made with that are not the defaults (`seed=1`; a list,
+empty for a default report; CSV joins it with `;`)."""
 REPORT_COLUMN = "report"
 """The column of `fields=full` CSV and Parquet that holds the whole report as JSON."""
 
@@ -97,6 +101,7 @@ def summary_row(report: dict[str, Any]) -> dict[str, Any]:
         "domain_specific": report.get("domain_specific"),
         "llm_calls": _llm_calls(report),
         "cost_usd": _cost_usd(report),
+        "non_default_options": option_labels(recorded_non_default_options(report.get("provenance") or {})),
     }
 
 
@@ -134,7 +139,7 @@ def _compact(raw: bytes) -> bytes:
 def _csv_cell(name: str, value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"  # as JSON writes them, not Python's True
-    if name == "domain_specific" and value is not None:
+    if name in ("domain_specific", "non_default_options") and value is not None:
         return ";".join(value)
     return value
 
@@ -210,6 +215,7 @@ def parquet_schema(fields: ExportFields) -> Any:
         pa.field("domain_specific", pa.list_(pa.string())),
         pa.field("llm_calls", pa.int64()),
         pa.field("cost_usd", pa.float64()),
+        pa.field("non_default_options", pa.list_(pa.string()), nullable=False),
     ]
     if fields == "full":
         columns.append(pa.field(REPORT_COLUMN, pa.string(), nullable=False))

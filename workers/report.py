@@ -319,6 +319,7 @@ def build_report(
             pipeline_version=PIPELINE_VERSION,
             scan_id=context.scan.scan_id,
             seed=context.options.seed,
+            non_default_options=context.options.non_default(),
             created_at=datetime.now(UTC),
             timings_s={name: round(value, 6) for name, value in prepared.timings_s.items()},
             llm_tokens=_llm_tokens(explanation, simulation, usage),

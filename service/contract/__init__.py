@@ -82,6 +82,9 @@ from service.contract.keys import (
     report_object_name,
     report_object_neuron,
     report_variant,
+    scan_id,
+    scan_key,
+    scan_manifest_key,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
 from service.contract.registry import (
@@ -108,6 +111,7 @@ from service.contract.report import (
     Provenance,
     Simulation,
     TypeEvidence,
+    recorded_non_default_options,
 )
 from service.contract.requests import (
     ALL,
@@ -119,6 +123,7 @@ from service.contract.requests import (
     MAX_NEURON_IDS,
     MAX_SEED,
     MAX_SHARDS,
+    SCAN_OPTIONS,
     Backend,
     Budget,
     ExplanationAccepted,
@@ -129,6 +134,7 @@ from service.contract.requests import (
     ScaleMethod,
     Scorer,
     TypeMethod,
+    option_labels,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 from service.contract.weights import (
@@ -158,6 +164,7 @@ __all__ = [
     "BUNDLED_REGISTRY",
     "MAX_LAYER_IDS",
     "MAX_SHARDS",
+    "SCAN_OPTIONS",
     "Budget",
     "EXPLAIN_PART_PREFIX",
     "JOB_RECORD_PREFIX",
@@ -248,7 +255,12 @@ __all__ = [
     "report_object_name",
     "report_object_neuron",
     "report_variant",
+    "scan_id",
+    "scan_key",
+    "scan_manifest_key",
     "series_name",
+    "option_labels",
+    "recorded_non_default_options",
     "WEIGHTS_CHECK_MAX_AGE_S",
     "WEIGHTS_KEY_PREFIX",
     "WEIGHTS_REPUBLISH_S",

@@ -229,3 +229,25 @@ class JobStatus(ContractModel):
     not_done: list[LayerNeurons] | None = Field(
         default=None, description="Neurons left without a report because the budget ran out."
     )
+
+    def progress_counts(self) -> tuple[int, int, str]:
+        """(done, total, unit): samples scanned over every planned pass while the scan runs (unit
+        ``samples, pass i/n``), neurons done otherwise (unit ``neurons``)."""
+        scan = self.scan
+        if self.status == "scanning" and scan is not None and scan.samples_total:
+            total = scan.passes_planned * scan.samples_total
+            done = min(total, scan.passes_done * scan.samples_total + scan.samples_done)
+            current = min(scan.passes_done + 1, scan.passes_planned)
+            return done, total, f"samples, pass {current}/{scan.passes_planned}"
+        return self.progress.done, self.progress.total, "neurons"
+
+    def __str__(self) -> str:
+        """One short line (``exp-… scanning 832/4096 samples, pass 1/1``), so ``progress=print`` prints a
+        line per update rather than the whole status with its reports."""
+        done, total, unit = self.progress_counts()
+        line = f"{self.job_id} {self.status} {done}/{total} {unit}"
+        if self.queue_position is not None:
+            line += f", queue position {self.queue_position}"
+        if self.error is not None:
+            line += f": {self.error.type}: {self.error.message}"
+        return line

@@ -20,9 +20,9 @@ import json
 import re
 from urllib.parse import quote
 
-from service.contract.registry import DatasetSpec
+from service.contract.registry import DatasetSpec, ModelSpec
 from service.contract.requests import ExplanationRequest, LLMModels
-from service.contract.versions import PIPELINE_VERSION
+from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
 REPORT_ROOT = "reports"
 """Artifact-store folder of stored NeuronReports (written by explain workers, read by the API)."""
@@ -135,3 +135,53 @@ def exemplar_image_name(rank: int, *, random: bool = False, original: bool = Fal
     unshaded image."""
     stem = f"random-{rank}" if random else str(rank)
     return f"{stem}-original.png" if original else f"{stem}.png"
+
+
+# --------------------------------------------------------------------------- scans
+
+SCAN_MANIFEST = "manifest.json"
+"""The file a complete scan artifact has (written last): the scan is stored when it exists."""
+
+
+def artifact_digest(payload: dict[str, object]) -> str:
+    """16 hex digits of the SHA-256 of ``payload``'s canonical JSON: the hash part of artifact keys."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def scan_dataset_payload(dataset: DatasetSpec) -> dict[str, object]:
+    """What of a probe set goes into scan and token artifact keys."""
+    return {
+        "id": dataset.id,
+        "revision": dataset.revision,
+        "n_samples": dataset.n_samples,
+        "path": dataset.path,
+    }
+
+
+def scan_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top: int, seed: int) -> str:
+    """The scan id of one layer (readable prefix + hash of everything that changes the numbers: model and
+    revision, hook, layer, probe set, the scan options `n_top` and `seed`, the artifact layout version).
+    The API computes it too, to tell whether a request's scan is stored (dry runs, the CLI's notice)."""
+    digest = artifact_digest(
+        {
+            "model": model.id,
+            "revision": model.revision,
+            "hook": hook,
+            "layer": layer,
+            "dataset": scan_dataset_payload(dataset),
+            "n_top": n_top,
+            "seed": seed,
+            "scan_version": SCAN_VERSION,
+        }
+    )
+    return f"{_KEY_UNSAFE.sub('_', model.id)}-{_KEY_UNSAFE.sub('_', hook)}-L{layer}-{digest}"
+
+
+def scan_key(scan: str) -> str:
+    """Artifact key of a scan id."""
+    return f"scans/{scan}"
+
+
+def scan_manifest_key(scan: str) -> str:
+    """Artifact key of a scan's manifest: stored once the scan is complete."""
+    return f"{scan_key(scan)}/{SCAN_MANIFEST}"

@@ -3,13 +3,14 @@ it and the API serves it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from service.contract.base import ContractModel, NeuronType
-from service.contract.requests import ScaleMethod
+from service.contract.requests import PipelineOptions, ScaleMethod
 
 
 class TypeEvidence(ContractModel):
@@ -190,6 +191,27 @@ class Provenance(ContractModel):
         description="USD this neuron's LLM requests cost at the endpoint's configured prices; null without "
         "prices, for the baseline, and in reports written before prices existed.",
     )
+    non_default_options: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="The request options that differed from their defaults when the report was made, by "
+        "name (`{}`: all defaults). Not empty means the report is not the default one of its neuron: "
+        "another report variant, and another scan when `n_top` or `seed` is among them. Null in reports "
+        "written before it was recorded (then `seed` alone tells).",
+    )
+
+    def options_changed(self) -> dict[str, JsonValue]:
+        """The non-default options this report was made with (see `recorded_non_default_options`)."""
+        return recorded_non_default_options(self.model_dump(mode="json"))
+
+
+def recorded_non_default_options(provenance: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """A stored report's non-default options, from its `provenance` (a parsed JSON object):
+    `non_default_options` where recorded; for older reports the seed alone, when it is not the default."""
+    recorded = provenance.get("non_default_options")
+    if isinstance(recorded, dict):
+        return recorded
+    seed = provenance.get("seed")
+    return {"seed": seed} if seed is not None and seed != PipelineOptions().seed else {}
 
 
 class Normalisation(ContractModel):
@@ -296,6 +318,11 @@ class NeuronSummary(ContractModel):
     explanation: str = Field(description="`explanation.text`.")
     correlation: float | None = Field(description="`simulation.correlation` (the score), −1 … 1, or null.")
     ci95: list[float] | None = Field(default=None, description="`simulation.ci95`: bootstrap 95% interval.")
+    non_default_options: list[str] = Field(
+        default_factory=list,
+        description="`provenance.non_default_options` as `name=value` labels (`seed=1`); empty when the "
+        "report was made with the default options.",
+    )
 
 
 class NeuronListing(ContractModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -180,6 +181,26 @@ class PipelineOptions(ContractModel):
                 f"must not exceed n_top ({self.n_top})"
             )
         return self
+
+    def non_default(self) -> dict[str, JsonValue]:
+        """The options that differ from their defaults, as JSON values, by name (empty: all defaults)."""
+        defaults = PipelineOptions().model_dump(mode="json")
+        chosen = self.model_dump(mode="json")
+        return {name: value for name, value in chosen.items() if value != defaults[name]}
+
+
+SCAN_OPTIONS = ("n_top", "seed")
+"""Options that change a layer's scan (they go into its scan id, workers/scan/keys.py `scan_id`): another
+value needs another scan of the layer. The other options change only the reports made from a scan."""
+
+
+def option_labels(options: dict[str, JsonValue]) -> list[str]:
+    """``name=value`` per option (strings as they are, other values as JSON), sorted by name: how
+    exports, the viewer and the CLI show non-default options (``seed=1``, ``scale=global-max``)."""
+    return [
+        f"{name}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+        for name, value in sorted(options.items())
+    ]
 
 
 _NEURONS_ONE_OF: list[JsonValue] = [

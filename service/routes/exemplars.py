@@ -14,7 +14,7 @@ from fsspec.core import url_to_fs
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, KwargDefinition, Parameter
+from litestar.params import FromPath, KwargDefinition
 
 from service.contract import exemplar_images_key
 from service.errors import NotFound, problem_specs
@@ -23,10 +23,8 @@ from service.openapi_docs import DocumentedOperation
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.settings import Settings
-from service.validate import resolve_neuron_path
 
 PNG_MEDIA_TYPE = "image/png"
-VARIANT_PATTERN = r"^[0-9a-f]{16}$"
 _IMAGE_NAME = re.compile(r"^(random-)?(0|[1-9][0-9]{0,3})(-original)?\.png$")
 """`<rank>.png`, `random-<slot>.png`; `-original` before `.png` for the unshaded one (exemplar_image_name)."""
 
@@ -84,12 +82,6 @@ def get_exemplar_image(
     reports: NamedDependency[ReportReader],
     settings: NamedDependency[Settings],
     report_query: NamedDependency[Query],
-    variant: str | None = Parameter(
-        default=None,
-        pattern=VARIANT_PATTERN,
-        description="Report variant (16 hex digits), for reports made with non-default options; it "
-        "overrides the other query parameters. Image URLs in reports carry it when needed.",
-    ),
 ) -> Response[bytes]:
     """An image exemplar of a stored report: `image` is `{rank}.png` for the top exemplar of that rank,
     `random-{slot}.png` for a random exemplar, shaded by the neuron's activation per image patch:
@@ -103,9 +95,6 @@ def get_exemplar_image(
             f"no exemplar image {image!r}: images are named <rank>.png or random-<slot>.png, with "
             "-original before .png for the unshaded image, e.g. 0.png, 0-original.png, random-3.png"
         )
-    if variant is None:
-        variant = reports.resolve(model, layer, neuron, report_query).variant
-    else:
-        resolve_neuron_path(reports.registry, model, layer, neuron)
+    variant = reports.resolve(model, layer, neuron, report_query).variant
     png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, image)
     return conditional_response(request, png, PNG_MEDIA_TYPE, cache_control(settings, IMAGE_CACHE_CONTROL))

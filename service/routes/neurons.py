@@ -52,7 +52,8 @@ async def get_neuron_report(
 ) -> Response[bytes]:
     """The stored NeuronReport of one neuron, for the report variant a request with default options
     produces (hook, dataset, explainer, simulator, endpoint and candidates can be chosen; the endpoint's
-    model names as configured now are part of the variant). 404 when none is stored yet:
+    model names as configured now are part of the variant), or for the `variant` the query names (a
+    report made with non-default options: the job's variant). 404 when none is stored yet:
     `POST /v1/explanations` creates it."""
     # Workers write reports through the NeuronReport schema; the stored bytes are passed through.
     content = await reports.read(model, layer, neuron, report_query)
@@ -119,7 +120,10 @@ def list_layer_neurons(
             raise InvalidInput.for_field(
                 paging[0], f"pages `format=json` only; `{listing_format}` is every row"
             )
-        pages = layer_export_pages(redis_client, reports.store, reports.registry, lookup, variant, fields)
+        pinned = report_query.get("variant") is not None
+        pages = layer_export_pages(
+            redis_client, reports.store, reports.registry, lookup, variant, fields, pinned
+        )
         cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
         return export_response(pages, listing_format, fields, f"{model}-L{layer}", cache)
     if "fields" in request.query_params:

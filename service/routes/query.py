@@ -14,6 +14,9 @@ from litestar.params import Parameter, QueryParameter
 from service.contract import ENDPOINT_NAME_PATTERN, MAX_CANDIDATES, MAX_NAME_LENGTH, Backend
 from service.reports import Query
 
+VARIANT_PATTERN = r"^[0-9a-f]{16}$"
+"""What a report variant looks like (`contract.report_variant`)."""
+
 
 def provide_report_query(
     hook: str | None = Parameter(
@@ -48,6 +51,13 @@ def provide_report_query(
         description=f"Candidate explanations k (1–{MAX_CANDIDATES}) of the `openai` explainer; "
         "default as in a request.",
     ),
+    variant: str | None = Parameter(
+        default=None,
+        pattern=VARIANT_PATTERN,
+        description="Report variant (16 hex digits: the job's, or `variant` of the layer listing), for "
+        "reports made with non-default options, which no other parameter selects; it overrides the "
+        "other query parameters. Links in the viewer and image URLs in reports carry it when needed.",
+    ),
 ) -> Query:
     """The lookup's query parameters, unset ones None (ReportReader fills in a request's defaults)."""
     return {
@@ -57,6 +67,7 @@ def provide_report_query(
         "simulator": simulator,
         "endpoint": endpoint,
         "candidates": candidates,
+        "variant": variant,
     }
 
 

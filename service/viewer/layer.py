@@ -22,6 +22,7 @@ from service.viewer.html import (
     type_badge,
     values_histogram_svg,
 )
+from service.viewer.options_badge import options_badge
 
 SCORE_BINS = 20
 """Bins of the score histogram over −1 … 1 (0.1 wide)."""
@@ -213,6 +214,7 @@ def render_layer_page(model: ModelSpec, layer: int, request: ExplanationRequest,
         return page(title, f"{_layer_steps(model, layer, view.query)}{summary}{hint}", crumbs)
     body = (
         f"{_layer_steps(model, layer, view.query)}{summary}"
+        f"{options_badge(view.summaries[0].non_default_options)}"
         f'<div class="charts">{_type_distribution(model, view.summaries)}'
         f"{_score_histogram(view.summaries)}</div>"
         f"<h2>Neurons</h2>{_pager(model, layer, view)}{_table(model, layer, view)}"

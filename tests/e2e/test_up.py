@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,44 @@ def test_children_do_not_outlive_a_killed_up(processes: Processes, tmp_path: Pat
     up.send_signal(signal.SIGKILL)
     up.wait(timeout=10)
     wait_for(lambda: not [pid for pid in children if pid_alive(pid)], 30, "the orphaned children to exit")
+
+
+def _store_seen_by(env: dict[str, str]) -> str:
+    """The artifact store an API or worker started with ``env`` uses (its settings, read in a child)."""
+    read = "from service.settings import load_settings; print(load_settings().artifact_url)"
+    result = subprocess.run(
+        [sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("xdg", [True, False])
+def test_demo_and_up_share_one_default_artifact_store(tmp_path: Path, xdg: bool) -> None:
+    """`neuronlens demo` and `neuronlens up` (no --data-dir) hand their API and workers the same store, so
+    a scan one made is reused by the other; `up --data-dir D` and NEURONLENS_ARTIFACT_URL choose another."""
+    from service.cli import build_parser, demo_stack, up_stack
+
+    home = {"XDG_DATA_HOME": str(tmp_path / "xdg")} if xdg else {"HOME": str(tmp_path / "home")}
+    base = tmp_path / "xdg" if xdg else tmp_path / "home" / ".local" / "share"
+    env = process_env(NEURONLENS_REDIS_URL="redis://127.0.0.1:9/0", **home)  # never contacted
+    if xdg:
+        env.pop("HOME", None)  # XDG_DATA_HOME alone decides
+    parser = build_parser()
+    stopping = threading.Event()
+
+    up = up_stack(parser.parse_args(["up"]), env, stopping)
+    demo = demo_stack(parser.parse_args(["demo"]), env, subprocess.DEVNULL, stopping)  # type: ignore[arg-type]
+    shared = str(base / "neuronlens" / "artifacts")
+    assert up.data_dir == base / "neuronlens"
+    assert _store_seen_by(up.child_env()) == _store_seen_by(demo.child_env()) == shared
+
+    own = up_stack(parser.parse_args(["up", "--data-dir", str(tmp_path / "own")]), env, stopping)
+    assert own.data_dir == tmp_path / "own"  # the Redis append-only file goes there, and the store too
+    assert _store_seen_by(own.child_env()) == str(tmp_path / "own" / "artifacts")
+
+    env["NEURONLENS_ARTIFACT_URL"] = "s3://bucket/neuronlens"
+    chosen = [
+        up_stack(parser.parse_args(["up"]), env, stopping),
+        demo_stack(parser.parse_args(["demo"]), env, subprocess.DEVNULL, stopping),
+    ]  # type: ignore[arg-type]
+    assert [_store_seen_by(stack.child_env()) for stack in chosen] == ["s3://bucket/neuronlens"] * 2

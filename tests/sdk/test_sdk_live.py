@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -48,6 +49,27 @@ def test_models_are_typed(live_url: str) -> None:
     assert all(isinstance(model, ModelSpec) for model in models)
     minilm = next(model for model in models if model.id == MODEL)
     assert (minilm.layers, minilm.neurons_per_layer, minilm.default_hook) == (6, 1536, "mlp_act")
+
+
+PROGRESS_LINE = re.compile(
+    r"^exp-[0-9a-f]{24} (queued|scanning|explaining|simulating|finished) \d+/\d+ "
+    r"(neurons|samples, pass \d+/\d+)(, queue position \d+)?$"
+)
+
+
+def test_progress_print_writes_one_short_line_per_update(
+    live_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `progress=print`: a line such as `exp-… explaining 3/5 neurons` per status, also for
+    the finished status that carries the first page of reports (an answer from stored reports)."""
+    with Client(live_url) as client:
+        client.explain(MODEL, LAYER, range(110, 113), progress=print)  # explained now
+        fresh = capsys.readouterr().out.splitlines()
+        client.explain(MODEL, LAYER, range(110, 113), progress=print)  # all stored: a 200 with reports
+        stored = capsys.readouterr().out.splitlines()
+    assert fresh and stored == [stored[0]]
+    assert all(PROGRESS_LINE.match(line) for line in fresh + stored), fresh + stored
+    assert fresh[-1].endswith(" finished 3/3 neurons") and stored[0].endswith(" finished 3/3 neurons")
 
 
 def test_explain_a_range_returns_typed_reports_with_progress(live_url: str) -> None:

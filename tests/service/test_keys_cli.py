@@ -76,3 +76,29 @@ def test_bad_arguments_name_what_is_allowed(redis_url: str) -> None:
     assert "read, submit, admin" in bad_scope.stderr
     unreachable = keys_cli("redis://127.0.0.1:9/0", "list")
     assert unreachable.returncode != 0 and "unreachable" in unreachable.stderr
+
+
+def test_flags_after_the_action_and_every_limit_listed(redis_url: str) -> None:
+    """`keys create … --redis-url URL` works as `keys --redis-url URL create …` does, and `keys list` shows
+    each limit: requests per minute, LLM calls per day, scan passes per day."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_") and k != "REDIS_URL"}
+    env["PYTHONPATH"] = str(REPO)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "service.cli", "keys", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    made = cli(
+        "create", "--name", "team-b", "--llm-calls-per-day", "100000", "--scan-passes-per-day", "7",
+        "--redis-url", redis_url,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    listed = cli("list", "--redis-url", redis_url)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split()[4:8] == ["RATE/MIN", "LLM", "CALLS/DAY", "SCANS/DAY"], header
+    assert row.split()[1:6] == ["team-b", "read", "default", "100000", "7"], row
+    [record] = json.loads(cli("list", "--json", "--redis-url", redis_url).stdout)
+    assert (record["llm_calls_per_day"], record["scan_passes_per_day"]) == (100000, 7)
+    revoked = cli("revoke", "team-b", "--redis-url", redis_url)
+    assert revoked.returncode == 0 and "team-b" in revoked.stdout, revoked.stderr

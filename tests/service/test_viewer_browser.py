@@ -405,3 +405,37 @@ def _watch_job_page(
                 exports[fmt] = link.evaluate("a => a.href")
         finally:
             browser.close()
+
+
+def test_reports_made_with_non_default_options_wear_a_badge(
+    stack: str, browser_page: tuple[object, list[str]], redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """A job with `text_threshold` 2.5: its job page links to neuron pages of that report variant, which
+    (and whose layer page) show the options; its exemplar images load; the default report shows none."""
+    page, _ = browser_page
+    expect = sync_api.expect
+    http = httpx.Client(base_url=stack, timeout=60)
+    # 13 has no default report (nor default images): its page can only show the variant's own images
+    request = {"model": MODEL, "layer": LAYER, "neurons": [13, 14]}
+    assert http.post("/v1/explanations", json={**request, "neurons": [14]}).status_code == 202
+    changed = http.post("/v1/explanations", json={**request, "options": {"text_threshold": 2.5}})
+    assert changed.status_code == 202, changed.text
+    run_workers(redis_conn, settings)
+
+    page.goto(f"{stack}/view/jobs/{changed.json()['job_id']}")  # type: ignore[attr-defined]
+    expect(page.locator("#status")).to_have_text("finished")  # type: ignore[attr-defined]
+    page.locator("#results a", has_text="13").click()  # type: ignore[attr-defined]
+    page.wait_for_url(f"{stack}/v1/neurons/{MODEL}/{LAYER}/13/page?*")  # type: ignore[attr-defined]
+    expect(page.locator("#non-default-options")).to_contain_text("non-default options text_threshold=2.5")  # type: ignore[attr-defined]
+    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
+    widths = page.locator("#top-exemplars img").evaluate_all("images => images.map(i => i.naturalWidth)")  # type: ignore[attr-defined]
+    assert widths and all(width > 0 for width in widths), widths  # image links name the variant
+
+    page.locator("#layer-link").click()  # type: ignore[attr-defined]
+    page.wait_for_url(f"{stack}/view/{MODEL}/{LAYER}?*")  # type: ignore[attr-defined]
+    expect(page.locator("#non-default-options")).to_contain_text("text_threshold=2.5")  # type: ignore[attr-defined]
+    assert _neuron_links(page) == ["13", "14"]
+
+    page.goto(f"{stack}/v1/neurons/{MODEL}/{LAYER}/14/page")  # type: ignore[attr-defined]
+    expect(page.locator("h2", has_text="Type")).to_be_visible()  # type: ignore[attr-defined]
+    expect(page.locator("#non-default-options")).to_have_count(0)  # type: ignore[attr-defined]

@@ -18,9 +18,11 @@ from typing import Any, Protocol
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from service.contract.keys import SCAN_MANIFEST
 from workers.errors import ArtifactCorrupt
 
-MANIFEST = "manifest.json"
+MANIFEST = SCAN_MANIFEST
+"""Written last into every artifact folder (scans, tokenised probe sets): the artifact is complete."""
 
 
 class ArtifactStore(Protocol):
