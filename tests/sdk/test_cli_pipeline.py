@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from neuronlens import Client, ExplanationAccepted, NeuronReport
-from service.contract import BUNDLED_REGISTRY, load_registry
-from tests.e2e.helpers import Processes, process_env, run_cli, running_up
+from tests.e2e.helpers import Processes, probe_registry, process_env, run_cli, running_up
 from tests.sdk.conftest import IdleApi
 
 MODEL, LAYER = "minilm-l6", 3
@@ -164,17 +163,14 @@ def test_models_lists_the_served_models(live_url: str) -> None:
 
 
 def test_a_whole_model_audit_with_a_moving_progress_bar(processes: Processes, tmp_path: Path) -> None:
-    """`neuronlens explain --layers all`: one request, its bar moving over the scan's samples (1,024
-    samples, two per batch) and then over neurons; a report per (layer, neuron). Also `--layers 0,2` and
-    the SDK with `layers="all"` give the same reports."""
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (probe,) = [d for d in registry["datasets"] if d["id"] == load_registry().model(MODEL).datasets[0]]
-    probe["n_samples"] = 1024
-    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    """`neuronlens explain --layers all`: one request, its bar moving over the scan's samples (512 samples,
+    two per batch, progress written after each) and then over neurons; a report per (layer, neuron). Also
+    `--layers 0,2` and the SDK with `layers="all"` give the same reports."""
     env = process_env(
-        NEURONLENS_REGISTRY_PATH=str(tmp_path / "registry.json"),
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", 512, MODEL)),
         NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
         NEURONLENS_SCAN_BATCH_SIZE="2",
+        NEURONLENS_PROGRESS_INTERVAL_S="0",
     )
     with running_up(processes, env, workers=1) as url:
         output = tmp_path / "audit.tsv"
@@ -189,7 +185,7 @@ def test_a_whole_model_audit_with_a_moving_progress_bar(processes: Processes, tm
             tuple(map(int, match.groups()))
             for match in re.finditer(r"^scanning +\[[#.]+\] (\d+)/(\d+) samples", result.stderr, re.M)
         ]
-        moving = {done for done, total in scanned if 0 < done < total == 1024}
+        moving = {done for done, total in scanned if 0 < done < total == 512}
         assert len(moving) >= 2, f"the bar did not move during the scan:\n{result.stderr}"
         assert re.search(r"^finished +\[#+\] 12/12 neurons", result.stderr, re.M), result.stderr
 
