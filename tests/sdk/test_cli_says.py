@@ -17,8 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from service.contract import BUNDLED_REGISTRY, load_registry
-from tests.e2e.helpers import Processes, process_env, run_cli, running_up
+from tests.e2e.helpers import Processes, probe_registry, process_env, run_cli, running_up
 from tests.sdk.conftest import IdleApi
 
 MODEL, LAYER = "minilm-l6", 3
@@ -76,21 +75,11 @@ def test_an_error_has_one_prefix() -> None:
     assert "neuronlens export: --format parquet writes a binary file: give --output FILE" in export.stderr
 
 
-def _small_probe_set(tmp_path: Path) -> Path:
-    """The bundled registry with minilm-l6's probe set cut to 256 samples: a scan takes seconds."""
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (probe,) = [d for d in registry["datasets"] if d["id"] == load_registry().model(MODEL).datasets[0]]
-    probe["n_samples"] = 256
-    path = tmp_path / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
-
-
 def _explain_csv(url: str, neuron: int, output: Path, *options: str) -> tuple[str, dict[str, str]]:
     """`neuronlens explain … --format csv` of one neuron: (stderr, its table row)."""
     result = run_cli(
         "explain", "--url", url, "--model", MODEL, "--layer", str(LAYER), "--neuron", str(neuron),
-        "--format", "csv", "--output", str(output), "--quiet", *options, timeout_s=600,
+        "--format", "csv", "--output", str(output), "--quiet", *options, timeout_s=240,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (row,) = csv.DictReader(io.StringIO(output.read_text()))
@@ -101,7 +90,7 @@ def test_an_option_that_changes_the_scan_says_so_and_its_reports_are_marked(
     processes: Processes, tmp_path: Path
 ) -> None:
     env = process_env(
-        NEURONLENS_REGISTRY_PATH=str(_small_probe_set(tmp_path)),
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", 256, MODEL)),
         NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),
     )
     with running_up(processes, env, workers=1) as url:
