@@ -52,8 +52,9 @@ from workers.models.availability import publish_weights
 from workers.progress import record_failure
 from workers.runtime import WorkerConfig, WorkerRuntime, runtime_in_use
 
-REDIS_WAIT_MAX_S = 30.0
-"""Longest wait between two tries to reach Redis again during an outage, seconds."""
+REDIS_WAIT_MAX_S = 5.0
+"""Longest wait between two tries to reach Redis again during an outage, seconds: a worker goes on at most
+this long after Redis is back (at 30 s, a 20 s outage held workers 11 s more); a PING this often is free."""
 
 PUBSUB_POLL_S = 1.0
 """Longest wait of the worker's command-channel thread for a message, seconds: also how long stopping the

@@ -1,5 +1,6 @@
 """A worker rides out a Redis outage: Redis (AOF on, so queued jobs survive) is SIGKILLed while a real
-worker process scans, and started again on the same port and folder 20 s later. The worker process is still
+worker process scans (512 samples, 8 a batch: killed once the scan has recorded samples), and started again
+on the same port and folder 20 s later. The worker process is still
 alive afterwards and the job finishes (finished in place, or retried through the abandoned-job path)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from service.embedded_redis import EmbeddedRedis
-from tests.e2e.helpers import Processes, launch_up, process_env, wait_for, wait_ready
+from tests.e2e.helpers import Processes, launch_up, probe_registry, process_env, wait_for, wait_ready
 
 OUTAGE_S = 20
 
@@ -21,7 +22,10 @@ def test_a_busy_worker_survives_redis_down_for_20s(processes: Processes, tmp_pat
     port = server.port
     env = process_env(
         NEURONLENS_REDIS_URL=server.url,
-        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),  # empty: the job scans for tens of seconds
+        NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"),  # empty: the job scans
+        NEURONLENS_REGISTRY_PATH=str(probe_registry(tmp_path / "registry.json", 512)),
+        NEURONLENS_SCAN_BATCH_SIZE="8",
+        NEURONLENS_PROGRESS_INTERVAL_S="0",
         NEURONLENS_WORKER_HEARTBEAT_S="1",
     )
     api, url = launch_up(processes, env, "--workers", "0", name="api")
@@ -32,7 +36,12 @@ def test_a_busy_worker_survives_redis_down_for_20s(processes: Processes, tmp_pat
         job_id = posted.json()["job_id"]
         worker = processes.start_worker(env, "worker")
         status = lambda: httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()  # noqa: E731
-        wait_for(lambda: status()["status"] == "scanning", 60, "the scan to start", interval_s=0.1)
+
+        def scanning() -> bool:
+            now = status()
+            return now["status"] == "scanning" and 0 < (now["scan"] or {}).get("samples_done", 0) < 512
+
+        wait_for(scanning, 60, "the scan to record samples", interval_s=0.01)
 
         assert server.process is not None
         server.process.kill()
