@@ -20,6 +20,8 @@ PIP_PIN := pip==26.3
 LOCK := requirements.lock
 TORCH_INDEX_URL ?=
 PIP_QUIET := -q --disable-pip-version-check
+# pytest processes for `make test` (pytest-xdist; whole files per process, so module fixtures are built once)
+PYTEST_WORKERS ?= 2
 # The documentation site (mkdocs.yml, docs/), built here; ignored by git.
 DOCS_SITE := site
 
@@ -54,7 +56,7 @@ test: $(STAMP)
 	$(BIN)/mypy service workers neuronlens
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(DOCS_SITE)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
