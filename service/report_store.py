@@ -1,20 +1,19 @@
-"""Reading stored NeuronReports: the objects from the artifact store, their index from Redis.
+"""Reading stored NeuronReports from the artifact store.
 
 Explain workers write one JSON object per neuron (`contract.report_key`; layout in
 service/contract/keys.py) and then add its neuron id to a Redis set (`contract.report_index_key`). The
-store is the durable copy; the index only saves listing the store's folder. A set without the member
-`contract.REPORT_INDEX_SYNCED` (Redis was flushed or lost it) is rebuilt from one folder listing on first
-use. The API reads with fsspec only (no torch, numpy or worker code), like the exemplar images.
+store is the durable copy; the index only saves listing the store's folder, and service/listing.py is its
+one reader (and rebuilds it from a folder listing after Redis lost it). The API reads with fsspec only (no
+torch, numpy or worker code), like the exemplar images.
 """
 
 from __future__ import annotations
 
 import anyio.to_thread
-import redis
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from service.contract import REPORT_INDEX_SYNCED, report_folder_key, report_index_key, report_object_neuron
+from service.contract import report_folder_key, report_object_neuron
 
 
 class ReportStore:
@@ -66,29 +65,3 @@ class ReportStore:
             return set()
         found = (report_object_neuron(str(name)) for name in names)
         return {neuron for neuron in found if neuron is not None}
-
-
-def indexed_neurons(
-    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
-) -> list[int]:
-    """Every neuron of one layer and variant with a stored report, ascending: from the Redis index, or,
-    when the index is not known complete, from the store's folder (and the index is rebuilt from it)."""
-    key = report_index_key(model, layer, variant)
-    members = {int(member) for member in connection.smembers(key)}  # type: ignore[union-attr]
-    if REPORT_INDEX_SYNCED in members:
-        members.discard(REPORT_INDEX_SYNCED)
-        return sorted(members)
-    # Workers add to the set only after their object is written, so whatever they add while we list is
-    # either in the listing or added after it: the union below stays complete.
-    stored = store.stored_neurons(model, layer, variant)
-    connection.sadd(key, REPORT_INDEX_SYNCED, *stored)
-    return sorted(stored | members)
-
-
-def index_lacks_any(
-    connection: redis.Redis, model: str, layer: int, variant: str, neurons: list[int]
-) -> bool:
-    """True when the index is known complete and lacks one of ``neurons`` (so not all are stored); False
-    when all are indexed or the index may be incomplete (then only the store can tell)."""
-    flags = connection.smismember(report_index_key(model, layer, variant), [REPORT_INDEX_SYNCED, *neurons])
-    return bool(flags[0]) and not all(flags[1:])  # type: ignore[index]
