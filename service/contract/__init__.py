@@ -1,6 +1,6 @@
 """The contract of NeuronLens: the only package of ``service/`` that ``workers/`` imports.
 
-Pure pydantic and constants (no Redis, RQ, Litestar or torch), split by concept:
+Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects` only), split by concept:
 
 - :mod:`~service.contract.base`      strict base model; neuron types and modalities
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
@@ -12,8 +12,11 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch), split by concept:
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
 - :mod:`~service.contract.versions`  pipeline and scan versions
 - :mod:`~service.contract.weights`   workers' checks of which models' weights they have
+- :mod:`~service.contract.objects`   the artifact store's objects under a root URL (fsspec)
 
-Every public name is re-exported here: ``from service.contract import NeuronReport``.
+Every public name is re-exported here (``from service.contract import NeuronReport``), except those of
+:mod:`~service.contract.objects`, which needs fsspec: the SDK, which vendors this package, installs
+without it (``from service.contract.objects import ObjectStore``).
 """
 
 from service.contract.base import ContractModel, Modality, NeuronType
