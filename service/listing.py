@@ -6,6 +6,7 @@ flush it is rebuilt from one listing of the store's folder). This module is the 
 everything else (the `GET /v1/neurons/{model}/{layer}` route, the viewer's pages and links, exports, job
 status and submission) asks :func:`indexed_neurons` or :func:`list_layer_reports`; the layer page's
 statistics and sorting, which cover the whole layer, read every summary through :func:`layer_summaries`.
+Rows are the contract's summary (service/contract/summary.py), as in the exports and the SDK.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pydantic_core import from_json
 from service.contract import (
     REPORT_INDEX_SYNCED,
     NeuronSummary,
-    option_labels,
-    recorded_non_default_options,
+    neuron_summary,
     report_index_key,
     report_key,
 )
@@ -126,20 +126,4 @@ def sort_summaries(
 
 def summarize(report_json: bytes) -> NeuronSummary:
     """The summary row of a stored report (parsed by jiter as plain objects: a layer parses many)."""
-    report = from_json(report_json)
-    evidence = report["type_evidence"]
-    simulation = report["simulation"]
-    return NeuronSummary(
-        neuron=report["neuron"],
-        neuron_type=report["neuron_type"],
-        p_visual=evidence["p_visual"],
-        p_text=evidence["p_text"],
-        p_multimodal=evidence["p_multimodal"],
-        p_unknown=evidence["p_unknown"],
-        high_confidence=evidence["high_confidence"],
-        max_activation=report["max_activation"],
-        explanation=report["explanation"]["text"],
-        correlation=simulation["correlation"],
-        ci95=simulation.get("ci95"),
-        non_default_options=option_labels(recorded_non_default_options(report["provenance"])),
-    )
+    return neuron_summary(from_json(report_json))

@@ -1,9 +1,10 @@
 """Build `neuronlens-client` from the repository's sources, without the server.
 
 The wheel holds `neuronlens/` (the SDK, repository root) and, as `neuronlens/_contract/`, a copy of the
-service's contract (service/contract/: pure pydantic and stdlib) with its `service.contract` imports pointed
-at the copy, less the server-only object store. The repository's `neuronlens/_contract.py`, which re-exports
-the server's classes, is left out. Build from a clone (pip builds the project in place).
+service's contract (service/contract/: pure pydantic and stdlib; its summary rows are the SDK's tables) with
+its `service.contract` imports pointed at the copy, less the server-only object store. The repository's
+`neuronlens/_contract.py`, which re-exports the server's classes, is left out. Build from a clone (pip
+builds the project in place).
 """
 
 from __future__ import annotations
