@@ -3,7 +3,7 @@
     from neuronlens import Client, to_dataframe
     client = Client("http://127.0.0.1:8000")
     reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
-    to_dataframe(reports)["score"].plot.hist()
+    to_dataframe(reports)["correlation"].plot.hist()
 
 Installs without the server: `pip install ./clients/python` (distribution `neuronlens-client`).
 """

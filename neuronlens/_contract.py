@@ -7,6 +7,7 @@ the same source, so the SDK installs without the server.
 
 from service.contract import (
     SCAN_OPTIONS,
+    SUMMARY_COLUMNS,
     CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
@@ -16,11 +17,14 @@ from service.contract import (
     NeuronRange,
     NeuronReport,
     PipelineOptions,
+    csv_cell,
     option_labels,
+    summary_row,
 )
 
 __all__ = [
     "SCAN_OPTIONS",
+    "SUMMARY_COLUMNS",
     "CostEstimate",
     "ExplanationAccepted",
     "ExplanationRequest",
@@ -30,5 +34,7 @@ __all__ = [
     "NeuronRange",
     "NeuronReport",
     "PipelineOptions",
+    "csv_cell",
     "option_labels",
+    "summary_row",
 ]

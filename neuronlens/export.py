@@ -11,44 +11,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from neuronlens._contract import NeuronReport, option_labels
+from neuronlens._contract import SUMMARY_COLUMNS, NeuronReport, csv_cell, option_labels
+from neuronlens._contract import summary_row as contract_summary_row
 
 if TYPE_CHECKING:
     import pandas
 
-SUMMARY_COLUMNS = (
-    "model", "layer", "neuron", "hook", "type", "p_visual", "p_text", "p_multimodal", "p_unknown",
-    "explanation", "score", "ci95_low", "ci95_high", "max_activation", "domain_specific",
-    "non_default_options",
-)  # fmt: skip
-"""One row per neuron: `type` is `neuron_type`, `score` the simulation correlation (None when undefined),
-`ci95_*` its bootstrap interval, `domain_specific` the list of domains (None without domain labels),
-`non_default_options` the options the report was made with that are not the defaults (`["seed=1"]`;
-empty for a default report)."""
-
 
 def summary_row(report: NeuronReport) -> dict[str, Any]:
-    """The summary of one report as a flat dict with the keys of `SUMMARY_COLUMNS`."""
-    evidence, simulation = report.type_evidence, report.simulation
-    ci95: list[float | None] = [None, None] if simulation.ci95 is None else list(simulation.ci95)
-    return {
-        "model": report.model,
-        "layer": report.layer,
-        "neuron": report.neuron,
-        "hook": report.hook,
-        "type": report.neuron_type,
-        "p_visual": evidence.p_visual,
-        "p_text": evidence.p_text,
-        "p_multimodal": evidence.p_multimodal,
-        "p_unknown": evidence.p_unknown,
-        "explanation": report.explanation.text,
-        "score": simulation.correlation,
-        "ci95_low": ci95[0],
-        "ci95_high": ci95[1],
-        "max_activation": report.max_activation,
-        "domain_specific": report.domain_specific,
-        "non_default_options": option_labels(report.provenance.options_changed()),
-    }
+    """The summary of one report as a flat dict with the keys of `SUMMARY_COLUMNS`, in order: the row the
+    API's CSV and Parquet exports have for it (the contract builds both; `correlation` is the simulation
+    score, None when undefined)."""
+    return contract_summary_row(report.model_dump(mode="json"))
 
 
 def to_dataframe(reports: Iterable[NeuronReport]) -> pandas.DataFrame:
@@ -81,17 +55,13 @@ def read_jsonl(source: str | Path) -> list[NeuronReport]:
 
 
 def write_csv(reports: Iterable[NeuronReport], stream: IO[str]) -> int:
-    """Summary rows as CSV with a header; `domain_specific` and `non_default_options` joined by `;`. Returns
-    the row count."""
-    writer = csv.DictWriter(stream, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+    """Summary rows as CSV with a header, cells as the API's CSV export writes them (`domain_specific` and
+    `non_default_options` joined by `;`, booleans `true` / `false`). Returns the row count."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
     count = 0
     for report in reports:
-        row = summary_row(report)
-        if row["domain_specific"] is not None:
-            row["domain_specific"] = ";".join(row["domain_specific"])
-        row["non_default_options"] = ";".join(row["non_default_options"])
-        writer.writerow(row)
+        writer.writerow([csv_cell(name, value) for name, value in summary_row(report).items()])
         count += 1
     return count
 

@@ -20,7 +20,8 @@ from service.errors import JobNotFinished, NotFound
 from service.exemplar_links import link_report_json
 from service.job_group import read_record
 from service.jobs import job_report_refs, job_status
-from service.report_store import ReportStore, indexed_neurons
+from service.listing import indexed_neurons
+from service.report_store import ReportStore
 from service.tables import MEDIA_TYPES, PAGE_ROWS, ExportFields, ExportFormat, encode, export_file_name
 
 Refs = list[tuple[int, int, str]]

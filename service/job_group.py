@@ -37,7 +37,8 @@ from service.contract import (
     Progress,
 )
 from service.job_state import ExplainState, ScanReads, explain_state
-from service.report_store import ReportStore, indexed_neurons
+from service.listing import indexed_neurons
+from service.report_store import ReportStore
 
 RECORD_VERSION = 1
 """Version of the record's JSON layout."""

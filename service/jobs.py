@@ -46,8 +46,9 @@ from service.job_group import (
     write_record,
 )
 from service.job_state import explain_state
+from service.listing import indexed_neurons
 from service.queues import JobQueues
-from service.report_store import ReportStore, indexed_neurons
+from service.report_store import ReportStore
 from service.scan_jobs import (
     LOCK_TIMEOUT_S,
     digest,

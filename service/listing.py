@@ -1,11 +1,12 @@
 """Listing the stored reports of one layer: the one place that knows how to find them.
 
 Reports live in the artifact store, one object per neuron (`contract.report_key`), with a Redis set of the
-stored neuron ids per (model, layer, variant) as their index (service/report_store.py: after a Redis flush
-the index is rebuilt from one listing of the store's folder). Everything else (the
-`GET /v1/neurons/{model}/{layer}` route, the viewer's layer page and its prev/next links) goes through
-:func:`list_layer_reports`; the layer page's statistics and sorting, which cover the whole layer, read every
-summary through :func:`layer_summaries`.
+stored neuron ids per (model, layer, variant) as their index (`contract.report_index_key`; after a Redis
+flush it is rebuilt from one listing of the store's folder). This module is the only reader of that index:
+everything else (the `GET /v1/neurons/{model}/{layer}` route, the viewer's pages and links, exports, job
+status and submission) asks :func:`indexed_neurons` or :func:`list_layer_reports`; the layer page's
+statistics and sorting, which cover the whole layer, read every summary through :func:`layer_summaries`.
+Rows are the contract's summary (service/contract/summary.py), as in the exports and the SDK.
 """
 
 from __future__ import annotations
@@ -17,8 +18,31 @@ from typing import Literal
 import redis
 from pydantic_core import from_json
 
-from service.contract import NeuronSummary, option_labels, recorded_non_default_options, report_key
-from service.report_store import ReportStore, indexed_neurons
+from service.contract import (
+    REPORT_INDEX_SYNCED,
+    NeuronSummary,
+    neuron_summary,
+    report_index_key,
+    report_key,
+)
+from service.report_store import ReportStore
+
+
+def indexed_neurons(
+    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+) -> list[int]:
+    """Every neuron of one layer and variant with a stored report, ascending: from the Redis index, or,
+    when the index is not known complete, from the store's folder (and the index is rebuilt from it)."""
+    key = report_index_key(model, layer, variant)
+    members = {int(member) for member in connection.smembers(key)}  # type: ignore[union-attr]
+    if REPORT_INDEX_SYNCED in members:
+        members.discard(REPORT_INDEX_SYNCED)
+        return sorted(members)
+    # Workers add to the set only after their object is written, so whatever they add while we list is
+    # either in the listing or added after it: the union below stays complete.
+    stored = store.stored_neurons(model, layer, variant)
+    connection.sadd(key, REPORT_INDEX_SYNCED, *stored)
+    return sorted(stored | members)
 
 
 @dataclass(frozen=True)
@@ -102,20 +126,4 @@ def sort_summaries(
 
 def summarize(report_json: bytes) -> NeuronSummary:
     """The summary row of a stored report (parsed by jiter as plain objects: a layer parses many)."""
-    report = from_json(report_json)
-    evidence = report["type_evidence"]
-    simulation = report["simulation"]
-    return NeuronSummary(
-        neuron=report["neuron"],
-        neuron_type=report["neuron_type"],
-        p_visual=evidence["p_visual"],
-        p_text=evidence["p_text"],
-        p_multimodal=evidence["p_multimodal"],
-        p_unknown=evidence["p_unknown"],
-        high_confidence=evidence["high_confidence"],
-        max_activation=report["max_activation"],
-        explanation=report["explanation"]["text"],
-        correlation=simulation["correlation"],
-        ci95=simulation.get("ci95"),
-        non_default_options=option_labels(recorded_non_default_options(report["provenance"])),
-    )
+    return neuron_summary(from_json(report_json))

@@ -4,11 +4,11 @@ Input is pages of stored report JSON (bytes, as the artifact store holds them, e
 filled for `full`); output is an iterator of byte chunks, so a route streams an export of any size with
 memory bounded by one page. Nothing here knows Redis, the store or a route.
 
-Columns of `fields=summary` (:data:`SUMMARY_COLUMNS`): the `NeuronSummary` of
-`GET /v1/neurons/{model}/{layer}` plus `layer`, `domain_specific` and LLM usage. In NDJSON a row is a JSON
-object (`ci95` a two-number list, `domain_specific` a list); in CSV and Parquet `ci95` is split into
-`ci95_low` / `ci95_high`, and CSV joins `domain_specific` with `;` (an empty cell for both null and an
-empty list; Parquet keeps a list of strings).
+Columns of `fields=summary`: the contract's summary row (`contract.SUMMARY_COLUMNS`, built by
+`contract.summary_row`; the listing and the SDK use the same). In NDJSON a row is a JSON object
+(`contract.summary_record`: `ci95` a two-number list, `domain_specific` a list); in CSV and Parquet `ci95`
+is split into `ci95_low` / `ci95_high`, and CSV joins the list columns with `;` (an empty cell for both
+null and an empty list; Parquet keeps a list of strings).
 
 `fields=full`: NDJSON is one whole report per line, the bytes the JSON API serves; CSV and Parquet carry
 the summary columns plus a `report` column holding the whole report as a JSON string. (Nested Parquet
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic_core import from_json
 
-from service.contract import option_labels, recorded_non_default_options
+from service.contract import SUMMARY_COLUMNS, csv_cell, summary_record, summary_row
 
 ExportFormat = Literal["ndjson", "csv", "parquet"]
 """Table formats of an export."""
@@ -41,16 +41,6 @@ MEDIA_TYPES: dict[str, str] = {
 """Content-Type of each export format."""
 EXTENSIONS: dict[str, str] = {"ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
 
-SUMMARY_COLUMNS = (
-    "neuron", "layer", "neuron_type", "p_visual", "p_text", "p_multimodal", "p_unknown", "high_confidence",
-    "max_activation", "explanation", "correlation", "ci95_low", "ci95_high", "domain_specific",
-    "llm_calls", "cost_usd", "non_default_options",
-)  # fmt: skip
-"""Summary columns of CSV and Parquet, in order. `correlation` is the simulation score (empty when
-undefined), `ci95_*` its bootstrap interval, `llm_calls` the LLM requests made for the neuron (all roles;
-empty in reports that do not count them), `cost_usd` their cost where the report carries one,
-`non_default_options` the options the report was made with that are not the defaults (`seed=1`; a list,
-empty for a default report; CSV joins it with `;`)."""
 REPORT_COLUMN = "report"
 """The column of `fields=full` CSV and Parquet that holds the whole report as JSON."""
 
@@ -67,52 +57,6 @@ def _parse(raw: bytes) -> Any:
     return from_json(raw)
 
 
-def _llm_calls(report: dict[str, Any]) -> int | None:
-    calls = (report.get("provenance") or {}).get("llm_calls")
-    return sum(int(n) for n in calls.values()) if isinstance(calls, dict) else None
-
-
-def _cost_usd(report: dict[str, Any]) -> float | None:
-    # Reports may carry their usage at the top level or in provenance (issue 9's cost accounting).
-    for holder in (report, report.get("provenance") or {}):
-        usage = holder.get("usage")
-        if isinstance(usage, dict) and usage.get("cost_usd") is not None:
-            return float(usage["cost_usd"])
-    return None
-
-
-def summary_row(report: dict[str, Any]) -> dict[str, Any]:
-    """The summary of one parsed report as a JSON object (`ci95` a list or null; NDJSON's row)."""
-    evidence = report["type_evidence"]
-    simulation = report["simulation"]
-    return {
-        "neuron": report["neuron"],
-        "layer": report["layer"],
-        "neuron_type": report["neuron_type"],
-        "p_visual": evidence["p_visual"],
-        "p_text": evidence["p_text"],
-        "p_multimodal": evidence["p_multimodal"],
-        "p_unknown": evidence["p_unknown"],
-        "high_confidence": evidence["high_confidence"],
-        "max_activation": report["max_activation"],
-        "explanation": report["explanation"]["text"],
-        "correlation": simulation["correlation"],
-        "ci95": simulation.get("ci95"),
-        "domain_specific": report.get("domain_specific"),
-        "llm_calls": _llm_calls(report),
-        "cost_usd": _cost_usd(report),
-        "non_default_options": option_labels(recorded_non_default_options(report.get("provenance") or {})),
-    }
-
-
-def table_row(report: dict[str, Any]) -> dict[str, Any]:
-    """The summary of one parsed report with `ci95` split (CSV and Parquet columns, in order)."""
-    row = summary_row(report)
-    ci95 = row.pop("ci95") or [None, None]
-    row["ci95_low"], row["ci95_high"] = ci95[0], ci95[1]
-    return {name: row[name] for name in SUMMARY_COLUMNS}
-
-
 # --------------------------------------------------------------------------- encoders
 
 
@@ -122,7 +66,7 @@ def ndjson_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterato
         if fields == "full":
             lines = [raw if b"\n" not in raw else _compact(raw) for raw in page]
         else:
-            lines = [_json_line(summary_row(_parse(raw))) for raw in page]
+            lines = [_json_line(summary_record(_parse(raw))) for raw in page]
         if lines:
             yield b"\n".join(lines) + b"\n"
 
@@ -136,14 +80,6 @@ def _compact(raw: bytes) -> bytes:
     return _json_line(_parse(raw))
 
 
-def _csv_cell(name: str, value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"  # as JSON writes them, not Python's True
-    if name in ("domain_specific", "non_default_options") and value is not None:
-        return ";".join(value)
-    return value
-
-
 def csv_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterator[bytes]:
     """A header, then one row per report (UTF-8, `\\n` line ends); `full` adds the `report` column."""
     columns = [*SUMMARY_COLUMNS, REPORT_COLUMN] if fields == "full" else list(SUMMARY_COLUMNS)
@@ -153,7 +89,7 @@ def csv_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterator[b
     for page in pages:
         for raw in page:
             report = _parse(raw)
-            cells = [_csv_cell(name, value) for name, value in table_row(report).items()]
+            cells = [csv_cell(name, value) for name, value in summary_row(report).items()]
             if fields == "full":
                 cells.append(raw.decode() if b"\n" not in raw else _compact(raw).decode())
             writer.writerow(cells)
@@ -196,27 +132,29 @@ class _Chunks:
         return data
 
 
+def _arrow_types() -> dict[str, tuple[Any, bool]]:
+    """(Arrow type, nullable) of each summary column."""
+    import pyarrow as pa
+
+    text, number, integer, labels = pa.string(), pa.float64(), pa.int64(), pa.list_(pa.string())
+    types: dict[str, tuple[Any, bool]] = {
+        "model": (text, False), "layer": (integer, False), "neuron": (integer, False), "hook": (text, False),
+        "neuron_type": (text, False), "high_confidence": (pa.bool_(), False), "explanation": (text, False),
+        "correlation": (number, True), "ci95_low": (number, True), "ci95_high": (number, True),
+        "domain_specific": (labels, True), "llm_calls": (integer, True), "cost_usd": (number, True),
+        "non_default_options": (labels, False),
+    }  # fmt: skip
+    types.update({name: (number, False) for name in ("p_visual", "p_text", "p_multimodal", "p_unknown")})
+    types["max_activation"] = (number, False)
+    return types
+
+
 def parquet_schema(fields: ExportFields) -> Any:
     """The Arrow schema of a Parquet export: the same for every export of ``fields``, empty ones too."""
     import pyarrow as pa
 
-    columns = [
-        pa.field("neuron", pa.int64(), nullable=False),
-        pa.field("layer", pa.int64(), nullable=False),
-        pa.field("neuron_type", pa.string(), nullable=False),
-        *(pa.field(name, pa.float64(), nullable=False) for name in ("p_visual", "p_text", "p_multimodal")),
-        pa.field("p_unknown", pa.float64(), nullable=False),
-        pa.field("high_confidence", pa.bool_(), nullable=False),
-        pa.field("max_activation", pa.float64(), nullable=False),
-        pa.field("explanation", pa.string(), nullable=False),
-        pa.field("correlation", pa.float64()),
-        pa.field("ci95_low", pa.float64()),
-        pa.field("ci95_high", pa.float64()),
-        pa.field("domain_specific", pa.list_(pa.string())),
-        pa.field("llm_calls", pa.int64()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("non_default_options", pa.list_(pa.string()), nullable=False),
-    ]
+    types = _arrow_types()
+    columns = [pa.field(name, types[name][0], nullable=types[name][1]) for name in SUMMARY_COLUMNS]
     if fields == "full":
         columns.append(pa.field(REPORT_COLUMN, pa.string(), nullable=False))
     return pa.schema(columns)
@@ -233,7 +171,7 @@ def parquet_chunks(pages: Iterable[list[bytes]], fields: ExportFields) -> Iterat
         for page in pages:
             if not page:
                 continue
-            rows = [table_row(_parse(raw)) for raw in page]
+            rows = [summary_row(_parse(raw)) for raw in page]
             if fields == "full":
                 for row, raw in zip(rows, page, strict=True):
                     row[REPORT_COLUMN] = raw.decode()

@@ -1,67 +1,23 @@
 """Stored NeuronReports: one JSON object per neuron in the artifact store (`contract.report_key`, layout
 in service/contract/keys.py), and their index in Redis (`contract.report_index_key`), which the API reads.
 
-A report is written as soon as its neuron is done; the object first (atomically: a temporary file renamed
-into place on a local disk, one PUT on object stores), the index entry after, so the index never names a
-report that is not there. Objects are never rewritten: a report is keyed by everything that changes it.
+A report is written as soon as its neuron is done; the object first (atomically, by the shared object store:
+a temporary file renamed into place on a local disk, one PUT on object stores), the index entry after, so
+the index never names a report that is not there. Objects are never rewritten: a report is keyed by
+everything that changes it.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import redis
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
-from service.contract import NeuronReport, report_folder_key, report_index_key, report_object_neuron
+from service.contract import NeuronReport, report_index_key
+from service.contract.objects import ObjectStore
 from workers.metrics import record_report
 
-
-class ReportObjects:
-    """The report objects under an artifact-store URL (a local folder or any fsspec URL)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._fs, root = url_to_fs(url)
-        self._root = root.rstrip("/")
-        self._is_local = isinstance(self._fs, LocalFileSystem)
-
-    def path(self, key: str) -> str:
-        return f"{self._root}/{key}"
-
-    def write(self, key: str, data: bytes) -> None:
-        """Write one object so that a reader sees all of it or nothing."""
-        path = self.path(key)
-        if not self._is_local:
-            self._fs.pipe_file(path, data)  # an object-store PUT is atomic
-            return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")  # never a `<neuron>.json` name
-        try:
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
-
-    def exists(self, key: str) -> bool:
-        """True when an object is stored at ``key``."""
-        return bool(self._fs.exists(self.path(key)))
-
-    def stored_neurons(self, model: str, layer: int, variant: str) -> set[int]:
-        """The neurons of one layer and variant whose report object exists (one folder listing)."""
-        try:
-            names = self._fs.ls(self.path(report_folder_key(model, layer, variant)), detail=False)
-        except FileNotFoundError:
-            return set()
-        found = (report_object_neuron(str(name)) for name in names)
-        return {neuron for neuron in found if neuron is not None}
+ReportObjects = ObjectStore
+"""The artifact store's objects as explain workers write them (reports, prompt profiles): the object store
+the API reads too (service/contract/objects.py; atomic writes, one folder listing per layer)."""
 
 
 def missing_reports(

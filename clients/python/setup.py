@@ -1,9 +1,10 @@
 """Build `neuronlens-client` from the repository's sources, without the server.
 
 The wheel holds `neuronlens/` (the SDK, repository root) and, as `neuronlens/_contract/`, a copy of the
-service's contract (service/contract/: pure pydantic and stdlib) with its `service.contract` imports
-pointed at the copy. The repository's `neuronlens/_contract.py`, which
-re-exports the server's classes, is left out. Build from a clone (pip builds the project in place).
+service's contract (service/contract/: pure pydantic and stdlib; its summary rows are the SDK's tables) with
+its `service.contract` imports pointed at the copy, less the server-only object store. The repository's
+`neuronlens/_contract.py`, which re-exports the server's classes, is left out. Build from a clone (pip
+builds the project in place).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 SDK = REPO / "neuronlens"
 CONTRACT = REPO / "service" / "contract"
 VENDORED = "neuronlens._contract"
+SERVER_ONLY = {"objects.py"}
+"""Contract modules the SDK leaves out: the object store needs fsspec, which the SDK does not install."""
 
 
 def contract_sources() -> dict[str, str]:
     """File name -> text of the contract, imports rewritten to the vendored package."""
-    files = {path.name: path.read_text() for path in sorted(CONTRACT.glob("*.py"))}
+    paths = [path for path in sorted(CONTRACT.glob("*.py")) if path.name not in SERVER_ONLY]
+    files = {path.name: path.read_text() for path in paths}
     return {name: re.sub(r"\bservice\.contract\b", VENDORED, text) for name, text in files.items()}
 
 

@@ -1,19 +1,23 @@
 """The contract of NeuronLens: the only package of ``service/`` that ``workers/`` imports.
 
-Pure pydantic and constants (no Redis, RQ, Litestar or torch), split by concept:
+Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects` only), split by concept:
 
 - :mod:`~service.contract.base`      strict base model; neuron types and modalities
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
+- :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
 - :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
 - :mod:`~service.contract.keys`      report variant hash, report and exemplar-image storage keys
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
 - :mod:`~service.contract.versions`  pipeline and scan versions
 - :mod:`~service.contract.weights`   workers' checks of which models' weights they have
+- :mod:`~service.contract.objects`   the artifact store's objects under a root URL (fsspec)
 
-Every public name is re-exported here: ``from service.contract import NeuronReport``.
+Every public name is re-exported here (``from service.contract import NeuronReport``), except those of
+:mod:`~service.contract.objects`, which needs fsspec: the SDK, which vendors this package, installs
+without it (``from service.contract.objects import ObjectStore``).
 """
 
 from service.contract.base import ContractModel, Modality, NeuronType
@@ -104,9 +108,7 @@ from service.contract.report import (
     Exemplar,
     Explanation,
     ExplanationCandidate,
-    NeuronListing,
     NeuronReport,
-    NeuronSummary,
     Normalisation,
     Provenance,
     Simulation,
@@ -135,6 +137,17 @@ from service.contract.requests import (
     Scorer,
     TypeMethod,
     option_labels,
+)
+from service.contract.summary import (
+    LIST_COLUMNS,
+    SUMMARY_COLUMNS,
+    SUMMARY_FIELDS,
+    NeuronListing,
+    NeuronSummary,
+    csv_cell,
+    neuron_summary,
+    summary_record,
+    summary_row,
 )
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 from service.contract.weights import (
@@ -266,4 +279,11 @@ __all__ = [
     "WEIGHTS_REPUBLISH_S",
     "WeightsCheck",
     "weights_key",
+    "LIST_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_FIELDS",
+    "csv_cell",
+    "neuron_summary",
+    "summary_record",
+    "summary_row",
 ]

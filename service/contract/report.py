@@ -302,35 +302,3 @@ class NeuronReport(ContractModel):
     fuzzing: BinaryScore | None = Field(
         default=None, description="Fuzzing score (Paulo et al. 2024), when requested in `scorers`."
     )
-
-
-class NeuronSummary(ContractModel):
-    """One stored report of a layer, in a few fields (`GET /v1/neurons/{model}/{layer}`)."""
-
-    neuron: int = Field(ge=0, description="Neuron index within the layer.")
-    neuron_type: NeuronType = Field(description="The report's `neuron_type`.")
-    p_visual: float = Field(ge=0, le=1, description="`type_evidence.p_visual`.")
-    p_text: float = Field(ge=0, le=1, description="`type_evidence.p_text`.")
-    p_multimodal: float = Field(ge=0, le=1, description="`type_evidence.p_multimodal`.")
-    p_unknown: float = Field(ge=0, le=1, description="`type_evidence.p_unknown`.")
-    high_confidence: bool = Field(description="`type_evidence.high_confidence`.")
-    max_activation: float = Field(description="Largest raw activation over the probe set.")
-    explanation: str = Field(description="`explanation.text`.")
-    correlation: float | None = Field(description="`simulation.correlation` (the score), −1 … 1, or null.")
-    ci95: list[float] | None = Field(default=None, description="`simulation.ci95`: bootstrap 95% interval.")
-    non_default_options: list[str] = Field(
-        default_factory=list,
-        description="`provenance.non_default_options` as `name=value` labels (`seed=1`); empty when the "
-        "report was made with the default options.",
-    )
-
-
-class NeuronListing(ContractModel):
-    """A page of the stored reports of one layer, one report variant, by ascending neuron index."""
-
-    model: str = Field(description="Model id.")
-    layer: int = Field(ge=0, description="Layer index.")
-    variant: str = Field(description="Report variant listed (16 hex digits).")
-    total: int = Field(ge=0, description="Stored reports of this layer and variant.")
-    offset: int = Field(ge=0, description="Index (in ascending neuron order) of the first row.")
-    neurons: list[NeuronSummary] = Field(description="The page of summary rows.")

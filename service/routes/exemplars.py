@@ -1,16 +1,14 @@
 """`GET /v1/neurons/{model}/{layer}/{neuron}/exemplars/{rank}.png`: an image exemplar shaded by activation.
 
 Explain workers render the PNGs into the artifact store (`contract.exemplar_images_key`); this route reads
-them with fsspec, so the API needs no torch, PIL or worker code, only the store's URL.
+them through the API's object store (fsspec), so the API needs no torch, PIL or worker code.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Annotated, Any
 
-from fsspec.core import url_to_fs
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -20,6 +18,7 @@ from service.contract import exemplar_images_key
 from service.errors import NotFound, problem_specs
 from service.http_conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
 from service.openapi_docs import DocumentedOperation
+from service.report_store import ReportStore
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.settings import Settings
@@ -29,27 +28,17 @@ _IMAGE_NAME = re.compile(r"^(random-)?(0|[1-9][0-9]{0,3})(-original)?\.png$")
 """`<rank>.png`, `random-<slot>.png`; `-original` before `.png` for the unshaded one (exemplar_image_name)."""
 
 
-@lru_cache(maxsize=8)
-def _store(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, root path) of an artifact store URL, opened once per process."""
-    fs, root = url_to_fs(url)
-    return fs, root.rstrip("/")
-
-
 def read_exemplar_png(
-    artifact_url: str, model: str, layer: int, neuron: int, variant: str, name: str
+    store: ReportStore, model: str, layer: int, neuron: int, variant: str, name: str
 ) -> bytes:
     """The stored PNG `name` (an `exemplar_image_name`); NotFound when the worker wrote none (no such
     rank, not an image exemplar, or a report from before unshaded and random images were stored)."""
-    fs, root = _store(artifact_url)
-    path = f"{root}/{exemplar_images_key(model, layer, neuron, variant)}/{name}"
-    try:
-        data: bytes = fs.cat_file(path)
-    except FileNotFoundError:
+    data = store.read(f"{exemplar_images_key(model, layer, neuron, variant)}/{name}")
+    if data is None:
         raise NotFound(
             f"no exemplar image {name} for {model} layer {layer} neuron {neuron} in this report variant: "
             "only image exemplars of a stored vision-language report have one (see its `image_url`s)"
-        ) from None
+        )
     return data
 
 
@@ -96,5 +85,5 @@ def get_exemplar_image(
             "-original before .png for the unshaded image, e.g. 0.png, 0-original.png, random-3.png"
         )
     variant = reports.resolve(model, layer, neuron, report_query).variant
-    png = read_exemplar_png(settings.artifact_url, model, layer, neuron, variant, image)
+    png = read_exemplar_png(reports.store, model, layer, neuron, variant, image)
     return conditional_response(request, png, PNG_MEDIA_TYPE, cache_control(settings, IMAGE_CACHE_CONTROL))

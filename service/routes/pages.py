@@ -19,10 +19,9 @@ from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.errors import NotFound, problem_specs
 from service.job_group import read_record
 from service.jobs import JobQueues, job_status
-from service.listing import SortColumn, layer_summaries, list_layer_reports, sort_summaries
+from service.listing import SortColumn, indexed_neurons, layer_summaries, list_layer_reports, sort_summaries
 from service.openapi_docs import DocumentedOperation
 from service.report_page import NeuronPageLinks, render_report_page
-from service.report_store import indexed_neurons
 from service.reports import Query, ReportReader
 from service.routes.query import REPORT_QUERY
 from service.viewer.home import recent_jobs, render_home_page

@@ -72,7 +72,7 @@ def test_export_writes_a_job_or_a_layer_as_the_api_does(
         layer_table = client.export_layer(MODEL, LAYER, format="ndjson", fields="full")
     job = run_cli("export", answer.job_id, "--url", live_url, "--format", "csv")
     assert job.returncode == 0, job.stderr
-    assert job.stdout == via_sdk.decode() and job.stdout.startswith("neuron,layer,neuron_type,")
+    assert job.stdout == via_sdk.decode() and job.stdout.startswith("model,layer,neuron,hook,neuron_type,")
     full = [NeuronReport.model_validate_json(line) for line in layer_table.splitlines()]
     assert [r for r in full if r.neuron in (200, 201, 202)] == expected
 

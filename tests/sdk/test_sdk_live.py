@@ -114,8 +114,11 @@ def test_jsonl_and_dataframe_exports_agree_with_the_reports(live_url: str, tmp_p
     frame = to_dataframe(reports)
     assert list(frame.columns) == list(SUMMARY_COLUMNS)
     assert frame["neuron"].tolist() == [100, 104]
-    assert frame["type"].tolist() == [report.neuron_type for report in reports]
-    assert frame["score"].tolist() == pytest.approx([r.simulation.correlation for r in reports], nan_ok=True)
+    assert frame["neuron_type"].tolist() == [report.neuron_type for report in reports]
+    assert frame["correlation"].tolist() == pytest.approx(
+        [r.simulation.correlation for r in reports], nan_ok=True
+    )
+    assert frame["model"].tolist() == [MODEL, MODEL]
     assert frame["explanation"].tolist() == [report.explanation.text for report in reports]
     assert frame["p_text"].tolist() == [report.type_evidence.p_text for report in reports]
 

@@ -18,11 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from neuronlens import write_csv
 from service.app import create_app
+from service.contract import ExplanationRequest, NeuronReport, report_key
 from service.listing import summarize
 from service.settings import Settings
-from tests.service.helpers import PROBLEM_JSON, run_workers, serve
+from tests.service.helpers import PROBLEM_JSON, build_report, run_workers, serve, store_reports
 from tests.service.test_pipeline_jobs import SAMPLES, _write_registry
+from workers.report_store import ReportObjects, store_report
 
 LAYER = 2
 NEURONS = [99, 3, 17]
@@ -64,10 +67,12 @@ def finished(
 
 
 def _check_summary(row: dict[str, Any], raw: bytes) -> None:
-    """A summary row equals the NeuronSummary of the stored report, plus layer and domain_specific."""
+    """A summary row equals the NeuronSummary of the stored report, plus model, layer, hook and
+    domain_specific."""
     expected = summarize(raw)
     report = json.loads(raw)
     assert row["neuron"] == expected.neuron and row["layer"] == LAYER
+    assert (row["model"], row["hook"]) == (report["model"], report["hook"])
     assert {key: row[key] for key in SUMMARY_KEYS} == expected.model_dump(include=set(SUMMARY_KEYS))
     assert row["max_activation"] == expected.max_activation
     assert row["explanation"] == expected.explanation and row["correlation"] == expected.correlation
@@ -85,7 +90,7 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             typed[key] = None if key != "domain_specific" else []
         elif key in ("neuron", "layer", "llm_calls"):
             typed[key] = int(cell)
-        elif key in ("neuron_type", "explanation", "report"):
+        elif key in ("model", "hook", "neuron_type", "explanation", "report"):
             typed[key] = cell
         elif key == "high_confidence":
             typed[key] = {"true": True, "false": False}[cell]
@@ -177,7 +182,7 @@ def test_a_layer_exports_every_stored_report_as_a_table(
     assert parquet.column("neuron").to_pylist() == sorted(NEURONS)
 
     empty = http.get("/v1/neurons/minilm-l6/5", params={"format": "csv"})
-    assert empty.text.startswith("neuron,layer,") and len(empty.text.splitlines()) == 1
+    assert empty.text.startswith("model,layer,neuron,") and len(empty.text.splitlines()) == 1
     assert pq.read_table(io.BytesIO(http.get("/v1/neurons/minilm-l6/5?format=parquet").content)).num_rows == 0
 
 
@@ -234,3 +239,38 @@ def test_full_exports_of_a_vision_language_job_link_exemplar_images_as_the_json_
     assert job_lines.split(b"\n") == [*served, b""]
     assert layer_lines.content.split(b"\n") == [*served, b""]
     assert [row["report"].encode() for row in csv.DictReader(io.StringIO(table))] == served
+
+
+def test_every_table_carries_the_report_s_llm_cost_and_the_sdk_writes_the_same_rows(
+    http: httpx.Client, redis_conn: redis.Redis, report_objects: ReportObjects, minilm_revision: str
+) -> None:
+    """`cost_usd` is `provenance.llm_cost_usd` in NDJSON, CSV and Parquet (it used to be always empty), and
+    the SDK's `write_csv` of the served reports is byte for byte the API's CSV (one summary row)."""
+    model, layer = "minilm-l6", 3
+    request = ExplanationRequest(
+        model=model, layer=layer, neurons=[1], hook="mlp_act", dataset="text-probe-v2"
+    )
+    store_reports(redis_conn, report_objects, request, minilm_revision)
+    variant = http.get(f"/v1/neurons/{model}/{layer}").json()["variant"]
+    plain = build_report(model, minilm_revision, layer, 2, "mlp_act", "text-probe-v2")
+    priced = plain.provenance.model_copy(
+        update={"llm_cost_usd": 0.0125, "llm_calls": {"explainer": 1, "simulator": 4}}
+    )
+    report = plain.model_copy(update={"provenance": priced})
+    store_report(redis_conn, report_objects, report_key(model, layer, 2, variant), variant, report, None)
+
+    path = f"/v1/neurons/{model}/{layer}"
+    ndjson = [json.loads(line) for line in http.get(path, params={"format": "ndjson"}).text.splitlines()]
+    parquet = pq.read_table(io.BytesIO(http.get(path, params={"format": "parquet"}).content)).to_pylist()
+    for rows in (ndjson, parquet):
+        assert [(r["neuron"], r["model"], r["cost_usd"], r["llm_calls"]) for r in rows] == [
+            (1, model, None, None), (2, model, 0.0125, 5),
+        ]  # fmt: skip
+    api_csv = http.get(path, params={"format": "csv"}).text
+    assert [(r["neuron"], r["cost_usd"]) for r in csv.DictReader(io.StringIO(api_csv))] == [
+        ("1", ""), ("2", "0.0125"),
+    ]  # fmt: skip
+    served = [NeuronReport.model_validate_json(http.get(f"{path}/{n}").content) for n in (1, 2)]
+    sdk_csv = io.StringIO()
+    assert write_csv(served, sdk_csv) == 2
+    assert sdk_csv.getvalue() == api_csv

@@ -1,4 +1,5 @@
-"""The artifact store: complete-or-absent artifacts on a local disk and on a non-local fsspec store."""
+"""The artifact store: complete-or-absent artifacts on a local disk and on a non-local fsspec store, and the
+object store they are built on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from service.contract import report_folder_key
+from service.contract.objects import ObjectStore
 from workers.errors import ArtifactCorrupt
 from workers.scan.store import MANIFEST, FsspecArtifactStore
 
@@ -70,3 +73,26 @@ def test_object_store_writes_manifest_last_and_verifies_sizes() -> None:
 def test_manifest_name_is_reserved(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=MANIFEST):
         FsspecArtifactStore(str(tmp_path)).write("k", {MANIFEST: b"{}"}, {})
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_the_shared_object_store_reads_writes_lists_and_deletes(tmp_path: Path, where: str) -> None:
+    """service/contract/objects.py, which the API and the workers (reports, profiles, scans) share."""
+    url = str(tmp_path / "root") if where == "local" else f"memory://neuronlens-test-{uuid.uuid4().hex}"
+    objects = ObjectStore(url)
+    folder = report_folder_key("m", 0, "0123456789abcdef")
+    assert objects.read(f"{folder}/1.json") is None and objects.list_names(folder) == []
+    objects.write(f"{folder}/1.json", b"one")
+    objects.write(f"{folder}/2.json", b"two")
+    objects.write(f"{folder}/2.json", b"two!")  # replaced whole
+    objects.write(f"{folder}/notes.txt", b"not a report")
+    assert objects.read_many([f"{folder}/2.json", f"{folder}/9.json", f"{folder}/1.json"]) == [
+        b"two!", None, b"one",
+    ]  # fmt: skip
+    assert sorted(objects.list_names(folder)) == ["1.json", "2.json", "notes.txt"]  # no temporary files
+    assert objects.stored_neurons("m", 0, "0123456789abcdef") == {1, 2}
+    assert objects.size(f"{folder}/2.json") == 4 and objects.size(f"{folder}/9.json") is None
+    assert (objects.local_path("k") is not None) == (where == "local")
+    assert objects.delete(folder, first=f"{folder}/1.json")
+    assert not objects.exists(folder) and objects.read(f"{folder}/2.json") is None
+    assert not objects.delete(folder)

@@ -1,4 +1,5 @@
-"""The artifact store: named artifacts (a folder of files plus `manifest.json`) under one root URL.
+"""The artifact store: named artifacts (a folder of files plus `manifest.json`) under one root URL, built on
+the object store the API reads too (service/contract/objects.py).
 
 An artifact is complete exactly when its manifest exists, and the manifest is always written last, so a
 killed writer never leaves something that looks complete. On a local disk the whole folder is written
@@ -15,10 +16,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
-
 from service.contract.keys import SCAN_MANIFEST
+from service.contract.objects import ObjectStore, write_synced
 from workers.errors import ArtifactCorrupt
 
 MANIFEST = SCAN_MANIFEST
@@ -58,38 +57,34 @@ class ArtifactStore(Protocol):
 
 
 class FsspecArtifactStore:
-    """ArtifactStore over any fsspec URL: a local folder (default), `file://`, `s3://`, `memory://`."""
+    """ArtifactStore over any fsspec URL: a local folder (default), `file://`, `s3://`, `memory://`; its
+    files are objects of the shared object store (service/contract/objects.py)."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
-        self._fs, root = url_to_fs(url)
-        self._root = root.rstrip("/")
-        self._is_local = isinstance(self._fs, LocalFileSystem)
+        self._objects = ObjectStore(url)
 
     @property
     def url(self) -> str:
-        return self._url
-
-    def _path(self, key: str, name: str | None = None) -> str:
-        base = f"{self._root}/{key}"
-        return f"{base}/{name}" if name else base
+        return self._objects.url
 
     def exists(self, key: str) -> bool:
-        return bool(self._fs.exists(self._path(key, MANIFEST)))
+        return self._objects.exists(f"{key}/{MANIFEST}")
 
     def read_manifest(self, key: str) -> dict[str, Any]:
-        manifest: dict[str, Any] = json.loads(self._fs.cat_file(self._path(key, MANIFEST)))
+        data = self._objects.read(f"{key}/{MANIFEST}")
+        if data is None:
+            raise FileNotFoundError(f"artifact {key!r} in {self.url} is not complete (no {MANIFEST})")
+        manifest: dict[str, Any] = json.loads(data)
         return manifest
 
     def read_bytes(self, key: str, name: str) -> bytes:
-        try:
-            data: bytes = self._fs.cat_file(self._path(key, name))
-        except FileNotFoundError:
-            raise ArtifactCorrupt(f"artifact {key!r} in {self._url} lacks its file {name!r}") from None
+        data = self._objects.read(f"{key}/{name}")
+        if data is None:
+            raise ArtifactCorrupt(f"artifact {key!r} in {self.url} lacks its file {name!r}")
         return data
 
     def local_path(self, key: str, name: str) -> str | None:
-        return self._path(key, name) if self._is_local else None
+        return self._objects.local_path(f"{key}/{name}")
 
     def write(self, key: str, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> bool:
         if MANIFEST in files:
@@ -98,21 +93,22 @@ class FsspecArtifactStore:
             return False
         body = dict(manifest, files={name: len(data) for name, data in files.items()})
         manifest_bytes = json.dumps(body, indent=2, sort_keys=True).encode()
-        if self._is_local:
-            return self._write_local(key, files, manifest_bytes)
+        final = self._objects.local_path(key)
+        if final is not None:
+            return self._write_local(key, final, files, manifest_bytes)
         for name, data in files.items():
-            self._fs.pipe_file(self._path(key, name), data)
-        self._fs.pipe_file(self._path(key, MANIFEST), manifest_bytes)
+            self._objects.write(f"{key}/{name}", data)
+        self._objects.write(f"{key}/{MANIFEST}", manifest_bytes)
         return True
 
-    def _write_local(self, key: str, files: Mapping[str, bytes], manifest_bytes: bytes) -> bool:
-        final = self._path(key)
+    def _write_local(self, key: str, final: str, files: Mapping[str, bytes], manifest_bytes: bytes) -> bool:
+        """The whole folder under a temporary name, renamed into place: complete or absent."""
         temp = f"{final}.tmp-{uuid.uuid4().hex}"
         os.makedirs(temp)
         try:
             for name, data in files.items():
-                _write_synced(os.path.join(temp, name), data)
-            _write_synced(os.path.join(temp, MANIFEST), manifest_bytes)
+                write_synced(os.path.join(temp, name), data)
+            write_synced(os.path.join(temp, MANIFEST), manifest_bytes)
             if os.path.isdir(final) and not os.path.exists(os.path.join(final, MANIFEST)):
                 shutil.rmtree(final, ignore_errors=True)  # leftover of a writer without atomic rename
             try:
@@ -129,28 +125,11 @@ class FsspecArtifactStore:
         """The manifest, after checking every data file it lists has the recorded size."""
         manifest = self.read_manifest(key)
         for name, size in manifest.get("files", {}).items():
-            path = self._path(key, name)
-            if not self._fs.exists(path) or self._fs.size(path) != size:
+            if self._objects.size(f"{key}/{name}") != size:
                 raise ArtifactCorrupt(
-                    f"artifact {key!r} in {self._url}: file {name!r} is missing or truncated"
+                    f"artifact {key!r} in {self.url}: file {name!r} is missing or truncated"
                 )
         return manifest
 
     def delete(self, key: str) -> bool:
-        return _delete(self._fs, self._path(key), self._path(key, MANIFEST))
-
-
-def _delete(fs: Any, root: str, manifest: str) -> bool:
-    if not fs.exists(root):
-        return False
-    if fs.exists(manifest):
-        fs.rm_file(manifest)
-    fs.rm(root, recursive=True)
-    return True
-
-
-def _write_synced(path: str, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        return self._objects.delete(key, first=f"{key}/{MANIFEST}")
