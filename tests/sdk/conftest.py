@@ -20,10 +20,11 @@ from tests.e2e.helpers import (
 
 
 @pytest.fixture(scope="session")
-def live_url(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> Iterator[str]:
-    """`neuronlens up` (embedded Redis, one worker) for every SDK test; artifacts in the session's store."""
+def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`neuronlens up` (embedded Redis, one worker) for every SDK test, on an artifact store of its own: the
+    SDK tests see exactly the reports they made (a 404 stays a 404 whatever other tests stored)."""
     processes = Processes(tmp_path_factory.mktemp("sdk-stack-logs"))
-    env = process_env(NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+    env = process_env(NEURONLENS_ARTIFACT_URL=str(tmp_path_factory.mktemp("sdk-artifacts")))
     with running_up(processes, env, workers=1) as url:
         yield url
 
@@ -37,11 +38,12 @@ class IdleApi:
 
 
 @pytest.fixture()
-def idle_api(tmp_path: Path, processes: Processes, shared_artifact_dir: Path) -> Iterator[IdleApi]:
+def idle_api(tmp_path: Path, processes: Processes) -> Iterator[IdleApi]:
+    """An API with no worker on an empty store of its own: every request stays queued."""
     server = EmbeddedRedis(data_dir=tmp_path / "redis", append_only=True).start()
     try:
         port = free_port()
-        env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=str(shared_artifact_dir))
+        env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
         api = processes.start(
             [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)],
             env,
