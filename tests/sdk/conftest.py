@@ -43,7 +43,8 @@ def idle_api(tmp_path: Path, processes: Processes) -> Iterator[IdleApi]:
     server = EmbeddedRedis(data_dir=tmp_path / "redis", append_only=True).start()
     try:
         port = free_port()
-        env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=str(tmp_path / "artifacts"))
+        store = str(tmp_path / "artifacts")
+        env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=store)
         api = processes.start(
             [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)],
             env,
