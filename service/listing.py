@@ -17,7 +17,7 @@ from typing import Literal
 import redis
 from pydantic_core import from_json
 
-from service.contract import NeuronSummary, option_labels, recorded_non_default_options, report_key
+from service.contract import NeuronSummary, RedisKeys, option_labels, recorded_non_default_options, report_key
 from service.report_store import ReportStore, indexed_neurons
 
 
@@ -34,6 +34,7 @@ class LayerReports:
 
 def list_layer_reports(
     connection: redis.Redis,
+    keys: RedisKeys,
     store: ReportStore,
     model: str,
     layer: int,
@@ -43,7 +44,7 @@ def list_layer_reports(
 ) -> LayerReports:
     """The neurons of ``model`` ``layer`` with a stored report of ``variant``, and the JSON of the page
     ``offset`` … ``offset + limit`` of them (no reports read when ``limit`` is 0)."""
-    ordered = indexed_neurons(connection, store, model, layer, variant)
+    ordered = indexed_neurons(connection, keys, store, model, layer, variant)
     page = ordered[offset : offset + limit] if limit > 0 else []
     values = store.read_many([report_key(model, layer, n, variant) for n in page])
     return LayerReports(neurons=ordered, reports=[value for value in values if value is not None])
@@ -60,15 +61,15 @@ SortColumn = Literal[
 
 
 def layer_summaries(
-    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
 ) -> list[NeuronSummary]:
     """The summary row of every stored report of ``model`` ``layer`` of ``variant``, by ascending neuron:
     what whole-layer statistics and sorting need, read a page at a time (a report is mostly exemplars)."""
-    ordered = indexed_neurons(connection, store, model, layer, variant)
+    ordered = indexed_neurons(connection, keys, store, model, layer, variant)
     rows: list[NeuronSummary] = []
     for start in range(0, len(ordered), SUMMARY_READ_PAGE):
-        keys = [report_key(model, layer, n, variant) for n in ordered[start : start + SUMMARY_READ_PAGE]]
-        rows.extend(summarize(value) for value in store.read_many(keys) if value is not None)
+        names = [report_key(model, layer, n, variant) for n in ordered[start : start + SUMMARY_READ_PAGE]]
+        rows.extend(summarize(value) for value in store.read_many(names) if value is not None)
     return rows
 
 

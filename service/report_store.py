@@ -14,7 +14,7 @@ import redis
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from service.contract import REPORT_INDEX_SYNCED, report_folder_key, report_index_key, report_object_neuron
+from service.contract import REPORT_INDEX_SYNCED, RedisKeys, report_folder_key, report_object_neuron
 
 
 class ReportStore:
@@ -69,11 +69,11 @@ class ReportStore:
 
 
 def indexed_neurons(
-    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
 ) -> list[int]:
     """Every neuron of one layer and variant with a stored report, ascending: from the Redis index, or,
     when the index is not known complete, from the store's folder (and the index is rebuilt from it)."""
-    key = report_index_key(model, layer, variant)
+    key = keys.report_index(model, layer, variant)
     members = {int(member) for member in connection.smembers(key)}  # type: ignore[union-attr]
     if REPORT_INDEX_SYNCED in members:
         members.discard(REPORT_INDEX_SYNCED)
@@ -86,9 +86,9 @@ def indexed_neurons(
 
 
 def index_lacks_any(
-    connection: redis.Redis, model: str, layer: int, variant: str, neurons: list[int]
+    connection: redis.Redis, keys: RedisKeys, model: str, layer: int, variant: str, neurons: list[int]
 ) -> bool:
     """True when the index is known complete and lacks one of ``neurons`` (so not all are stored); False
     when all are indexed or the index may be incomplete (then only the store can tell)."""
-    flags = connection.smismember(report_index_key(model, layer, variant), [REPORT_INDEX_SYNCED, *neurons])
+    flags = connection.smismember(keys.report_index(model, layer, variant), [REPORT_INDEX_SYNCED, *neurons])
     return bool(flags[0]) and not all(flags[1:])  # type: ignore[index]

@@ -15,7 +15,7 @@ import redis
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from service.contract import NeuronReport, report_folder_key, report_index_key, report_object_neuron
+from service.contract import NeuronReport, RedisKeys, report_folder_key, report_object_neuron
 from workers.metrics import record_report
 
 
@@ -65,7 +65,13 @@ class ReportObjects:
 
 
 def missing_reports(
-    connection: redis.Redis, objects: ReportObjects, model: str, layer: int, variant: str, neurons: list[int]
+    connection: redis.Redis,
+    keys: RedisKeys,
+    objects: ReportObjects,
+    model: str,
+    layer: int,
+    variant: str,
+    neurons: list[int],
 ) -> list[int]:
     """The neurons (in ``neurons`` order) whose report is not stored yet, by the store (the durable copy);
     the stored ones are (re)added to the Redis index, which a crash between object and index may have
@@ -73,12 +79,13 @@ def missing_reports(
     stored = objects.stored_neurons(model, layer, variant)
     present = [n for n in neurons if n in stored]
     if present:
-        connection.sadd(report_index_key(model, layer, variant), *present)
+        connection.sadd(keys.report_index(model, layer, variant), *present)
     return [n for n in neurons if n not in stored]
 
 
 def store_report(
     connection: redis.Redis,
+    keys: RedisKeys,
     objects: ReportObjects,
     key: str,
     variant: str,
@@ -89,6 +96,6 @@ def store_report(
     and count it in the worker metrics, in one round trip."""
     objects.write(key, report.model_dump_json().encode())
     with connection.pipeline(transaction=False) as pipe:
-        pipe.sadd(report_index_key(report.model, report.layer, variant), report.neuron)
-        record_report(pipe, report, llm_endpoint)
+        pipe.sadd(keys.report_index(report.model, report.layer, variant), report.neuron)
+        record_report(pipe, keys, report, llm_endpoint)
         pipe.execute()
