@@ -369,7 +369,8 @@ def run_check(settings: Settings, name: str | None) -> int:
     url = resolve_redis_url(settings)
     connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        alive, reason = check_liveness(connection, settings.worker_heartbeat_s, name=name)
+        queues = [settings.redis_keys.queue(queue) for queue in QUEUE_NAMES]
+        alive, reason = check_liveness(connection, settings.worker_heartbeat_s, name=name, queues=queues)
     except redis.RedisError as exc:
         print(
             f"neuronlens-worker --check: cannot reach Redis ({exc}); not judging this worker", file=sys.stderr
