@@ -325,6 +325,7 @@ def main() -> list[dict[str, str]]:
         sys.path.insert(0, str(REPO_ROOT))
     import redis
 
+    from service.contract import RedisKeys
     from service.embedded_redis import EmbeddedRedis
     from service.http_conventions import strong_etag
     from service.keys import KeyStore
@@ -337,7 +338,7 @@ def main() -> list[dict[str, str]]:
     rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "open": [], "keys": [], "keys_304": []}
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory(prefix="neuronlens-bench-api-") as store:
         client = redis.Redis.from_url(server.url)
-        store_report(client, ReportObjects(store), key, variant, report, None)
+        store_report(client, RedisKeys(), ReportObjects(store), key, variant, report, None)
         api_key, _ = KeyStore().create(client, "bench", ["read"], rate_per_minute=KEY_RATE_PER_MINUTE)
         client.close()
         api_env = {**env, "NEURONLENS_REDIS_URL": server.url, "NEURONLENS_ARTIFACT_URL": store}

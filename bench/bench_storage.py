@@ -60,7 +60,7 @@ OLD_KEY = "nl:report:{model}:{layer}:{neuron}:{variant}"
 
 
 def _store_all(client: Any, layout: str, objects: Any, reports: list[Any], variant: str) -> None:
-    from service.contract import report_key
+    from service.contract import RedisKeys, report_key
     from workers.report_store import store_report
 
     for report in reports:
@@ -71,14 +71,14 @@ def _store_all(client: Any, layout: str, objects: Any, reports: list[Any], varia
             client.set(old_key, report.model_dump_json())
         else:
             key = report_key(report.model, report.layer, report.neuron, variant)
-            store_report(client, objects, key, variant, report, None)
+            store_report(client, RedisKeys(), objects, key, variant, report, None)
 
 
 def _measure(root: str, reports: list[Any], variant: str) -> tuple[dict[str, list[int]], int]:
     """used_memory deltas per layout and round, and MEMORY USAGE of the index set."""
     import redis
 
-    from service.contract import report_index_key
+    from service.contract import RedisKeys
     from service.embedded_redis import EmbeddedRedis
     from workers.report_store import ReportObjects
 
@@ -94,7 +94,7 @@ def _measure(root: str, reports: list[Any], variant: str) -> tuple[dict[str, lis
                 _store_all(client, layout, objects, reports, variant)
                 rounds[layout].append(_used(client) - before)
                 if layout == "new":
-                    usage = client.memory_usage(report_index_key("minilm-l6", LAYER, variant))
+                    usage = client.memory_usage(RedisKeys().report_index("minilm-l6", LAYER, variant))
                     index_bytes = int(usage or 0)
         client.close()
     return rounds, index_bytes

@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
     settings = settings or load_settings()
     state = State({"settings": settings})
-    api_metrics = ApiMetrics(lambda: _metrics_source(state), version=package_version())
+    api_metrics = ApiMetrics(lambda: _metrics_source(state), settings.redis_keys, version=package_version())
     state.api_metrics = api_metrics
     app = Litestar(
         route_handlers=[

@@ -121,4 +121,4 @@ def api_router(
 
 
 def key_store(settings: Settings) -> KeyStore:
-    return KeyStore(settings.queue_prefix)
+    return KeyStore(settings.redis_keys)

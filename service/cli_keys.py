@@ -1,7 +1,7 @@
 """`neuronlens keys create|list|revoke`: manage API keys in the deployment's Redis (service/keys.py).
 
 The Redis is `--redis-url`, else ``NEURONLENS_REDIS_URL`` (or ``REDIS_URL``); key names carry
-``NEURONLENS_QUEUE_PREFIX`` like the API's. `create` prints the new key as the last line of stdout, once.
+``NEURONLENS_REDIS_PREFIX`` like the API's. `create` prints the new key as the last line of stdout, once.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _connect(args: argparse.Namespace) -> tuple[redis.Redis, KeyStore]:
         connection.ping()
     except redis.RedisError as exc:
         raise SystemExit(f"neuronlens keys: Redis at {redact_url(url)} is unreachable: {exc}") from None
-    return connection, KeyStore(load_settings().queue_prefix)
+    return connection, KeyStore(load_settings().redis_keys)
 
 
 def _when(timestamp: float | None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import redis
 from litestar.response import Stream
 
-from service.contract import ExplanationRequest, Registry, report_key
+from service.contract import ExplanationRequest, RedisKeys, Registry, report_key
 from service.errors import JobNotFinished, NotFound
 from service.exemplar_links import link_report_json
 from service.job_group import read_record
@@ -65,12 +65,17 @@ def _is_vision_language(registry: Registry, model: str) -> bool:
 
 
 def job_export_pages(
-    connection: redis.Redis, store: ReportStore, registry: Registry, job_id: str, fields: ExportFields
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ReportStore,
+    registry: Registry,
+    job_id: str,
+    fields: ExportFields,
 ) -> Iterator[list[bytes]]:
     """Pages of a finished job's stored reports. NotFound for an unknown job; JobNotFinished while it
     runs or when it failed."""
-    refs = job_report_refs(connection, job_id)
-    status = job_status(connection, store, job_id, limit=0) if refs is not None else None
+    refs = job_report_refs(connection, keys, job_id)
+    status = job_status(connection, keys, store, job_id, limit=0) if refs is not None else None
     if refs is None or status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     if status.status != "finished":
@@ -79,14 +84,16 @@ def job_export_pages(
             f"job '{job_id}' is {status.status}{why}: its reports export once it is finished "
             f"(GET /v1/jobs/{job_id} follows it)"
         )
-    return read_pages(store, refs, _job_linker(connection, registry, job_id) if fields == "full" else None)
+    return read_pages(
+        store, refs, _job_linker(connection, keys, registry, job_id) if fields == "full" else None
+    )
 
 
 def _job_linker(
-    connection: redis.Redis, registry: Registry, job_id: str
+    connection: redis.Redis, keys: RedisKeys, registry: Registry, job_id: str
 ) -> Callable[[int, str, bytes], bytes] | None:
     """Fills exemplar image links of a vision-language job's reports, from the job's request."""
-    record = read_record(connection, job_id)
+    record = read_record(connection, keys, job_id)
     if record is None:
         return None
     request = record.request
@@ -102,6 +109,7 @@ def _job_linker(
 
 def layer_export_pages(
     connection: redis.Redis,
+    keys: RedisKeys,
     store: ReportStore,
     registry: Registry,
     request: ExplanationRequest,
@@ -114,7 +122,7 @@ def layer_export_pages(
     model, layer = request.model, request.only_layer()
     refs = [
         (layer, n, report_key(model, layer, n, variant))
-        for n in indexed_neurons(connection, store, model, layer, variant)
+        for n in indexed_neurons(connection, keys, store, model, layer, variant)
     ]
     link = None
     if fields == "full" and _is_vision_language(registry, model):

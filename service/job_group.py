@@ -2,7 +2,7 @@
 
 A request (`exp-<hash>`, what clients see) is a *group*: one scan job for the layers it needs scanned, and
 one explain job per (layer, chunk of `explain_chunk_neurons` neurons), id `part-<hash>`. The record
-(`contract.JOB_RECORD_PREFIX` + id, JSON in Redis) lists them; a chunk whose reports were all stored when
+(`RedisKeys.job_record`, JSON in Redis) lists them; a chunk whose reports were all stored when
 the request came is listed without a job and counts as done.
 
 queued      no part started or finished yet (queue_position: the smallest of its parts')
@@ -26,7 +26,6 @@ from rq.serializers import JSONSerializer
 
 from service.contract import (
     ERROR_PART_LOST,
-    JOB_RECORD_PREFIX,
     ExplanationRequest,
     JobError,
     JobMeta,
@@ -35,6 +34,7 @@ from service.contract import (
     LayerProgress,
     LLMUsage,
     Progress,
+    RedisKeys,
 )
 from service.job_state import ExplainState, ScanReads, explain_state
 from service.listing import indexed_neurons
@@ -65,7 +65,8 @@ class Part:
 
 @dataclass(frozen=True)
 class JobRecord:
-    """What `nl:job:<id>` holds: the resolved request, its report variant, its scan job and its parts."""
+    """What a job record (`RedisKeys.job_record`) holds: the resolved request, its report variant, its
+    scan job and its parts."""
 
     job_id: str
     request: ExplanationRequest
@@ -113,12 +114,8 @@ class JobRecord:
         )
 
 
-def record_key(job_id: str) -> str:
-    return JOB_RECORD_PREFIX + job_id
-
-
-def read_record(connection: redis.Redis, job_id: str) -> JobRecord | None:
-    raw = connection.get(record_key(job_id))
+def read_record(connection: redis.Redis, keys: RedisKeys, job_id: str) -> JobRecord | None:
+    raw = connection.get(keys.job_record(job_id))
     if raw is None:
         return None
     try:
@@ -127,8 +124,8 @@ def read_record(connection: redis.Redis, job_id: str) -> JobRecord | None:
         return None  # another version's record: the request is posted again
 
 
-def write_record(connection: redis.Redis, record: JobRecord) -> None:
-    connection.set(record_key(record.job_id), record.to_json(), ex=record.ttl_s)
+def write_record(connection: redis.Redis, keys: RedisKeys, record: JobRecord) -> None:
+    connection.set(keys.job_record(record.job_id), record.to_json(), ex=record.ttl_s)
 
 
 def now() -> datetime:
@@ -154,7 +151,11 @@ _PART_LOST += "again to re-run it"
 
 
 def part_states(
-    connection: redis.Redis, store: ReportStore, record: JobRecord, parts: Sequence[Part] | None = None
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ReportStore,
+    record: JobRecord,
+    parts: Sequence[Part] | None = None,
 ) -> list[PartState]:
     """Where each part of a request stands (its RQ job read with one round trip for all)."""
     chosen = list(record.parts if parts is None else parts)
@@ -172,7 +173,7 @@ def part_states(
         if job is None:
             if part.layer not in stored:
                 model, variant = record.request.model, record.variant
-                stored[part.layer] = set(indexed_neurons(connection, store, model, part.layer, variant))
+                stored[part.layer] = set(indexed_neurons(connection, keys, store, model, part.layer, variant))
             if set(record.part_neurons(part)) <= stored[part.layer]:
                 states.append(PartState(part, None, None, part.size, "finished"))
             else:

@@ -29,8 +29,7 @@ from service.contract import (
     JobMeta,
     JobStatus,
     NeuronReport,
-    budget_calls_key,
-    budget_cost_key,
+    RedisKeys,
     dataset_identity,
     report_key,
 )
@@ -42,7 +41,6 @@ from service.job_group import (
     now,
     part_states,
     read_record,
-    record_key,
     write_record,
 )
 from service.job_state import explain_state
@@ -51,7 +49,6 @@ from service.queues import JobQueues
 from service.report_store import ReportStore
 from service.scan_jobs import (
     LOCK_TIMEOUT_S,
-    digest,
     ensure_scan_jobs,
     fetch_job,
     retry_policy,
@@ -81,18 +78,18 @@ def _identity(resolved: ResolvedRequest) -> dict[str, object]:
     }
 
 
-def explain_job_id(resolved: ResolvedRequest) -> str:
+def explain_job_id(keys: RedisKeys, resolved: ResolvedRequest) -> str:
     """Id of a request (the whole job clients see): a hash of the canonical resolved request (layers,
     backends, endpoint and k included), the model revision, the probe set, the endpoint's model names and
-    the pipeline version."""
-    return EXPLAIN_JOB_PREFIX + digest(_identity(resolved))
+    the pipeline version (and the deployment's key prefix, `RedisKeys.job_id`)."""
+    return keys.job_id(EXPLAIN_JOB_PREFIX, _identity(resolved))
 
 
-def part_job_id(part: ResolvedRequest, group: str, budgeted: bool) -> str:
+def part_job_id(keys: RedisKeys, part: ResolvedRequest, group: str, budgeted: bool) -> str:
     """Id of the explain job of one (layer, chunk): the same hash over its one-layer request, so requests
     that share a chunk share its job; a request with a budget keeps its parts to itself (``group``)."""
     payload = {**_identity(part), "group": group if budgeted else None}
-    return EXPLAIN_PART_PREFIX + digest(payload)
+    return keys.job_id(EXPLAIN_PART_PREFIX, payload)
 
 
 def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
@@ -113,7 +110,11 @@ def _chunks(resolved: ResolvedRequest, size: int) -> list[tuple[int, int, int]]:
 
 
 def _stored_chunks(
-    connection: redis.Redis, store: ReportStore, resolved: ResolvedRequest, chunks: list[tuple[int, int, int]]
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ReportStore,
+    resolved: ResolvedRequest,
+    chunks: list[tuple[int, int, int]],
 ) -> set[tuple[int, int, int]]:
     """The chunks whose every report is stored. The report index (rebuilt from the store if lost) answers
     "not all" on its own; a layer whose chunks it lists as stored is confirmed by one listing of the
@@ -123,7 +124,7 @@ def _stored_chunks(
     model, variant = resolved.model.id, resolved.variant
     found: set[tuple[int, int, int]] = set()
     for layer in resolved.layers:
-        indexed = set(indexed_neurons(connection, store, model, layer, variant))
+        indexed = set(indexed_neurons(connection, keys, store, model, layer, variant))
         mine = [c for c in chunks if c[0] == layer and set(neurons[c[1] : c[2]]) <= indexed]
         if mine:
             listed = store.stored_neurons(model, layer, variant)
@@ -238,20 +239,22 @@ def submit_explanation(
     the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
     refuse by raising (quotas)."""
     admit = before_enqueue or (lambda: None)
-    job_id = explain_job_id(resolved)
+    keys = settings.redis_keys
+    job_id = explain_job_id(keys, resolved)
     chunks = _chunks(resolved, settings.explain_chunk_neurons)
     ttl_s = max(settings.result_ttl_s, settings.failure_ttl_s)
     budget = resolved.request.budget
-    with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
-        stored = _stored_chunks(connection, store, resolved, chunks)
+    with connection.lock(keys.lock(job_id), timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+        stored = _stored_chunks(connection, keys, store, resolved, chunks)
         neurons = resolved.neurons
         parts: list[tuple[Part, ResolvedRequest]] = []
         for layer, a, b in chunks:
             child = resolved.for_layer(layer, neurons[a:b])
             enqueued = (layer, a, b) not in stored
-            parts.append((Part(part_job_id(child, job_id, budget is not None), layer, a, b, enqueued), child))
+            part_id = part_job_id(keys, child, job_id, budget is not None)
+            parts.append((Part(part_id, layer, a, b, enqueued), child))
         pending = [(part, child) for part, child in parts if part.enqueued]
-        previous = read_record(connection, job_id)
+        previous = read_record(connection, keys, job_id)
         scan_id = previous.scan_job_id if previous is not None else None
         plan = _plan(connection, pending)
         enqueues = bool(plan.run or plan.after_scan)
@@ -269,7 +272,7 @@ def submit_explanation(
                 if not plan.join:
                     # A fresh run of the request gets a fresh budget (while a part is still in flight the
                     # budget it draws from stays); every part of the request shares the counters.
-                    connection.delete(budget_calls_key(job_id), budget_cost_key(job_id))
+                    connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
                 dump = {"group": job_id, **budget.model_dump(mode="json")}
             for part, child, old in plan.run:
                 if old is not None:
@@ -287,7 +290,7 @@ def submit_explanation(
             created_at=previous.created_at if previous is not None and pending and not enqueues else now(),
             ttl_s=ttl_s,
         )
-        write_record(connection, record)
+        write_record(connection, keys, record)
     return Submission(job_id=job_id, stored=not pending)
 
 
@@ -320,30 +323,37 @@ def _report_refs(record: JobRecord, not_done: dict[int, set[int]]) -> list[tuple
     ]
 
 
-def job_report_refs(connection: redis.Redis, job_id: str) -> list[tuple[int, int, str]] | None:
+def job_report_refs(
+    connection: redis.Redis, keys: RedisKeys, job_id: str
+) -> list[tuple[int, int, str]] | None:
     """(layer, neuron, report key) of every report a request produces, in (layer, neuron) order; None when
     no request has that id. A report is in the store once its part finished (see `GET /v1/jobs/{id}`);
     neurons a budget left not done are listed too and have none."""
     if not job_id.startswith(EXPLAIN_JOB_PREFIX):
         return None
-    record = read_record(connection, job_id)
+    record = read_record(connection, keys, job_id)
     return _report_refs(record, {}) if record is not None else None
 
 
 def job_status(
-    connection: redis.Redis, store: ReportStore, job_id: str, offset: int = 0, limit: int = 100
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ReportStore,
+    job_id: str,
+    offset: int = 0,
+    limit: int = 100,
 ) -> JobStatus | None:
     """`GET /v1/jobs/{job_id}`: None when no request has that id; the state aggregated over its parts
     (service/job_group.py), and once finished a page of its reports in (layer, neuron) order."""
     if not job_id.startswith(EXPLAIN_JOB_PREFIX):
         return None
-    record = read_record(connection, job_id)
+    record = read_record(connection, keys, job_id)
     if record is None:
         return None
-    group = group_state(part_states(connection, store, record), record)
+    group = group_state(part_states(connection, keys, store, record), record)
     ended = group.status in ("finished", "failed")
     if not ended:
-        connection.expire(record_key(job_id), record.ttl_s)  # a request kept waiting keeps its record
+        connection.expire(keys.job_record(job_id), record.ttl_s)  # a request kept waiting keeps its record
     reports: list[NeuronReport] | None = None
     total: int | None = None
     if group.status == "finished":

@@ -1,7 +1,7 @@
 """API keys, stored hashed in Redis: create, list, revoke (the `neuronlens keys` CLI) and look up (the API).
 
 A key is ``nl_`` + 43 URL-safe characters (256 random bits); only its SHA-256 is stored, as the Redis hash
-``{prefix}nl:apikey:<sha256 hex>`` with the key's name, scopes and limits. A fast hash is enough for
+``RedisKeys.api_key(<sha256 hex>)`` with the key's name, scopes and limits. A fast hash is enough for
 a key this random (no dictionary to try); the key itself is shown once, when it is made. The key id (the
 first 12 hex digits of the hash) names a key in listings and logs without revealing it.
 """
@@ -17,6 +17,8 @@ from typing import Literal, cast
 import redis
 import redis.asyncio
 from pydantic import BaseModel, Field
+
+from service.contract import RedisKeys
 
 Scope = Literal["read", "submit", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "submit", "admin")
@@ -73,15 +75,15 @@ def _record(raw: Mapping[bytes, bytes]) -> ApiKey | None:
 
 
 class KeyStore:
-    """Keys in one Redis database; ``prefix`` is the deployment's ``NEURONLENS_QUEUE_PREFIX``."""
+    """Keys in one Redis database, under the deployment's key names (``NEURONLENS_REDIS_PREFIX``)."""
 
-    def __init__(self, prefix: str = "") -> None:
-        self.record_prefix = f"{prefix}nl:apikey:"
-        self.index_key = f"{prefix}nl:apikeys"
+    def __init__(self, keys: RedisKeys | None = None) -> None:
+        self.keys = keys or RedisKeys()
+        self.index_key = self.keys.api_key_index
         """Set of the SHA-256 digests of every key made (revoked ones too), for listing."""
 
     def _key(self, digest: str) -> str:
-        return self.record_prefix + digest
+        return self.keys.api_key(digest)
 
     def create(
         self,

@@ -1,7 +1,7 @@
 """Listing the stored reports of one layer: the one place that knows how to find them.
 
 Reports live in the artifact store, one object per neuron (`contract.report_key`), with a Redis set of the
-stored neuron ids per (model, layer, variant) as their index (`contract.report_index_key`; after a Redis
+stored neuron ids per (model, layer, variant) as their index (`RedisKeys.report_index`; after a Redis
 flush it is rebuilt from one listing of the store's folder). This module is the only reader of that index:
 everything else (the `GET /v1/neurons/{model}/{layer}` route, the viewer's pages and links, exports, job
 status and submission) asks :func:`indexed_neurons` or :func:`list_layer_reports`; the layer page's
@@ -18,22 +18,16 @@ from typing import Literal
 import redis
 from pydantic_core import from_json
 
-from service.contract import (
-    REPORT_INDEX_SYNCED,
-    NeuronSummary,
-    neuron_summary,
-    report_index_key,
-    report_key,
-)
+from service.contract import REPORT_INDEX_SYNCED, NeuronSummary, RedisKeys, neuron_summary, report_key
 from service.report_store import ReportStore
 
 
 def indexed_neurons(
-    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
 ) -> list[int]:
     """Every neuron of one layer and variant with a stored report, ascending: from the Redis index, or,
     when the index is not known complete, from the store's folder (and the index is rebuilt from it)."""
-    key = report_index_key(model, layer, variant)
+    key = keys.report_index(model, layer, variant)
     members = {int(member) for member in connection.smembers(key)}  # type: ignore[union-attr]
     if REPORT_INDEX_SYNCED in members:
         members.discard(REPORT_INDEX_SYNCED)
@@ -58,6 +52,7 @@ class LayerReports:
 
 def list_layer_reports(
     connection: redis.Redis,
+    keys: RedisKeys,
     store: ReportStore,
     model: str,
     layer: int,
@@ -67,7 +62,7 @@ def list_layer_reports(
 ) -> LayerReports:
     """The neurons of ``model`` ``layer`` with a stored report of ``variant``, and the JSON of the page
     ``offset`` … ``offset + limit`` of them (no reports read when ``limit`` is 0)."""
-    ordered = indexed_neurons(connection, store, model, layer, variant)
+    ordered = indexed_neurons(connection, keys, store, model, layer, variant)
     page = ordered[offset : offset + limit] if limit > 0 else []
     values = store.read_many([report_key(model, layer, n, variant) for n in page])
     return LayerReports(neurons=ordered, reports=[value for value in values if value is not None])
@@ -84,15 +79,15 @@ SortColumn = Literal[
 
 
 def layer_summaries(
-    connection: redis.Redis, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
 ) -> list[NeuronSummary]:
     """The summary row of every stored report of ``model`` ``layer`` of ``variant``, by ascending neuron:
     what whole-layer statistics and sorting need, read a page at a time (a report is mostly exemplars)."""
-    ordered = indexed_neurons(connection, store, model, layer, variant)
+    ordered = indexed_neurons(connection, keys, store, model, layer, variant)
     rows: list[NeuronSummary] = []
     for start in range(0, len(ordered), SUMMARY_READ_PAGE):
-        keys = [report_key(model, layer, n, variant) for n in ordered[start : start + SUMMARY_READ_PAGE]]
-        rows.extend(summarize(value) for value in store.read_many(keys) if value is not None)
+        names = [report_key(model, layer, n, variant) for n in ordered[start : start + SUMMARY_READ_PAGE]]
+        rows.extend(summarize(value) for value in store.read_many(names) if value is not None)
     return rows
 
 

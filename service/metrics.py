@@ -1,7 +1,7 @@
 """Prometheus metrics of the API: request latency (measured here); jobs and queues (read from Redis).
 
 Every app gets its own CollectorRegistry (tests build many apps in one process). Workers cannot reach the
-API's registry, so they count into the Redis hash ``contract.METRICS_KEY``, one field per series named
+API's registry, so they count into the Redis hash ``RedisKeys.metrics``, one field per series named
 like ``jobs_total{outcome=finished,queue=explain}`` (service/contract/metrics.py); :class:`RedisJobCollector`
 turns that hash and the queue lengths into metric families at every scrape.
 """
@@ -24,7 +24,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegis
 from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from service.contract import METRICS_KEY, parse_series
+from service.contract import RedisKeys, parse_series
 from service.queues import JobQueues
 
 log = logging.getLogger("neuronlens.api")
@@ -64,11 +64,12 @@ _HISTOGRAMS = {
 
 
 class RedisJobCollector(Collector):
-    """Worker counters from ``contract.METRICS_KEY`` and queue depths per state, read from Redis at every
-    scrape."""
+    """Worker counters from the deployment's metrics hash (``RedisKeys.metrics``) and queue depths per
+    state, read from Redis at every scrape."""
 
-    def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None]) -> None:
+    def __init__(self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None], keys: RedisKeys) -> None:
         self._connect = connect
+        self._keys = keys
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("neuronlens_redis_up", "1 when the API reached Redis during this scrape.")
@@ -78,7 +79,7 @@ class RedisJobCollector(Collector):
             return [up]
         connection, queues = connected
         try:
-            fields = connection.hgetall(METRICS_KEY)
+            fields = connection.hgetall(self._keys.metrics)
             depth = self._queue_depths(connection, queues)
         except redis.RedisError as exc:
             log.warning("metrics scrape could not read Redis: %s", exc)
@@ -183,7 +184,10 @@ class ApiMetrics:
     """The per-app registry: the request latency histogram and the Redis-backed job collector."""
 
     def __init__(
-        self, connect: Callable[[], tuple[redis.Redis, JobQueues] | None], version: str = "unknown"
+        self,
+        connect: Callable[[], tuple[redis.Redis, JobQueues] | None],
+        keys: RedisKeys,
+        version: str = "unknown",
     ) -> None:
         self.registry = CollectorRegistry()
         Info("neuronlens_build", "Version of the API and of its Python.", registry=self.registry).info(
@@ -196,7 +200,7 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
-        self.registry.register(RedisJobCollector(connect))
+        self.registry.register(RedisJobCollector(connect, keys))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

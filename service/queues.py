@@ -14,7 +14,7 @@ from service.settings import Settings
 
 @dataclass(frozen=True)
 class JobQueues:
-    """The two RQ queues of one deployment (names carry ``settings.queue_prefix``)."""
+    """The two RQ queues of one deployment (named by ``settings.redis_keys``)."""
 
     scan: Queue
     explain: Queue
@@ -22,7 +22,7 @@ class JobQueues:
     @classmethod
     def connect(cls, connection: redis.Redis, settings: Settings) -> JobQueues:
         def queue(name: str) -> Queue:
-            return Queue(settings.queue_prefix + name, connection=connection, serializer=JSONSerializer)
+            return Queue(settings.redis_keys.queue(name), connection=connection, serializer=JSONSerializer)
 
         return cls(scan=queue(SCAN_QUEUE), explain=queue(EXPLAIN_QUEUE))
 

@@ -62,7 +62,7 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None  # the lifespan checked it
         self.settings = settings
-        prefix = f"{settings.queue_prefix}nl:limits"
+        prefix = settings.redis_keys.rate_limits
         url = settings.redis_url
         self._requests = AsyncMovingWindow(
             AsyncRedisStorage(limits_uri(url, True), implementation="redispy", key_prefix=prefix)

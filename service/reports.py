@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pydantic
 from redis.asyncio import Redis as AsyncRedis
 
-from service.contract import ExplanationRequest, ModelSpec, Registry, report_key
+from service.contract import ExplanationRequest, ModelSpec, RedisKeys, Registry, report_key
 from service.errors import InvalidInput, NotFound
 from service.exemplar_links import link_report_json
 from service.jobs import request_report_keys
@@ -68,6 +68,8 @@ class ReportReader:
         self.redis = redis
         self.store = store
         self.settings = settings
+        self.redis_keys = settings.redis_keys if settings is not None else RedisKeys()
+        """The deployment's Redis key names (job records, report indexes)."""
         self._keys: dict[tuple[object, ...], ReportLookup] = {}
 
     def resolve(self, model: str, layer: int, neuron: int, query: Query) -> ReportLookup:

@@ -16,7 +16,6 @@ run; the second to finish finds the artifacts stored and keeps them). Explain jo
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,8 +35,8 @@ from service.contract import (
     DatasetSpec,
     JobMeta,
     ModelSpec,
+    RedisKeys,
     ScanState,
-    canonical_json,
     dataset_identity,
 )
 from service.queues import JobQueues
@@ -49,11 +48,6 @@ LOCK_TIMEOUT_S = 10
 
 ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
 """RQ states of a job that is still going to run (or running)."""
-
-
-def digest(payload: object) -> str:
-    """24 hex digits of the SHA-256 of a payload's canonical JSON: the hash part of job ids."""
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
 
 
 def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
@@ -79,9 +73,16 @@ def requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None
 
 
 def scan_job_id(
-    model: ModelSpec, dataset: DatasetSpec, hook: str, layers: Sequence[int], n_top: int, seed: int
+    keys: RedisKeys,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layers: Sequence[int],
+    n_top: int,
+    seed: int,
 ) -> str:
-    """Id of the scan job of ``layers``: a hash of everything that determines their scan artifacts."""
+    """Id of the scan job of ``layers``: a hash of everything that determines their scan artifacts (and
+    of the deployment's key prefix, `RedisKeys.job_id`)."""
     payload = {
         "model": model.id,
         "revision": model.revision,
@@ -92,7 +93,7 @@ def scan_job_id(
         "seed": seed,
         "scan_version": SCAN_VERSION,
     }
-    return SCAN_JOB_PREFIX + digest(payload)
+    return keys.job_id(SCAN_JOB_PREFIX, payload)
 
 
 def merge_job_id(scan_id: str, n_shards: int) -> str:
@@ -169,7 +170,8 @@ def ensure_scan_jobs(
     hook = request.hook or resolved.model.default_hook
     options = request.options
     wanted = sorted(set(layers))
-    job_id = scan_job_id(resolved.model, resolved.dataset, hook, wanted, options.n_top, options.seed)
+    keys = settings.redis_keys
+    job_id = scan_job_id(keys, resolved.model, resolved.dataset, hook, wanted, options.n_top, options.seed)
     shown = f"layer {wanted[0]}" if len(wanted) == 1 else f"{len(wanted)} layers"
     what = f"{resolved.model.id} {shown} ({hook}, {resolved.dataset.id})"
     payload = {
@@ -180,7 +182,7 @@ def ensure_scan_jobs(
         "options": options.model_dump(mode="json"),
     }
     if n_shards <= 1:
-        with connection.lock(f"nl:lock:{job_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+        with connection.lock(keys.lock(job_id), timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
             enqueue = _enqueuer(
                 queues, settings, SCAN_TASK, payload, job_id, JobMeta(request_id=request_id), f"scan {what}"
             )
@@ -208,7 +210,8 @@ def _ensure_sharded(
     sharded = dict(payload, batch_size=settings.scan_batch_size)
     scan = ScanState(passes_planned=0, passes_done=0, samples_done=0, samples_total=0, shards=n_shards)
     meta = JobMeta(request_id=request_id, scan=scan)
-    with connection.lock(f"nl:lock:{merge_id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+    lock = settings.redis_keys.lock(merge_id)
+    with connection.lock(lock, timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
         merge = fetch_job(connection, merge_id)
         if merge is not None and merge.get_status(refresh=False) == RqStatus.FINISHED:
             return merge_id  # the artifacts are stored; the shards' records may be gone already

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.contract.redis_keys import RedisKeys
+
 DEFAULT_LLM_ENDPOINT = "default"
 """Name of the endpoint built from the flat ``NEURONLENS_LLM_*`` variables."""
 
@@ -152,8 +154,11 @@ class Settings(BaseSettings):
         "run in further passes. Unset derives it from the device: half the free CUDA memory, or half the "
         "available RAM on a CPU.",
     )
-    queue_prefix: str = Field(
-        default="", description="Prefix for queue names (lets deployments share Redis)."
+    redis_prefix: str = Field(
+        default="",
+        validation_alias=AliasChoices("NEURONLENS_REDIS_PREFIX", "NEURONLENS_QUEUE_PREFIX"),
+        description="Prefix of every Redis key and queue name of this deployment, so deployments can share "
+        "one Redis (the deprecated NEURONLENS_QUEUE_PREFIX is read when this is unset).",
     )
 
     llm_base_url: str | None = Field(
@@ -230,6 +235,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @property
+    def redis_keys(self) -> RedisKeys:
+        """Every Redis key of this deployment (``redis_prefix`` applied)."""
+        return RedisKeys(self.redis_prefix)
 
 
 def llm_endpoint_configs(settings: Settings) -> dict[str, LLMEndpointConfig]:

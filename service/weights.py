@@ -11,7 +11,7 @@ from typing import Literal
 import pydantic
 import redis
 
-from service.contract import WEIGHTS_CHECK_MAX_AGE_S, ModelSpec, WeightsCheck, weights_key
+from service.contract import WEIGHTS_CHECK_MAX_AGE_S, ModelSpec, RedisKeys, WeightsCheck
 
 WeightsState = Literal["present", "missing", "unknown"]
 """`present`: some worker host has them; `missing`: every host that checked lacks them; `unknown`: no
@@ -30,11 +30,13 @@ class ModelWeights:
         return " ".join(dict.fromkeys(check.detail for check in self.checks if not check.present))
 
 
-def models_weights(connection: redis.Redis, models: Sequence[ModelSpec]) -> dict[str, ModelWeights]:
+def models_weights(
+    connection: redis.Redis, keys: RedisKeys, models: Sequence[ModelSpec]
+) -> dict[str, ModelWeights]:
     """The workers' latest weights checks of each model (one pipeline round trip)."""
     pipeline = connection.pipeline(transaction=False)
     for model in models:
-        pipeline.hvals(weights_key(model.id))
+        pipeline.hvals(keys.weights(model.id))
     oldest = datetime.now(UTC) - timedelta(seconds=WEIGHTS_CHECK_MAX_AGE_S)
     result = {}
     for model, values in zip(models, pipeline.execute(), strict=True):

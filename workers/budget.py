@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from service.contract import budget_calls_key, budget_cost_key
+from service.contract import RedisKeys
 from workers.llm.usage import BudgetExhausted
 
 BUDGET_TTL_S = 7 * 24 * 3600
@@ -61,12 +61,14 @@ class BudgetSpec:
 class RedisBudget:
     """The CallGate of one request budget (workers/llm/usage.py), shared by the threads of one job."""
 
-    def __init__(self, connection: redis.Redis, spec: BudgetSpec, ttl_s: int = BUDGET_TTL_S) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: RedisKeys, spec: BudgetSpec, ttl_s: int = BUDGET_TTL_S
+    ) -> None:
         self.spec = spec
         self._connection = connection
         self._ttl_s = max(1, ttl_s)
         self._reserve = connection.register_script(_RESERVE)
-        self._keys = [budget_calls_key(spec.group), budget_cost_key(spec.group)]
+        self._keys = [keys.budget_calls(spec.group), keys.budget_cost(spec.group)]
         self.exhausted = False
         """Set by the first refusal; later reservations are refused without asking Redis."""
 

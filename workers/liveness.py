@@ -4,6 +4,7 @@ worker's RQ heartbeat was, against the abandon window (``ABANDON_AFTER_BEATS`` m
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import redis
@@ -19,13 +20,15 @@ def check_liveness(
     heartbeat_s: int,
     name: str | None = None,
     hostname: str | None = None,
+    queues: Collection[str] | None = None,
 ) -> tuple[bool, str]:
     """``(alive, reason)``: whether a worker beat within ``ABANDON_AFTER_BEATS`` heartbeat periods of
     ``heartbeat_s`` seconds.
 
     The worker is the one called ``name``, else the newest registered worker started on ``hostname``
     (default: this host, which in Kubernetes is the pod, so a restarted container is judged, not the
-    key its killed predecessor left behind).
+    key its killed predecessor left behind) that listens on one of ``queues`` (RQ's worker registry is
+    shared by every deployment on the Redis; None: any queue).
     """
     limit_s = ABANDON_AFTER_BEATS * heartbeat_s
     host = hostname or socket.gethostname()
@@ -38,7 +41,7 @@ def check_liveness(
         candidates = [
             worker
             for worker in SimpleWorker.all(connection=connection, serializer=JSONSerializer)
-            if worker.hostname == host
+            if worker.hostname == host and (queues is None or set(worker.queue_names()) & set(queues))
         ]
         who = f"the newest worker on host {host}"
     if not candidates:

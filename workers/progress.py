@@ -40,6 +40,7 @@ from workers.errors import (
 )
 from workers.llm.errors import LLMError
 from workers.metrics import record_job
+from workers.runtime import current_runtime
 
 if TYPE_CHECKING:  # the scan stack (torch) is imported by scan jobs only
     from workers.scan.passes import ScanProgress
@@ -168,6 +169,7 @@ def job_run(queue: str) -> Iterator[Job]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("NeuronLens tasks run inside an RQ worker (workers.worker), not called directly")
+    keys = current_runtime().config.redis_keys
     meta = JobMeta.from_meta(job.meta)
     if meta.error is not None:
         _save_meta(job, meta.model_copy(update={"error": None}))
@@ -184,7 +186,7 @@ def job_run(queue: str) -> Iterator[Job]:
             job.retries_left = 0  # RQ reads this right after the task raises
         raise
     finally:
-        record_job(job.connection, queue, outcome, time.monotonic() - started)
+        record_job(job.connection, keys, queue, outcome, time.monotonic() - started)
 
 
 def record_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, *_: object) -> bool:

@@ -1,5 +1,5 @@
 """Stored NeuronReports: one JSON object per neuron in the artifact store (`contract.report_key`, layout
-in service/contract/keys.py), and their index in Redis (`contract.report_index_key`), which the API reads.
+in service/contract/keys.py), and their index in Redis (`RedisKeys.report_index`), which the API reads.
 
 A report is written as soon as its neuron is done; the object first (atomically, by the shared object store:
 a temporary file renamed into place on a local disk, one PUT on object stores), the index entry after, so
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import redis
 
-from service.contract import NeuronReport, report_index_key
+from service.contract import NeuronReport, RedisKeys
 from service.contract.objects import ObjectStore
 from workers.metrics import record_report
 
@@ -21,7 +21,13 @@ the API reads too (service/contract/objects.py; atomic writes, one folder listin
 
 
 def missing_reports(
-    connection: redis.Redis, objects: ReportObjects, model: str, layer: int, variant: str, neurons: list[int]
+    connection: redis.Redis,
+    keys: RedisKeys,
+    objects: ReportObjects,
+    model: str,
+    layer: int,
+    variant: str,
+    neurons: list[int],
 ) -> list[int]:
     """The neurons (in ``neurons`` order) whose report is not stored yet, by the store (the durable copy);
     the stored ones are (re)added to the Redis index, which a crash between object and index may have
@@ -29,12 +35,13 @@ def missing_reports(
     stored = objects.stored_neurons(model, layer, variant)
     present = [n for n in neurons if n in stored]
     if present:
-        connection.sadd(report_index_key(model, layer, variant), *present)
+        connection.sadd(keys.report_index(model, layer, variant), *present)
     return [n for n in neurons if n not in stored]
 
 
 def store_report(
     connection: redis.Redis,
+    keys: RedisKeys,
     objects: ReportObjects,
     key: str,
     variant: str,
@@ -45,6 +52,6 @@ def store_report(
     and count it in the worker metrics, in one round trip."""
     objects.write(key, report.model_dump_json().encode())
     with connection.pipeline(transaction=False) as pipe:
-        pipe.sadd(report_index_key(report.model, report.layer, variant), report.neuron)
-        record_report(pipe, report, llm_endpoint)
+        pipe.sadd(keys.report_index(report.model, report.layer, variant), report.neuron)
+        record_report(pipe, keys, report, llm_endpoint)
         pipe.execute()

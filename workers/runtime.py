@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
-from service.contract import DatasetSpec, Registry
+from service.contract import DatasetSpec, RedisKeys, Registry
 from workers.llm.endpoints import LLMEndpoints
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class WorkerConfig:
     """Recorder state one scan pass may hold, bytes; None derives it from the device."""
     llm: LLMEndpoints = field(default_factory=LLMEndpoints)
     """LLM endpoints the `openai` backends may call, by name."""
+    redis_keys: RedisKeys = field(default_factory=RedisKeys)
+    """The deployment's Redis key names (metrics, report index, budgets, weights checks)."""
 
 
 class CachedImages:

@@ -47,7 +47,7 @@ def run_scan_job(
         )
         for info in infos.values():
             if not info.reused:
-                record_scan(job.connection, info)
+                record_scan(job.connection, runtime.config.redis_keys, info)
         progress.finish_scan(len(scan.layers))
         return {
             "layers": {
@@ -145,7 +145,7 @@ def run_merge_scan_job(
         )
         for info in infos.values():
             if not info.reused:
-                record_scan(job.connection, info)
+                record_scan(job.connection, runtime.config.redis_keys, info)
         samples = sum(int(r.get("n_samples", 0)) for r in results)
         progress.set_scan(
             ScanState(
@@ -195,12 +195,15 @@ def run_explain_job(
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
         explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)
+        keys = runtime.config.redis_keys
         spec = BudgetSpec.from_payload(budget)
         from workers import pipeline  # torch comes with the pipeline, after the cheap checks
 
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
         model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
-        missing = missing_reports(job.connection, runtime.reports, model, layer, variant, explain.neurons)
+        missing = missing_reports(
+            job.connection, keys, runtime.reports, model, layer, variant, explain.neurons
+        )
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
         progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
         if "openai" in (explain.request.explainer, explain.request.simulator):
@@ -210,7 +213,7 @@ def run_explain_job(
             pipeline.write_prompt_profile(
                 runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
             )
-        meter = UsageMeter(gate=RedisBudget(job.connection, spec) if spec is not None else None)
+        meter = UsageMeter(gate=RedisBudget(job.connection, keys, spec) if spec is not None else None)
         stored: set[int] = set()
         try:
             with metering(meter):
@@ -225,14 +228,16 @@ def run_explain_job(
                     progress=progress.on_pipeline,
                 ):
                     key = explain.report_keys[report.neuron]
-                    store_report(job.connection, runtime.reports, key, variant, report, explain.llm_endpoint)
+                    store_report(
+                        job.connection, keys, runtime.reports, key, variant, report, explain.llm_endpoint
+                    )
                     stored.add(report.neuron)
                     progress.update(done=progress.done + 1)
                     progress.on_usage(meter.usage())
         except BudgetExhausted:
             progress.stop_for_budget([n for n in missing if n not in stored])
         except LLMEndpointError:
-            record_llm_error(job.connection, explain.llm_endpoint or "unknown")
+            record_llm_error(job.connection, keys, explain.llm_endpoint or "unknown")
             raise
         finally:
             if meter.calls:

@@ -213,7 +213,7 @@ class NeuronLensWorker(SimpleWorker):
         """Tell the API which registered models' weights this host has (the home page marks the others);
         a Redis outage only postpones it to the next round."""
         try:
-            publish_weights(self.connection, self.runtime.registry.models)
+            publish_weights(self.connection, self.runtime.config.redis_keys, self.runtime.registry.models)
         except REDIS_OUTAGE as exc:
             log.warning("could not publish the weights check: %s", exc)
         self._weights_published_at = time.monotonic()
@@ -301,6 +301,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         progress_interval_s=settings.progress_interval_s,
         scan_memory_bytes=settings.scan_memory_bytes,
         llm=llm_endpoints(settings),
+        redis_keys=settings.redis_keys,
     )
     return WorkerRuntime(config)
 
@@ -335,18 +336,25 @@ def build_worker(
     connection: redis.Redis | None = None,
     runtime: WorkerRuntime | None = None,
 ) -> NeuronLensWorker:
-    """A worker on ``settings.queue_prefix + name`` for each queue name, connected to the settings' Redis,
-    running its jobs with ``runtime`` (default: built from ``settings``)."""
+    """A worker on the deployment's queue of each queue name, connected to the settings' Redis,
+    running its jobs with ``runtime`` (default: built from ``settings``), which must name the same Redis
+    keys: a worker taking one deployment's jobs must count and index into that deployment's keys."""
+    runtime = runtime or build_runtime(settings)
+    if runtime.config.redis_keys != settings.redis_keys:
+        raise ValueError(
+            f"the worker's runtime uses Redis prefix {runtime.config.redis_keys.prefix!r} but its queues "
+            f"{settings.redis_prefix!r}: build both from the same settings"
+        )
     connection = connection or redis.Redis.from_url(resolve_redis_url(settings))
     queues = [
-        Queue(settings.queue_prefix + queue_name, connection=connection, serializer=JSONSerializer)
+        Queue(settings.redis_keys.queue(queue_name), connection=connection, serializer=JSONSerializer)
         for queue_name in queue_names
     ]
     return NeuronLensWorker(
         queues,
         connection=connection,
         heartbeat_s=settings.worker_heartbeat_s,
-        runtime=runtime or build_runtime(settings),
+        runtime=runtime,
         name=name,
         default_result_ttl=settings.result_ttl_s,
     )
@@ -361,7 +369,8 @@ def run_check(settings: Settings, name: str | None) -> int:
     url = resolve_redis_url(settings)
     connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        alive, reason = check_liveness(connection, settings.worker_heartbeat_s, name=name)
+        queues = [settings.redis_keys.queue(queue) for queue in QUEUE_NAMES]
+        alive, reason = check_liveness(connection, settings.worker_heartbeat_s, name=name, queues=queues)
     except redis.RedisError as exc:
         print(
             f"neuronlens-worker --check: cannot reach Redis ({exc}); not judging this worker", file=sys.stderr

@@ -14,6 +14,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.versions`  pipeline and scan versions
 - :mod:`~service.contract.weights`   workers' checks of which models' weights they have
 - :mod:`~service.contract.objects`   the artifact store's objects under a root URL (fsspec)
+- :mod:`~service.contract.redis_keys` every Redis key of a deployment, from its prefix
 
 Every public name is re-exported here (``from service.contract import NeuronReport``), except those of
 :mod:`~service.contract.objects`, which needs fsspec: the SDK, which vendors this package, installs
@@ -22,7 +23,6 @@ without it (``from service.contract.objects import ObjectStore``).
 
 from service.contract.base import ContractModel, Modality, NeuronType
 from service.contract.cost import (
-    BUDGET_KEY_PREFIX,
     PROFILE_ROOT,
     PROMPT_PROFILE_VERSION,
     CostEstimate,
@@ -32,8 +32,6 @@ from service.contract.cost import (
     PromptTemplates,
     ScanEstimate,
     TokenBasis,
-    budget_calls_key,
-    budget_cost_key,
     probe_profile_key,
     prompt_profile_key,
 )
@@ -52,7 +50,6 @@ from service.contract.jobs import (
     EXPLAIN_PART_PREFIX,
     EXPLAIN_QUEUE,
     EXPLAIN_TASK,
-    JOB_RECORD_PREFIX,
     MERGE_SCAN_TASK,
     QUEUE_NAMES,
     SCAN_JOB_PREFIX,
@@ -73,7 +70,6 @@ from service.contract.jobs import (
 )
 from service.contract.keys import (
     EXEMPLAR_IMAGE_ROOT,
-    REPORT_INDEX_PREFIX,
     REPORT_INDEX_SYNCED,
     REPORT_ROOT,
     canonical_json,
@@ -81,7 +77,6 @@ from service.contract.keys import (
     exemplar_image_name,
     exemplar_images_key,
     report_folder_key,
-    report_index_key,
     report_key,
     report_object_name,
     report_object_neuron,
@@ -90,7 +85,8 @@ from service.contract.keys import (
     scan_key,
     scan_manifest_key,
 )
-from service.contract.metrics import DURATION_BUCKETS_S, METRICS_KEY, parse_series, series_name
+from service.contract.metrics import DURATION_BUCKETS_S, parse_series, series_name
+from service.contract.redis_keys import RedisKeys
 from service.contract.registry import (
     BUNDLED_REGISTRY,
     SUPPORTED_ARCHITECTURES,
@@ -152,14 +148,11 @@ from service.contract.summary import (
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 from service.contract.weights import (
     WEIGHTS_CHECK_MAX_AGE_S,
-    WEIGHTS_KEY_PREFIX,
     WEIGHTS_REPUBLISH_S,
     WeightsCheck,
-    weights_key,
 )
 
 __all__ = [
-    "BUDGET_KEY_PREFIX",
     "PROFILE_ROOT",
     "PROMPT_PROFILE_VERSION",
     "CostEstimate",
@@ -169,8 +162,6 @@ __all__ = [
     "PromptTemplates",
     "ScanEstimate",
     "TokenBasis",
-    "budget_calls_key",
-    "budget_cost_key",
     "probe_profile_key",
     "prompt_profile_key",
     "ALL",
@@ -180,7 +171,6 @@ __all__ = [
     "SCAN_OPTIONS",
     "Budget",
     "EXPLAIN_PART_PREFIX",
-    "JOB_RECORD_PREFIX",
     "MERGE_SCAN_TASK",
     "SCAN_SHARD_TASK",
     "LayerNeurons",
@@ -208,10 +198,8 @@ __all__ = [
     "EXPLAIN_TASK",
     "MAX_CANDIDATES",
     "DURATION_BUCKETS_S",
-    "METRICS_KEY",
     "PIPELINE_VERSION",
     "QUEUE_NAMES",
-    "REPORT_INDEX_PREFIX",
     "REPORT_INDEX_SYNCED",
     "REPORT_ROOT",
     "SCAN_JOB_PREFIX",
@@ -252,6 +240,7 @@ __all__ = [
     "PlantedNeuronSpec",
     "Progress",
     "Provenance",
+    "RedisKeys",
     "Registry",
     "Simulation",
     "TypeEvidence",
@@ -263,7 +252,6 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "parse_series",
     "report_folder_key",
-    "report_index_key",
     "report_key",
     "report_object_name",
     "report_object_neuron",
@@ -275,10 +263,8 @@ __all__ = [
     "option_labels",
     "recorded_non_default_options",
     "WEIGHTS_CHECK_MAX_AGE_S",
-    "WEIGHTS_KEY_PREFIX",
     "WEIGHTS_REPUBLISH_S",
     "WeightsCheck",
-    "weights_key",
     "LIST_COLUMNS",
     "SUMMARY_COLUMNS",
     "SUMMARY_FIELDS",

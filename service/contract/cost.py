@@ -5,7 +5,7 @@
   average record sizes (:class:`ProbeProfile`, at :func:`probe_profile_key`). The API reads them from the
   artifact store to answer a dry run (:class:`CostEstimate`) without importing worker code.
 - Request budgets: the Redis counters every explain job of one request reserves calls on and adds cost
-  to (:func:`budget_calls_key`, :func:`budget_cost_key`).
+  to (``RedisKeys.budget_calls``, ``RedisKeys.budget_cost``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ PROFILE_ROOT = "profiles"
 
 PROMPT_PROFILE_VERSION = 1
 """Layout of :class:`PromptProfile` and :class:`ProbeProfile`; part of their keys."""
-
-BUDGET_KEY_PREFIX = "nl:budget:"
-"""Every Redis key of a request budget's counters starts with this."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -66,16 +63,6 @@ def probe_profile_key(model: str, revision: str, dataset: DatasetSpec) -> str:
         }
     )
     return f"{PROFILE_ROOT}/{_UNSAFE.sub('_', model)}/probe-{digest}.json"
-
-
-def budget_calls_key(group: str) -> str:
-    """Redis counter of the LLM calls reserved by every explain job of the request ``group``."""
-    return f"{BUDGET_KEY_PREFIX}{group}:calls"
-
-
-def budget_cost_key(group: str) -> str:
-    """Redis counter (a float) of the USD spent by every explain job of the request ``group``."""
-    return f"{BUDGET_KEY_PREFIX}{group}:cost_usd"
 
 
 class PromptTemplates(ContractModel):

@@ -18,7 +18,7 @@ from service.contract.base import ContractModel
 from service.contract.report import NeuronReport
 
 SCAN_QUEUE = "scan"
-"""Queue of scan jobs (GPU workers); deployments prefix it with ``NEURONLENS_QUEUE_PREFIX``."""
+"""Queue of scan jobs (GPU workers); each deployment names it with ``RedisKeys.queue``."""
 
 EXPLAIN_QUEUE = "explain"
 """Queue of explain jobs (explainer + simulator, LLM I/O); prefixed like :data:`SCAN_QUEUE`."""
@@ -50,10 +50,6 @@ EXPLAIN_JOB_ID_PATTERN = r"^exp-[0-9a-f]{24}$"
 EXPLAIN_PART_PREFIX = "part-"
 """Every explain job of one (layer, neuron chunk) of a request starts with this; the request's own id
 (:data:`EXPLAIN_JOB_PREFIX`) names the whole, as clients see it."""
-
-JOB_RECORD_PREFIX = "nl:job:"
-"""Redis key prefix of a request's job record (then its `exp-` id): the JSON that lists the request's scan
-job and its explain parts, so `GET /v1/jobs/{id}` can aggregate them."""
 
 JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
 """Where a job stands, as `GET /v1/jobs/{id}` reports it."""

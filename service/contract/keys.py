@@ -9,9 +9,10 @@ done, never rewritten)::
 
 ``<model>`` is the model id percent-encoded (`report_model_dir`), so distinct ids never share a folder.
 A layer's folder of one variant is a bulk export as it stands (`ls`, `cat`, `aws s3 sync`). Redis holds
-only an index: per (model, layer, variant) a set of the neuron ids whose object is stored, added after
-the object is written, plus the member `REPORT_INDEX_SYNCED` once the set was rebuilt from the store (a set
-without it, e.g. after a Redis flush, is incomplete and readers list the store's folder instead)."""
+only an index (``RedisKeys.report_index``): per (model, layer, variant) a set of the neuron ids whose
+object is stored, added after the object is written, plus the member `REPORT_INDEX_SYNCED` once the set
+was rebuilt from the store (a set without it, e.g. after a Redis flush, is incomplete and readers list the
+store's folder instead)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,6 @@ from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
 REPORT_ROOT = "reports"
 """Artifact-store folder of stored NeuronReports (written by explain workers, read by the API)."""
-
-REPORT_INDEX_PREFIX = "nl:reports:"
-"""Every Redis key of a report index (a set of neuron ids, `report_index_key`) starts with this."""
 
 REPORT_INDEX_SYNCED = -1
 """Member of a report index set meaning "rebuilt from the store's folder": without it the set may lack
@@ -117,11 +115,6 @@ def report_object_neuron(name: str) -> int | None:
 def report_key(model: str, layer: int, neuron: int, variant: str) -> str:
     """Artifact-store key (path under the store's root) of one stored NeuronReport's JSON."""
     return f"{report_folder_key(model, layer, variant)}/{report_object_name(neuron)}"
-
-
-def report_index_key(model: str, layer: int, variant: str) -> str:
-    """Redis key of the set of neuron ids of one layer and variant whose report object is stored."""
-    return f"{REPORT_INDEX_PREFIX}{model}:{layer}:{variant}"
 
 
 def exemplar_images_key(model: str, layer: int, neuron: int, variant: str) -> str:

@@ -1,18 +1,15 @@
 """Worker metrics in Redis: the hash workers count into and the syntax of its field names.
 
-Workers cannot reach the API's Prometheus registry, so they count into one Redis hash, one field per
-series, named like Prometheus series (``jobs_total{outcome=finished,queue=explain}``); the API parses
-the fields back at every scrape (service/metrics.py). :func:`series_name` and :func:`parse_series` are
-the two halves of that syntax.
+Workers cannot reach the API's Prometheus registry, so they count into one Redis hash per deployment
+(``RedisKeys.metrics``), one field per series, named like Prometheus series
+(``jobs_total{outcome=finished,queue=explain}``); the API parses the fields back at every scrape
+(service/metrics.py). :func:`series_name` and :func:`parse_series` are the two halves of that syntax.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-
-METRICS_KEY = "nl:metrics"
-"""Redis hash of worker-side counters and duration sums (written by workers, read by the API)."""
 
 DURATION_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 """Upper bounds (seconds) of the worker job and stage duration histograms: workers count a cumulative

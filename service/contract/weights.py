@@ -1,7 +1,7 @@
 """Whether the workers have a registered model's weights: workers check their own host and publish the
 result to Redis; the API (which never loads a model and may run on another host) reads it.
 
-One Redis hash per model (:func:`weights_key`), one field per worker host holding a :class:`WeightsCheck`
+One Redis hash per model (``RedisKeys.weights``), one field per worker host holding a :class:`WeightsCheck`
 as JSON. Workers write it when they start and again every :data:`WEIGHTS_REPUBLISH_S`; readers ignore
 checks older than :data:`WEIGHTS_CHECK_MAX_AGE_S` (a host whose workers stopped), and the hash expires
 when no worker has written it for that long.
@@ -15,8 +15,6 @@ from pydantic import Field
 
 from service.contract.base import ContractModel
 
-WEIGHTS_KEY_PREFIX = "nl:weights:"
-"""Every Redis key of a model's weights checks starts with this."""
 WEIGHTS_REPUBLISH_S = 600
 """How often a running worker checks and publishes again, seconds."""
 WEIGHTS_CHECK_MAX_AGE_S = 3600
@@ -30,8 +28,3 @@ class WeightsCheck(ContractModel):
     detail: str = Field(description="Where the weights are, or, when missing, how to provide them.")
     host: str = Field(description="Host name of the worker that checked.")
     checked_at: datetime = Field(description="When it checked (UTC).")
-
-
-def weights_key(model: str) -> str:
-    """The Redis hash of ``model``'s weights checks (field: worker host, value: WeightsCheck JSON)."""
-    return WEIGHTS_KEY_PREFIX + model

@@ -86,7 +86,9 @@ def create_explanation(
         redis_client, reports.store, queues, settings, resolved, current_request_id(), admit
     )
     if submission.stored:
-        done = job_status(redis_client, reports.store, submission.job_id, limit=FIRST_PAGE)
+        done = job_status(
+            redis_client, settings.redis_keys, reports.store, submission.job_id, limit=FIRST_PAGE
+        )
         if done is not None:
             return Response(done, status_code=200)
     status_url = f"/v1/jobs/{submission.job_id}"

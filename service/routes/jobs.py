@@ -55,7 +55,7 @@ def get_job(
     """Status of an explanation job: `queued` (with its queue position), `scanning`, `explaining`,
     `simulating`, `finished` (with a page of reports) or `failed` (with an error that says why).
     Progress counts neurons whose report is stored."""
-    status = job_status(redis_client, reports.store, job_id, offset=offset, limit=limit)
+    status = job_status(redis_client, reports.redis_keys, reports.store, job_id, offset=offset, limit=limit)
     if status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return status
@@ -83,6 +83,8 @@ def export_job_reports(
     (`application/vnd.apache.parquet`, one row group per 256 reports), with a `Content-Disposition` file
     name; gzip when the client accepts it. 409 while the job is not finished (or when it failed); a job
     its budget stopped is finished and exports the reports it completed. Rows are complete reports only."""
-    pages = job_export_pages(redis_client, reports.store, reports.registry, job_id, fields)
+    pages = job_export_pages(
+        redis_client, reports.redis_keys, reports.store, reports.registry, job_id, fields
+    )
     cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
     return export_response(pages, export_format, fields, job_id, cache)

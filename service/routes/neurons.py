@@ -122,13 +122,16 @@ def list_layer_neurons(
             )
         pinned = report_query.get("variant") is not None
         pages = layer_export_pages(
-            redis_client, reports.store, reports.registry, lookup, variant, fields, pinned
+            redis_client, reports.redis_keys, reports.store, reports.registry, lookup, variant, fields, pinned
         )
         cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
         return export_response(pages, listing_format, fields, f"{model}-L{layer}", cache)
     if "fields" in request.query_params:
         raise InvalidInput.for_field("fields", "applies to the table formats (ndjson, csv, parquet) only")
-    found = list_layer_reports(redis_client, reports.store, model, layer, variant, offset=offset, limit=limit)
+    keys = reports.redis_keys
+    found = list_layer_reports(
+        redis_client, keys, reports.store, model, layer, variant, offset=offset, limit=limit
+    )
     listing = NeuronListing(
         model=model,
         layer=layer,

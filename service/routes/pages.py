@@ -59,8 +59,8 @@ def get_home_page(
     """The served models (layers linked to their layer pages; whether the workers have their weights, as
     the workers published it, and how to add missing ones), the planted neurons (linked to their pages when
     explained) and the newest explain jobs with their status, linked to their job pages."""
-    jobs = recent_jobs(redis_client, queues.explain, reports.store)
-    weights = models_weights(redis_client, registry.models)
+    jobs = recent_jobs(redis_client, reports.redis_keys, queues.explain, reports.store)
+    weights = models_weights(redis_client, reports.redis_keys, registry.models)
     return _html(render_home_page(registry, jobs, weights, _planted_stored(registry, redis_client, reports)))
 
 
@@ -72,7 +72,9 @@ def _planted_stored(
     for model in registry.models:
         for layer in sorted({p.layer for p in model.planted or []}):
             variant, _ = reports.layer_variant(model.id, layer, {})
-            neurons = set(indexed_neurons(connection, reports.store, model.id, layer, variant))
+            neurons = set(
+                indexed_neurons(connection, reports.redis_keys, reports.store, model.id, layer, variant)
+            )
             for p in model.planted or []:
                 if p.layer == layer:
                     stored[(model.id, layer, p.neuron)] = p.neuron in neurons
@@ -109,7 +111,7 @@ def get_layer_page(
     table (neuron, type, type evidence, explanation, score and its interval) of one page of them, sorted
     over the whole layer by `sort` and `order`, linking to each neuron's page."""
     variant, request = reports.layer_variant(model, layer, report_query)
-    summaries = layer_summaries(redis_client, reports.store, model, layer, variant)
+    summaries = layer_summaries(redis_client, reports.redis_keys, reports.store, model, layer, variant)
     ordered = sort_summaries(summaries, sort, descending=order == "desc")
     view = LayerView(
         summaries=summaries,
@@ -174,14 +176,17 @@ def _page_links(
     """Where a neuron page links: its stored neighbours in the layer, and which neighbouring layers have a
     report of the same neuron (same query)."""
     variant, _ = reports.layer_variant(model, layer, query)
-    found = list_layer_reports(connection, reports.store, model, layer, variant)
+    found = list_layer_reports(connection, reports.redis_keys, reports.store, model, layer, variant)
     previous, following = _neighbours(found.neurons, neuron)
     n_layers = reports.registry.model(model).layers
     stored = {}
     for other in (layer - 1, layer + 1):
         if 0 <= other < n_layers:
             other_variant, _ = reports.layer_variant(model, other, query)
-            stored[other] = neuron in indexed_neurons(connection, reports.store, model, other, other_variant)
+            indexed = indexed_neurons(
+                connection, reports.redis_keys, reports.store, model, other, other_variant
+            )
+            stored[other] = neuron in indexed
     return NeuronPageLinks(
         query=query, previous=previous, next=following, n_layers=n_layers, same_neuron_stored=stored
     )
@@ -203,8 +208,9 @@ def get_job_page(
     """What the job asked for, its status and progress (kept current by polling `GET /v1/jobs/{job_id}`
     from the page), its error when it failed, and links to its neurons' pages once finished."""
     is_explain = job_id.startswith(EXPLAIN_JOB_PREFIX)
-    status = job_status(redis_client, reports.store, job_id, limit=1) if is_explain else None
-    record = read_record(redis_client, job_id) if status is not None else None
+    keys = reports.redis_keys
+    status = job_status(redis_client, keys, reports.store, job_id, limit=1) if is_explain else None
+    record = read_record(redis_client, keys, job_id) if status is not None else None
     if status is None or record is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return _html(render_job_page(status, record.request, record.variant))

@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, Registry
+from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, RedisKeys, Registry
 from service.exemplar_links import exemplar_query
 from service.job_group import read_record
 from service.jobs import job_status
@@ -35,7 +35,7 @@ class RecentJob:
 
 
 def recent_jobs(
-    connection: redis.Redis, queue: Queue, store: ReportStore, limit: int = RECENT_JOBS
+    connection: redis.Redis, keys: RedisKeys, queue: Queue, store: ReportStore, limit: int = RECENT_JOBS
 ) -> list[RecentJob]:
     """The newest requests whose explain parts are still recorded (queued, deferred, running, finished or
     failed), each with the state of the whole request."""
@@ -53,8 +53,8 @@ def recent_jobs(
             groups.append(group)
     found = []
     for group in groups[:limit]:
-        record = read_record(connection, group)
-        status = job_status(connection, store, group, limit=1) if record is not None else None
+        record = read_record(connection, keys, group)
+        status = job_status(connection, keys, store, group, limit=1) if record is not None else None
         if record is not None and status is not None:
             found.append(RecentJob(group, record.request, record.variant, status))
     return found

@@ -214,7 +214,7 @@ def test_secrets_stay_out_of_the_configmap_and_come_from_the_secret(objects: lis
 
 def test_keda_scales_each_worker_on_the_rq_list_it_serves(objects: list[dict[str, Any]]) -> None:
     config = _get(objects, "ConfigMap", "neuronlens-config")["data"]
-    prefix = config["NEURONLENS_QUEUE_PREFIX"]
+    prefix = config["NEURONLENS_REDIS_PREFIX"]
     namespace = _get(objects, "Namespace", "neuronlens")["metadata"]["name"]
     auth = _get(objects, "TriggerAuthentication", "neuronlens-redis")["spec"]["secretTargetRef"]
     assert auth == [{"parameter": "password", "name": "neuronlens-secrets", "key": "redis-password"}]

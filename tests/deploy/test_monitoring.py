@@ -14,7 +14,6 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.contract import METRICS_KEY
 from service.metrics import ApiMetrics
 from service.queues import JobQueues
 from service.settings import Settings
@@ -41,8 +40,8 @@ WORKER_SERIES = {
 
 
 def _exported_samples(redis_conn: redis.Redis, settings: Settings) -> set[str]:
-    redis_conn.hset(METRICS_KEY, mapping=WORKER_SERIES)
-    metrics = ApiMetrics(lambda: (redis_conn, JobQueues.connect(redis_conn, settings)))
+    redis_conn.hset(settings.redis_keys.metrics, mapping=WORKER_SERIES)
+    metrics = ApiMetrics(lambda: (redis_conn, JobQueues.connect(redis_conn, settings)), settings.redis_keys)
     metrics.request_seconds.labels("GET", "/healthz", "200").observe(0.001)
     names: set[str] = set()
     for family in text_string_to_metric_families(metrics.render().decode()):

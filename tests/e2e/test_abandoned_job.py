@@ -18,6 +18,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from service.contract import RedisKeys
 from service.job_group import read_record
 from tests.e2e.helpers import Processes, launch_up, probe_registry, process_env, wait_for, wait_ready
 
@@ -83,7 +84,7 @@ def fetch(redis_conn: redis.Redis, job_id: str | bytes) -> Job:
 
 def parts(redis_conn: redis.Redis, job_id: str) -> list[Job]:
     """The explain jobs (one per neuron chunk) of a request, from its job record."""
-    record = read_record(redis_conn, job_id)
+    record = read_record(redis_conn, RedisKeys(), job_id)  # the tests' deployment has no prefix
     assert record is not None
     return [fetch(redis_conn, part.id) for part in record.parts if part.enqueued]
 

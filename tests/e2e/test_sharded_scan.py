@@ -139,7 +139,7 @@ def test_three_worker_processes_scan_three_shards_exactly(
     with serve(create_app(api)) as url, httpx.Client(timeout=60) as http:
         started = time.monotonic()
         job_id, three = _explain(http, url, {**body, "shards": 3}, 300)
-        record = read_record(redis_conn, job_id)
+        record = read_record(redis_conn, api.redis_keys, job_id)
         merge_id = record.scan_job_id if record is not None else None
         assert merge_id is not None and merge_id.endswith("-k3")
         ran_on = _shard_workers(redis_conn, merge_id, 3)
@@ -155,7 +155,7 @@ def test_three_worker_processes_scan_three_shards_exactly(
     single = api.model_copy(update={"artifact_url": str(other)})
     with serve(create_app(single)) as url, httpx.Client(timeout=60) as http:
         first = http.post(f"{url}/v1/explanations", json=body).json()["job_id"]
-        record = read_record(redis_conn, first)
+        record = read_record(redis_conn, single.redis_keys, first)
         scan = record.scan_job_id if record is not None else None
         assert scan is not None and not scan.endswith("-k3")  # one scan job, no shards
         run_workers(redis_conn, single)

@@ -49,6 +49,9 @@ def test_check_follows_the_heartbeat_of_an_idle_then_frozen_worker(
     assert passed.returncode == 0, passed
     assert "probed" in passed.stdout and "fresh" in passed.stdout
     assert _check(env, "--name", "probed").returncode == 0
+    # Another deployment on the same host and Redis (its own prefix) has no worker of its own here.
+    other = _check({**env, "NEURONLENS_REDIS_PREFIX": "other:"})
+    assert other.returncode == 1 and "not registered" in other.stderr, other
 
     worker.send_signal(signal.SIGSTOP)
     try:

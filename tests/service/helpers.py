@@ -20,6 +20,7 @@ from service.contract import (
     ExplanationRequest,
     NeuronReport,
     Provenance,
+    RedisKeys,
     Simulation,
     TypeEvidence,
     load_registry,
@@ -57,9 +58,10 @@ def serve(app: Litestar) -> Iterator[str]:
         thread.join(timeout=20)
 
 
-def explain_parts(conn: redis.Redis, job_id: str) -> list[str]:
-    """Ids of the explain jobs (one per layer and neuron chunk) of a request, from its job record."""
-    record = read_record(conn, job_id)
+def explain_parts(conn: redis.Redis, job_id: str, keys: RedisKeys | None = None) -> list[str]:
+    """Ids of the explain jobs (one per layer and neuron chunk) of a request, from its job record (of the
+    deployment with ``keys``; None: the unprefixed one)."""
+    record = read_record(conn, keys or RedisKeys(), job_id)
     assert record is not None, f"no job record for {job_id}"
     return [part.id for part in record.parts if part.enqueued]
 
@@ -137,10 +139,11 @@ def store_reports(
     assert request.hook is not None and request.dataset is not None
     assert resolved.model.revision == revision
     keys = request_report_keys(resolved)
+    redis_keys = settings.redis_keys if settings is not None else RedisKeys()
     reports = []
     for neuron, key in zip(request.neuron_list(), keys, strict=True):
         report = build_report(request.model, revision, request.layer, neuron, request.hook, request.dataset)
-        store_report(conn, objects, key, resolved.variant, report, None)
+        store_report(conn, redis_keys, objects, key, resolved.variant, report, None)
         reports.append(report)
     return reports
 

@@ -81,14 +81,15 @@ def test_worker_durations_are_histograms_with_buckets(
     http: httpx.Client, redis_conn: redis.Redis, settings: Settings
 ) -> None:
     """Durations recorded by the worker's own code (workers/metrics.py) come out as Prometheus histograms."""
-    from service.contract import DURATION_BUCKETS_S, METRICS_KEY
+    from service.contract import DURATION_BUCKETS_S
     from workers.metrics import observe
 
+    metrics_key = settings.redis_keys.metrics
     with redis_conn.pipeline() as pipe:
         for seconds in (0.03, 0.2, 4.0, 7200.0):
-            observe(pipe, "stage_seconds", {"stage": "simulate"}, seconds)
+            observe(pipe, metrics_key, "stage_seconds", {"stage": "simulate"}, seconds)
         pipe.execute()
-    assert redis_conn.exists(METRICS_KEY)
+    assert redis_conn.exists(metrics_key)
     families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
     samples = families["neuronlens_stage_duration_seconds"].samples
     buckets = {

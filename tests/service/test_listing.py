@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import redis
 
-from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, report_index_key, report_key
+from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, RedisKeys, report_key
 from service.listing import list_layer_reports
 from service.report_store import ReportStore
 from service.settings import Settings
@@ -64,7 +64,7 @@ def test_listing_bad_paths_and_pages_are_problems(http: httpx.Client) -> None:
 
 def _put(conn: redis.Redis, objects: ReportObjects, model: str, neuron: int, variant: str) -> bytes:
     report = build_report(model, "r1", 0, neuron, "mlp_act", "text-probe-v2")
-    store_report(conn, objects, report_key(model, 0, neuron, variant), variant, report, None)
+    store_report(conn, RedisKeys(), objects, report_key(model, 0, neuron, variant), variant, report, None)
     return report.model_dump_json().encode()
 
 
@@ -81,7 +81,7 @@ def test_listing_matches_the_model_name_literally(
     for flushed in (False, True):  # from the Redis index, then from the store's folders
         if flushed:
             redis_conn.flushall()
-        found = list_layer_reports(redis_conn, store, "m*[1]", 0, variant, limit=10)
+        found = list_layer_reports(redis_conn, RedisKeys(), store, "m*[1]", 0, variant, limit=10)
         assert found.neurons == [1] and found.reports == [body]
 
 
@@ -94,8 +94,8 @@ def test_after_a_flush_the_index_is_rebuilt_from_the_store_and_keeps_new_reports
     redis_conn.flushall()
     _put(redis_conn, report_objects, "m", 7, variant)  # a worker stores one more before anyone lists
     store = ReportStore(settings.artifact_url)
-    assert list_layer_reports(redis_conn, store, "m", 0, variant).neurons == [1, 2, 3, 7]
-    index = report_index_key("m", 0, variant)
+    assert list_layer_reports(redis_conn, RedisKeys(), store, "m", 0, variant).neurons == [1, 2, 3, 7]
+    index = RedisKeys().report_index("m", 0, variant)
     assert sorted(int(m) for m in redis_conn.smembers(index)) == [-1, 1, 2, 3, 7]  # type: ignore[union-attr]
     _put(redis_conn, report_objects, "m", 0, variant)
-    assert list_layer_reports(redis_conn, store, "m", 0, variant).neurons == [0, 1, 2, 3, 7]
+    assert list_layer_reports(redis_conn, RedisKeys(), store, "m", 0, variant).neurons == [0, 1, 2, 3, 7]

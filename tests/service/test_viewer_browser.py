@@ -243,7 +243,7 @@ def _store_text_layer(conn: redis.Redis, settings: Settings) -> None:
         simulation = report.simulation.model_copy(update={"correlation": TEXT_SCORES[neuron]})
         kind = "unknown" if neuron in UNKNOWN else "text"
         report = report.model_copy(update={"simulation": simulation, "neuron_type": kind})
-        store_report(conn, objects, key, resolved.variant, report, None)
+        store_report(conn, settings.redis_keys, objects, key, resolved.variant, report, None)
 
 
 def _rows(page: object) -> list[int]:

@@ -15,8 +15,8 @@ import redis
 from service.contract import (
     WEIGHTS_CHECK_MAX_AGE_S,
     ModelSpec,
+    RedisKeys,
     WeightsCheck,
-    weights_key,
 )
 from workers.errors import ModelWeightsMissing
 
@@ -75,7 +75,9 @@ def check_weights(spec: ModelSpec) -> tuple[bool, str]:
         return False, str(exc)
 
 
-def publish_weights(connection: redis.Redis, models: Iterable[ModelSpec], host: str | None = None) -> None:
+def publish_weights(
+    connection: redis.Redis, keys: RedisKeys, models: Iterable[ModelSpec], host: str | None = None
+) -> None:
     """Check every model here and write the results under this host's name (one pipeline)."""
     host = host or socket.gethostname()
     now = datetime.now(UTC)
@@ -83,6 +85,6 @@ def publish_weights(connection: redis.Redis, models: Iterable[ModelSpec], host: 
     for spec in models:
         present, detail = check_weights(spec)
         check = WeightsCheck(present=present, detail=detail, host=host, checked_at=now)
-        pipeline.hset(weights_key(spec.id), host, check.model_dump_json())
-        pipeline.expire(weights_key(spec.id), WEIGHTS_CHECK_MAX_AGE_S)
+        pipeline.hset(keys.weights(spec.id), host, check.model_dump_json())
+        pipeline.expire(keys.weights(spec.id), WEIGHTS_CHECK_MAX_AGE_S)
     pipeline.execute()
