@@ -20,7 +20,7 @@ import redis
 
 from neuronlens import write_csv
 from service.app import create_app
-from service.contract import ExplanationRequest, NeuronReport, report_key
+from service.contract import ExplanationRequest, NeuronReport, RedisKeys, report_key
 from service.listing import summarize
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, build_report, run_workers, serve, store_reports
@@ -257,7 +257,8 @@ def test_every_table_carries_the_report_s_llm_cost_and_the_sdk_writes_the_same_r
         update={"llm_cost_usd": 0.0125, "llm_calls": {"explainer": 1, "simulator": 4}}
     )
     report = plain.model_copy(update={"provenance": priced})
-    store_report(redis_conn, report_objects, report_key(model, layer, 2, variant), variant, report, None)
+    key = report_key(model, layer, 2, variant)
+    store_report(redis_conn, RedisKeys(), report_objects, key, variant, report, None)
 
     path = f"/v1/neurons/{model}/{layer}"
     ndjson = [json.loads(line) for line in http.get(path, params={"format": "ndjson"}).text.splitlines()]
