@@ -19,7 +19,7 @@ from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.errors import NotFound, problem_specs
 from service.job_group import read_record
 from service.jobs import JobQueues, job_status
-from service.listing import SortColumn, indexed_neurons, layer_summaries, list_layer_reports, sort_summaries
+from service.listing import SortColumn, indexed_neurons, layer_summaries, sort_summaries
 from service.openapi_docs import DocumentedOperation
 from service.report_page import NeuronPageLinks, render_report_page
 from service.reports import Query, ReportReader
@@ -71,14 +71,19 @@ def _planted_stored(
     stored = {}
     for model in registry.models:
         for layer in sorted({p.layer for p in model.planted or []}):
-            variant, _ = reports.layer_variant(model.id, layer, {})
-            neurons = set(
-                indexed_neurons(connection, reports.redis_keys, reports.store, model.id, layer, variant)
-            )
+            neurons = _stored_neurons(reports, connection, {}, model.id, layer)
             for p in model.planted or []:
                 if p.layer == layer:
                     stored[(model.id, layer, p.neuron)] = p.neuron in neurons
     return stored
+
+
+def _stored_neurons(
+    reports: ReportReader, connection: redis.Redis, query: Query, model: str, layer: int
+) -> list[int]:
+    """The neurons of ``model`` ``layer`` with a stored report of the variant ``query`` selects, ascending."""
+    variant, _ = reports.layer_variant(model, layer, query)
+    return indexed_neurons(connection, reports.redis_keys, reports.store, model, layer, variant)
 
 
 @get(
@@ -175,18 +180,13 @@ def _page_links(
 ) -> NeuronPageLinks:
     """Where a neuron page links: its stored neighbours in the layer, and which neighbouring layers have a
     report of the same neuron (same query)."""
-    variant, _ = reports.layer_variant(model, layer, query)
-    found = list_layer_reports(connection, reports.redis_keys, reports.store, model, layer, variant)
-    previous, following = _neighbours(found.neurons, neuron)
+    previous, following = _neighbours(_stored_neurons(reports, connection, query, model, layer), neuron)
     n_layers = reports.registry.model(model).layers
-    stored = {}
-    for other in (layer - 1, layer + 1):
-        if 0 <= other < n_layers:
-            other_variant, _ = reports.layer_variant(model, other, query)
-            indexed = indexed_neurons(
-                connection, reports.redis_keys, reports.store, model, other, other_variant
-            )
-            stored[other] = neuron in indexed
+    stored = {
+        other: neuron in _stored_neurons(reports, connection, query, model, other)
+        for other in (layer - 1, layer + 1)
+        if 0 <= other < n_layers
+    }
     return NeuronPageLinks(
         query=query, previous=previous, next=following, n_layers=n_layers, same_neuron_stored=stored
     )
