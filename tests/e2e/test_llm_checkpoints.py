@@ -41,6 +41,7 @@ def test_a_killed_worker_repays_at_most_its_neurons_in_flight(
             NEURONLENS_EXPLAINER_MODEL="peer-explainer",
             NEURONLENS_LLM_CONCURRENCY=str(IN_FLIGHT),
             NEURONLENS_WORKER_HEARTBEAT_S="1",
+            NEURONLENS_PROGRESS_INTERVAL_S="0",
         )
         api, url = launch_up(processes, env, "--workers", "0", name="api")
         wait_ready(processes, api, url, "the API")
@@ -51,10 +52,17 @@ def test_a_killed_worker_repays_at_most_its_neurons_in_flight(
         )
         job_id = posted.json()["job_id"]
         ideal = NEURONS * CALLS_PER_NEURON
-        # About half the job's calls made: with chunk-wide stages no report would be stored yet.
-        wait_for(lambda: peer.calls >= ideal // 2, 240, "half of the job's LLM calls", interval_s=0.01)
+
+        # About half the job's calls made and reports stored (with chunk-wide stages none would be yet);
+        # progress is written after every neuron, so the status counts what is stored when it is read.
+        def half_done() -> bool:
+            done = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()["progress"]["done"]
+            return peer.calls >= ideal // 2 and done > 0
+
+        wait_for(half_done, 240, "half of the job's LLM calls and a stored report", interval_s=0.01)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
+        calls_at_kill = peer.calls
         done_at_kill = httpx.get(f"{url}/v1/jobs/{job_id}").json()["progress"]["done"]
         processes.start_worker(env, "second")
 
@@ -65,5 +73,5 @@ def test_a_killed_worker_repays_at_most_its_neurons_in_flight(
 
         wait_for(finished, 240, "the retried job to finish", interval_s=0.2)
         calls = peer.calls
-    assert done_at_kill > 0  # reports were stored before the kill
+    assert 0 < done_at_kill < NEURONS and calls_at_kill < ideal  # killed mid-job, reports stored before
     assert ideal <= calls <= ideal + IN_FLIGHT * CALLS_PER_NEURON, (calls, ideal, done_at_kill)
