@@ -35,7 +35,7 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "--factory", "service.http.app:app_from_env", "--host", "0.0.0.0", "--port", "8000"]
 
 # ----------------------------------------------------------------------------------------- worker-cpu
 # Explain workers (report assembly, LLM calls) and CPU-only scans. torch first and pinned, before the

@@ -72,7 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 openapi: $(STAMP)
-	$(BIN)/python -m service.openapi
+	$(BIN)/python -m service.http.openapi
 
 # --strict: a broken link or anchor, or a page left out of the navigation, fails the build.
 docs: $(STAMP)

@@ -28,8 +28,8 @@ def load_scan_setup(model_id: str, dataset_id: str, n_samples: int | None = None
     from service.contract import load_registry
     from service.settings import load_settings
     from workers.data.loader import load_probe_set
+    from workers.process.worker import build_runtime
     from workers.scan.tokens import build_tokenized_probe
-    from workers.worker import build_runtime
 
     registry = load_registry()
     model = registry.model(model_id)

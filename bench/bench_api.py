@@ -2,14 +2,14 @@
 per-key rate limiting on; and conditional GETs answered 304 with keys on), and their latency.
 
 Both servers run side by side in one run with the same server settings (uvicorn, one worker, no access
-log, loopback): the NeuronLens app from ``service.app:app_from_env`` over a private Redis holding one
+log, loopback): the NeuronLens app from ``service.http.app:app_from_env`` over a private Redis holding one
 stored report (its object in a temporary artifact store, its id in the Redis index, as a worker stores
 it), and a bare Litestar app with one GET that returns a constant JSON object. The load
 generator is a separate process (keep-alive HTTP/1.1 over raw asyncio sockets, so the client is not the
 bottleneck), bounded in time and request count. Rounds alternate between the two servers and the best
 round of each is kept, which evens out noise from other processes on the machine. With keys on
 (`NEURONLENS_AUTH=keys`) every request also looks its key up in Redis and counts it in the key's
-moving window (service/auth.py, service/ratelimit.py): two more Redis round trips.
+moving window (service/access/auth.py, service/access/ratelimit.py): two more Redis round trips.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def uvicorn_server(app: str, env: dict[str, str], app_dir: Path) -> Iterator[tup
     import httpx
 
     from bench._common import stop_process
-    from service.embedded_redis import free_port
+    from service.commands.embedded_redis import free_port
 
     port = free_port()
     command = [
@@ -232,8 +232,8 @@ def _stored_report() -> tuple[str, str, Any]:
         TypeEvidence,
         load_registry,
     )
-    from service.jobs import request_report_keys
-    from service.validate import resolve_request
+    from service.estimates.validate import resolve_request
+    from service.jobs.submit import request_report_keys
 
     model = load_registry().model("minilm-l6")
     request = ExplanationRequest(
@@ -325,11 +325,11 @@ def main() -> list[dict[str, str]]:
         sys.path.insert(0, str(REPO_ROOT))
     import redis
 
+    from service.access.api_keys import KeyStore
+    from service.commands.embedded_redis import EmbeddedRedis
     from service.contract import RedisKeys
-    from service.embedded_redis import EmbeddedRedis
-    from service.http_conventions import strong_etag
-    from service.keys import KeyStore
-    from workers.report_store import ReportObjects, store_report
+    from service.http.conventions import strong_etag
+    from workers.process.report_writer import ReportObjects, store_report
 
     key, variant, report = _stored_report()
     body = report.model_dump_json().encode()
@@ -347,8 +347,8 @@ def main() -> list[dict[str, str]]:
         auth = {"Authorization": f"Bearer {api_key}"}
         conditional = {**auth, "If-None-Match": strong_etag(body)}
         with (
-            uvicorn_server("service.app:app_from_env", api_env, REPO_ROOT) as (api_port, api_pid),
-            uvicorn_server("service.app:app_from_env", keys_env, REPO_ROOT) as (keys_port, keys_pid),
+            uvicorn_server("service.http.app:app_from_env", api_env, REPO_ROOT) as (api_port, api_pid),
+            uvicorn_server("service.http.app:app_from_env", keys_env, REPO_ROOT) as (keys_port, keys_pid),
             uvicorn_server("bench_api:bare_app", env, Path(__file__).resolve().parent) as (
                 bare_port,
                 bare_pid,

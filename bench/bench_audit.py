@@ -30,7 +30,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench._common import load_average, stop_process  # noqa: E402
-from service.embedded_redis import free_port  # noqa: E402
+from service.commands.embedded_redis import free_port  # noqa: E402
 
 MODELS = {"minilm-l6": 1024, "tiny-llava": 512}
 """Model → probe-set samples scanned."""
@@ -97,7 +97,16 @@ def measure(folder: Path) -> dict[str, dict[str, list[float]]]:
         NEURONLENS_DEVICE="cpu",
         NEURONLENS_REGISTRY_PATH=str(_registry(folder)),
     )
-    command = [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--data-dir", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "service.commands.main",
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(folder),
+    ]
     with (folder / "up.log").open("wb") as log:
         up = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     seed = 1000

@@ -1,7 +1,7 @@
 """Cost before spending (issue 9): a dry run's estimate ÷ what the LLM then actually billed, for LLM calls,
 prompt tokens, completion tokens and USD (goal: within 5%).
 
-Through the real API (`service.app.create_app` under uvicorn on loopback), a private Redis and the
+Through the real API (`service.http.app.create_app` under uvicorn on loopback), a private Redis and the
 project's own RQ worker (in this process, torch on one thread, as tests/service/helpers.run_workers runs
 it) against the OpenAI-compatible peer (tests/llm_peer, in this process; the real `openai` client makes
 every call; the peer bills prompt tokens as characters ÷ 4 and records every call). Per case, on
@@ -149,8 +149,8 @@ def measure() -> list[dict[str, str]]:
     import httpx
     import redis
 
-    from service.app import create_app
-    from service.embedded_redis import EmbeddedRedis
+    from service.commands.embedded_redis import EmbeddedRedis
+    from service.http.app import create_app
     from service.settings import load_settings
     from tests.llm_peer import LLMPeer
     from tests.service.helpers import serve

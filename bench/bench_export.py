@@ -5,7 +5,7 @@ bytes on the wire and seconds per fetch.
 
 The reports are produced once by the project's own worker (in this process, torch on one thread) through
 the API, with Redis (append-only) and the artifact store cached under the temp dir, so later runs only
-measure. The API runs as `uvicorn --factory service.app:app_from_env` (one process, loopback); the client
+measure. The API runs as `uvicorn --factory service.http.app:app_from_env` (one process, loopback); the client
 is httpx in this process, reading every body to the end (gzip decoded, as a client would). Variants run in
 interleaved rounds (each round fetches every variant once, order rotating); the best of ROUNDS is kept.
 """
@@ -49,7 +49,7 @@ def produce_reports(url: str, redis_url: str, artifacts: Path) -> str:
             import torch
 
             from service.contract import QUEUE_NAMES
-            from workers.worker import build_worker
+            from workers.process.worker import build_worker
 
             os.environ.update(NEURONLENS_ARTIFACT_URL=str(artifacts), HF_HUB_OFFLINE="1")
             torch.set_num_threads(1)
@@ -112,7 +112,7 @@ def _kb(n: int) -> str:
 
 
 def main() -> list[dict[str, Any]]:
-    from service.embedded_redis import EmbeddedRedis
+    from service.commands.embedded_redis import EmbeddedRedis
 
     artifacts = CACHE / "artifacts"
     with EmbeddedRedis(data_dir=CACHE / "redis", append_only=True) as redis_server:
@@ -122,7 +122,7 @@ def main() -> list[dict[str, Any]]:
             "NEURONLENS_ARTIFACT_URL": str(artifacts),
             "HF_HUB_OFFLINE": "1",
         }
-        with uvicorn_server("service.app:app_from_env", env, REPO_ROOT) as (port, _pid):
+        with uvicorn_server("service.http.app:app_from_env", env, REPO_ROOT) as (port, _pid):
             url = f"http://127.0.0.1:{port}"
             try:
                 job_id = produce_reports(url, redis_server.url, artifacts)

@@ -1,5 +1,5 @@
 """LLM stage figures: neurons explained and simulated by the `openai` backends against the OpenAI-compatible
-peer, through the worker pipeline (`workers.pipeline.explain_neurons`, as an explain job runs it).
+peer, through the worker pipeline (`workers.process.pipeline.explain_neurons`, as an explain job runs it).
 
 The peer runs as its own process (``python -m tests.llm_peer``) with a fixed latency per call, so the
 client side (the real `openai` client, our retrying caller, the thread pools, report assembly) is
@@ -40,7 +40,7 @@ VISUAL_NEURONS = [11, 42, 99, 200]
 def peer_process(latency_ms: float) -> Iterator[str]:
     """The peer in a child process; yields its base URL."""
     from bench._common import stop_process
-    from service.embedded_redis import free_port
+    from service.commands.embedded_redis import free_port
 
     port = free_port()
     command = [sys.executable, "-m", "tests.llm_peer", "--port", str(port), "--latency-ms", str(latency_ms)]
@@ -64,8 +64,8 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     pipeline; (reports, seconds of the explain stage)."""
     from bench._common import explanation_request
     from service.contract import load_registry
-    from workers import pipeline
-    from workers.worker import build_runtime
+    from workers.process import pipeline
+    from workers.process.worker import build_runtime
 
     model_id, layer, dataset_id = which
     registry = load_registry(settings.registry_path)
@@ -113,7 +113,8 @@ def throughput_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
             "figure": "LLM stage: achieved ÷ ideal throughput",
             "value": f"{achieved / ideal:.2f}",
             "goal": "≥ 0.8",
-            "detail": f"{N_NEURONS} {model_id} L{layer} neurons through workers.pipeline.explain_neurons in "
+            "detail": f"{N_NEURONS} {model_id} L{layer} neurons through "
+            "workers.process.pipeline.explain_neurons in "
             f"{seconds:.1f}s = {achieved:.1f}/s; ideal {ideal:.1f}/s = concurrency {concurrency} / "
             f"({calls:.0f} calls × {LATENCY_MS:.0f} ms); peer process on loopback",
         },

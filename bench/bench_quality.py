@@ -1,7 +1,7 @@
 """Result-quality figures for issue 10, side by side in one run (baseline backends unless said otherwise):
 
 - LLM calls and prompt tokens per text neuron by scorer (per-record simulation, batched simulation,
-  detection, fuzzing), through workers.pipeline with the `openai` backends against the in-process peer
+  detection, fuzzing), through workers.process.pipeline with the `openai` backends against the in-process peer
   (tokens as the peer bills them: characters / 4), 16 minilm-l6 layer-3 neurons on text-probe-v2;
 - minilm-l6 layer 3: share of the 1,536 neurons typed `unknown` before (text-probe-v1, Xu et al.'s rule,
   global-max scale) and after (text-probe-v2, the text-model rule, quantile scale), and the share of
@@ -35,7 +35,7 @@ PLANTED_TEXT_WORDS = {10: "numbers", 20: "play", 30: '"?"', 40: '"?"'}
 def _explain(runtime: Any, model: Any, dataset: Any, layer: int, neurons: list[int], **kw: Any) -> list[Any]:
     from bench._common import explanation_request
     from service.contract import PipelineOptions, report_variant
-    from workers import pipeline
+    from workers.process import pipeline
 
     options = PipelineOptions(**kw.pop("options", {}))
     request = explanation_request(
@@ -63,7 +63,7 @@ def llm_rows(registry: Any) -> list[dict[str, str]]:
     from service.settings import load_settings
     from tests.llm_peer import LLMPeer
     from tests.llm_peer import rules as peer_model
-    from workers.worker import build_runtime
+    from workers.process.worker import build_runtime
 
     model, dataset = registry.model("minilm-l6"), registry.dataset("text-probe-v2")
     per: dict[str, tuple[int, int]] = {}
@@ -122,8 +122,8 @@ def minilm_rows(registry: Any, runtime: Any) -> list[dict[str, str]]:
     import numpy as np
 
     from service.contract import PipelineOptions
-    from workers.classify import classify_neuron
-    from workers.pipeline import open_context
+    from workers.analysis.neuron_types import classify_neuron
+    from workers.process.pipeline import open_context
 
     model = registry.model("minilm-l6")
     neurons = list(range(model.neurons_per_layer))
@@ -226,7 +226,7 @@ def main() -> list[dict[str, str]]:
 
     torch.set_num_threads(2)
     registry = load_registry()
-    from workers.worker import build_runtime
+    from workers.process.worker import build_runtime
 
     runtime = build_runtime(load_settings(artifact_url=STORE, device="cpu"))
     load = os.getloadavg()[0]

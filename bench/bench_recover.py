@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench._common import stop_process  # noqa: E402
-from service.embedded_redis import free_port  # noqa: E402
+from service.commands.embedded_redis import free_port  # noqa: E402
 
 MODEL, LAYER = "minilm-l6", 3
 TIMEOUT_S = 900.0
@@ -54,7 +54,7 @@ def _workers(pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"workers.worker" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"workers.process.worker" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -69,7 +69,16 @@ def measure(folder: Path) -> dict[str, float]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_") and k != "REDIS_URL"}
     env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--data-dir", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "service.commands.main",
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(folder),
+    ]
     with (folder / "up.log").open("wb") as log:
         up = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

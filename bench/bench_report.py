@@ -29,8 +29,8 @@ COLD_REPEATS = 5
 def main() -> list[dict[str, str]]:
     from service.contract import ExplanationRequest, PipelineOptions, load_registry
     from service.settings import load_settings
-    from workers.pipeline import explain_neurons, scan_layers
-    from workers.worker import build_runtime
+    from workers.process.pipeline import explain_neurons, scan_layers
+    from workers.process.worker import build_runtime
 
     registry = load_registry()
     model, dataset = registry.model("minilm-l6"), registry.dataset("text-probe-v1")

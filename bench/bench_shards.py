@@ -59,13 +59,13 @@ def main() -> list[dict[str, str]]:
     from rq.job import JobStatus as RqStatus
     from rq.serializers import JSONSerializer
 
+    from service.commands.embedded_redis import EmbeddedRedis
     from service.contract import ExplanationRequest, load_registry
-    from service.embedded_redis import EmbeddedRedis
-    from service.queues import JobQueues
-    from service.scan_jobs import ensure_scan_jobs
+    from service.estimates.validate import resolve_request
+    from service.jobs.queues import JobQueues
+    from service.jobs.scan import ensure_scan_jobs
     from service.settings import load_settings
-    from service.validate import resolve_request
-    from workers.scan.keys import scan_id, scan_key
+    from workers.scan.token_keys import scan_id, scan_key
 
     with tempfile.TemporaryDirectory() as root, EmbeddedRedis() as server:
         registry_path = _registry(Path(root) / "registry.json")
@@ -86,7 +86,7 @@ def main() -> list[dict[str, str]]:
         )
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "workers.worker", "--queues", "scan", "--name", f"bench-{k}"],
+                [sys.executable, "-m", "workers.process.worker", "--queues", "scan", "--name", f"bench-{k}"],
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=subprocess.DEVNULL,

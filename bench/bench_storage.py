@@ -1,5 +1,6 @@
 """Storage figure: Redis memory per stored report, durable storage (object in the artifact store, neuron id
-in the Redis index, as `workers.report_store.store_report` writes it) against the old layout (the whole
+in the Redis index, as `workers.process.report_writer.store_report` writes it) against the old layout (the
+whole
 report JSON as a Redis string), side by side.
 
 1,536 real reports of minilm-l6 layer 3 (its default probe set, baseline explainer and simulator) are made
@@ -30,8 +31,8 @@ def _reports(root: str) -> tuple[list[Any], str]:
     """Every neuron's report of minilm-l6 layer LAYER, and their report variant."""
     from service.contract import ExplanationRequest, PipelineOptions, load_registry, report_variant
     from service.settings import load_settings
-    from workers.pipeline import explain_neurons, scan_layers
-    from workers.worker import build_runtime
+    from workers.process.pipeline import explain_neurons, scan_layers
+    from workers.process.worker import build_runtime
 
     registry = load_registry()
     model = registry.model("minilm-l6")
@@ -61,7 +62,7 @@ OLD_KEY = "nl:report:{model}:{layer}:{neuron}:{variant}"
 
 def _store_all(client: Any, layout: str, objects: Any, reports: list[Any], variant: str) -> None:
     from service.contract import RedisKeys, report_key
-    from workers.report_store import store_report
+    from workers.process.report_writer import store_report
 
     for report in reports:
         if layout == "old":
@@ -78,9 +79,9 @@ def _measure(root: str, reports: list[Any], variant: str) -> tuple[dict[str, lis
     """used_memory deltas per layout and round, and MEMORY USAGE of the index set."""
     import redis
 
+    from service.commands.embedded_redis import EmbeddedRedis
     from service.contract import RedisKeys
-    from service.embedded_redis import EmbeddedRedis
-    from workers.report_store import ReportObjects
+    from workers.process.report_writer import ReportObjects
 
     rounds: dict[str, list[int]] = {"old": [], "new": []}
     index_bytes = 0

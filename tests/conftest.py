@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from service.commands.embedded_redis import EmbeddedRedis
 from service.contract import REPORT_ROOT
-from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings, load_settings
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from service.cli import build_parser
+from service.commands.main import build_parser
 from service.settings import Settings
-from workers.worker import _parser as worker_parser
+from workers.process.worker import _parser as worker_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -8,7 +8,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
 - :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
-- :mod:`~service.contract.keys`      report variant hash, report and exemplar-image storage keys
+- :mod:`~service.contract.artifact_keys`      report variant hash, report and exemplar-image storage keys
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
 - :mod:`~service.contract.versions`  pipeline and scan versions
@@ -21,6 +21,23 @@ Every public name is re-exported here (``from service.contract import NeuronRepo
 without it (``from service.contract.objects import ObjectStore``).
 """
 
+from service.contract.artifact_keys import (
+    EXEMPLAR_IMAGE_ROOT,
+    REPORT_INDEX_SYNCED,
+    REPORT_ROOT,
+    canonical_json,
+    dataset_identity,
+    exemplar_image_name,
+    exemplar_images_key,
+    report_folder_key,
+    report_key,
+    report_object_name,
+    report_object_neuron,
+    report_variant,
+    scan_id,
+    scan_key,
+    scan_manifest_key,
+)
 from service.contract.base import ContractModel, Modality, NeuronType
 from service.contract.cost import (
     PROFILE_ROOT,
@@ -67,23 +84,6 @@ from service.contract.jobs import (
     LLMUsage,
     Progress,
     ScanState,
-)
-from service.contract.keys import (
-    EXEMPLAR_IMAGE_ROOT,
-    REPORT_INDEX_SYNCED,
-    REPORT_ROOT,
-    canonical_json,
-    dataset_identity,
-    exemplar_image_name,
-    exemplar_images_key,
-    report_folder_key,
-    report_key,
-    report_object_name,
-    report_object_neuron,
-    report_variant,
-    scan_id,
-    scan_key,
-    scan_manifest_key,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, parse_series, series_name
 from service.contract.redis_keys import RedisKeys

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from service.contract.artifact_keys import canonical_json, dataset_identity
 from service.contract.base import ContractModel
-from service.contract.keys import canonical_json, dataset_identity
 from service.contract.registry import DatasetSpec
 
 PROFILE_ROOT = "profiles"

@@ -1,8 +1,9 @@
 """The job contract between the API and the workers: queues, task paths, job ids, the typed metadata both
 sides read and write on an RQ job, and how a failure is recorded (its error type and message, as data).
 
-Nothing here touches Redis or RQ: the API (service/jobs.py, service/job_state.py) and the workers
-(workers/tasks.py and the worker class) apply these to RQ's ``job.meta`` dict through :class:`JobMeta`.
+Nothing here touches Redis or RQ: the API (service/jobs/submit.py, service/jobs/state.py) and the workers
+(workers/process/tasks.py and the worker class) apply these to RQ's ``job.meta`` dict through
+:class:`JobMeta`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ EXPLAIN_QUEUE = "explain"
 QUEUE_NAMES = (SCAN_QUEUE, EXPLAIN_QUEUE)
 """Every queue a worker may listen on, in the default priority order."""
 
-SCAN_TASK = "workers.tasks.run_scan_job"
+SCAN_TASK = "workers.process.tasks.run_scan_job"
 """Dotted path of the RQ entry point of a scan job (the API enqueues by path, never importing workers)."""
 
-EXPLAIN_TASK = "workers.tasks.run_explain_job"
+EXPLAIN_TASK = "workers.process.tasks.run_explain_job"
 """Dotted path of the RQ entry point of an explain job."""
 
-SCAN_SHARD_TASK = "workers.tasks.run_scan_shard_job"
+SCAN_SHARD_TASK = "workers.process.tasks.run_scan_shard_job"
 """Dotted path of the RQ entry point of one shard of a sharded scan (its part of the probe set)."""
 
-MERGE_SCAN_TASK = "workers.tasks.run_merge_scan_job"
+MERGE_SCAN_TASK = "workers.process.tasks.run_merge_scan_job"
 """Dotted path of the RQ entry point that merges a sharded scan's shards into its layer artifacts."""
 
 SCAN_JOB_PREFIX = "scan-"

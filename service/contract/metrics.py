@@ -3,7 +3,7 @@
 Workers cannot reach the API's Prometheus registry, so they count into one Redis hash per deployment
 (``RedisKeys.metrics``), one field per series, named like Prometheus series
 (``jobs_total{outcome=finished,queue=explain}``); the API parses the fields back at every scrape
-(service/metrics.py). :func:`series_name` and :func:`parse_series` are the two halves of that syntax.
+(service/http/prometheus.py). :func:`series_name` and :func:`parse_series` are the two halves of that syntax.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The artifact store is a local folder or any fsspec URL (`file://`, `s3://`, `memory://`). The API reads
 reports, exemplar images and prompt profiles from it; workers write reports and profiles and, through
 workers/scan/store.py (which builds on this class), scans and other manifest-completed artifacts. Keys are
-the paths the contract computes (service/contract/keys.py), relative to the root.
+the paths the contract computes (service/contract/artifact_keys.py), relative to the root.
 
 Writes are atomic: a reader sees a whole object or none. On a local disk the data goes to a temporary
 file that is renamed into place; on object stores one PUT is atomic already. A local store reads with
@@ -22,7 +22,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from service.contract.keys import report_folder_key, report_object_neuron
+from service.contract.artifact_keys import report_folder_key, report_object_neuron
 
 TEMP_PREFIX = ".tmp-"
 """Start of the name of a local object being written (never a key's last part)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from service.contract.keys import canonical_json
+from service.contract.artifact_keys import canonical_json
 
 JOB_ID_DIGITS = 24
 """Hex digits of the hash part of a job id."""

@@ -190,7 +190,8 @@ class PipelineOptions(ContractModel):
 
 
 SCAN_OPTIONS = ("n_top", "seed")
-"""Options that change a layer's scan (they go into its scan id, workers/scan/keys.py `scan_id`): another
+"""Options that change a layer's scan (they go into its scan id, workers/scan/token_keys.py `scan_id`):
+another
 value needs another scan of the layer. The other options change only the reports made from a scan."""
 
 
@@ -362,7 +363,7 @@ class ExplanationRequest(ContractModel):
         if isinstance(self.neurons, NeuronRange):
             return list(range(self.neurons.start, self.neurons.stop))
         if self.neurons == ALL:
-            raise ValueError('neurons "all" is resolved against the model first (service.validate)')
+            raise ValueError('neurons "all" is resolved against the model first (service.estimates.validate)')
         return sorted(set(self.neurons))
 
     def layer_list(self) -> list[int]:
@@ -372,7 +373,7 @@ class ExplanationRequest(ContractModel):
             assert self.layer is not None  # the validator above
             return [self.layer]
         if self.layers == ALL:
-            raise ValueError('layers "all" is resolved against the model first (service.validate)')
+            raise ValueError('layers "all" is resolved against the model first (service.estimates.validate)')
         return sorted(set(self.layers))
 
     def only_layer(self) -> int:

@@ -1,7 +1,7 @@
 """The summary row of a stored report: one row per neuron with the same column names everywhere.
 
 The layer listing (`GET /v1/neurons/{model}/{layer}`, the viewer's layer page), the table exports (NDJSON,
-CSV, Parquet: service/tables.py) and the SDK's `to_dataframe` / `write_csv` all build their rows with
+CSV, Parquet: service/reports/tables.py) and the SDK's `to_dataframe` / `write_csv` all build their rows with
 :func:`summary_record` / :func:`summary_row`, so a column means the same thing, under the same name, in each.
 Both read a report as its parsed JSON object (a dict): the API parses stored report bytes with jiter and
 never builds a pydantic model for a row (a layer export parses thousands); the SDK passes

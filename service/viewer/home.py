@@ -13,12 +13,12 @@ from rq.queue import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, RedisKeys, Registry
-from service.exemplar_links import exemplar_query
-from service.job_group import read_record
-from service.jobs import job_status
-from service.report_store import ReportStore
+from service.estimates.model_weights import ModelWeights
+from service.jobs.group import read_record
+from service.jobs.submit import job_status
+from service.reports.exemplar_links import exemplar_query
+from service.reports.store import ReportStore
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
-from service.weights import ModelWeights
 
 RECENT_JOBS = 30
 """Explain jobs the home page lists, newest first."""

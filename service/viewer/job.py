@@ -7,7 +7,7 @@ from html import escape
 from urllib.parse import quote
 
 from service.contract import ExplanationRequest, JobStatus, ScanState
-from service.exemplar_links import exemplar_query
+from service.reports.exemplar_links import exemplar_query
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string
 
 POLL_MS = 1000

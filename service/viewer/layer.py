@@ -10,7 +10,7 @@ from html import escape
 from urllib.parse import quote
 
 from service.contract import ExplanationRequest, ModelSpec, NeuronSummary
-from service.listing import SortColumn
+from service.reports.listing import SortColumn
 from service.viewer.html import (
     TYPE_COLOURS,
     layer_path,

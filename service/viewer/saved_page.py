@@ -11,8 +11,8 @@ from urllib.parse import urljoin
 import httpx
 
 from service.contract import Exemplar, NeuronReport
-from service.report_page import report_body, report_title
 from service.viewer.html import page
+from service.viewer.neuron import report_body, report_title
 
 
 def _inlined(exemplars: list[Exemplar], images: Mapping[str, str]) -> tuple[list[Exemplar], int]:

@@ -1,6 +1,6 @@
 """The API image starts: the package installed WITHOUT extras (the Dockerfile's `api` stage install lines,
 run for real through the lock) into a fresh venv serves /healthz and an exemplar-image 404 under
-`uvicorn --factory service.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …).
+`uvicorn --factory service.http.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …).
 
 SLOW (about a minute with a warm pip cache, a few minutes without): it creates a real venv and installs
 the package's core dependencies from the package index into it.
@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from service.commands.embedded_redis import free_port
 from service.contract import ExplanationRequest, load_registry
-from service.embedded_redis import free_port
 from tests.deploy.helpers import clean_env, install_image_stage
 from tests.service.helpers import store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -63,7 +63,15 @@ def test_the_api_venv_has_no_worker_stack(api_venv: Path, tmp_path: Path) -> Non
 @pytest.fixture()
 def api_from_env(api_venv: Path, redis_url: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    command = [str(api_venv), "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)]
+    command = [
+        str(api_venv),
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.http.app:app_from_env",
+        "--port",
+        str(port),
+    ]
     log = tmp_path / "api.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -21,7 +21,7 @@ from jsonschema import Draft7Validator
 
 from service.settings import Settings
 from tests.deploy.helpers import dockerfile_stage
-from workers.worker import parse_queue_names
+from workers.process.worker import parse_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -67,7 +67,7 @@ def test_api_image_has_no_torch_and_a_healthcheck() -> None:
     assert installs, "the API stage installs the package"
     assert not [line for line in installs if "torch" in line or "[worker]" in line]
     assert "HEALTHCHECK" in api and "/healthz" in api
-    assert "service.app:app_from_env" in api
+    assert "service.http.app:app_from_env" in api
     assert re.search(r"^USER (?!root|0\b)", api, flags=re.MULTILINE), "the API must not run as root"
 
 

@@ -28,8 +28,10 @@ def test_worker_cpu_install_imports_and_runs_in_a_fresh_venv(tmp_path: Path) -> 
     env = clean_env()
 
     probe = (
-        "import torch, workers.tasks, workers.worker, workers.pipeline, service.settings; "
-        "print(torch.__version__, torch.version.cuda, workers.tasks.__file__, service.settings.__file__)"
+        "import torch, workers.process.tasks, workers.process.worker, workers.process.pipeline, "
+        "service.settings; "
+        "print(torch.__version__, torch.version.cuda, workers.process.tasks.__file__, "
+        "service.settings.__file__)"
     )
     imported = subprocess.run(
         [str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300

@@ -27,7 +27,7 @@ from tests.deploy.k8s_checks import (
     validate_strict,
     without,
 )
-from workers.worker import _parser, parse_queue_names
+from workers.process.worker import _parser, parse_queue_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

@@ -14,8 +14,8 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import ApiMetrics
-from service.queues import JobQueues
+from service.http.prometheus import ApiMetrics
+from service.jobs.queues import JobQueues
 from service.settings import Settings
 from tests.deploy.k8s_checks import render
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.embedded_redis import find_redis_server, free_port
+from service.commands.embedded_redis import find_redis_server, free_port
 from tests.deploy.k8s_checks import render
 from tests.e2e.helpers import wait_for
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.commands.embedded_redis import free_port
 from service.contract import BUNDLED_REGISTRY
-from service.embedded_redis import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,16 @@ class Processes:
         return process
 
     def start_worker(self, env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "workers.worker", "--queues", "scan,explain", "--name", name, *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "workers.process.worker",
+            "--queues",
+            "scan,explain",
+            "--name",
+            name,
+            *extra,
+        ]
         return self.start(args, env, name)
 
     def log(self, process: subprocess.Popen[bytes]) -> str:
@@ -132,9 +141,9 @@ def processes_fixture(tmp_path: Path) -> Iterator[Processes]:
 
 
 def run_cli(*args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
-    """`python -m service.cli *args` in a subprocess, output captured as text."""
+    """`python -m service.commands.main *args` in a subprocess, output captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [sys.executable, "-m", "service.commands.main", *args],
         env=process_env(),
         capture_output=True,
         text=True,
@@ -150,7 +159,9 @@ def launch_up(
     port = free_port()
     if "--data-dir" not in args:
         args = (*args, "--data-dir", str(processes.log_dir / f"{name}-data"))
-    up = processes.start([sys.executable, "-m", "service.cli", "up", "--port", str(port), *args], env, name)
+    up = processes.start(
+        [sys.executable, "-m", "service.commands.main", "up", "--port", str(port), *args], env, name
+    )
     return up, f"http://127.0.0.1:{port}"
 
 

@@ -40,7 +40,7 @@ def wait_finished(url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
 
 
 def workers_of(pid: int) -> list[int]:
-    return [child for child in child_pids(pid) if "workers.worker" in command_line(child)]
+    return [child for child in child_pids(pid) if "workers.process.worker" in command_line(child)]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

@@ -56,7 +56,7 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Pat
 def explain(url: str, neuron: int) -> subprocess.CompletedProcess[str]:
     args = ["explain", "--url", url, "--model", "minilm-l6", "--layer", str(LAYER), "--neuron", str(neuron)]
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args, "--timeout", "150"],
+        [sys.executable, "-m", "service.commands.main", *args, "--timeout", "150"],
         env=process_env(),
         capture_output=True,
         text=True,

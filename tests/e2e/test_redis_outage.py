@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded_redis import EmbeddedRedis
+from service.commands.embedded_redis import EmbeddedRedis
 from tests.e2e.helpers import Processes, launch_up, probe_registry, process_env, wait_for, wait_ready
 
 OUTAGE_S = 20

@@ -16,19 +16,19 @@ from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
 from service.contract import ExplanationRequest, JobStatus, NeuronReport, load_registry
-from service.job_group import read_record
-from service.queues import JobQueues
-from service.scan_jobs import ensure_scan_jobs, shard_job_id
+from service.estimates.validate import ResolvedRequest, resolve_request
+from service.http.app import create_app
+from service.jobs.group import read_record
+from service.jobs.queues import JobQueues
+from service.jobs.scan import ensure_scan_jobs, shard_job_id
 from service.settings import Settings
-from service.validate import ResolvedRequest, resolve_request
 from tests.e2e.helpers import Processes, process_env, wait_for
 from tests.service.helpers import run_workers, serve
 from tests.service.test_sharded_jobs import array_hashes, write_registry
-from workers.scan.keys import scan_id, scan_key
 from workers.scan.shards import shard_key
 from workers.scan.store import FsspecArtifactStore
+from workers.scan.token_keys import scan_id, scan_key
 
 BATCH = 16
 SAMPLES = 144

@@ -1,6 +1,6 @@
 """The whole stack as a user runs it: `neuronlens up`, HTTP requests, the `neuronlens` CLI.
 
-Reports are checked against the scan artifacts the worker stored (read through workers.pipeline), and
+Reports are checked against the scan artifacts the worker stored (read through workers.process.pipeline), and
 the neuron type is recomputed from those stored activations with the rule of docs/method.md#neuron-types.
 """
 
@@ -19,13 +19,13 @@ import httpx
 import numpy as np
 import pytest
 
+from service.commands.embedded_redis import free_port
 from service.contract import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, load_registry
-from service.embedded_redis import free_port
 from service.settings import load_settings
 from tests.e2e.helpers import Processes, process_env, run_cli, running_up, wait_for
-from workers.pipeline import open_context
-from workers.report import ReportContext
-from workers.worker import build_runtime
+from workers.analysis.assemble import ReportContext
+from workers.process.pipeline import open_context
+from workers.process.worker import build_runtime
 
 LAYER = 3
 MODEL = "minilm-l6"
@@ -204,7 +204,7 @@ def test_demo_explains_and_stops(stack: RunningStack, tmp_path: Path) -> None:
     """`neuronlens demo` with the scan already stored (the artifact store the stack above filled): a short
     summary on stdout, the report as JSON in the file it names."""
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--quiet"],
+        [sys.executable, "-m", "service.commands.main", "demo", "--quiet"],
         env=process_env(NEURONLENS_ARTIFACT_URL=str(stack.artifact_dir)),
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.embedded_redis import free_port
+from service.commands.embedded_redis import free_port
 from tests.e2e.helpers import (
     Processes,
     child_pids,
@@ -39,7 +39,7 @@ def classify_children(pid: int) -> dict[str, list[int]]:
         kind = (
             "redis" if "redis-server" in cmd
             else "api" if "uvicorn" in cmd
-            else "worker" if "workers.worker" in cmd
+            else "worker" if "workers.process.worker" in cmd
             else "other"
         )  # fmt: skip
         kinds[kind].append(child)
@@ -70,7 +70,7 @@ def test_a_taken_port_is_a_clear_error(processes: Processes, tmp_path: Path) -> 
     port = url.rsplit(":", 1)[1]
     env = process_env()
     second = subprocess.run(
-        [sys.executable, "-m", "service.cli", "up", "--port", port, "--workers", "0"],
+        [sys.executable, "-m", "service.commands.main", "up", "--port", port, "--workers", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -88,7 +88,7 @@ def test_a_signal_while_starting_stops_cleanly(processes: Processes, tmp_path: P
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "service.commands.main",
             "up",
             "--port",
             str(port),
@@ -137,7 +137,7 @@ def _store_seen_by(env: dict[str, str]) -> str:
 def test_demo_and_up_share_one_default_artifact_store(tmp_path: Path, xdg: bool) -> None:
     """`neuronlens demo` and `neuronlens up` (no --data-dir) hand their API and workers the same store, so
     a scan one made is reused by the other; `up --data-dir D` and NEURONLENS_ARTIFACT_URL choose another."""
-    from service.cli import build_parser, demo_stack, up_stack
+    from service.commands.main import build_parser, demo_stack, up_stack
 
     home = {"XDG_DATA_HOME": str(tmp_path / "xdg")} if xdg else {"HOME": str(tmp_path / "home")}
     base = tmp_path / "xdg" if xdg else tmp_path / "home" / ".local" / "share"

@@ -34,7 +34,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path)
 
 def test_cli_explains_a_planted_neuron_with_viewable_images(api_url: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "explain", "--url", api_url, "--model", MODEL]
+        [sys.executable, "-m", "service.commands.main", "explain", "--url", api_url, "--model", MODEL]
         + ["--layer", str(LAYER), "--neuron", str(NEURON)],
         env=process_env(),
         capture_output=True,
@@ -54,7 +54,7 @@ def test_cli_explains_a_planted_neuron_with_viewable_images(api_url: str) -> Non
     assert '"red"' in report.explanation.text and "image regions that are red" in report.explanation.text
 
     from workers.data.vl_probe import draw, sample_spec
-    from workers.images import model_view
+    from workers.vocabulary.shading import model_view
 
     kept_red, faded, other = 0, 0, 0
     with httpx.Client(base_url=api_url, timeout=10) as client:

@@ -20,7 +20,7 @@ HEARTBEAT_S = 1
 
 def _check(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.worker", "--check", *extra],
+        [sys.executable, "-m", "workers.process.worker", "--check", *extra],
         env=env,
         capture_output=True,
         text=True,

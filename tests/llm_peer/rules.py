@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from workers.visual_features import COLOUR_NAMES, colour_name
+from workers.vocabulary.visual_features import COLOUR_NAMES, colour_name
 
 Role = Literal["explainer", "simulator"]
 
@@ -145,7 +145,8 @@ def _pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
 
 
 def vivid_colour(pixels: Sequence[tuple[int, int, int]]) -> str | None:
-    """The colour name (workers.visual_features, the baseline's vocabulary) of the saturated pixels' mean;
+    """The colour name (workers.vocabulary.visual_features, the baseline's vocabulary) of the saturated
+    pixels' mean;
     None when (nearly) all are grey or white, as faded regions of a shaded exemplar are."""
     vivid = [p for p in pixels if max(p) - min(p) > 60]
     if len(vivid) < max(1, len(pixels) // 20):

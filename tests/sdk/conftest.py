@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.embedded_redis import EmbeddedRedis, free_port
+from service.commands.embedded_redis import EmbeddedRedis, free_port
 from tests.e2e.helpers import (
     Processes,
     process_env,
@@ -46,7 +46,15 @@ def idle_api(tmp_path: Path, processes: Processes) -> Iterator[IdleApi]:
         store = str(tmp_path / "artifacts")
         env = process_env(NEURONLENS_REDIS_URL=server.url, NEURONLENS_ARTIFACT_URL=store)
         api = processes.start(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "service.http.app:app_from_env",
+                "--port",
+                str(port),
+            ],
             env,
             "api",
         )

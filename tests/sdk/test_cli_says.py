@@ -38,7 +38,7 @@ def _lines(stream: io.BufferedReader, into: queue.Queue[str]) -> None:
 def test_explain_prints_the_job_id_and_viewer_page_as_soon_as_it_submits(idle_api: IdleApi) -> None:
     """No worker runs the job, so it cannot finish: the line must come right after the submission."""
     cli = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "explain", "--url", idle_api.url, "--model", MODEL,
+        [sys.executable, "-m", "service.commands.main", "explain", "--url", idle_api.url, "--model", MODEL,
          "--layer", str(LAYER), "--neuron", "1111"],
         env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 
 from neuronlens import ApiUnavailable, Client
 from neuronlens._core import RetryPolicy, parse_retry_after
-from service.embedded_redis import free_port
+from service.commands.embedded_redis import free_port
 
 
 class Scripted(ThreadingHTTPServer):

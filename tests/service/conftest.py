@@ -8,11 +8,11 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from service.app import create_app
 from service.contract import load_registry
+from service.http.app import create_app
 from service.settings import Settings
 from tests.service.helpers import serve
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 
 @pytest.fixture()

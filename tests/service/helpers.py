@@ -25,13 +25,13 @@ from service.contract import (
     TypeEvidence,
     load_registry,
 )
-from service.job_group import read_record
-from service.jobs import request_report_keys
+from service.estimates.validate import resolve_request
+from service.jobs.group import read_record
+from service.jobs.submit import request_report_keys
 from service.settings import Settings, load_settings
-from service.validate import resolve_request
-from workers.report_store import ReportObjects, store_report
-from workers.runtime import WorkerRuntime
-from workers.worker import NeuronLensWorker, build_runtime, build_worker
+from workers.process.report_writer import ReportObjects, store_report
+from workers.process.runtime import WorkerRuntime
+from workers.process.worker import NeuronLensWorker, build_runtime, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -11,11 +11,11 @@ import httpx
 import pytest
 import redis
 
+from service.access.api_keys import KeyStore
 from service.contract import ExplanationRequest, load_registry
-from service.estimate import estimate_calls
-from service.keys import KeyStore
+from service.estimates.estimate import estimate_calls
+from service.estimates.validate import resolve_request
 from service.settings import LLMEndpointConfig, Settings
-from service.validate import resolve_request
 from tests.service.helpers import PROBLEM_JSON, rq_jobs
 
 UNREACHABLE = "http://127.0.0.1:9/v1"

@@ -15,8 +15,8 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, JobStatus, report_folder_key, report_object_neuron
+from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve

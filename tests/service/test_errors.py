@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import redis
 
-from service.embedded_redis import free_port
-from service.errors import RETRY_AFTER_S
+from service.commands.embedded_redis import free_port
+from service.http.errors import RETRY_AFTER_S
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON
 

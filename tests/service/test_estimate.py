@@ -1,12 +1,13 @@
-"""The call estimate quotas charge (service/estimate.py); its exactness against real LLM jobs is checked in
+"""The call estimate quotas charge (service/estimates/estimate.py); its exactness against real LLM jobs is
+checked in
 tests/service/test_llm_jobs.py."""
 
 from __future__ import annotations
 
 from service.contract import ExplanationRequest, load_registry
-from service.estimate import CALIBRATION_STRIDE, estimate_calls
+from service.estimates.estimate import CALIBRATION_STRIDE, estimate_calls
+from service.estimates.validate import resolve_request
 from service.settings import LLMEndpointConfig, Settings
-from service.validate import resolve_request
 from workers.explain import openai_explainer
 
 

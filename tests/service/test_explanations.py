@@ -16,11 +16,11 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus
+from service.http.app import create_app
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, explain_parts, rq_jobs, serve, store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
 
@@ -158,7 +158,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     scan_queue = Queue("scan", connection=redis_conn, serializer=JSONSerializer)
     (scan_id,) = scan_queue.job_ids
     scan = scan_queue.fetch_job(scan_id)
-    assert scan is not None and scan.func_name == "workers.tasks.run_scan_job"
+    assert scan is not None and scan.func_name == "workers.process.tasks.run_scan_job"
     assert (
         scan.kwargs["model"] == "minilm-l6"
         and scan.kwargs["layers"] == [3]
@@ -170,7 +170,7 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     (part_id,) = explain_parts(redis_conn, job_id)  # two neurons of one layer: one part
     assert part_id.startswith("part-") and deferred.get_job_ids() == [part_id]
     explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(part_id)
-    assert explain is not None and explain.func_name == "workers.tasks.run_explain_job"
+    assert explain is not None and explain.func_name == "workers.process.tasks.run_explain_job"
     assert explain.kwargs["group"] == job_id and explain.kwargs["budget"] is None
     sent = ExplanationRequest.model_validate(explain.kwargs["request"])
     assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v2"

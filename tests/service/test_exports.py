@@ -19,13 +19,13 @@ import pytest
 import redis
 
 from neuronlens import write_csv
-from service.app import create_app
 from service.contract import ExplanationRequest, NeuronReport, RedisKeys, report_key
-from service.listing import summarize
+from service.http.app import create_app
+from service.reports.listing import summarize
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, build_report, run_workers, serve, store_reports
 from tests.service.test_pipeline_jobs import SAMPLES, _write_registry
-from workers.report_store import ReportObjects, store_report
+from workers.process.report_writer import ReportObjects, store_report
 
 LAYER = 2
 NEURONS = [99, 3, 17]

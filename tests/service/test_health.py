@@ -6,7 +6,7 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app, package_version
+from service.http.app import create_app, package_version
 from service.settings import Settings
 from tests.service.helpers import serve
 
@@ -20,7 +20,7 @@ def test_metrics_exposes_the_families(http: httpx.Client, redis_conn: redis.Redi
     http.get("/v1/models")
     http.get("/nowhere")
     http.post("/v1/explanations", json={"model": "minilm-l6", "layer": 1, "neurons": [3]})
-    # Counters as a worker records them (workers/metrics.py writes this hash).
+    # Counters as a worker records them (workers/process/counters.py writes this hash).
     redis_conn.hset(
         "nl:metrics",
         mapping={
@@ -80,9 +80,10 @@ def test_metrics_exposes_the_families(http: httpx.Client, redis_conn: redis.Redi
 def test_worker_durations_are_histograms_with_buckets(
     http: httpx.Client, redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    """Durations recorded by the worker's own code (workers/metrics.py) come out as Prometheus histograms."""
+    """Durations recorded by the worker's own code (workers/process/counters.py) come out as Prometheus
+    histograms."""
     from service.contract import DURATION_BUCKETS_S
-    from workers.metrics import observe
+    from workers.process.counters import observe
 
     metrics_key = settings.redis_keys.metrics
     with redis_conn.pipeline() as pipe:

@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from service.contract import ExplanationRequest
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, explain_parts, store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 REPORT = "/v1/neurons/minilm-l6/3/42"
 

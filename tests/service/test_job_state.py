@@ -7,7 +7,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.job_state import explain_state
+from service.jobs.state import explain_state
 
 
 def _queues(connection: redis.Redis) -> tuple[Queue, Queue]:
@@ -19,9 +19,9 @@ def _queues(connection: redis.Redis) -> tuple[Queue, Queue]:
 
 def _deferred_explain_job(connection: redis.Redis) -> tuple[Job, Queue]:
     scan_queue, explain_queue = _queues(connection)
-    scan = scan_queue.enqueue_call(func="workers.tasks.run_scan_job", kwargs={}, job_id="scan-race")
+    scan = scan_queue.enqueue_call(func="workers.process.tasks.run_scan_job", kwargs={}, job_id="scan-race")
     explain_queue.enqueue_call(
-        func="workers.tasks.run_explain_job",
+        func="workers.process.tasks.run_explain_job",
         kwargs={},
         job_id="exp-race",
         depends_on=scan,

@@ -14,10 +14,10 @@ from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, load_registry
-from service.job_state import job_error
+from service.jobs.state import job_error
 from service.settings import Settings
 from tests.service.helpers import explain_parts, run_workers
-from workers.worker import PUBSUB_POLL_S
+from workers.process.worker import PUBSUB_POLL_S
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
 
@@ -173,7 +173,7 @@ def test_a_failure_outside_the_task_body_is_recorded_by_exception_class(
     # A task path that does not import never enters the task's own error handling: the worker class
     # records the failure from the exception RQ hands its handler, so the API reads data, not a traceback.
     job = Queue(SCAN_QUEUE, connection=redis_conn, serializer=JSONSerializer).enqueue_call(
-        func="workers.tasks.no_such_task", kwargs={}, job_id="scan-unimportable"
+        func="workers.process.tasks.no_such_task", kwargs={}, job_id="scan-unimportable"
     )
     run_workers(redis_conn, settings)
     job = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)

@@ -21,7 +21,7 @@ def keys_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "keys", "--redis-url", redis_url, *args],
+        [sys.executable, "-m", "service.commands.main", "keys", "--redis-url", redis_url, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -85,7 +85,7 @@ def test_flags_after_the_action_and_every_limit_listed(redis_url: str) -> None:
     env["PYTHONPATH"] = str(REPO)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "service.cli", "keys", *args]
+        command = [sys.executable, "-m", "service.commands.main", "keys", *args]
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
 
     made = cli(

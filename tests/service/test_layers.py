@@ -23,12 +23,12 @@ from rq.job import Job
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
 from service.contract import ExplanationRequest, JobStatus, ScanState, load_registry
+from service.http.app import create_app
 from service.settings import Settings
 from tests.e2e.helpers import probe_registry
 from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve, store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 MODEL = "minilm-l6"
 LAYERS = load_registry().model(MODEL).layers
@@ -214,7 +214,7 @@ def test_the_scan_reports_its_samples_while_it_runs(
         request = {"model": MODEL, "layers": [0, 5], "neurons": [0]}
         job_id = http.post("/v1/explanations", json=request).json()["job_id"]
         worker = subprocess.Popen(
-            [sys.executable, "-m", "workers.worker", "--burst"],
+            [sys.executable, "-m", "workers.process.worker", "--burst"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,5 +1,6 @@
 """GET /v1/neurons/{model}/{layer}: a layer's stored reports (one variant) as summary rows, paged; and the
-one function behind it, service.listing.list_layer_reports, over a real Redis and a real artifact store."""
+one function behind it, service.reports.listing.list_layer_reports, over a real Redis and a real artifact
+store."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import httpx
 import redis
 
 from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, RedisKeys, report_key
-from service.listing import list_layer_reports
-from service.report_store import ReportStore
+from service.reports.listing import list_layer_reports
+from service.reports.store import ReportStore
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, build_report, store_reports
-from workers.report_store import ReportObjects, store_report
+from workers.process.report_writer import ReportObjects, store_report
 
 
 def _store(

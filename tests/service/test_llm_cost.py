@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis
 
-from service.app import create_app
 from service.contract import CostEstimate, JobStatus
+from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service import test_llm_jobs

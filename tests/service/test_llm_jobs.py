@@ -18,11 +18,11 @@ import httpx
 import pytest
 import redis
 
-from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus, load_registry
-from service.estimate import estimate_calls
+from service.estimates.estimate import estimate_calls
+from service.estimates.validate import resolve_request
+from service.http.app import create_app
 from service.settings import Settings, load_settings
-from service.validate import resolve_request
 from tests.llm_peer import Fault, LLMPeer, rules
 from tests.service.helpers import run_workers, serve
 from workers.explain.prompts import parse_explanation
@@ -92,7 +92,8 @@ def _stack(llm_env: tuple[pytest.MonkeyPatch, Settings], redis_conn: redis.Redis
 
 
 def _estimated_calls_per_neuron(body: dict[str, Any], settings: Settings) -> int:
-    """What quotas charge per neuron for ``body`` (service/estimate.py), to compare with the real calls."""
+    """What quotas charge per neuron for ``body`` (service/estimates/estimate.py), to compare with the real
+    calls."""
     resolved = resolve_request(load_registry(), ExplanationRequest.model_validate(body), 4096, settings)
     return estimate_calls(resolved).llm_calls_per_neuron
 

@@ -14,10 +14,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.contract import ExplanationRequest, LLMModels, load_registry, report_variant
+from service.estimates.validate import resolve_request
 from service.settings import LLMEndpointConfig, Settings
-from service.validate import resolve_request
 from tests.service.helpers import PROBLEM_JSON, explain_parts, store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 VALID = {"model": "minilm-l6", "layer": 3, "neurons": [42, 7]}
 UNREACHABLE = "http://127.0.0.1:9/v1"

@@ -1,4 +1,4 @@
-"""The API as deployed (`uvicorn --factory service.app:app_from_env`) logs one JSON object per line,
+"""The API as deployed (`uvicorn --factory service.http.app:app_from_env`) logs one JSON object per line,
 access lines included, each with the request id."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from service.embedded_redis import free_port
+from service.commands.embedded_redis import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,15 @@ def test_log_lines_are_json_with_the_request_id(redis_url: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEURONLENS_")}
     env.update(PYTHONPATH=str(REPO), NEURONLENS_REDIS_URL=redis_url)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.http.app:app_from_env",
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -10,7 +10,7 @@ import redis
 
 from service.contract import ExplanationRequest, NeuronReport, load_registry
 from tests.service.helpers import PROBLEM_JSON, store_reports
-from workers.report_store import ReportObjects
+from workers.process.report_writer import ReportObjects
 
 
 def _store(conn: redis.Redis, objects: ReportObjects, revision: str, layer: int, neuron: int) -> NeuronReport:

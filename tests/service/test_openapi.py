@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.app import package_version
-from service.openapi import DEFAULT_PATH, main, render_openapi
+from service.http.app import package_version
+from service.http.openapi import DEFAULT_PATH, main, render_openapi
 
 
 def test_committed_openapi_matches_the_code() -> None:

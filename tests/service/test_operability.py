@@ -11,10 +11,10 @@ from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 
 from service.contract import SCAN_TASK
-from service.queues import JobQueues
-from service.scan_jobs import retry_policy
+from service.jobs.queues import JobQueues
+from service.jobs.scan import retry_policy
 from service.settings import Settings
-from workers.worker import build_worker
+from workers.process.worker import build_worker
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4]}
 

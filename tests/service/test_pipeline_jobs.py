@@ -25,11 +25,11 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobStatus, NeuronReport
+from service.http.app import create_app
 from service.settings import Settings
 from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve, worker_runtime
-from workers.worker import build_worker
+from workers.process.worker import build_worker
 
 SAMPLES = 600
 """Probe-set samples scanned (the same slice the worker-domain tests scan, so artifacts can be shared)."""
@@ -164,7 +164,7 @@ def test_a_job_past_its_timeout_fails_as_job_timeout(
 ) -> None:
     http, settings = stack
     # Torch is imported up front so the alarm lands in the scan itself, never inside an import.
-    import workers.pipeline  # noqa: F401
+    import workers.process.pipeline  # noqa: F401
 
     # A fresh artifact store, the whole probe set and the last layer (the scan runs the whole model, 6 layers
     # over 4096 samples): the scan cannot finish within one second. (Layer 0 stops after one layer and
@@ -204,7 +204,7 @@ def test_a_killed_worker_shows_worker_died(
             f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": 1, "neurons": [1]}
         ).json()["job_id"]
         worker = subprocess.Popen(
-            [sys.executable, "-m", "workers.worker", "--queues", "scan"],
+            [sys.executable, "-m", "workers.process.worker", "--queues", "scan"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -14,9 +14,9 @@ import jsonschema_rs
 import pytest
 import redis
 
-from service.app import create_app
-from service.keys import KeyStore
-from service.openapi import DEFAULT_PATH
+from service.access.api_keys import KeyStore
+from service.http.app import create_app
+from service.http.openapi import DEFAULT_PATH
 from service.settings import Settings
 from tests.service.helpers import serve
 

@@ -19,17 +19,17 @@ from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 from safetensors.numpy import load as load_tensors
 
-from service.app import create_app
 from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus, load_registry
-from service.queues import JobQueues
-from service.scan_jobs import ensure_scan_jobs, scan_state, shard_job_id
+from service.estimates.validate import resolve_request
+from service.http.app import create_app
+from service.jobs.queues import JobQueues
+from service.jobs.scan import ensure_scan_jobs, scan_state, shard_job_id
 from service.settings import Settings
-from service.validate import resolve_request
 from tests.service.helpers import explain_parts, run_workers, serve
 from workers.scan.artifacts import ACTIVATIONS_FILE
-from workers.scan.keys import scan_id, scan_key
 from workers.scan.shards import shard_key
 from workers.scan.store import FsspecArtifactStore
+from workers.scan.token_keys import scan_id, scan_key
 
 BATCH = 16
 

@@ -16,10 +16,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from service.access.api_keys import KeyStore
 from service.contract import JobStatus
-from service.job_group import read_record
-from service.keys import KeyStore
+from service.http.app import create_app
+from service.jobs.group import read_record
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service import test_llm_jobs

@@ -21,11 +21,11 @@ import httpx
 import pytest
 import redis
 
-from service.app import create_app
 from service.contract import ExplanationRequest, NeuronListing, NeuronReport, load_registry
-from service.jobs import request_report_keys
+from service.estimates.validate import resolve_request
+from service.http.app import create_app
+from service.jobs.submit import request_report_keys
 from service.settings import Settings
-from service.validate import resolve_request
 from service.viewer.saved_page import save_page
 from tests.service.helpers import build_report, run_workers, serve
 from tests.service.viewer_checks import (
@@ -34,8 +34,8 @@ from tests.service.viewer_checks import (
     assert_weights_marked,
     assert_works_offline,
 )
-from workers import progress as worker_progress
-from workers.report_store import ReportObjects, store_report
+from workers.process import progress as worker_progress
+from workers.process.report_writer import ReportObjects, store_report
 from workers.scan.passes import ScanProgress
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,8 +14,8 @@ import pytest
 import redis
 from PIL import Image
 
-from service.app import create_app
 from service.contract import JobStatus, NeuronReport
+from service.http.app import create_app
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, run_workers, serve
 
@@ -69,7 +69,7 @@ def test_planted_neurons_get_their_type_and_viewable_shaded_images(
     vl_stack: tuple[httpx.Client, str], redis_conn: redis.Redis, settings: Settings
 ) -> None:
     from workers.data.vl_probe_v2 import draw_v2, sample_spec_v2
-    from workers.images import model_view, shaded_png
+    from workers.vocabulary.shading import model_view, shaded_png
 
     http, _ = vl_stack
     status = _run(http, redis_conn, settings, {"model": PLANTED, "layer": LAYER, "neurons": [RED, BLUE]})

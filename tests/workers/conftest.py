@@ -36,7 +36,7 @@ def worker_settings(shared_artifact_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def worker_runtime(worker_settings: Settings) -> Any:
     """The WorkerRuntime a worker process builds from ``worker_settings`` (shared by the session)."""
-    from workers.worker import build_runtime  # imported here so tests without torch stay light
+    from workers.process.worker import build_runtime  # imported here so tests without torch stay light
 
     return build_runtime(worker_settings)
 
@@ -44,7 +44,7 @@ def worker_runtime(worker_settings: Settings) -> Any:
 @pytest.fixture(scope="session")
 def small_scan(worker_runtime: Any, minilm: ModelSpec, small_probe: DatasetSpec) -> dict[int, Any]:
     """Layers SMALL_LAYERS of MiniLM scanned in one pass over the small probe set (default options)."""
-    from workers.pipeline import scan_layers
+    from workers.process.pipeline import scan_layers
 
     return scan_layers(
         worker_runtime, minilm, small_probe, minilm.hook("mlp_act"), SMALL_LAYERS, PipelineOptions()

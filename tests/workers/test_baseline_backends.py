@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.backends import make_explainer, make_simulator
 from workers.errors import UnknownBackend
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe
 from workers.llm.client import LLMCallers
 from workers.llm.endpoints import LLMEndpoints
-from workers.prompting import format_record
-from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.process.backends import make_explainer, make_simulator
 from workers.simulate.base import SimulationInput
 from workers.simulate.baseline import BaselineSimulator, predict_record
-from workers.text_phrase import parse_text_phrase, quote
+from workers.vocabulary.prompting import format_record
+from workers.vocabulary.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.vocabulary.text_phrase import parse_text_phrase, quote
 
 
 def _record(
@@ -40,7 +40,8 @@ COLOUR_RECORDS = [
 
 
 def test_record_format_is_bills_et_al() -> None:
-    """The formatter the explainer prompts use (workers/prompting.py): normalised to 0–10 by the neuron's
+    """The formatter the explainer prompts use (workers/vocabulary/prompting.py): normalised to 0–10 by the
+    neuron's
     max, shown as integers with halves rounded up."""
     record = _record(0, ["the", "red", "car"], [0.0, 2.0, 0.5])
     assert format_record(record.tokens, record.normalised(2.0)) == "<start>\nthe\t0\nred\t10\ncar\t3\n<end>"

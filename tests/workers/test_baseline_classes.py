@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from workers.explain.baseline import describe
-from workers.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
 from workers.simulate.baseline import predict_record
-from workers.text_phrase import parse_text_phrase as parse_explanation
+from workers.vocabulary.records import MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.vocabulary.text_phrase import parse_text_phrase as parse_explanation
 
 
 def _record(sample_id: int, tokens: list[str], acts: list[float]) -> ActivationRecord:

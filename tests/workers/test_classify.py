@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from service.contract import PipelineOptions
-from workers.classify import classify_neuron, classify_samples
-from workers.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT, normalise
+from workers.analysis.neuron_types import classify_neuron, classify_samples
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT, normalise
 
 T, V, P = MODALITY_TEXT, MODALITY_IMAGE, MODALITY_PAD
 OPTIONS = PipelineOptions()  # visual: ≥4 tokens > 2; text: ≥2 tokens > 3; high confidence > 0.8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.domains import domain_shares, domain_specific
+from workers.analysis.domains import domain_shares, domain_specific
 
 
 def test_shares_divide_positive_tokens_by_domain_tokens() -> None:

@@ -16,13 +16,13 @@ from service.contract import (
 from workers.data.text_probe import FAMILIES
 from workers.errors import InvalidRequest, ScanMissing
 from workers.llm.endpoints import LLMEndpoints
-from workers.payloads import parse_explain_job
-from workers.pipeline import explain_neurons
-from workers.records import normalise
-from workers.runtime import WorkerRuntime
+from workers.process.payloads import parse_explain_job
+from workers.process.pipeline import explain_neurons
+from workers.process.runtime import WorkerRuntime
 from workers.scan.artifacts import LayerScan
 from workers.scan.run import ScanInfo
-from workers.text_phrase import parse_text_phrase
+from workers.vocabulary.records import normalise
+from workers.vocabulary.text_phrase import parse_text_phrase
 
 LAYER = 5
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.images import model_view, patch_map, shade_image, shaded_png
+from workers.vocabulary.shading import model_view, patch_map, shade_image, shaded_png
 
 
 def solid(width: int, height: int, rgb: tuple[int, int, int]) -> Image.Image:

@@ -20,8 +20,8 @@ from workers.models.hooks import capture_activations
 from workers.models.llava import VisionLanguageAdapter, load_llava_adapter, resolve_weights
 from workers.models.tiny_llava import TINY_LLAVA_REVISION, build_tiny_llava, build_tiny_tokenizer
 from workers.models.weights_cache import cached_model_dir, model_key
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT
 from workers.scan.store import FsspecArtifactStore
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CPU = torch.device("cpu")

@@ -17,21 +17,27 @@ from PIL import Image
 from service.contract import DatasetSpec, ExplanationRequest, ModelSpec, PipelineOptions
 from service.settings import LLMEndpointConfig, Settings, load_settings
 from tests.llm_peer import Fault, LLMPeer
-from workers.backends import make_openai_explainer
-from workers.calibration import SimulationScorer
+from workers.analysis.assemble import prepare_neuron, score_neuron
+from workers.analysis.calibration import SimulationScorer
 from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer
-from workers.images import shaded_png
 from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
-from workers.pipeline import explain_neurons, open_context
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
-from workers.report import prepare_neuron, score_neuron
-from workers.runtime import WorkerRuntime
+from workers.process.backends import make_openai_explainer
+from workers.process.pipeline import explain_neurons, open_context
+from workers.process.runtime import WorkerRuntime
+from workers.process.worker import build_runtime
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import MissingImage, OpenAISimulator, make_openai_simulator
 from workers.simulate.scoring import pearson
-from workers.worker import build_runtime
+from workers.vocabulary.records import (
+    MODALITY_IMAGE,
+    MODALITY_TEXT,
+    ActivationRecord,
+    NeuronRecords,
+    TokenRecord,
+)
+from workers.vocabulary.shading import shaded_png
 
 pytestmark = pytest.mark.timeout(120)
 

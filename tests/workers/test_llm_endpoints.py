@@ -9,7 +9,7 @@ import pytest
 from service.settings import Settings, llm_configured, load_settings
 from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint
 from workers.llm.errors import UnknownLLMEndpoint
-from workers.worker import llm_endpoints
+from workers.process.worker import llm_endpoints
 
 LLM_VARIABLES = (
     "NEURONLENS_LLM_BASE_URL",

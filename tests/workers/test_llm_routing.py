@@ -9,17 +9,23 @@ from PIL import Image
 
 from service.settings import LLMEndpointConfig, load_settings
 from tests.llm_peer import Fault, LLMPeer
-from workers.backends import make_explainer, make_simulator
-from workers.calibration import SimulationScorer
+from workers.analysis.calibration import SimulationScorer
 from workers.errors import UnknownBackend
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
 from workers.llm.client import LLMCallers
 from workers.llm.errors import UnknownLLMEndpoint
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.process.backends import make_explainer, make_simulator
+from workers.process.worker import llm_endpoints
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import OpenAISimulator
-from workers.worker import llm_endpoints
+from workers.vocabulary.records import (
+    MODALITY_IMAGE,
+    MODALITY_TEXT,
+    ActivationRecord,
+    NeuronRecords,
+    TokenRecord,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import torch
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from service.contract import PipelineOptions, load_registry
-from workers.classify import classify_neuron
+from workers.analysis.neuron_types import classify_neuron
 from workers.data.vl_probe import SHAPES, generate_vl_probe
 from workers.models.hooks import capture_activations
 from workers.models.layout import MODALITY_TEMPLATE
@@ -25,7 +25,7 @@ from workers.models.planted import (
     build_tiny_llava_planted,
     planted_neurons,
 )
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT
 
 VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
 SPEC = load_registry().model(PLANTED_ID)

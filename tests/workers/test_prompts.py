@@ -26,8 +26,7 @@ from workers.explain.prompts import (
     parse_explanation,
 )
 from workers.llm.client import TokenLogprob
-from workers.prompt_profile import prompt_chars
-from workers.prompting import activation_integer, escape_token
+from workers.process.prompt_profile import prompt_chars
 from workers.simulate.prompts import (
     TEXT_SIMULATOR_PROMPT_VERSION,
     VISUAL_SIMULATOR_PROMPT_VERSION,
@@ -37,6 +36,7 @@ from workers.simulate.prompts import (
     parse_activations,
     parse_patches,
 )
+from workers.vocabulary.prompting import activation_integer, escape_token
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:

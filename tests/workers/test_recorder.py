@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from workers.models.base import TokenizedSample
-from workers.records import MODALITY_TEXT
 from workers.scan.recorder import BatchView, LayerRecorder
 from workers.scan.scanner import choose_random_ids, content_activations, length_runs, plan_batches
+from workers.vocabulary.records import MODALITY_TEXT
 
 N_SAMPLES, N_NEURONS, N_TOP, MAX_TOKENS, N_DOMAINS = 40, 12, 6, 7, 3
 

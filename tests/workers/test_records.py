@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.records import split_records, word_spans
+from workers.vocabulary.records import split_records, word_spans
 
 
 def test_default_split_spreads_holdout_and_keeps_explainer_records_disjoint() -> None:

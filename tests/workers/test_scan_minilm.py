@@ -15,13 +15,13 @@ from service.settings import load_settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing
 from workers.models.loader import weights_path
-from workers.payloads import parse_scan_job
-from workers.pipeline import scan_layers
-from workers.runtime import WorkerRuntime
+from workers.process.payloads import parse_scan_job
+from workers.process.pipeline import scan_layers
+from workers.process.runtime import WorkerRuntime
+from workers.process.worker import build_runtime
 from workers.scan.artifacts import LayerScan
 from workers.scan.run import ScanInfo, scan_exists
 from workers.scan.scanner import choose_random_ids
-from workers.worker import build_runtime
 
 NEURONS = [0, 11, 42, 777, 1535]
 LAYER = 5

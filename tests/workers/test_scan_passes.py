@@ -13,14 +13,14 @@ from safetensors.numpy import load as load_tensors
 from service.contract import DatasetSpec, ModelSpec, PipelineOptions
 from service.settings import load_settings
 from workers.models.device import default_scan_memory_bytes
-from workers.pipeline import scan_layers
-from workers.runtime import WorkerRuntime
+from workers.process.pipeline import scan_layers
+from workers.process.runtime import WorkerRuntime
+from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
-from workers.scan.budget import plan_layer_groups, recorder_state_bytes
-from workers.scan.keys import scan_key
+from workers.scan.memory_budget import plan_layer_groups, recorder_state_bytes
 from workers.scan.passes import ScanProgress, prepare_inputs
 from workers.scan.recorder import LayerRecorder
-from workers.worker import build_runtime
+from workers.scan.token_keys import scan_key
 
 N_SAMPLES = 96
 ALL_LAYERS = [0, 1, 2, 3, 4, 5]

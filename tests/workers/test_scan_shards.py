@@ -15,15 +15,15 @@ from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_regis
 from service.settings import load_settings
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.loader import ModelCache
-from workers.pipeline import scan_layers
+from workers.process.pipeline import scan_layers
+from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
-from workers.scan.keys import scan_key
 from workers.scan.passes import prepare_inputs
 from workers.scan.recorder import BatchView, LayerRecorder
 from workers.scan.scanner import length_runs
 from workers.scan.shards import merge_shards, scan_shard, shard_batches
 from workers.scan.store import FsspecArtifactStore
-from workers.worker import build_runtime
+from workers.scan.token_keys import scan_key
 
 BATCH = 32
 BUDGET = 2**34

@@ -12,13 +12,13 @@ import pytest
 from tests.llm_peer import LLMPeer
 from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
-from workers.records import MODALITY_TEXT, ActivationRecord, TokenRecord
 from workers.simulate.base import SimulationInput
 from workers.simulate.batched import BatchedOpenAISimulator
 from workers.simulate.binary import BaselineJudge, OpenAIJudge, binary_score, parse_binary
 from workers.simulate.openai_simulator import OpenAISimulator
 from workers.simulate.prompts import build_batched_simulator_messages, parse_batched
 from workers.simulate.scoring import score_simulation
+from workers.vocabulary.records import MODALITY_TEXT, ActivationRecord, TokenRecord
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,10 +23,10 @@ from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.hooks import capture_activations, run_forward
 from workers.models.loader import ADAPTER_BUILDERS, ModelCache
 from workers.models.tiny_llama import build_tiny_llama, build_tiny_llama_tokenizer
-from workers.pipeline import explain_neurons, scan_layers
-from workers.records import MODALITY_TEXT
-from workers.runtime import WorkerRuntime
-from workers.worker import build_runtime
+from workers.process.pipeline import explain_neurons, scan_layers
+from workers.process.runtime import WorkerRuntime
+from workers.process.worker import build_runtime
+from workers.vocabulary.records import MODALITY_TEXT
 
 LAYER = 2
 N_SAMPLES = 240

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from service.contract import PipelineOptions
-from workers.classify import classify_neuron, permutation_type
-from workers.domains import MIN_SUPPORT, domain_shares, domain_specific
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT
-from workers.scale import neuron_scale, quantile_of_maxima
+from workers.analysis.domains import MIN_SUPPORT, domain_shares, domain_specific
+from workers.analysis.neuron_types import classify_neuron, permutation_type
+from workers.analysis.scale import neuron_scale, quantile_of_maxima
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT
 
 T, V = MODALITY_TEXT, MODALITY_IMAGE
 OPTIONS = PipelineOptions()

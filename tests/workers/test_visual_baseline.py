@@ -7,16 +7,22 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from workers.backends import make_explainer, make_simulator
 from workers.data.base import ProbeSample
 from workers.data.images import ProbeSetImages
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.visual_baseline import VisualBaselineExplainer
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, TokenRecord
+from workers.process.backends import make_explainer, make_simulator
 from workers.simulate.base import SimulationInput
 from workers.simulate.baseline import BaselineSimulator
 from workers.simulate.visual_baseline import VisualBaselineSimulator
-from workers.visual_features import (
+from workers.vocabulary.records import (
+    MODALITY_IMAGE,
+    MODALITY_TEXT,
+    ActivationRecord,
+    NeuronRecords,
+    TokenRecord,
+)
+from workers.vocabulary.visual_features import (
     VisualConcept,
     colour_name,
     format_visual,

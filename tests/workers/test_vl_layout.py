@@ -8,7 +8,7 @@ import pytest
 from workers.data.vl_probe import QUESTION, generate_vl_probe
 from workers.models.layout import LLAVA_TEMPLATE, MODALITY_TEMPLATE, QWEN2_VL_TEMPLATE, layout_batch
 from workers.models.tiny_llava import build_tiny_processor, build_tiny_tokenizer
-from workers.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT
 
 
 def test_templates_render_the_documented_prompts() -> None:

@@ -19,7 +19,7 @@ from service.contract import (
 )
 from workers.data.vl_probe import SHAPES, sample_spec
 from workers.models.planted import PLANTED_LAYER, PlantedNeuron, planted_neurons
-from workers.runtime import WorkerRuntime
+from workers.process.runtime import WorkerRuntime
 
 VISUAL, TEXT, MULTIMODAL, RED = (p.neuron for p in planted_neurons())
 PLAIN = 5
@@ -35,7 +35,7 @@ def planted() -> tuple[ModelSpec, DatasetSpec]:
 
 @pytest.fixture(scope="module")
 def reports(worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec]) -> dict[int, NeuronReport]:
-    from workers import pipeline
+    from workers.process import pipeline
 
     model, dataset = planted
     options = PipelineOptions()
@@ -147,8 +147,8 @@ def test_mmneurons_raw_rate_prefilter_misses_the_planted_shape_neuron(
     reports: dict[int, NeuronReport], worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec]
 ) -> None:
     """Why domain flags compare normalised rates: the raw-rate rule (MMNeuron's pre-filter) misses it."""
-    from workers.domains import domain_shares, domain_specific
-    from workers.pipeline import open_context
+    from workers.analysis.domains import domain_shares, domain_specific
+    from workers.process.pipeline import open_context
 
     model, dataset = planted
     context = open_context(worker_runtime, model, dataset, "mlp_act", PLANTED_LAYER, PipelineOptions())

@@ -18,8 +18,8 @@ NEURONS = 256
 
 @pytest.fixture(scope="module")
 def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronReport]:
-    from workers import pipeline
-    from workers.worker import build_runtime
+    from workers.process import pipeline
+    from workers.process.worker import build_runtime
 
     # A private store: explaining every neuron writes exemplar images that other tests expect absent.
     worker_settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("vl-v2-store")), device="cpu")

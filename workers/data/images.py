@@ -9,7 +9,7 @@ from typing import Protocol
 from PIL import Image
 
 from workers.data.base import ProbeSample
-from workers.images import model_view
+from workers.vocabulary.shading import model_view
 
 
 class ImageSource(Protocol):
@@ -19,7 +19,8 @@ class ImageSource(Protocol):
 
 
 class ProbeSetImages:
-    """ImageSource over a probe set's samples: the centred square crop the model saw (workers.images)."""
+    """ImageSource over a probe set's samples: the centred square crop the model saw
+    (workers.vocabulary.shading)."""
 
     def __init__(self, samples: Sequence[ProbeSample]) -> None:
         self.samples = samples

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.contract import ExplanationCandidate
-from workers.records import ActivationRecord, NeuronRecords
+from workers.vocabulary.records import ActivationRecord, NeuronRecords
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class CandidateScore:
 class CandidateScorer(Protocol):
     """Scores candidate explanations of one neuron on records kept out of the explainer's prompt (the
     calibration split), so an explainer drawing k > 1 can keep the best. The explainer does not know how:
-    workers/calibration.py simulates them."""
+    workers/analysis/calibration.py simulates them."""
 
     def score(self, texts: Sequence[str], records: Sequence[ActivationRecord]) -> list[CandidateScore]:
         """One score per text, in order."""

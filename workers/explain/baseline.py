@@ -3,7 +3,8 @@
 From the explainer records' normalised activations it finds the words (sub-word pieces merged) that carry
 most of the squared activation mass, the word that most often precedes them, and the domain most of the
 mass comes from. Before quoting single tokens it names a token class when one explains the neuron
-(workers/token_classes.py): numbers, punctuation marks, capitalised names, sub-word pieces, or a word
+(workers/vocabulary/token_classes.py): numbers, punctuation marks, capitalised names, sub-word pieces, or a
+word
 family sharing a stem of ≥ 4 letters. A class is named when its words carry ≥ CLASS_SHARE of the mass,
 at least two distinct words of it are active, and ≥ CLASS_PRECISION of its occurrences in the shown
 records are active (so a neuron firing on one number among many is not a number neuron). E.g.
@@ -20,9 +21,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from workers.explain.base import ExplainerResult
-from workers.records import MODALITY_TEXT, NeuronRecords, word_layout
-from workers.text_phrase import CONTEXT_LEAD, quote
-from workers.token_classes import CLASS_PHRASES, MIN_STEM, STEM_PHRASE, is_piece, word_class_set
+from workers.vocabulary.records import MODALITY_TEXT, NeuronRecords, word_layout
+from workers.vocabulary.text_phrase import CONTEXT_LEAD, quote
+from workers.vocabulary.token_classes import CLASS_PHRASES, MIN_STEM, STEM_PHRASE, is_piece, word_class_set
 
 MAX_WORDS = 5
 """Most quoted words in one explanation."""

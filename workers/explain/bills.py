@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.prompting import COMPLETION_PHRASE, escape_token
+from workers.vocabulary.prompting import COMPLETION_PHRASE, escape_token
 
 BILLS_PROMPT_VERSION = "text-explainer-bills-1"
 """Version of the Bills et al. text explainer prompt; reported as `explanation.prompt_version`."""
@@ -138,7 +138,8 @@ def few_shot_chars() -> int:
 def neuron_message_chars(token_chars: Sequence[np.ndarray], activations: Sequence[np.ndarray]) -> int:
     """``len(neuron_message(records, 4))`` without building it: record ``r`` has tokens of
     ``token_chars[r]`` escaped characters and ``activations[r]``. Computed with whole-array operations for
-    the dry-run prompt profiles (workers/prompt_profile.py), which size every neuron of a layer; a test
+    the dry-run prompt profiles (workers/process/prompt_profile.py), which size every neuron of a layer; a
+    test
     keeps it equal to the builder's."""
     if not activations:
         raise ValueError("the explainer needs at least one record")

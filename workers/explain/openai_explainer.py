@@ -3,7 +3,8 @@
 Text models get the Bills et al. prompt; vision-language models (an image source is given) the Xu et al.
 prompt with each record's image shaded by its patch activations. With k > 1 candidates, k explanations are
 drawn (``n=k``, temperature 1), each is scored on a calibration split of the explainer records (every
-CALIBRATION_STRIDE-th one, kept from the prompt) by a CandidateScorer (workers/calibration.py simulates
+CALIBRATION_STRIDE-th one, kept from the prompt) by a CandidateScorer (workers/analysis/calibration.py
+simulates
 them), and the best calibration correlation wins; all candidates and their scores go into the report.
 Neurons of a batch run concurrently.
 """
@@ -25,11 +26,11 @@ from workers.explain.prompts import (
     build_visual_explainer_messages,
     parse_explanation,
 )
-from workers.images import shaded_png
 from workers.llm.client import LLMCaller, Message, TokenUsage
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
+from workers.vocabulary.shading import shaded_png
 
 CALIBRATION_STRIDE = 4
 """With k > 1, every 4th explainer record (ranks 3, 7, …) is kept from the prompt for calibration."""

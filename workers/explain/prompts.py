@@ -3,7 +3,7 @@
 Text neurons get Bills et al. 2023's own prompt (workers/explain/bills.py). Visual and
 multimodal neurons follow Xu et al. 2025: the shaded exemplar images go in as image inputs, each with its
 description text in the same token/activation format. Change a prompt → bump its version. The record
-lines and the completion phrase are shared with the simulator prompts (workers/prompting.py).
+lines and the completion phrase are shared with the simulator prompts (workers/vocabulary/prompting.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.prompting import COMPLETION_PHRASE, format_record, png_data_url
+from workers.vocabulary.prompting import COMPLETION_PHRASE, format_record, png_data_url
 
 VISUAL_EXPLAINER_PROMPT_VERSION = "visual-explainer-1"
 """Version of the image + text explainer prompt (Xu et al. format)."""

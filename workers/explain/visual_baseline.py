@@ -5,7 +5,7 @@ A visual neuron is described by what its top patches share: the colour most of t
 nearest to (with the mean RGB of those patches), where in the grid they sit (or anywhere), and the words
 most captions of its top images contain. A multimodal neuron gets the text baseline's sentence and the
 visual phrase; text and unknown neurons get the text baseline alone. Offline and deterministic, labelled
-`baseline` in the report; the phrase is the contract of workers/visual_features.py.
+`baseline` in the report; the phrase is the contract of workers/vocabulary/visual_features.py.
 """
 
 from __future__ import annotations
@@ -19,8 +19,14 @@ import numpy as np
 from workers.data.images import ImageSource
 from workers.explain.base import ExplainerResult
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords, word_spans
-from workers.visual_features import (
+from workers.vocabulary.records import (
+    MODALITY_IMAGE,
+    MODALITY_TEXT,
+    ActivationRecord,
+    NeuronRecords,
+    word_spans,
+)
+from workers.vocabulary.visual_features import (
     JOIN,
     VisualConcept,
     colour_names,

@@ -62,7 +62,7 @@ class LLMEndpoint:
 @dataclass(frozen=True)
 class LLMEndpoints:
     """The endpoints a worker may call, by name, built from the deployment's settings at the edge
-    (workers/worker.py); the only place a base URL ever comes from."""
+    (workers/process/worker.py); the only place a base URL ever comes from."""
 
     endpoints: Mapping[str, LLMEndpoint] = field(default_factory=dict)
     """Every configured endpoint by name (`default` first when the flat variables configure one)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_PAD, MODALITY_TEXT
 
 MODALITY_TEMPLATE = 3
 """A prompt-template or special token (BOS, "USER:", the question, "ASSISTANT:"): in neither modality."""

@@ -20,13 +20,13 @@ from service.contract import ModelSpec
 from workers.data.base import ProbeSample
 from workers.data.vl_probe import QUESTION
 from workers.errors import UnknownModel
-from workers.images import model_view
 from workers.models.availability import local_checkpoint
 from workers.models.base import ModelAdapter, TokenizedSample
 from workers.models.layout import LLAVA_TEMPLATE, QWEN2_VL_TEMPLATE, BatchLayout, layout_batch
 from workers.models.planted import PLANTED_ID, PLANTED_REVISION, build_tiny_llava_planted
 from workers.models.tiny_llava import TINY_LLAVA_ID, TINY_LLAVA_REVISION, build_tiny_llava
 from workers.models.weights_cache import Builder, WeightsStore, cached_model_dir
+from workers.vocabulary.shading import model_view
 
 QWEN2_VL_IMAGE_SIZE = 448
 """Qwen2-VL sees every image resized to this square, so its patch grid is fixed (16 × 16 tokens)."""

@@ -10,7 +10,7 @@ import torch
 from service.contract import ModelSpec
 from workers.data.base import ProbeSample
 from workers.models.base import TokenizedSample
-from workers.records import MODALITY_TEXT
+from workers.vocabulary.records import MODALITY_TEXT
 
 MAX_TOKENS = 64
 """Longest model input (special tokens included); longer samples are truncated."""

@@ -28,8 +28,8 @@ from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from workers.errors import ArtifactCorrupt, ScanMissing
-from workers.scan.keys import scan_key
 from workers.scan.store import ArtifactStore
+from workers.scan.token_keys import scan_key
 from workers.scan.tokens import TokenizedProbe, read_tokenized_probe
 
 ACTIVATIONS_FILE = "activations.safetensors"

@@ -26,11 +26,11 @@ from service.contract import (
 from workers.data.base import ProbeSample
 from workers.data.loader import load_probe_set
 from workers.models.base import ModelAdapter, TokenizedSample
-from workers.scan.budget import LayerGroupPlan, plan_layer_groups
-from workers.scan.keys import tokens_key
+from workers.scan.memory_budget import LayerGroupPlan, plan_layer_groups
 from workers.scan.recorder import LayerRecorder
 from workers.scan.scanner import BatchPlan, ScanPass
 from workers.scan.store import ArtifactStore
+from workers.scan.token_keys import tokens_key
 from workers.scan.tokens import TokenizedProbe, build_tokenized_probe, write_tokenized_probe
 
 
@@ -91,7 +91,7 @@ def store_tokens(store: ArtifactStore, model: ModelSpec, dataset: DatasetSpec, p
 def plan_passes(
     inputs: ScanInputs, model: ModelSpec, layers: Sequence[int], n_top: int, n_random: int, budget_bytes: int
 ) -> LayerGroupPlan:
-    """The layer groups for `inputs` under `budget_bytes` (workers/scan/budget.py)."""
+    """The layer groups for `inputs` under `budget_bytes` (workers/scan/memory_budget.py)."""
     probe = inputs.probe
     kept = min(n_top, probe.n_samples)
     return plan_layer_groups(

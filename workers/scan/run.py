@@ -9,7 +9,6 @@ from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
 from workers.models.device import default_scan_memory_bytes
 from workers.models.loader import ModelCache
 from workers.scan.artifacts import write_layer_scan
-from workers.scan.keys import scan_id, scan_key
 from workers.scan.passes import (
     PassProgress,
     ScanProgress,
@@ -23,6 +22,7 @@ from workers.scan.passes import (
 from workers.scan.recorder import LayerRecorder
 from workers.scan.scanner import choose_random_ids, plan_batches
 from workers.scan.store import ArtifactStore
+from workers.scan.token_keys import scan_id, scan_key
 
 SamplesProgress = Callable[[int, int], None]
 """(samples done, samples total), summed over the scan's passes."""

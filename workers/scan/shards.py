@@ -28,9 +28,8 @@ from safetensors.numpy import save as save_tensors
 from service.contract import DatasetSpec, ModelSpec, PipelineOptions
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.base import ModelAdapter
-from workers.models.registry import check_dataset, check_hook, check_layer
+from workers.models.range_checks import check_dataset, check_hook, check_layer
 from workers.scan.artifacts import ACTIVATIONS_FILE, write_layer_scan
-from workers.scan.keys import scan_id, scan_key
 from workers.scan.passes import (
     PassProgress,
     ScanInputs,
@@ -44,6 +43,7 @@ from workers.scan.passes import (
 from workers.scan.recorder import EMPTY_KEY, LayerRecorder, rank_keys
 from workers.scan.scanner import BatchPlan, choose_random_ids, plan_batches
 from workers.scan.store import ArtifactStore
+from workers.scan.token_keys import scan_id, scan_key
 
 SHARD_IDS = "shard_ids"
 """Array of a shard artifact: the int32 sample ids it covers, sorted."""

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from service.contract.keys import SCAN_MANIFEST
+from service.contract.artifact_keys import SCAN_MANIFEST
 from service.contract.objects import ObjectStore, write_synced
 from workers.errors import ArtifactCorrupt
 

@@ -14,8 +14,8 @@ from safetensors.numpy import save as save_tensors
 
 from workers.data.base import ProbeSample, domain_labels
 from workers.models.base import TokenizedSample
-from workers.records import MODALITY_PAD, TokenRecord
 from workers.scan.store import ArtifactStore
+from workers.vocabulary.records import MODALITY_PAD, TokenRecord
 
 TOKENS_FILE = "tokens.json"
 ARRAYS_FILE = "arrays.safetensors"

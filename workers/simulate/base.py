@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from workers.records import TokenRecord
+from workers.vocabulary.records import TokenRecord
 
 
 @dataclass(frozen=True, slots=True)

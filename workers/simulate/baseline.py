@@ -1,5 +1,5 @@
 """The offline baseline simulator (`baseline` / `baseline-v1`): predicts from the explanation's token
-classes and quoted tokens only. A word of a class the explanation names (workers/token_classes.py:
+classes and quoted tokens only. A word of a class the explanation names (workers/vocabulary/token_classes.py:
 numbers, punctuation marks, capitalised names, a word family by its stem; sub-word pieces per token)
 gets 10. A word matching the i-th of K quoted tokens gets 10·(1 − i/(2K)) (earlier = stronger); when
 the explanation names a preceding word ("often after X") and the word is not preceded by it, the value is
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workers.records import MODALITY_TEXT, TokenRecord, word_spans
 from workers.simulate.base import SimulationInput, SimulatorResult
-from workers.text_phrase import TextPhrase, parse_text_phrase
-from workers.token_classes import is_piece, word_class_set
+from workers.vocabulary.records import MODALITY_TEXT, TokenRecord, word_spans
+from workers.vocabulary.text_phrase import TextPhrase, parse_text_phrase
+from workers.vocabulary.token_classes import is_piece, word_class_set
 
 CONTEXT_MISS = 0.75
 """Scale for a listed word that is not preceded by the explanation's context word."""

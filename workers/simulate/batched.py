@@ -16,7 +16,6 @@ import numpy as np
 
 from workers.llm.client import ChatReply, TokenUsage
 from workers.llm.pool import map_concurrently
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.openai_simulator import PARSE_ATTEMPTS, OpenAISimulator, _with_logprobs
 from workers.simulate.prompts import (
@@ -26,6 +25,7 @@ from workers.simulate.prompts import (
     build_batched_simulator_messages,
     parse_batched,
 )
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
 
 Batch = tuple[str, list[TokenRecord]]
 

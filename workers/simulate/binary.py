@@ -26,10 +26,10 @@ import numpy as np
 
 from service.contract import BinaryScore
 from workers.llm.client import LLMCaller, Message, TokenUsage
-from workers.prompting import COMPLETION_PHRASE
-from workers.records import ActivationRecord, TokenRecord
 from workers.simulate.baseline import predict_record
-from workers.text_phrase import parse_text_phrase
+from workers.vocabulary.prompting import COMPLETION_PHRASE
+from workers.vocabulary.records import ActivationRecord, TokenRecord
+from workers.vocabulary.text_phrase import parse_text_phrase
 
 Kind = Literal["detection", "fuzzing"]
 DETECTION_PROMPT_VERSION = "detection-1"

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from workers.data.images import ImageSource
-from workers.images import png_bytes
 from workers.llm.client import ChatReply, LLMCaller, LLMCallers, Message, TokenUsage
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
-from workers.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.prompts import (
     TEXT_SIMULATOR_PROMPT_VERSION,
@@ -30,6 +28,8 @@ from workers.simulate.prompts import (
     parse_activations,
     parse_patches,
 )
+from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT, TokenRecord
+from workers.vocabulary.shading import png_bytes
 
 PARSE_ATTEMPTS = 2
 """Requests per record before an unparseable reply counts as a parse failure (the first, one retry)."""

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from workers.prompting import COMPLETION_PHRASE, format_record, png_data_url
+from workers.vocabulary.prompting import COMPLETION_PHRASE, format_record, png_data_url
 
 TEXT_SIMULATOR_PROMPT_VERSION = "text-simulator-1"
 """Version of the per-record text simulator prompt (JSON reply)."""

@@ -17,11 +17,17 @@ import numpy as np
 from PIL import Image
 
 from workers.data.images import ImageSource
-from workers.records import MODALITY_IMAGE, TokenRecord
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.baseline import BaselineSimulator, predict_record
-from workers.text_phrase import TextPhrase, parse_text_phrase
-from workers.visual_features import POSITIONS, VisualConcept, patch_centres, patch_colours, split_explanation
+from workers.vocabulary.records import MODALITY_IMAGE, TokenRecord
+from workers.vocabulary.text_phrase import TextPhrase, parse_text_phrase
+from workers.vocabulary.visual_features import (
+    POSITIONS,
+    VisualConcept,
+    patch_centres,
+    patch_colours,
+    split_explanation,
+)
 
 COLOUR_SCALE = 80.0
 """RGB distance at which a patch's predicted value falls to 1/e of 10 (red vs orange is about 110)."""

@@ -1,0 +1,319 @@
+"""What a job submission will cost, estimated from the request alone (before anything is enqueued).
+
+Quotas (service/access/ratelimit.py) refuse a submission up front when the call estimate does not fit. A dry
+run
+(`"dry_run": true`) answers with :func:`estimate_cost`: calls, tokens and USD from the prompt profiles the
+workers write when they scan a layer (service/contract/cost.py); it is the one place the cost model lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel, Field
+
+from service.contract import (
+    CostEstimate,
+    ExplanationRequest,
+    LLMEstimate,
+    PipelineOptions,
+    ProbeProfile,
+    PromptProfile,
+    ScanEstimate,
+    TokenBasis,
+    probe_profile_key,
+    prompt_profile_key,
+    scan_id,
+    scan_manifest_key,
+)
+from service.reports.store import ReportStore
+from service.settings import Settings, llm_endpoint_configs
+
+if TYPE_CHECKING:
+    from service.estimates.validate import ResolvedRequest
+
+_Profile = TypeVar("_Profile", PromptProfile, ProbeProfile)
+
+CALIBRATION_STRIDE = 4
+"""With k > 1 candidates every 4th explainer record is a calibration record; the same value as
+``workers/explain/openai_explainer.CALIBRATION_STRIDE`` (a test keeps them equal)."""
+
+
+class CallEstimate(BaseModel):
+    """The estimated cost of one explanation request, before retries."""
+
+    neurons: int = Field(description="Neurons the request names.")
+    llm_calls_per_neuron: int = Field(
+        description="LLM requests per neuron: 1 explanation request (k candidates drawn in one), plus "
+        "k × ⌊n_explain / 4⌋ calibration simulations when k > 1, plus 2 × n_holdout held-out simulations "
+        "(top and random records) when the simulator is `openai`; 0 for the offline baselines."
+    )
+    llm_calls: int = Field(description="neurons × llm_calls_per_neuron; retries left out.")
+    scan_passes: int = Field(
+        description="Layer scans the request may start (1: its layer; none runs when the scan is stored)."
+    )
+
+
+def estimate_calls(resolved: ResolvedRequest) -> CallEstimate:
+    """The estimate for a resolved request (backends, endpoint and candidates filled in)."""
+    request = resolved.request
+    options = request.options
+    per_neuron = 0
+    if request.explainer == "openai":
+        candidates = request.candidates or 1
+        per_neuron += 1
+        if candidates > 1:
+            per_neuron += candidates * (options.n_explain // CALIBRATION_STRIDE)
+    if request.simulator == "openai":
+        per_neuron += 2 * options.n_holdout
+    neurons = len(resolved.neurons) * len(resolved.layers)  # the neurons of every requested layer
+    return CallEstimate(
+        neurons=neurons, llm_calls_per_neuron=per_neuron, llm_calls=neurons * per_neuron, scan_passes=1
+    )
+
+
+# --------------------------------------------------------------------------- dry run (tokens and USD)
+
+CHARS_PER_TOKEN = 4
+"""Prompt characters per token: OpenAI's rule of thumb for English text (the loopback LLM peer bills the
+same way). Real tokenizers differ by model; the estimate says so in its basis."""
+
+EXPLANATION_CHARS = 48
+"""Assumed length of one explanation in characters (one sentence): it is the explainer's answer and part
+of every simulator prompt, and is not known before the explainer writes it."""
+
+IMAGE_TOKENS = 85
+"""Prompt tokens per image at low detail (OpenAI's figure); vision-language prompts are not profiled yet."""
+
+SIMULATOR_ANSWER_CHARS = (17, 3)
+"""A simulator answer `{"activations": [0, 0, …]}`: 17 characters plus about 3 per predicted token."""
+
+
+@dataclass
+class _Tokens:
+    prompt: int = 0
+    completion: int = 0
+
+
+def _tokens_of(chars: float) -> int:
+    return int(chars) // CHARS_PER_TOKEN
+
+
+def _answer_tokens(chars: float) -> int:
+    return max(1, _tokens_of(chars))
+
+
+def _simulator_answer(tokens: float) -> int:
+    fixed, per_token = SIMULATOR_ANSWER_CHARS
+    return _answer_tokens(fixed + per_token * tokens)
+
+
+def _explainer_tokens(request: ExplanationRequest, explainer_chars: float, fixed_chars: int) -> _Tokens:
+    """One explainer request (k choices); with k > 1 a quarter of the shown records become calibration."""
+    options = request.options
+    candidates = request.candidates or 1
+    records_chars = explainer_chars - fixed_chars
+    if candidates > 1:
+        records_chars *= (options.n_explain - options.n_explain // CALIBRATION_STRIDE) / options.n_explain
+    answer = candidates * _answer_tokens(EXPLANATION_CHARS + 1)
+    return _Tokens(_tokens_of(fixed_chars + records_chars), answer)
+
+
+def _simulator_tokens(records: list[tuple[float, float]], template_chars: int) -> _Tokens:
+    """Simulator requests, one per (record chars in the prompt beyond the template, record tokens)."""
+    total = _Tokens()
+    for chars, tokens in records:
+        total.prompt += _tokens_of(template_chars + chars + EXPLANATION_CHARS)
+        total.completion += _simulator_answer(tokens)
+    return total
+
+
+def _holdout_count(options: PipelineOptions, n_top: int) -> int:
+    """Held-out records of a neuron as the split takes them: top ones, and as many random ones."""
+    return 2 * min(options.n_holdout, n_top // 2)
+
+
+def _profile_neuron(request: ExplanationRequest, profile: PromptProfile, neuron: int) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of one neuron from its layer's prompt profile (its actual records)."""
+    options = request.options
+    shapes = profile.templates
+    calls, tokens = 0, _Tokens()
+    if request.explainer == "openai":
+        chars = float(profile.explainer_chars[neuron])
+        if options.n_explain != profile.n_explain:  # another selection: scale the records' part
+            fixed = shapes.explainer_text_chars
+            chars = fixed + (chars - fixed) * options.n_explain / profile.n_explain
+        spent = _explainer_tokens(request, chars, shapes.explainer_text_chars)
+        calls += 1
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    template = shapes.simulator_text_chars
+    held = list(zip(profile.holdout_chars[neuron], profile.holdout_tokens[neuron], strict=True))
+    records = [(float(chars - template), float(count)) for chars, count in held]
+    if options.n_holdout != profile.n_holdout and records:  # another selection: the mean record, n times
+        mean = (sum(r[0] for r in records) / len(records), sum(r[1] for r in records) / len(records))
+        records = [mean] * _holdout_count(options, profile.n_top)
+    candidates = request.candidates or 1
+    if request.explainer == "openai" and candidates > 1 and records:
+        mean = (sum(r[0] for r in records) / len(records), sum(r[1] for r in records) / len(records))
+        calibration = [mean] * (candidates * (options.n_explain // CALIBRATION_STRIDE))
+        calls += len(calibration)
+        spent = _simulator_tokens(calibration, template)
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    if request.simulator == "openai":
+        calls += len(records)
+        spent = _simulator_tokens(records, template)
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    return calls, tokens
+
+
+def _probe_neuron(request: ExplanationRequest, probe: ProbeProfile) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of one neuron from the probe set's mean record (its records are not known)."""
+    options = request.options
+    shapes = probe.templates
+    calls, tokens = 0, _Tokens()
+    if request.explainer == "openai":
+        chars = shapes.explainer_text_chars + options.n_explain * probe.mean_explainer_record_chars
+        spent = _explainer_tokens(request, chars, shapes.explainer_text_chars)
+        calls += 1
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    mean = (probe.mean_simulator_record_chars, probe.mean_record_tokens)
+    candidates = request.candidates or 1
+    records = [mean] * _holdout_count(options, options.n_top)
+    if request.explainer == "openai" and candidates > 1:
+        records_cal = [mean] * (candidates * (options.n_explain // CALIBRATION_STRIDE))
+        calls += len(records_cal)
+        spent = _simulator_tokens(records_cal, shapes.simulator_text_chars)
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    if request.simulator == "openai":
+        calls += len(records)
+        spent = _simulator_tokens(records, shapes.simulator_text_chars)
+        tokens.prompt += spent.prompt
+        tokens.completion += spent.completion
+    return calls, tokens
+
+
+def _read_model(store: ReportStore, key: str, model: type[_Profile]) -> _Profile | None:
+    raw = store.read(key)
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValueError:
+        return None  # an older layout or a torn write: estimate as if it were absent
+
+
+_BASIS = {
+    "records": "LLM calls and tokens from the prompt sizes of this layer's actual records (its prompt "
+    "profile, written when the layer was scanned): prompt characters ÷ {cpt} per request, an explanation "
+    "assumed {expl} characters long, a simulator answer of 17 + 3 characters per predicted token",
+    "probe-set": "this layer is not scanned yet: tokens from the probe set's mean record (its profile, "
+    "written when another layer was scanned), prompt characters ÷ {cpt}, an explanation assumed {expl} "
+    "characters long; scan first for figures from the actual records",
+    "none": "no prompt profile of this model and probe set exists yet (nothing scanned, or a "
+    "vision-language probe set, which is not profiled): LLM calls from the request's options only, tokens "
+    "and cost null; run any request (e.g. the baseline) to scan first",
+}
+
+
+def estimate_cost(resolved: ResolvedRequest, store: ReportStore, settings: Settings) -> CostEstimate:
+    """The dry-run answer: scan passes, neurons, LLM calls, tokens and USD of a resolved request, from the
+    prompt profiles in the artifact store. Reads the store only: nothing is enqueued or written."""
+    request, model, dataset = resolved.request, resolved.model, resolved.dataset
+    options = request.options
+    layers = request.layer_list()
+    uses_llm = "openai" in (request.explainer, request.simulator)
+    probe = _read_model(store, probe_profile_key(model.id, model.revision, dataset), ProbeProfile)
+    calls, tokens = 0, _Tokens()
+    bases: set[str] = set()
+    to_scan: list[int] = []
+    neurons_total = stored_total = 0
+
+    def layer_scan(layer: int) -> str:
+        return scan_id(model, dataset, str(request.hook), layer, options.n_top, options.seed)
+
+    for layer in layers:
+        neurons = resolved.neurons
+        stored = store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
+        todo = [n for n in neurons if n not in stored]
+        neurons_total += len(neurons)
+        stored_total += len(stored)
+        key = prompt_profile_key(
+            model.id, model.revision, str(request.hook), layer, dataset, options.n_top, options.seed
+        )
+        profile = _read_model(store, key, PromptProfile) if todo else None
+        if todo and not store.exists(scan_manifest_key(layer_scan(layer))):
+            to_scan.append(layer)
+        if not todo or not uses_llm:
+            continue
+        for neuron in todo:
+            if profile is not None and neuron < len(profile.explainer_chars):
+                spent = _profile_neuron(request, profile, neuron)
+                bases.add("records")
+            elif probe is not None:
+                spent = _probe_neuron(request, probe)
+                bases.add("probe-set")
+            else:
+                spent = (estimate_calls(resolved).llm_calls_per_neuron, _Tokens())
+                bases.add("none")
+            calls += spent[0]
+            tokens.prompt += spent[1].prompt
+            tokens.completion += spent[1].completion
+    basis: TokenBasis = "none" if "none" in bases else ("probe-set" if "probe-set" in bases else "records")
+    if not uses_llm:
+        basis = "records"
+    known = basis != "none"
+    prompt = tokens.prompt if known else None
+    completion = tokens.completion if known else None
+    configs = llm_endpoint_configs(settings)
+    config = configs.get(str(request.endpoint)) if request.endpoint is not None else None
+    cost = None
+    if (
+        uses_llm
+        and config is not None
+        and config.has_prices
+        and prompt is not None
+        and completion is not None
+    ):
+        cost = round(
+            (prompt * (config.prompt_usd_per_mtok or 0) + completion * (config.completion_usd_per_mtok or 0))
+            / 1e6,
+            6,
+        )
+    elif not uses_llm:
+        cost = 0.0
+    passes = 1 if to_scan else 0
+    words = (
+        "baseline backends: no LLM calls"
+        if not uses_llm
+        else _BASIS[basis].format(cpt=CHARS_PER_TOKEN, expl=EXPLANATION_CHARS)
+    )
+    if uses_llm and set(request.options.scorers) - {"simulation"}:
+        words += (
+            "; simulation-batched, detection and fuzzing requests are not modelled (counted as simulation)"
+        )
+    return CostEstimate(
+        model=model.id,
+        layers=layers,
+        neurons=neurons_total,
+        reports_stored=stored_total,
+        neurons_to_explain=neurons_total - stored_total,
+        scan=ScanEstimate(
+            layers_to_scan=to_scan,
+            passes=passes,
+            passes_basis="one forward pass records every requested layer (a scan memory budget "
+            "NEURONLENS_SCAN_MEMORY_BYTES too small for them may split it further); a layer counts as "
+            "scanned when its scan artifact (for these hook, probe set, n_top and seed) is stored",
+            samples=dataset.n_samples * passes,
+            tokens=probe.n_tokens * passes if probe is not None else None,
+        ),
+        llm=LLMEstimate(calls=calls, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost),
+        token_basis=basis,
+        basis=words,
+        endpoint=request.endpoint,
+    )

@@ -1,0 +1,127 @@
+"""Checks every request passes before its handler parses anything: content type, JSON nesting depth and
+query parameter names. Each failure is a problem-details 4xx (service/http/errors.py), so no input reaches a
+5xx or costs more than a scan of its bytes.
+
+The body size itself is bounded by Litestar (``request_max_body_size``: 413 beyond it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Litestar, Request
+
+from service.http.errors import ApiError, FieldProblem, InvalidInput
+
+MAX_BODY_BYTES = 1_048_576
+"""Largest request body, bytes (a request naming 65,536 neurons fits in under half of it)."""
+
+MAX_HEADER_BYTES = 32_768
+"""Largest header block (names and values) the API reads, bytes; beyond it a 431. (Blocks too large for
+uvicorn's own buffer are refused by uvicorn before the app sees them.)"""
+
+MAX_JSON_DEPTH = 16
+"""Deepest nesting of JSON arrays and objects a body may have (a valid request has 3)."""
+
+JSON_MEDIA_TYPES = ("application/json",)
+"""Content types a body may have (``application/*+json`` is accepted too)."""
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class HeadersTooLarge(ApiError):
+    status_code = 431
+    slug = "headers-too-large"
+    title = "Request header fields too large"
+
+
+class MalformedRequest(ApiError):
+    status_code = 400
+    slug = "malformed-request"
+    title = "Malformed request"
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """True when ``body`` nests arrays/objects deeper than ``limit`` (brackets inside strings do not
+    count). Linear in the body; usually just two ``bytes.count`` calls."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in _JSON_STRING.sub(b'""', body).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in _OPENERS else -1
+        if depth > limit:
+            return True
+    return False
+
+
+_OPENERS = frozenset(b"[{")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type in JSON_MEDIA_TYPES or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def query_parameter_names(app: Litestar) -> dict[str, frozenset[str]]:
+    """Query parameter names per operation id, from the app's OpenAPI document (the one source of truth
+    for what a route takes, dependencies included)."""
+    names: dict[str, frozenset[str]] = {}
+    for path_item in (app.openapi_schema.paths or {}).values():
+        for method in ("get", "post", "put", "patch", "delete"):
+            operation = getattr(path_item, method, None)
+            if operation is None or operation.operation_id is None:
+                continue
+            names[operation.operation_id] = frozenset(
+                p.name for p in operation.parameters or [] if getattr(p, "param_in", None) == "query"
+            )
+    return names
+
+
+def _check_query(request: Request[Any, Any, Any]) -> None:
+    allowed_by_operation: dict[str, frozenset[str]] | None = request.app.state.get("query_names")
+    if allowed_by_operation is None:
+        allowed_by_operation = query_parameter_names(request.app)
+        request.app.state.query_names = allowed_by_operation
+    operation_id = request.route_handler.operation_id
+    allowed = allowed_by_operation.get(operation_id if isinstance(operation_id, str) else "", frozenset())
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInput(
+            f"unknown query parameters: {', '.join(unknown)}",
+            [
+                FieldProblem(field=name, message=f"unknown query parameter; this route accepts: {accepted}")
+                for name in unknown
+            ],
+        )
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """Litestar ``before_request`` hook: unknown query parameters → 422; a body that is not JSON → 415;
+    JSON nested deeper than :data:`MAX_JSON_DEPTH` → 400; headers past :data:`MAX_HEADER_BYTES` → 431.
+    Returns None so the handler runs."""
+    header_bytes = sum(len(name) + len(value) for name, value in request.scope["headers"])
+    if header_bytes > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(
+            f"the request headers take {header_bytes} bytes: at most {MAX_HEADER_BYTES} are read"
+        )
+    _check_query(request)
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    content_type = request.headers.get("content-type", "")
+    if not is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            f"the body must be JSON: send Content-Type: application/json (got {content_type or 'none'!r})"
+        )
+    body = await request.body()  # Litestar caches it for the handler's own parsing
+    if json_depth_exceeds(body, MAX_JSON_DEPTH):
+        raise MalformedRequest(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")

@@ -1,0 +1,158 @@
+"""What Litestar cannot say per route in OpenAPI: response headers, examples, and the answers every /v1
+route may give (401/403/429 with keys on, 406, 304 on conditional GETs).
+
+Every route handler sets ``operation_class=DocumentedOperation``; Litestar builds the operation, and
+:meth:`DocumentedOperation.__post_init__` completes it from the tables here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+
+from service.http.errors import PROBLEM_MEDIA_TYPE
+from service.http.openapi_examples import EXPLANATION_REQUESTS, problem_example, response_examples
+
+_STRING = Schema(type=OpenAPIType.STRING)
+_INTEGER = Schema(type=OpenAPIType.INTEGER)
+REQUEST_ID = OpenAPIHeader(
+    schema=_STRING,
+    description="The client's `X-Request-ID` when well-formed, else a generated id.",
+)
+ETAG = OpenAPIHeader(
+    schema=_STRING, description="Strong entity tag of the bytes; send it as `If-None-Match`."
+)
+CACHE_CONTROL = OpenAPIHeader(
+    schema=_STRING, description="`no-cache` for reports (revalidate), `max-age=86400` for images."
+)
+LOCATION = OpenAPIHeader(
+    schema=_STRING, description="The job to poll (`/v1/jobs/{job_id}`), as `status_url`."
+)
+CONTENT_DISPOSITION = OpenAPIHeader(
+    schema=_STRING, description='`attachment; filename="<job or model-layer>-<fields>.<format>"`.'
+)
+RETRY_AFTER = OpenAPIHeader(schema=_INTEGER, description="Seconds until the key's window or quota resets.")
+WWW_AUTHENTICATE = OpenAPIHeader(schema=_STRING, description='`Bearer realm="neuronlens"`.')
+
+CONDITIONAL = {"getNeuronReport", "getExemplarImage"}
+"""Operations answering with a strong ETag, and 304 to a matching If-None-Match."""
+SUCCESS_HEADERS: dict[tuple[str, str], dict[str, OpenAPIHeader]] = {
+    ("createExplanation", "202"): {"Location": LOCATION},
+    **{(op, "200"): {"ETag": ETAG, "Cache-Control": CACHE_CONTROL} for op in CONDITIONAL},
+}
+TABLE_EXPORTS = {
+    "exportJobReports": "Every stored report of the job",
+    "listLayerNeurons": "Every stored report",
+}
+"""Operations that stream tables (service/reports/tables.py) in 200 answers."""
+JSON_AND_TABLES = {"listLayerNeurons"}
+"""Of those, the ones that answer JSON too (their default `format`)."""
+_TABLE_MEDIA: dict[str, tuple[Schema, str | None]] = {
+    "application/x-ndjson": (
+        _STRING,
+        '{"neuron":5,"layer":3,"neuron_type":"text","p_visual":0.0,"p_text":0.9,"p_multimodal":0.0,'
+        '"p_unknown":0.1,"high_confidence":true,"max_activation":2.5,"explanation":"the token \\"red\\"",'
+        '"correlation":0.8,"ci95":[0.7,0.86],"domain_specific":null,"llm_calls":0,"cost_usd":null}\n',
+    ),
+    "text/csv": (
+        _STRING,
+        "neuron,layer,neuron_type,p_visual,p_text,p_multimodal,p_unknown,high_confidence,max_activation,"
+        "explanation,correlation,ci95_low,ci95_high,domain_specific,llm_calls,cost_usd\n"
+        '5,3,text,0.0,0.9,0.0,0.1,true,2.5,"the token ""red""",0.8,0.7,0.86,,0,\n',
+    ),
+    "application/vnd.apache.parquet": (Schema(type=OpenAPIType.STRING, format="binary"), None),  # type: ignore[arg-type]
+}
+KEYED_PROBLEMS = {
+    "401": "No API key, or an unknown or revoked one (only when the deployment sets `NEURONLENS_AUTH=keys`).",
+    "403": "The key lacks the scope this route needs, or the request exceeds its whole daily quota.",
+    "429": "The key used up its requests per minute or its daily quota (the problem names the estimate).",
+}
+_PROBLEM_SCHEMA = Reference(ref="#/components/schemas/Problem")
+
+
+def _problem(status: str, description: str, path: str) -> OpenAPIResponse:
+    example = Example(summary=description.split(".")[0], value=problem_example(status, path))
+    headers: dict[str, OpenAPIHeader | Reference] = {"X-Request-ID": REQUEST_ID}
+    if status == "429":
+        headers["Retry-After"] = RETRY_AFTER
+    if status == "401":
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    media = OpenAPIMediaType(schema=_PROBLEM_SCHEMA, examples={"problem": example})
+    return OpenAPIResponse(description=description, headers=headers, content={PROBLEM_MEDIA_TYPE: media})
+
+
+@dataclass
+class DocumentedOperation(Operation):
+    """An Operation completed with headers, examples and the shared problem answers (see module doc)."""
+
+    def __post_init__(self) -> None:
+        op = self.operation_id or ""
+        responses = self.responses if self.responses is not None else {}
+        if self.security:
+            for status, description in KEYED_PROBLEMS.items():
+                responses.setdefault(status, _problem(status, description, "/v1/…"))
+            if self.request_body is None:
+                responses.setdefault("406", _problem("406", "`Accept` admits no representation.", "/v1/…"))
+        if op in CONDITIONAL:
+            responses["304"] = OpenAPIResponse(
+                description="Not modified: `If-None-Match` names the current ETag (no body).",
+                headers={"ETag": ETAG, "Cache-Control": CACHE_CONTROL, "X-Request-ID": REQUEST_ID},
+            )
+        if op in TABLE_EXPORTS:
+            responses["200"] = _with_tables(responses.get("200"), TABLE_EXPORTS[op], op in JSON_AND_TABLES)
+        examples = response_examples()
+        for status, response in responses.items():
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            response.headers = {**(response.headers or {}), **SUCCESS_HEADERS.get((op, status), {})}
+            response.headers.setdefault("X-Request-ID", REQUEST_ID)
+            self._add_examples(response, status, examples.get((op, status)))
+        self.responses = dict(sorted(responses.items()))
+        if isinstance(self.request_body, RequestBody) and op == "createExplanation":
+            for media in self.request_body.content.values():
+                media.examples = _examples(EXPLANATION_REQUESTS)
+
+    def _add_examples(self, response: OpenAPIResponse, status: str, examples: dict[str, Any] | None) -> None:
+        for media_type, media in (response.content or {}).items():
+            if media.examples:
+                continue
+            if media_type == PROBLEM_MEDIA_TYPE:
+                media.examples = {"problem": Example(value=problem_example(status, "/v1/…"))}
+            elif examples is not None:
+                media.examples = _examples(examples)
+
+
+def _with_tables(response: OpenAPIResponse | Reference | None, what: str, keep_json: bool) -> OpenAPIResponse:
+    """A 200 answer with the table media types (and its JSON representation when ``keep_json``)."""
+    json_content = {}
+    if keep_json and isinstance(response, OpenAPIResponse) and response.content:
+        json_content = {"application/json": response.content["application/json"]}
+    tables = {
+        media_type: OpenAPIMediaType(
+            schema=schema, examples={"summary": Example(value=example)} if example is not None else None
+        )
+        for media_type, (schema, example) in _TABLE_MEDIA.items()
+    }
+    description = response.description if isinstance(response, OpenAPIResponse) and json_content else ""
+    return OpenAPIResponse(
+        description=(description + " " if description else "")
+        + f"{what} as one table (`format`): NDJSON, CSV or Parquet; gzip when accepted.",
+        headers={"Content-Disposition": CONTENT_DISPOSITION},
+        content={**json_content, **tables},
+    )
+
+
+def _examples(values: dict[str, Any]) -> dict[str, Example | Reference]:
+    return {name.replace(" ", "-"): Example(summary=name, value=value) for name, value in values.items()}

@@ -1,0 +1,90 @@
+"""`GET /v1/jobs/{job_id}`: where an explanation job stands, and its reports once finished;
+`GET /v1/jobs/{job_id}/reports`: a finished job's reports as one table (NDJSON, CSV or Parquet)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
+from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
+from service.http.errors import NotFound, problem_specs
+from service.http.openapi_docs import DocumentedOperation
+from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
+from service.jobs.submit import job_status
+from service.reports.exports import export_response, job_export_pages
+from service.reports.reading import ReportReader
+from service.reports.tables import MEDIA_TYPES, ExportFields, ExportFormat
+
+MAX_PAGE = 1000
+"""Most reports one status answer carries; page with `offset`."""
+
+JobId = Annotated[
+    str,
+    Parameter(
+        pattern=EXPLAIN_JOB_ID_PATTERN,
+        description="Job id from `POST /v1/explanations` (`exp-` and 24 hex digits); "
+        "any other form is a 404.",
+    ),
+]
+
+
+@get(
+    "/v1/jobs/{job_id:str}",
+    operation_id="getJob",
+    operation_class=DocumentedOperation,
+    summary="Get a job's status and reports",
+    tags=["jobs"],
+    sync_to_thread=True,
+    responses=problem_specs(400, 404, 422, 503),
+)
+def get_job(
+    job_id: JobId,
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+    offset: int = Parameter(default=0, ge=0, description="First report of the page (finished jobs)."),
+    limit: int = Parameter(
+        default=100, ge=1, le=MAX_PAGE, description=f"Reports per page, at most {MAX_PAGE}."
+    ),
+) -> JobStatus:
+    """Status of an explanation job: `queued` (with its queue position), `scanning`, `explaining`,
+    `simulating`, `finished` (with a page of reports) or `failed` (with an error that says why).
+    Progress counts neurons whose report is stored."""
+    status = job_status(redis_client, reports.redis_keys, reports.store, job_id, offset=offset, limit=limit)
+    if status is None:
+        raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
+    return status
+
+
+@get(
+    "/v1/jobs/{job_id:str}/reports",
+    operation_id="exportJobReports",
+    operation_class=DocumentedOperation,
+    summary="Export a finished job's reports as a table",
+    tags=["jobs"],
+    sync_to_thread=True,
+    opt={"media_types": list(MEDIA_TYPES.values())},
+    responses=problem_specs(400, 404, 409, 422, 503),
+)
+def export_job_reports(
+    job_id: JobId,
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+    export_format: Annotated[ExportFormat, EXPORT_FORMAT_PARAMETER] = "ndjson",
+    fields: Annotated[ExportFields, EXPORT_FIELDS_PARAMETER] = "summary",
+) -> Stream:
+    """Every stored report of a finished job in one streamed answer, one row per neuron by ascending layer
+    and neuron: NDJSON (`application/x-ndjson`), CSV (`text/csv`) or Parquet
+    (`application/vnd.apache.parquet`, one row group per 256 reports), with a `Content-Disposition` file
+    name; gzip when the client accepts it. 409 while the job is not finished (or when it failed); a job
+    its budget stopped is finished and exports the reports it completed. Rows are complete reports only."""
+    pages = job_export_pages(
+        redis_client, reports.redis_keys, reports.store, reports.registry, job_id, fields
+    )
+    cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
+    return export_response(pages, export_format, fields, job_id, cache)

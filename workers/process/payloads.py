@@ -1,0 +1,191 @@
+"""Job payloads parsed once into resolved jobs, checked against the worker's own registry.
+
+The API validated the request against its registry before enqueueing; a worker checks the payload again
+at its own trust boundary, once, here: the payload's shape (InvalidRequest), that its registry serves the
+model and probe set (UnknownModel, DatasetUnavailable), the ranges of layer, hook and neurons
+(InvalidRequest), and that it resolves the request as the API did (DeploymentMismatch). The domain
+functions then take these resolved jobs and do not check again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from service.contract import (
+    MAX_SHARDS,
+    DatasetSpec,
+    ExplanationRequest,
+    HookPoint,
+    LLMModels,
+    ModelSpec,
+    PipelineOptions,
+    Registry,
+    report_key,
+    report_variant,
+)
+from workers.errors import DatasetUnavailable, DeploymentMismatch, InvalidRequest, UnknownModel
+from workers.llm.endpoints import LLMEndpoints
+from workers.models.range_checks import check_dataset, check_hook, check_layer, check_neurons
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """A scan job's payload, resolved: layers of a model at a hook point over a probe set."""
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    point: HookPoint
+    layers: list[int]
+    """Sorted, without repeats."""
+    options: PipelineOptions
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """An explain job's payload, resolved: the request (hook, dataset and backends set), its specs, and
+    where each neuron's report goes under this worker's report variant."""
+
+    request: ExplanationRequest
+    model: ModelSpec
+    dataset: DatasetSpec
+    point: HookPoint
+    neurons: list[int]
+    """The requested neuron indices, sorted, without repeats."""
+    variant: str
+    """The report variant (``contract.report_variant``), computed once for the job."""
+    report_keys: dict[int, str]
+    """Artifact-store key (`contract.report_key`) of each neuron's report."""
+
+    @property
+    def llm_endpoint(self) -> str | None:
+        """The endpoint name the request's `openai` backends use; None when both are the baseline."""
+        return self.request.endpoint if "openai" in (self.request.explainer, self.request.simulator) else None
+
+
+def _validated(model_class: type[pydantic.BaseModel], payload: object, what: str) -> Any:
+    try:
+        return model_class.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or what
+        raise InvalidRequest(f"invalid {what} payload: {where}: {first['msg']}") from None
+
+
+def _specs(registry: Registry, model_id: str, dataset_id: str) -> tuple[ModelSpec, DatasetSpec]:
+    try:
+        model = registry.model(model_id)
+    except KeyError:
+        served = ", ".join(m.id for m in registry.models)
+        raise UnknownModel(f"model '{model_id}' is not in this worker's registry: it has {served}") from None
+    try:
+        dataset = registry.dataset(dataset_id)
+    except KeyError:
+        known = ", ".join(d.id for d in registry.datasets)
+        raise DatasetUnavailable(
+            f"dataset '{dataset_id}' is not in this worker's registry: it has {known}"
+        ) from None
+    check_dataset(model, dataset.id)
+    return model, dataset
+
+
+def parse_scan_job(
+    registry: Registry, model: str, hook: str, layers: list[int], dataset: str, options: object
+) -> ScanJob:
+    """The scan job of a `run_scan_job` payload, checked against ``registry``."""
+    model_spec, dataset_spec = _specs(registry, model, dataset)
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, int) for x in layers):
+        raise InvalidRequest(
+            f"invalid scan payload: layers must be a non-empty list of integers, got {layers!r}"
+        )
+    for layer in layers:
+        check_layer(model_spec, layer)
+    point = check_hook(model_spec, hook)
+    return ScanJob(
+        model_spec,
+        dataset_spec,
+        point,
+        sorted(set(layers)),
+        _validated(PipelineOptions, options, "scan options"),
+    )
+
+
+MAX_SCAN_BATCH = 65536
+"""Largest scan batch size a sharded scan's payload may name."""
+
+
+@dataclass(frozen=True)
+class ScanPart:
+    """Which part of a sharded scan a job is: one shard, or the merge (``shard`` None)."""
+
+    shard: int | None
+    n_shards: int
+    batch_size: int
+    """Samples per forward pass: the API's, the same for every shard and the merge (it fixes the
+    batches the probe set is cut into, so a worker's own setting must not replace it)."""
+
+
+def _whole(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"invalid scan payload: {what} must be an integer {low} … {high}, got {value!r}")
+    return value
+
+
+def parse_scan_part(shard: object, n_shards: object, batch_size: object, *, merge: bool = False) -> ScanPart:
+    """The part of a sharded scan a `run_scan_shard_job` payload (``shard`` 0 … n_shards-1) or a
+    `run_merge_scan_job` payload (``merge``, no shard) names, checked."""
+    n = _whole(n_shards, 1, MAX_SHARDS, "n_shards")
+    k = None if merge else _whole(shard, 0, n - 1, "shard")
+    return ScanPart(k, n, _whole(batch_size, 1, MAX_SCAN_BATCH, "batch_size"))
+
+
+def llm_models(endpoints: LLMEndpoints, request: ExplanationRequest) -> LLMModels | None:
+    """This worker's model names for the request's endpoint (UnknownLLMEndpoint when it has no such one);
+    None when no backend of the request is `openai`."""
+    if "openai" not in (request.explainer, request.simulator):
+        return None
+    endpoint = endpoints.resolve(request.endpoint)
+    return LLMModels(explainer=endpoint.explainer_model, simulator=endpoint.simulator_model)
+
+
+def parse_explain_job(
+    registry: Registry,
+    endpoints: LLMEndpoints,
+    request: Mapping[str, Any],
+    api_models: Mapping[str, Any] | None,
+    api_variant: str | None,
+) -> ExplainJob:
+    """The explain job of a `run_explain_job` payload: the request the API resolved, with the API's
+    endpoint model names and report variant, which this worker's settings and registry must reproduce
+    (DeploymentMismatch otherwise, so a worker configured unlike the API stores nothing)."""
+    parsed: ExplanationRequest = _validated(ExplanationRequest, request, "explain request")
+    if parsed.hook is None or parsed.dataset is None or parsed.explainer is None or parsed.simulator is None:
+        raise InvalidRequest(
+            "the explain payload must name its hook, dataset, explainer and simulator (the API resolves them)"
+        )
+    model, dataset = _specs(registry, parsed.model, parsed.dataset)
+    check_layer(model, parsed.only_layer())
+    point = check_hook(model, parsed.hook)
+    neurons = parsed.neuron_list()
+    check_neurons(model, neurons)
+    models = llm_models(endpoints, parsed)
+    expected = _validated(LLMModels, api_models, "LLM models") if api_models is not None else None
+    if expected is not None and models != expected:
+        raise DeploymentMismatch(
+            f"LLM endpoint '{parsed.endpoint}' on this worker uses explainer model "
+            f"'{models.explainer if models else None}' and simulator model "
+            f"'{models.simulator if models else None}', but the API resolved '{expected.explainer}' and "
+            f"'{expected.simulator}': give the API and the workers the same NEURONLENS_LLM_* settings"
+        )
+    variant = report_variant(parsed, revision=model.revision, dataset=dataset, models=models)
+    if api_variant is not None and variant != api_variant:
+        raise DeploymentMismatch(
+            f"this worker's registry entry for {model.id} (revision {model.revision}) or probe set "
+            f"{dataset.id} (revision {dataset.revision}, {dataset.n_samples} samples) differs from the "
+            "API's: give the API and the workers the same registry"
+        )
+    keys = {n: report_key(model.id, parsed.only_layer(), n, variant) for n in neurons}
+    return ExplainJob(parsed, model, dataset, point, neurons, variant, keys)

@@ -1,0 +1,502 @@
+"""The worker domain's two entry points, called by the RQ tasks (workers/process/tasks.py) with resolved jobs.
+
+`scan_layers` records layers over the probe set (one pass, artifacts reused); `explain_neurons` turns a
+scanned layer into NeuronReports: type, exemplars, explanation, simulation score. Both take the process's
+WorkerRuntime (store, models, caches, LLM callers) and specs the caller resolved and checked
+(workers/process/payloads.py); they raise named errors from workers/errors.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
+
+from service.contract import (
+    BinaryScore,
+    DatasetSpec,
+    ExplanationRequest,
+    HookPoint,
+    JobStage,
+    LLMUsage,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    probe_profile_key,
+    prompt_profile_key,
+)
+from workers.analysis.assemble import (
+    PreparedNeuron,
+    ReportContext,
+    build_report,
+    prepare_neuron,
+    score_neuron,
+)
+from workers.analysis.exemplar_images import ExemplarImageWriter
+from workers.errors import DeploymentMismatch, ScanMissing
+from workers.explain.base import Explainer, ExplainerResult
+from workers.llm.pool import map_concurrently
+from workers.llm.usage import BudgetExhausted, UsageMeter, current_meter, metering
+from workers.process.backends import make_explainer, make_judge, make_simulator
+from workers.process.prompt_profile import write_probe_profile, write_profiles
+from workers.process.runtime import WorkerRuntime
+from workers.scan.passes import PassProgress
+from workers.scan.run import ScanInfo, layer_scan_id, scan_model_layers, stored_scans
+from workers.scan.shards import ShardInfo, merge_shards, remove_shards, scan_shard, shard_key
+from workers.scan.token_keys import scan_key
+from workers.simulate.base import Simulator, SimulatorResult
+from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
+
+ProgressFn = Callable[[JobStage, int, int], None]
+"""(stage, done, total); stage is "scanning" (samples), "explaining" or "simulating" (neurons)."""
+
+CHUNK_NEURONS = 64
+"""Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
+
+__all__ = [
+    "ProgressFn",
+    "ScanInfo",
+    "ShardInfo",
+    "explain_neurons",
+    "merge_layer_shards",
+    "open_context",
+    "scan_layer_shard",
+    "scan_layers",
+    "write_prompt_profile",
+]
+
+
+def scan_layers(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    layers: list[int],
+    options: PipelineOptions,
+    progress: ProgressFn | None = None,
+    scan_progress: PassProgress | None = None,
+) -> dict[int, ScanInfo]:
+    """Scan `layers` unless their artifacts already exist (reused): in one pass over the probe set when
+    their recorder state fits the runtime's scan memory budget, else in as few passes as fit.
+    `scan_progress` gets every batch's ScanProgress (passes and samples)."""
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("scanning", done, total)
+
+    infos = scan_model_layers(
+        runtime.scan_setup, model, dataset, point, layers, options, report, scan_progress
+    )
+    write_scan_profile(runtime, model, dataset, point.id, infos, options)
+    return infos
+
+
+def write_scan_profile(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    infos: dict[int, ScanInfo],
+    options: PipelineOptions,
+) -> None:
+    """After a scan: the probe set's profile for dry runs (cheap; each layer's own profile, which sizes all
+    its neurons' prompts, is written by the layer's first explain job: `write_prompt_profile`)."""
+    if not infos or dataset.modality != "text":  # vision-language probe sets are not profiled
+        return
+    key = probe_profile_key(model.id, model.revision, dataset)
+    if runtime.reports.exists(key):
+        return
+    context = open_context(runtime, model, dataset, hook, min(infos), options)
+    write_probe_profile(runtime.reports, model, dataset, context.probe)
+
+
+def write_prompt_profile(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layer: int,
+    options: PipelineOptions,
+) -> bool:
+    """Write the prompt profile of a scanned layer (and its probe set's) for the API's dry runs, unless
+    stored; True when written now."""
+    key = prompt_profile_key(model.id, model.revision, hook, layer, dataset, options.n_top, options.seed)
+    if runtime.reports.exists(key):
+        return False
+    context = open_context(runtime, model, dataset, hook, layer, options)
+    return write_profiles(runtime.reports, model, dataset, hook, layer, context.scan, context.probe, options)
+
+
+def scan_layer_shard(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    layers: list[int],
+    options: PipelineOptions,
+    shard: int,
+    n_shards: int,
+    batch_size: int,
+    scan_progress: PassProgress | None = None,
+) -> ShardInfo:
+    """Record shard `shard` of `n_shards` of the probe set for every layer of `layers` that has neither
+    its scan artifact nor this shard's artifact yet (both reused), with `batch_size` (the same for every
+    shard and the merge) in as few passes as the runtime's scan memory budget allows."""
+    from workers.models.device import default_scan_memory_bytes
+
+    setup = runtime.scan_setup
+    store = setup.store
+    keys: dict[int, str] = {}
+    todo: list[int] = []
+    for layer in sorted(set(layers)):
+        scan = layer_scan_id(model, dataset, point.id, layer, options)
+        key = shard_key(scan, shard, n_shards)
+        if store.exists(scan_key(scan)) or store.exists(key):
+            keys[layer] = key
+        else:
+            todo.append(layer)
+    if not todo:
+        return ShardInfo(keys=keys, n_samples=0, passes=0, seconds=0.0)
+    adapter = setup.models.get(model)
+    budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
+    info = scan_shard(
+        store, adapter, dataset, point.id, todo, options, shard, n_shards, batch_size, budget, scan_progress
+    )
+    return ShardInfo(
+        keys={**keys, **info.keys}, n_samples=info.n_samples, passes=info.passes, seconds=info.seconds
+    )
+
+
+def merge_layer_shards(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    layers: list[int],
+    options: PipelineOptions,
+    n_shards: int,
+    batch_size: int,
+) -> dict[int, ScanInfo]:
+    """Merge the `n_shards` shard artifacts of every layer without a scan artifact into it (exactly the
+    one-shard scan's arrays), then delete the shard artifacts; reuse layers already scanned. A shard
+    recorded with another batch size than `batch_size` is a DeploymentMismatch (its batches differ)."""
+    store = runtime.store
+    hook = point.id
+    result, todo = stored_scans(store, model, dataset, hook, layers, options)
+    for layer in todo:
+        scan = layer_scan_id(model, dataset, hook, layer, options)
+        for shard in range(n_shards):
+            key = shard_key(scan, shard, n_shards)
+            used = store.read_manifest(key).get("batch_size") if store.exists(key) else batch_size
+            if used != batch_size:
+                raise DeploymentMismatch(
+                    f"shard {shard} of {n_shards} of scan {scan} was recorded with batch size {used}, this "
+                    f"merge expects {batch_size}: give the API and the workers one NEURONLENS_SCAN_BATCH_SIZE"
+                )
+    merged = merge_shards(store, model, dataset, hook, todo, options, n_shards)
+    for layer, scan in merged.items():
+        manifest = store.read_manifest(scan_key(scan))
+        seconds = float(manifest["seconds"])
+        result[layer] = ScanInfo(scan, False, seconds, int(manifest["n_samples"]), int(manifest["n_tokens"]))
+    remove_shards(store, [info.scan_id for info in result.values()], n_shards)
+    write_scan_profile(runtime, model, dataset, hook, result, options)  # as a one-shard scan does
+    return result
+
+
+def open_context(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    hook: str,
+    layer: int,
+    options: PipelineOptions,
+) -> ReportContext:
+    """Open the layer's scan and tokenised probe set (kept open by the runtime's scan cache)."""
+    scan = layer_scan_id(model, dataset, hook, layer, options)
+    if not runtime.store.exists(scan_key(scan)):
+        raise ScanMissing(
+            f"layer {layer} of {model.id} (hook {hook}, probe set {dataset.id}, n_top {options.n_top}, "
+            f"seed {options.seed}) has not been scanned: run its scan job first"
+        )
+    layer_scan = runtime.scans.layer_scan(scan)
+    probe = runtime.scans.tokenized_probe(str(layer_scan.manifest["tokens_key"]))
+    return ReportContext(model, dataset, hook, layer, options, layer_scan, probe)
+
+
+BINARY_CONCURRENCY = 4
+"""Neurons whose detection/fuzzing requests run at once (each neuron's batches run in turn)."""
+
+
+def explain_neurons(
+    runtime: WorkerRuntime,
+    model: ModelSpec,
+    dataset: DatasetSpec,
+    point: HookPoint,
+    request: ExplanationRequest,
+    neurons: list[int],
+    progress: ProgressFn | None = None,
+    *,
+    variant: str | None = None,
+) -> Iterator[NeuronReport]:
+    """Yield one NeuronReport per neuron of a scanned layer: in the order given for the offline baseline, in
+    completion order for LLM backends (each report as soon as its neuron is done). ``request`` is resolved
+    (explainer and simulator set); ``variant`` is its report variant, under which the shaded exemplar
+    images of a vision-language probe set are stored (required for those)."""
+    if request.explainer is None or request.simulator is None:
+        raise ValueError(
+            "explain_neurons takes a resolved request (workers.process.payloads sets both backends)"
+        )
+    images = runtime.probe_images(dataset)
+    explainer = make_explainer(
+        request.explainer,
+        runtime.llm,
+        endpoint=request.endpoint,
+        candidates=request.candidates,
+        images=images,
+        seed=request.options.seed,
+    )
+    options = request.options
+    batch = options.batch_records if "simulation-batched" in options.scorers else None
+    simulator = make_simulator(
+        request.simulator, runtime.llm, endpoint=request.endpoint, images=images, batch_records=batch
+    )
+    judge = None
+    if {"detection", "fuzzing"} & set(options.scorers):
+        judge = make_judge(
+            request.simulator, runtime.llm, endpoint=request.endpoint, batch=options.batch_records
+        )
+    context = open_context(runtime, model, dataset, point.id, request.only_layer(), request.options)
+    writer = None
+    if images is not None:
+        if variant is None:
+            raise ValueError(
+                f"explaining on the vision-language probe set {dataset.id} needs the report variant"
+            )
+        writer = ExemplarImageWriter(runtime.store, images, variant)
+    # Everything above runs at call time; the reports are produced lazily. LLM backends run neuron by
+    # neuron, as many at once as the endpoint serves, so each report is stored (a checkpoint) the moment it
+    # is done and a crash repays only the neurons in flight.
+    if "openai" in (request.explainer, request.simulator):
+        in_flight = runtime.llm.endpoints.resolve(request.endpoint).concurrency
+        return _with_all_images(
+            writer, _explain_each(context, list(neurons), explainer, (simulator, judge), progress, in_flight)
+        )
+    return _explain_all(context, list(neurons), explainer, (simulator, judge), progress, writer)
+
+
+def _explain_all(
+    context: ReportContext,
+    neurons: list[int],
+    explainer: Explainer,
+    scorers: tuple[Simulator, Judge | None],
+    progress: ProgressFn | None,
+    writer: ExemplarImageWriter | None = None,
+) -> Iterator[NeuronReport]:
+    for begin in range(0, len(neurons), CHUNK_NEURONS):
+        chunk = neurons[begin : begin + CHUNK_NEURONS]
+        for report in _explain_chunk(context, chunk, explainer, scorers, begin, len(neurons), progress):
+            yield report if writer is None else _with_images(writer, report)
+
+
+def _with_all_images(
+    writer: ExemplarImageWriter | None, reports: Iterator[NeuronReport]
+) -> Iterator[NeuronReport]:
+    for report in reports:
+        yield report if writer is None else _with_images(writer, report)
+
+
+def _explain_each(
+    context: ReportContext,
+    neurons: list[int],
+    explainer: Explainer,
+    scorers: tuple[Simulator, Judge | None],
+    progress: ProgressFn | None,
+    in_flight: int,
+) -> Iterator[NeuronReport]:
+    """Each neuron explained, simulated and scored on its own, ``in_flight`` neurons at once; reports are
+    yielded as they complete (not in request order). When the request's budget refuses a call
+    (BudgetExhausted), no further neuron starts, the neurons in flight finish or are abandoned, every
+    finished report is still yielded, and BudgetExhausted is raised at the end."""
+    pending: set[Future[NeuronReport]] = set()
+    upcoming = iter(neurons)
+    done = 0
+    exhausted: BudgetExhausted | None = None
+    if progress is not None:
+        progress("explaining", 0, len(neurons))
+
+    def submit(pool: ThreadPoolExecutor, neuron: int) -> None:
+        # The neuron thread runs in a copy of this context: the job's usage meter goes along.
+        pending.add(pool.submit(copy_context().run, _explain_one, context, neuron, explainer, scorers))
+
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="neuron") as pool:
+        for neuron in upcoming:
+            submit(pool, neuron)
+            if len(pending) >= in_flight:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if isinstance(future.exception(), BudgetExhausted):
+                    exhausted = exhausted or future.exception()  # type: ignore[assignment]
+                    continue
+                done += 1
+                if progress is not None:
+                    progress("simulating", done, len(neurons))
+                yield future.result()
+                following = next(upcoming, None) if exhausted is None else None
+                if following is not None:
+                    submit(pool, following)
+    if exhausted is not None:
+        raise exhausted
+
+
+def _explain_one(
+    context: ReportContext, neuron: int, explainer: Explainer, scorers: tuple[Simulator, Judge | None]
+) -> NeuronReport:
+    """One neuron's report; its LLM calls are counted by a meter of its own (a child of the job's, when
+    the job meters them), whose usage goes into the report's provenance."""
+    simulator, judge = scorers
+    job_meter = current_meter()
+    meter = job_meter.child() if job_meter is not None else UsageMeter()
+    with metering(meter):
+        started = time.perf_counter()
+        item = prepare_neuron(context, neuron)
+        item.timings_s["prepare"] = time.perf_counter() - started
+        started = time.perf_counter()
+        (explanation,) = explainer.explain([item.explainer_input(context.layer)])
+        explain_s = time.perf_counter() - started
+        started = time.perf_counter()
+        (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
+        (binaries,) = _binary_scores(context, [item], [explanation.text], judge, simulator)
+        simulate_s = time.perf_counter() - started
+    return _report(
+        context,
+        item,
+        explainer,
+        explanation,
+        simulator,
+        simulation,
+        (explain_s, simulate_s),
+        binaries,
+        meter.usage(),
+    )
+
+
+def _with_images(writer: ExemplarImageWriter, report: NeuronReport) -> NeuronReport:
+    started = time.perf_counter()
+    writer.store_images(report)
+    timings = dict(report.provenance.timings_s, images=round(time.perf_counter() - started, 6))
+    return report.model_copy(
+        update={"provenance": report.provenance.model_copy(update={"timings_s": timings})}
+    )
+
+
+def _explain_chunk(
+    context: ReportContext,
+    chunk: Sequence[int],
+    explainer: Explainer,
+    scorers: tuple[Simulator, Judge | None],
+    done: int,
+    total: int,
+    progress: ProgressFn | None,
+) -> Iterator[NeuronReport]:
+    prepared: list[PreparedNeuron] = []
+    for neuron in chunk:
+        started = time.perf_counter()
+        item = prepare_neuron(context, neuron)
+        item.timings_s["prepare"] = time.perf_counter() - started
+        prepared.append(item)
+    if progress is not None:
+        progress("explaining", done, total)
+    started = time.perf_counter()
+    explanations = explainer.explain([item.explainer_input(context.layer) for item in prepared])
+    explain_s = (time.perf_counter() - started) / len(prepared)
+    if progress is not None:
+        progress("simulating", done, total)
+    started = time.perf_counter()
+    simulator, judge = scorers
+    inputs = [item.simulation_input(result.text) for item, result in zip(prepared, explanations, strict=True)]
+    simulations = simulator.simulate(inputs)
+    binaries = _binary_scores(context, prepared, [e.text for e in explanations], judge, simulator)
+    simulate_s = (time.perf_counter() - started) / len(prepared)
+    for index, (item, explanation, simulation) in enumerate(
+        zip(prepared, explanations, simulations, strict=True)
+    ):
+        report = _report(
+            context,
+            item,
+            explainer,
+            explanation,
+            simulator,
+            simulation,
+            (explain_s, simulate_s),
+            binaries[index],
+        )
+        if progress is not None:
+            progress("simulating", done + index + 1, total)
+        yield report
+
+
+def _report(
+    context: ReportContext,
+    item: PreparedNeuron,
+    explainer: Explainer,
+    explanation: ExplainerResult,
+    simulator: Simulator,
+    simulation: SimulatorResult,
+    seconds: tuple[float, float],
+    binaries: dict[str, BinaryScore],
+    usage: LLMUsage | None = None,
+) -> NeuronReport:
+    """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time,
+    ``binaries`` its detection/fuzzing scores (as requested), ``usage`` what its LLM calls spent when they
+    were metered."""
+    started = time.perf_counter()
+    score = score_neuron(item, simulation, context.options.seed)
+    item.timings_s.update(explain=seconds[0], simulate=seconds[1], score=time.perf_counter() - started)
+    explainer_id = (
+        explainer.backend,
+        explainer.model,
+        explanation.prompt_version or explainer.prompt_version,
+    )
+    return build_report(
+        context,
+        item,
+        explanation,
+        explainer_id,
+        simulation,
+        (simulator.backend, simulator.model),
+        score,
+        binaries,
+        usage,
+    )
+
+
+def _binary_scores(
+    context: ReportContext,
+    prepared: list[PreparedNeuron],
+    explanations: list[str],
+    judge: Judge | None,
+    simulator: Simulator,
+) -> list[dict[str, BinaryScore]]:
+    """Detection and fuzzing scores per neuron, as requested (neurons of the chunk run concurrently)."""
+    kinds = [kind for kind in ("detection", "fuzzing") if kind in context.options.scorers]
+    if judge is None or not kinds:
+        return [{} for _ in prepared]
+    versions = {"detection": DETECTION_PROMPT_VERSION, "fuzzing": FUZZING_PROMPT_VERSION}
+    is_llm = simulator.backend != "baseline"
+
+    def one(job: tuple[PreparedNeuron, str]) -> dict[str, BinaryScore]:
+        item, text = job
+        top = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if is_top]
+        random = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if not is_top]
+        return {
+            kind: binary_score(
+                kind, judge, text, top, random, context.options.seed, versions[kind] if is_llm else None
+            )
+            for kind in kinds
+        }
+
+    jobs = list(zip(prepared, explanations, strict=True))
+    return map_concurrently(one, jobs, BINARY_CONCURRENCY) if is_llm else [one(job) for job in jobs]
