@@ -1,7 +1,6 @@
 """Storage figure: Redis memory per stored report, durable storage (object in the artifact store, neuron id
 in the Redis index, as `workers.process.report_writer.store_report` writes it) against the old layout (the
-whole
-report JSON as a Redis string), side by side.
+whole report JSON as a Redis string), side by side.
 
 1,536 real reports of minilm-l6 layer 3 (its default probe set, baseline explainer and simulator) are made
 once with `explain_neurons`, then stored both ways into one private Redis, flushed between, alternating for

@@ -2,10 +2,9 @@
 
 - Requests per minute: a moving window per key, checked by the auth middleware on every request.
 - Daily quotas of estimated LLM calls and scan passes (service/estimates/estimate.py): a submission whose
-estimate
-  does not fit the key's remaining quota is refused before anything is enqueued (429 with Retry-After
-  until the window resets; 403 when the estimate exceeds the whole daily quota), and a submission that
-  enqueues a job is charged its estimate.
+  estimate does not fit the key's remaining quota is refused before anything is enqueued (429 with
+  Retry-After until the window resets; 403 when the estimate exceeds the whole daily quota), and a
+  submission that enqueues a job is charged its estimate.
 """
 
 from __future__ import annotations

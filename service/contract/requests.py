@@ -191,8 +191,7 @@ class PipelineOptions(ContractModel):
 
 SCAN_OPTIONS = ("n_top", "seed")
 """Options that change a layer's scan (they go into its scan id, workers/scan/token_keys.py `scan_id`):
-another
-value needs another scan of the layer. The other options change only the reports made from a scan."""
+another value needs another scan of the layer. The other options change only the reports made from a scan."""
 
 
 def option_labels(options: dict[str, JsonValue]) -> list[str]:

@@ -1,8 +1,7 @@
 """What a job submission will cost, estimated from the request alone (before anything is enqueued).
 
 Quotas (service/access/ratelimit.py) refuse a submission up front when the call estimate does not fit. A dry
-run
-(`"dry_run": true`) answers with :func:`estimate_cost`: calls, tokens and USD from the prompt profiles the
+run (`"dry_run": true`) answers with :func:`estimate_cost`: calls, tokens and USD from the prompt profiles the
 workers write when they scan a layer (service/contract/cost.py); it is the one place the cost model lives.
 """
 

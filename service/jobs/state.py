@@ -76,8 +76,7 @@ def job_error(job: Job) -> JobError:
 
     Workers record every failure in the job's meta (timeouts and RQ's abandoned-job cleanup included, by
     exception class: workers/process/worker.py). Only a cleanup run by a process without that handler (RQ's
-    own
-    CLI, a registry count) leaves no record; RQ then writes a fixed sentence naming AbandonedJobError."""
+    own CLI, a registry count) leaves no record; RQ then writes a fixed sentence naming AbandonedJobError."""
     recorded = JobMeta.from_meta(job.meta).error
     if recorded is not None:
         return recorded

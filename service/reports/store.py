@@ -2,8 +2,7 @@
 
 Explain workers write one JSON object per neuron (`contract.report_key`; layout in
 service/contract/artifact_keys.py); the API reads them, the exemplar images and the prompt profiles through
-this
-store, with fsspec only (no torch, numpy or worker code). Which reports a layer has is the listing's
+this store, with fsspec only (no torch, numpy or worker code). Which reports a layer has is the listing's
 business (service/reports/listing.py, the one reader of the Redis report index).
 """
 

@@ -146,8 +146,7 @@ def _pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
 
 def vivid_colour(pixels: Sequence[tuple[int, int, int]]) -> str | None:
     """The colour name (workers.vocabulary.visual_features, the baseline's vocabulary) of the saturated
-    pixels' mean;
-    None when (nearly) all are grey or white, as faded regions of a shaded exemplar are."""
+    pixels' mean; None when (nearly) all are grey or white, as faded regions of a shaded exemplar are."""
     vivid = [p for p in pixels if max(p) - min(p) > 60]
     if len(vivid) < max(1, len(pixels) // 20):
         return None

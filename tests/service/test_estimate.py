@@ -1,6 +1,5 @@
 """The call estimate quotas charge (service/estimates/estimate.py); its exactness against real LLM jobs is
-checked in
-tests/service/test_llm_jobs.py."""
+checked in tests/service/test_llm_jobs.py."""
 
 from __future__ import annotations
 

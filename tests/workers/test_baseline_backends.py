@@ -41,8 +41,7 @@ COLOUR_RECORDS = [
 
 def test_record_format_is_bills_et_al() -> None:
     """The formatter the explainer prompts use (workers/vocabulary/prompting.py): normalised to 0–10 by the
-    neuron's
-    max, shown as integers with halves rounded up."""
+    neuron's max, shown as integers with halves rounded up."""
     record = _record(0, ["the", "red", "car"], [0.0, 2.0, 0.5])
     assert format_record(record.tokens, record.normalised(2.0)) == "<start>\nthe\t0\nred\t10\ncar\t3\n<end>"
     assert format_record(record.tokens, record.normalised(4.0)) == "<start>\nthe\t0\nred\t5\ncar\t1\n<end>"

@@ -4,13 +4,11 @@ From the explainer records' normalised activations it finds the words (sub-word 
 most of the squared activation mass, the word that most often precedes them, and the domain most of the
 mass comes from. Before quoting single tokens it names a token class when one explains the neuron
 (workers/vocabulary/token_classes.py): numbers, punctuation marks, capitalised names, sub-word pieces, or a
-word
-family sharing a stem of ≥ 4 letters. A class is named when its words carry ≥ CLASS_SHARE of the mass,
-at least two distinct words of it are active, and ≥ CLASS_PRECISION of its occurrences in the shown
-records are active (so a neuron firing on one number among many is not a number neuron). E.g.
-`numbers (digit tokens), e.g. "2965" and "3"` or `the tokens "red", "blue" and "green" (mostly in
-colours samples), often after "the"`. Class phrases and quoted tokens are the contract with the
-simulators: they predict from them.
+word family sharing a stem of ≥ 4 letters. A class is named when its words carry ≥ CLASS_SHARE of the mass, at
+least two distinct words of it are active, and ≥ CLASS_PRECISION of its occurrences in the shown records are
+active (so a neuron firing on one number among many is not a number neuron). E.g. `numbers (digit tokens),
+e.g. "2965" and "3"` or `the tokens "red", "blue" and "green" (mostly in colours samples), often after "the"`.
+Class phrases and quoted tokens are the contract with the simulators: they predict from them.
 """
 
 from __future__ import annotations

@@ -139,8 +139,7 @@ def neuron_message_chars(token_chars: Sequence[np.ndarray], activations: Sequenc
     """``len(neuron_message(records, 4))`` without building it: record ``r`` has tokens of
     ``token_chars[r]`` escaped characters and ``activations[r]``. Computed with whole-array operations for
     the dry-run prompt profiles (workers/process/prompt_profile.py), which size every neuron of a layer; a
-    test
-    keeps it equal to the builder's."""
+    test keeps it equal to the builder's."""
     if not activations:
         raise ValueError("the explainer needs at least one record")
     top = max((float(np.fmax(a, 0.0).max(initial=0.0)) for a in activations), default=0.0)

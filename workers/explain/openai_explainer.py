@@ -4,9 +4,8 @@ Text models get the Bills et al. prompt; vision-language models (an image source
 prompt with each record's image shaded by its patch activations. With k > 1 candidates, k explanations are
 drawn (``n=k``, temperature 1), each is scored on a calibration split of the explainer records (every
 CALIBRATION_STRIDE-th one, kept from the prompt) by a CandidateScorer (workers/analysis/calibration.py
-simulates
-them), and the best calibration correlation wins; all candidates and their scores go into the report.
-Neurons of a batch run concurrently.
+simulates them), and the best calibration correlation wins; all candidates and their scores go into the
+report. Neurons of a batch run concurrently.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ current in its context: an explain job sets one for the job (:func:`metering`), 
 so a report carries its own neuron's calls, tokens and cost and the job their sum. Pool threads carry the
 context along (workers/llm/pool.py copies it into every call). Before each request the meter asks the
 job's :class:`CallGate` (a request budget, workers/process/request_budget.py) for a reservation; a refusal
-raises
-:class:`BudgetExhausted` instead of calling, which abandons the neuron in progress.
+raises :class:`BudgetExhausted` instead of calling, which abandons the neuron in progress.
 """
 
 from __future__ import annotations

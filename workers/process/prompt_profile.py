@@ -3,9 +3,8 @@ to the artifact store for the API's dry-run estimate (contract.PromptProfile, co
 
 Sizes are measured with the real prompt builders on the records the explain job will use (the same split
 as workers/analysis/assemble.py), in characters of prompt text; the API turns them into tokens. Text probe
-sets only:
-a vision-language layer's prompts depend on each neuron's type and images, so no profile is written for
-them and a dry run gives calls without tokens.
+sets only: a vision-language layer's prompts depend on each neuron's type and images, so no profile is written
+for them and a dry run gives calls without tokens.
 """
 
 from __future__ import annotations

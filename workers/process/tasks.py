@@ -3,9 +3,8 @@
 
 Each parses its JSON payload once into a resolved job against the process's WorkerRuntime
 (workers/process/payloads.py), calls one domain function (workers/process/pipeline.py) and returns JSON.
-Progress and
-failures go to the job's typed metadata (workers/process/progress.py), counters to the worker metrics
-(workers/process/counters.py), reports to the artifact store with their index in Redis
+Progress and failures go to the job's typed metadata (workers/process/progress.py), counters to the worker
+metrics (workers/process/counters.py), reports to the artifact store with their index in Redis
 (workers/process/report_writer.py).
 """
 
