@@ -21,7 +21,7 @@ from litestar.openapi.spec import Components, SecurityRequirement, SecuritySchem
 from litestar.types import BeforeRequestHookHandler, ControllerRouterHandler
 
 from service.access.api_keys import ApiKey, KeyStore, Scope
-from service.http.errors import Forbidden, Unauthorized
+from service.problems import Forbidden, Unauthorized
 from service.settings import Settings
 
 BEARER_SCHEME = "bearerKey"

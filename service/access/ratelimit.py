@@ -20,8 +20,8 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from service.access.api_keys import ApiKey
-from service.estimates.estimate import CallEstimate
-from service.http.errors import Forbidden, RateLimited
+from service.contract import CallEstimate
+from service.problems import Forbidden, RateLimited
 from service.settings import Settings
 
 

@@ -40,8 +40,10 @@ from service.contract.artifact_keys import (
 )
 from service.contract.base import ContractModel, Modality, NeuronType
 from service.contract.cost import (
+    CALIBRATION_STRIDE,
     PROFILE_ROOT,
     PROMPT_PROFILE_VERSION,
+    CallEstimate,
     CostEstimate,
     LLMEstimate,
     ProbeProfile,
@@ -155,6 +157,8 @@ from service.contract.weights import (
 __all__ = [
     "PROFILE_ROOT",
     "PROMPT_PROFILE_VERSION",
+    "CALIBRATION_STRIDE",
+    "CallEstimate",
     "CostEstimate",
     "LLMEstimate",
     "ProbeProfile",

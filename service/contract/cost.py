@@ -167,3 +167,24 @@ class CostEstimate(ContractModel):
     token_basis: TokenBasis = Field(description="Where the token figures come from.")
     basis: str = Field(description="How the figures were estimated, in words (and what they leave out).")
     endpoint: str | None = Field(default=None, description="LLM endpoint the request would use.")
+
+
+CALIBRATION_STRIDE = 4
+"""With k > 1 candidates every 4th explainer record (ranks 3, 7, …) is kept from the explanation prompt and
+scores the candidates (workers/explain/openai_explainer.py); the estimates count those calibration
+simulations from the same value."""
+
+
+class CallEstimate(ContractModel):
+    """The estimated cost of one explanation request, before retries."""
+
+    neurons: int = Field(description="Neurons the request names.")
+    llm_calls_per_neuron: int = Field(
+        description="LLM requests per neuron: 1 explanation request (k candidates drawn in one), plus "
+        "k × ⌊n_explain / 4⌋ calibration simulations when k > 1, plus 2 × n_holdout held-out simulations "
+        "(top and random records) when the simulator is `openai`; 0 for the offline baselines."
+    )
+    llm_calls: int = Field(description="neurons × llm_calls_per_neuron; retries left out.")
+    scan_passes: int = Field(
+        description="Layer scans the request may start (1: its layer; none runs when the scan is stored)."
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel, Field
-
 from service.contract import (
+    CALIBRATION_STRIDE,
+    CallEstimate,
     CostEstimate,
     ExplanationRequest,
     LLMEstimate,
@@ -26,32 +26,13 @@ from service.contract import (
     scan_id,
     scan_manifest_key,
 )
-from service.reports.store import ReportStore
+from service.contract.objects import ObjectStore
 from service.settings import Settings, llm_endpoint_configs
 
 if TYPE_CHECKING:
     from service.estimates.validate import ResolvedRequest
 
 _Profile = TypeVar("_Profile", PromptProfile, ProbeProfile)
-
-CALIBRATION_STRIDE = 4
-"""With k > 1 candidates every 4th explainer record is a calibration record; the same value as
-``workers/explain/openai_explainer.CALIBRATION_STRIDE`` (a test keeps them equal)."""
-
-
-class CallEstimate(BaseModel):
-    """The estimated cost of one explanation request, before retries."""
-
-    neurons: int = Field(description="Neurons the request names.")
-    llm_calls_per_neuron: int = Field(
-        description="LLM requests per neuron: 1 explanation request (k candidates drawn in one), plus "
-        "k × ⌊n_explain / 4⌋ calibration simulations when k > 1, plus 2 × n_holdout held-out simulations "
-        "(top and random records) when the simulator is `openai`; 0 for the offline baselines."
-    )
-    llm_calls: int = Field(description="neurons × llm_calls_per_neuron; retries left out.")
-    scan_passes: int = Field(
-        description="Layer scans the request may start (1: its layer; none runs when the scan is stored)."
-    )
 
 
 def estimate_calls(resolved: ResolvedRequest) -> CallEstimate:
@@ -197,7 +178,7 @@ def _probe_neuron(request: ExplanationRequest, probe: ProbeProfile) -> tuple[int
     return calls, tokens
 
 
-def _read_model(store: ReportStore, key: str, model: type[_Profile]) -> _Profile | None:
+def _read_model(store: ObjectStore, key: str, model: type[_Profile]) -> _Profile | None:
     raw = store.read(key)
     if raw is None:
         return None
@@ -220,7 +201,7 @@ _BASIS = {
 }
 
 
-def estimate_cost(resolved: ResolvedRequest, store: ReportStore, settings: Settings) -> CostEstimate:
+def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Settings) -> CostEstimate:
     """The dry-run answer: scan passes, neurons, LLM calls, tokens and USD of a resolved request, from the
     prompt profiles in the artifact store. Reads the store only: nothing is enqueued or written."""
     request, model, dataset = resolved.request, resolved.model, resolved.dataset

@@ -21,7 +21,7 @@ from service.contract import (
     Registry,
     report_variant,
 )
-from service.http.errors import FieldProblem, InvalidInput, NotFound
+from service.problems import FieldProblem, InvalidInput, NotFound
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs
 
 LLM_SETUP_HINT = (

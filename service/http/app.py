@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 from service.access.auth import SECURITY_COMPONENTS, api_router, key_store
 from service.access.ratelimit import RateLimits
 from service.contract import Registry, load_registry
+from service.contract.objects import ObjectStore
 from service.http.api_docs import docs_assets_router, openapi_config
 from service.http.conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
 from service.http.errors import EXCEPTION_HANDLERS
@@ -35,7 +36,6 @@ from service.http.request_id import RequestIdMiddleware
 from service.http.routes import API_ROUTE_HANDLERS, OPEN_ROUTE_HANDLERS
 from service.jobs.queues import JobQueues
 from service.reports.reading import ReportReader
-from service.reports.store import ReportStore
 from service.settings import Settings, load_settings
 
 REDIS_CONNECT_TIMEOUT_S = 5
@@ -93,7 +93,7 @@ async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.redis = client
     app.state.redis_async = async_client
     app.state.queues = JobQueues.connect(client, settings)
-    app.state.reports = ReportReader(registry, async_client, ReportStore(settings.artifact_url), settings)
+    app.state.reports = ReportReader(registry, async_client, ObjectStore(settings.artifact_url), settings)
     app.state.key_store = key_store(settings)
     app.state.rate_limits = RateLimits(settings)
     try:

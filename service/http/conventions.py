@@ -14,8 +14,8 @@ from litestar import Request, Response
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 
-from service.http.errors import NotAcceptable
 from service.http.request_id import REQUEST_ID_HEADER
+from service.problems import NotAcceptable
 from service.settings import Settings
 
 COMPRESSION = CompressionConfig(backend="gzip", minimum_size=1024, gzip_compress_level=6)

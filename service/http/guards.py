@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar import Litestar, Request
 
-from service.http.errors import ApiError, FieldProblem, InvalidInput
+from service.problems import ApiError, FieldProblem, InvalidInput
 
 MAX_BODY_BYTES = 1_048_576
 """Largest request body, bytes (a request naming 65,536 neurons fits in under half of it)."""

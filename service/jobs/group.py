@@ -36,9 +36,9 @@ from service.contract import (
     Progress,
     RedisKeys,
 )
+from service.contract.objects import ObjectStore
 from service.jobs.state import ExplainState, ScanReads, explain_state
 from service.reports.listing import indexed_neurons
-from service.reports.store import ReportStore
 
 RECORD_VERSION = 1
 """Version of the record's JSON layout."""
@@ -153,7 +153,7 @@ _PART_LOST += "again to re-run it"
 def part_states(
     connection: redis.Redis,
     keys: RedisKeys,
-    store: ReportStore,
+    store: ObjectStore,
     record: JobRecord,
     parts: Sequence[Part] | None = None,
 ) -> list[PartState]:

@@ -25,7 +25,6 @@ from service.contract import (
     EXPLAIN_PART_PREFIX,
     EXPLAIN_TASK,
     PIPELINE_VERSION,
-    ExplanationRequest,
     JobMeta,
     JobStatus,
     NeuronReport,
@@ -33,6 +32,7 @@ from service.contract import (
     dataset_identity,
     report_key,
 )
+from service.contract.objects import ObjectStore
 from service.estimates.validate import ResolvedRequest
 from service.jobs.group import (
     JobRecord,
@@ -54,7 +54,6 @@ from service.jobs.scan import (
 from service.jobs.state import explain_state
 from service.reports.exemplar_links import link_exemplar_images
 from service.reports.listing import indexed_neurons
-from service.reports.store import ReportStore
 from service.settings import Settings
 
 __all__ = [
@@ -92,17 +91,6 @@ def part_job_id(keys: RedisKeys, part: ResolvedRequest, group: str, budgeted: bo
     return keys.job_id(EXPLAIN_PART_PREFIX, payload)
 
 
-def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
-    """Artifact-store keys of a request's reports of one report variant, in (layer, neuron) order."""
-    neurons = request.neuron_list()
-    return [report_key(request.model, layer, n, variant) for layer in request.layer_list() for n in neurons]
-
-
-def request_report_keys(resolved: ResolvedRequest) -> list[str]:
-    """Artifact-store keys of the reports a resolved request produces, in (layer, neuron) order."""
-    return variant_report_keys(resolved.request, resolved.variant)
-
-
 def _chunks(resolved: ResolvedRequest, size: int) -> list[tuple[int, int, int]]:
     """(layer, start, stop) of each part: ``size`` neurons of the request's neuron list per layer."""
     count = len(resolved.neurons)
@@ -112,7 +100,7 @@ def _chunks(resolved: ResolvedRequest, size: int) -> list[tuple[int, int, int]]:
 def _stored_chunks(
     connection: redis.Redis,
     keys: RedisKeys,
-    store: ReportStore,
+    store: ObjectStore,
     resolved: ResolvedRequest,
     chunks: list[tuple[int, int, int]],
 ) -> set[tuple[int, int, int]]:
@@ -227,7 +215,7 @@ def _plan(connection: redis.Redis, parts: list[tuple[Part, ResolvedRequest]]) ->
 
 def submit_explanation(
     connection: redis.Redis,
-    store: ReportStore,
+    store: ObjectStore,
     queues: JobQueues,
     settings: Settings,
     resolved: ResolvedRequest,
@@ -338,7 +326,7 @@ def job_report_refs(
 def job_status(
     connection: redis.Redis,
     keys: RedisKeys,
-    store: ReportStore,
+    store: ObjectStore,
     job_id: str,
     offset: int = 0,
     limit: int = 100,

@@ -1,8 +1,8 @@
-"""Exports of stored reports as tables (service/reports/tables.py) for `GET /v1/jobs/{job_id}/reports` and
-`GET /v1/neurons/{model}/{layer}?format=…`: which reports, read page by page, streamed as one response.
+"""Exports of stored reports as tables (service/reports/tables.py) for
+`GET /v1/neurons/{model}/{layer}?format=…` and, with a job's reports (service/jobs/exports.py),
+`GET /v1/jobs/{job_id}/reports`: which reports, read page by page, streamed as one response.
 
-A job exports once it is `finished` (409 before: a table of some of its neurons would look complete); a
-job stopped by its budget is finished and exports the reports it completed. Reports that are not stored
+Reports that are not stored
 (not done, or deleted since) are left out, so rows are always complete reports. Rows come by ascending
 (layer, neuron). `fields=full` serves each report as `GET /v1/neurons/...` does: exemplar image links
 filled for vision-language models.
@@ -16,12 +16,9 @@ import redis
 from litestar.response import Stream
 
 from service.contract import ExplanationRequest, RedisKeys, Registry, report_key
-from service.http.errors import JobNotFinished, NotFound
-from service.jobs.group import read_record
-from service.jobs.submit import job_report_refs, job_status
+from service.contract.objects import ObjectStore
 from service.reports.exemplar_links import link_report_json
 from service.reports.listing import indexed_neurons
-from service.reports.store import ReportStore
 from service.reports.tables import (
     MEDIA_TYPES,
     PAGE_ROWS,
@@ -36,7 +33,7 @@ Refs = list[tuple[int, int, str]]
 
 
 def read_pages(
-    store: ReportStore,
+    store: ObjectStore,
     refs: Refs,
     link: Callable[[int, str, bytes], bytes] | None = None,
     page_rows: int = PAGE_ROWS,
@@ -64,60 +61,17 @@ def export_response(
     )
 
 
-def _is_vision_language(registry: Registry, model: str) -> bool:
+def is_vision_language(registry: Registry, model: str) -> bool:
     try:
         return registry.model(model).modality == "vision-language"
     except KeyError:
         return False
 
 
-def job_export_pages(
-    connection: redis.Redis,
-    keys: RedisKeys,
-    store: ReportStore,
-    registry: Registry,
-    job_id: str,
-    fields: ExportFields,
-) -> Iterator[list[bytes]]:
-    """Pages of a finished job's stored reports. NotFound for an unknown job; JobNotFinished while it
-    runs or when it failed."""
-    refs = job_report_refs(connection, keys, job_id)
-    status = job_status(connection, keys, store, job_id, limit=0) if refs is not None else None
-    if refs is None or status is None:
-        raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
-    if status.status != "finished":
-        why = f" ({status.error.type}: {status.error.message})" if status.error is not None else ""
-        raise JobNotFinished(
-            f"job '{job_id}' is {status.status}{why}: its reports export once it is finished "
-            f"(GET /v1/jobs/{job_id} follows it)"
-        )
-    return read_pages(
-        store, refs, _job_linker(connection, keys, registry, job_id) if fields == "full" else None
-    )
-
-
-def _job_linker(
-    connection: redis.Redis, keys: RedisKeys, registry: Registry, job_id: str
-) -> Callable[[int, str, bytes], bytes] | None:
-    """Fills exemplar image links of a vision-language job's reports, from the job's request."""
-    record = read_record(connection, keys, job_id)
-    if record is None:
-        return None
-    request = record.request
-    if not _is_vision_language(registry, request.model):
-        return None  # text models have no image exemplars: the stored bytes are served as they are
-
-    def link(layer: int, key: str, raw: bytes) -> bytes:
-        # The links name the report's layer; the report itself names its neuron.
-        return link_report_json(raw, request.for_layer(layer, [0]), record.variant)
-
-    return link
-
-
 def layer_export_pages(
     connection: redis.Redis,
     keys: RedisKeys,
-    store: ReportStore,
+    store: ObjectStore,
     registry: Registry,
     request: ExplanationRequest,
     variant: str,
@@ -132,7 +86,7 @@ def layer_export_pages(
         for n in indexed_neurons(connection, keys, store, model, layer, variant)
     ]
     link = None
-    if fields == "full" and _is_vision_language(registry, model):
+    if fields == "full" and is_vision_language(registry, model):
 
         def link(_layer: int, _key: str, raw: bytes) -> bytes:
             return link_report_json(raw, request, variant, pinned)

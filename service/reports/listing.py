@@ -18,12 +18,20 @@ from typing import Literal
 import redis
 from pydantic_core import from_json
 
-from service.contract import REPORT_INDEX_SYNCED, NeuronSummary, RedisKeys, neuron_summary, report_key
-from service.reports.store import ReportStore
+from service.contract import (
+    REPORT_INDEX_SYNCED,
+    ExplanationRequest,
+    NeuronSummary,
+    RedisKeys,
+    neuron_summary,
+    report_key,
+)
+from service.contract.objects import ObjectStore
+from service.estimates.validate import ResolvedRequest
 
 
 def indexed_neurons(
-    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, model: str, layer: int, variant: str
 ) -> list[int]:
     """Every neuron of one layer and variant with a stored report, ascending: from the Redis index, or,
     when the index is not known complete, from the store's folder (and the index is rebuilt from it)."""
@@ -53,7 +61,7 @@ class LayerReports:
 def list_layer_reports(
     connection: redis.Redis,
     keys: RedisKeys,
-    store: ReportStore,
+    store: ObjectStore,
     model: str,
     layer: int,
     variant: str,
@@ -79,7 +87,7 @@ SortColumn = Literal[
 
 
 def layer_summaries(
-    connection: redis.Redis, keys: RedisKeys, store: ReportStore, model: str, layer: int, variant: str
+    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, model: str, layer: int, variant: str
 ) -> list[NeuronSummary]:
     """The summary row of every stored report of ``model`` ``layer`` of ``variant``, by ascending neuron:
     what whole-layer statistics and sorting need, read a page at a time (a report is mostly exemplars)."""
@@ -122,3 +130,14 @@ def sort_summaries(
 def summarize(report_json: bytes) -> NeuronSummary:
     """The summary row of a stored report (parsed by jiter as plain objects: a layer parses many)."""
     return neuron_summary(from_json(report_json))
+
+
+def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
+    """Artifact-store keys of a request's reports of one report variant, in (layer, neuron) order."""
+    neurons = request.neuron_list()
+    return [report_key(request.model, layer, n, variant) for layer in request.layer_list() for n in neurons]
+
+
+def request_report_keys(resolved: ResolvedRequest) -> list[str]:
+    """Artifact-store keys of the reports a resolved request produces, in (layer, neuron) order."""
+    return variant_report_keys(resolved.request, resolved.variant)

@@ -1,5 +1,5 @@
 """Reading stored NeuronReports for `GET /v1/neurons/...` (the API's hot path: one read of the report's
-object in the artifact store, service/reports/store.py; no Redis round trip)."""
+object in the artifact store, service/contract/objects.py; no Redis round trip)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pydantic
 from redis.asyncio import Redis as AsyncRedis
 
 from service.contract import ExplanationRequest, ModelSpec, RedisKeys, Registry, report_key
+from service.contract.objects import ObjectStore
 from service.estimates.validate import resolve_neuron_path, resolve_request
-from service.http.errors import InvalidInput, NotFound
-from service.jobs.submit import request_report_keys
+from service.problems import InvalidInput, NotFound
 from service.reports.exemplar_links import link_report_json
-from service.reports.store import ReportStore
+from service.reports.listing import request_report_keys
 from service.settings import Settings
 
 Query = dict[str, str | int | None]
@@ -62,7 +62,7 @@ class ReportReader:
     resolved so far."""
 
     def __init__(
-        self, registry: Registry, redis: AsyncRedis, store: ReportStore, settings: Settings | None = None
+        self, registry: Registry, redis: AsyncRedis, store: ObjectStore, settings: Settings | None = None
     ) -> None:
         self.registry = registry
         self.redis = redis

@@ -13,11 +13,11 @@ from rq.queue import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, RedisKeys, Registry
+from service.contract.objects import ObjectStore
 from service.estimates.model_weights import ModelWeights
 from service.jobs.group import read_record
 from service.jobs.submit import job_status
 from service.reports.exemplar_links import exemplar_query
-from service.reports.store import ReportStore
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
 
 RECENT_JOBS = 30
@@ -35,7 +35,7 @@ class RecentJob:
 
 
 def recent_jobs(
-    connection: redis.Redis, keys: RedisKeys, queue: Queue, store: ReportStore, limit: int = RECENT_JOBS
+    connection: redis.Redis, keys: RedisKeys, queue: Queue, store: ObjectStore, limit: int = RECENT_JOBS
 ) -> list[RecentJob]:
     """The newest requests whose explain parts are still recorded (queued, deferred, running, finished or
     failed), each with the state of the whole request."""

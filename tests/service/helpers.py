@@ -27,7 +27,7 @@ from service.contract import (
 )
 from service.estimates.validate import resolve_request
 from service.jobs.group import read_record
-from service.jobs.submit import request_report_keys
+from service.reports.listing import request_report_keys
 from service.settings import Settings, load_settings
 from workers.process.report_writer import ReportObjects, store_report
 from workers.process.runtime import WorkerRuntime

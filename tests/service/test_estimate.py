@@ -4,20 +4,15 @@ checked in tests/service/test_llm_jobs.py."""
 from __future__ import annotations
 
 from service.contract import ExplanationRequest, load_registry
-from service.estimates.estimate import CALIBRATION_STRIDE, estimate_calls
+from service.estimates.estimate import estimate_calls
 from service.estimates.validate import resolve_request
 from service.settings import LLMEndpointConfig, Settings
-from workers.explain import openai_explainer
 
 
 def _estimate(body: dict[str, object], settings: Settings) -> tuple[int, int, int]:
     resolved = resolve_request(load_registry(), ExplanationRequest.model_validate(body), 4096, settings)
     estimate = estimate_calls(resolved)
     return estimate.neurons, estimate.llm_calls, estimate.scan_passes
-
-
-def test_the_calibration_stride_is_the_explainers() -> None:
-    assert CALIBRATION_STRIDE == openai_explainer.CALIBRATION_STRIDE
 
 
 def test_estimates_scale_with_neurons_candidates_and_held_out_records(settings: Settings) -> None:

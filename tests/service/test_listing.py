@@ -8,8 +8,8 @@ import httpx
 import redis
 
 from service.contract import ExplanationRequest, NeuronListing, PipelineOptions, RedisKeys, report_key
+from service.contract.objects import ObjectStore
 from service.reports.listing import list_layer_reports
-from service.reports.store import ReportStore
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, build_report, store_reports
 from workers.process.report_writer import ReportObjects, store_report
@@ -78,7 +78,7 @@ def test_listing_matches_the_model_name_literally(
     for model, neuron in [("m_1_", 2), ("m[1]", 3), ("m*[1]x", 4)]:  # m_1_ if unsafe runs became _
         _put(redis_conn, report_objects, model, neuron, variant)
     _put(redis_conn, report_objects, "m*[1]", 5, "fedcba9876543210")
-    store = ReportStore(settings.artifact_url)
+    store = ObjectStore(settings.artifact_url)
     for flushed in (False, True):  # from the Redis index, then from the store's folders
         if flushed:
             redis_conn.flushall()
@@ -94,7 +94,7 @@ def test_after_a_flush_the_index_is_rebuilt_from_the_store_and_keeps_new_reports
         _put(redis_conn, report_objects, "m", neuron, variant)
     redis_conn.flushall()
     _put(redis_conn, report_objects, "m", 7, variant)  # a worker stores one more before anyone lists
-    store = ReportStore(settings.artifact_url)
+    store = ObjectStore(settings.artifact_url)
     assert list_layer_reports(redis_conn, RedisKeys(), store, "m", 0, variant).neurons == [1, 2, 3, 7]
     index = RedisKeys().report_index("m", 0, variant)
     assert sorted(int(m) for m in redis_conn.smembers(index)) == [-1, 1, 2, 3, 7]  # type: ignore[union-attr]

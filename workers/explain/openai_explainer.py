@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.contract import ExplanationCandidate
+from service.contract import CALIBRATION_STRIDE, ExplanationCandidate
 from workers.data.images import ImageSource
 from workers.explain.base import CandidateScorer, ExplainerResult
 from workers.explain.bills import BILLS_PROMPT_VERSION as TEXT_EXPLAINER_PROMPT_VERSION
@@ -30,9 +30,6 @@ from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
 from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords
 from workers.vocabulary.shading import shaded_png
-
-CALIBRATION_STRIDE = 4
-"""With k > 1, every 4th explainer record (ranks 3, 7, …) is kept from the prompt for calibration."""
 
 EXPLANATION_MAX_TOKENS = 100
 """Completion budget of one explanation (one sentence)."""

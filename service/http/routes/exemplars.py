@@ -15,12 +15,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, KwargDefinition
 
 from service.contract import exemplar_images_key
+from service.contract.objects import ObjectStore
 from service.http.conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
-from service.http.errors import NotFound, problem_specs
+from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
+from service.problems import NotFound
 from service.reports.reading import Query, ReportReader
-from service.reports.store import ReportStore
 from service.settings import Settings
 
 PNG_MEDIA_TYPE = "image/png"
@@ -29,7 +30,7 @@ _IMAGE_NAME = re.compile(r"^(random-)?(0|[1-9][0-9]{0,3})(-original)?\.png$")
 
 
 def read_exemplar_png(
-    store: ReportStore, model: str, layer: int, neuron: int, variant: str, name: str
+    store: ObjectStore, model: str, layer: int, neuron: int, variant: str, name: str
 ) -> bytes:
     """The stored PNG `name` (an `exemplar_image_name`); NotFound when the worker wrote none (no such
     rank, not an image exemplar, or a report from before unshaded and random images were stored)."""

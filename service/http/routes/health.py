@@ -8,9 +8,10 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from redis.asyncio import Redis as AsyncRedis
 
-from service.http.errors import RedisUnavailable, problem_specs
+from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.prometheus import ApiMetrics
+from service.problems import RedisUnavailable
 
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
 """Prometheus text format 0.0.4; Litestar appends `; charset=utf-8` to text types itself."""

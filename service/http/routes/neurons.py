@@ -15,9 +15,10 @@ from litestar.params import FromPath, Parameter, QueryParameter
 
 from service.contract import NeuronListing, NeuronReport
 from service.http.conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
-from service.http.errors import InvalidInput, problem_specs
+from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, REPORT_QUERY
+from service.problems import InvalidInput
 from service.reports.exports import export_response, layer_export_pages
 from service.reports.listing import list_layer_reports, summarize
 from service.reports.reading import Query, ReportReader

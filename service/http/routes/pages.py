@@ -17,11 +17,12 @@ from litestar.status_codes import HTTP_404_NOT_FOUND
 
 from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.estimates.model_weights import models_weights
-from service.http.errors import NotFound, problem_specs
+from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
 from service.jobs.group import read_record
 from service.jobs.submit import JobQueues, job_status
+from service.problems import NotFound
 from service.reports.listing import SortColumn, indexed_neurons, layer_summaries, sort_summaries
 from service.reports.reading import Query, ReportReader
 from service.viewer.home import recent_jobs, render_home_page
