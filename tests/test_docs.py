@@ -207,6 +207,23 @@ def test_module_map_lists_every_module_and_only_modules_that_exist() -> None:
     assert listed - tree == set(), "the module map in docs/architecture.md lists modules that do not exist"
 
 
+def test_the_module_map_is_the_tree() -> None:
+    """Each module stands in the table of its own folder: a heading naming the folder (`service/jobs/`), then
+    the folder's modules, so the map reads as the tree."""
+    text = read(ARCHITECTURE)
+    section = text[text.index("## Module map") :]
+    folder = None
+    misplaced = []
+    for line in section.splitlines():
+        heading = re.match(r"^#{3,4} .*\(`([\w/]+)/`\)$", line)
+        if heading:
+            folder = heading.group(1)
+        row = re.match(r"^\| `((?:" + "|".join(PACKAGES) + r")/[\w/]+\.py)` \|", line)
+        if row and row.group(1).rsplit("/", 1)[0] != folder:
+            misplaced.append(f"{row.group(1)} under {folder}/")
+    assert misplaced == [], "modules listed outside their folder's table in docs/architecture.md"
+
+
 # ---------------------------------------------------------------------------------------------- references
 
 DANGLING_WORDS = ("DES" + "IGN", "../" + "shared")
