@@ -56,24 +56,12 @@ class VisionLanguageAdapter:
             raise UnknownModel(
                 f"model {spec.id!r}: architecture {spec.architecture!r} is not one of {allowed}"
             )
-        self._spec = spec
-        self._model = model
+        self.spec = spec
+        self.module = model
         self._processor = processor
-        self._device = device
+        self.device = device
         self._template = _TEMPLATES[spec.architecture]
         self.question = QUESTION
-
-    @property
-    def spec(self) -> ModelSpec:
-        return self._spec
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def module(self) -> torch.nn.Module:
-        return self._model
 
     @property
     def processor(self) -> ProcessorMixin:
@@ -81,10 +69,10 @@ class VisionLanguageAdapter:
 
     @property
     def patch_grid(self) -> tuple[int, int]:
-        if self._spec.architecture == "qwen2-vl":
+        if self.spec.architecture == "qwen2-vl":
             side = QWEN2_VL_IMAGE_SIZE // QWEN2_VL_PIXELS_PER_TOKEN
             return side, side
-        vision = self._model.config.vision_config
+        vision = self.module.config.vision_config
         side = int(vision.image_size) // int(vision.patch_size)
         return side, side
 
@@ -178,16 +166,16 @@ class VisionLanguageAdapter:
                     f"sample {item.sample_id}: its tokens differ from the ones it was scanned with"
                 )
         inputs = {
-            name: value.to(self._device) for name, value in features.items() if name != "offset_mapping"
+            name: value.to(self.device) for name, value in features.items() if name != "offset_mapping"
         }
         for name in ("pixel_values", "pixel_values_videos"):
             if name in inputs:
-                inputs[name] = inputs[name].to(self._model.dtype)
+                inputs[name] = inputs[name].to(self.module.dtype)
         return inputs
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> None:
         # The base model, not the *ForConditionalGeneration head: the logits are never read.
-        self._model.model(**inputs, use_cache=False)  # type: ignore[operator]
+        self.module.model(**inputs, use_cache=False)  # type: ignore[operator]
 
     def _images(self, samples: Sequence[ProbeSample]) -> list[Image.Image]:
         images = []
@@ -197,7 +185,7 @@ class VisionLanguageAdapter:
                     f"sample {sample.id} has no image: vision-language models scan image + caption samples"
                 )
             image = sample.image.convert("RGB")
-            if self._spec.architecture == "qwen2-vl":
+            if self.spec.architecture == "qwen2-vl":
                 # A fixed size gives every image the same patch grid (Qwen2-VL's grid follows the image size).
                 image = model_view(image).resize(
                     (QWEN2_VL_IMAGE_SIZE, QWEN2_VL_IMAGE_SIZE), Image.Resampling.BICUBIC

@@ -20,26 +20,14 @@ class TextModelAdapter:
     """A transformers text model and its tokenizer; content tokens are all non-special tokens."""
 
     def __init__(self, spec: ModelSpec, model: torch.nn.Module, tokenizer: object, device: torch.device):
-        self._spec = spec
-        self._model = model
+        self.spec = spec
+        self.module = model
         self._tokenizer = tokenizer
-        self._device = device
+        self.device = device
         pad_id = getattr(tokenizer, "pad_token_id", None)
         # GPT-2 style tokenizers have no pad token; padded positions are masked out anyway.
         self._pad_id = int(pad_id) if pad_id is not None else 0
         self._uses_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-
-    @property
-    def spec(self) -> ModelSpec:
-        return self._spec
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def module(self) -> torch.nn.Module:
-        return self._model
 
     @property
     def patch_grid(self) -> tuple[int, int] | None:
@@ -85,7 +73,7 @@ class TextModelAdapter:
         inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if self._uses_token_types:
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
-        return {name: tensor.to(self._device, non_blocking=True) for name, tensor in inputs.items()}
+        return {name: tensor.to(self.device, non_blocking=True) for name, tensor in inputs.items()}
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> None:
-        self._model(**inputs)
+        self.module(**inputs)
