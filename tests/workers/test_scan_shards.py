@@ -15,7 +15,7 @@ from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_regis
 from service.settings import load_settings
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.loader import ModelCache
-from workers.process.pipeline import scan_layers
+from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
 from workers.scan.passes import prepare_inputs
