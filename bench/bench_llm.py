@@ -1,5 +1,5 @@
 """LLM stage figures: neurons explained and simulated by the `openai` backends against the OpenAI-compatible
-peer, through the worker pipeline (`workers.process.pipeline.explain_neurons`, as an explain job runs it).
+peer, through the worker pipeline (`workers.process.explain_job.explain_neurons`, as an explain job runs it).
 
 The peer runs as its own process (``python -m tests.llm_peer``) with a fixed latency per call, so the
 client side (the real `openai` client, our retrying caller, the thread pools, report assembly) is
@@ -64,7 +64,8 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     pipeline; (reports, seconds of the explain stage)."""
     from bench._common import explanation_request
     from service.contract import load_registry
-    from workers.process import pipeline
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
     model_id, layer, dataset_id = which
@@ -82,9 +83,9 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     )
     runtime = build_runtime(settings)
     point = model.hook(model.default_hook)
-    pipeline.scan_layers(runtime, model, dataset, point, [layer], request.options)
+    scan_layers(runtime, model, dataset, point, [layer], request.options)
     started = time.perf_counter()
-    reports = list(pipeline.explain_neurons(runtime, model, dataset, point, request, neurons))
+    reports = list(explain_neurons(runtime, model, dataset, point, request, neurons))
     return reports, time.perf_counter() - started
 
 
@@ -114,7 +115,7 @@ def throughput_rows(settings: Any, base_url: str) -> list[dict[str, str]]:
             "value": f"{achieved / ideal:.2f}",
             "goal": "≥ 0.8",
             "detail": f"{N_NEURONS} {model_id} L{layer} neurons through "
-            "workers.process.pipeline.explain_neurons in "
+            "workers.process.explain_job.explain_neurons in "
             f"{seconds:.1f}s = {achieved:.1f}/s; ideal {ideal:.1f}/s = concurrency {concurrency} / "
             f"({calls:.0f} calls × {LATENCY_MS:.0f} ms); peer process on loopback",
         },

@@ -1,8 +1,9 @@
 """Result-quality figures for issue 10, side by side in one run (baseline backends unless said otherwise):
 
 - LLM calls and prompt tokens per text neuron by scorer (per-record simulation, batched simulation,
-  detection, fuzzing), through workers.process.pipeline with the `openai` backends against the in-process peer
-  (tokens as the peer bills them: characters / 4), 16 minilm-l6 layer-3 neurons on text-probe-v2;
+  detection, fuzzing), through workers.process.{scan_job,explain_job} with the `openai` backends against
+  the in-process peer (tokens as the peer bills them: characters / 4), 16 minilm-l6 layer-3 neurons on
+  text-probe-v2;
 - minilm-l6 layer 3: share of the 1,536 neurons typed `unknown` before (text-probe-v1, Xu et al.'s rule,
   global-max scale) and after (text-probe-v2, the text-model rule, quantile scale), and the share of
   those `unknown` neurons whose simulation score is ≥ 0.7; the demo's neuron 42 on v2;
@@ -35,7 +36,8 @@ PLANTED_TEXT_WORDS = {10: "numbers", 20: "play", 30: '"?"', 40: '"?"'}
 def _explain(runtime: Any, model: Any, dataset: Any, layer: int, neurons: list[int], **kw: Any) -> list[Any]:
     from bench._common import explanation_request
     from service.contract import PipelineOptions, report_variant
-    from workers.process import pipeline
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
 
     options = PipelineOptions(**kw.pop("options", {}))
     request = explanation_request(
@@ -49,14 +51,14 @@ def _explain(runtime: Any, model: Any, dataset: Any, layer: int, neurons: list[i
         **kw,
     )
     point = model.hook(model.default_hook)
-    pipeline.scan_layers(runtime, model, dataset, point, [layer], options)
+    scan_layers(runtime, model, dataset, point, [layer], options)
     # Exemplar images (vision-language sets) are stored under the report variant: only baseline runs here
     # use such sets; the LLM rows explain a text model.
     baseline = "openai" not in (request.explainer, request.simulator)
     variant = (
         report_variant(request, revision=model.revision, dataset=dataset, models=None) if baseline else None
     )
-    return list(pipeline.explain_neurons(runtime, model, dataset, point, request, neurons, variant=variant))
+    return list(explain_neurons(runtime, model, dataset, point, request, neurons, variant=variant))
 
 
 def llm_rows(registry: Any) -> list[dict[str, str]]:
@@ -123,7 +125,7 @@ def minilm_rows(registry: Any, runtime: Any) -> list[dict[str, str]]:
 
     from service.contract import PipelineOptions
     from workers.analysis.neuron_types import classify_neuron
-    from workers.process.pipeline import open_context
+    from workers.process.scan_job import open_context
 
     model = registry.model("minilm-l6")
     neurons = list(range(model.neurons_per_layer))

@@ -29,7 +29,8 @@ COLD_REPEATS = 5
 def main() -> list[dict[str, str]]:
     from service.contract import ExplanationRequest, PipelineOptions, load_registry
     from service.settings import load_settings
-    from workers.process.pipeline import explain_neurons, scan_layers
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
     registry = load_registry()

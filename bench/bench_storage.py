@@ -30,7 +30,8 @@ def _reports(root: str) -> tuple[list[Any], str]:
     """Every neuron's report of minilm-l6 layer LAYER, and their report variant."""
     from service.contract import ExplanationRequest, PipelineOptions, load_registry, report_variant
     from service.settings import load_settings
-    from workers.process.pipeline import explain_neurons, scan_layers
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
     registry = load_registry()

@@ -5,6 +5,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.base`      strict base model; neuron types and modalities
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
+- :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
 - :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
@@ -88,6 +89,15 @@ from service.contract.jobs import (
     ScanState,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, parse_series, series_name
+from service.contract.options import (
+    MAX_SEED,
+    SCAN_OPTIONS,
+    PipelineOptions,
+    ScaleMethod,
+    Scorer,
+    TypeMethod,
+    option_labels,
+)
 from service.contract.redis_keys import RedisKeys
 from service.contract.registry import (
     BUNDLED_REGISTRY,
@@ -121,20 +131,13 @@ from service.contract.requests import (
     MAX_LAYER_IDS,
     MAX_NAME_LENGTH,
     MAX_NEURON_IDS,
-    MAX_SEED,
     MAX_SHARDS,
-    SCAN_OPTIONS,
     Backend,
     Budget,
     ExplanationAccepted,
     ExplanationRequest,
     LLMModels,
     NeuronRange,
-    PipelineOptions,
-    ScaleMethod,
-    Scorer,
-    TypeMethod,
-    option_labels,
 )
 from service.contract.summary import (
     LIST_COLUMNS,

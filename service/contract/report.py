@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue
 
 from service.contract.base import ContractModel, NeuronType
-from service.contract.requests import PipelineOptions, ScaleMethod
+from service.contract.options import PipelineOptions, ScaleMethod
 
 
 class TypeEvidence(ContractModel):

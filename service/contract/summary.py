@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import Field
 
 from service.contract.base import ContractModel, NeuronType
+from service.contract.options import option_labels
 from service.contract.report import recorded_non_default_options
-from service.contract.requests import option_labels
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "model", "layer", "neuron", "hook", "neuron_type", "p_visual", "p_text", "p_multimodal", "p_unknown",

@@ -7,7 +7,7 @@ workers write when they scan a layer (service/contract/cost.py); it is the one p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from service.contract import (
@@ -201,90 +201,44 @@ _BASIS = {
 }
 
 
+@dataclass
+class _Tally:
+    """What the dry run adds up over the requested layers."""
+
+    calls: int = 0
+    tokens: _Tokens = field(default_factory=_Tokens)
+    bases: set[str] = field(default_factory=set)
+    to_scan: list[int] = field(default_factory=list)
+    neurons: int = 0
+    stored: int = 0
+
+
 def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Settings) -> CostEstimate:
     """The dry-run answer: scan passes, neurons, LLM calls, tokens and USD of a resolved request, from the
     prompt profiles in the artifact store. Reads the store only: nothing is enqueued or written."""
     request, model, dataset = resolved.request, resolved.model, resolved.dataset
-    options = request.options
     layers = request.layer_list()
     uses_llm = "openai" in (request.explainer, request.simulator)
     probe = _read_model(store, probe_profile_key(model.id, model.revision, dataset), ProbeProfile)
-    calls, tokens = 0, _Tokens()
-    bases: set[str] = set()
-    to_scan: list[int] = []
-    neurons_total = stored_total = 0
-
-    def layer_scan(layer: int) -> str:
-        return scan_id(model, dataset, str(request.hook), layer, options.n_top, options.seed)
-
+    tally = _Tally()
     for layer in layers:
-        neurons = resolved.neurons
-        stored = store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
-        todo = [n for n in neurons if n not in stored]
-        neurons_total += len(neurons)
-        stored_total += len(stored)
-        key = prompt_profile_key(
-            model.id, model.revision, str(request.hook), layer, dataset, options.n_top, options.seed
-        )
-        profile = _read_model(store, key, PromptProfile) if todo else None
-        if todo and not store.exists(scan_manifest_key(layer_scan(layer))):
-            to_scan.append(layer)
-        if not todo or not uses_llm:
-            continue
-        for neuron in todo:
-            if profile is not None and neuron < len(profile.explainer_chars):
-                spent = _profile_neuron(request, profile, neuron)
-                bases.add("records")
-            elif probe is not None:
-                spent = _probe_neuron(request, probe)
-                bases.add("probe-set")
-            else:
-                spent = (estimate_calls(resolved).llm_calls_per_neuron, _Tokens())
-                bases.add("none")
-            calls += spent[0]
-            tokens.prompt += spent[1].prompt
-            tokens.completion += spent[1].completion
+        _tally_layer(tally, resolved, store, probe, layer)
+    bases = tally.bases
     basis: TokenBasis = "none" if "none" in bases else ("probe-set" if "probe-set" in bases else "records")
     if not uses_llm:
         basis = "records"
     known = basis != "none"
-    prompt = tokens.prompt if known else None
-    completion = tokens.completion if known else None
-    configs = llm_endpoint_configs(settings)
-    config = configs.get(str(request.endpoint)) if request.endpoint is not None else None
-    cost = None
-    if (
-        uses_llm
-        and config is not None
-        and config.has_prices
-        and prompt is not None
-        and completion is not None
-    ):
-        cost = round(
-            (prompt * (config.prompt_usd_per_mtok or 0) + completion * (config.completion_usd_per_mtok or 0))
-            / 1e6,
-            6,
-        )
-    elif not uses_llm:
-        cost = 0.0
-    passes = 1 if to_scan else 0
-    words = (
-        "baseline backends: no LLM calls"
-        if not uses_llm
-        else _BASIS[basis].format(cpt=CHARS_PER_TOKEN, expl=EXPLANATION_CHARS)
-    )
-    if uses_llm and set(request.options.scorers) - {"simulation"}:
-        words += (
-            "; simulation-batched, detection and fuzzing requests are not modelled (counted as simulation)"
-        )
+    prompt = tally.tokens.prompt if known else None
+    completion = tally.tokens.completion if known else None
+    passes = 1 if tally.to_scan else 0
     return CostEstimate(
         model=model.id,
         layers=layers,
-        neurons=neurons_total,
-        reports_stored=stored_total,
-        neurons_to_explain=neurons_total - stored_total,
+        neurons=tally.neurons,
+        reports_stored=tally.stored,
+        neurons_to_explain=tally.neurons - tally.stored,
         scan=ScanEstimate(
-            layers_to_scan=to_scan,
+            layers_to_scan=tally.to_scan,
             passes=passes,
             passes_basis="one forward pass records every requested layer (a scan memory budget "
             "NEURONLENS_SCAN_MEMORY_BYTES too small for them may split it further); a layer counts as "
@@ -292,8 +246,78 @@ def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Setti
             samples=dataset.n_samples * passes,
             tokens=probe.n_tokens * passes if probe is not None else None,
         ),
-        llm=LLMEstimate(calls=calls, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost),
+        llm=LLMEstimate(
+            calls=tally.calls,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=_cost_usd(request, settings, prompt, completion),
+        ),
         token_basis=basis,
-        basis=words,
+        basis=_basis_words(request, basis),
         endpoint=request.endpoint,
     )
+
+
+def _tally_layer(
+    tally: _Tally, resolved: ResolvedRequest, store: ObjectStore, probe: ProbeProfile | None, layer: int
+) -> None:
+    """Add one requested layer: its neurons, those stored, whether it needs a scan, and (with an LLM
+    backend) the calls and tokens of its neurons still to explain."""
+    request, model, dataset = resolved.request, resolved.model, resolved.dataset
+    options = request.options
+    neurons = resolved.neurons
+    stored = store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
+    todo = [n for n in neurons if n not in stored]
+    tally.neurons += len(neurons)
+    tally.stored += len(stored)
+    key = prompt_profile_key(
+        model.id, model.revision, str(request.hook), layer, dataset, options.n_top, options.seed
+    )
+    profile = _read_model(store, key, PromptProfile) if todo else None
+    scan = scan_id(model, dataset, str(request.hook), layer, options.n_top, options.seed)
+    if todo and not store.exists(scan_manifest_key(scan)):
+        tally.to_scan.append(layer)
+    if not todo or "openai" not in (request.explainer, request.simulator):
+        return
+    for neuron in todo:
+        if profile is not None and neuron < len(profile.explainer_chars):
+            spent = _profile_neuron(request, profile, neuron)
+            tally.bases.add("records")
+        elif probe is not None:
+            spent = _probe_neuron(request, probe)
+            tally.bases.add("probe-set")
+        else:
+            spent = (estimate_calls(resolved).llm_calls_per_neuron, _Tokens())
+            tally.bases.add("none")
+        tally.calls += spent[0]
+        tally.tokens.prompt += spent[1].prompt
+        tally.tokens.completion += spent[1].completion
+
+
+def _cost_usd(
+    request: ExplanationRequest, settings: Settings, prompt: int | None, completion: int | None
+) -> float | None:
+    """USD at the endpoint's configured prices; 0 without an LLM backend, None when unpriced or unknown."""
+    if "openai" not in (request.explainer, request.simulator):
+        return 0.0
+    configs = llm_endpoint_configs(settings)
+    config = configs.get(str(request.endpoint)) if request.endpoint is not None else None
+    if config is None or not config.has_prices or prompt is None or completion is None:
+        return None
+    return round(
+        (prompt * (config.prompt_usd_per_mtok or 0) + completion * (config.completion_usd_per_mtok or 0))
+        / 1e6,
+        6,
+    )
+
+
+def _basis_words(request: ExplanationRequest, basis: TokenBasis) -> str:
+    """The estimate's `basis`: how its figures were made, in words."""
+    if "openai" not in (request.explainer, request.simulator):
+        return "baseline backends: no LLM calls"
+    words = _BASIS[basis].format(cpt=CHARS_PER_TOKEN, expl=EXPLANATION_CHARS)
+    if set(request.options.scorers) - {"simulation"}:
+        words += (
+            "; simulation-batched, detection and fuzzing requests are not modelled (counted as simulation)"
+        )
+    return words

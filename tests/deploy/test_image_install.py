@@ -28,7 +28,8 @@ def test_worker_cpu_install_imports_and_runs_in_a_fresh_venv(tmp_path: Path) -> 
     env = clean_env()
 
     probe = (
-        "import torch, workers.process.tasks, workers.process.worker, workers.process.pipeline, "
+        "import torch, workers.process.tasks, workers.process.worker, workers.process.scan_job, "
+        "workers.process.explain_job, "
         "service.settings; "
         "print(torch.__version__, torch.version.cuda, workers.process.tasks.__file__, "
         "service.settings.__file__)"

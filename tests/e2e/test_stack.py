@@ -1,6 +1,6 @@
 """The whole stack as a user runs it: `neuronlens up`, HTTP requests, the `neuronlens` CLI.
 
-Reports are checked against the scan artifacts the worker stored (read through workers.process.pipeline), and
+Reports are checked against the scan artifacts the worker stored (read through workers.process.scan_job), and
 the neuron type is recomputed from those stored activations with the rule of docs/method.md#neuron-types.
 """
 
@@ -24,7 +24,7 @@ from service.contract import BUNDLED_REGISTRY, NeuronReport, PipelineOptions, lo
 from service.settings import load_settings
 from tests.e2e.helpers import Processes, process_env, run_cli, running_up, wait_for
 from workers.analysis.assemble import ReportContext
-from workers.process.pipeline import open_context
+from workers.process.scan_job import open_context
 from workers.process.worker import build_runtime
 
 LAYER = 3

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from tests.e2e.helpers import Processes, process_env, wait_for
 from tests.e2e.jobs import release
-from workers.process.worker import ABANDON_AFTER_BEATS
+from workers.process.liveness import ABANDON_AFTER_BEATS
 
 HEARTBEAT_S = 1
 

@@ -30,8 +30,9 @@ from service.jobs.group import read_record
 from service.reports.listing import request_report_keys
 from service.settings import Settings, load_settings
 from workers.process.report_writer import ReportObjects, store_report
+from workers.process.rq_worker import NeuronLensWorker
 from workers.process.runtime import WorkerRuntime
-from workers.process.worker import NeuronLensWorker, build_runtime, build_worker
+from workers.process.worker import build_runtime, build_worker
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -17,7 +17,7 @@ from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, l
 from service.jobs.state import job_error
 from service.settings import Settings
 from tests.service.helpers import explain_parts, run_workers
-from workers.process.worker import PUBSUB_POLL_S
+from workers.process.rq_worker import PUBSUB_POLL_S
 
 REQUEST = {"model": "minilm-l6", "layer": 1, "neurons": [4, 5]}
 

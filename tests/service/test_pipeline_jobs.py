@@ -164,7 +164,7 @@ def test_a_job_past_its_timeout_fails_as_job_timeout(
 ) -> None:
     http, settings = stack
     # Torch is imported up front so the alarm lands in the scan itself, never inside an import.
-    import workers.process.pipeline  # noqa: F401
+    import workers.process.scan_job  # noqa: F401
 
     # A fresh artifact store, the whole probe set and the last layer (the scan runs the whole model, 6 layers
     # over 4096 samples): the scan cannot finish within one second. (Layer 0 stops after one layer and

@@ -44,7 +44,7 @@ def worker_runtime(worker_settings: Settings) -> Any:
 @pytest.fixture(scope="session")
 def small_scan(worker_runtime: Any, minilm: ModelSpec, small_probe: DatasetSpec) -> dict[int, Any]:
     """Layers SMALL_LAYERS of MiniLM scanned in one pass over the small probe set (default options)."""
-    from workers.process.pipeline import scan_layers
+    from workers.process.scan_job import scan_layers
 
     return scan_layers(
         worker_runtime, minilm, small_probe, minilm.hook("mlp_act"), SMALL_LAYERS, PipelineOptions()

@@ -16,8 +16,8 @@ from service.contract import (
 from workers.data.text_probe import FAMILIES
 from workers.errors import InvalidRequest, ScanMissing
 from workers.llm.endpoints import LLMEndpoints
+from workers.process.explain_job import explain_neurons
 from workers.process.payloads import parse_explain_job
-from workers.process.pipeline import explain_neurons
 from workers.process.runtime import WorkerRuntime
 from workers.scan.artifacts import LayerScan
 from workers.scan.run import ScanInfo

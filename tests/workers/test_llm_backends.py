@@ -24,8 +24,9 @@ from workers.llm.client import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
 from workers.process.backends import make_openai_explainer
-from workers.process.pipeline import explain_neurons, open_context
+from workers.process.explain_job import explain_neurons
 from workers.process.runtime import WorkerRuntime
+from workers.process.scan_job import open_context
 from workers.process.worker import build_runtime
 from workers.simulate.base import SimulationInput
 from workers.simulate.openai_simulator import MissingImage, OpenAISimulator, make_openai_simulator

@@ -14,7 +14,7 @@ from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, 
 from service.settings import load_settings
 from workers.models.loader import weights_path
 from workers.models.planted_text import OUTLIER_NEURON, PLANTED_TEXT_CONCEPTS, build_planted_bert
-from workers.process.pipeline import explain_neurons
+from workers.process.explain_job import explain_neurons
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,7 +31,7 @@ def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[
     spec = build_planted_bert(minilm, weights_path(minilm), tmp_path_factory.mktemp("tiny-bert-planted"))
     dataset = registry.dataset("text-probe-v2").model_copy(update={"n_samples": N_SAMPLES})
     settings = load_settings(artifact_url=str(tmp_path_factory.mktemp("planted-store")), device="cpu")
-    from workers.process.pipeline import scan_layers
+    from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
     runtime, point = build_runtime(settings), spec.hook("mlp_act")

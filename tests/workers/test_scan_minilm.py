@@ -16,8 +16,8 @@ from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing
 from workers.models.loader import weights_path
 from workers.process.payloads import parse_scan_job
-from workers.process.pipeline import scan_layers
 from workers.process.runtime import WorkerRuntime
+from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.scan.artifacts import LayerScan
 from workers.scan.run import ScanInfo, scan_exists

@@ -13,8 +13,8 @@ from safetensors.numpy import load as load_tensors
 from service.contract import DatasetSpec, ModelSpec, PipelineOptions
 from service.settings import load_settings
 from workers.models.device import default_scan_memory_bytes
-from workers.process.pipeline import scan_layers
 from workers.process.runtime import WorkerRuntime
+from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
 from workers.scan.memory_budget import plan_layer_groups, recorder_state_bytes

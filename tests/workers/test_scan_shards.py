@@ -15,12 +15,12 @@ from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_regis
 from service.settings import load_settings
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.loader import ModelCache
-from workers.process.pipeline import scan_layers
+from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
 from workers.scan.passes import prepare_inputs
 from workers.scan.recorder import BatchView, LayerRecorder
-from workers.scan.scanner import length_runs
+from workers.scan.scanner import length_runs, plan_batches
 from workers.scan.shards import merge_shards, scan_shard, shard_batches
 from workers.scan.store import FsspecArtifactStore
 from workers.scan.token_keys import scan_key
@@ -82,6 +82,20 @@ def test_three_shards_merge_into_the_one_shard_artifact(
     assert one == three
     assert one == _plain(tmp_path, model, dataset, layers)
     assert set(one[layers[0]]) >= {"top_acts", "top_ids", "random_acts", "domain_positive", "global_max"}
+
+
+def test_shards_beyond_the_batches_are_empty_and_merge_exactly(tmp_path: Path) -> None:
+    """More shards than batches: the extra shards hold no sample (an empty recorder's state is stored)
+    and the merge is still the one-shard artifact."""
+    registry = load_registry()
+    dataset = registry.dataset("text-probe-v1").model_copy(update={"n_samples": 40})
+    model = registry.model("minilm-l6")
+    store = FsspecArtifactStore(str(tmp_path / "probe"))
+    inputs = prepare_inputs(ModelCache(store, "cpu").get(model), dataset)
+    batches = plan_batches(inputs.tokenized, BATCH)
+    n_shards = len(batches) + 2
+    assert [] in [shard_batches(batches, shard, n_shards) for shard in range(n_shards)]
+    assert _sharded(tmp_path, model, dataset, [2], n_shards) == _sharded(tmp_path, model, dataset, [2], 1)
 
 
 def test_a_missing_shard_is_named(tmp_path: Path, minilm: ModelSpec, small_probe: DatasetSpec) -> None:

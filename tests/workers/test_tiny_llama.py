@@ -23,8 +23,9 @@ from workers.errors import ModelWeightsMissing, UnknownModel
 from workers.models.hooks import capture_activations, run_forward
 from workers.models.loader import ADAPTER_BUILDERS, ModelCache
 from workers.models.tiny_llama import build_tiny_llama, build_tiny_llama_tokenizer
-from workers.process.pipeline import explain_neurons, scan_layers
+from workers.process.explain_job import explain_neurons
 from workers.process.runtime import WorkerRuntime
+from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.vocabulary.records import MODALITY_TEXT
 

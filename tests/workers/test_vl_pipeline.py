@@ -35,12 +35,13 @@ def planted() -> tuple[ModelSpec, DatasetSpec]:
 
 @pytest.fixture(scope="module")
 def reports(worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec]) -> dict[int, NeuronReport]:
-    from workers.process import pipeline
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
 
     model, dataset = planted
     options = PipelineOptions()
     point = model.hook("mlp_act")
-    pipeline.scan_layers(worker_runtime, model, dataset, point, [PLANTED_LAYER], options)
+    scan_layers(worker_runtime, model, dataset, point, [PLANTED_LAYER], options)
     neurons = [VISUAL, TEXT, MULTIMODAL, RED, PLAIN]
     request = ExplanationRequest(
         model=model.id,
@@ -52,9 +53,7 @@ def reports(worker_runtime: WorkerRuntime, planted: tuple[ModelSpec, DatasetSpec
         simulator="baseline",
     )
     variant = report_variant(request, revision=model.revision, dataset=dataset, models=None)
-    explained = pipeline.explain_neurons(
-        worker_runtime, model, dataset, point, request, neurons, variant=variant
-    )
+    explained = explain_neurons(worker_runtime, model, dataset, point, request, neurons, variant=variant)
     return {r.neuron: r for r in explained}
 
 
@@ -148,7 +147,7 @@ def test_mmneurons_raw_rate_prefilter_misses_the_planted_shape_neuron(
 ) -> None:
     """Why domain flags compare normalised rates: the raw-rate rule (MMNeuron's pre-filter) misses it."""
     from workers.analysis.domains import domain_shares, domain_specific
-    from workers.process.pipeline import open_context
+    from workers.process.scan_job import open_context
 
     model, dataset = planted
     context = open_context(worker_runtime, model, dataset, "mlp_act", PLANTED_LAYER, PipelineOptions())

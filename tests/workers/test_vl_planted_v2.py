@@ -18,7 +18,8 @@ NEURONS = 256
 
 @pytest.fixture(scope="module")
 def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronReport]:
-    from workers.process import pipeline
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
     # A private store: explaining every neuron writes exemplar images that other tests expect absent.
@@ -27,7 +28,7 @@ def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronR
     model, dataset = registry.model("tiny-llava-planted"), registry.dataset("vl-probe-v2")
     assert model.datasets[0] == dataset.id  # the default
     runtime, point = build_runtime(worker_settings), model.hook("mlp_act")
-    pipeline.scan_layers(runtime, model, dataset, point, [PLANTED_LAYER], PipelineOptions())
+    scan_layers(runtime, model, dataset, point, [PLANTED_LAYER], PipelineOptions())
     request = ExplanationRequest(
         model=model.id,
         layer=PLANTED_LAYER,
@@ -38,9 +39,7 @@ def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronR
         simulator="baseline",
     )
     variant = report_variant(request, revision=model.revision, dataset=dataset, models=None)
-    reports = pipeline.explain_neurons(
-        runtime, model, dataset, point, request, list(range(NEURONS)), variant=variant
-    )
+    reports = explain_neurons(runtime, model, dataset, point, request, list(range(NEURONS)), variant=variant)
     return {r.neuron: r for r in reports}
 
 

@@ -258,13 +258,9 @@ def build_report(
     `binary` holds the detection and fuzzing scores that were requested; `usage`, when the neuron's LLM
     calls were metered, is every call's tokens and cost (else the explainer's and simulator's tokens)."""
     binary = binary or {}
-    scorer: Literal["simulation", "simulation-batched"] = (
-        "simulation-batched" if "simulation-batched" in context.options.scorers else "simulation"
-    )
     neuron = prepared.neuron
     top_max = context.scan.top_max[neuron]
     n_exemplars = min(context.options.n_exemplars, len(top_max))
-    manifest = context.scan.manifest
     by_top, by_random = _simulated_by_record(prepared, simulation)
     return NeuronReport(
         model=context.model.id,
@@ -287,49 +283,76 @@ def build_report(
             prompt_version=explainer[2],
             candidates=explanation.candidates,
         ),
-        simulation=Simulation(
-            correlation=score.correlation,
-            null_reason=score.null_reason,
-            method="pooled-pearson",
-            scorer=scorer,
-            backend=simulator[0],
-            model=simulator[1],
-            n_top=score.n_top,
-            n_random=score.n_random,
-            n_tokens=score.n_tokens,
-            correlation_top=score.correlation_top,
-            correlation_random=score.correlation_random,
-            ci95=list(score.ci95) if score.ci95 is not None else None,
-            parse_failures=simulation.parse_failures,
-            prompt_version=simulation.prompt_version,
-        ),
+        simulation=_simulation(context, simulation, simulator, score),
         domains=_domains(context, neuron),
         domain_specific=context.specific[neuron] if context.probe.domains else None,
         domain_support=_support(context, neuron),
         normalisation=_normalisation(prepared.scale),
         detection=binary.get("detection"),
         fuzzing=binary.get("fuzzing"),
-        dataset=DatasetRef(
-            id=context.dataset.id,
-            revision=context.dataset.revision,
-            n_samples=int(manifest["n_samples"]),
-            n_tokens=int(manifest["n_tokens"]),
-        ),
-        provenance=Provenance(
-            pipeline_version=PIPELINE_VERSION,
-            scan_id=context.scan.scan_id,
-            seed=context.options.seed,
-            non_default_options=context.options.non_default(),
-            created_at=datetime.now(UTC),
-            timings_s={name: round(value, 6) for name, value in prepared.timings_s.items()},
-            llm_tokens=_llm_tokens(explanation, simulation, usage),
-            llm_cost_usd=usage.cost_usd if usage is not None else None,
-            llm_calls={
-                "explainer": explanation.llm_calls,
-                "simulator": simulation.llm_calls,
-                **{name: score.llm_calls for name, score in binary.items()},
-            },
-        ),
+        dataset=_dataset_ref(context),
+        provenance=_provenance(context, prepared, explanation, simulation, binary, usage),
+    )
+
+
+def _simulation(
+    context: ReportContext, simulation: SimulatorResult, simulator: tuple[str, str], score: Score
+) -> Simulation:
+    """The report's simulation score; `simulator` is (backend, model)."""
+    scorer: Literal["simulation", "simulation-batched"] = (
+        "simulation-batched" if "simulation-batched" in context.options.scorers else "simulation"
+    )
+    return Simulation(
+        correlation=score.correlation,
+        null_reason=score.null_reason,
+        method="pooled-pearson",
+        scorer=scorer,
+        backend=simulator[0],
+        model=simulator[1],
+        n_top=score.n_top,
+        n_random=score.n_random,
+        n_tokens=score.n_tokens,
+        correlation_top=score.correlation_top,
+        correlation_random=score.correlation_random,
+        ci95=list(score.ci95) if score.ci95 is not None else None,
+        parse_failures=simulation.parse_failures,
+        prompt_version=simulation.prompt_version,
+    )
+
+
+def _dataset_ref(context: ReportContext) -> DatasetRef:
+    manifest = context.scan.manifest
+    return DatasetRef(
+        id=context.dataset.id,
+        revision=context.dataset.revision,
+        n_samples=int(manifest["n_samples"]),
+        n_tokens=int(manifest["n_tokens"]),
+    )
+
+
+def _provenance(
+    context: ReportContext,
+    prepared: PreparedNeuron,
+    explanation: ExplainerResult,
+    simulation: SimulatorResult,
+    binary: dict[str, BinaryScore],
+    usage: LLMUsage | None,
+) -> Provenance:
+    """How the report was made: versions, scan, seed, options, timings, LLM tokens, calls and cost."""
+    return Provenance(
+        pipeline_version=PIPELINE_VERSION,
+        scan_id=context.scan.scan_id,
+        seed=context.options.seed,
+        non_default_options=context.options.non_default(),
+        created_at=datetime.now(UTC),
+        timings_s={name: round(value, 6) for name, value in prepared.timings_s.items()},
+        llm_tokens=_llm_tokens(explanation, simulation, usage),
+        llm_cost_usd=usage.cost_usd if usage is not None else None,
+        llm_calls={
+            "explainer": explanation.llm_calls,
+            "simulator": simulation.llm_calls,
+            **{name: score.llm_calls for name, score in binary.items()},
+        },
     )
 
 

@@ -165,9 +165,7 @@ class VisionLanguageAdapter:
                 raise ValueError(
                     f"sample {item.sample_id}: its tokens differ from the ones it was scanned with"
                 )
-        inputs = {
-            name: value.to(self.device) for name, value in features.items() if name != "offset_mapping"
-        }
+        inputs = {name: value.to(self.device) for name, value in features.items() if name != "offset_mapping"}
         for name in ("pixel_values", "pixel_values_videos"):
             if name in inputs:
                 inputs[name] = inputs[name].to(self.module.dtype)

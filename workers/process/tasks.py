@@ -2,10 +2,10 @@
 ``contract.MERGE_SCAN_TASK``, ``contract.EXPLAIN_TASK``).
 
 Each parses its JSON payload once into a resolved job against the process's WorkerRuntime
-(workers/process/payloads.py), calls one domain function (workers/process/pipeline.py) and returns JSON.
-Progress and failures go to the job's typed metadata (workers/process/progress.py), counters to the worker
-metrics (workers/process/counters.py), reports to the artifact store with their index in Redis
-(workers/process/report_writer.py).
+(workers/process/payloads.py), calls one domain function (workers/process/scan_job.py or explain_job.py)
+and returns JSON. Progress and failures go to the job's typed metadata (workers/process/progress.py),
+counters to the worker metrics (workers/process/counters.py), reports to the artifact store with their
+index in Redis (workers/process/report_writer.py).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ def run_scan_job(
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
         scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
-        from workers.process import pipeline  # torch comes with the pipeline, after the cheap checks
+        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
-        infos = pipeline.scan_layers(
+        infos = scan_job.scan_layers(
             runtime,
             scan.model,
             scan.dataset,
@@ -83,11 +83,11 @@ def run_scan_shard_job(
         runtime = current_runtime()
         scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
         part = parse_scan_part(shard, n_shards, batch_size)
-        from workers.process import pipeline  # torch comes with the pipeline, after the cheap checks
+        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
-        info = pipeline.scan_layer_shard(
+        info = scan_job.scan_layer_shard(
             runtime,
             scan.model,
             scan.dataset,
@@ -128,13 +128,13 @@ def run_merge_scan_job(
         runtime = current_runtime()
         scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
         part = parse_scan_part(None, n_shards, batch_size, merge=True)
-        from workers.process import pipeline  # torch comes with the pipeline, after the cheap checks
+        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
         results = [dep.return_value() or {} for dep in job.fetch_dependencies()]
         passes = max((int(r.get("passes", 0)) for r in results), default=0)
-        infos = pipeline.merge_layer_shards(
+        infos = scan_job.merge_layer_shards(
             runtime,
             scan.model,
             scan.dataset,
@@ -198,7 +198,7 @@ def run_explain_job(
         explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)
         keys = runtime.config.redis_keys
         spec = BudgetSpec.from_payload(budget)
-        from workers.process import pipeline  # torch comes with the pipeline, after the cheap checks
+        from workers.process import explain_job  # torch comes with it, after the cheap checks
 
         # A retried job (worker died, timeout) only redoes the neurons without a stored report.
         model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
@@ -211,14 +211,14 @@ def run_explain_job(
             # The layer's prompt profile (the dry runs' per-neuron prompt sizes), once per scanned layer,
             # by its first LLM explain job: not in the scan job, which stays a forward pass, nor for the
             # offline baseline (about 1.5 s per 1,536 neurons on one core).
-            pipeline.write_prompt_profile(
+            explain_job.write_prompt_profile(
                 runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
             )
         meter = UsageMeter(gate=RedisBudget(job.connection, keys, spec) if spec is not None else None)
         stored: set[int] = set()
         try:
             with metering(meter):
-                for report in pipeline.explain_neurons(
+                for report in explain_job.explain_neurons(
                     runtime,
                     explain.model,
                     explain.dataset,

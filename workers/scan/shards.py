@@ -25,7 +25,7 @@ import torch
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
-from service.contract import DatasetSpec, ModelSpec, PipelineOptions
+from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.base import ModelAdapter
 from workers.models.range_checks import check_dataset, check_hook, check_layer
@@ -44,6 +44,7 @@ from workers.scan.recorder import EMPTY_KEY, LayerRecorder, rank_keys
 from workers.scan.scanner import BatchPlan, choose_random_ids, plan_batches
 from workers.scan.store import ArtifactStore
 from workers.scan.token_keys import scan_id, scan_key
+from workers.scan.tokens import TokenizedProbe
 
 SHARD_IDS = "shard_ids"
 """Array of a shard artifact: the int32 sample ids it covers, sorted."""
@@ -98,10 +99,7 @@ def scan_shard(
     pass an already tokenised probe set (else it is loaded). Existing shard artifacts are kept.
     """
     model = adapter.spec
-    point = check_hook(model, hook)
-    check_dataset(model, dataset.id)
-    for layer in layers:
-        check_layer(model, layer)
+    point = _checked_hook(model, dataset, hook, layers)
     inputs = inputs or prepare_inputs(adapter, dataset)
     probe = inputs.probe
     probe_key = store_tokens(store, model, dataset, probe)
@@ -109,7 +107,6 @@ def scan_shard(
     sample_ids = np.sort(np.asarray([row for batch in batches for row in batch.rows], dtype=np.int64))
     random_ids = choose_random_ids(probe.n_samples, options.n_top, options.seed)
     plan = plan_passes(inputs, model, layers, options.n_top, len(random_ids), budget_bytes)
-    n_top = min(options.n_top, probe.n_samples)
     keys: dict[int, str] = {}
     elapsed = [0.0]
 
@@ -130,17 +127,31 @@ def scan_shard(
     if batches:
         passes = record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, progress)
     else:  # fewer batches than shards: this shard holds no sample, its state is the empty recorder's
-        empty = LayerRecorder(
-            model.neurons_per_layer,
-            n_top,
-            probe.max_tokens,
-            len(random_ids),
-            len(probe.domains),
-            torch.device("cpu"),
-        )
+        empty = _empty_recorder(model, probe, options.n_top, len(random_ids))
         write(dict.fromkeys(sorted(set(layers)), empty), 0.0)
         passes = 0
     return ShardInfo(keys=keys, n_samples=int(sample_ids.size), passes=passes, seconds=elapsed[0])
+
+
+def _checked_hook(model: ModelSpec, dataset: DatasetSpec, hook: str, layers: Sequence[int]) -> HookPoint:
+    """The model's hook point `hook`, after checking it, the probe set and every layer (named errors)."""
+    point = check_hook(model, hook)
+    check_dataset(model, dataset.id)
+    for layer in layers:
+        check_layer(model, layer)
+    return point
+
+
+def _empty_recorder(model: ModelSpec, probe: TokenizedProbe, n_top: int, n_random: int) -> LayerRecorder:
+    """The state of a shard that holds no sample (fewer batches than shards): a recorder that saw nothing."""
+    return LayerRecorder(
+        model.neurons_per_layer,
+        min(n_top, probe.n_samples),
+        probe.max_tokens,
+        n_random,
+        len(probe.domains),
+        torch.device("cpu"),
+    )
 
 
 def merge_shards(
