@@ -38,14 +38,15 @@ class BuildClient(build_py):
     def run(self) -> None:
         super().run()
         target = Path(self.build_lib) / "neuronlens"
-        target.mkdir(parents=True, exist_ok=True)
+        # pip builds in place (clients/python/build): a previous build's files must not linger
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
         for source in sorted([*SDK.glob("*.py"), *SDK.glob("cli/*.py")]):
             relative = source.relative_to(SDK)
             if relative != Path("_contract.py"):
                 (target / relative).parent.mkdir(parents=True, exist_ok=True)
                 self.copy_file(str(source), str(target / relative))
         contract = target / "_contract"
-        shutil.rmtree(contract, ignore_errors=True)  # a previous build's files must not linger
         contract.mkdir()
         for name, text in contract_sources().items():
             (contract / name).write_text(text)

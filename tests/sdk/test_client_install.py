@@ -39,10 +39,13 @@ def test_the_client_distribution_installs_without_the_server(tmp_path: Path, idl
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr
-    # Outside the repository and without PYTHONPATH, so only the installed distribution is importable.
+    # Outside the repository and without PYTHONPATH, so only the installed distribution is importable (in a
+    # folder of its own: the API fixture's Redis folder in tmp_path would import as a `redis` package).
     clean = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    outside = tmp_path / "outside"
+    outside.mkdir()
     check = subprocess.run(
-        [str(python), "-c", CHECK], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean
+        [str(python), "-c", CHECK], capture_output=True, text=True, timeout=60, cwd=outside, env=clean
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "server packages: []" in check.stdout
@@ -52,7 +55,7 @@ def test_the_client_distribution_installs_without_the_server(tmp_path: Path, idl
     fields = f"fields: {len(NeuronReport.model_json_schema()['properties'])}"
     assert fields in check.stdout
 
-    assert_the_client_command_works(env_dir / "bin" / "neuronlens", idle_api.url, tmp_path, clean)
+    assert_the_client_command_works(env_dir / "bin" / "neuronlens", idle_api.url, outside, clean)
 
 
 def assert_the_client_command_works(command: Path, url: str, cwd: Path, env: dict[str, str]) -> None:
