@@ -29,6 +29,9 @@ FROM base AS api
 COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
 COPY workers ./workers
+# The SDK and its client commands: the package's `neuronlens` command (service/commands/main.py) imports
+# them, for every subcommand; operators run `neuronlens keys create` in the API container.
+COPY neuronlens ./neuronlens
 # The package without its "worker" extra: the API never imports torch, transformers or `workers`.
 RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock .
 USER 10001:10001
@@ -48,6 +51,8 @@ RUN pip install --no-cache-dir -c requirements.lock --no-deps --index-url "${TOR
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
+# The package's `neuronlens` command is installed here too (`neuronlens keys`); it imports the SDK.
+COPY neuronlens ./neuronlens
 RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock "./[worker]"
 # Weights come from the registry (packages, local paths, the local hub cache): never fetched at run time.
 ENV HF_HUB_OFFLINE=1
@@ -68,6 +73,8 @@ RUN pip install --no-cache-dir -c requirements.lock --index-url "${TORCH_INDEX_U
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
+# The package's `neuronlens` command is installed here too (`neuronlens keys`); it imports the SDK.
+COPY neuronlens ./neuronlens
 RUN pip install --no-cache-dir -c requirements.lock --build-constraint requirements.lock "./[worker]"
 ENV HF_HUB_OFFLINE=1
 USER 10001:10001

@@ -1,6 +1,7 @@
 """Build `neuronlens-client` from the repository's sources, without the server.
 
-The wheel holds `neuronlens/` (the SDK, repository root) and, as `neuronlens/_contract/`, a copy of the
+The wheel holds `neuronlens/` (the SDK, repository root), `neuronlens/cli/` (the client commands: the
+wheel's `neuronlens` command, pyproject.toml's script) and, as `neuronlens/_contract/`, a copy of the
 service's contract (service/contract/: pure pydantic and stdlib; its summary rows are the SDK's tables) with
 its `service.contract` imports pointed at the copy, less the server-only object store. The repository's
 `neuronlens/_contract.py`, which re-exports the server's classes, is left out. Build from a clone (pip
@@ -37,12 +38,15 @@ class BuildClient(build_py):
     def run(self) -> None:
         super().run()
         target = Path(self.build_lib) / "neuronlens"
-        target.mkdir(parents=True, exist_ok=True)
-        for source in sorted(SDK.glob("*.py")):
-            if source.name != "_contract.py":
-                self.copy_file(str(source), str(target / source.name))
+        # pip builds in place (clients/python/build): a previous build's files must not linger
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for source in sorted([*SDK.glob("*.py"), *SDK.glob("cli/*.py")]):
+            relative = source.relative_to(SDK)
+            if relative != Path("_contract.py"):
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                self.copy_file(str(source), str(target / relative))
         contract = target / "_contract"
-        shutil.rmtree(contract, ignore_errors=True)  # a previous build's files must not linger
         contract.mkdir()
         for name, text in contract_sources().items():
             (contract / name).write_text(text)

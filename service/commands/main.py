@@ -1,8 +1,9 @@
-"""The `neuronlens` command: `up` (the whole stack in the foreground), `explain` and `models` (clients of
-a running API), `demo`.
+"""The server's `neuronlens` command: `up` (the whole stack in the foreground), `demo`, `keys`, and the
+client commands `explain`, `export` and `models` (the client wheel's `neuronlens` has only those; their
+parsers come from neuronlens/cli/main.py).
 
 No torch and no `workers` import here: the API and workers run as child processes (service/commands/stack.py),
-and `explain`/`models` talk HTTP through the SDK (neuronlens.Client; neuronlens/cli/commands.py).
+and the client commands talk HTTP through the SDK (neuronlens.Client; neuronlens/cli/commands.py).
 """
 
 from __future__ import annotations
@@ -10,28 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 import httpx
 
 from neuronlens import Client, ClientError
-from neuronlens.cli.commands import (
-    FIELDS_HELP,
-    FORMATS,
-    add_client_arguments,
-    add_export_parser,
-    follow,
-    run_explain,
-    run_models,
-    show_sdk_warnings,
-)
+from neuronlens.cli.commands import follow, show_sdk_warnings
+from neuronlens.cli.main import add_client_commands, stop_on_signals
 from neuronlens.export import describe
 from service.commands.embedded_redis import free_port
 from service.commands.manage_keys import add_keys_parser
@@ -45,38 +36,8 @@ from service.commands.stack import (
 from service.settings import default_data_dir
 from service.viewer.saved_page import save_page
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 DEMO_REQUEST: dict[str, Any] = {"model": "minilm-l6", "layer": 3, "neurons": [42]}
 DEMO_OUTPUT = "neuronlens-demo-report.json"
-
-
-def _stop_on_signals(stopping: threading.Event) -> None:
-    """SIGINT and SIGTERM set ``stopping``; the caller stops its processes in order."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():
-            print(f"neuronlens: {signal.Signals(signum).name} again; still stopping", file=sys.stderr)
-        stopping.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    if args.neuron is None and args.range is None and args.neurons is None:
-        print(
-            "neuronlens explain: name the neurons with --neuron N (repeatable), --range START:STOP or "
-            "--neurons all",
-            file=sys.stderr,
-        )
-        return 2
-    stopping = threading.Event()
-    _stop_on_signals(stopping)
-    return run_explain(args, stopping)
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    return run_models(args)
 
 
 def _describe_stack(stack: Stack) -> str:
@@ -118,7 +79,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("neuronlens up: --workers must be 0 or more", file=sys.stderr)
         return 2
     stopping = threading.Event()
-    _stop_on_signals(stopping)
+    stop_on_signals(stopping)
     return supervise(up_stack(args, os.environ, stopping), stopping)
 
 
@@ -187,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Embedded stack (a free port unless --port), one explanation, everything stopped again (at once, or
     on Ctrl-C with --serve); the stack's logs go to a file."""
     stopping = threading.Event()
-    _stop_on_signals(stopping)
+    stop_on_signals(stopping)
     log_dir = Path(tempfile.mkdtemp(prefix="neuronlens-demo-"))
     log_path = log_dir / "stack.log"
     with log_path.open("wb") as log_file:
@@ -216,76 +177,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _neuron_range(text: str) -> dict[str, int]:
-    start, sep, stop = text.partition(":")
-    if not sep or not start.isdigit() or not stop.isdigit():
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a range: write START:STOP, e.g. 0:64 (STOP exclusive)"
-        )
-    return {"start": int(start), "stop": int(stop)}
-
-
-def _layers(text: str) -> str | list[int]:
-    if text == "all":
-        return "all"
-    parts = [part.strip() for part in text.split(",")]
-    if not parts or not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a layer list: write all, or e.g. 0,2,5")
-    return [int(part) for part in parts]
-
-
-def _add_explain(commands: Any) -> None:
-    explain = commands.add_parser(
-        "explain",
-        help="explain neurons through a running API",
-        epilog="Output: with one --neuron, json is one object; with several --neuron or a --range (even "
-        "of one) it is an array. jsonl: one report per line; summary: layer, neuron, type, score, "
-        "explanation per line; ndjson, csv, parquet: the finished job's table as the API exports it "
-        "(--fields; parquet needs --output). Exit 0 done, 1 failed job or API unreachable, 2 invalid "
-        "request, 130 interrupted.",
-    )
-    explain.add_argument(
-        "--model", required=True, help="model id, e.g. minilm-l6 (`neuronlens models` lists them)"
-    )
-    layers = explain.add_mutually_exclusive_group(required=True)
-    layers.add_argument("--layer", type=int, help="layer index")
-    layers.add_argument(
-        "--layers",
-        type=_layers,
-        help="several layers, e.g. 0,2,5, or all: one request, one scan pass for them all",
-    )
-    which = explain.add_mutually_exclusive_group()
-    which.add_argument("--neuron", type=int, action="append", help="neuron index (repeat for several)")
-    which.add_argument("--range", type=_neuron_range, help="neuron range START:STOP (STOP exclusive)")
-    which.add_argument(
-        "--neurons", choices=["all"], help="all: every neuron of each layer (at most the API's cap per layer)"
-    )
-    explain.add_argument("--hook", help="hook point id (default: the model's first)")
-    explain.add_argument("--dataset", help="probe set id (default: the model's first)")
-    explain.add_argument("--explainer", help="explainer backend (default: the API's default)")
-    explain.add_argument("--simulator", help="simulator backend (default: the API's default)")
-    explain.add_argument("--endpoint", help="named LLM endpoint of the deployment, for the openai backends")
-    explain.add_argument("--candidates", type=int, help="candidate explanations k for the openai explainer")
-    explain.add_argument(
-        "--option",
-        action="append",
-        metavar="NAME=VALUE",
-        help="a request option (repeatable), e.g. --option seed=1 --option text_threshold=2.5",
-    )
-    explain.add_argument(
-        "--dry-run", action="store_true", help="print what the request would cost (LLM calls, tokens, USD)"
-    )
-    explain.add_argument("--budget-calls", type=int, metavar="N", help="stop after N LLM calls")
-    explain.add_argument("--budget-usd", type=float, metavar="X", help="stop once X USD is spent")
-    explain.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
-    explain.add_argument("--fields", choices=("summary", "full"), default="summary", help=FIELDS_HELP)
-    explain.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
-    add_client_arguments(explain, DEFAULT_URL)
-    explain.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    explain.add_argument("--quiet", action="store_true", help="no progress bar")
-    explain.set_defaults(handler=cmd_explain)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuronlens", description="Neuron explanation as a service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -310,13 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(handler=cmd_up)
 
-    _add_explain(commands)
-    add_export_parser(commands, DEFAULT_URL)
-
-    models = commands.add_parser("models", help="list the models a running API serves")
-    models.add_argument("--format", choices=("table", "json"), default="table", help="(default table)")
-    add_client_arguments(models, DEFAULT_URL)
-    models.set_defaults(handler=cmd_models)
+    add_client_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="start the embedded stack, explain minilm-l6 layer 3 neuron 42, print a summary, stop"

@@ -1,6 +1,7 @@
 """The API image starts: the package installed WITHOUT extras (the Dockerfile's `api` stage install lines,
 run for real through the lock) into a fresh venv serves /healthz and an exemplar-image 404 under
-`uvicorn --factory service.http.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …).
+`uvicorn --factory service.http.app:app_from_env`, with none of the worker stack (torch, numpy, PIL, …),
+and its `neuronlens keys` command manages API keys in a real Redis.
 
 SLOW (about a minute with a warm pip cache, a few minutes without): it creates a real venv and installs
 the package's core dependencies from the package index into it.
@@ -9,6 +10,7 @@ the package's core dependencies from the package index into it.
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import time
@@ -58,6 +60,27 @@ def test_the_api_venv_has_no_worker_stack(api_venv: Path, tmp_path: Path) -> Non
     ).stdout.splitlines()
     assert out[0].startswith(str(api_venv.parents[1])), "service must come from the venv, not the checkout"
     assert out[1] == "[]"
+
+
+def test_the_api_venv_creates_and_lists_keys(api_venv: Path, redis_url: str, tmp_path: Path) -> None:
+    """Operators run `neuronlens keys create` in the API container (docs/deploy.md): the image's own
+    `neuronlens` command (its console script, outside the checkout) writes a key to a real Redis, and
+    `keys list` shows it."""
+    command = api_venv.parent / "neuronlens"
+    env = _api_env(redis_url, tmp_path / "artifacts")
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(command), "keys", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    made = keys("create", "--name", "team-a", "--scopes", "read,submit")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert made.stdout.strip().splitlines()[-1].startswith("nl_"), made.stdout
+    listed = keys("list", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(row["name"], row["scopes"]) for row in rows] == [("team-a", "read,submit")]
 
 
 @pytest.fixture()

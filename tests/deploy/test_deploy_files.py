@@ -6,6 +6,7 @@ console scripts and the queue names they refer to, so a rename in the code fails
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -80,6 +81,27 @@ def test_worker_images_install_pinned_torch_before_the_package(target: str, inde
     assert re.search(rf"ARG TORCH_INDEX_URL=\S*{re.escape(index)}", worker), f"{target}: torch from {index}"
     assert re.search(r"^USER (?!root|0\b)", worker, flags=re.MULTILINE), "workers must not run as root"
     assert 'CMD ["neuronlens-worker", "--check"]' in worker, "the image's HEALTHCHECK is the heartbeat check"
+
+
+def _packages() -> list[str]:
+    """The top-level packages pyproject.toml installs (`service*` -> service)."""
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return sorted(pattern.rstrip("*") for pattern in find["include"])
+
+
+@pytest.mark.parametrize("target", ["api", "worker-cpu", "worker-gpu"])
+def test_every_image_copies_every_package_its_install_brings(target: str) -> None:
+    """An image installs the package, and with it the `neuronlens` command, which imports the SDK
+    (neuronlens/): a package folder left out of the build context is missing from the image."""
+    stage = dockerfile_stage(target)
+    copies = [line.split()[1:-1] for line in stage.splitlines() if line.startswith("COPY ")]
+    copied = {source for sources in copies for source in sources}
+    assert set(_packages()) <= copied, f"{target} does not copy {sorted(set(_packages()) - copied)}"
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in ignored if line and not line.startswith(("#", "!"))]
+    for package in _packages():
+        hits = [p for p in patterns if fnmatch.fnmatch(package, p) or fnmatch.fnmatch(f"{package}/x.py", p)]
+        assert not hits, f".dockerignore keeps {package}/ out of the build context: {hits}"
 
 
 def test_dockerfile_passes_hadolint() -> None:
