@@ -75,7 +75,7 @@ def job_error(job: Job) -> JobError:
     """Why a job failed, never a traceback: the error its worker recorded, else what RQ's own status says.
 
     Workers record every failure in the job's meta (timeouts and RQ's abandoned-job cleanup included, by
-    exception class: workers/process/worker.py). Only a cleanup run by a process without that handler (RQ's
+    exception class: workers/process/rq_worker.py). Only a cleanup run by a process without that handler (RQ's
     own CLI, a registry count) leaves no record; RQ then writes a fixed sentence naming AbandonedJobError."""
     recorded = JobMeta.from_meta(job.meta).error
     if recorded is not None:
