@@ -13,8 +13,9 @@ again on the same folder finds every job and report. `neuronlens up`'s default d
 folder (an advisory lock).
 
 A worker or the API that dies is started again after a backoff (1 s, doubling up to
-``RESTART_BACKOFF_MAX_S``; reset once it ran ``RESTART_RESET_AFTER_S``); Redis and the other processes keep
-running, and a job the dead worker held is retried through the abandoned-job path (workers/process/rq_worker.py).
+``RESTART_BACKOFF_MAX_S``; reset once it ran ``RESTART_RESET_AFTER_S``); Redis and the other processes
+keep running, and a job the dead worker held is retried through the abandoned-job path
+(workers/process/rq_worker.py).
 
 No torch, no `workers` import: workers are started as `python -m workers.process.worker`.
 """
