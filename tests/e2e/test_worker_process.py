@@ -56,6 +56,11 @@ def test_job_of_a_killed_worker_is_retried_by_another(
     assert _status(redis_conn, job.id) == JobStatus.STARTED
     assert job.id in StartedJobRegistry("scan", connection=redis_conn).get_job_ids(cleanup=False)
 
+    # Past the abandon window before the second worker starts: RQ's own registry cleaning at its start
+    # finds the job (under load the heartbeat path might not get there first), and it must log the
+    # requeue like the heartbeat path does.
+    started = StartedJobRegistry("scan", connection=redis_conn)
+    wait_for(lambda: job.id in started.get_expired_job_ids(), 60, "the killed worker's job to be abandoned")
     second = processes.start_worker(env, "second")
     wait_for(lambda: _status(redis_conn, job.id) == JobStatus.FINISHED, 60, "the retried job to finish")
     finished = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)

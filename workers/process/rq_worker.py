@@ -129,6 +129,12 @@ class NeuronLensWorker(SimpleWorker):
     def run_maintenance_tasks(self) -> None:
         self._riding_out("maintenance", super().run_maintenance_tasks)
 
+    def clean_registries(self) -> None:
+        """RQ's own registry cleaning (at start and every maintenance interval) requeues abandoned jobs
+        through :meth:`requeue_abandoned_jobs` first, so every requeue is logged, whichever path finds it."""
+        self.requeue_abandoned_jobs()
+        super().clean_registries()
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # queued on a pipeline: nothing is sent here
             super().heartbeat(timeout, pipeline)
