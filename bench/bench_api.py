@@ -233,7 +233,7 @@ def _stored_report() -> tuple[str, str, Any]:
         load_registry,
     )
     from service.estimates.validate import resolve_request
-    from service.jobs.submit import request_report_keys
+    from service.jobs.record import request_report_keys
 
     model = load_registry().model("minilm-l6")
     request = ExplanationRequest(

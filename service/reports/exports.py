@@ -17,8 +17,8 @@ from litestar.response import Stream
 
 from service.contract import ExplanationRequest, RedisKeys, Registry, report_key
 from service.http.errors import JobNotFinished, NotFound
-from service.jobs.group import read_record
-from service.jobs.submit import job_report_refs, job_status
+from service.jobs.record import job_report_refs, read_record
+from service.jobs.state import job_status
 from service.reports.exemplar_links import link_report_json
 from service.reports.listing import indexed_neurons
 from service.reports.store import ReportStore

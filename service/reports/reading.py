@@ -11,7 +11,7 @@ from redis.asyncio import Redis as AsyncRedis
 from service.contract import ExplanationRequest, ModelSpec, RedisKeys, Registry, report_key
 from service.estimates.validate import resolve_neuron_path, resolve_request
 from service.http.errors import InvalidInput, NotFound
-from service.jobs.submit import request_report_keys
+from service.jobs.record import request_report_keys
 from service.reports.exemplar_links import link_report_json
 from service.reports.store import ReportStore
 from service.settings import Settings

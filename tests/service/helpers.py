@@ -26,8 +26,7 @@ from service.contract import (
     load_registry,
 )
 from service.estimates.validate import resolve_request
-from service.jobs.group import read_record
-from service.jobs.submit import request_report_keys
+from service.jobs.record import read_record, request_report_keys
 from service.settings import Settings, load_settings
 from workers.process.report_writer import ReportObjects, store_report
 from workers.process.runtime import WorkerRuntime

@@ -7,7 +7,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.jobs.state import explain_state
+from service.jobs.part_state import part_state
+from service.jobs.record import Part
 
 
 def _queues(connection: redis.Redis) -> tuple[Queue, Queue]:
@@ -30,6 +31,9 @@ def _deferred_explain_job(connection: redis.Redis) -> tuple[Job, Queue]:
     return scan, scan_queue
 
 
+PART = Part("exp-race", layer=0, start=0, stop=1, enqueued=True)
+
+
 def test_a_job_released_after_its_status_was_read_is_not_reported_lost(redis_conn: redis.Redis) -> None:
     scan, scan_queue = _deferred_explain_job(redis_conn)
     stale = Job.fetch("exp-race", connection=redis_conn, serializer=JSONSerializer)
@@ -37,7 +41,7 @@ def test_a_job_released_after_its_status_was_read_is_not_reported_lost(redis_con
     # The scan finishes between the API's two reads: RQ moves the dependent to its queue in one MULTI.
     scan_queue.enqueue_dependents(scan)
 
-    state = explain_state(redis_conn, stale)
+    state = part_state(redis_conn, PART, stale)
 
     assert state.status == "queued" and state.error is None
     assert state.queue_position == 0
@@ -48,7 +52,7 @@ def test_a_deferred_job_its_scan_no_longer_lists_is_reported_lost(redis_conn: re
     redis_conn.srem(scan.dependents_key, "exp-race")  # the scan was replaced without its dependents
     job = Job.fetch("exp-race", connection=redis_conn, serializer=JSONSerializer)
 
-    state = explain_state(redis_conn, job)
+    state = part_state(redis_conn, PART, job)
 
     assert state.status == "failed"
     assert state.error is not None and state.error.type == "ScanLost"

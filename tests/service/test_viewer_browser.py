@@ -24,7 +24,7 @@ import redis
 from service.contract import ExplanationRequest, NeuronListing, NeuronReport, load_registry
 from service.estimates.validate import resolve_request
 from service.http.app import create_app
-from service.jobs.submit import request_report_keys
+from service.jobs.record import request_report_keys
 from service.settings import Settings
 from service.viewer.saved_page import save_page
 from tests.service.helpers import build_report, run_workers, serve

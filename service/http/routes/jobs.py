@@ -16,7 +16,7 @@ from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
 from service.http.errors import NotFound, problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
-from service.jobs.submit import job_status
+from service.jobs.state import job_status
 from service.reports.exports import export_response, job_export_pages
 from service.reports.reading import ReportReader
 from service.reports.tables import MEDIA_TYPES, ExportFields, ExportFormat
