@@ -22,6 +22,7 @@ from rq.job import JobStatus as RqStatus
 from service.contract import (
     ERROR_SCAN_MISSING,
     EXPLAIN_TASK,
+    Budget,
     ExplainJobPayload,
     JobMeta,
     RedisKeys,
@@ -151,15 +152,17 @@ def _enqueue_part(
     scan_id: str,
     request_id: str | None,
     group: str,
+    budget: Budget | None,
 ) -> None:
     """Enqueue the explain job of one part, waiting for ``scan_id``. The worker checks that its own
-    endpoint models and registry give the same variant; a budget is shared by every part of ``group``."""
+    endpoint models and registry give the same variant; the request's ``budget`` (a one-layer request
+    carries none) is shared by every part of ``group``."""
     payload = ExplainJobPayload(
         request=part.request,
         llm_models=part.llm_models,
         variant=part.variant,
         group=group,
-        budget=part.request.budget,
+        budget=budget,
     )
     meta = JobMeta(
         scan_job_id=scan_id,
@@ -200,14 +203,15 @@ def _run_plan(
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
     keys = settings.redis_keys
-    if resolved.request.budget is not None and not plan.join:
+    budget = resolved.request.budget
+    if budget is not None and not plan.join:
         # A fresh run of the request gets a fresh budget (while a part is still in flight the budget it
         # draws from stays); every part of the request shares the counters.
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
     for part, child, old in plan.run:
         if old is not None:
             old.delete()
-        _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id)
+        _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, budget)
     return scan_id
 
 
