@@ -128,8 +128,10 @@ def run_scan_shard_job(*, payload: JSON) -> JSON:
 
 
 def _merged_scan_state(job: Job, n_shards: int) -> ScanState:
-    """The merged scan's passes and samples, from its shards' results (every pass and shard done)."""
-    results = [ScanShardJobResult.model_validate(dep.return_value()) for dep in job.fetch_dependencies()]
+    """The merged scan's passes and samples, from its shards' results (every pass and shard done; a shard
+    whose result is gone counts nothing)."""
+    returned = [dep.return_value() for dep in job.fetch_dependencies()]
+    results = [ScanShardJobResult.model_validate(value) for value in returned if value is not None]
     passes = max((r.passes for r in results), default=0)
     samples = sum(r.n_samples for r in results)
     return ScanState(
