@@ -7,7 +7,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
-- :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
+- :mod:`~service.contract.jobs`      queues, task paths, job ids, task payloads and results, job meta, errors
 - :mod:`~service.contract.artifact_keys`      report variant hash, report and exemplar-image storage keys
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
