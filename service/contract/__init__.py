@@ -8,7 +8,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
-- :mod:`~service.contract.jobs`      queues, task paths, job ids, typed job metadata, error types
+- :mod:`~service.contract.jobs`      queues, task paths, job ids, task payloads and results, job meta, errors
 - :mod:`~service.contract.artifact_keys`      report variant hash, report and exemplar-image storage keys
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
@@ -70,6 +70,7 @@ from service.contract.jobs import (
     EXPLAIN_PART_PREFIX,
     EXPLAIN_QUEUE,
     EXPLAIN_TASK,
+    MAX_SCAN_BATCH,
     MERGE_SCAN_TASK,
     QUEUE_NAMES,
     SCAN_JOB_PREFIX,
@@ -77,6 +78,8 @@ from service.contract.jobs import (
     SCAN_SHARD_TASK,
     SCAN_TASK,
     WORKER_DIED_MESSAGE,
+    ExplainJobPayload,
+    ExplainJobResult,
     JobError,
     JobMeta,
     JobStage,
@@ -84,8 +87,15 @@ from service.contract.jobs import (
     JobStatus,
     LayerNeurons,
     LayerProgress,
+    LayerScanResult,
     LLMUsage,
+    MergeScanJobPayload,
+    MergeScanJobResult,
     Progress,
+    ScanJobPayload,
+    ScanJobResult,
+    ScanShardJobPayload,
+    ScanShardJobResult,
     ScanState,
 )
 from service.contract.metrics import DURATION_BUCKETS_S, parse_series, series_name
@@ -184,6 +194,16 @@ __all__ = [
     "LayerProgress",
     "LLMUsage",
     "ScanState",
+    "MAX_SCAN_BATCH",
+    "ScanJobPayload",
+    "ScanShardJobPayload",
+    "MergeScanJobPayload",
+    "ExplainJobPayload",
+    "LayerScanResult",
+    "ScanJobResult",
+    "ScanShardJobResult",
+    "MergeScanJobResult",
+    "ExplainJobResult",
     "ENDPOINT_NAME_PATTERN",
     "MAX_INDEX",
     "MAX_NAME_LENGTH",

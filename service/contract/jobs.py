@@ -1,9 +1,11 @@
-"""The job contract between the API and the workers: queues, task paths, job ids, the typed metadata both
-sides read and write on an RQ job, and how a failure is recorded (its error type and message, as data).
+"""The job contract between the API and the workers: queues, task paths, job ids, each task's typed
+arguments (its payload) and result, the typed metadata both sides read and write on an RQ job, and how a
+failure is recorded (its error type and message, as data).
 
-Nothing here touches Redis or RQ: the API (service/jobs/submit.py, service/jobs/state.py) and the workers
-(workers/process/tasks.py and the worker class) apply these to RQ's ``job.meta`` dict through
-:class:`JobMeta`.
+Nothing here touches Redis or RQ: the API (service/jobs/) builds the payloads and reads the metadata; the
+workers (workers/process/tasks.py, workers/process/payloads.py and the worker class) validate the payloads,
+return the results and write the metadata. RQ serialises with JSON, so a payload travels as ONE keyword
+argument, ``payload=<model>.model_dump(mode="json")``, and a result as its JSON dump.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
-from pydantic import Field
+from pydantic import Field, StrictInt, model_validator
 
 from service.contract.base import ContractModel
 from service.contract.report import NeuronReport
+from service.contract.requests import MAX_SHARDS, Budget, ExplanationRequest, LLMModels, PipelineOptions
 
 SCAN_QUEUE = "scan"
 """Queue of scan jobs (GPU workers); each deployment names it with ``RedisKeys.queue``."""
@@ -181,6 +184,109 @@ class JobMeta(ContractModel):
     def to_meta(self) -> dict[str, Any]:
         """The dict to put in ``job.meta`` (JSON types; unset fields left out)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+# --------------------------------------------------------------------------- payloads and results
+
+MAX_SCAN_BATCH = 65536
+"""Largest scan batch size a sharded scan's payload may name."""
+
+
+class ScanJobPayload(ContractModel):
+    """Arguments of a scan job (:data:`SCAN_TASK`): ``layers`` of ``model`` at ``hook`` over ``dataset``."""
+
+    model: str = Field(description="Model id of the registry.")
+    hook: str = Field(description="Hook point the layers are recorded at.")
+    layers: list[StrictInt] = Field(min_length=1, description="Layers to scan, sorted, without repeats.")
+    dataset: str = Field(description="Probe set id of the registry.")
+    options: PipelineOptions = Field(description="The request's pipeline options.")
+
+
+class MergeScanJobPayload(ScanJobPayload):
+    """Arguments of the merge job of a sharded scan (:data:`MERGE_SCAN_TASK`)."""
+
+    n_shards: StrictInt = Field(ge=1, le=MAX_SHARDS, description="Shards the probe set is split into.")
+    batch_size: StrictInt = Field(
+        ge=1,
+        le=MAX_SCAN_BATCH,
+        description="Samples per forward pass: the API's, the same for every shard and the merge (it fixes "
+        "the batches the probe set is cut into, so a worker's own setting must not replace it).",
+    )
+
+
+class ScanShardJobPayload(MergeScanJobPayload):
+    """Arguments of one shard job of a sharded scan (:data:`SCAN_SHARD_TASK`)."""
+
+    shard: StrictInt = Field(ge=0, description="Which shard, 0-based.")
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> ScanShardJobPayload:
+        if self.shard >= self.n_shards:
+            raise ValueError(f"shard must be below n_shards ({self.n_shards}), got {self.shard}")
+        return self
+
+
+class ExplainJobPayload(ContractModel):
+    """Arguments of an explain job (:data:`EXPLAIN_TASK`): one layer and one chunk of neurons of a request."""
+
+    request: ExplanationRequest = Field(description="The one-layer request the API resolved.")
+    llm_models: LLMModels | None = Field(
+        default=None, description="The endpoint's model names the API resolved (the worker must agree)."
+    )
+    variant: str | None = Field(default=None, description="The report variant the API resolved.")
+    group: str | None = Field(default=None, description="Id (`exp-…`) of the request this part belongs to.")
+    budget: Budget | None = Field(
+        default=None, description="The request's budget, shared by every part of `group`; null: none."
+    )
+
+
+class LayerScanResult(ContractModel):
+    """One scanned layer of a scan or merge job's result."""
+
+    scan_id: str
+    reused: bool = Field(description="The layer's artifact was stored already.")
+    seconds: float
+    n_samples: int
+    n_tokens: int
+
+
+class ScanJobResult(ContractModel):
+    """What a scan job returns."""
+
+    layers: dict[int, LayerScanResult]
+
+
+class MergeScanJobResult(ScanJobResult):
+    """What the merge job of a sharded scan returns."""
+
+    n_shards: int
+    batch_size: int
+
+
+class ScanShardJobResult(ContractModel):
+    """What one shard job of a sharded scan returns (its merge reads the passes and samples)."""
+
+    shard: int
+    n_shards: int
+    batch_size: int
+    passes: int
+    n_samples: int
+    seconds: float
+    keys: dict[int, str] = Field(description="Shard artifact key of each layer.")
+
+
+class ExplainJobResult(ContractModel):
+    """What an explain job returns."""
+
+    report_keys: list[str] = Field(description="Artifact-store key of every requested neuron's report.")
+    explained: int = Field(description="Reports this run wrote.")
+    reused: int = Field(description="Reports stored before this run.")
+    model_revision: str
+    budget_exhausted: bool
+    usage: LLMUsage
+
+
+# --------------------------------------------------------------------------- status
 
 
 class JobStatus(ContractModel):

@@ -13,8 +13,8 @@ import redis
 
 from service.contract import RedisKeys, Registry
 from service.contract.objects import ObjectStore
-from service.jobs.group import read_record
-from service.jobs.submit import job_report_refs, job_status
+from service.jobs.record import job_report_refs, read_record
+from service.jobs.state import job_status
 from service.problems import JobNotFinished, NotFound
 from service.reports.exemplar_links import link_report_json
 from service.reports.exports import ExportFields, is_vision_language, read_pages

@@ -1,116 +1,53 @@
-"""Scan jobs of a request: the one place that enqueues them and reads where they stand.
+"""Scan jobs of a request: the one place that enqueues them and reads how far they got.
 
 A request's layers are scanned by one scan job (one forward pass over the probe set for all of them, or
-as few as the workers' scan memory budget allows): its id is a hash of what determines the artifacts, so
-a repeat joins the scan in flight and two API replicas enqueue one. Explain jobs depend on the id
-:func:`ensure_scan_jobs` returns.
+as few as the workers' scan memory budget allows); a repeat joins the scan in flight and two API replicas
+enqueue one (ids: service/jobs/ids.py). Explain jobs depend on the id :func:`ensure_scan_jobs` returns.
 
 A sharded scan (K > 1 shards, from the request or ``NEURONLENS_SCAN_SHARDS``) is K shard jobs, each
 recording a contiguous part of the probe set, and one merge job that depends on all of them and writes
-the same layer artifacts as a one-shard scan. Ids: the one-shard scan is ``scan-<hash>``; the merge of a
-K-shard scan of the same layers is ``scan-<hash>-k<K>`` and its shards ``scan-<hash>-s<k>of<K>`` (k = 0 …
-K-1). The artifacts are the same whatever K, but the jobs are not: distinct ids keep a K = 1 and a K = 3
-request for the same layers from reading, re-running or deleting each other's job records (each may
-run; the second to finish finds the artifacts stored and keeps them). Explain jobs wait for the merge.
+the same layer artifacts as a one-shard scan (each may run; the second to finish finds the artifacts
+stored and keeps them). Explain jobs wait for the merge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import redis
-from rq import Retry
-from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, Job
 from rq.job import JobStatus as RqStatus
-from rq.serializers import JSONSerializer
 
 from service.contract import (
     MERGE_SCAN_TASK,
-    SCAN_JOB_PREFIX,
     SCAN_SHARD_TASK,
     SCAN_TASK,
-    SCAN_VERSION,
-    DatasetSpec,
     JobMeta,
-    ModelSpec,
-    RedisKeys,
+    MergeScanJobPayload,
+    ScanJobPayload,
+    ScanShardJobPayload,
     ScanState,
-    dataset_identity,
 )
 from service.estimates.validate import ResolvedRequest
+from service.jobs.ids import merge_job_id, scan_job_id, shard_job_id, shard_job_ids
 from service.jobs.queues import JobQueues
+from service.jobs.rq_jobs import (
+    ACTIVE,
+    ENDED_BADLY,
+    RERUNNABLE,
+    enqueue_lock,
+    fetch_job,
+    requeue_failed,
+    retry_policy,
+)
 from service.settings import Settings
-
-LOCK_TIMEOUT_S = 10
-"""Seconds an enqueue lock is held at most (and waited for): enqueueing takes milliseconds."""
-
-ACTIVE = {RqStatus.QUEUED, RqStatus.STARTED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED}
-"""RQ states of a job that is still going to run (or running)."""
-
-
-def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
-    try:
-        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return None
-
-
-def retry_policy(settings: Settings) -> Retry | None:
-    """RQ retries of a job; a retried job (its worker died, or it raised) goes to the front of its queue."""
-    return Retry(max=settings.job_retries, enqueue_at_front=True) if settings.job_retries > 0 else None
-
-
-def requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None:
-    """Run a failed job again under the same id, keeping its dependents and a fresh retry budget."""
-    job.retries_left = settings.job_retries if settings.job_retries > 0 else None
-    rid = {"request_id": request_id} if request_id is not None else {}
-    meta = JobMeta.from_meta(job.meta).model_copy(update={"error": None, "stage": None, **rid})
-    job.meta = meta.to_meta()
-    job.save_meta()  # Job.save skips an empty meta, which would leave the old error in place
-    job.requeue()
-
-
-def scan_job_id(
-    keys: RedisKeys,
-    model: ModelSpec,
-    dataset: DatasetSpec,
-    hook: str,
-    layers: Sequence[int],
-    n_top: int,
-    seed: int,
-) -> str:
-    """Id of the scan job of ``layers``: a hash of everything that determines their scan artifacts (and
-    of the deployment's key prefix, `RedisKeys.job_id`)."""
-    payload = {
-        "model": model.id,
-        "revision": model.revision,
-        "hook": hook,
-        "layers": sorted(set(layers)),
-        "dataset": dataset_identity(dataset),
-        "n_top": n_top,
-        "seed": seed,
-        "scan_version": SCAN_VERSION,
-    }
-    return keys.job_id(SCAN_JOB_PREFIX, payload)
-
-
-def merge_job_id(scan_id: str, n_shards: int) -> str:
-    """Id of the merge job of a ``n_shards``-shard scan whose one-shard scan job id is ``scan_id``."""
-    return f"{scan_id}-k{n_shards}"
-
-
-def shard_job_id(scan_id: str, shard: int, n_shards: int) -> str:
-    """Id of shard ``shard`` (0-based) of a ``n_shards``-shard scan whose one-shard id is ``scan_id``."""
-    return f"{scan_id}-s{shard}of{n_shards}"
 
 
 def _enqueuer(
     queues: JobQueues,
     settings: Settings,
     func: str,
-    kwargs: dict[str, Any],
+    payload: ScanJobPayload,
     job_id: str,
     meta: JobMeta,
     description: str,
@@ -119,7 +56,7 @@ def _enqueuer(
     """What enqueues one scan-queue job (timeouts, TTLs and retries from the settings)."""
     return lambda: queues.scan.enqueue_call(
         func=func,
-        kwargs=kwargs,
+        kwargs={"payload": payload.model_dump(mode="json")},
         timeout=settings.scan_timeout_s,
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.failure_ttl_s,
@@ -142,7 +79,7 @@ def _ensure_job(
     leave a queued, running or finished one alone."""
     job = fetch_job(connection, job_id)
     status = job.get_status(refresh=False) if job is not None else None
-    if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
+    if job is not None and status in RERUNNABLE:
         requeue_failed(job, settings, request_id)
     elif job is None or status not in (ACTIVE | {RqStatus.FINISHED}):
         if job is not None:
@@ -174,18 +111,13 @@ def ensure_scan_jobs(
     job_id = scan_job_id(keys, resolved.model, resolved.dataset, hook, wanted, options.n_top, options.seed)
     shown = f"layer {wanted[0]}" if len(wanted) == 1 else f"{len(wanted)} layers"
     what = f"{resolved.model.id} {shown} ({hook}, {resolved.dataset.id})"
-    payload = {
-        "model": resolved.model.id,
-        "hook": hook,
-        "layers": wanted,
-        "dataset": resolved.dataset.id,
-        "options": options.model_dump(mode="json"),
-    }
+    payload = ScanJobPayload(
+        model=resolved.model.id, hook=hook, layers=wanted, dataset=resolved.dataset.id, options=options
+    )
     if n_shards <= 1:
-        with connection.lock(keys.lock(job_id), timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
-            enqueue = _enqueuer(
-                queues, settings, SCAN_TASK, payload, job_id, JobMeta(request_id=request_id), f"scan {what}"
-            )
+        with enqueue_lock(connection, keys, job_id):
+            meta = JobMeta(request_id=request_id)
+            enqueue = _enqueuer(queues, settings, SCAN_TASK, payload, job_id, meta, f"scan {what}")
             _ensure_job(connection, settings, job_id, request_id, enqueue)
         return job_id
     return _ensure_sharded(connection, queues, settings, job_id, n_shards, payload, what, request_id)
@@ -197,7 +129,7 @@ def _ensure_sharded(
     settings: Settings,
     scan_id: str,
     n_shards: int,
-    payload: dict[str, Any],
+    payload: ScanJobPayload,
     what: str,
     request_id: str | None,
 ) -> str:
@@ -207,25 +139,28 @@ def _ensure_sharded(
     into, so all of them must agree (a worker checks it, the merge checks the shards used it)."""
     merge_id = merge_job_id(scan_id, n_shards)
     shard_ids = [shard_job_id(scan_id, k, n_shards) for k in range(n_shards)]
-    sharded = dict(payload, batch_size=settings.scan_batch_size)
+    merge_payload = MergeScanJobPayload(
+        **payload.model_dump(), n_shards=n_shards, batch_size=settings.scan_batch_size
+    )
     scan = ScanState(passes_planned=0, passes_done=0, samples_done=0, samples_total=0, shards=n_shards)
     meta = JobMeta(request_id=request_id, scan=scan)
-    lock = settings.redis_keys.lock(merge_id)
-    with connection.lock(lock, timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
+    with enqueue_lock(connection, settings.redis_keys, merge_id):
         merge = fetch_job(connection, merge_id)
         if merge is not None and merge.get_status(refresh=False) == RqStatus.FINISHED:
             return merge_id  # the artifacts are stored; the shards' records may be gone already
         for shard, shard_id in enumerate(shard_ids):
-            kwargs = dict(sharded, shard=shard, n_shards=n_shards)
+            shard_payload = ScanShardJobPayload(**merge_payload.model_dump(), shard=shard)
             shown = f"scan shard {shard + 1}/{n_shards} of {what}"
-            enqueue = _enqueuer(queues, settings, SCAN_SHARD_TASK, kwargs, shard_id, meta, shown)
+            enqueue = _enqueuer(queues, settings, SCAN_SHARD_TASK, shard_payload, shard_id, meta, shown)
             _ensure_job(connection, settings, shard_id, request_id, enqueue)
-        kwargs = dict(sharded, n_shards=n_shards)
         shown = f"merge {n_shards} scan shards of {what}"
         depends: list[Dependency | Job | str] = list(shard_ids)
-        enqueue = _enqueuer(queues, settings, MERGE_SCAN_TASK, kwargs, merge_id, meta, shown, depends)
+        enqueue = _enqueuer(queues, settings, MERGE_SCAN_TASK, merge_payload, merge_id, meta, shown, depends)
         _ensure_job(connection, settings, merge_id, request_id, enqueue)
     return merge_id
+
+
+# --------------------------------------------------------------------------- how far a scan got
 
 
 def scan_parts(connection: redis.Redis, scan_id: str) -> list[Job]:
@@ -234,9 +169,7 @@ def scan_parts(connection: redis.Redis, scan_id: str) -> list[Job]:
     job = fetch_job(connection, scan_id)
     if job is None or job.func_name != MERGE_SCAN_TASK:
         return []
-    n_shards = int(job.kwargs.get("n_shards", 1))
-    base = scan_id.removesuffix(f"-k{n_shards}")
-    parts = [fetch_job(connection, shard_job_id(base, k, n_shards)) for k in range(n_shards)]
+    parts = [fetch_job(connection, shard_id) for shard_id in shard_job_ids(scan_id)]
     return [part for part in parts if part is not None]
 
 
@@ -245,7 +178,7 @@ def failed_scan_part(connection: redis.Redis, scan_id: str) -> Job | None:
     the merge deferred when a shard fails, so the job status shows this shard's error; re-running it
     (:func:`ensure_scan_jobs`) releases the merge. None when no shard failed or the scan is not sharded."""
     for part in scan_parts(connection, scan_id):
-        if part.get_status(refresh=False) in (RqStatus.FAILED, RqStatus.STOPPED, RqStatus.CANCELED):
+        if part.get_status(refresh=False) in ENDED_BADLY:
             return part
     return None
 
@@ -265,7 +198,7 @@ def scan_state(connection: redis.Redis, scan_id: str) -> ScanState | None:
     own = JobMeta.from_meta(job.meta).scan
     if job.func_name != MERGE_SCAN_TASK or job.get_status(refresh=False) == RqStatus.FINISHED:
         return own
-    n_shards = int(job.kwargs.get("n_shards", 1))
+    n_shards = len(shard_job_ids(scan_id))
     states: list[tuple[ScanState, bool]] = []
     for part in scan_parts(connection, scan_id):
         state = JobMeta.from_meta(part.meta).scan

@@ -1,193 +1,197 @@
-"""Map an explain job's RQ state (and its scan job's) onto the API's job states (docs/api.md#job-states).
+"""Where a request stands: ONE model, derived from its job record (service/jobs/record.py) and the RQ
+jobs of its parts (service/jobs/part_state.py), and the API's `JobStatus` from it.
 
-queued      the explain job waits in its queue, or waits for a scan job that is itself queued
-            (queue_position is then the scan's position in the scan queue)
-scanning    the scan job it depends on is running
-explaining  the explain job is running (its JobMeta stage narrows it to `simulating`)
-finished    the explain job finished
-failed      the explain job failed, stopped or was canceled, or its scan failed for good (RQ leaves
-            such dependents deferred forever; here they show `failed` with the scan's error)
-
-A sharded scan's explain jobs wait for its merge job, which waits (deferred) for the shard jobs: while
-it does, the shards say where the scan stands (one running: scanning; one failed: failed with that
-shard's error, and re-running the scan re-runs that shard).
+queued      no part started or finished yet (queue_position: the smallest of its parts')
+scanning    the scan the parts wait for is running
+explaining  a part runs (`simulating` when every running part simulates), or some parts finished while
+            others wait
+finished    every part finished (or was stored already)
+failed      a part failed (its error, prefixed with the layer); the others keep running
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 
 import redis
-from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.job import Job
-from rq.job import JobStatus as RqStatus
-from rq.queue import Queue
-from rq.serializers import JSONSerializer
 
 from service.contract import (
-    ERROR_JOB_CANCELED,
-    ERROR_JOB_FAILED,
-    ERROR_JOB_STOPPED,
-    ERROR_SCAN_LOST,
-    ERROR_WORKER_DIED,
-    WORKER_DIED_MESSAGE,
+    ERROR_PART_LOST,
     JobError,
     JobMeta,
     JobState,
+    JobStatus,
+    LayerNeurons,
+    LayerProgress,
+    LLMUsage,
+    NeuronReport,
     Progress,
+    RedisKeys,
 )
-from service.jobs.scan import failed_scan_part, scan_parts
+from service.contract.objects import ObjectStore
+from service.jobs.part_state import PartState, ScanReads, part_state
+from service.jobs.record import JobRecord, Part, read_record
+from service.jobs.rq_jobs import fetch_jobs, listening_workers
+from service.jobs.scan import scan_state
+from service.reports.exemplar_links import link_exemplar_images
+from service.reports.listing import indexed_neurons
 
-_FAILED = (RqStatus.FAILED, RqStatus.STOPPED, RqStatus.CANCELED)
-
-
-@dataclass(frozen=True)
-class ExplainState:
-    """Where an explain job stands, in API terms."""
-
-    status: JobState
-    progress: Progress
-    queue_position: int | None
-    created_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: JobError | None
-    failed_scan: Job | None
-    """The scan job whose failure failed this job (re-running it releases this one)."""
+_PART_LOST = JobError(
+    type=ERROR_PART_LOST,
+    message="this part's job is no longer recorded and its reports are not all stored; post the request "
+    "again to re-run it",
+)
 
 
-def _fetch(connection: redis.Redis, job_id: str) -> Job | None:
-    try:
-        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
+def part_states(
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ObjectStore,
+    record: JobRecord,
+    parts: Sequence[Part] | None = None,
+) -> list[PartState]:
+    """Where each part of a request stands (its RQ job read with one round trip for all). A part without
+    a job is finished when its reports are stored (it was stored when the request came, or its job expired
+    after storing them), else failed (lost)."""
+    chosen = list(record.parts if parts is None else parts)
+    enqueued = [p for p in chosen if p.enqueued]
+    by_id = dict(zip([p.id for p in enqueued], fetch_jobs(connection, [p.id for p in enqueued]), strict=True))
+    scans = ScanReads(connection)
+    stored: dict[int, set[int]] = {}
+    states = []
+    for part in chosen:
+        job = by_id.get(part.id)
+        if job is not None:
+            states.append(part_state(connection, part, job, scans))
+            continue
+        if part.enqueued and part.layer not in stored:
+            model, variant = record.request.model, record.variant
+            stored[part.layer] = set(indexed_neurons(connection, keys, store, model, part.layer, variant))
+        if not part.enqueued or set(record.part_neurons(part)) <= stored[part.layer]:
+            states.append(PartState(part, None, "finished", part.size))
+        else:
+            states.append(PartState(part, None, "failed", 0, error=_PART_LOST))
+    return states
+
+
+def _combine(statuses: Iterable[JobState]) -> JobState:
+    seen = list(statuses)
+    if "failed" in seen:
+        return "failed"
+    if all(s == "finished" for s in seen):
+        return "finished"
+    running = [s for s in seen if s in ("explaining", "simulating")]
+    if running:
+        return "simulating" if all(s == "simulating" for s in running) else "explaining"
+    if "scanning" in seen:
+        return "scanning"
+    return "explaining" if "finished" in seen else "queued"
+
+
+def _usage(metas: Iterable[JobMeta]) -> LLMUsage | None:
+    found = [meta.usage for meta in metas if meta.usage is not None]
+    if not found:
         return None
+    costs = [u.cost_usd for u in found if u.cost_usd is not None]
+    return LLMUsage(
+        calls=sum(u.calls for u in found),
+        prompt_tokens=sum(u.prompt_tokens for u in found),
+        completion_tokens=sum(u.completion_tokens for u in found),
+        cost_usd=sum(costs) if costs else None,
+    )
 
 
-def _position(connection: redis.Redis, job: Job) -> int | None:
-    if not job.origin:
-        return None
-    queue = Queue(job.origin, connection=connection, serializer=JSONSerializer)
-    return queue.get_job_position(job.id)
+def _layers(states: Sequence[PartState], record: JobRecord) -> list[LayerProgress]:
+    layers = []
+    for layer in record.layers:
+        mine = [s for s in states if s.part.layer == layer]
+        status = _combine(s.status for s in mine)
+        done, total = sum(s.done for s in mine), sum(s.part.size for s in mine)
+        layers.append(LayerProgress(layer=layer, status=status, done=done, total=total))
+    return layers
 
 
-def job_error(job: Job) -> JobError:
-    """Why a job failed, never a traceback: the error its worker recorded, else what RQ's own status says.
+def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
+    """The request's state aggregated over its parts' (module docstring): every field of its `JobStatus`
+    but those read elsewhere (`reports`, `reports_total`, `workers`, `scan`)."""
+    status = _combine(s.status for s in states)
+    failed = next((s for s in states if s.status == "failed"), None)
+    error = failed.error if failed is not None else None
+    if failed is not None and error is not None and len(record.layers) > 1:
+        error = error.model_copy(update={"message": f"layer {failed.part.layer}: {error.message}"})
+    positions = [s.queue_position for s in states if s.queue_position is not None]
+    started = [s.started_at for s in states if s.started_at is not None]
+    ended = [s.ended_at for s in states if s.ended_at is not None]
+    metas = [JobMeta.from_meta(s.job.meta) for s in states if s.job is not None]
+    not_done: dict[int, list[int]] = {}
+    for s in states:
+        if s.job is not None and (missing := JobMeta.from_meta(s.job.meta).not_done):
+            not_done.setdefault(s.part.layer, []).extend(missing)
+    terminal = status in ("finished", "failed")
+    return JobStatus(
+        job_id=record.job_id,
+        status=status,
+        progress=Progress(done=sum(s.done for s in states), total=sum(s.part.size for s in states)),
+        queue_position=min(positions) if status == "queued" and positions else None,
+        created_at=record.created_at,
+        started_at=min(started) if started and status != "queued" else None,
+        ended_at=max(ended) if terminal and ended else (record.created_at if terminal else None),
+        error=error,
+        layers=_layers(states, record),
+        usage=_usage(metas),
+        budget_exhausted=any(meta.budget_exhausted for meta in metas),
+        not_done=[LayerNeurons(layer=k, neurons=sorted(v)) for k, v in sorted(not_done.items())] or None,
+    )
 
-    Workers record every failure in the job's meta (timeouts and RQ's abandoned-job cleanup included, by
-    exception class: workers/process/rq_worker.py). Only a cleanup run by a process without that handler (RQ's
-    own CLI, a registry count) leaves no record; RQ then writes a fixed sentence naming AbandonedJobError."""
-    recorded = JobMeta.from_meta(job.meta).error
-    if recorded is not None:
-        return recorded
-    status = job.get_status(refresh=False)
-    if status == RqStatus.STOPPED:
-        return JobError(
-            type=ERROR_JOB_STOPPED, message="the job was stopped by an operator before it finished"
+
+def _waiting(states: Sequence[PartState]) -> Job | None:
+    """A part job that has not ended (for the count of listening workers); None when all ended."""
+    return next((s.job for s in states if s.job is not None and s.status not in ("finished", "failed")), None)
+
+
+def _reports_page(
+    store: ObjectStore, record: JobRecord, status: JobStatus, offset: int, limit: int
+) -> tuple[list[NeuronReport], int]:
+    """A page of a finished request's reports in (layer, neuron) order, and how many there are."""
+    refs = record.report_refs({entry.layer: set(entry.neurons) for entry in status.not_done or []})
+    page = refs[offset : offset + limit]
+    values = store.read_many([key for _, _, key in page])
+    reports = [
+        link_exemplar_images(
+            NeuronReport.model_validate_json(value),
+            record.request.for_layer(layer, [neuron]),
+            record.variant,
         )
-    if status == RqStatus.CANCELED:
-        return JobError(type=ERROR_JOB_CANCELED, message="the job was canceled by an operator before it ran")
-    result = job.latest_result()
-    exc_string = (result.exc_string or "") if result is not None else ""
-    if AbandonedJobError.__name__ in exc_string:
-        return JobError(type=ERROR_WORKER_DIED, message=WORKER_DIED_MESSAGE)
-    return JobError(type=ERROR_JOB_FAILED, message="the job failed without recording why")
+        for (layer, neuron, _), value in zip(page, values, strict=True)
+        if value is not None
+    ]
+    return reports, len(refs)
 
 
-def _progress(job: Job) -> Progress:
-    meta = JobMeta.from_meta(job.meta)
-    return Progress(done=meta.done, total=meta.total)
-
-
-def _state(job: Job, status: JobState, **changes: object) -> ExplainState:
-    base: dict[str, object] = {
-        "status": status,
-        "progress": _progress(job),
-        "queue_position": None,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "ended_at": job.ended_at,
-        "error": None,
-        "failed_scan": None,
+def job_status(
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ObjectStore,
+    job_id: str,
+    offset: int = 0,
+    limit: int = 100,
+) -> JobStatus | None:
+    """`GET /v1/jobs/{job_id}`: None when no request has that id; the request's state, and once finished a
+    page of its reports in (layer, neuron) order."""
+    record = read_record(connection, keys, job_id)
+    if record is None:
+        return None
+    states = part_states(connection, keys, store, record)
+    status = request_state(states, record)
+    ended = status.status in ("finished", "failed")
+    if not ended:
+        connection.expire(keys.job_record(job_id), record.ttl_s)  # a request kept waiting keeps its record
+    waiting = _waiting(states)
+    changes: dict[str, object] = {
+        "workers": None if ended else (listening_workers(connection, waiting) if waiting else 0),
+        "scan": scan_state(connection, record.scan_job_id) if record.scan_job_id is not None else None,
     }
-    base.update(changes)
-    return ExplainState(**base)  # type: ignore[arg-type]
-
-
-_SCAN_LOST = JobError(
-    type=ERROR_SCAN_LOST,
-    message="the scan this job waited for is no longer recorded (or was replaced); "
-    "post the request again to re-run it",
-)
-
-
-class ScanReads:
-    """Scan jobs and their dependents read once for many explain jobs waiting on the same scan (the parts
-    of one request); a fresh one per status answer."""
-
-    def __init__(self, connection: redis.Redis) -> None:
-        self.connection = connection
-        self._jobs: dict[str, Job | None] = {}
-        self._dependents: dict[str, set[bytes]] = {}
-
-    def job(self, scan_id: str) -> Job | None:
-        if scan_id not in self._jobs:
-            self._jobs[scan_id] = _fetch(self.connection, scan_id)
-        return self._jobs[scan_id]
-
-    def lists(self, scan: Job, job_id: str) -> bool:
-        """Whether ``scan`` still lists ``job_id`` among its dependents."""
-        if scan.id not in self._dependents:
-            self._dependents[scan.id] = set(self.connection.smembers(scan.dependents_key))  # type: ignore[arg-type]
-        return job_id.encode() in self._dependents[scan.id]
-
-
-def _deferred_state(connection: redis.Redis, job: Job, scans: ScanReads | None) -> ExplainState:
-    reads = scans or ScanReads(connection)
-    scan_id = JobMeta.from_meta(job.meta).scan_job_id
-    scan = reads.job(scan_id) if scan_id is not None else None
-    # RQ registers a dependent atomically with deferring it, and releases it atomically with enqueueing
-    # it: a deferred job its scan does not list would wait forever. The status read above may predate
-    # a release that happened since, so a job that looks lost is read again before it is called lost.
-    if scan is None or not reads.lists(scan, job.id):
-        job.refresh()
-        if job.get_status(refresh=False) != RqStatus.DEFERRED:
-            return explain_state(connection, job)
-        return _state(job, "failed", error=_SCAN_LOST)
-    scan_status = scan.get_status(refresh=False)
-    if scan_status in _FAILED:
-        return _state(job, "failed", error=job_error(scan), ended_at=scan.ended_at, failed_scan=scan)
-    if scan_status == RqStatus.STARTED:
-        return _state(job, "scanning", started_at=scan.started_at)
-    if scan_status == RqStatus.QUEUED:
-        return _state(job, "queued", queue_position=_position(connection, scan))
-    if scan_status == RqStatus.DEFERRED:  # a sharded scan's merge, waiting for its shards
-        failed = failed_scan_part(connection, scan.id)
-        if failed is not None:
-            return _state(
-                job, "failed", error=job_error(failed), ended_at=failed.ended_at, failed_scan=failed
-            )
-        parts = scan_parts(connection, scan.id)
-        started = [p.started_at for p in parts if p.get_status(refresh=False) == RqStatus.STARTED]
-        if started:
-            return _state(job, "scanning", started_at=min(filter(None, started), default=None))
-        queued = [p for p in parts if p.get_status(refresh=False) == RqStatus.QUEUED]
-        if queued:
-            return _state(job, "queued", queue_position=_position(connection, queued[0]))
-    # The scan just finished (RQ is about to move this job to its queue) or waits for a retry.
-    return _state(job, "queued")
-
-
-def explain_state(connection: redis.Redis, job: Job, scans: ScanReads | None = None) -> ExplainState:
-    """The API state of an explain job (fetched with the JSON serializer); ``scans`` shares the reads of
-    scan jobs between the parts of one request."""
-    status = job.get_status(refresh=False)
-    if status == RqStatus.DEFERRED:
-        return _deferred_state(connection, job, scans)
-    if status in _FAILED:
-        return _state(job, "failed", error=job_error(job))
-    if status == RqStatus.FINISHED:
-        return _state(job, "finished")
-    if status == RqStatus.STARTED:
-        return _state(job, JobMeta.from_meta(job.meta).stage or "explaining")
-    return _state(job, "queued", queue_position=_position(connection, job), started_at=None, ended_at=None)
+    if status.status == "finished":
+        changes["reports"], changes["reports_total"] = _reports_page(store, record, status, offset, limit)
+    return status.model_copy(update=changes)

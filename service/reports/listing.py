@@ -20,7 +20,6 @@ from pydantic_core import from_json
 
 from service.contract import (
     REPORT_INDEX_SYNCED,
-    ExplanationRequest,
     NeuronSummary,
     RedisKeys,
     neuron_summary,
@@ -132,12 +131,8 @@ def summarize(report_json: bytes) -> NeuronSummary:
     return neuron_summary(from_json(report_json))
 
 
-def variant_report_keys(request: ExplanationRequest, variant: str) -> list[str]:
-    """Artifact-store keys of a request's reports of one report variant, in (layer, neuron) order."""
-    neurons = request.neuron_list()
-    return [report_key(request.model, layer, n, variant) for layer in request.layer_list() for n in neurons]
-
-
 def request_report_keys(resolved: ResolvedRequest) -> list[str]:
     """Artifact-store keys of the reports a resolved request produces, in (layer, neuron) order."""
-    return variant_report_keys(resolved.request, resolved.variant)
+    request, variant = resolved.request, resolved.variant
+    neurons = request.neuron_list()
+    return [report_key(request.model, layer, n, variant) for layer in request.layer_list() for n in neurons]

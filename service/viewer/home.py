@@ -15,8 +15,8 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegis
 from service.contract import ExplanationRequest, JobMeta, JobStatus, ModelSpec, RedisKeys, Registry
 from service.contract.objects import ObjectStore
 from service.estimates.model_weights import ModelWeights
-from service.jobs.group import read_record
-from service.jobs.submit import job_status
+from service.jobs.record import read_record
+from service.jobs.state import job_status
 from service.reports.exemplar_links import exemplar_query
 from service.viewer.html import layer_path, link, neuron_page_path, page, query_string, type_badge
 

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.contract import RedisKeys
-from service.jobs.group import read_record
+from service.jobs.record import read_record
 from tests.e2e.helpers import Processes, launch_up, probe_registry, process_env, wait_for, wait_ready
 
 MODEL, LAYER, NEURONS, SAMPLES = "minilm-l6", 1, 384, 512

@@ -19,9 +19,10 @@ from rq.serializers import JSONSerializer
 from service.contract import ExplanationRequest, JobStatus, NeuronReport, load_registry
 from service.estimates.validate import ResolvedRequest, resolve_request
 from service.http.app import create_app
-from service.jobs.group import read_record
+from service.jobs.ids import shard_job_id
 from service.jobs.queues import JobQueues
-from service.jobs.scan import ensure_scan_jobs, shard_job_id
+from service.jobs.record import read_record
+from service.jobs.scan import ensure_scan_jobs
 from service.settings import Settings
 from tests.e2e.helpers import Processes, process_env, wait_for
 from tests.service.helpers import run_workers, serve

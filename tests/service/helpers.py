@@ -26,7 +26,7 @@ from service.contract import (
     load_registry,
 )
 from service.estimates.validate import resolve_request
-from service.jobs.group import read_record
+from service.jobs.record import read_record
 from service.reports.listing import request_report_keys
 from service.settings import Settings, load_settings
 from workers.process.report_writer import ReportObjects, store_report

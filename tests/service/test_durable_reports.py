@@ -15,7 +15,13 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.contract import BUNDLED_REGISTRY, JobStatus, report_folder_key, report_object_neuron
+from service.contract import (
+    BUNDLED_REGISTRY,
+    ExplainJobPayload,
+    JobStatus,
+    report_folder_key,
+    report_object_neuron,
+)
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
@@ -113,7 +119,9 @@ def test_each_report_is_in_the_store_while_later_neurons_are_explained(
         with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
             job_id = http.post("/v1/explanations", json=request).json()["job_id"]
             (part_id,) = explain_parts(redis_conn, job_id)
-            variant = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).kwargs["variant"]
+            part = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer)
+            variant = ExplainJobPayload.model_validate(part.kwargs["payload"]).variant
+            assert variant is not None
             folder = Path(settings.artifact_url) / report_folder_key("minilm-l6", LAYER, variant)
             seen: list[int] = []
             stop = threading.Event()

@@ -16,7 +16,13 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus
+from service.contract import (
+    BUNDLED_REGISTRY,
+    ExplainJobPayload,
+    ExplanationRequest,
+    JobStatus,
+    ScanJobPayload,
+)
 from service.http.app import create_app
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON, explain_parts, rq_jobs, serve, store_reports
@@ -159,11 +165,8 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     (scan_id,) = scan_queue.job_ids
     scan = scan_queue.fetch_job(scan_id)
     assert scan is not None and scan.func_name == "workers.process.tasks.run_scan_job"
-    assert (
-        scan.kwargs["model"] == "minilm-l6"
-        and scan.kwargs["layers"] == [3]
-        and scan.kwargs["hook"] == "mlp_act"
-    )
+    scanned = ScanJobPayload.model_validate(scan.kwargs["payload"])
+    assert scanned.model == "minilm-l6" and scanned.layers == [3] and scanned.hook == "mlp_act"
     assert scan.retries_left == 2 and scan.timeout == 3600
 
     deferred = DeferredJobRegistry("explain", connection=redis_conn, serializer=JSONSerializer)
@@ -171,8 +174,9 @@ def test_a_valid_request_enqueues_a_scan_and_a_dependent_explain_job(
     assert part_id.startswith("part-") and deferred.get_job_ids() == [part_id]
     explain = Queue("explain", connection=redis_conn, serializer=JSONSerializer).fetch_job(part_id)
     assert explain is not None and explain.func_name == "workers.process.tasks.run_explain_job"
-    assert explain.kwargs["group"] == job_id and explain.kwargs["budget"] is None
-    sent = ExplanationRequest.model_validate(explain.kwargs["request"])
+    payload = ExplainJobPayload.model_validate(explain.kwargs["payload"])
+    assert payload.group == job_id and payload.budget is None
+    sent = payload.request
     assert sent.neurons == [7, 42] and sent.hook == "mlp_act" and sent.dataset == "text-probe-v2"
     assert explain.dependency_ids == [scan_id]
 

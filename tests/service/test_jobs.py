@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
 from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobMeta, JobStatus, load_registry
-from service.jobs.state import job_error
+from service.jobs.part_state import job_error
 from service.settings import Settings
 from tests.service.helpers import explain_parts, run_workers
 from workers.process.rq_worker import PUBSUB_POLL_S

@@ -23,7 +23,7 @@ from rq.job import Job
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.contract import ExplanationRequest, JobStatus, ScanState, load_registry
+from service.contract import ExplainJobPayload, ExplanationRequest, JobStatus, ScanState, load_registry
 from service.http.app import create_app
 from service.settings import Settings
 from tests.e2e.helpers import probe_registry
@@ -175,7 +175,7 @@ def test_neurons_all_names_every_neuron_of_each_layer(http: httpx.Client, redis_
     parts = explain_parts(redis_conn, answer.json()["job_id"])
     assert len(parts) == 2 * -(-per_layer // Settings().explain_chunk_neurons)
     sent = [
-        ExplanationRequest.model_validate(job.kwargs["request"])
+        ExplainJobPayload.model_validate(job.kwargs["payload"]).request
         for job in Job.fetch_many(parts, redis_conn, serializer=JSONSerializer)
         if job is not None
     ]

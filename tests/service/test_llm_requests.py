@@ -45,8 +45,10 @@ def llm_http(
 
 
 def _job_kwargs(conn: redis.Redis, job_id: str) -> dict[str, Any]:
+    """The payload (`ExplainJobPayload` as JSON) of the request's one explain job."""
     (part_id,) = explain_parts(conn, job_id)
-    return Job.fetch(part_id, connection=conn, serializer=JSONSerializer).kwargs
+    payload: dict[str, Any] = Job.fetch(part_id, connection=conn, serializer=JSONSerializer).kwargs["payload"]
+    return payload
 
 
 def _problem(response: httpx.Response, field: str) -> str:

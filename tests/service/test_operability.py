@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from service.contract import SCAN_TASK
 from service.jobs.queues import JobQueues
-from service.jobs.scan import retry_policy
+from service.jobs.rq_jobs import retry_policy
 from service.settings import Settings
 from workers.process.worker import build_worker
 

@@ -25,8 +25,20 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.contract import BUNDLED_REGISTRY, SCAN_QUEUE, JobStatus, NeuronReport
+from service.contract import (
+    BUNDLED_REGISTRY,
+    EXPLAIN_TASK,
+    SCAN_QUEUE,
+    ExplainJobPayload,
+    ExplainJobResult,
+    JobMeta,
+    JobStatus,
+    NeuronReport,
+    ScanJobPayload,
+    ScanJobResult,
+)
 from service.http.app import create_app
+from service.jobs.queues import JobQueues
 from service.settings import Settings
 from tests.service.helpers import explain_parts, rq_jobs, run_workers, serve, worker_runtime
 from workers.process.worker import build_worker
@@ -116,6 +128,43 @@ def test_a_request_runs_to_finished_reports(
     assert 'neuronlens_jobs_total{outcome="finished",queue="explain"} 1.0' in metrics
     assert "neuronlens_neurons_explained_total 3.0" in metrics
     assert 'neuronlens_stage_duration_seconds_count{stage="simulate"} 3.0' in metrics
+
+
+def test_typed_payloads_and_results_round_trip_through_rq_and_a_worker(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    http, settings = stack
+    with serve(create_app(settings)) as url:
+        request = {"model": "minilm-l6", "layer": LAYER, "neurons": [9, 8]}
+        job_id = http.post(f"{url}/v1/explanations", json=request).json()["job_id"]
+        (part_id,) = explain_parts(redis_conn, job_id)
+        part = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer)
+        scan_id = JobMeta.from_meta(part.meta).scan_job_id
+        assert scan_id is not None
+        scan = Job.fetch(scan_id, connection=redis_conn, serializer=JSONSerializer)
+        # Each job's one keyword argument is its typed payload's JSON dump.
+        assert list(part.kwargs) == list(scan.kwargs) == ["payload"]
+        sent = ExplainJobPayload.model_validate(part.kwargs["payload"])
+        assert sent.request.neuron_list() == [8, 9] and sent.request.only_layer() == LAYER
+        assert sent.group == job_id and sent.budget is None and sent.variant is not None
+        scanned = ScanJobPayload.model_validate(scan.kwargs["payload"])
+        assert (scanned.model, scanned.layers, scanned.hook) == ("minilm-l6", [LAYER], "mlp_act")
+
+        # A payload that does not validate is refused by the worker, as data.
+        queues = JobQueues.connect(redis_conn, settings)
+        bad = queues.explain.enqueue_call(func=EXPLAIN_TASK, kwargs={"payload": {"variant": 3}})
+        run_workers(redis_conn, settings)
+        status = _status(http, url, job_id)
+    assert status.status == "finished" and status.reports is not None
+    result = ExplainJobResult.model_validate(part.return_value())
+    assert result.explained + result.reused == 2 and len(result.report_keys) == 2
+    assert result.usage.calls == 0 and not result.budget_exhausted
+    assert result.model_revision == status.reports[0].model_revision
+    layers = ScanJobResult.model_validate(scan.return_value()).layers
+    assert list(layers) == [LAYER] and layers[LAYER].n_samples == SAMPLES
+    refused = JobMeta.from_meta(Job.fetch(bad.id, connection=redis_conn, serializer=JSONSerializer).meta)
+    assert refused.error is not None and refused.error.type == "InvalidRequest"
+    assert refused.error.message == "invalid explain payload: request: Field required"
 
 
 def test_only_neurons_without_a_stored_report_are_explained(

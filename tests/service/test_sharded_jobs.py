@@ -22,8 +22,9 @@ from safetensors.numpy import load as load_tensors
 from service.contract import BUNDLED_REGISTRY, ExplanationRequest, JobStatus, load_registry
 from service.estimates.validate import resolve_request
 from service.http.app import create_app
+from service.jobs.ids import shard_job_id
 from service.jobs.queues import JobQueues
-from service.jobs.scan import ensure_scan_jobs, scan_state, shard_job_id
+from service.jobs.scan import ensure_scan_jobs, scan_state
 from service.settings import Settings
 from tests.service.helpers import explain_parts, run_workers, serve
 from workers.scan.artifacts import ACTIVATIONS_FILE

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.access.api_keys import KeyStore
 from service.contract import JobStatus
 from service.http.app import create_app
-from service.jobs.group import read_record
+from service.jobs.record import read_record
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service import test_llm_jobs

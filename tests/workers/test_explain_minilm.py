@@ -7,6 +7,7 @@ import pytest
 
 from service.contract import (
     DatasetSpec,
+    ExplainJobPayload,
     ExplanationRequest,
     ModelSpec,
     NeuronReport,
@@ -155,7 +156,7 @@ def test_errors_are_raised_when_called_not_when_iterated(
 
 def test_an_explain_payload_is_checked_once_when_parsed() -> None:
     def parse(request: ExplanationRequest) -> object:
-        return parse_explain_job(load_registry(), LLMEndpoints(), request.model_dump(mode="json"), None, None)
+        return parse_explain_job(load_registry(), LLMEndpoints(), ExplainJobPayload(request=request))
 
     with pytest.raises(InvalidRequest, match="neuron 1536 is out of range: minilm-l6 has neurons 0–1535"):
         parse(_request([1536]))

@@ -10,7 +10,14 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from service.contract import DatasetSpec, ModelSource, ModelSpec, PipelineOptions, load_registry
+from service.contract import (
+    DatasetSpec,
+    ModelSource,
+    ModelSpec,
+    PipelineOptions,
+    ScanJobPayload,
+    load_registry,
+)
 from service.settings import load_settings
 from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ModelWeightsMissing
@@ -160,14 +167,21 @@ def test_second_call_reuses_artifacts_and_new_layers_are_added(
     assert not scan_exists(runtime.store, minilm, small_probe, "mlp_act", 5, PipelineOptions(seed=1))
 
 
+def _scan_payload(hook: str, layers: list[int]) -> ScanJobPayload:
+    options = PipelineOptions()
+    return ScanJobPayload(
+        model="minilm-l6", hook=hook, layers=layers, dataset="text-probe-v1", options=options
+    )
+
+
 def test_bad_input_and_missing_weights_are_named_errors(
     worker_runtime: WorkerRuntime, minilm: ModelSpec, small_probe: DatasetSpec
 ) -> None:
     registry = load_registry()
     with pytest.raises(InvalidRequest, match="layer 6 is out of range: minilm-l6 has layers 0–5"):
-        parse_scan_job(registry, "minilm-l6", "mlp_act", [6], "text-probe-v1", {})
+        parse_scan_job(registry, _scan_payload("mlp_act", [6]))
     with pytest.raises(InvalidRequest, match="hook point 'attn' is not offered by minilm-l6: choose mlp_act"):
-        parse_scan_job(registry, "minilm-l6", "attn", [1], "text-probe-v1", {})
+        parse_scan_job(registry, _scan_payload("attn", [1]))
     point = minilm.hook("mlp_act")
     missing = minilm.model_copy(
         update={"id": "ghost", "source": ModelSource(kind="python-package", package="no_such_weights_pkg")}

@@ -1,35 +1,40 @@
 """Job payloads parsed once into resolved jobs, checked against the worker's own registry.
 
-The API validated the request against its registry before enqueueing; a worker checks the payload again
-at its own trust boundary, once, here: the payload's shape (InvalidRequest), that its registry serves the
-model and probe set (UnknownModel, DatasetUnavailable), the ranges of layer, hook and neurons
-(InvalidRequest), and that it resolves the request as the API did (DeploymentMismatch). The domain
-functions then take these resolved jobs and do not check again.
+Each RQ task (workers/process/tasks.py) gets its typed payload (``contract.ScanJobPayload``,
+``ScanShardJobPayload``, ``MergeScanJobPayload``, ``ExplainJobPayload``) as the JSON dump of its one
+``payload`` keyword argument. The API validated the request against its registry before enqueueing; a
+worker checks the payload again at its own trust boundary, once, here: the payload's shape
+(:func:`read_payload`, InvalidRequest), that its registry serves the model and probe set (UnknownModel,
+DatasetUnavailable), the ranges of layer, hook and neurons (InvalidRequest), and that it resolves the
+request as the API did (DeploymentMismatch). The domain functions then take these resolved jobs and do not
+check again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import pydantic
 
 from service.contract import (
-    MAX_SHARDS,
     DatasetSpec,
+    ExplainJobPayload,
     ExplanationRequest,
     HookPoint,
     LLMModels,
     ModelSpec,
     PipelineOptions,
     Registry,
+    ScanJobPayload,
     report_key,
     report_variant,
 )
 from workers.errors import DatasetUnavailable, DeploymentMismatch, InvalidRequest, UnknownModel
 from workers.llm.endpoints import LLMEndpoints
 from workers.models.range_checks import check_dataset, check_hook, check_layer, check_neurons
+
+Payload = TypeVar("Payload", bound=pydantic.BaseModel)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,9 @@ class ExplainJob:
         return self.request.endpoint if "openai" in (self.request.explainer, self.request.simulator) else None
 
 
-def _validated(model_class: type[pydantic.BaseModel], payload: object, what: str) -> Any:
+def read_payload(model_class: type[Payload], payload: object, what: str) -> Payload:
+    """The typed ``payload`` (a JSON dump of a ``model_class``); InvalidRequest naming the first field
+    that does not validate."""
     try:
         return model_class.model_validate(payload)
     except pydantic.ValidationError as exc:
@@ -92,54 +99,13 @@ def _specs(registry: Registry, model_id: str, dataset_id: str) -> tuple[ModelSpe
     return model, dataset
 
 
-def parse_scan_job(
-    registry: Registry, model: str, hook: str, layers: list[int], dataset: str, options: object
-) -> ScanJob:
-    """The scan job of a `run_scan_job` payload, checked against ``registry``."""
-    model_spec, dataset_spec = _specs(registry, model, dataset)
-    if not isinstance(layers, list) or not layers or not all(isinstance(x, int) for x in layers):
-        raise InvalidRequest(
-            f"invalid scan payload: layers must be a non-empty list of integers, got {layers!r}"
-        )
-    for layer in layers:
+def parse_scan_job(registry: Registry, payload: ScanJobPayload) -> ScanJob:
+    """The scan job of a scan, scan shard or merge payload, checked against ``registry``."""
+    model_spec, dataset_spec = _specs(registry, payload.model, payload.dataset)
+    for layer in payload.layers:
         check_layer(model_spec, layer)
-    point = check_hook(model_spec, hook)
-    return ScanJob(
-        model_spec,
-        dataset_spec,
-        point,
-        sorted(set(layers)),
-        _validated(PipelineOptions, options, "scan options"),
-    )
-
-
-MAX_SCAN_BATCH = 65536
-"""Largest scan batch size a sharded scan's payload may name."""
-
-
-@dataclass(frozen=True)
-class ScanPart:
-    """Which part of a sharded scan a job is: one shard, or the merge (``shard`` None)."""
-
-    shard: int | None
-    n_shards: int
-    batch_size: int
-    """Samples per forward pass: the API's, the same for every shard and the merge (it fixes the
-    batches the probe set is cut into, so a worker's own setting must not replace it)."""
-
-
-def _whole(value: object, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRequest(f"invalid scan payload: {what} must be an integer {low} … {high}, got {value!r}")
-    return value
-
-
-def parse_scan_part(shard: object, n_shards: object, batch_size: object, *, merge: bool = False) -> ScanPart:
-    """The part of a sharded scan a `run_scan_shard_job` payload (``shard`` 0 … n_shards-1) or a
-    `run_merge_scan_job` payload (``merge``, no shard) names, checked."""
-    n = _whole(n_shards, 1, MAX_SHARDS, "n_shards")
-    k = None if merge else _whole(shard, 0, n - 1, "shard")
-    return ScanPart(k, n, _whole(batch_size, 1, MAX_SCAN_BATCH, "batch_size"))
+    point = check_hook(model_spec, payload.hook)
+    return ScanJob(model_spec, dataset_spec, point, sorted(set(payload.layers)), payload.options)
 
 
 def llm_models(endpoints: LLMEndpoints, request: ExplanationRequest) -> LLMModels | None:
@@ -151,17 +117,12 @@ def llm_models(endpoints: LLMEndpoints, request: ExplanationRequest) -> LLMModel
     return LLMModels(explainer=endpoint.explainer_model, simulator=endpoint.simulator_model)
 
 
-def parse_explain_job(
-    registry: Registry,
-    endpoints: LLMEndpoints,
-    request: Mapping[str, Any],
-    api_models: Mapping[str, Any] | None,
-    api_variant: str | None,
-) -> ExplainJob:
-    """The explain job of a `run_explain_job` payload: the request the API resolved, with the API's
-    endpoint model names and report variant, which this worker's settings and registry must reproduce
+def parse_explain_job(registry: Registry, endpoints: LLMEndpoints, payload: ExplainJobPayload) -> ExplainJob:
+    """The explain job of an explain payload: the request the API resolved, with the API's endpoint model
+    names and report variant (when given), which this worker's settings and registry must reproduce
     (DeploymentMismatch otherwise, so a worker configured unlike the API stores nothing)."""
-    parsed: ExplanationRequest = _validated(ExplanationRequest, request, "explain request")
+    parsed = payload.request
+    api_variant = payload.variant
     if parsed.hook is None or parsed.dataset is None or parsed.explainer is None or parsed.simulator is None:
         raise InvalidRequest(
             "the explain payload must name its hook, dataset, explainer and simulator (the API resolves them)"
@@ -172,7 +133,7 @@ def parse_explain_job(
     neurons = parsed.neuron_list()
     check_neurons(model, neurons)
     models = llm_models(endpoints, parsed)
-    expected = _validated(LLMModels, api_models, "LLM models") if api_models is not None else None
+    expected = payload.llm_models
     if expected is not None and models != expected:
         raise DeploymentMismatch(
             f"LLM endpoint '{parsed.endpoint}' on this worker uses explainer model "

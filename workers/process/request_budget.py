@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from service.contract import RedisKeys
+from service.contract import Budget, RedisKeys
 from workers.llm.usage import BudgetExhausted
 
 BUDGET_TTL_S = 7 * 24 * 3600
@@ -45,17 +45,11 @@ class BudgetSpec:
     max_cost_usd: float | None = None
 
     @classmethod
-    def from_payload(cls, payload: dict[str, object] | None) -> BudgetSpec | None:
-        """The budget of an explain job's ``budget`` kwarg (None: no budget)."""
-        if not payload:
+    def of(cls, group: str | None, budget: Budget | None) -> BudgetSpec | None:
+        """The budget of an explain job's payload (its ``group`` and ``budget``; None: no budget)."""
+        if budget is None or group is None:
             return None
-        calls = payload.get("max_llm_calls")
-        cost = payload.get("max_cost_usd")
-        return cls(
-            group=str(payload["group"]),
-            max_llm_calls=int(calls) if isinstance(calls, int) else None,
-            max_cost_usd=float(cost) if isinstance(cost, int | float) else None,
-        )
+        return cls(group=group, max_llm_calls=budget.max_llm_calls, max_cost_usd=budget.max_cost_usd)
 
 
 class RedisBudget:

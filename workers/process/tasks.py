@@ -1,38 +1,78 @@
 """Thin RQ entry points, enqueued by dotted path (``contract.SCAN_TASK``, ``contract.SCAN_SHARD_TASK``,
 ``contract.MERGE_SCAN_TASK``, ``contract.EXPLAIN_TASK``).
 
-Each parses its JSON payload once into a resolved job against the process's WorkerRuntime
+Each takes its typed payload (``contract.ScanJobPayload`` …, as the JSON dump of its one ``payload``
+keyword argument), parses it once into a resolved job against the process's WorkerRuntime
 (workers/process/payloads.py), calls one domain function (workers/process/scan_job.py or explain_job.py)
-and returns JSON. Progress and failures go to the job's typed metadata (workers/process/progress.py),
-counters to the worker metrics (workers/process/counters.py), reports to the artifact store with their
-index in Redis (workers/process/report_writer.py).
+and returns its typed result's JSON dump (``contract.ScanJobResult`` …). Progress and failures go to the
+job's typed metadata (workers/process/progress.py), counters to the worker metrics
+(workers/process/counters.py), reports to the artifact store with their index in Redis
+(workers/process/report_writer.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from service.contract import EXPLAIN_QUEUE, SCAN_QUEUE, ScanState
+from rq.job import Job
+
+from service.contract import (
+    EXPLAIN_QUEUE,
+    SCAN_QUEUE,
+    ExplainJobPayload,
+    ExplainJobResult,
+    LayerScanResult,
+    MergeScanJobPayload,
+    MergeScanJobResult,
+    ScanJobPayload,
+    ScanJobResult,
+    ScanShardJobPayload,
+    ScanShardJobResult,
+    ScanState,
+)
 from workers.llm.errors import LLMEndpointError
 from workers.llm.usage import BudgetExhausted, UsageMeter, metering
 from workers.process.counters import record_llm_error, record_scan
-from workers.process.payloads import parse_explain_job, parse_scan_job, parse_scan_part
+from workers.process.payloads import ExplainJob, parse_explain_job, parse_scan_job, read_payload
 from workers.process.progress import JobProgress, job_run
 from workers.process.report_writer import missing_reports, store_report
 from workers.process.request_budget import BudgetSpec, RedisBudget
-from workers.process.runtime import current_runtime
+from workers.process.runtime import WorkerRuntime, current_runtime
+
+if TYPE_CHECKING:
+    from workers.scan.run import ScanInfo  # torch comes with the scan, after the cheap checks
+
+JSON = dict[str, Any]
 
 
-def run_scan_job(
-    *, model: str, hook: str, layers: list[int], dataset: str, options: dict[str, Any]
-) -> dict[str, Any]:
-    """Scan ``layers`` of ``model`` at ``hook`` over ``dataset`` (one pass when their recorder state fits
-    the scan memory budget), reusing every layer whose artifact already exists. The job's meta carries
-    the scan's passes and samples (``JobMeta.scan``) while it runs."""
+def _layer_results(
+    job: Job, runtime: WorkerRuntime, infos: Mapping[int, ScanInfo]
+) -> dict[int, LayerScanResult]:
+    """Each scanned layer's result; the scans that ran (not reused) are counted in the worker metrics."""
+    for info in infos.values():
+        if not info.reused:
+            record_scan(job.connection, runtime.config.redis_keys, info)
+    return {
+        layer: LayerScanResult(
+            scan_id=info.scan_id,
+            reused=bool(info.reused),
+            seconds=float(info.seconds),
+            n_samples=int(info.n_samples),
+            n_tokens=int(info.n_tokens),
+        )
+        for layer, info in sorted(infos.items())
+    }
+
+
+def run_scan_job(*, payload: JSON) -> JSON:
+    """Scan the payload's layers of its model at its hook over its probe set (one pass when their recorder
+    state fits the scan memory budget), reusing every layer whose artifact already exists. The job's meta
+    carries the scan's passes and samples (``JobMeta.scan``) while it runs."""
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
-        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
-        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
+        scan = parse_scan_job(runtime.registry, read_payload(ScanJobPayload, payload, "scan"))
+        from workers.process import scan_job  # torch comes with the job module, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
@@ -46,44 +86,21 @@ def run_scan_job(
             progress.update,
             progress.on_scan,
         )
-        for info in infos.values():
-            if not info.reused:
-                record_scan(job.connection, runtime.config.redis_keys, info)
+        layers = _layer_results(job, runtime, infos)
         progress.finish_scan(len(scan.layers))
-        return {
-            "layers": {
-                str(layer): {
-                    "scan_id": info.scan_id,
-                    "reused": bool(info.reused),
-                    "seconds": float(info.seconds),
-                    "n_samples": int(info.n_samples),
-                    "n_tokens": int(info.n_tokens),
-                }
-                for layer, info in sorted(infos.items())
-            }
-        }
+        return ScanJobResult(layers=layers).model_dump(mode="json")
 
 
-def run_scan_shard_job(
-    *,
-    model: str,
-    hook: str,
-    layers: list[int],
-    dataset: str,
-    options: dict[str, Any],
-    shard: int,
-    n_shards: int,
-    batch_size: int,
-) -> dict[str, Any]:
-    """Record shard ``shard`` (0-based) of ``n_shards`` of the probe set for ``layers`` with the payload's
+def run_scan_shard_job(*, payload: JSON) -> JSON:
+    """Record the payload's shard (0-based, of ``n_shards``) of the probe set for its layers with its
     ``batch_size`` (the API's, the same for every shard and the merge), into shard artifacts; layers
     already scanned or already holding this shard are reused. The job's meta carries the shard's passes
     and samples (``JobMeta.scan``, with ``shards`` and, once done, ``shards_done`` 1)."""
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
-        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
-        part = parse_scan_part(shard, n_shards, batch_size)
-        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
+        part = read_payload(ScanShardJobPayload, payload, "scan shard")
+        scan = parse_scan_job(runtime.registry, part)
+        from workers.process import scan_job  # torch comes with the job module, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
@@ -94,46 +111,53 @@ def run_scan_shard_job(
             scan.point,
             scan.layers,
             scan.options,
-            shard,
+            part.shard,
             part.n_shards,
             part.batch_size,
             progress.on_scan,
         )
         progress.finish_scan(len(scan.layers), shards_done=1)
-        return {
-            "shard": part.shard,
-            "n_shards": part.n_shards,
-            "batch_size": part.batch_size,
-            "passes": int(info.passes),
-            "n_samples": int(info.n_samples),
-            "seconds": float(info.seconds),
-            "keys": {str(layer): key for layer, key in sorted(info.keys.items())},
-        }
+        return ScanShardJobResult(
+            shard=part.shard,
+            n_shards=part.n_shards,
+            batch_size=part.batch_size,
+            passes=int(info.passes),
+            n_samples=int(info.n_samples),
+            seconds=float(info.seconds),
+            keys=dict(sorted(info.keys.items())),
+        ).model_dump(mode="json")
 
 
-def run_merge_scan_job(
-    *,
-    model: str,
-    hook: str,
-    layers: list[int],
-    dataset: str,
-    options: dict[str, Any],
-    n_shards: int,
-    batch_size: int,
-) -> dict[str, Any]:
-    """Merge the ``n_shards`` shards of the scan of ``layers`` (its dependencies) into the layer artifacts
-    a one-shard scan writes, byte for byte, and delete the shard artifacts; layers already scanned are
-    reused. Its meta's ``JobMeta.scan`` sums the shards' (all passes and shards done)."""
+def _merged_scan_state(job: Job, n_shards: int) -> ScanState:
+    """The merged scan's passes and samples, from its shards' results (every pass and shard done; a shard
+    whose result is gone counts nothing)."""
+    returned = [dep.return_value() for dep in job.fetch_dependencies()]
+    results = [ScanShardJobResult.model_validate(value) for value in returned if value is not None]
+    passes = max((r.passes for r in results), default=0)
+    samples = sum(r.n_samples for r in results)
+    return ScanState(
+        passes_planned=passes,
+        passes_done=passes,
+        samples_done=0,
+        samples_total=samples,
+        shards=n_shards,
+        shards_done=n_shards,
+    )
+
+
+def run_merge_scan_job(*, payload: JSON) -> JSON:
+    """Merge the ``n_shards`` shards of the scan of the payload's layers (its dependencies) into the layer
+    artifacts a one-shard scan writes, byte for byte, and delete the shard artifacts; layers already
+    scanned are reused. Its meta's ``JobMeta.scan`` sums the shards' (all passes and shards done)."""
     with job_run(SCAN_QUEUE) as job:
         runtime = current_runtime()
-        scan = parse_scan_job(runtime.registry, model, hook, layers, dataset, options)
-        part = parse_scan_part(None, n_shards, batch_size, merge=True)
-        from workers.process import scan_job  # torch comes with the scan, after the cheap checks
+        merge = read_payload(MergeScanJobPayload, payload, "merge scan")
+        scan = parse_scan_job(runtime.registry, merge)
+        from workers.process import scan_job  # torch comes with the job module, after the cheap checks
 
         progress = JobProgress(job, runtime.config.progress_interval_s)
         progress.update(stage="scanning", force=True)
-        results = [dep.return_value() or {} for dep in job.fetch_dependencies()]
-        passes = max((int(r.get("passes", 0)) for r in results), default=0)
+        merged = _merged_scan_state(job, merge.n_shards)
         infos = scan_job.merge_layer_shards(
             runtime,
             scan.model,
@@ -141,114 +165,90 @@ def run_merge_scan_job(
             scan.point,
             scan.layers,
             scan.options,
-            part.n_shards,
-            part.batch_size,
+            merge.n_shards,
+            merge.batch_size,
         )
-        for info in infos.values():
-            if not info.reused:
-                record_scan(job.connection, runtime.config.redis_keys, info)
-        samples = sum(int(r.get("n_samples", 0)) for r in results)
-        progress.set_scan(
-            ScanState(
-                passes_planned=passes,
-                passes_done=passes,
-                samples_done=0,
-                samples_total=samples,
-                shards=part.n_shards,
-                shards_done=part.n_shards,
-            )
-        )
+        layers = _layer_results(job, runtime, infos)
+        progress.set_scan(merged)
         progress.finish_scan(len(scan.layers))
-        return {
-            "n_shards": part.n_shards,
-            "batch_size": part.batch_size,
-            "layers": {
-                str(layer): {
-                    "scan_id": info.scan_id,
-                    "reused": bool(info.reused),
-                    "seconds": float(info.seconds),
-                    "n_samples": int(info.n_samples),
-                    "n_tokens": int(info.n_tokens),
-                }
-                for layer, info in sorted(infos.items())
-            },
-        }
+        result = MergeScanJobResult(n_shards=merge.n_shards, batch_size=merge.batch_size, layers=layers)
+        return result.model_dump(mode="json")
 
 
-def run_explain_job(
-    *,
-    request: dict[str, Any],
-    llm_models: dict[str, Any] | None = None,
-    variant: str | None = None,
-    group: str | None = None,
-    budget: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def _explain_missing(
+    job: Job, runtime: WorkerRuntime, explain: ExplainJob, budget: BudgetSpec | None, progress: JobProgress
+) -> tuple[list[int], set[int], UsageMeter]:
+    """Write the report of every neuron of ``explain`` without one stored; the neurons that had none, those
+    written, and the LLM usage. A refused budget stops it cleanly (``progress.stop_for_budget``)."""
+    from workers.process import explain_job  # torch comes with the job module, after the cheap checks
+
+    keys = runtime.config.redis_keys
+    model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
+    # A retried job (worker died, timeout) only redoes the neurons without a stored report.
+    missing = missing_reports(job.connection, keys, runtime.reports, model, layer, variant, explain.neurons)
+    progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
+    if "openai" in (explain.request.explainer, explain.request.simulator):
+        # The layer's prompt profile (the dry runs' per-neuron prompt sizes), once per scanned layer, by its
+        # first LLM explain job: not in the scan job, which stays a forward pass, nor for the offline
+        # baseline (about 1.5 s per 1,536 neurons on one core).
+        explain_job.write_prompt_profile(
+            runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
+        )
+    meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget) if budget is not None else None)
+    stored: set[int] = set()
+    try:
+        with metering(meter):
+            for report in explain_job.explain_neurons(
+                runtime,
+                explain.model,
+                explain.dataset,
+                explain.point,
+                explain.request,
+                missing,
+                variant=variant,
+                progress=progress.on_pipeline,
+            ):
+                key = explain.report_keys[report.neuron]
+                store_report(
+                    job.connection, keys, runtime.reports, key, variant, report, explain.llm_endpoint
+                )
+                stored.add(report.neuron)
+                progress.update(done=progress.done + 1)
+                progress.on_usage(meter.usage())
+    except BudgetExhausted:
+        progress.stop_for_budget([n for n in missing if n not in stored])
+    except LLMEndpointError:
+        record_llm_error(job.connection, keys, explain.llm_endpoint or "unknown")
+        raise
+    finally:
+        if meter.calls:
+            progress.on_usage(meter.usage(), force=True)
+    return missing, stored, meter
+
+
+def run_explain_job(*, payload: JSON) -> JSON:
     """Write a NeuronReport for every requested neuron (one layer, one chunk of a request) that has none
     stored yet; return all their keys.
 
-    ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and the report
-    variant); the worker checks that its own settings and registry agree before it writes anything.
-    ``group`` is the id of the request this part belongs to; ``budget`` ({"max_llm_calls",
-    "max_cost_usd"}, None: none) is the request's budget, shared by every explain job of the request (keyed
-    on ``group``): when it refuses a call the job stops and FINISHES with ``JobMeta.budget_exhausted`` and
-    ``not_done``, every completed report kept. ``JobMeta.usage`` carries this job's LLM calls, tokens and
-    cost while it runs."""
+    The payload's ``llm_models`` and ``variant`` are what the API resolved (the endpoint's model names and
+    the report variant); the worker checks that its own settings and registry agree before it writes
+    anything. ``group`` is the id of the request this part belongs to; ``budget`` (None: none) is the
+    request's budget, shared by every explain job of the request (keyed on ``group``): when it refuses a
+    call the job stops and FINISHES with ``JobMeta.budget_exhausted`` and ``not_done``, every completed
+    report kept. ``JobMeta.usage`` carries this job's LLM calls, tokens and cost while it runs."""
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
-        explain = parse_explain_job(runtime.registry, runtime.config.llm, request, llm_models, variant)
-        keys = runtime.config.redis_keys
-        spec = BudgetSpec.from_payload(budget)
-        from workers.process import explain_job  # torch comes with it, after the cheap checks
-
-        # A retried job (worker died, timeout) only redoes the neurons without a stored report.
-        model, layer, variant = explain.model.id, explain.request.only_layer(), explain.variant
-        missing = missing_reports(
-            job.connection, keys, runtime.reports, model, layer, variant, explain.neurons
-        )
+        typed = read_payload(ExplainJobPayload, payload, "explain")
+        explain = parse_explain_job(runtime.registry, runtime.config.llm, typed)
+        budget = BudgetSpec.of(typed.group, typed.budget)
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
-        progress.update(stage="explaining", done=len(explain.neurons) - len(missing), force=True)
-        if "openai" in (explain.request.explainer, explain.request.simulator):
-            # The layer's prompt profile (the dry runs' per-neuron prompt sizes), once per scanned layer,
-            # by its first LLM explain job: not in the scan job, which stays a forward pass, nor for the
-            # offline baseline (about 1.5 s per 1,536 neurons on one core).
-            explain_job.write_prompt_profile(
-                runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
-            )
-        meter = UsageMeter(gate=RedisBudget(job.connection, keys, spec) if spec is not None else None)
-        stored: set[int] = set()
-        try:
-            with metering(meter):
-                for report in explain_job.explain_neurons(
-                    runtime,
-                    explain.model,
-                    explain.dataset,
-                    explain.point,
-                    explain.request,
-                    missing,
-                    variant=explain.variant,
-                    progress=progress.on_pipeline,
-                ):
-                    key = explain.report_keys[report.neuron]
-                    store_report(
-                        job.connection, keys, runtime.reports, key, variant, report, explain.llm_endpoint
-                    )
-                    stored.add(report.neuron)
-                    progress.update(done=progress.done + 1)
-                    progress.on_usage(meter.usage())
-        except BudgetExhausted:
-            progress.stop_for_budget([n for n in missing if n not in stored])
-        except LLMEndpointError:
-            record_llm_error(job.connection, keys, explain.llm_endpoint or "unknown")
-            raise
-        finally:
-            if meter.calls:
-                progress.on_usage(meter.usage(), force=True)
+        missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress)
         progress.update(force=True)
-        return {
-            "report_keys": list(explain.report_keys.values()),
-            "explained": len(stored),
-            "reused": len(explain.neurons) - len(missing),
-            "model_revision": explain.model.revision,
-            "budget_exhausted": progress.meta.budget_exhausted,
-            "usage": meter.usage().model_dump(mode="json"),
-        }
+        return ExplainJobResult(
+            report_keys=list(explain.report_keys.values()),
+            explained=len(stored),
+            reused=len(explain.neurons) - len(missing),
+            model_revision=explain.model.revision,
+            budget_exhausted=progress.meta.budget_exhausted,
+            usage=meter.usage(),
+        ).model_dump(mode="json")

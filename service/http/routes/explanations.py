@@ -20,7 +20,9 @@ from service.estimates.validate import resolve_request
 from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.request_id import current_request_id
-from service.jobs.submit import JobQueues, job_status, submit_explanation
+from service.jobs.queues import JobQueues
+from service.jobs.state import job_status
+from service.jobs.submit import submit_explanation
 from service.reports.reading import ReportReader
 from service.settings import Settings
 

@@ -17,7 +17,7 @@ from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
 from service.jobs.exports import job_export_pages
-from service.jobs.submit import job_status
+from service.jobs.state import job_status
 from service.problems import NotFound
 from service.reports.exports import export_response
 from service.reports.reading import ReportReader

@@ -20,8 +20,9 @@ from service.estimates.model_weights import models_weights
 from service.http.errors import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
-from service.jobs.group import read_record
-from service.jobs.submit import JobQueues, job_status
+from service.jobs.queues import JobQueues
+from service.jobs.record import read_record
+from service.jobs.state import job_status
 from service.problems import NotFound
 from service.reports.listing import SortColumn, indexed_neurons, layer_summaries, sort_summaries
 from service.reports.reading import Query, ReportReader
