@@ -1,7 +1,7 @@
 """What can go wrong with a request, as data: the problem details body (RFC 9457) and the exceptions any
 layer of the API raises (a 404, a 422 naming a field, a quota refusal with its estimate). How each becomes an
-HTTP response is service/http/errors.py's business, so request checking, access, jobs and reports raise them
-without depending on the HTTP layer.
+HTTP response is service/http/error_responses.py's business, so request checking, access, jobs and reports
+raise them without depending on the HTTP layer.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from service.contract import Registry, load_registry
 from service.contract.objects import ObjectStore
 from service.http.api_docs import docs_assets_router, openapi_config
 from service.http.conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
-from service.http.errors import EXCEPTION_HANDLERS
+from service.http.error_responses import EXCEPTION_HANDLERS
 from service.http.guards import MAX_BODY_BYTES, check_request
 from service.http.logs import configure_logging
 from service.http.prometheus import ApiMetrics, RequestMetricsMiddleware

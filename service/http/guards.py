@@ -1,6 +1,6 @@
 """Checks every request passes before its handler parses anything: content type, JSON nesting depth and
-query parameter names. Each failure is a problem-details 4xx (service/http/errors.py), so no input reaches a
-5xx or costs more than a scan of its bytes.
+query parameter names. Each failure is a problem-details 4xx (service/http/error_responses.py), so no input
+reaches a 5xx or costs more than a scan of its bytes.
 
 The body size itself is bounded by Litestar (``request_max_body_size``: 413 beyond it).
 """

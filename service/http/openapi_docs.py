@@ -22,7 +22,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from service.http.errors import PROBLEM_MEDIA_TYPE
+from service.http.error_responses import PROBLEM_MEDIA_TYPE
 from service.http.openapi_examples import EXPLANATION_REQUESTS, problem_example, response_examples
 
 _STRING = Schema(type=OpenAPIType.STRING)

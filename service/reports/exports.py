@@ -1,5 +1,5 @@
 """Exports of stored reports as tables (service/reports/tables.py) for
-`GET /v1/neurons/{model}/{layer}?format=…` and, with a job's reports (service/jobs/exports.py),
+`GET /v1/neurons/{model}/{layer}?format=…` and, with a job's reports (service/jobs/job_export.py),
 `GET /v1/jobs/{job_id}/reports`: which reports, read page by page, streamed as one response.
 
 Reports that are not stored

@@ -10,7 +10,7 @@ import httpx
 import redis
 
 from service.commands.embedded_redis import free_port
-from service.http.errors import RETRY_AFTER_S
+from service.http.error_responses import RETRY_AFTER_S
 from service.settings import Settings
 from tests.service.helpers import PROBLEM_JSON
 

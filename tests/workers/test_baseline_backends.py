@@ -7,7 +7,7 @@ import pytest
 
 from workers.errors import UnknownBackend
 from workers.explain.baseline import NOTHING, BaselineExplainer, describe
-from workers.llm.client import LLMCallers
+from workers.llm.caller import LLMCallers
 from workers.llm.endpoints import LLMEndpoints
 from workers.process.backends import make_explainer, make_simulator
 from workers.simulate.base import SimulationInput

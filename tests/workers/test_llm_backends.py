@@ -20,7 +20,7 @@ from tests.llm_peer import Fault, LLMPeer
 from workers.analysis.assemble import prepare_neuron, score_neuron
 from workers.analysis.calibration import SimulationScorer
 from workers.explain.openai_explainer import ExplanationUnusable, OpenAIExplainer
-from workers.llm.client import LLMCaller
+from workers.llm.caller import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
 from workers.process.backends import make_openai_explainer

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 import pytest
 
 from tests.llm_peer import Fault, LLMPeer
-from workers.llm.client import LLMCaller, LLMCallState, TokenUsage, parse_retry_after
+from workers.llm.caller import LLMCaller, LLMCallState, TokenUsage, parse_retry_after
 from workers.llm.endpoints import LLMEndpoint
 from workers.llm.errors import LLMEndpointError
 from workers.simulate.prompts import TOP_LOGPROBS, build_text_simulator_messages

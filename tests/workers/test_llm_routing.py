@@ -13,7 +13,7 @@ from workers.analysis.calibration import SimulationScorer
 from workers.errors import UnknownBackend
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
-from workers.llm.client import LLMCallers
+from workers.llm.caller import LLMCallers
 from workers.llm.errors import UnknownLLMEndpoint
 from workers.process.backends import make_explainer, make_simulator
 from workers.process.worker import llm_endpoints

@@ -25,7 +25,7 @@ from workers.explain.prompts import (
     build_visual_explainer_messages,
     parse_explanation,
 )
-from workers.llm.client import TokenLogprob
+from workers.llm.caller import TokenLogprob
 from workers.process.prompt_profile import prompt_chars
 from workers.simulate.prompts import (
     TEXT_SIMULATOR_PROMPT_VERSION,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.llm_peer import LLMPeer
-from workers.llm.client import LLMCaller
+from workers.llm.caller import LLMCaller
 from workers.llm.endpoints import LLMEndpoint
 from workers.simulate.base import SimulationInput
 from workers.simulate.batched import BatchedOpenAISimulator

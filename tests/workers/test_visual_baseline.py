@@ -197,7 +197,7 @@ def test_simulator_reads_the_text_part_and_fails_without_either_part() -> None:
 
 
 def test_backends_pick_the_visual_baseline_when_given_images() -> None:
-    from workers.llm.client import LLMCallers
+    from workers.llm.caller import LLMCallers
     from workers.llm.endpoints import LLMEndpoints
 
     settings = LLMCallers(LLMEndpoints())  # no LLM endpoint configured

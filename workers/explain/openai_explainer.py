@@ -25,7 +25,7 @@ from workers.explain.prompts import (
     build_visual_explainer_messages,
     parse_explanation,
 )
-from workers.llm.client import LLMCaller, Message, TokenUsage
+from workers.llm.caller import LLMCaller, Message, TokenUsage
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
 from workers.vocabulary.records import MODALITY_IMAGE, MODALITY_TEXT, ActivationRecord, NeuronRecords

@@ -15,7 +15,7 @@ from workers.explain.base import Explainer
 from workers.explain.baseline import BaselineExplainer
 from workers.explain.openai_explainer import OpenAIExplainer
 from workers.explain.visual_baseline import VisualBaselineExplainer
-from workers.llm.client import LLMCallers
+from workers.llm.caller import LLMCallers
 from workers.simulate.base import Simulator
 from workers.simulate.baseline import BaselineSimulator
 from workers.simulate.batched import BatchedOpenAISimulator

@@ -30,7 +30,7 @@ from workers.explain.bills import (
     few_shot_chars,
     neuron_message_chars,
 )
-from workers.llm.client import Message
+from workers.llm.caller import Message
 from workers.process.report_writer import ReportObjects
 from workers.scan.artifacts import LayerScan
 from workers.scan.tokens import TokenizedProbe

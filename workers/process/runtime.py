@@ -22,7 +22,7 @@ from workers.llm.endpoints import LLMEndpoints
 
 if TYPE_CHECKING:
     from workers.data.images import ImageSource
-    from workers.llm.client import LLMCallers
+    from workers.llm.caller import LLMCallers
     from workers.models.loader import ModelCache
     from workers.process.report_writer import ReportObjects
     from workers.scan.artifacts import ScanCache
@@ -103,7 +103,7 @@ class WorkerRuntime:
     @cached_property
     def llm(self) -> LLMCallers:
         """One LLM caller per configured endpoint."""
-        from workers.llm.client import LLMCallers
+        from workers.llm.caller import LLMCallers
 
         return LLMCallers(self.config.llm)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workers.llm.client import ChatReply, TokenUsage
+from workers.llm.caller import ChatReply, TokenUsage
 from workers.llm.pool import map_concurrently
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.openai_simulator import PARSE_ATTEMPTS, OpenAISimulator, _with_logprobs

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from service.contract import BinaryScore
-from workers.llm.client import LLMCaller, Message, TokenUsage
+from workers.llm.caller import LLMCaller, Message, TokenUsage
 from workers.simulate.baseline import predict_record
 from workers.vocabulary.prompting import COMPLETION_PHRASE
 from workers.vocabulary.records import ActivationRecord, TokenRecord

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workers.data.images import ImageSource
-from workers.llm.client import ChatReply, LLMCaller, LLMCallers, Message, TokenUsage
+from workers.llm.caller import ChatReply, LLMCaller, LLMCallers, Message, TokenUsage
 from workers.llm.errors import LLMError
 from workers.llm.pool import map_concurrently
 from workers.simulate.base import SimulationInput, SimulatorResult

@@ -55,7 +55,7 @@ Message = dict[str, Any]
 
 
 class LogprobToken(Protocol):
-    """A generated token with its alternatives (workers.llm.client.TokenLogprob fits)."""
+    """A generated token with its alternatives (workers.llm.caller.TokenLogprob fits)."""
 
     @property
     def token(self) -> str: ...

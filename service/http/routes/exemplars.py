@@ -17,7 +17,7 @@ from litestar.params import FromPath, KwargDefinition
 from service.contract import exemplar_images_key
 from service.contract.objects import ObjectStore
 from service.http.conventions import IMAGE_CACHE_CONTROL, cache_control, conditional_response
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
 from service.problems import NotFound

@@ -17,7 +17,7 @@ from service.access.ratelimit import RateLimits
 from service.contract import CostEstimate, ExplanationAccepted, ExplanationRequest, JobStatus, Registry
 from service.estimates.estimate import estimate_calls, estimate_cost
 from service.estimates.validate import resolve_request
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.request_id import current_request_id
 from service.jobs.queues import JobQueues

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from redis.asyncio import Redis as AsyncRedis
 
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.prometheus import ApiMetrics
 from service.problems import RedisUnavailable

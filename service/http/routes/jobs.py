@@ -13,10 +13,10 @@ from litestar.response import Stream
 
 from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
 from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
-from service.jobs.exports import job_export_pages
+from service.jobs.job_export import job_export_pages
 from service.jobs.state import job_status
 from service.problems import NotFound
 from service.reports.exports import export_response

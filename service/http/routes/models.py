@@ -6,7 +6,7 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from service.contract import ModelSpec, Registry
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 
 

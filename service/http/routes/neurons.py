@@ -15,7 +15,7 @@ from litestar.params import FromPath, Parameter, QueryParameter
 
 from service.contract import NeuronListing, NeuronReport
 from service.http.conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, REPORT_QUERY
 from service.problems import InvalidInput

@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_404_NOT_FOUND
 
 from service.contract import EXPLAIN_JOB_PREFIX, NeuronReport, Registry
 from service.estimates.model_weights import models_weights
-from service.http.errors import problem_specs
+from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
 from service.jobs.queues import JobQueues
