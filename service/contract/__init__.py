@@ -12,7 +12,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.artifact_keys`      report variant hash, report and exemplar-image storage keys
 - :mod:`~service.contract.cost`      prompt profiles, the dry-run cost estimate, request-budget counters
 - :mod:`~service.contract.metrics`   the worker metrics hash and its series names
-- :mod:`~service.contract.versions`  pipeline and scan versions
+- :mod:`~service.contract.versions`  pipeline, scan and job-format versions
 - :mod:`~service.contract.weights`   workers' checks of which models' weights they have
 - :mod:`~service.contract.objects`   the artifact store's objects under a root URL (fsspec)
 - :mod:`~service.contract.redis_keys` every Redis key of a deployment, from its prefix
@@ -160,7 +160,7 @@ from service.contract.summary import (
     summary_record,
     summary_row,
 )
-from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
+from service.contract.versions import JOB_FORMAT_VERSION, PIPELINE_VERSION, SCAN_VERSION
 from service.contract.weights import (
     WEIGHTS_CHECK_MAX_AGE_S,
     WEIGHTS_REPUBLISH_S,
@@ -225,6 +225,7 @@ __all__ = [
     "EXPLAIN_TASK",
     "MAX_CANDIDATES",
     "DURATION_BUCKETS_S",
+    "JOB_FORMAT_VERSION",
     "PIPELINE_VERSION",
     "QUEUE_NAMES",
     "REPORT_INDEX_SYNCED",

@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 
 from service.contract.artifact_keys import canonical_json
+from service.contract.versions import JOB_FORMAT_VERSION
 
 JOB_ID_DIGITS = 24
 """Hex digits of the hash part of a job id."""
@@ -32,9 +33,10 @@ class RedisKeys:
         return self.prefix + name
 
     def job_id(self, kind: str, payload: object) -> str:
-        """A deterministic job id: ``kind`` (`scan-`, `exp-`, `part-`) then a hash of ``payload`` and,
-        when set, the prefix, so equal requests to two deployments never share an RQ job."""
-        hashed = [self.prefix, payload] if self.prefix else payload
+        """A deterministic job id: ``kind`` (`scan-`, `exp-`, `part-`) then a hash of ``payload``, the job
+        format (``JOB_FORMAT_VERSION``) and the prefix, so equal requests to two deployments never share an
+        RQ job, nor jobs of two job formats."""
+        hashed = {"format": JOB_FORMAT_VERSION, "prefix": self.prefix, "job": payload}
         return kind + hashlib.sha256(canonical_json(hashed).encode()).hexdigest()[:JOB_ID_DIGITS]
 
     def job_record(self, job_id: str) -> str:

@@ -10,3 +10,9 @@ Bills et al.'s explainer prompt, baseline token classes, batched/detection/fuzzi
 
 SCAN_VERSION = "1"
 """Version of the scan artifact layout; part of the artifact key, so a change re-scans."""
+
+JOB_FORMAT_VERSION = "2"
+"""Version of the jobs' form on the queue (task paths, the typed payload and result); part of every job id
+and of nothing else, so after a change a request creates new jobs rather than joining ones a worker of the
+new version cannot run, while stored reports and scans (keyed by the versions above) stay valid (2: tasks
+under workers.process, one typed ``payload`` argument)."""

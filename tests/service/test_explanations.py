@@ -22,6 +22,7 @@ from service.contract import (
     ExplanationRequest,
     JobStatus,
     ScanJobPayload,
+    redis_keys,
 )
 from service.http.app import create_app
 from service.settings import Settings
@@ -202,6 +203,21 @@ def test_a_repeat_joins_the_same_job(http: httpx.Client, redis_conn: redis.Redis
     assert response.json()["job_id"] == first
     assert redis_conn.llen("rq:queue:scan") == 1
     assert DeferredJobRegistry("explain", connection=redis_conn).count == 1
+
+
+def test_jobs_of_another_job_format_are_never_joined(
+    http: httpx.Client, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs queued by a deployment whose job form differs (other task paths or payloads, which this
+    version's workers cannot run) have other ids: the same request makes new jobs beside them rather than
+    joining them, and reuses nothing of theirs but stored reports and scans."""
+    monkeypatch.setattr(redis_keys, "JOB_FORMAT_VERSION", "1")
+    older = http.post("/v1/explanations", json=VALID).json()["job_id"]
+    monkeypatch.undo()
+    current = http.post("/v1/explanations", json=VALID).json()["job_id"]
+    assert current != older
+    assert redis_conn.llen("rq:queue:scan") == 2
+    assert DeferredJobRegistry("explain", connection=redis_conn).count == 2
 
 
 def test_other_neurons_of_the_same_layer_share_the_scan_job(
