@@ -3,6 +3,8 @@ repository root, their working directory."""
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 
@@ -21,3 +23,29 @@ def block_until_released(redis_url: str, key: str, timeout_s: float) -> str:
 def release(connection: redis.Redis, key: str) -> None:
     """Let the job blocked on `key` return."""
     connection.rpush(key, "go")
+
+
+class _SlowFinalizer:
+    """An object whose finalizer takes ``seconds``: an exception raised while it runs (a job timeout's
+    alarm, say) is printed and ignored by Python, never propagated."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __del__(self) -> None:
+        busy_until(self.seconds)
+
+
+def busy_until(seconds: float) -> None:
+    """Compute (not sleep) for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+
+
+def timeout_inside_a_finalizer(finalizer_s: float, then_s: float) -> str:
+    """Spend ``finalizer_s`` in a finalizer (where a timeout that lands is swallowed), then ``then_s`` in
+    ordinary code; returns "finished" if no timeout stopped it."""
+    _SlowFinalizer(finalizer_s)  # dropped at once: its finalizer runs here
+    busy_until(then_s)
+    return "finished"

@@ -133,3 +133,22 @@ def test_sigterm_finishes_the_running_job_then_exits(
     assert worker.wait(timeout=30) == 0, processes.log(worker)
     assert _status(redis_conn, job.id) == JobStatus.FINISHED, "warm shutdown lets the running job finish"
     assert _status(redis_conn, waiting.id) == JobStatus.QUEUED, "and takes no new job"
+
+
+def test_a_timeout_that_lands_in_a_finalizer_still_ends_the_job(
+    redis_conn: redis.Redis, redis_url: str, processes: Processes
+) -> None:
+    """RQ's job timeout is an alarm that raises in whatever code runs; in a finalizer (garbage collection)
+    Python swallows it. The worker's alarm fires again each second until the job ends, so the job still
+    fails as timed out instead of running to the end (under load the first alarm can land in a finalizer
+    of the scan's own objects)."""
+    queue = Queue("scan", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue_call(
+        func="tests.e2e.jobs.timeout_inside_a_finalizer", args=(2.0, 6.0), timeout=1, result_ttl=600
+    )
+    env = process_env(NEURONLENS_REDIS_URL=redis_url, NEURONLENS_WORKER_HEARTBEAT_S=str(HEARTBEAT_S))
+    worker = processes.start_worker(env, "timeouts", "--burst")
+    worker.wait(timeout=60)
+    assert _status(redis_conn, job.id) == JobStatus.FAILED, processes.log(worker)
+    result = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).latest_result()
+    assert result is not None and "JobTimeoutException" in (result.exc_string or "")

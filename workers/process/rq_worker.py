@@ -22,6 +22,7 @@ path above retries it.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.timeouts import UnixSignalDeathPenalty
 
 from service.contract import WEIGHTS_REPUBLISH_S
 from workers.models.availability import publish_weights
@@ -55,12 +57,28 @@ log = logging.getLogger("neuronlens.worker")
 _T = TypeVar("_T")
 
 
+TIMEOUT_REPEAT_S = 1
+"""Seconds between the alarms of a job past its timeout, after the first (see :class:`PersistentTimeout`)."""
+
+
+class PersistentTimeout(UnixSignalDeathPenalty):
+    """RQ's job timeout (an alarm that raises in the running code), repeated every ``TIMEOUT_REPEAT_S``
+    until the job ends: an alarm that lands in a finalizer (garbage collection of the scan's objects, say)
+    is swallowed by Python, and a single alarm would then let the job run to its end."""
+
+    def handle_death_penalty(self, signum: int, frame: object) -> None:
+        signal.alarm(TIMEOUT_REPEAT_S)  # cancelled with the penalty when the job ends, however it ends
+        super().handle_death_penalty(signum, frame)
+
+
 class NeuronLensWorker(SimpleWorker):
     """A SimpleWorker whose running job is kept alive by heartbeats and whose dead peers are noticed fast.
 
     ``heartbeat_s`` is the beat period in seconds; a job is abandoned after ``ABANDON_AFTER_BEATS`` missed
     beats. The beat thread starts in :meth:`work` and stops when the work loop ends.
     """
+
+    death_penalty_class = PersistentTimeout
 
     def __init__(
         self,
