@@ -40,6 +40,36 @@ def test_a_digit_neuron_is_explained_as_numbers_and_simulated_on_unseen_numbers(
     assert unseen.tolist() == [0, 0, 0, 10, 10, 0]
 
 
+def test_digits_that_continue_words_are_numbers_not_word_continuations() -> None:
+    """A digit neuron of a WordPiece model whose digits mostly continue other words (`r` `##2` `##d` `##2`):
+    the firing pieces are digits, so the class named is numbers (quoting the digit tokens), and the
+    simulator reads it as the digit tokens, not every continuation."""
+    records = [
+        _record(0, ["model", "r", "##2", "##d", "##2", "is", "old"], [0, 0, 9, 0, 8, 0, 0]),
+        _record(1, ["take", "a", "##1", "and", "b", "##12"], [0, 0, 8, 0, 0, 9]),
+        _record(2, ["the", "un", "##lock", "##ed", "door", "c", "##3"], [0, 0, 0, 0, 0, 0, 7]),
+    ]
+    text = describe(_neuron(records))
+    assert text.startswith('numbers (digit tokens), e.g. "2", "12"'), text
+    parsed = parse_explanation(text)
+    assert parsed is not None and parsed.classes == {"numbers"}
+    unseen = predict_record(parsed, _token_record(["x", "##7", "##y", "is", "k", "##44"]))
+    assert unseen.tolist() == [0, 10, 0, 0, 0, 10]
+
+
+def test_word_continuations_that_fire_on_digits_are_named_numbers() -> None:
+    """Word continuations carry the mass, but the ones that fire are digits (`##65`, `##7`, `##99`) while
+    many whole numbers stay silent (numbers alone do not fit): the class named is still numbers."""
+    records = [
+        _record(0, ["room", "29", "##65", "is"], [0, 0, 9, 0]),
+        _record(1, ["add", "12", "##7", "and", "cat"], [0, 0, 8, 0, 6]),
+        _record(2, ["the", "dog", "##s", "45", "##99"], [0, 5, 3, 0, 7]),
+        _record(3, ["page", "3", "and", "4", "or", "5"], [0, 0, 0, 0, 0, 0]),
+    ]
+    text = describe(_neuron(records))
+    assert text.startswith("numbers (digit tokens), e.g. "), text
+
+
 def test_one_number_among_many_silent_ones_is_quoted_not_a_class() -> None:
     records = [
         _record(0, ["room", "42", "is", "on", "floor", "3"], [0, 9, 0, 0, 0, 0]),

@@ -134,7 +134,7 @@ def test_multimodal_neuron_gets_text_and_visual_parts(
     assert result.text.startswith(
         'the token "red", often after "a"; and image regions that are red (RGB 220, 30, 30)'
     )
-    assert result.prompt_version == "baseline-text-2+baseline-visual-1"
+    assert result.prompt_version == "baseline-text-3+baseline-visual-1"
 
 
 def test_text_neurons_get_the_text_baseline(red_top_left: tuple[ProbeSetImages, NeuronRecords]) -> None:

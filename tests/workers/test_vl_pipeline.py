@@ -114,8 +114,8 @@ def test_visual_baseline_names_the_planted_colours_and_predicts_them(
     assert blue.explanation.prompt_version == "baseline-visual-1"
     assert '"' not in blue.explanation.text  # no text part: the word "blue" does not fire it
     assert red.explanation.text.startswith('the token "red"; and image regions that are red (RGB ')
-    assert red.explanation.prompt_version == "baseline-text-2+baseline-visual-1"
-    assert shapes.explanation.prompt_version == "baseline-text-2"
+    assert red.explanation.prompt_version == "baseline-text-3+baseline-visual-1"
+    assert shapes.explanation.prompt_version == "baseline-text-3"
     for report in (blue, red, shapes):
         simulation = report.simulation
         assert simulation.backend == "baseline" and simulation.parse_failures == 0

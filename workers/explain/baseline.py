@@ -1,4 +1,4 @@
-"""The offline, deterministic baseline explainer (`baseline` / `baseline-v1`, rules `baseline-text-2`).
+"""The offline, deterministic baseline explainer (`baseline` / `baseline-v1`, rules `baseline-text-3`).
 
 From the explainer records' normalised activations it finds the words (sub-word pieces merged) that carry
 most of the squared activation mass, the word that most often precedes them, and the domain most of the
@@ -21,7 +21,14 @@ import numpy as np
 from workers.explain.base import ExplainerResult
 from workers.vocabulary.records import MODALITY_TEXT, NeuronRecords, word_layout
 from workers.vocabulary.text_phrase import CONTEXT_LEAD, quote
-from workers.vocabulary.token_classes import CLASS_PHRASES, MIN_STEM, STEM_PHRASE, is_piece, word_class_set
+from workers.vocabulary.token_classes import (
+    CLASS_PHRASES,
+    MIN_STEM,
+    STEM_PHRASE,
+    digit_text,
+    is_piece,
+    word_class_set,
+)
 
 MAX_WORDS = 5
 """Most quoted words in one explanation."""
@@ -71,6 +78,14 @@ class _Mass:
         self.piece_mass = 0.0
         self.pieces: set[str] = set()
         self.token_mass = 0.0
+        self.digit_mass = 0.0
+        self.digit_piece_mass = 0.0
+        """Of ``piece_mass``, the mass on digit pieces (`##6`)."""
+        """Mass on digit tokens, word starts and continuations alike (see :meth:`class_fit`)."""
+        self.digits: defaultdict[str, float] = defaultdict(float)
+        """Active digit token → its mass."""
+        self.digit_hits: list[bool] = []
+        """Whether each digit token of the shown records is active."""
         for record in neuron.records:
             if not record.tokens:
                 continue
@@ -106,11 +121,19 @@ class _Mass:
         bpe = any(token.startswith(("Ġ", "▁")) for token in tokens)
         positive = np.maximum(norm, 0.0) ** 2
         self.token_mass += float(positive.sum())
-        for index in np.flatnonzero(positive > 0).tolist():
-            if is_piece(tokens[index], tokens[index - 1] if index else None, bpe):
-                self.piece_mass += float(positive[index])
+        for index, token in enumerate(tokens):
+            digits = digit_text(token)
+            if digits is not None:
+                self.digit_mass += float(positive[index])
+                self.digit_hits.append(bool(norm[index] > ACTIVE))
                 if norm[index] > ACTIVE:
-                    self.pieces.add(tokens[index])
+                    self.digits[digits] += float(positive[index])
+            if positive[index] > 0 and is_piece(token, tokens[index - 1] if index else None, bpe):
+                self.piece_mass += float(positive[index])
+                if digits is not None:
+                    self.digit_piece_mass += float(positive[index])
+                if norm[index] > ACTIVE:
+                    self.pieces.add(token)
 
     def members(self, name: str, stem: str = "") -> set[str]:
         """Word keys of the shown records in class `name` (`stem`: the family of that stem)."""
@@ -130,10 +153,18 @@ class _Mass:
         share = sum(self.words.get(key, 0.0) for key in members) / total
         active = [key for key in members if self.words.get(key, 0.0) > 0]
         seen = [hit for key, _, hit in self.occurrences if key in members]
+        if name == "numbers":
+            share, active, seen = max((share, active, seen), self._digit_tokens(), key=lambda fit: fit[0])
         precision = sum(seen) / len(seen) if seen else 0.0
         if share < CLASS_SHARE or len(active) < 2 or precision < CLASS_PRECISION:
             return 0.0
         return share
+
+    def _digit_tokens(self) -> tuple[float, list[str], list[bool]]:
+        """Numbers counted on tokens: where numbers are split into pieces (`29`, `##6`, `##5`) or digits
+        continue other words, the digit tokens carry the mass that whole number words do not."""
+        share = self.digit_mass / self.token_mass if self.token_mass > 0 else 0.0
+        return share, list(self.digits), self.digit_hits
 
     def stem(self) -> str:
         """The longest prefix (≥ MIN_STEM letters) of the strongest word that a fitting family shares."""
@@ -168,12 +199,16 @@ def _class_phrase(mass: _Mass) -> tuple[str, set[str]] | None:
     name = max(fits, key=lambda n: (fits[n], -CLASS_ORDER.index(n)), default=None)
     if name is None or fits[name] <= 0:
         return None
+    if name == "pieces" and mass.digit_piece_mass >= CLASS_SHARE * mass.piece_mass:
+        name = "numbers"  # the continuations that fire are digits: name the class of the firing tokens
     if name == "pieces":
         return CLASS_PHRASES["pieces"], set()
     members = mass.members(name, stem)
-    examples = [key for key, _ in _ranked(mass.words) if key in members][:3]
+    shown = [mass.shown[key] for key, _ in _ranked(mass.words) if key in members][:3]
+    if name == "numbers" and len(shown) < 2:  # digits inside other words: quote the digit tokens
+        shown = [digits for digits, _ in _ranked(mass.digits)][:3]
     phrase = STEM_PHRASE.format(stem=stem) if name == "stem" else CLASS_PHRASES[name]
-    quoted = ", ".join(quote(mass.shown[key]) for key in examples)
+    quoted = ", ".join(quote(word) for word in shown)
     return f"{phrase}, e.g. {quoted}", members
 
 
@@ -217,7 +252,7 @@ class BaselineExplainer:
 
     backend = "baseline"
     model = "baseline-v1"
-    prompt_version = "baseline-text-2"
+    prompt_version = "baseline-text-3"
 
     def explain(self, neurons: Sequence[NeuronRecords]) -> list[ExplainerResult]:
         return [ExplainerResult(text=describe(neuron)) for neuron in neurons]

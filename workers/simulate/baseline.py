@@ -16,7 +16,7 @@ import numpy as np
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.vocabulary.records import MODALITY_TEXT, TokenRecord, word_spans
 from workers.vocabulary.text_phrase import TextPhrase, parse_text_phrase
-from workers.vocabulary.token_classes import is_piece, word_class_set
+from workers.vocabulary.token_classes import digit_text, is_piece, word_class_set
 
 CONTEXT_MISS = 0.75
 """Scale for a listed word that is not preceded by the explanation's context word."""
@@ -34,6 +34,10 @@ def predict_record(parsed: TextPhrase, record: TokenRecord) -> np.ndarray:
         bpe = any(token.startswith(("Ġ", "▁")) for token in record.tokens)
         for index, token in enumerate(record.tokens):
             if text[index] and is_piece(token, record.tokens[index - 1] if index else None, bpe):
+                values[index] = 10.0
+    if "numbers" in parsed.classes:  # digit tokens, also where they continue another word
+        for index, token in enumerate(record.tokens):
+            if text[index] and digit_text(token) is not None:
                 values[index] = 10.0
     previous: str | None = None
     shown_previous: str | None = None

@@ -30,6 +30,13 @@ def is_number(word: str) -> bool:
     return bool(NUMBER.match(word))
 
 
+def digit_text(token: str) -> str | None:
+    """The digits of a token made of digits alone (`12`, `##65`, `Ġ7`), else None: a number's pieces are
+    digit tokens whether or not they start a word."""
+    bare = token.removeprefix("##").lstrip("Ġ▁")
+    return bare if bare.isdigit() and bare.isascii() else None
+
+
 def is_punctuation(word: str) -> bool:
     return bool(word) and all(not c.isalnum() and not c.isspace() for c in word)
 
