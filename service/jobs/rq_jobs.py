@@ -10,12 +10,12 @@ import redis
 from redis.lock import Lock
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Dependency, Job
 from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
 from rq.worker_registration import get_keys as registered_worker_keys
 
-from service.contract import JobMeta, RedisKeys
+from service.contract import ContractModel, JobMeta, RedisKeys
 from service.settings import Settings
 
 LOCK_TIMEOUT_S = 10
@@ -55,6 +55,35 @@ def enqueue_lock(connection: redis.Redis, keys: RedisKeys, job_id: str) -> Lock:
 def retry_policy(settings: Settings) -> Retry | None:
     """RQ retries of a job; a retried job (its worker died, or it raised) goes to the front of its queue."""
     return Retry(max=settings.job_retries, enqueue_at_front=True) if settings.job_retries > 0 else None
+
+
+def enqueue_payload(
+    queue: Queue,
+    func: str,
+    payload: ContractModel,
+    *,
+    job_id: str,
+    meta: JobMeta,
+    timeout_s: int,
+    settings: Settings,
+    description: str,
+    depends_on: list[Dependency | Job | str] | str | None = None,
+) -> Job:
+    """Enqueue the task ``func`` by dotted path with its typed payload as the one ``payload`` keyword
+    argument (its JSON dump: tasks validate it, workers/process/payloads.py), TTLs and retries from the
+    settings and the typed metadata."""
+    return queue.enqueue_call(
+        func=func,
+        kwargs={"payload": payload.model_dump(mode="json")},
+        timeout=timeout_s,
+        result_ttl=settings.result_ttl_s,
+        failure_ttl=settings.failure_ttl_s,
+        job_id=job_id,
+        retry=retry_policy(settings),
+        depends_on=depends_on,
+        meta=meta.to_meta(),
+        description=description,
+    )
 
 
 def requeue_failed(job: Job, settings: Settings, request_id: str | None) -> None:

@@ -36,9 +36,9 @@ from service.jobs.rq_jobs import (
     ENDED_BADLY,
     RERUNNABLE,
     enqueue_lock,
+    enqueue_payload,
     fetch_job,
     requeue_failed,
-    retry_policy,
 )
 from service.settings import Settings
 
@@ -54,17 +54,16 @@ def _enqueuer(
     depends_on: list[Dependency | Job | str] | None = None,
 ) -> Callable[[], object]:
     """What enqueues one scan-queue job (timeouts, TTLs and retries from the settings)."""
-    return lambda: queues.scan.enqueue_call(
-        func=func,
-        kwargs={"payload": payload.model_dump(mode="json")},
-        timeout=settings.scan_timeout_s,
-        result_ttl=settings.result_ttl_s,
-        failure_ttl=settings.failure_ttl_s,
+    return lambda: enqueue_payload(
+        queues.scan,
+        func,
+        payload,
         job_id=job_id,
-        retry=retry_policy(settings),
-        depends_on=depends_on,
-        meta=meta.to_meta(),
+        meta=meta,
+        timeout_s=settings.scan_timeout_s,
+        settings=settings,
         description=description,
+        depends_on=depends_on,
     )
 
 

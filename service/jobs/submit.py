@@ -33,7 +33,7 @@ from service.jobs.ids import explain_job_id, part_job_id
 from service.jobs.part_state import part_state
 from service.jobs.queues import JobQueues
 from service.jobs.record import JobRecord, Part, now, read_record, write_record
-from service.jobs.rq_jobs import enqueue_lock, fetch_job, fetch_jobs, retry_policy
+from service.jobs.rq_jobs import enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
 from service.jobs.scan import ensure_scan_jobs
 from service.reports.listing import indexed_neurons
 from service.settings import Settings
@@ -171,16 +171,15 @@ def _enqueue_part(
         request_id=request_id,
         group=group,
     )
-    queues.explain.enqueue_call(
-        func=EXPLAIN_TASK,
-        kwargs={"payload": payload.model_dump(mode="json")},
-        timeout=settings.explain_timeout_s,
-        result_ttl=settings.result_ttl_s,
-        failure_ttl=settings.failure_ttl_s,
+    enqueue_payload(
+        queues.explain,
+        EXPLAIN_TASK,
+        payload,
         job_id=part_id,
-        retry=retry_policy(settings),
+        meta=meta,
+        timeout_s=settings.explain_timeout_s,
+        settings=settings,
         depends_on=scan_id,
-        meta=meta.to_meta(),
         description=f"explain {part.model.id} layer {part.request.layer}: {len(part.neurons)} neurons "
         f"({group})",
     )
