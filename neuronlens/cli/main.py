@@ -160,12 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one client command; its exit code."""
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` with a `neuronlens` parser and run the chosen command (SDK warnings shown); its exit
+    code. The client wheel's and the server's `neuronlens` both run through here."""
+    args = parser.parse_args(argv)
     show_sdk_warnings()
     code: int = args.handler(args)
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one client command; its exit code."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

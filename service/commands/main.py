@@ -21,8 +21,8 @@ from typing import IO, Any
 import httpx
 
 from neuronlens import Client, ClientError
-from neuronlens.cli.commands import follow, show_sdk_warnings
-from neuronlens.cli.main import add_client_commands, stop_on_signals
+from neuronlens.cli.commands import follow
+from neuronlens.cli.main import add_client_commands, run, stop_on_signals
 from neuronlens.export import describe
 from service.commands.embedded_redis import free_port
 from service.commands.manage_keys import add_keys_parser
@@ -219,10 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    show_sdk_warnings()
-    code: int = args.handler(args)
-    return code
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":
