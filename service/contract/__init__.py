@@ -100,9 +100,12 @@ from service.contract.jobs import (
 )
 from service.contract.metrics import DURATION_BUCKETS_S, parse_series, series_name
 from service.contract.options import (
+    BILLS_PER_SPLIT,
+    DELPHI_QUANTILES,
     MAX_SEED,
     SCAN_OPTIONS,
     PipelineOptions,
+    Protocol,
     ScaleMethod,
     Scorer,
     TypeMethod,
@@ -208,6 +211,8 @@ __all__ = [
     "MAX_INDEX",
     "MAX_NAME_LENGTH",
     "MAX_NEURON_IDS",
+    "BILLS_PER_SPLIT",
+    "DELPHI_QUANTILES",
     "MAX_SEED",
     "ERROR_INVALID_REQUEST",
     "ERROR_JOB_CANCELED",
@@ -265,6 +270,7 @@ __all__ = [
     "TypeMethod",
     "NeuronType",
     "PipelineOptions",
+    "Protocol",
     "PlantedNeuronSpec",
     "Progress",
     "Provenance",

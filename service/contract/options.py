@@ -15,6 +15,14 @@ ScaleMethod = Literal["global-max", "quantile"]
 """What sets the 10 of the 0–10 scale."""
 Scorer = Literal["simulation", "simulation-batched", "detection", "fuzzing"]
 """Explanation scorers over the held-out records."""
+Protocol = Literal["neuronlens", "bills-2023", "delphi"]
+"""Whose record selection and scoring a report follows (docs/method.md#protocols): the project's own, Bills
+et al. 2023's (openai/automated-interpretability), or Delphi's detection and fuzzing (EleutherAI/delphi)."""
+BILLS_PER_SPLIT = 5
+"""Bills et al.'s `n_examples_per_split`: records shown to the explainer, and held-out top records (and as
+many random ones), under `bills-2023`."""
+DELPHI_QUANTILES = 10
+"""Delphi's `n_quantiles`: the held-out activating records are drawn evenly from this many quantiles."""
 MAX_SEED = 2**32 - 1
 """Largest seed (seeds are 0 … 2**32-1)."""
 
@@ -108,6 +116,49 @@ class PipelineOptions(ContractModel):
     batch_records: StrictInt = Field(
         default=10, ge=2, le=40, description="Held-out records per LLM call of the batched scorers."
     )
+    protocol: Protocol = Field(
+        default="neuronlens",
+        description="Whose record selection and scoring to follow (docs/method.md#protocols). `neuronlens`: "
+        "the project's own. `bills-2023`: Bills et al.'s splits of the top 20 records (every 4th from rank 0 "
+        "to the explainer, every 4th from rank 2 and every 3rd random record from slot 1 held out; "
+        "`n_explain` = `n_holdout` = 5, set when left out) and their pooled-correlation score; "
+        "`simulation-batched` is refused. `delphi`: Delphi's detection and fuzzing (held-out activating "
+        "records drawn across 10 quantiles of the top records, non-activating random records, marks at 0.3 "
+        "of a record's max merged, precision/recall/F1/AUC); `scorers` defaults to simulation, detection and "
+        "fuzzing, and must name detection or fuzzing.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: object) -> object:
+        """Options a protocol fixes, filled in when the request leaves them out."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("protocol") == "bills-2023":
+            data = {"n_explain": BILLS_PER_SPLIT, "n_holdout": BILLS_PER_SPLIT, **data}
+        elif data.get("protocol") == "delphi":
+            data = {"scorers": ["simulation", "detection", "fuzzing"], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _protocol(self) -> PipelineOptions:
+        if self.protocol == "bills-2023":
+            if (self.n_explain, self.n_holdout) != (BILLS_PER_SPLIT, BILLS_PER_SPLIT):
+                raise ValueError(
+                    f"protocol bills-2023 fixes n_explain = n_holdout = {BILLS_PER_SPLIT} (their "
+                    f"n_examples_per_split); got {self.n_explain}, {self.n_holdout}"
+                )
+            if "simulation-batched" in self.scorers or self.n_top < 4 * BILLS_PER_SPLIT:
+                raise ValueError("protocol bills-2023 scores with `simulation` over n_top >= 20 top records")
+        if self.protocol == "delphi":
+            if not {"detection", "fuzzing"} & set(self.scorers):
+                raise ValueError(f"protocol delphi needs the detection or fuzzing scorer; got {self.scorers}")
+            if self.n_holdout < DELPHI_QUANTILES:
+                raise ValueError(
+                    f"protocol delphi draws held-out records from {DELPHI_QUANTILES} quantiles: "
+                    f"n_holdout must be at least {DELPHI_QUANTILES}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _scorers(self) -> PipelineOptions:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue
 
 from service.contract.base import ContractModel, NeuronType
-from service.contract.options import PipelineOptions, ScaleMethod
+from service.contract.options import PipelineOptions, Protocol, ScaleMethod
 
 
 class TypeEvidence(ContractModel):
@@ -250,6 +250,29 @@ class BinaryScore(ContractModel):
     parse_failures: int = Field(ge=0, description="Records whose judgement could not be parsed.")
     llm_calls: int = Field(ge=0, description="LLM requests made for this score (0 for the baseline).")
     prompt_version: str | None = Field(default=None, description="Prompt version (`openai` backend).")
+    # ---- issue 18: Delphi's metrics (protocol `delphi`; null under the other protocols)
+    precision: float | None = Field(
+        default=None,
+        description="`delphi` protocol: true positives / records judged positive, 0 … 1 (0 when none was; "
+        "Delphi's rule). Null under the other protocols.",
+    )
+    recall: float | None = Field(
+        default=None,
+        description="`delphi` protocol: true positives / parsed positive records, 0 … 1 (Delphi's). Null "
+        "under the other protocols.",
+    )
+    f1: float | None = Field(
+        default=None,
+        description="`delphi` protocol: 2·precision·recall / (precision + recall), 0 … 1 (0 when both are "
+        "0; Delphi's `f1_score`). Null under the other protocols.",
+    )
+    auc: float | None = Field(
+        default=None,
+        description="`delphi` protocol: area under the ROC curve of the judge's P(1) (from the logprobs of "
+        "its 0/1 answer tokens, P(1) / (P(0) + P(1)) as Delphi computes it) against the truth, 0 … 1 "
+        "(0.5 = chance); null when the endpoint returns no logprobs, the baseline judge answered, or one "
+        "class has no scored record.",
+    )
 
 
 class NeuronReport(ContractModel):
@@ -301,4 +324,10 @@ class NeuronReport(ContractModel):
     )
     fuzzing: BinaryScore | None = Field(
         default=None, description="Fuzzing score (Paulo et al. 2024), when requested in `scorers`."
+    )
+    protocol: Protocol = Field(
+        default="neuronlens",
+        description="Whose record selection and scoring made this report (the request's `protocol` option; "
+        "docs/method.md#protocols): `neuronlens`, `bills-2023` or `delphi`. Reports written before "
+        "protocols existed were made by `neuronlens`.",
     )

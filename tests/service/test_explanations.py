@@ -87,6 +87,18 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str, str]] = [
         "options",
         "n_explain + n_holdout (15 + 10) must not exceed n_top (20)",
     ),
+    (
+        "delphi without its scorers",
+        {**VALID, "options": {"protocol": "delphi", "scorers": ["simulation"]}},
+        "options",
+        "protocol delphi needs the detection or fuzzing scorer",
+    ),
+    (
+        "bills-2023 with other splits",
+        {**VALID, "options": {"protocol": "bills-2023", "n_explain": 20}},
+        "options",
+        "protocol bills-2023 fixes n_explain = n_holdout = 5",
+    ),
 ]
 
 

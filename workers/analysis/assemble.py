@@ -33,13 +33,13 @@ from workers.scan.artifacts import LayerScan
 from workers.scan.tokens import TokenizedProbe
 from workers.simulate.base import SimulationInput, SimulatorResult
 from workers.simulate.scoring import Score, score_simulation
+from workers.vocabulary.protocols import protocol_split
 from workers.vocabulary.records import (
     MODALITY_IMAGE,
     ActivationRecord,
     NeuronRecords,
     RecordSplit,
     normalise,
-    split_records,
 )
 
 RANDOM_EXEMPLARS = 5
@@ -130,13 +130,12 @@ def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
     )
     top_ids = scan.top_ids[neuron]
     top_acts = scan.top_acts(neuron)
-    split = split_records(
-        top_ids, scan.random_ids, options.n_explain, options.n_holdout, text_of=probe.tokens.__getitem__
-    )
+    random_acts = scan.random_acts(neuron)
+    random_rows = (random_acts, probe.lengths[scan.random_ids])
+    split = protocol_split(options, top_ids, scan.random_ids, random_rows, probe.tokens.__getitem__)
     ranks = {*range(min(options.n_exemplars, len(top_ids))), *split.explain_ranks, *split.holdout_top_ranks}
     top = _records(probe, top_ids, top_acts, sorted(ranks))
     slots = split.holdout_random_slots
-    random_acts = scan.random_acts(neuron)
     randoms = _records(probe, scan.random_ids, random_acts, slots)
     heldout = [top[rank] for rank in split.holdout_top_ranks] + [randoms[slot] for slot in slots]
     modality = probe.modality[top_ids]
@@ -290,6 +289,7 @@ def build_report(
         normalisation=_normalisation(prepared.scale),
         detection=binary.get("detection"),
         fuzzing=binary.get("fuzzing"),
+        protocol=context.options.protocol,
         dataset=_dataset_ref(context),
         provenance=_provenance(context, prepared, explanation, simulation, binary, usage),
     )

@@ -42,6 +42,7 @@ from workers.process.runtime import WorkerRuntime
 from workers.process.scan_job import ProgressFn, open_context
 from workers.simulate.base import Simulator, SimulatorResult
 from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
+from workers.simulate.delphi import delphi_score
 
 CHUNK_NEURONS = 64
 """Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
@@ -333,10 +334,11 @@ def _binary_scores(
         item, text = job
         top = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if is_top]
         random = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if not is_top]
+        version = {kind: versions[kind] if is_llm else None for kind in kinds}
+        if context.options.protocol == "delphi":
+            return {kind: delphi_score(kind, judge, text, top, random, version[kind]) for kind in kinds}
         return {
-            kind: binary_score(
-                kind, judge, text, top, random, context.options.seed, versions[kind] if is_llm else None
-            )
+            kind: binary_score(kind, judge, text, top, random, context.options.seed, version[kind])
             for kind in kinds
         }
 

@@ -18,14 +18,14 @@ The `baseline` judge answers from the baseline simulator's predictions (≥ 5 of
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
 from service.contract import BinaryScore
-from workers.llm.caller import LLMCaller, Message, TokenUsage
+from workers.llm.caller import LLMCaller, Message, TokenLogprob, TokenUsage
 from workers.simulate.baseline import predict_record
 from workers.vocabulary.prompting import COMPLETION_PHRASE
 from workers.vocabulary.records import ActivationRecord, TokenRecord
@@ -64,10 +64,14 @@ class JudgedText:
     record: TokenRecord
     marks: tuple[int, ...]
     positive: bool
+    text: str | None = None
+    """The text as shown, when a protocol renders it itself (workers/simulate/delphi.py)."""
 
 
 def render(item: JudgedText) -> str:
     """The text as the judge sees it: tokens joined (``##`` pieces glued), marked ones in ``<<…>>``."""
+    if item.text is not None:
+        return item.text
     parts: list[str] = []
     for index, token in enumerate(item.record.tokens):
         shown = f"<<{token}>>" if index in item.marks else token
@@ -134,6 +138,10 @@ def detection_items(top: Sequence[ActivationRecord], random: Sequence[Activation
     return positives + [JudgedText(r.record, (), fires(r)) for r in random]
 
 
+ReadProbabilities = Callable[[list[TokenLogprob] | None, int], list[float | None] | None]
+"""P(1) per answer of a reply from its tokens' logprobs (None: not derivable), given the answer count."""
+
+
 class Judge(Protocol):
     def judge(
         self, kind: Kind, explanation: str, items: Sequence[JudgedText]
@@ -171,7 +179,16 @@ class OpenAIJudge:
     def judge(
         self, kind: Kind, explanation: str, items: Sequence[JudgedText]
     ) -> tuple[list[int | None], TokenUsage]:
+        answers, _, usage = self.judge_with_probabilities(kind, explanation, items, None)
+        return answers, usage
+
+    def judge_with_probabilities(
+        self, kind: Kind, explanation: str, items: Sequence[JudgedText], read: ReadProbabilities | None
+    ) -> tuple[list[int | None], list[float | None], TokenUsage]:
+        """Answers and, with `read` (which asks for the top 5 logprobs), each answer's P(1) as `read`
+        derives it from the reply's tokens (None where the reply did not parse or had no logprobs)."""
         answers: list[int | None] = []
+        probabilities: list[float | None] = []
         usage = TokenUsage()
         for start in range(0, len(items), self.batch):
             chunk = items[start : start + self.batch]
@@ -184,13 +201,16 @@ class OpenAIJudge:
                     temperature=0.0,
                     max_tokens=16 + 3 * len(chunk),
                     json_mode=True,
+                    top_logprobs=5 if read is not None else None,
                 )
                 usage += reply.usage
                 parsed = parse_binary(kind, reply.texts[0], len(chunk))
                 if parsed is not None:
                     break
             answers += parsed if parsed is not None else [None] * len(chunk)
-        return answers, usage
+            found = read(reply.logprobs[0], len(chunk)) if read is not None and parsed is not None else None
+            probabilities += found if found is not None else [None] * len(chunk)
+        return answers, probabilities, usage
 
 
 def balanced_accuracy(answers: Sequence[int | None], truth: Sequence[bool]) -> float | None:
