@@ -123,6 +123,7 @@ from service.contract.registry import (
 from service.contract.report import (
     BinaryScore,
     DatasetRef,
+    Density,
     Exemplar,
     Explanation,
     ExplanationCandidate,
@@ -260,6 +261,7 @@ __all__ = [
     "NeuronReport",
     "NeuronSummary",
     "Normalisation",
+    "Density",
     "ScaleMethod",
     "Scorer",
     "TypeMethod",
