@@ -275,6 +275,12 @@ class Density(ContractModel):
         description="True when counted over every sample (fewer than N samples exceed the threshold, so all "
         "are among the scan's top N); false when estimated from the scan's seeded random records."
     )
+    n_records: int | None = Field(
+        default=None,
+        ge=0,
+        description="Estimates only: random records the shares are estimated from (a seeded uniform draw "
+        "of probe samples; the sampling error of `sample_fraction` is about sqrt(f(1 − f)/n_records)).",
+    )
 
 
 class BinaryScore(ContractModel):

@@ -175,7 +175,7 @@ def test_density_is_exact_for_sparse_neurons_and_estimated_for_dense_ones() -> N
     dense = activation_density(
         (dense_top.max(axis=1), dense_top, lengths), (random_acts, np.full(20, 10)), 10.0, 3.0, (4000, 40000)
     )
-    assert not dense.exact and dense.n_samples_above is None
+    assert not dense.exact and dense.n_samples_above is None and dense.n_records == 20
     assert dense.sample_fraction == 0.25 and dense.token_fraction == 5 / 200
     silent = activation_density((top_max, top_acts, lengths), random, 0.0, 3.0, (4000, 40000))
     assert silent.exact and silent.sample_fraction == silent.token_fraction == 0.0

@@ -66,6 +66,7 @@ def activation_density(
         sample_fraction=float(sample_above.mean()) if sample_above.size else 0.0,
         token_fraction=tokens / total if total else 0.0,
         exact=False,
+        n_records=int(sample_above.size),
     )
 
 
