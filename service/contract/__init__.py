@@ -126,6 +126,7 @@ from service.contract.registry import (
 from service.contract.report import (
     BinaryScore,
     DatasetRef,
+    Density,
     Exemplar,
     Explanation,
     ExplanationCandidate,
@@ -265,6 +266,7 @@ __all__ = [
     "NeuronReport",
     "NeuronSummary",
     "Normalisation",
+    "Density",
     "ScaleMethod",
     "Scorer",
     "TypeMethod",

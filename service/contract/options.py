@@ -10,7 +10,8 @@ from pydantic import Field, JsonValue, model_validator
 from service.contract.base import ContractModel, StrictFloat, StrictInt
 
 TypeMethod = Literal["threshold", "permutation"]
-"""How a neuron is typed: fixed thresholds per sample, or a sample-level permutation test."""
+"""How a neuron is typed: fixed thresholds per sample, plus (`permutation`) a within-sample test of the
+modality each top sample peaks on."""
 ScaleMethod = Literal["global-max", "quantile"]
 """What sets the 10 of the 0–10 scale."""
 Scorer = Literal["simulation", "simulation-batched", "detection", "fuzzing"]
@@ -76,8 +77,10 @@ class PipelineOptions(ContractModel):
         default="threshold",
         description="`threshold`: fixed thresholds per sample (Xu et al. 2025 for vision-language models; "
         "for text-only models one text token above `text_threshold` makes a sample text-activated, see "
-        "`text_model_min_tokens`). `permutation`: a sample-level permutation test of the top samples' "
-        "visual and text peaks against the random records' (p-values in `type_evidence`).",
+        "`text_model_min_tokens`). `permutation` (vision-language models only; a 422 on text models): "
+        "the threshold type plus an exact within-sample test of whether the top samples peak on image "
+        "rather than text tokens beyond chance (p-values in `type_evidence`; a visual or text type is "
+        "high-confidence only when its p-value is below `type_alpha`).",
     )
     text_model_min_tokens: StrictInt = Field(
         default=1,
@@ -88,10 +91,18 @@ class PipelineOptions(ContractModel):
         "fires on one word per sentence).",
     )
     permutations: StrictInt = Field(
-        default=1000, ge=100, le=10000, description="Permutations of the `permutation` typing test."
+        default=1000,
+        ge=100,
+        le=10000,
+        description="Unused: the `permutation` typing test is exact (no draws); kept so older requests "
+        "parse.",
     )
     type_alpha: StrictFloat = Field(
-        default=0.01, gt=0, le=0.2, description="Significance level of the `permutation` typing test."
+        default=0.01,
+        gt=0,
+        le=0.2,
+        description="Significance level of the `permutation` typing test (a visual or text type is "
+        "high-confidence only when its p-value is below it).",
     )
     scale: ScaleMethod = Field(
         default="quantile",

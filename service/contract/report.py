@@ -19,34 +19,46 @@ class TypeEvidence(ContractModel):
     p_visual: float = Field(ge=0, le=1, description="Share of top samples that are visual-activated only.")
     p_text: float = Field(ge=0, le=1, description="Share of top samples that are text-activated only.")
     p_multimodal: float = Field(ge=0, le=1, description="Share of top samples that are both.")
-    p_unknown: float = Field(ge=0, le=1, description="Share of top samples that are neither.")
+    p_unknown: float = Field(
+        ge=0, le=1, description="Share of top samples that are neither (they do not respond)."
+    )
     n_samples: int = Field(ge=0, description="Top samples classified (N).")
+    n_responding: int | None = Field(
+        default=None,
+        ge=0,
+        description="Top samples that respond (class visual, text or multimodal): the type is the most "
+        "frequent class among them, `unknown` only when this is 0. Null in reports made before it existed.",
+    )
     high_confidence: bool = Field(
-        description="True when the winning share exceeds the high-confidence setting."
+        description="True when the winning class's share of the responding top samples exceeds the "
+        "high-confidence setting (permutation method: a visual or text type also needs its p-value below "
+        "`type_alpha`)."
     )
     # ---- issue 10: which rule typed the neuron, and the permutation test's p-values
     method: Literal["xu-threshold", "text-threshold", "permutation"] = Field(
         default="xu-threshold",
         description="Rule that set `neuron_type`: `xu-threshold` (Xu et al. 2025, vision-language models), "
-        "`text-threshold` (text-only models: one selective token is enough), `permutation` (sample-level "
-        "permutation test; the p_* shares above are then the threshold rule's, for reference).",
+        "`text-threshold` (text-only models: one selective token is enough), `permutation` (the xu-threshold "
+        "type, with the within-sample peak-modality test's p-values; vision-language models only).",
     )
     p_value_visual: float | None = Field(
         default=None,
         ge=0,
         le=1,
-        description="Permutation test: p-value that the top samples' visual peaks exceed the random "
-        "records' (one-sided); null without image tokens or for the threshold method.",
+        description="Permutation method: exact one-sided p-value that the top samples peak on image tokens "
+        "more often than chance, under the null that within each sample the activation does not depend on "
+        "the token's modality (each sample then peaks on an image token with probability image tokens ÷ "
+        "content tokens). Null for the threshold method or when no top sample has both modalities.",
     )
     p_value_text: float | None = Field(
-        default=None, ge=0, le=1, description="As `p_value_visual`, for text tokens."
+        default=None, ge=0, le=1, description="As `p_value_visual`, for peaks on text tokens."
     )
     p_value_difference: float | None = Field(
         default=None,
         ge=0,
         le=1,
-        description="Permutation test: two-sided p-value of visual vs text peak within the top samples "
-        "(labels swapped per sample); null unless both modalities have tokens.",
+        description="Permutation method: two-sided p-value of the same test (2 × the smaller one-sided "
+        "p-value, at most 1): the peak's modality differs from within-sample chance either way.",
     )
 
 
@@ -228,6 +240,47 @@ class Normalisation(ContractModel):
         description="True when `top1_ratio` exceeds 2: one sample sets the global max; read exemplars "
         "and the global-max scale with care."
     )
+    concept_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="`quantile` only: when the quantile sat in the background, the k (1–4) top samples "
+        "above the gap whose lowest max became the scale (a rare concept); null otherwise.",
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Which value maps to 10 and why, in one sentence (docs/method.md#scale). Null in "
+        "reports made before it existed.",
+    )
+
+
+class Density(ContractModel):
+    """How often the neuron fires over the probe set (docs/method.md#density), as SAE work reports per
+    latent: the share of samples and of tokens above the typing threshold."""
+
+    threshold: float = Field(
+        ge=0, le=10, description="Threshold on the 0–10 scale (the request's `text_threshold`)."
+    )
+    threshold_raw: float = Field(description="The same threshold in raw activation units.")
+    sample_fraction: float = Field(
+        ge=0, le=1, description="Share of probe samples whose max activation exceeds the threshold."
+    )
+    token_fraction: float = Field(
+        ge=0, le=1, description="Share of the probe set's content tokens whose activation exceeds it."
+    )
+    n_samples_above: int | None = Field(
+        default=None, ge=0, description="Samples above the threshold (exact counts only, else null)."
+    )
+    exact: bool = Field(
+        description="True when counted over every sample (fewer than N samples exceed the threshold, so all "
+        "are among the scan's top N); false when estimated from the scan's seeded random records."
+    )
+    n_records: int | None = Field(
+        default=None,
+        ge=0,
+        description="Estimates only: random records the shares are estimated from (a seeded uniform draw "
+        "of probe samples; the sampling error of `sample_fraction` is about sqrt(f(1 − f)/n_records)).",
+    )
 
 
 class BinaryScore(ContractModel):
@@ -314,6 +367,11 @@ class NeuronReport(ContractModel):
     # ---- issue 10: scale, domain support, extra scorers
     normalisation: Normalisation | None = Field(
         default=None, description="What set the 0–10 scale, and whether one sample dominates it."
+    )
+    density: Density | None = Field(
+        default=None,
+        description="Activation density over the probe set: shares of samples and tokens above the typing "
+        "threshold (null in reports made before it existed).",
     )
     domain_support: dict[str, int] | None = Field(
         default=None,

@@ -170,6 +170,18 @@ def _check_neurons(request: ExplanationRequest, model: ModelSpec, max_neurons: i
     return list(range(n_max)) if request.neurons == ALL else request.neuron_list()
 
 
+def check_type_method(model: ModelSpec, type_method: str, field: str = "options.type_method") -> None:
+    """The permutation test asks whether peaks fall on image rather than text tokens: on a text-only model
+    there is nothing to test, so the request is refused instead of answered with a meaningless p-value."""
+    if type_method == "permutation" and model.modality == "text":
+        raise InvalidInput.for_field(
+            field,
+            f"type_method 'permutation' tests whether a neuron's peak falls on image rather than text tokens "
+            f"within each sample; {model.id} is a text-only model, so the test cannot say anything: use "
+            "type_method 'threshold'",
+        )
+
+
 def _check_endpoint_name(name: str, names: list[str]) -> None:
     if not names:
         raise InvalidInput.for_field(
@@ -255,6 +267,7 @@ def resolve_request(
     may name L × ``max_neurons`` neurons in all)."""
     model = find_model(registry, request.model)
     check_loadable(model)
+    check_type_method(model, request.options.type_method)
     layers = _check_layers(request, model)
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)

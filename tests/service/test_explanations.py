@@ -67,6 +67,12 @@ BAD_INPUT: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("empty list", {**VALID, "neurons": []}, "neurons", "at least 1 item"),
     (
+        "permutation typing on a text model",
+        {**VALID, "options": {"type_method": "permutation"}},
+        "options.type_method",
+        "minilm-l6 is a text-only model, so the test cannot say anything: use type_method 'threshold'",
+    ),
+    (
         "empty range",
         {**VALID, "neurons": {"start": 5, "stop": 5}},
         "neurons",

@@ -49,8 +49,23 @@ def test_neuron_type_is_the_majority_with_confidence() -> None:
     evidence = result.evidence()
     assert (evidence.p_text, evidence.p_unknown, evidence.n_samples) == (0.9, pytest.approx(0.1), 10)
 
-    acts[8:, :] = 0.0  # now 8 of 10: 0.8 is not > 0.8
-    assert not classify_neuron(acts, modality, 8.0, OPTIONS).high_confidence
+    assert evidence.n_responding == 9
+    # Confidence is the winner's share of the RESPONDING samples: 6 text and 2 visual of 8 → 0.75.
+    mixed, mixed_modality = np.zeros((10, 4)), np.full((10, 4), T)
+    mixed[:6, :2] = 8.0
+    mixed[6:8], mixed_modality[6:8] = 8.0, V
+    result = classify_neuron(mixed, mixed_modality, 8.0, OPTIONS)
+    assert result.neuron_type == "text" and result.n_responding == 8 and not result.high_confidence
+
+
+def test_a_neuron_is_unknown_only_when_no_top_sample_responds() -> None:
+    acts, modality = np.zeros((50, 6)), np.full((50, 6), T)
+    acts[:2, 1:3] = 8.0  # a rare concept: 2 of 50 top samples respond, the rest are silent
+    result = classify_neuron(acts, modality, 8.0, OPTIONS)
+    assert result.neuron_type == "text" and result.n_responding == 2 and result.high_confidence
+    assert result.fractions["text"] == 0.04 and result.fractions["unknown"] == 0.96  # Xu's shares
+    silent = classify_neuron(acts * 0.2, modality, 8.0, OPTIONS)  # nothing above 3 of 10
+    assert silent.neuron_type == "unknown" and silent.n_responding == 0 and not silent.high_confidence
 
 
 def test_text_models_give_text_or_unknown_and_ties_follow_the_documented_order() -> None:
@@ -59,7 +74,7 @@ def test_text_models_give_text_or_unknown_and_ties_follow_the_documented_order()
     text_only = np.full((4, 3), T)
     result = classify_neuron(acts, text_only, 5.0, OPTIONS)
     assert result.fractions["text"] == result.fractions["unknown"] == 0.5
-    assert result.neuron_type == "text"  # tie: text comes before unknown
+    assert result.neuron_type == "text"  # the responding samples decide
     wide = np.full((4, 5), 5.0)
     wide_modality = np.array([[V, V, V, V, P], [V, V, V, V, P], [T, T, P, P, P], [T, T, P, P, P]])
     tie = classify_neuron(wide, wide_modality, 5.0, OPTIONS)

@@ -2,19 +2,32 @@
 seed, the bundled MiniLM tokenizer, and three layer-0 MLP neurons edited to fire on digits, on the word
 family "play" (plays, played, …) and on "?" (workers/models/planted_text.py). Scanned over text-probe-v2
 and explained with the baseline, they are typed `text`, their explanations name the concept, and they
-score above the layer's other neurons.
+score above the layer's other neurons. Issue 18: a rare concept over a weak background (RARE_NEURON) and
+the one-outlier neuron are typed and shaded by their concept; the permutation typing test, which asks
+about image vs text tokens, is refused on this text-only model.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 
 from service.contract import ExplanationRequest, NeuronReport, PipelineOptions, load_registry
 from service.settings import load_settings
+from workers.analysis.assemble import prepare_neuron
+from workers.errors import InvalidRequest
 from workers.models.loader import weights_path
-from workers.models.planted_text import OUTLIER_NEURON, PLANTED_TEXT_CONCEPTS, build_planted_bert
+from workers.models.planted_text import (
+    OUTLIER_NEURON,
+    OUTLIER_TOKEN,
+    PLANTED_TEXT_CONCEPTS,
+    RARE_NEURON,
+    build_planted_bert,
+)
 from workers.process.explain_job import explain_neurons
+from workers.process.scan_job import open_context
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,7 +38,8 @@ CONCEPTS = PLANTED_TEXT_CONCEPTS
 
 
 @pytest.fixture(scope="module")
-def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[NeuronReport]]:
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, ...]:
+    """(runtime, spec, dataset, hook point) with layer 0 of the planted BERT scanned."""
     registry = load_registry()
     minilm = registry.model("minilm-l6")
     spec = build_planted_bert(minilm, weights_path(minilm), tmp_path_factory.mktemp("tiny-bert-planted"))
@@ -36,44 +50,57 @@ def planted_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[
 
     runtime, point = build_runtime(settings), spec.hook("mlp_act")
     scan_layers(runtime, spec, dataset, point, [0], PipelineOptions())
+    return runtime, spec, dataset, point
+
+
+def _request(spec: Any, dataset: Any, options: PipelineOptions) -> ExplanationRequest:
+    return ExplanationRequest(
+        model=spec.id,
+        layer=0,
+        neurons=list(range(spec.neurons_per_layer)),
+        hook="mlp_act",
+        dataset=dataset.id,
+        explainer="baseline",
+        simulator="baseline",
+        options=options,
+    )
+
+
+@pytest.fixture(scope="module")
+def planted_reports(scanned: tuple[Any, ...]) -> dict[str, list[NeuronReport]]:
+    runtime, spec, dataset, point = scanned
     reports = {}
-    for method in ("threshold", "permutation", "global-max"):
+    for method in ("threshold", "global-max"):
         scorers: list = ["simulation-batched", "detection", "fuzzing"]
         options = (
             PipelineOptions(scale="global-max")
             if method == "global-max"
-            else PipelineOptions(type_method=method, scorers=scorers)
+            else PipelineOptions(scorers=scorers)
         )
-        request = ExplanationRequest(
-            model=spec.id,
-            layer=0,
-            neurons=list(range(spec.neurons_per_layer)),
-            hook="mlp_act",
-            dataset=dataset.id,
-            explainer="baseline",
-            simulator="baseline",
-            options=options,
-        )
+        request = _request(spec, dataset, options)
         reports[method] = list(
             explain_neurons(runtime, spec, dataset, point, request, list(range(spec.neurons_per_layer)))
         )
     return reports
 
 
-def test_planted_neurons_are_text_neurons_by_both_methods(
-    planted_reports: dict[str, list[NeuronReport]],
-) -> None:
-    for method in ("threshold", "permutation"):
-        reports = planted_reports[method]
-        for neuron in CONCEPTS:
-            report = reports[neuron]
-            assert report.neuron_type == "text", (method, neuron, report.type_evidence)
-            assert report.dataset.id == "text-probe-v2"
-        evidence = reports[DIGITS].type_evidence
-        assert evidence.method == ("permutation" if method == "permutation" else "text-threshold")
-        if method == "permutation":
-            assert evidence.p_value_text is not None and evidence.p_value_text < 0.01
-            assert evidence.p_value_visual is None
+def test_planted_neurons_are_text_neurons(planted_reports: dict[str, list[NeuronReport]]) -> None:
+    reports = planted_reports["threshold"]
+    for neuron in CONCEPTS:
+        report = reports[neuron]
+        assert report.neuron_type == "text", (neuron, report.type_evidence)
+        assert report.dataset.id == "text-probe-v2"
+        assert report.type_evidence.n_responding is not None and report.type_evidence.n_responding >= 40
+        assert report.type_evidence.method == "text-threshold"
+        assert report.type_evidence.p_value_text is None
+        assert report.density is not None and 0 < report.density.sample_fraction < 0.5
+
+
+def test_the_permutation_test_is_refused_on_a_text_model(scanned: tuple[Any, ...]) -> None:
+    runtime, spec, dataset, point = scanned
+    request = _request(spec, dataset, PipelineOptions(type_method="permutation"))
+    with pytest.raises(InvalidRequest, match="text-only model has no image tokens"):
+        list(explain_neurons(runtime, spec, dataset, point, request, [DIGITS]))
 
 
 def test_planted_explanations_name_their_concept(planted_reports: dict[str, list[NeuronReport]]) -> None:
@@ -104,12 +131,48 @@ def test_one_outlier_sample_is_flagged_and_does_not_set_the_scale(
     planted_reports: dict[str, list[NeuronReport]],
 ) -> None:
     outlier = planted_reports["threshold"][OUTLIER_NEURON]
-    assert outlier.normalisation is not None and outlier.normalisation.top1_dominates
-    assert outlier.normalisation.scale < 0.5 * outlier.max_activation  # the quantile, not the outlier
+    normalisation = outlier.normalisation
+    assert normalisation is not None and normalisation.top1_dominates
+    # Below its gap is the "?" concept, far above the typical sample: the quantile stays.
+    assert normalisation.concept_samples is None and normalisation.reason is not None
+    assert "one outlier sample does not squash the rest" in normalisation.reason
+    assert normalisation.scale < 0.5 * outlier.max_activation  # the quantile, not the outlier
     assert outlier.neuron_type == "text"  # its "?" samples reach 10 on the quantile scale
+    assert outlier.type_evidence.n_responding == 50
+    question = [e for e in outlier.exemplars if "?" in e.tokens]
+    assert len(question) >= 10 and all(max(e.activations_norm) > 9 for e in question)
     squashed = planted_reports["global-max"][OUTLIER_NEURON]
     assert squashed.normalisation is not None and squashed.normalisation.method == "global-max"
-    assert squashed.neuron_type == "unknown"  # under the global max the "?" samples stay below 3 of 10
+    # Under the global max the "?" samples stay below 3 of 10: only the outlier sample responds.
+    assert squashed.neuron_type == "text" and squashed.type_evidence.n_responding == 1
     for neuron in CONCEPTS:
         normalisation = planted_reports["threshold"][neuron].normalisation
         assert normalisation is not None and not normalisation.top1_dominates
+        assert normalisation.concept_samples is None
+
+
+def test_a_rare_concept_over_a_weak_background_is_typed_and_shaded_by_the_concept(
+    scanned: tuple[Any, ...], planted_reports: dict[str, list[NeuronReport]]
+) -> None:
+    report = planted_reports["threshold"][RARE_NEURON]
+    concept = [e for e in report.exemplars if OUTLIER_TOKEN in e.tokens]
+    background = [e for e in report.exemplars if OUTLIER_TOKEN not in e.tokens]
+    assert 1 <= len(concept) <= 4 and concept == report.exemplars[: len(concept)]
+    normalisation = report.normalisation
+    assert normalisation is not None and normalisation.method == "quantile"
+    assert normalisation.concept_samples == len(concept), normalisation
+    assert normalisation.reason is not None and "rare concept" in normalisation.reason
+    assert normalisation.scale == pytest.approx(min(e.max_activation for e in concept))
+    assert all(max(e.activations_norm) <= 3.0 for e in background)  # background shades ≤ 3 of 10
+    assert all(e.activations_norm[e.tokens.index(OUTLIER_TOKEN)] == 10.0 for e in concept)
+    evidence = report.type_evidence
+    assert report.neuron_type == "text" and evidence.n_responding == len(concept), evidence
+    assert report.density is not None and report.density.exact
+    assert report.density.n_samples_above == len(concept)
+    # The explainer sees the concept samples at the top of the scale and the background near 0.
+    runtime, spec, dataset, _ = scanned
+    context = open_context(runtime, spec, dataset, "mlp_act", 0, PipelineOptions())
+    records = prepare_neuron(context, RARE_NEURON).explainer_input(0)
+    for record in records.records:
+        peak = float(np.max(record.normalised(records.max_activation)))
+        assert peak == 10.0 if OUTLIER_TOKEN in record.record.tokens else peak <= 3.0

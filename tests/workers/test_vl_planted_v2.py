@@ -1,7 +1,11 @@
 """tiny-llava-planted over vl-probe-v2 (issue 10): every planted neuron keeps its planted type, its
-explanation names its concept, and it scores above the layer's other neurons (baseline backends)."""
+explanation names its concept, and it scores above the layer's other neurons (baseline backends). Issue 18:
+under `type_method: permutation` (the within-sample peak-modality test) the planted neurons keep their
+types with p < 0.001."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,8 +21,8 @@ NEURONS = 256
 
 
 @pytest.fixture(scope="module")
-def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronReport]:
-    from workers.process.explain_job import explain_neurons
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, ...]:
+    """(runtime, model, dataset, hook point) with the planted layer scanned over vl-probe-v2."""
     from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
 
@@ -29,6 +33,14 @@ def layer_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, NeuronR
     assert model.datasets[0] == dataset.id  # the default
     runtime, point = build_runtime(worker_settings), model.hook("mlp_act")
     scan_layers(runtime, model, dataset, point, [PLANTED_LAYER], PipelineOptions())
+    return runtime, model, dataset, point
+
+
+@pytest.fixture(scope="module")
+def layer_reports(scanned: tuple[Any, ...]) -> dict[int, NeuronReport]:
+    from workers.process.explain_job import explain_neurons
+
+    runtime, model, dataset, point = scanned
     request = ExplanationRequest(
         model=model.id,
         layer=PLANTED_LAYER,
@@ -71,3 +83,20 @@ def test_v2_exemplars_repeat_few_captions(layer_reports: dict[int, NeuronReport]
             for e in layer_reports[neuron].exemplars
         ]
         assert len(set(texts)) >= 18, texts  # of 20 (v1's red neuron: one caption twenty times)
+
+
+def test_the_peak_modality_test_keeps_the_planted_types(scanned: tuple[Any, ...]) -> None:
+    from workers.analysis.assemble import prepare_neuron
+    from workers.process.scan_job import open_context
+
+    runtime, model, dataset, _ = scanned
+    options = PipelineOptions(type_method="permutation")
+    context = open_context(runtime, model, dataset, "mlp_act", PLANTED_LAYER, options)
+    for planted in planted_neurons():
+        result = prepare_neuron(context, planted.neuron).neuron_type
+        assert result.neuron_type == planted.neuron_type, (planted, result)
+        visual, text, _ = result.p_values
+        assert visual is not None and text is not None
+        p = {"visual": visual, "text": text, "multimodal": min(visual, text)}[planted.neuron_type]
+        assert p < 0.001, (planted, result.p_values)
+        assert result.evidence().method == "permutation" and result.high_confidence

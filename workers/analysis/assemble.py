@@ -15,6 +15,7 @@ from service.contract import (
     BinaryScore,
     DatasetRef,
     DatasetSpec,
+    Density,
     Exemplar,
     Explanation,
     LLMUsage,
@@ -25,9 +26,10 @@ from service.contract import (
     Provenance,
     Simulation,
 )
+from workers.analysis.density import scan_density
 from workers.analysis.domains import domain_shares, domain_specific
 from workers.analysis.neuron_types import NeuronTypeResult, classify_neuron, permutation_type
-from workers.analysis.scale import Scale, neuron_scale
+from workers.analysis.scale import Scale, neuron_scale, typical_max
 from workers.explain.base import ExplainerResult
 from workers.scan.artifacts import LayerScan
 from workers.scan.tokens import TokenizedProbe
@@ -90,6 +92,7 @@ class PreparedNeuron:
     neuron_type: NeuronTypeResult
     scale: Scale | None = None
     """What set the 0–10 scale (`max_activation` above is the global max)."""
+    density: Density | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -125,12 +128,11 @@ def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
     """Read one neuron from the scan and derive its scale, records, held-out split and type."""
     scan, probe, options = context.scan, context.probe, context.options
     max_activation = float(scan.global_max[neuron])
+    top_ids, top_acts, random_acts = scan.top_ids[neuron], scan.top_acts(neuron), scan.random_acts(neuron)
+    typical = typical_max(random_acts, probe.lengths[scan.random_ids])
     scale = neuron_scale(
-        scan.top_max[neuron], max_activation, probe.n_samples, options.scale, options.scale_quantile
+        scan.top_max[neuron], max_activation, probe.n_samples, options.scale, options.scale_quantile, typical
     )
-    top_ids = scan.top_ids[neuron]
-    top_acts = scan.top_acts(neuron)
-    random_acts = scan.random_acts(neuron)
     random_rows = (random_acts, probe.lengths[scan.random_ids])
     split = protocol_split(options, top_ids, scan.random_ids, random_rows, probe.tokens.__getitem__)
     ranks = {*range(min(options.n_exemplars, len(top_ids))), *split.explain_ranks, *split.holdout_top_ranks}
@@ -140,9 +142,8 @@ def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
     heldout = [top[rank] for rank in split.holdout_top_ranks] + [randoms[slot] for slot in slots]
     modality = probe.modality[top_ids]
     if options.type_method == "permutation":
-        random_modality = probe.modality[scan.random_ids]
         neuron_type = permutation_type(
-            (top_acts, modality), (random_acts, random_modality), scale.value, options, context.is_text_model
+            top_acts, modality, scale.value, options, context.is_text_model, neuron
         )
     else:
         neuron_type = classify_neuron(top_acts, modality, scale.value, options, context.is_text_model)
@@ -155,6 +156,9 @@ def prepare_neuron(context: ReportContext, neuron: int) -> PreparedNeuron:
         heldout_is_top=[True] * len(split.holdout_top_ranks) + [False] * len(slots),
         neuron_type=neuron_type,
         scale=scale,
+        density=scan_density(
+            scan, probe, neuron, (top_acts, random_acts), scale.value, options.text_threshold
+        ),
     )
 
 
@@ -239,6 +243,8 @@ def _normalisation(scale: Scale | None) -> Normalisation | None:
         scale=scale.value,
         top1_ratio=scale.top1_ratio,
         top1_dominates=scale.top1_dominates,
+        concept_samples=scale.concept_samples,
+        reason=scale.reason or None,
     )
 
 
@@ -287,6 +293,7 @@ def build_report(
         domain_specific=context.specific[neuron] if context.probe.domains else None,
         domain_support=_support(context, neuron),
         normalisation=_normalisation(prepared.scale),
+        density=prepared.density,
         detection=binary.get("detection"),
         fuzzing=binary.get("fuzzing"),
         protocol=context.options.protocol,

@@ -4,7 +4,10 @@ with a fixed seed and the bundled MiniLM tokenizer; used by tests and bench/benc
 Three layer-0 MLP neurons are edited: one fires on digit tokens, one on the word family "play" (plays,
 played, …), one on "?". A fourth, OUTLIER_NEURON, fires on "?" like the third and six times as strongly
 on "japan", a word of one or two probe samples: one outlier sample sets its global max (the case the
-`quantile` scale and the `top1_dominates` flag are for). Hidden dimensions 0–3 are reserved (zero in
+`quantile` scale and the `top1_dominates` flag are for). A fifth, RARE_NEURON, is a rare concept over a weak
+background: it reads the same "japan" dimension with a positive bias, so every token gives it a small
+positive value and the one or two "japan" samples stand far above (the case the scale's rare-concept rule
+is for: the quantile of the maxima sits in the background). Hidden dimensions 0–3 are reserved (zero in
 every embedding row and in what layer-0 attention writes); the concept tokens' word embeddings get a
 large value in their dimension; each planted neuron's intermediate row reads only its dimensions, with a
 negative bias, so GELU leaves it near zero everywhere else.
@@ -28,6 +31,9 @@ OUTLIER_NEURON = 40
 """Fires on "?" and, OUTLIER_GAIN times as strongly, on OUTLIER_TOKEN."""
 OUTLIER_TOKEN = "japan"
 OUTLIER_GAIN = 6.0
+RARE_NEURON = 50
+"""Fires weakly on every token (GELU of RARE_BIAS plus a small residual term), strongly on OUTLIER_TOKEN."""
+RARE_BIAS = 0.3
 N_NEURONS = 128
 SEED = 0
 
@@ -61,6 +67,9 @@ def plant_text_neurons(model: Any, tokenizer: Any) -> None:
         dense.weight[OUTLIER_NEURON, 2] = 1.0
         dense.weight[OUTLIER_NEURON, 3] = OUTLIER_GAIN
         dense.bias[OUTLIER_NEURON] = -1.0
+        dense.weight[RARE_NEURON] = 0.0
+        dense.weight[RARE_NEURON, 3] = 1.0
+        dense.bias[RARE_NEURON] = RARE_BIAS
 
 
 def build_planted_bert(minilm: ModelSpec, tokenizer_path: str, folder: Path) -> ModelSpec:
@@ -88,7 +97,7 @@ def build_planted_bert(minilm: ModelSpec, tokenizer_path: str, folder: Path) -> 
             "id": "tiny-bert-planted",
             "layers": 2,
             "neurons_per_layer": N_NEURONS,
-            "revision": f"seed{SEED}-planted-test-2",
+            "revision": f"seed{SEED}-planted-test-3",
             "source": ModelSource(kind="hub-or-path", path=str(folder)),
         }
     )
