@@ -33,7 +33,7 @@ def _activations(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Te
     return torch.cat([gauss, silu, exponential, coarse], dim=2)
 
 
-def _scan() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def null_scan() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The recorder's arrays, the probe's modality [samples, max_tokens] and the random record ids."""
     rng = np.random.default_rng(0)
     generator = torch.Generator().manual_seed(0)
@@ -63,7 +63,7 @@ def _scan() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
 
 
 def test_the_peak_modality_test_rejects_about_one_percent_of_null_neurons() -> None:
-    arrays, modality, random_ids = _scan()
+    arrays, modality, random_ids = null_scan()
     n_neurons = KINDS * N_PER_KIND
     p = np.array(
         [
