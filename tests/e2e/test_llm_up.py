@@ -55,6 +55,7 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Pat
 
 def explain(url: str, neuron: int) -> subprocess.CompletedProcess[str]:
     args = ["explain", "--url", url, "--model", "minilm-l6", "--layer", str(LAYER), "--neuron", str(neuron)]
+    args += ["--option", "chance_explanations=0"]  # one explanation and its 20 simulations, no chance null
     return subprocess.run(
         [sys.executable, "-m", "service.commands.main", *args, "--timeout", "150"],
         env=process_env(),
