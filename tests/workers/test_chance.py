@@ -3,10 +3,23 @@ explanations, its t-prediction p, undefined nulls counted, and the donors every 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from service.contract import chance_donors, null_donors
+from service.contract import (
+    DatasetSpec,
+    ExplanationRequest,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    chance_donors,
+    neuron_summary,
+    null_donors,
+    summary_row,
+)
+from service.viewer.chance import chance_counts, chance_line
 from workers.analysis.chance import chance_level, null_correlation, sd_floor
 
 
@@ -86,3 +99,48 @@ def test_donors_are_seeded_nested_and_shared_by_the_layer() -> None:
     assert null_donors(donors, donors[0], 5) == donors[1:]
     assert null_donors(donors, donors[3], 5) == donors[:3] + donors[4:]
     assert null_donors(donors, 99999, 5) == donors[:5]
+
+
+# --------------------------------------------------------------------------- a whole layer, end to end
+
+
+@pytest.fixture(scope="module")
+def minilm_l3_reports(worker_runtime: Any, minilm: ModelSpec, small_probe: DatasetSpec) -> list[NeuronReport]:
+    """Every neuron of minilm-l6 layer 3 over the small probe set, baseline explainer and simulator, the
+    default chance null (k = 5)."""
+    from workers.process.explain_job import explain_neurons
+    from workers.process.scan_job import scan_layers
+
+    point = minilm.hook("mlp_act")
+    scan_layers(worker_runtime, minilm, small_probe, point, [3], PipelineOptions())
+    neurons = list(range(minilm.neurons_per_layer))
+    request = ExplanationRequest(
+        model=minilm.id,
+        layer=3,
+        neurons=neurons,
+        hook="mlp_act",
+        dataset=small_probe.id,
+        explainer="baseline",
+        simulator="baseline",
+    )
+    return list(explain_neurons(worker_runtime, minilm, small_probe, point, request, neurons))
+
+
+def test_a_layer_reports_its_share_of_neurons_beyond_chance(minilm_l3_reports: list[NeuronReport]) -> None:
+    reports = minilm_l3_reports
+    donors = chance_donors(1536, 5, seed=0, layer=3)
+    defined = [r for r in reports if r.simulation.correlation is not None]
+    for report in reports:
+        chance = report.simulation.chance
+        assert chance is not None and chance.k == 5 and chance.donors == null_donors(donors, report.neuron, 5)
+        assert (chance.beyond_chance is None) == (report.simulation.correlation is None)
+        assert chance.n_undefined == sum(r is None for r in chance.null_correlations)
+        assert report.provenance.llm_calls is not None and report.provenance.llm_calls["chance"] == 0
+    summaries = [neuron_summary(r.model_dump(mode="json")) for r in reports]
+    beyond, judged, total = chance_counts(summaries)
+    assert total == 1536 and judged == len(defined)
+    assert 0 < beyond < judged
+    assert f"{beyond} of 1536 neurons beyond chance" in chance_line(summaries)
+    rows = [summary_row(r.model_dump(mode="json")) for r in reports]
+    assert sum(row["beyond_chance"] is True for row in rows) == beyond
+    assert all((row["chance_p_value"] is None) == (row["correlation"] is None) for row in rows)
