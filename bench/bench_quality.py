@@ -158,7 +158,8 @@ def minilm_rows(registry: Any, runtime: Any) -> list[dict[str, str]]:
                 "figure": f"minilm-l6 L3 typed unknown, {label}",
                 "value": f"{share:.1%} ({count}); {good:.0%} of them r ≥ 0.7",
                 "goal": "after: unknown with r ≥ 0.7 = 0",
-                "detail": f"1536 neurons, baseline explainer + simulator; median r {np.median(scores):.2f}",
+                "detail": f"1536 neurons, baseline explainer + simulator; median r {np.median(scores):.2f} "
+                f"({len(scores)} defined of {len(reports)})",
             }
         )
     demo = next(r for r in results["after (v2, text rule, quantile)"][0] if r.neuron == 42)

@@ -7,6 +7,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
+- :mod:`~service.contract.chance`    a score's chance level: the donor neurons and `ChanceLevel`
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
 - :mod:`~service.contract.jobs`      queues, task paths, job ids, task payloads and results, job meta, errors
 - :mod:`~service.contract.artifact_keys`      report variant hash, report and exemplar-image storage keys
@@ -40,6 +41,12 @@ from service.contract.artifact_keys import (
     scan_manifest_key,
 )
 from service.contract.base import ContractModel, Modality, NeuronType
+from service.contract.chance import (
+    MAX_CHANCE_EXPLANATIONS,
+    ChanceLevel,
+    chance_donors,
+    null_donors,
+)
 from service.contract.cost import (
     CALIBRATION_STRIDE,
     PROFILE_ROOT,
@@ -172,6 +179,10 @@ from service.contract.weights import (
 )
 
 __all__ = [
+    "MAX_CHANCE_EXPLANATIONS",
+    "ChanceLevel",
+    "chance_donors",
+    "null_donors",
     "PROFILE_ROOT",
     "PROMPT_PROFILE_VERSION",
     "CALIBRATION_STRIDE",

@@ -182,9 +182,19 @@ class CallEstimate(ContractModel):
     llm_calls_per_neuron: int = Field(
         description="LLM requests per neuron: 1 explanation request (k candidates drawn in one), plus "
         "k × ⌊n_explain / 4⌋ calibration simulations when k > 1, plus 2 × n_holdout held-out simulations "
-        "(top and random records) when the simulator is `openai`; 0 for the offline baselines."
+        "(top and random records) when the simulator is `openai` (⌈2 × n_holdout / batch_records⌉ with "
+        "`simulation-batched`), that simulation again for each of the k null explanations "
+        "(`chance_explanations`); 0 for the offline baselines."
     )
-    llm_calls: int = Field(description="neurons × llm_calls_per_neuron; retries left out.")
+    donor_explanation_calls: int = Field(
+        default=0,
+        ge=0,
+        description="Explanations of the chance null's donors (at most k + 1 per explain job) that are not "
+        "among the job's own neurons, times the LLM requests of one explanation.",
+    )
+    llm_calls: int = Field(
+        description="neurons × llm_calls_per_neuron + donor_explanation_calls; retries left out."
+    )
     scan_passes: int = Field(
         description="Layer scans the request may start (1: its layer; none runs when the scan is stored)."
     )

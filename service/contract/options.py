@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, JsonValue, model_validator
 
 from service.contract.base import ContractModel, StrictFloat, StrictInt
+from service.contract.chance import MAX_CHANCE_EXPLANATIONS
 
 TypeMethod = Literal["threshold", "permutation"]
 """How a neuron is typed: fixed thresholds per sample, plus (`permutation`) a within-sample test of the
@@ -126,6 +127,24 @@ class PipelineOptions(ContractModel):
     )
     batch_records: StrictInt = Field(
         default=10, ge=2, le=40, description="Held-out records per LLM call of the batched scorers."
+    )
+    # ---- issue 18: every score against chance (docs/method.md#chance-level)
+    chance_explanations: StrictInt = Field(
+        default=5,
+        ge=0,
+        le=MAX_CHANCE_EXPLANATIONS,
+        description="k: explanations of other neurons of the layer (the donors) simulated on each neuron's "
+        "held-out records to give its score's null distribution (`simulation.chance`); k more "
+        "simulations per neuron and at most k + 1 donor explanations per explain job; 0 turns it off. "
+        "p is a Student t with k − 1 degrees of freedom, so a small k cannot give a small p (k = 5: p < "
+        "0.001 needs z > 7.2; k = 20: z > 3.6).",
+    )
+    chance_alpha: StrictFloat = Field(
+        default=0.01,
+        gt=0,
+        le=0.5,
+        description="Significance level of `simulation.chance.beyond_chance` (one-sided p of the score "
+        "against the null).",
     )
     protocol: Protocol = Field(
         default="neuronlens",

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue
 
 from service.contract.base import ContractModel, NeuronType
+from service.contract.chance import ChanceLevel
 from service.contract.options import PipelineOptions, Protocol, ScaleMethod
 
 
@@ -166,6 +167,12 @@ class Simulation(ContractModel):
     prompt_version: str | None = Field(
         default=None,
         description="Version of the simulator prompt(s) (`openai` backend); null for the baseline.",
+    )
+    chance: ChanceLevel | None = Field(
+        default=None,
+        description="The score against chance: a null distribution from k explanations of other neurons of "
+        "the layer simulated on the same held-out records, the score's z, p and `beyond_chance`; null when "
+        "`chance_explanations` is 0 (and in reports made before it existed).",
     )
 
 

@@ -22,11 +22,13 @@ from service.contract.report import recorded_non_default_options
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "model", "layer", "neuron", "hook", "neuron_type", "p_visual", "p_text", "p_multimodal", "p_unknown",
     "high_confidence", "max_activation", "explanation", "correlation", "ci95_low", "ci95_high",
-    "domain_specific", "llm_calls", "cost_usd", "non_default_options",
+    "chance_p_value", "beyond_chance", "domain_specific", "llm_calls", "cost_usd", "non_default_options",
 )  # fmt: skip
 """The summary columns, in order (CSV, Parquet, the SDK's DataFrame). `neuron_type` is the report's type,
 `p_*` and `high_confidence` its `type_evidence`, `explanation` the explanation's text, `correlation` the
-simulation score (null when undefined), `ci95_low` / `ci95_high` its bootstrap interval, `domain_specific`
+simulation score (null when undefined), `ci95_low` / `ci95_high` its bootstrap interval, `chance_p_value`
+and `beyond_chance` the score against chance (`simulation.chance`: its one-sided p and verdict; null without a
+chance null or when the score is undefined), `domain_specific`
 the domains the neuron is specific to (a list; null without domain labels), `llm_calls` the LLM requests
 made for the neuron (all roles; null in reports that do not count them), `cost_usd` their cost
 (`provenance.llm_cost_usd`: null without prices and for the baseline), `non_default_options` the options
@@ -64,6 +66,7 @@ def summary_record(report: Mapping[str, Any]) -> dict[str, Any]:
     simulation = report["simulation"]
     provenance = report.get("provenance") or {}
     cost = provenance.get("llm_cost_usd")
+    chance = simulation.get("chance") or {}
     return {
         "model": report["model"],
         "layer": report["layer"],
@@ -79,6 +82,8 @@ def summary_record(report: Mapping[str, Any]) -> dict[str, Any]:
         "explanation": report["explanation"]["text"],
         "correlation": simulation["correlation"],
         "ci95": simulation.get("ci95"),
+        "chance_p_value": chance.get("p_value"),
+        "beyond_chance": chance.get("beyond_chance"),
         "domain_specific": report.get("domain_specific"),
         "llm_calls": _llm_calls(provenance),
         "cost_usd": None if cost is None else float(cost),
@@ -109,6 +114,17 @@ class NeuronSummary(ContractModel):
     explanation: str = Field(description="`explanation.text`.")
     correlation: float | None = Field(description="`simulation.correlation` (the score), −1 … 1, or null.")
     ci95: list[float] | None = Field(default=None, description="`simulation.ci95`: bootstrap 95% interval.")
+    chance_p_value: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="`simulation.chance.p_value`: one-sided p of the score against its chance null; null "
+        "without a chance null or when the score is undefined.",
+    )
+    beyond_chance: bool | None = Field(
+        default=None,
+        description="`simulation.chance.beyond_chance`: p below the request's `chance_alpha`; null as above.",
+    )
     non_default_options: list[str] = Field(
         default_factory=list,
         description="`provenance.non_default_options` as `name=value` labels (`seed=1`); empty when the "

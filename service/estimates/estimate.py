@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from service.contract import (
     CALIBRATION_STRIDE,
-    CallEstimate,
     CostEstimate,
     ExplanationRequest,
     LLMEstimate,
@@ -27,30 +26,20 @@ from service.contract import (
     scan_manifest_key,
 )
 from service.contract.objects import ObjectStore
+from service.estimates.calls import (
+    estimate_calls,
+    explanation_calls,
+    extra_donors,
+    null_k,
+    parts,
+    simulation_calls,
+)
 from service.settings import Settings, llm_endpoint_configs
 
 if TYPE_CHECKING:
     from service.estimates.validate import ResolvedRequest
 
 _Profile = TypeVar("_Profile", PromptProfile, ProbeProfile)
-
-
-def estimate_calls(resolved: ResolvedRequest) -> CallEstimate:
-    """The estimate for a resolved request (backends, endpoint and candidates filled in)."""
-    request = resolved.request
-    options = request.options
-    per_neuron = 0
-    if request.explainer == "openai":
-        candidates = request.candidates or 1
-        per_neuron += 1
-        if candidates > 1:
-            per_neuron += candidates * (options.n_explain // CALIBRATION_STRIDE)
-    if request.simulator == "openai":
-        per_neuron += 2 * options.n_holdout
-    neurons = len(resolved.neurons) * len(resolved.layers)  # the neurons of every requested layer
-    return CallEstimate(
-        neurons=neurons, llm_calls_per_neuron=per_neuron, llm_calls=neurons * per_neuron, scan_passes=1
-    )
 
 
 # --------------------------------------------------------------------------- dry run (tokens and USD)
@@ -114,67 +103,94 @@ def _holdout_count(options: PipelineOptions, n_top: int) -> int:
     return 2 * min(options.n_holdout, n_top // 2)
 
 
-def _profile_neuron(request: ExplanationRequest, profile: PromptProfile, neuron: int) -> tuple[int, _Tokens]:
-    """(LLM calls, tokens) of one neuron from its layer's prompt profile (its actual records)."""
+def _add(total: _Tokens, spent: _Tokens, times: int = 1) -> None:
+    total.prompt += times * spent.prompt
+    total.completion += times * spent.completion
+
+
+def _profile_records(
+    request: ExplanationRequest, profile: PromptProfile, neuron: int
+) -> list[tuple[float, float]]:
+    """A neuron's held-out records as (prompt chars beyond the template, tokens), from its layer's profile."""
     options = request.options
-    shapes = profile.templates
-    calls, tokens = 0, _Tokens()
-    if request.explainer == "openai":
-        chars = float(profile.explainer_chars[neuron])
-        if options.n_explain != profile.n_explain:  # another selection: scale the records' part
-            fixed = shapes.explainer_text_chars
-            chars = fixed + (chars - fixed) * options.n_explain / profile.n_explain
-        spent = _explainer_tokens(request, chars, shapes.explainer_text_chars)
-        calls += 1
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
-    template = shapes.simulator_text_chars
+    template = profile.templates.simulator_text_chars
     held = list(zip(profile.holdout_chars[neuron], profile.holdout_tokens[neuron], strict=True))
     records = [(float(chars - template), float(count)) for chars, count in held]
     if options.n_holdout != profile.n_holdout and records:  # another selection: the mean record, n times
         mean = (sum(r[0] for r in records) / len(records), sum(r[1] for r in records) / len(records))
         records = [mean] * _holdout_count(options, profile.n_top)
+    return records
+
+
+def _profile_explanation(
+    request: ExplanationRequest, profile: PromptProfile, neuron: int
+) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of explaining one neuron from its layer's prompt profile (its actual records):
+    the draw and, with k > 1 candidates, their calibration simulations."""
+    options = request.options
+    shapes = profile.templates
+    calls, tokens = 0, _Tokens()
+    if request.explainer != "openai":
+        return calls, tokens
+    chars = float(profile.explainer_chars[neuron])
+    if options.n_explain != profile.n_explain:  # another selection: scale the records' part
+        fixed = shapes.explainer_text_chars
+        chars = fixed + (chars - fixed) * options.n_explain / profile.n_explain
+    _add(tokens, _explainer_tokens(request, chars, shapes.explainer_text_chars))
+    calls += 1
+    records = _profile_records(request, profile, neuron)
     candidates = request.candidates or 1
-    if request.explainer == "openai" and candidates > 1 and records:
+    if candidates > 1 and records:
         mean = (sum(r[0] for r in records) / len(records), sum(r[1] for r in records) / len(records))
         calibration = [mean] * (candidates * (options.n_explain // CALIBRATION_STRIDE))
         calls += len(calibration)
-        spent = _simulator_tokens(calibration, template)
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
-    if request.simulator == "openai":
-        calls += len(records)
-        spent = _simulator_tokens(records, template)
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
+        _add(tokens, _simulator_tokens(calibration, shapes.simulator_text_chars))
     return calls, tokens
 
 
-def _probe_neuron(request: ExplanationRequest, probe: ProbeProfile) -> tuple[int, _Tokens]:
-    """(LLM calls, tokens) of one neuron from the probe set's mean record (its records are not known)."""
+def _profile_neuron(
+    request: ExplanationRequest, profile: PromptProfile, neuron: int, k: int
+) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of one neuron from its layer's prompt profile (its actual records): its
+    explanation, its simulation and the k simulations of its chance null."""
+    calls, tokens = _profile_explanation(request, profile, neuron)
+    if request.simulator == "openai":
+        records = _profile_records(request, profile, neuron)
+        calls += (1 + k) * simulation_calls(request.options, len(records))
+        _add(tokens, _simulator_tokens(records, profile.templates.simulator_text_chars), 1 + k)
+    return calls, tokens
+
+
+def _probe_explanation(request: ExplanationRequest, probe: ProbeProfile) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of explaining one neuron from the probe set's mean record."""
     options = request.options
     shapes = probe.templates
     calls, tokens = 0, _Tokens()
-    if request.explainer == "openai":
-        chars = shapes.explainer_text_chars + options.n_explain * probe.mean_explainer_record_chars
-        spent = _explainer_tokens(request, chars, shapes.explainer_text_chars)
-        calls += 1
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
-    mean = (probe.mean_simulator_record_chars, probe.mean_record_tokens)
+    if request.explainer != "openai":
+        return calls, tokens
+    chars = shapes.explainer_text_chars + options.n_explain * probe.mean_explainer_record_chars
+    _add(tokens, _explainer_tokens(request, chars, shapes.explainer_text_chars))
+    calls += 1
     candidates = request.candidates or 1
-    records = [mean] * _holdout_count(options, options.n_top)
-    if request.explainer == "openai" and candidates > 1:
-        records_cal = [mean] * (candidates * (options.n_explain // CALIBRATION_STRIDE))
-        calls += len(records_cal)
-        spent = _simulator_tokens(records_cal, shapes.simulator_text_chars)
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
+    if candidates > 1:
+        mean = (probe.mean_simulator_record_chars, probe.mean_record_tokens)
+        calibration = [mean] * (candidates * (options.n_explain // CALIBRATION_STRIDE))
+        calls += len(calibration)
+        _add(tokens, _simulator_tokens(calibration, shapes.simulator_text_chars))
+    return calls, tokens
+
+
+def _probe_neuron(request: ExplanationRequest, probe: ProbeProfile, k: int) -> tuple[int, _Tokens]:
+    """(LLM calls, tokens) of one neuron from the probe set's mean record (its records are not known):
+    its explanation, its simulation and the k simulations of its chance null."""
+    options = request.options
+    calls, tokens = _probe_explanation(request, probe)
     if request.simulator == "openai":
-        calls += len(records)
-        spent = _simulator_tokens(records, shapes.simulator_text_chars)
-        tokens.prompt += spent.prompt
-        tokens.completion += spent.completion
+        records = [(probe.mean_simulator_record_chars, probe.mean_record_tokens)] * _holdout_count(
+            options, options.n_top
+        )
+        calls += (1 + k) * simulation_calls(options, len(records))
+        _add(tokens, _simulator_tokens(records, probe.templates.simulator_text_chars), 1 + k)
     return calls, tokens
 
 
@@ -211,6 +227,8 @@ class _Tally:
     to_scan: list[int] = field(default_factory=list)
     neurons: int = 0
     stored: int = 0
+    chunk_neurons: int | None = None
+    """Neurons per explain job (the deployment's `explain_chunk_neurons`)."""
 
 
 def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Settings) -> CostEstimate:
@@ -220,7 +238,7 @@ def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Setti
     layers = request.layer_list()
     uses_llm = "openai" in (request.explainer, request.simulator)
     probe = _read_model(store, probe_profile_key(model.id, model.revision, dataset), ProbeProfile)
-    tally = _Tally()
+    tally = _Tally(chunk_neurons=settings.explain_chunk_neurons)
     for layer in layers:
         _tally_layer(tally, resolved, store, probe, layer)
     bases = tally.bases
@@ -279,19 +297,46 @@ def _tally_layer(
         tally.to_scan.append(layer)
     if not todo or "openai" not in (request.explainer, request.simulator):
         return
+    k = null_k(resolved)
     for neuron in todo:
         if profile is not None and neuron < len(profile.explainer_chars):
-            spent = _profile_neuron(request, profile, neuron)
             tally.bases.add("records")
-        elif probe is not None:
-            spent = _probe_neuron(request, probe)
-            tally.bases.add("probe-set")
         else:
-            spent = (estimate_calls(resolved).llm_calls_per_neuron, _Tokens())
-            tally.bases.add("none")
+            tally.bases.add("none" if probe is None else "probe-set")
+        spent = _neuron_spend(resolved, profile, probe, neuron, k)
         tally.calls += spent[0]
-        tally.tokens.prompt += spent[1].prompt
-        tally.tokens.completion += spent[1].completion
+        _add(tally.tokens, spent[1])
+    todo_set = set(todo)
+    for part in parts(neurons, tally.chunk_neurons):
+        running = [n for n in part if n in todo_set]
+        if not running:
+            continue  # every report of this explain job is stored: it does not run
+        for donor in extra_donors(resolved, layer, running):
+            spent = _donor_spend(resolved, profile, probe, donor)
+            tally.calls += spent[0]
+            _add(tally.tokens, spent[1])
+
+
+def _neuron_spend(
+    resolved: ResolvedRequest, profile: PromptProfile | None, probe: ProbeProfile | None, neuron: int, k: int
+) -> tuple[int, _Tokens]:
+    """One neuron's calls and tokens from the best profile there is (its basis is added by the caller)."""
+    if profile is not None and neuron < len(profile.explainer_chars):
+        return _profile_neuron(resolved.request, profile, neuron, k)
+    if probe is not None:
+        return _probe_neuron(resolved.request, probe, k)
+    return estimate_calls(resolved).llm_calls_per_neuron, _Tokens()
+
+
+def _donor_spend(
+    resolved: ResolvedRequest, profile: PromptProfile | None, probe: ProbeProfile | None, donor: int
+) -> tuple[int, _Tokens]:
+    """One donor's explanation: calls and tokens."""
+    if profile is not None and donor < len(profile.explainer_chars):
+        return _profile_explanation(resolved.request, profile, donor)
+    if probe is not None:
+        return _probe_explanation(resolved.request, probe)
+    return explanation_calls(resolved.request), _Tokens()
 
 
 def _cost_usd(
@@ -316,8 +361,8 @@ def _basis_words(request: ExplanationRequest, basis: TokenBasis) -> str:
     if "openai" not in (request.explainer, request.simulator):
         return "baseline backends: no LLM calls"
     words = _BASIS[basis].format(cpt=CHARS_PER_TOKEN, expl=EXPLANATION_CHARS)
-    if set(request.options.scorers) - {"simulation"}:
-        words += (
-            "; simulation-batched, detection and fuzzing requests are not modelled (counted as simulation)"
-        )
+    if "simulation-batched" in request.options.scorers:
+        words += "; simulation-batched requests counted as batched, their tokens as one prompt per record"
+    if {"detection", "fuzzing"} & set(request.options.scorers):
+        words += "; detection and fuzzing requests are not modelled"
     return words

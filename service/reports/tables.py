@@ -141,6 +141,7 @@ def _arrow_types() -> dict[str, tuple[Any, bool]]:
         "model": (text, False), "layer": (integer, False), "neuron": (integer, False), "hook": (text, False),
         "neuron_type": (text, False), "high_confidence": (pa.bool_(), False), "explanation": (text, False),
         "correlation": (number, True), "ci95_low": (number, True), "ci95_high": (number, True),
+        "chance_p_value": (number, True), "beyond_chance": (pa.bool_(), True),
         "domain_specific": (labels, True), "llm_calls": (integer, True), "cost_usd": (number, True),
         "non_default_options": (labels, False),
     }  # fmt: skip

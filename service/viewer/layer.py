@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from service.contract import ExplanationRequest, ModelSpec, NeuronSummary
 from service.reports.listing import SortColumn
+from service.viewer.chance import chance_line
 from service.viewer.html import (
     TYPE_COLOURS,
     layer_path,
@@ -71,11 +72,12 @@ def _score_histogram(rows: Sequence[NeuronSummary]) -> str:
     scores = [row.correlation for row in rows if row.correlation is not None]
     svg = values_histogram_svg([("neurons", "#4a7fc1", scores)], -1.0, 1.0, SCORE_BINS, "score histogram")
     undefined = len(rows) - len(scores)
+    mean = f"; mean r {sum(scores) / len(scores):.3f} over those {len(scores)}" if scores else ""
     return (
         f'<figure id="score-histogram">{svg}<figcaption>Simulation scores (pooled Pearson r of simulated '
-        f"against true activations on held-out records) of all {len(scores)} scored neurons of the layer"
-        + (f"; {undefined} with an undefined score not shown" if undefined else "")
-        + ".</figcaption></figure>"
+        f"against true activations on held-out records): {len(scores)} defined of {len(rows)} neurons"
+        + (f", {undefined} with an undefined score not shown" if undefined else "")
+        + f"{mean}.{chance_line(rows)}</figcaption></figure>"
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from service.contract import Exemplar, NeuronReport, option_labels
+from service.viewer.chance import chance_html
 from service.viewer.html import (
     layer_path,
     link,
@@ -240,6 +241,7 @@ def _score_html(report: NeuronReport) -> str:
         f"{number(simulation.correlation_top)}, random only {number(simulation.correlation_random)}); "
         f"simulator {escape(simulation.backend)} · "
         f"{escape(simulation.model)}; parse failures {simulation.parse_failures}</span></p>"
+        + chance_html(report)
     )
 
 

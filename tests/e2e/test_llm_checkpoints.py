@@ -48,7 +48,12 @@ def test_a_killed_worker_repays_at_most_its_neurons_in_flight(
         first = processes.start_worker(env, "first")
         posted = httpx.post(
             f"{url}/v1/explanations",
-            json={"model": "minilm-l6", "layer": LAYER, "neurons": {"start": 0, "stop": NEURONS}},
+            json={
+                "model": "minilm-l6",
+                "layer": LAYER,
+                "neurons": {"start": 0, "stop": NEURONS},
+                "options": {"chance_explanations": 0},  # checkpoints per neuron; no chance null
+            },
         )
         job_id = posted.json()["job_id"]
         ideal = NEURONS * CALLS_PER_NEURON

@@ -53,8 +53,9 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Pat
             yield LLMStack(url, peer)
 
 
-def explain(url: str, neuron: int) -> subprocess.CompletedProcess[str]:
+def explain(url: str, neuron: int, *extra: str) -> subprocess.CompletedProcess[str]:
     args = ["explain", "--url", url, "--model", "minilm-l6", "--layer", str(LAYER), "--neuron", str(neuron)]
+    args += extra
     return subprocess.run(
         [sys.executable, "-m", "service.commands.main", *args, "--timeout", "150"],
         env=process_env(),
@@ -75,21 +76,27 @@ def test_explain_returns_a_report_written_by_the_configured_endpoint(llm_stack: 
     assert report.provenance.llm_tokens["prompt"] > 0 and report.provenance.llm_tokens["completion"] > 0
 
     calls = llm_stack.peer.requests[before:]
-    assert report.provenance.llm_calls == {"explainer": 1, "simulator": 20}
-    assert len(calls) == 21 and {c.status for c in calls} == {200}
+    # 1 explanation and its 20 held-out simulations, 5 × 20 simulations of the chance null's donor
+    # explanations, and the 6 donors of layer 2 (neuron 5 is none of them) explained first by the job.
+    assert report.provenance.llm_calls == {"explainer": 1, "simulator": 20, "chance": 100}
+    assert len(calls) == 6 + 121 and {c.status for c in calls} == {200}
+    donors = calls[:6]
+    assert {c.role for c in donors} == {"explainer"}
     assert {(c.role, c.body["model"]) for c in calls} == {
         ("explainer", EXPLAINER_MODEL),
         ("simulator", SIMULATOR_MODEL),
     }
     assert {c.authorization for c in calls} == {f"Bearer {API_KEY}"}
-    assert sum(c.prompt_tokens for c in calls) == report.provenance.llm_tokens["prompt"]
+    assert sum(c.prompt_tokens for c in calls[6:]) == report.provenance.llm_tokens["prompt"]
     stored = httpx.get(f"{llm_stack.url}/v1/neurons/minilm-l6/{LAYER}/5", timeout=10)
     assert NeuronReport.model_validate_json(stored.content) == report
 
 
 def test_an_endpoint_that_keeps_failing_fails_the_command_with_its_answer(llm_stack: LLMStack) -> None:
     llm_stack.peer.add_faults(Fault("server_error", 2))
-    result = explain(llm_stack.url, 6)
+    # No chance null: the job's first request is the neuron's explanation, the one both faults hit (the
+    # donors' explanations would run concurrently and share them out).
+    result = explain(llm_stack.url, 6, "--option", "chance_explanations=0")
     assert result.returncode == 1
     assert "LLM endpoint 'default' failed after 2 attempts: HTTP 500" in result.stderr
     assert result.stdout == ""

@@ -139,7 +139,9 @@ def test_a_submission_over_the_llm_quota_is_refused_up_front_naming_the_estimate
     expected = estimate_calls(
         resolve_request(load_registry(), ExplanationRequest.model_validate(SUBMISSION), 4096, settings)
     )
-    assert expected.llm_calls == 5 * (1 + 2 * 10)  # 1 explanation + 10 top and 10 random held-out records
+    # 1 explanation + 10 top and 10 random held-out records, simulated again for each of the chance null's
+    # 5 donor explanations, and the 6 donors of layer 3 (none among neurons 0-4) explained once.
+    assert expected.llm_calls == 5 * (1 + 2 * 10 * 6) + 6
     small = make_key(redis_conn, "small", ["submit"], llm_calls_per_day=expected.llm_calls - 1)
     fits_once = make_key(redis_conn, "fits-once", ["submit"], llm_calls_per_day=expected.llm_calls + 10)
     with start_api(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -158,7 +160,7 @@ def test_a_submission_over_the_llm_quota_is_refused_up_front_naming_the_estimate
         refused = client.post("/v1/explanations", json=other_neurons, headers=bearer(fits_once))
         body = assert_problem(refused, 429, "rate-limited")
         assert body["estimate"]["llm_calls"] == expected.llm_calls
-        assert "has 10 of its 115 per day left" in body["detail"]
+        assert f"has 10 of its {expected.llm_calls + 10} per day left" in body["detail"]
         assert 1 <= int(refused.headers["retry-after"]) <= 24 * 3600
         assert rq_jobs(redis_conn) == enqueued
 

@@ -3,7 +3,7 @@ checked in tests/service/test_llm_jobs.py."""
 
 from __future__ import annotations
 
-from service.contract import ExplanationRequest, load_registry
+from service.contract import ExplanationRequest, chance_donors, load_registry
 from service.estimates.estimate import estimate_calls
 from service.estimates.validate import resolve_request
 from service.settings import LLMEndpointConfig, Settings
@@ -23,10 +23,46 @@ def test_estimates_scale_with_neurons_candidates_and_held_out_records(settings: 
     )
     base = {"model": "minilm-l6", "layer": 1, "neurons": {"start": 0, "stop": 100}}
     assert _estimate(base, settings) == (100, 0, 1)  # the offline baseline calls no LLM
-    assert _estimate(base, llm) == (100, 100 * (1 + 2 * 10), 1)
-    k4 = {**base, "candidates": 4, "options": {"n_explain": 12, "n_holdout": 3}}
+    # The chance null (k = 5 by default): 5 more simulations per neuron, and the 6 donors of layer 1
+    # that are not among neurons 0-99 explained once by the one explain job.
+    outside = len([d for d in chance_donors(1536, 5, 0, 1) if d >= 100])
+    assert _estimate(base, llm) == (100, 100 * (1 + 2 * 10 * 6) + outside, 1)
+    no_null = {**base, "options": {"chance_explanations": 0}}
+    assert _estimate(no_null, llm) == (100, 100 * (1 + 2 * 10), 1)
+    k4 = {**base, "candidates": 4, "options": {"n_explain": 12, "n_holdout": 3, "chance_explanations": 0}}
     assert _estimate(k4, llm) == (100, 100 * (1 + 4 * 3 + 2 * 3), 1)
-    assert _estimate({**base, "simulator": "baseline"}, llm) == (100, 100, 1)
+    baseline_simulator = {**no_null, "simulator": "baseline"}
+    assert _estimate(baseline_simulator, llm) == (100, 100, 1)
+
+
+def test_the_chance_null_costs_k_simulations_per_neuron_and_donors_per_explain_job(
+    settings: Settings,
+) -> None:
+    llm = settings.model_copy(
+        update={
+            "llm_endpoints": {"e": LLMEndpointConfig(base_url="http://127.0.0.1:9/v1", explainer_model="m")}
+        }
+    )
+    donors = chance_donors(1536, 5, 0, 1)
+    # Batched simulation: 20 held-out records in ⌈20 / 10⌉ = 2 requests, for the own explanation and 5 nulls.
+    body = {
+        "model": "minilm-l6",
+        "layer": 1,
+        "neurons": donors[:2],
+        "options": {"scorers": ["simulation-batched"]},
+    }
+    resolved = resolve_request(load_registry(), ExplanationRequest.model_validate(body), 4096, llm)
+    estimate = estimate_calls(resolved)
+    assert estimate.llm_calls_per_neuron == 1 + 2 * 6
+    assert estimate.donor_explanation_calls == 4  # 2 of the 6 donors are explained as requested neurons
+    assert estimate.llm_calls == 2 * 13 + 4
+    # Every explain job explains the donors it does not hold: 2 jobs of one neuron each.
+    two_jobs = estimate_calls(resolved, chunk_neurons=1)
+    assert two_jobs.donor_explanation_calls == 5 + 5
+    assert (
+        _estimate({**body, "options": {"scorers": ["simulation-batched"], "chance_explanations": 0}}, llm)[1]
+        == 2 * 3
+    )
 
 
 def test_a_request_of_several_layers_counts_the_neurons_of_each(settings: Settings) -> None:
@@ -36,6 +72,7 @@ def test_a_request_of_several_layers_counts_the_neurons_of_each(settings: Settin
         }
     )
     three = {"model": "minilm-l6", "layers": [0, 2, 4], "neurons": {"start": 0, "stop": 100}}
+    three = {**three, "options": {"chance_explanations": 0}}
     assert _estimate(three, llm)[:2] == (300, 300 * (1 + 2 * 10))
-    every = {"model": "minilm-l6", "layers": "all", "neurons": [5]}
+    every = {"model": "minilm-l6", "layers": "all", "neurons": [5], "options": {"chance_explanations": 0}}
     assert _estimate(every, llm)[:2] == (6, 6 * 21)

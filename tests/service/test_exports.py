@@ -92,7 +92,7 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             typed[key] = int(cell)
         elif key in ("model", "hook", "neuron_type", "explanation", "report"):
             typed[key] = cell
-        elif key == "high_confidence":
+        elif key in ("high_confidence", "beyond_chance"):
             typed[key] = {"true": True, "false": False}[cell]
         elif key == "domain_specific":
             typed[key] = cell.split(";")

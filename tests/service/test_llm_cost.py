@@ -23,7 +23,8 @@ llm_env = test_llm_jobs.llm_env
 """The LLM test environment (settings from NEURONLENS_* variables pointing at the peer), shared."""
 LAYER = test_llm_jobs.LAYER
 
-NEURONS = {"start": 0, "stop": 24}
+NEURONS = {"start": 0, "stop": 4}
+"""With the default chance null (k = 5) each neuron costs 1 + 20 × 6 requests."""
 PRICES = {"NEURONLENS_LLM_PROMPT_USD_PER_MTOK": "2.5", "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK": "10"}
 """USD per million prompt and completion tokens of the default endpoint."""
 
@@ -66,7 +67,8 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
         settings = _settings(llm_env, peer, PRICES)
         with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
             # An openai request on another neuron scans the layer and writes its prompt profile.
-            scanned = _run(http, redis_conn, settings, {**base, "neurons": [200]})
+            first = {**base, "neurons": [200], "options": {"chance_explanations": 0}}
+            scanned = _run(http, redis_conn, settings, first)
             assert scanned.status == "finished" and peer.calls > 0
             before = len(peer.requests)
 
@@ -77,7 +79,7 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
             assert set(redis_conn.keys("*")) == keys_before  # no job, no queue entry, no counter
             assert redis_conn.llen("rq:queue:explain") == redis_conn.llen("rq:queue:scan") == 0
             assert estimate.token_basis == "records" and estimate.scan.passes == 0
-            assert (estimate.neurons, estimate.reports_stored, estimate.neurons_to_explain) == (24, 0, 24)
+            assert (estimate.neurons, estimate.reports_stored, estimate.neurons_to_explain) == (4, 0, 4)
 
             status = _run(http, redis_conn, settings, base)
     assert status.status == "finished", status.error
@@ -96,12 +98,27 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
         completion,
     )
     assert status.usage.cost_usd == pytest.approx(_cost(prompt, completion))
-    assert status.reports is not None and len(status.reports) == 24
+    assert status.reports is not None and len(status.reports) == 4
+    # The chance null (k = 5 by default): the job explained the layer's 6 donors first (none of them is
+    # among neurons 0-3: layer 2's donors are 652, 1108, 1010, 1063, 1191, 124), then simulated 5 of
+    # their explanations on every neuron's 20 held-out records.
+    donors = [r for r in peer.requests[before:] if r.role == "explainer"][:6]
+    assert not {652, 1108, 1010, 1063, 1191, 124} & set(range(4))
+    assert all(r.simulation.chance is not None and r.simulation.chance.k == 5 for r in status.reports)
+    assert all(
+        r.provenance.llm_calls == {"explainer": 1, "simulator": 20, "chance": 100} for r in status.reports
+    )
+    # What each report carries is its neuron's calls; the donors' explanations are the job's alone.
     provenances = [r.provenance for r in status.reports]
-    assert sum(p.llm_tokens["prompt"] for p in provenances) == prompt
-    assert sum(p.llm_tokens["completion"] for p in provenances) == completion
-    assert sum(sum((p.llm_calls or {}).values()) for p in provenances) == calls
-    assert sum(p.llm_cost_usd or 0 for p in provenances) == pytest.approx(_cost(prompt, completion))
+    assert sum(p.llm_tokens["prompt"] for p in provenances) + sum(r.prompt_tokens for r in donors) == prompt
+    assert (
+        sum(p.llm_tokens["completion"] for p in provenances) + sum(r.completion_tokens for r in donors)
+        == completion
+    )
+    assert sum(sum((p.llm_calls or {}).values()) for p in provenances) + len(donors) == calls
+    reported_cost = sum(p.llm_cost_usd or 0 for p in provenances)
+    donor_cost = _cost(sum(r.prompt_tokens for r in donors), sum(r.completion_tokens for r in donors))
+    assert reported_cost + donor_cost == pytest.approx(_cost(prompt, completion))
     assert not status.budget_exhausted and status.not_done is None
 
 
@@ -113,7 +130,7 @@ def test_a_call_budget_stops_the_job_cleanly_and_keeps_what_it_finished(
         "model": "minilm-l6",
         "layer": LAYER,
         "neurons": [3, 5, 7, 9, 11, 13],
-        "options": {"n_holdout": 2},
+        "options": {"n_holdout": 2, "chance_explanations": 0},
         "budget": {"max_llm_calls": 12},
     }
     with LLMPeer() as peer:

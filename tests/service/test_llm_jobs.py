@@ -33,8 +33,11 @@ SAMPLES = 600
 """The probe-set slice the other pipeline tests scan too (artifacts are shared in the session)."""
 LAYER = 2
 EXPLAINER_MODEL, SIMULATOR_MODEL = "peer-explainer", "peer-simulator"
-SMALL = {"n_holdout": 2}
-"""Two held-out top records and two random ones: five LLM calls per neuron when nothing fails."""
+SMALL = {"n_holdout": 2, "chance_explanations": 0}
+"""Two held-out top records and two random ones: five LLM calls per neuron when nothing fails (no chance
+null: tests/service/test_llm_cost.py checks its calls against the dry run)."""
+NO_NULL = {"chance_explanations": 0}
+"""The default options without the chance null (k more simulations per neuron)."""
 
 
 class LLMStack:
@@ -121,7 +124,8 @@ def test_without_backends_named_the_reports_come_from_the_endpoint(
 ) -> None:
     with LLMPeer() as peer:
         stack = _stack(llm_env, redis_conn, peer)
-        status, metrics = stack.run({"model": "minilm-l6", "layer": LAYER, "neurons": [3, 17]})
+        body = {"model": "minilm-l6", "layer": LAYER, "neurons": [3, 17], "options": NO_NULL}
+        status, metrics = stack.run(body)
     assert status.status == "finished", status.error
     assert status.reports is not None and len(status.reports) == 2
     for report in status.reports:
@@ -133,7 +137,6 @@ def test_without_backends_named_the_reports_come_from_the_endpoint(
         assert simulation.n_top == simulation.n_random == 10
         assert report.provenance.llm_tokens["prompt"] > 0 and report.provenance.llm_tokens["completion"] > 0
         assert report.provenance.llm_calls == {"explainer": 1, "simulator": 20}
-    body = {"model": "minilm-l6", "layer": LAYER, "neurons": [3, 17]}
     assert _estimated_calls_per_neuron(body, stack.settings) == 1 + 20  # the quota estimate is exact
     assert {r.explanation.text for r in status.reports} == _rule_explanations(peer)
 

@@ -268,7 +268,7 @@ def test_text_layer_page_covers_the_whole_layer(
     expect(types.nth(1).locator("td").nth(1)).to_have_text("2")
     expect(page.locator("#type-distribution figcaption")).to_contain_text("all 7 neurons")  # type: ignore[attr-defined]
     histogram = page.locator("#score-histogram")  # type: ignore[attr-defined]
-    expect(histogram.locator("figcaption")).to_contain_text("all 6 scored neurons")
+    expect(histogram.locator("figcaption")).to_contain_text("6 defined of 7 neurons")
     expect(histogram.locator("figcaption")).to_contain_text("1 with an undefined score")
     tips = histogram.locator("svg rect title").all_text_contents()
     assert sum(int(tip.split(": ")[1].split(" in ")[0]) for tip in tips) == 6

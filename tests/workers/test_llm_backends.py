@@ -101,6 +101,7 @@ def test_text_neurons_explained_and_simulated_end_to_end(
         explainer="openai",
         simulator="openai",
         endpoint="peer",
+        options=PipelineOptions(chance_explanations=0),
     )
     with LLMPeer() as peer:
         runtime = build_runtime(

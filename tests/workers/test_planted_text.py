@@ -70,11 +70,13 @@ def _request(spec: Any, dataset: Any, options: PipelineOptions) -> ExplanationRe
 def planted_reports(scanned: tuple[Any, ...]) -> dict[str, list[NeuronReport]]:
     runtime, spec, dataset, point = scanned
     reports = {}
-    for method in ("threshold", "global-max"):
+    for method in ("threshold", "global-max", "chance-20"):
         scorers: list = ["simulation-batched", "detection", "fuzzing"]
         options = (
             PipelineOptions(scale="global-max")
             if method == "global-max"
+            else PipelineOptions(chance_explanations=20)
+            if method == "chance-20"
             else PipelineOptions(scorers=scorers)
         )
         request = _request(spec, dataset, options)
@@ -176,3 +178,23 @@ def test_a_rare_concept_over_a_weak_background_is_typed_and_shaded_by_the_concep
     for record in records.records:
         peak = float(np.max(record.normalised(records.max_activation)))
         assert peak == 10.0 if OUTLIER_TOKEN in record.record.tokens else peak <= 3.0
+
+
+def test_the_planted_digit_neuron_is_beyond_chance(planted_reports: dict[str, list[NeuronReport]]) -> None:
+    """Against the explanations of 20 other neurons of the layer on its own held-out records, the digit
+    neuron's score is beyond chance at p < 0.001. With the default k = 5 it is not: one of its 5 donors
+    (neuron 41) is explained as numbers too and predicts its records as well (r ≈ 0.996), so with 4
+    degrees of freedom p ≈ 0.09; the "play" and "?" neurons, whose donors predict nothing, are beyond
+    chance at k = 5 as well."""
+    digits = planted_reports["chance-20"][DIGITS].simulation
+    assert digits.chance is not None and digits.chance.k == 20 and digits.correlation is not None
+    assert digits.chance.p_value is not None and digits.chance.p_value < 0.001
+    assert digits.chance.beyond_chance is True
+    default = planted_reports["threshold"]
+    for neuron in (PLAY, QUESTION):
+        chance = default[neuron].simulation.chance
+        assert chance is not None and chance.k == 5
+        assert chance.p_value is not None and chance.p_value < 0.001 and chance.beyond_chance is True
+    shared = default[DIGITS].simulation.chance
+    assert shared is not None and shared.beyond_chance is False and 41 in shared.donors
+    assert max(r for r in shared.null_correlations if r is not None) > 0.9

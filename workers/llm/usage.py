@@ -90,6 +90,17 @@ class UsageMeter:
             )
 
 
+def add_usage(first: LLMUsage, second: LLMUsage) -> LLMUsage:
+    """Two scopes' usage together (cost null when either made calls without prices)."""
+    costs = [u.cost_usd for u in (first, second) if u.calls]
+    return LLMUsage(
+        calls=first.calls + second.calls,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        cost_usd=None if not costs or None in costs else round(sum(c or 0.0 for c in costs), 9),
+    )
+
+
 _CURRENT: ContextVar[UsageMeter | None] = ContextVar("neuronlens_llm_meter", default=None)
 
 

@@ -23,6 +23,7 @@ from service.contract import (
     ModelSpec,
     NeuronReport,
     PipelineOptions,
+    chance_donors,
     prompt_profile_key,
 )
 from workers.analysis.assemble import (
@@ -32,17 +33,25 @@ from workers.analysis.assemble import (
     prepare_neuron,
     score_neuron,
 )
+from workers.analysis.chance import (
+    NeuronNull,
+    NullRun,
+    donor_explanations,
+    neuron_chance,
+    null_simulations,
+    with_chance,
+)
 from workers.analysis.exemplar_images import ExemplarImageWriter
 from workers.explain.base import Explainer, ExplainerResult
 from workers.llm.pool import map_concurrently
-from workers.llm.usage import BudgetExhausted, UsageMeter, current_meter, metering
+from workers.llm.usage import BudgetExhausted, UsageMeter, add_usage, current_meter, metering
 from workers.process.backends import make_explainer, make_judge, make_simulator
+from workers.process.binary_scores import binary_scores as _binary_scores
 from workers.process.prompt_profile import write_profiles
 from workers.process.runtime import WorkerRuntime
 from workers.process.scan_job import ProgressFn, open_context
 from workers.simulate.base import Simulator, SimulatorResult
-from workers.simulate.binary import DETECTION_PROMPT_VERSION, FUZZING_PROMPT_VERSION, Judge, binary_score
-from workers.simulate.delphi import delphi_score
+from workers.simulate.binary import Judge
 
 CHUNK_NEURONS = 64
 """Neurons handed to the offline explainer and simulator at once (vectorised; nothing to repay)."""
@@ -65,10 +74,6 @@ def write_prompt_profile(
         return False
     context = open_context(runtime, model, dataset, hook, layer, options)
     return write_profiles(runtime.reports, model, dataset, hook, layer, context.scan, context.probe, options)
-
-
-BINARY_CONCURRENCY = 4
-"""Neurons whose detection/fuzzing requests run at once (each neuron's batches run in turn)."""
 
 
 def explain_neurons(
@@ -110,6 +115,8 @@ def explain_neurons(
             request.simulator, runtime.llm, endpoint=request.endpoint, batch=options.batch_records
         )
     context = open_context(runtime, model, dataset, point.id, request.only_layer(), request.options)
+    k = options.chance_explanations
+    null = NullRun(chance_donors(model.neurons_per_layer, k, options.seed, context.layer), k)
     writer = None
     if images is not None:
         if variant is None:
@@ -123,9 +130,10 @@ def explain_neurons(
     if "openai" in (request.explainer, request.simulator):
         in_flight = runtime.llm.endpoints.resolve(request.endpoint).concurrency
         return _with_all_images(
-            writer, _explain_each(context, list(neurons), explainer, (simulator, judge), progress, in_flight)
+            writer,
+            _explain_each(context, list(neurons), explainer, (simulator, judge), null, progress, in_flight),
         )
-    return _explain_all(context, list(neurons), explainer, (simulator, judge), progress, writer)
+    return _explain_all(context, list(neurons), explainer, (simulator, judge), null, progress, writer)
 
 
 def _explain_all(
@@ -133,12 +141,17 @@ def _explain_all(
     neurons: list[int],
     explainer: Explainer,
     scorers: tuple[Simulator, Judge | None],
+    null: NullRun,
     progress: ProgressFn | None,
     writer: ExemplarImageWriter | None = None,
 ) -> Iterator[NeuronReport]:
+    # The donors' explanations first (k + 1 at most, once for the job part): every neuron's null needs them.
+    null.texts = donor_explanations(context, explainer, null.donors)
     for begin in range(0, len(neurons), CHUNK_NEURONS):
         chunk = neurons[begin : begin + CHUNK_NEURONS]
-        for report in _explain_chunk(context, chunk, explainer, scorers, begin, len(neurons), progress):
+        for report in _explain_chunk(
+            context, chunk, explainer, scorers, null, (begin, len(neurons)), progress
+        ):
             yield report if writer is None else _with_images(writer, report)
 
 
@@ -154,12 +167,14 @@ def _explain_each(
     neurons: list[int],
     explainer: Explainer,
     scorers: tuple[Simulator, Judge | None],
+    null: NullRun,
     progress: ProgressFn | None,
     in_flight: int,
 ) -> Iterator[NeuronReport]:
     """Each neuron explained, simulated and scored on its own, ``in_flight`` neurons at once; reports are
-    yielded as they complete (not in request order). When the request's budget refuses a call
-    (BudgetExhausted), no further neuron starts, the neurons in flight finish or are abandoned, every
+    yielded as they complete (not in request order). The donors of the chance null are explained first
+    (a donor among ``neurons`` keeps that explanation, with its usage). When the request's budget refuses
+    a call (BudgetExhausted), no further neuron starts, the neurons in flight finish or are abandoned, every
     finished report is still yielded, and BudgetExhausted is raised at the end."""
     pending: set[Future[NeuronReport]] = set()
     upcoming = iter(neurons)
@@ -167,10 +182,12 @@ def _explain_each(
     exhausted: BudgetExhausted | None = None
     if progress is not None:
         progress("explaining", 0, len(neurons))
+    explained = _explain_donors(context, explainer, null, in_flight)
 
     def submit(pool: ThreadPoolExecutor, neuron: int) -> None:
         # The neuron thread runs in a copy of this context: the job's usage meter goes along.
-        pending.add(pool.submit(copy_context().run, _explain_one, context, neuron, explainer, scorers))
+        job = (explainer, explained.get(neuron))
+        pending.add(pool.submit(copy_context().run, _explain_one, context, neuron, job, scorers, null))
 
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="neuron") as pool:
         for neuron in upcoming:
@@ -194,12 +211,36 @@ def _explain_each(
         raise exhausted
 
 
+def _explain_donors(
+    context: ReportContext, explainer: Explainer, null: NullRun, in_flight: int
+) -> dict[int, tuple[ExplainerResult, LLMUsage]]:
+    """Explain the donors of the chance null, each under a meter of its own (a child of the job's),
+    ``in_flight`` at once; set ``null.texts`` and return each donor's result and usage."""
+    job_meter = current_meter()
+
+    def one(donor: int) -> tuple[ExplainerResult, LLMUsage]:
+        meter = job_meter.child() if job_meter is not None else UsageMeter()
+        with metering(meter):
+            (result,) = explainer.explain([prepare_neuron(context, donor).explainer_input(context.layer)])
+        return result, meter.usage()
+
+    results = map_concurrently(one, null.donors, in_flight)
+    null.texts = {donor: result.text for donor, (result, _) in zip(null.donors, results, strict=True)}
+    return dict(zip(null.donors, results, strict=True))
+
+
 def _explain_one(
-    context: ReportContext, neuron: int, explainer: Explainer, scorers: tuple[Simulator, Judge | None]
+    context: ReportContext,
+    neuron: int,
+    explaining: tuple[Explainer, tuple[ExplainerResult, LLMUsage] | None],
+    scorers: tuple[Simulator, Judge | None],
+    null: NullRun,
 ) -> NeuronReport:
     """One neuron's report; its LLM calls are counted by a meter of its own (a child of the job's, when
-    the job meters them), whose usage goes into the report's provenance."""
+    the job meters them), whose usage goes into the report's provenance. ``explaining`` is the explainer
+    and, for a donor of the chance null, its explanation already made (and what that spent)."""
     simulator, judge = scorers
+    explainer, explained = explaining
     job_meter = current_meter()
     meter = job_meter.child() if job_meter is not None else UsageMeter()
     with metering(meter):
@@ -207,22 +248,27 @@ def _explain_one(
         item = prepare_neuron(context, neuron)
         item.timings_s["prepare"] = time.perf_counter() - started
         started = time.perf_counter()
-        (explanation,) = explainer.explain([item.explainer_input(context.layer)])
+        if explained is None:
+            (explanation,) = explainer.explain([item.explainer_input(context.layer)])
+        else:
+            explanation = explained[0]
         explain_s = time.perf_counter() - started
         started = time.perf_counter()
         (simulation,) = simulator.simulate([item.simulation_input(explanation.text)])
         (binaries,) = _binary_scores(context, [item], [explanation.text], judge, simulator)
         simulate_s = time.perf_counter() - started
+        started = time.perf_counter()
+        (neuron_null,) = null_simulations([item], null, simulator)
+        item.timings_s["chance"] = time.perf_counter() - started
+    usage = meter.usage() if explained is None else add_usage(meter.usage(), explained[1])
     return _report(
         context,
         item,
-        explainer,
-        explanation,
-        simulator,
-        simulation,
+        (explainer, explanation),
+        (simulator, simulation, neuron_null),
         (explain_s, simulate_s),
         binaries,
-        meter.usage(),
+        usage,
     )
 
 
@@ -240,10 +286,11 @@ def _explain_chunk(
     chunk: Sequence[int],
     explainer: Explainer,
     scorers: tuple[Simulator, Judge | None],
-    done: int,
-    total: int,
+    null: NullRun,
+    position: tuple[int, int],
     progress: ProgressFn | None,
 ) -> Iterator[NeuronReport]:
+    done, total = position
     prepared: list[PreparedNeuron] = []
     for neuron in chunk:
         started = time.perf_counter()
@@ -263,16 +310,18 @@ def _explain_chunk(
     simulations = simulator.simulate(inputs)
     binaries = _binary_scores(context, prepared, [e.text for e in explanations], judge, simulator)
     simulate_s = (time.perf_counter() - started) / len(prepared)
+    started = time.perf_counter()
+    nulls = null_simulations(prepared, null, simulator)
+    for item in prepared:
+        item.timings_s["chance"] = (time.perf_counter() - started) / len(prepared)
     for index, (item, explanation, simulation) in enumerate(
         zip(prepared, explanations, simulations, strict=True)
     ):
         report = _report(
             context,
             item,
-            explainer,
-            explanation,
-            simulator,
-            simulation,
+            (explainer, explanation),
+            (simulator, simulation, nulls[index]),
             (explain_s, simulate_s),
             binaries[index],
         )
@@ -284,26 +333,28 @@ def _explain_chunk(
 def _report(
     context: ReportContext,
     item: PreparedNeuron,
-    explainer: Explainer,
-    explanation: ExplainerResult,
-    simulator: Simulator,
-    simulation: SimulatorResult,
+    explained: tuple[Explainer, ExplainerResult],
+    simulated: tuple[Simulator, SimulatorResult, NeuronNull | None],
     seconds: tuple[float, float],
     binaries: dict[str, BinaryScore],
     usage: LLMUsage | None = None,
 ) -> NeuronReport:
-    """Score the simulation and build the report; ``seconds`` are this neuron's explain and simulate time,
-    ``binaries`` its detection/fuzzing scores (as requested), ``usage`` what its LLM calls spent when they
-    were metered."""
+    """Score the simulation and build the report; ``explained`` is the explainer and its result,
+    ``simulated`` the simulator, its result and the neuron's null simulations (None without a chance
+    null), ``seconds`` this neuron's explain and simulate time, ``binaries`` its detection/fuzzing scores
+    (as requested), ``usage`` what its LLM calls spent when they were metered."""
+    explainer, explanation = explained
+    simulator, simulation, null = simulated
     started = time.perf_counter()
     score = score_neuron(item, simulation, context.options.seed)
+    chance = None if null is None else neuron_chance(item, score, null, context.options.chance_alpha)
     item.timings_s.update(explain=seconds[0], simulate=seconds[1], score=time.perf_counter() - started)
     explainer_id = (
         explainer.backend,
         explainer.model,
         explanation.prompt_version or explainer.prompt_version,
     )
-    return build_report(
+    report = build_report(
         context,
         item,
         explanation,
@@ -314,33 +365,4 @@ def _report(
         binaries,
         usage,
     )
-
-
-def _binary_scores(
-    context: ReportContext,
-    prepared: list[PreparedNeuron],
-    explanations: list[str],
-    judge: Judge | None,
-    simulator: Simulator,
-) -> list[dict[str, BinaryScore]]:
-    """Detection and fuzzing scores per neuron, as requested (neurons of the chunk run concurrently)."""
-    kinds = [kind for kind in ("detection", "fuzzing") if kind in context.options.scorers]
-    if judge is None or not kinds:
-        return [{} for _ in prepared]
-    versions = {"detection": DETECTION_PROMPT_VERSION, "fuzzing": FUZZING_PROMPT_VERSION}
-    is_llm = simulator.backend != "baseline"
-
-    def one(job: tuple[PreparedNeuron, str]) -> dict[str, BinaryScore]:
-        item, text = job
-        top = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if is_top]
-        random = [r for r, is_top in zip(item.heldout, item.heldout_is_top, strict=True) if not is_top]
-        version = {kind: versions[kind] if is_llm else None for kind in kinds}
-        if context.options.protocol == "delphi":
-            return {kind: delphi_score(kind, judge, text, top, random, version[kind]) for kind in kinds}
-        return {
-            kind: binary_score(kind, judge, text, top, random, context.options.seed, version[kind])
-            for kind in kinds
-        }
-
-    jobs = list(zip(prepared, explanations, strict=True))
-    return map_concurrently(one, jobs, BINARY_CONCURRENCY) if is_llm else [one(job) for job in jobs]
+    return report if null is None or chance is None else with_chance(report, chance, null.llm_calls)

@@ -83,7 +83,11 @@ def create_explanation(
         return Response(estimate_cost(resolved, reports.store, settings), status_code=200)
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
-    admit = None if key is None else partial(limits.admit, key, estimate_calls(resolved))
+    admit = (
+        None
+        if key is None
+        else partial(limits.admit, key, estimate_calls(resolved, settings.explain_chunk_neurons))
+    )
     submission = submit_explanation(
         redis_client, reports.store, queues, settings, resolved, current_request_id(), admit
     )
