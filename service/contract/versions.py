@@ -9,8 +9,9 @@ text-model typing rule, quantile scale, text-disjoint held-out records, support-
 Bills et al.'s explainer prompt, baseline token classes, batched/detection/fuzzing scorers; 0.3.1: the
 baseline names digit tokens as numbers also where they continue words, rules `baseline-text-3`)."""
 
-SCAN_VERSION = "1"
-"""Version of the scan artifact layout; part of the artifact key, so a change re-scans."""
+SCAN_VERSION = "2"
+"""Version of the scan artifact layout; part of the artifact key, so a change re-scans (2: every sample's
+max activation per neuron, `sample_max`, which comparisons of two checkpoints correlate)."""
 
 JOB_FORMAT_VERSION = "2"
 """Version of the jobs' form on the queue (task paths, the typed payload and result); part of every job id
