@@ -15,6 +15,7 @@ from pydantic import Field, Strict
 
 from service.contract.artifact_keys import canonical_json
 from service.contract.base import ContractModel, NeuronType, StrictFloat
+from service.contract.cost import CostEstimate, ScanEstimate
 from service.contract.jobs import ExplainJobPayload, JobError, LLMUsage, Progress
 from service.contract.options import PipelineOptions
 from service.contract.requests import (
@@ -243,6 +244,28 @@ class ComparisonStatus(ContractModel):
         default=None, description="A page of the neurons compared, in (layer, neuron) order, once finished."
     )
     comparisons_total: int | None = Field(default=None, description="Neurons the finished comparison holds.")
+
+
+class ComparisonEstimate(ContractModel):
+    """`POST /v1/comparisons` with `dry_run: true`: what the comparison would cost; nothing is enqueued."""
+
+    base: CostEstimate = Field(description="The base's explanations (stored reports are reused and free).")
+    target_scan: ScanEstimate = Field(description="The target's scan (none when its layers are stored).")
+    neurons: int = Field(ge=0, description="Neurons compared (over every layer).")
+    rescore_llm_calls: int = Field(
+        ge=0, description="Simulator calls re-scoring the base's explanations on the target (0 offline)."
+    )
+    explanation_calls_max: int = Field(
+        ge=0,
+        description="Most explainer calls of fresh target explanations: every neuron for `reexplain: all`, "
+        "an upper bound for `changed` (only neurons judged changed or born are explained; 0 when none "
+        "are), 0 for `none` or the offline baseline.",
+    )
+    llm_calls_max: int = Field(
+        ge=0,
+        description="base.llm.calls + rescore_llm_calls + explanation_calls_max (fresh explanations' "
+        "own simulation calls left out).",
+    )
 
 
 class CompareJobPayload(ContractModel):
