@@ -73,6 +73,11 @@ class ModelSpec(ContractModel):
         min_length=1, description="Probe sets this model can be scanned on; first is default."
     )
     description: str = Field(default="", description="Free text for humans.")
+    tokenizer: str | None = Field(
+        default=None,
+        description="Tokenizer id: models naming the same one tokenise alike and can be compared "
+        "(`POST /v1/comparisons`); null: the model's own weights source identifies its tokenizer.",
+    )
     planted: list[PlantedNeuronSpec] | None = Field(
         default=None,
         description="Neurons with known ground truth (planted by editing the weights): where they are, their "
@@ -97,6 +102,14 @@ class ModelSpec(ContractModel):
         return (
             f"neuron {neuron} is out of range: {self.id} has neurons 0–{self.neurons_per_layer - 1} per layer"
         )
+
+    @property
+    def tokenizer_id(self) -> str:
+        """What identifies this model's tokenizer: `tokenizer`, else its weights source."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        source = self.source
+        return ":".join(str(part) for part in (source.kind, source.package, source.subdir, source.path))
 
     def hook(self, hook_id: str) -> HookPoint:
         for point in self.hook_points:

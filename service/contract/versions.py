@@ -12,8 +12,9 @@ a neuron is typed by its responding top samples (`unknown` only when none respon
 is the within-sample peak-modality test, activation density, the rare-concept scale, every score against
 chance, the `bills-2023` and `delphi` protocols)."""
 
-SCAN_VERSION = "1"
-"""Version of the scan artifact layout; part of the artifact key, so a change re-scans."""
+SCAN_VERSION = "2"
+"""Version of the scan artifact layout; part of the artifact key, so a change re-scans (2: every sample's
+max activation per neuron, `sample_max`, which comparisons of two checkpoints correlate)."""
 
 JOB_FORMAT_VERSION = "2"
 """Version of the jobs' form on the queue (task paths, the typed payload and result); part of every job id

@@ -23,7 +23,12 @@ from litestar.openapi.spec import (
 )
 
 from service.http.error_responses import PROBLEM_MEDIA_TYPE
-from service.http.openapi_examples import EXPLANATION_REQUESTS, problem_example, response_examples
+from service.http.openapi_examples import (
+    COMPARISON_REQUESTS,
+    EXPLANATION_REQUESTS,
+    problem_example,
+    response_examples,
+)
 
 _STRING = Schema(type=OpenAPIType.STRING)
 _INTEGER = Schema(type=OpenAPIType.INTEGER)
@@ -50,6 +55,7 @@ CONDITIONAL = {"getNeuronReport", "getExemplarImage"}
 """Operations answering with a strong ETag, and 304 to a matching If-None-Match."""
 SUCCESS_HEADERS: dict[tuple[str, str], dict[str, OpenAPIHeader]] = {
     ("createExplanation", "202"): {"Location": LOCATION},
+    ("createComparison", "202"): {"Location": LOCATION},
     **{(op, "200"): {"ETag": ETAG, "Cache-Control": CACHE_CONTROL} for op in CONDITIONAL},
 }
 TABLE_EXPORTS = {
@@ -123,6 +129,9 @@ class DocumentedOperation(Operation):
         if isinstance(self.request_body, RequestBody) and op == "createExplanation":
             for media in self.request_body.content.values():
                 media.examples = _examples(EXPLANATION_REQUESTS)
+        if isinstance(self.request_body, RequestBody) and op == "createComparison":
+            for media in self.request_body.content.values():
+                media.examples = _examples(COMPARISON_REQUESTS)
 
     def _add_examples(self, response: OpenAPIResponse, status: str, examples: dict[str, Any] | None) -> None:
         for media_type, media in (response.content or {}).items():

@@ -22,6 +22,7 @@ from service.contract import (
     TypeEvidence,
     load_registry,
 )
+from service.contract.comparisons import ComparisonEstimate, ComparisonStatus, NeuronComparison
 from service.reports.listing import summarize
 
 JOB_ID = "exp-3f1c2a9b8e7d6c5b4a392817"
@@ -153,6 +154,80 @@ def cost_estimate() -> CostEstimate:
     )
 
 
+COMPARISON_REQUESTS: dict[str, Any] = {
+    "a fine-tune against its base": {
+        "base": "tiny-bert-planted",
+        "target": "tiny-bert-changed",
+        "layers": [0],
+        "neurons": "all",
+    },
+    "every layer, no fresh explanations": {
+        "base": "minilm-l6",
+        "target": "minilm-l6-finetuned",
+        "layers": "all",
+        "neurons": {"start": 0, "stop": 64},
+        "reexplain": "none",
+    },
+}
+"""Request bodies of `POST /v1/comparisons` shown in the OpenAPI document."""
+
+
+def neuron_comparison() -> NeuronComparison:
+    return NeuronComparison(
+        base_model="tiny-bert-planted",
+        target_model="tiny-bert-changed",
+        layer=0,
+        neuron=10,
+        verdict="changed",
+        pearson_max=0.05,
+        pearson_tokens=0.02,
+        n_tokens=960,
+        jaccard_top=0.03,
+        base_max=3.1,
+        target_max=2.9,
+        max_ratio=0.94,
+        base_density=0.21,
+        target_density=0.04,
+        density_change=-0.17,
+        base_type="text",
+        target_type="text",
+        base_explanation="numbers (digit tokens)",
+        base_score=0.98,
+        base_score_on_target=0.02,
+        score_drop=0.96,
+        target_explanation='the question mark "?"',
+        target_score=0.95,
+    )
+
+
+def comparison_status() -> ComparisonStatus:
+    return ComparisonStatus(
+        comparison_id="cmp-0f3c2a9d8b7e6f5a4b3c2d1e",
+        status="finished",
+        base="tiny-bert-planted",
+        target="tiny-bert-changed",
+        layers=[0],
+        progress=Progress(done=128, total=128),
+        base_job_id="exp-1fff0037066397d14e22b973",
+        verdicts={"unchanged": 101, "changed": 13, "rescaled": 8, "dead": 6},
+        comparisons=[neuron_comparison()],
+        comparisons_total=128,
+    )
+
+
+def comparison_estimate() -> ComparisonEstimate:
+    base = cost_estimate()
+    rescore = 128 * 2 * 10
+    return ComparisonEstimate(
+        base=base,
+        target_scan=base.scan,
+        neurons=128,
+        rescore_llm_calls=rescore,
+        explanation_calls_max=128,
+        llm_calls_max=base.llm.calls + rescore + 128,
+    )
+
+
 def dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -166,6 +241,15 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
             "every report already stored": dump(job_finished()),
             "dry run": dump(cost_estimate()),
         },
+        ("createComparison", "202"): {
+            "comparison queued": {
+                "comparison_id": "cmp-0f3c2a9d8b7e6f5a4b3c2d1e",
+                "status_url": "/v1/comparisons/cmp-0f3c2a9d8b7e6f5a4b3c2d1e",
+            }
+        },
+        ("createComparison", "200"): {"dry run": dump(comparison_estimate())},
+        ("getComparison", "200"): {"finished": dump(comparison_status())},
+        ("exportComparison", "200"): {"rows": dump(neuron_comparison())},
         ("getJob", "200"): {"queued": dump(job_queued()), "finished": dump(job_finished())},
         ("getNeuronReport", "200"): {"a text neuron": dump(neuron_report())},
         ("getNeuronPage", "200"): {"page": "<!doctype html><html><head><title>minilm-l6 3/42</title>…"},

@@ -38,6 +38,9 @@ def test_document_describes_every_operation() -> None:
     assert {op["operationId"] for op in operations} == {
         "listModels",
         "createExplanation",
+        "createComparison",
+        "getComparison",
+        "exportComparison",
         "getJob",
         "exportJobReports",
         "getNeuronReport",

@@ -22,7 +22,9 @@ def _synthetic() -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _record(acts: list[np.ndarray], domains: np.ndarray, random_ids: np.ndarray) -> LayerRecorder:
-    recorder = LayerRecorder(N_NEURONS, N_TOP, MAX_TOKENS, len(random_ids), N_DOMAINS, torch.device("cpu"))
+    recorder = LayerRecorder(
+        N_NEURONS, N_TOP, MAX_TOKENS, len(random_ids), N_DOMAINS, torch.device("cpu"), N_SAMPLES
+    )
     slot_of = {int(sample): slot for slot, sample in enumerate(random_ids)}
     order = sorted(range(N_SAMPLES), key=lambda i: len(acts[i]))
     for begin in range(0, N_SAMPLES, 8):
@@ -65,6 +67,8 @@ def test_recorder_matches_brute_force() -> None:
                 arrays["random_acts"][neuron, slot, :n], acts[sample][:, neuron].astype(np.float16)
             )
     np.testing.assert_allclose(arrays["global_max"], sample_max.max(axis=0))
+    # every sample's max, neuron-major, fp16 (what comparisons correlate), padding junk excluded
+    assert np.array_equal(arrays["sample_max"], sample_max.T.astype(np.float16))
     expected_positive = np.zeros((N_NEURONS, N_DOMAINS), dtype=np.int64)
     for sample, values in enumerate(acts):
         if domains[sample] >= 0:

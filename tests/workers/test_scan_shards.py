@@ -81,7 +81,14 @@ def test_three_shards_merge_into_the_one_shard_artifact(
     three = _sharded(tmp_path, model, dataset, layers, 3)
     assert one == three
     assert one == _plain(tmp_path, model, dataset, layers)
-    assert set(one[layers[0]]) >= {"top_acts", "top_ids", "random_acts", "domain_positive", "global_max"}
+    assert set(one[layers[0]]) >= {
+        "top_acts",
+        "top_ids",
+        "random_acts",
+        "domain_positive",
+        "global_max",
+        "sample_max",
+    }
 
 
 def test_shards_beyond_the_batches_are_empty_and_merge_exactly(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ slice) and `manifest.json` (what was scanned, how, and with which tokenised prob
 | `random_ids`      | int32   | [R]                      | random records' sample ids (seeded draw order) |
 | `domain_positive` | int64   | [neurons, domains]       | tokens with activation > 0 per domain          |
 | `domain_tokens`   | int64   | [domains]                | tokens per domain                              |
+| `sample_max`      | float16 | [neurons, samples]       | every sample's max activation (-inf: no token) |
 
 T is the longest sample's content-token count; positions past a sample's length hold 0.
 """
@@ -33,7 +34,7 @@ from workers.scan.token_keys import scan_key
 from workers.scan.tokens import TokenizedProbe, read_tokenized_probe
 
 ACTIVATIONS_FILE = "activations.safetensors"
-_PER_NEURON = ("top_acts", "random_acts")
+_PER_NEURON = ("top_acts", "random_acts", "sample_max")
 CACHE_SIZE = 8
 """Layer scans (and tokenised probe sets) a ScanCache keeps open."""
 
@@ -94,6 +95,19 @@ class LayerScan:
     def random_acts(self, neuron: int) -> np.ndarray:
         """float32 [R, T]: per-token activations of the random records, in `random_ids` order."""
         return self._slice("random_acts", neuron)
+
+    @property
+    def has_sample_max(self) -> bool:
+        """Whether the scan holds every sample's max activation (scans of SCAN_VERSION 2 on)."""
+        names = self._handle.keys() if self._handle is not None else self._full.keys()
+        return "sample_max" in names
+
+    def sample_max(self, neuron: int) -> np.ndarray:
+        """float32 [samples]: the neuron's max activation in every probe sample, by sample id (-inf for a
+        sample without content tokens); ArtifactCorrupt when the scan predates them."""
+        if not self.has_sample_max:
+            raise ArtifactCorrupt(f"scan {self.scan_id} holds no per-sample maxima: re-scan the layer")
+        return self._slice("sample_max", neuron)
 
 
 class ScanCache:

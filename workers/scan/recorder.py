@@ -2,7 +2,9 @@
 
 State per layer is O(neurons × N × T): the top-N samples by max activation with their per-token
 activations, the running global max, the per-token activations of N random samples chosen up front,
-and per-domain counts of activations > 0. Every update is a handful of whole-tensor operations; the
+and per-domain counts of activations > 0. Beside it, off the device, every sample's max activation per
+neuron (fp16, [samples, neurons], copied to the CPU batch by batch so the device memory stays flat): what
+comparisons of two checkpoints correlate. Every update is a handful of whole-tensor operations; the
 top-N merge only touches neurons whose weakest kept sample the batch beats, only the batch samples that
 beat it, and only the slots they replace.
 
@@ -62,12 +64,24 @@ class BatchView:
 
 
 class LayerRecorder:
-    """Top-N, global max, random records and domain counts of every neuron of one layer."""
+    """Top-N, global max, random records and domain counts of every neuron of one layer (and, when
+    `n_samples` is given, every sample's max activation per neuron, kept on the CPU)."""
 
     def __init__(
-        self, n_neurons: int, n_top: int, max_tokens: int, n_random: int, n_domains: int, device: torch.device
+        self,
+        n_neurons: int,
+        n_top: int,
+        max_tokens: int,
+        n_random: int,
+        n_domains: int,
+        device: torch.device,
+        n_samples: int = 0,
     ) -> None:
         self.n_top = n_top
+        # -inf where a sample was not recorded (a shard's other samples, or one without content tokens).
+        self.sample_max = (
+            torch.full((n_samples, n_neurons), float("-inf"), dtype=ACT_DTYPE) if n_samples else None
+        )
         self.max_tokens = max_tokens
         self.top_max = torch.full((n_neurons, n_top), float("-inf"), device=device)
         self.top_ids = torch.full((n_neurons, n_top), -1, dtype=torch.int64, device=device)
@@ -87,6 +101,8 @@ class LayerRecorder:
             # bf16/fp16 models: counts and maxima are reduced in float32 (bf16 is exact only up to 256).
             acts = acts.float()
         sample_max, positive = _sample_max_and_positives(acts, batch.groups)
+        if self.sample_max is not None:
+            self.sample_max[batch.sample_ids.cpu()] = sample_max.to(ACT_DTYPE).cpu()
         torch.maximum(self.global_max, sample_max.amax(dim=0), out=self.global_max)
         self._count_positives(batch, positive)
         if batch.random_rows is not None and batch.random_slots is not None:
@@ -167,7 +183,8 @@ class LayerRecorder:
         self._flush_positives()
         order = self.top_key.argsort(dim=1, descending=True)
         top_acts = self.top_acts.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
-        return {
+        extra = {} if self.sample_max is None else {"sample_max": self.sample_max.T.contiguous().numpy()}
+        return extra | {
             "top_acts": top_acts.cpu().numpy(),
             "top_ids": self.top_ids.gather(1, order).to(torch.int32).cpu().numpy(),
             "top_max": self.top_max.gather(1, order).cpu().numpy(),

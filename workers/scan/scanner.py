@@ -206,4 +206,6 @@ def _new_recorder(
             f"hook point {point.id!r} of {adapter.spec.id} yields {acts.shape[2]} values per token, "
             f"the registry says {neurons} neurons per layer"
         )
-    return LayerRecorder(neurons, n_top, probe.max_tokens, n_random, len(probe.domains), adapter.device)
+    return LayerRecorder(
+        neurons, n_top, probe.max_tokens, n_random, len(probe.domains), adapter.device, probe.n_samples
+    )

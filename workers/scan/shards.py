@@ -151,6 +151,7 @@ def _empty_recorder(model: ModelSpec, probe: TokenizedProbe, n_top: int, n_rando
         n_random,
         len(probe.domains),
         torch.device("cpu"),
+        probe.n_samples,
     )
 
 
@@ -221,6 +222,11 @@ def merge_arrays(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray
         "random_acts": random_acts,
         "random_ids": first["random_ids"],
     }
+    if "sample_max" in first:  # each shard holds its own samples' maxima (-inf elsewhere)
+        sample_max = first["sample_max"].copy()
+        for part in parts[1:]:
+            sample_max[:, part[SHARD_IDS]] = part["sample_max"][:, part[SHARD_IDS]]
+        merged["sample_max"] = sample_max
     for name in _SUMMED:
         merged[name] = np.sum(np.stack([p[name] for p in parts]), axis=0, dtype=np.int64)
     return merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.http.routes.comparisons import create_comparison, export_comparison, get_comparison
 from service.http.routes.exemplars import get_exemplar_image
 from service.http.routes.explanations import create_explanation
 from service.http.routes.health import healthz, metrics, readyz
@@ -22,6 +23,9 @@ API_ROUTE_HANDLERS = [
     get_home_page,
     get_layer_page,
     get_job_page,
+    create_comparison,
+    get_comparison,
+    export_comparison,
 ]
 """The /v1 routes: behind API keys when `NEURONLENS_AUTH=keys` (service/access/auth.py)."""
 OPEN_ROUTE_HANDLERS = [healthz, readyz, metrics]

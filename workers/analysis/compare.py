@@ -1,0 +1,151 @@
+"""A neuron of two checkpoints compared on one probe set (docs/method.md#comparisons). Pure functions.
+
+From the two layer scans (same probe set, same seed): the Pearson correlation of the per-sample maxima
+over every probe sample (scan layout 2 keeps them), the Pearson correlation over the tokens of the samples
+both scans hold per-token activations for (the shared random records and the samples common to both top
+sets), the Jaccard overlap of the two top-N sample sets, and the max-activation ratio; then the verdict
+rule over these numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.contract.comparisons import Verdict, VerdictRule
+from workers.scan.artifacts import LayerScan
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """How a neuron's activations on the probe set agree between base and target."""
+
+    pearson_max: float | None
+    """Over every sample's max; None when either side is constant."""
+    pearson_tokens: float | None
+    n_tokens: int
+    jaccard_top: float
+    base_max: float
+    target_max: float
+    identical: bool
+    """Both per-sample maxima are equal everywhere (an identical checkpoint, even a constant neuron)."""
+    base_layer_max: float
+    """Median over the base layer's neurons of their max activation: what "silent" is measured against."""
+    target_layer_max: float
+
+    @property
+    def max_ratio(self) -> float | None:
+        return self.target_max / self.base_max if self.base_max > 0 else None
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two equally long vectors (float64); None when either is constant or empty."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.size < 2:
+        return None
+    x, y = x - x.mean(), y - y.mean()
+    norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    if not norm > 0:
+        return None
+    return float(np.clip((x * y).sum() / norm, -1.0, 1.0))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a ∩ b| ÷ |a ∪ b| of two id sets (1.0 when both are empty)."""
+    first, second = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
+    union = first | second
+    return len(first & second) / len(union) if union else 1.0
+
+
+def _token_values(
+    base_acts: np.ndarray, target_acts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The content tokens of records `[R, T]` of both sides (padding left out), flattened."""
+    content = np.arange(base_acts.shape[1])[None, :] < lengths[:, None]
+    return base_acts[content], target_acts[content]
+
+
+def token_agreement(
+    base: LayerScan, target: LayerScan, neuron: int, lengths: np.ndarray
+) -> tuple[float | None, int]:
+    """(Pearson, tokens) over the tokens of the samples both scans hold per-token activations for: the
+    random records (the same seeded draw when both scans share probe set and seed) and the samples in
+    both top sets."""
+    base_parts, target_parts = [], []
+    if np.array_equal(base.random_ids, target.random_ids) and base.random_ids.size:
+        ids = base.random_ids.astype(np.int64)
+        b, t = _token_values(base.random_acts(neuron), target.random_acts(neuron), lengths[ids])
+        base_parts.append(b)
+        target_parts.append(t)
+    base_ids, target_ids = base.top_ids[neuron], target.top_ids[neuron]
+    common, base_rows, target_rows = np.intersect1d(base_ids, target_ids, return_indices=True)
+    common_rows = common >= 0  # -1 marks an empty slot
+    if common_rows.any():
+        rows_b, rows_t = base_rows[common_rows], target_rows[common_rows]
+        b, t = _token_values(
+            base.top_acts(neuron)[rows_b], target.top_acts(neuron)[rows_t], lengths[common[common_rows]]
+        )
+        base_parts.append(b)
+        target_parts.append(t)
+    if not base_parts:
+        return None, 0
+    b, t = np.concatenate(base_parts), np.concatenate(target_parts)
+    return pearson(b, t), int(b.size)
+
+
+def agreement(base: LayerScan, target: LayerScan, neuron: int, lengths: np.ndarray) -> Agreement:
+    """The agreement numbers of one neuron of two layer scans of the same probe set (`lengths`: content
+    tokens per sample)."""
+    base_max, target_max = base.sample_max(neuron), target.sample_max(neuron)
+    both = np.isfinite(base_max) & np.isfinite(target_max)  # samples without content tokens are -inf
+    r_tokens, n_tokens = token_agreement(base, target, neuron, lengths)
+    return Agreement(
+        pearson_max=pearson(base_max[both], target_max[both]),
+        pearson_tokens=r_tokens,
+        n_tokens=n_tokens,
+        jaccard_top=jaccard(base.top_ids[neuron], target.top_ids[neuron]),
+        base_max=float(base.global_max[neuron]),
+        target_max=float(target.global_max[neuron]),
+        identical=bool(np.array_equal(base_max, target_max)),
+        base_layer_max=layer_max(base),
+        target_layer_max=layer_max(target),
+    )
+
+
+def layer_max(scan: LayerScan) -> float:
+    """The median over a layer's neurons of their max activation (the layer's typical scale)."""
+    return float(np.median(scan.global_max))
+
+
+def silent(value: float, layer: float, rule: VerdictRule) -> bool:
+    """A max activation that is ≤ 0, or ≤ `silent_share` of its layer's median max."""
+    return value <= 0 or value <= rule.silent_share * layer
+
+
+def verdict(numbers: Agreement, rule: VerdictRule) -> Verdict:
+    """The verdict rule (docs/method.md#comparisons), in order:
+
+    - identical per-sample maxima, or silent on both sides: `unchanged` (silent: max ≤ 0, or ≤
+      `silent_share` of the median max activation of its layer on that side);
+    - silent on the target only: `dead`; on the base only: `born`;
+    - per-sample-max Pearson ≥ `min_pearson` and top-N Jaccard ≥ `min_jaccard` (the same samples drive
+      it, in the same order): `unchanged` when the max ratio is within [`ratio_low`, `ratio_high`], else
+      `rescaled`;
+    - otherwise `changed`.
+    """
+    base_silent = silent(numbers.base_max, numbers.base_layer_max, rule)
+    target_silent = silent(numbers.target_max, numbers.target_layer_max, rule)
+    if numbers.identical or (base_silent and target_silent):
+        return "unchanged"
+    if target_silent:
+        return "dead"
+    if base_silent:
+        return "born"
+    r = numbers.pearson_max
+    if r is None or r < rule.min_pearson or numbers.jaccard_top < rule.min_jaccard:
+        return "changed"
+    ratio = numbers.max_ratio
+    if ratio is not None and rule.ratio_low <= ratio <= rule.ratio_high:
+        return "unchanged"
+    return "rescaled"
