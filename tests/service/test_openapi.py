@@ -38,6 +38,8 @@ def test_document_describes_every_operation() -> None:
     assert {op["operationId"] for op in operations} == {
         "listModels",
         "createExplanation",
+        "createCheck",
+        "getCheck",
         "getJob",
         "exportJobReports",
         "getNeuronReport",
