@@ -174,7 +174,9 @@ def pins_from_reports(
 def dump_pin_file(pin_file: PinFile, yaml_format: bool = True) -> str:
     """The pin file as YAML (or JSON), defaults and nulls left out, `version` kept."""
     data = pin_file.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-    data = {"version": pin_file.version, **data}
+    data = {"version": pin_file.version, "model": pin_file.model, **data}
+    if pin_file.model is None:
+        del data["model"]
     data["pins"] = [pin.model_dump(mode="json", exclude_none=True) for pin in pin_file.pins]
     if not yaml_format:
         return json.dumps(data, indent=2) + "\n"
@@ -225,3 +227,10 @@ class CheckPoll:
                 f"(it goes on in the service: GET /v1/checks/{self.check_id})"
             )
         return False
+
+
+def pin_file_schema() -> str:
+    """The JSON Schema of a pin file, as docs/pin-file.schema.json publishes it."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **PinFile.model_json_schema()}
+    schema["title"] = "NeuronLens pin file"
+    return json.dumps(schema, indent=2) + "\n"

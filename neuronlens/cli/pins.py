@@ -69,7 +69,7 @@ def run_check(args: argparse.Namespace) -> int:
                 estimate = client.submit_check(pin_file, args.model, dry_run=True, **fields)
                 print(json.dumps(estimate.model_dump(mode="json"), indent=2))
                 return EXIT_PASSED
-            progress = None if args.quiet else _progress
+            progress = None if args.quiet else _Progress()
             status = client.check(pin_file, args.model, progress=progress, timeout_s=args.timeout, **fields)
     except ClientError as exc:
         failed("check", exc)
@@ -83,9 +83,16 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT_PASSED if status.passed else EXIT_FAILED
 
 
-def _progress(status: CheckStatus) -> None:
-    if status.status not in ("finished", "failed"):
-        print(f"neuronlens check: {status.check_id} {status.status}", file=sys.stderr)
+class _Progress:
+    """The check's state on stderr, one line per change."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, status: CheckStatus) -> None:
+        if status.status != self.last and status.status not in ("finished", "failed"):
+            print(f"neuronlens check: {status.check_id} {status.status}", file=sys.stderr)
+        self.last = status.status
 
 
 def run_pin(args: argparse.Namespace) -> int:

@@ -4,14 +4,18 @@ on the digit neuron passes on the base and fails on the target whose digit neuro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import redis
+import yaml
 
+from neuronlens.pins import pin_file_schema
 from service.contract import CheckAccepted, CheckEstimate, CheckStatus
 from service.http.app import create_app
 from service.settings import Settings
@@ -19,6 +23,7 @@ from tests.service.checks_helpers import BASE, DIGIT_PIN, TARGET, planted_regist
 from tests.service.helpers import rq_jobs, run_workers, serve
 
 pytestmark = pytest.mark.timeout(300)
+REPO = Path(__file__).resolve().parents[2]
 PLAY_PIN = {"layer": 0, "neuron": 20, "explanation": 'words starting with "play"', "min_score": 0.6}
 
 
@@ -131,3 +136,12 @@ def test_an_unknown_check_is_a_404(stack: tuple[httpx.Client, str, Settings]) ->
     http, _, _ = stack
     assert http.get("/v1/checks/chk-" + "0" * 24).status_code == 404
     assert http.get("/v1/checks/exp-" + "0" * 24).status_code == 404
+
+
+def test_the_published_pin_file_schema_is_the_contracts() -> None:
+    """docs/pin-file.schema.json is the pin file's JSON Schema (docs/pins.md#the-pin-file says how to
+    regenerate it), and it accepts the pin file of the worked example."""
+    published = (REPO / "docs/pin-file.schema.json").read_text()
+    assert published == pin_file_schema(), "regenerate docs/pin-file.schema.json (docs/pins.md#the-pin-file)"
+    example = (REPO / "docs/pins.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    jsonschema.validate(yaml.safe_load(example), json.loads(published))

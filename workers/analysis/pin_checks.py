@@ -21,7 +21,7 @@ DECIMALS = 4
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(float(value), DECIMALS)
+    return None if value is None else round(float(value), DECIMALS) + 0.0  # + 0.0: no -0.0
 
 
 def check_pin(pin: Pin, model: str, rescored: Rescored) -> PinResult:
