@@ -11,13 +11,13 @@ one; a failed one (or one whose scan failed) runs again. The resolved request is
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 import redis
 from rq.job import JobStatus as RqStatus
 
 from service.contract import (
     CHECK_TASK,
+    ERROR_PART_LOST,
     ERROR_SCAN_MISSING,
     CheckJobPayload,
     CheckJobResult,
@@ -67,12 +67,16 @@ def submit_check(
         if status == RqStatus.FINISHED or status in ACTIVE - {RqStatus.DEFERRED}:
             return check_id
         if job is not None and status == RqStatus.DEFERRED:
-            # It waits for its scan: re-run that scan if it failed (its dependents are kept).
-            if part_state(connection, _part(check_id, request), job).failed_scan is not None:
+            state = part_state(connection, _part(check_id, request), job)
+            if state.failed_scan is not None:
+                # Its scan failed: re-run that scan (RQ keeps its dependents, this check among them).
                 ensure_scan_jobs(
                     connection, queues, settings, resolved.scan, request.layer_list(), request_id
                 )
-            return check_id
+                return check_id
+            if state.status != "failed":
+                return check_id  # it waits for its scan
+            # else its scan is no longer recorded: nothing would release it, so it is enqueued afresh
         if before_enqueue is not None:
             before_enqueue()
         if job is not None:
@@ -147,34 +151,34 @@ def check_status(connection: redis.Redis, keys: RedisKeys, check_id: str) -> Che
     if request is None or job is None:
         return None
     state = part_state(connection, _part(check_id, request), job)
-    created: datetime | None = job.created_at
-    common = {
-        "check_id": check_id,
-        "model": request.model,
-        "model_revision": JobMeta.from_meta(job.meta).model_revision,
-        "pins_total": len(request.pins),
-        "created_at": created,
-        "ended_at": state.ended_at,
-    }
+    base = CheckStatus(
+        check_id=check_id,
+        status="queued",
+        model=request.model,
+        model_revision=JobMeta.from_meta(job.meta).model_revision,
+        pins_total=len(request.pins),
+        created_at=job.created_at,
+        ended_at=state.ended_at,
+    )
     if state.status == "finished":
         returned = job.return_value()
         if returned is None:
-            error = JobError(
-                type="JobLost", message="the check's result is no longer recorded: post it again"
+            lost = JobError(
+                type=ERROR_PART_LOST, message="the check's result is no longer kept: post it again"
             )
-            return CheckStatus(status="failed", error=error, **common)  # type: ignore[arg-type]
+            return base.model_copy(update={"status": "failed", "error": lost})
         result = CheckJobResult.model_validate(returned)
         failed = sum(not r.passed for r in result.results)
-        return CheckStatus(
-            status="finished",
-            passed=failed == 0,
-            pins_failed=failed,
-            results=result.results,
-            usage=result.usage,
-            budget_exhausted=result.budget_exhausted,
-            **common,  # type: ignore[arg-type]
+        return base.model_copy(
+            update={
+                "status": "finished",
+                "passed": failed == 0,
+                "pins_failed": failed,
+                "results": result.results,
+                "usage": result.usage,
+                "budget_exhausted": result.budget_exhausted,
+            }
         )
     if state.status == "failed":
-        return CheckStatus(status="failed", error=state.error, **common)  # type: ignore[arg-type]
-    status = _CHECKING.get(state.status, state.status)
-    return CheckStatus(status=status, **common)  # type: ignore[arg-type]
+        return base.model_copy(update={"status": "failed", "error": state.error})
+    return base.model_copy(update={"status": _CHECKING.get(state.status, state.status)})

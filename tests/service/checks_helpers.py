@@ -12,8 +12,9 @@ from workers.models.changed_checkpoint import DIGIT_NEURON, CheckpointChanges, b
 from workers.models.loader import weights_path
 from workers.models.planted_text import build_planted_bert
 
-BASE, TARGET = "tiny-bert-planted", "tiny-bert-changed"
-"""The planted BERT and its changed checkpoint, as the test registry names them."""
+BASE, TARGET, MISSING = "tiny-bert-planted", "tiny-bert-changed", "tiny-bert-missing"
+"""The planted BERT, its changed checkpoint, and a model whose weights are not there, as the test registry
+names them."""
 SAMPLES = 600
 """Samples of text-probe-v2 scanned (a scan of both layers takes seconds)."""
 DIGIT_PIN = {
@@ -28,14 +29,17 @@ DIGIT_PIN = {
 
 def planted_registry(folder: Path) -> Path:
     """Build the planted BERT and its changed checkpoint in ``folder`` and write a registry (the bundled
-    one, text-probe-v2 cut to its first SAMPLES samples, plus both models); its path."""
+    one, text-probe-v2 cut to its first SAMPLES samples, plus both models and MISSING); its path."""
     minilm = load_registry().model("minilm-l6")
     base = build_planted_bert(minilm, weights_path(minilm), folder / "base")
     target = build_changed_checkpoint(base, TARGET, folder / "target", CheckpointChanges(replant_digits=True))
     registry = json.loads(BUNDLED_REGISTRY.read_text())
     (probe,) = [d for d in registry["datasets"] if d["id"] == "text-probe-v2"]
     probe["n_samples"] = SAMPLES
-    for spec in (base, target):
+    missing = base.model_copy(
+        update={"id": MISSING, "source": base.source.model_copy(update={"path": str(folder / "none")})}
+    )
+    for spec in (base, target, missing):
         registry["models"].append(spec.model_dump(mode="json", exclude_none=True))
     path = folder / "registry.json"
     path.write_text(json.dumps(registry))

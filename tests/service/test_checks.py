@@ -5,6 +5,7 @@ on the digit neuron passes on the base and fails on the target whose digit neuro
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ import pytest
 import redis
 import yaml
 
+from neuronlens.junit import junit_xml
 from neuronlens.pins import pin_file_schema
 from service.contract import CheckAccepted, CheckEstimate, CheckStatus
 from service.http.app import create_app
 from service.settings import Settings
-from tests.service.checks_helpers import BASE, DIGIT_PIN, TARGET, planted_registry
+from tests.service.checks_helpers import BASE, DIGIT_PIN, MISSING, TARGET, planted_registry
 from tests.service.helpers import rq_jobs, run_workers, serve
 
 pytestmark = pytest.mark.timeout(300)
@@ -92,6 +94,24 @@ def test_a_digit_pin_passes_on_the_base_and_fails_on_the_re_planted_target(
     result = dropped.results[0]
     assert result.score_drop is not None and result.score_drop > 0.5, result
     assert "more than the maximum 0.2" in result.failures[0] or "undefined" in result.failures[0]
+
+
+def test_a_check_that_cannot_run_fails_with_the_reason_and_an_errored_junit_case(
+    stack: tuple[httpx.Client, str, Settings], redis_conn: redis.Redis
+) -> None:
+    http, _, settings = stack
+    status = _check(http, redis_conn, settings, {"model": MISSING, "pins": [DIGIT_PIN]})
+    assert status.status == "failed" and status.passed is None and status.results is None, status
+    assert status.error is not None and status.error.type == "ModelWeightsMissing", status.error
+    root = ET.fromstring(junit_xml(status))
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    (case,) = root.iter("testcase")
+    error = case.find("error")
+    assert error is not None and error.get("message", "").startswith("ModelWeightsMissing: ")
+    # Posting it again re-runs its failed scan (the check waits for it again).
+    again = http.post("/v1/checks", json={"model": MISSING, "pins": [DIGIT_PIN]})
+    assert again.status_code == 202 and again.json()["check_id"] == status.check_id
+    assert http.get(again.json()["status_url"]).json()["status"] == "queued"
 
 
 def test_a_dry_run_prices_the_check_and_enqueues_nothing(
