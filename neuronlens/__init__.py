@@ -9,6 +9,10 @@ Installs without the server: `pip install ./clients/python` (distribution `neuro
 """
 
 from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckRequest,
+    CheckStatus,
     CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
@@ -17,6 +21,9 @@ from neuronlens._contract import (
     ModelSpec,
     NeuronRange,
     NeuronReport,
+    Pin,
+    PinFile,
+    PinResult,
     PipelineOptions,
 )
 from neuronlens.aio import AsyncClient
@@ -31,6 +38,7 @@ from neuronlens.errors import (
     WaitTimeout,
 )
 from neuronlens.export import SUMMARY_COLUMNS, read_jsonl, summary_row, to_dataframe, write_csv, write_jsonl
+from neuronlens.pins import PinFileError, dump_pin_file, pins_from_reports, read_pin_file
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -38,6 +46,17 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "CheckAccepted",
+    "CheckEstimate",
+    "CheckRequest",
+    "CheckStatus",
+    "Pin",
+    "PinFile",
+    "PinResult",
+    "PinFileError",
+    "dump_pin_file",
+    "pins_from_reports",
+    "read_pin_file",
     "ExplanationAccepted",
     "ExplanationRequest",
     "JobError",

@@ -7,15 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
 
 from neuronlens import _core
-from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
+from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckStatus,
+    ExplanationAccepted,
+    JobStatus,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+)
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import RequestRejected
+from neuronlens.pins import (
+    CheckPoll,
+    PinsLike,
+    accepted_check,
+    check_body,
+    check_request,
+    parse_check_submission,
+)
 
 
 class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
@@ -145,3 +162,35 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
             return [report async for report in self.iter_reports(answer.job_id)]
         await self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
         return [report async for report in self.iter_reports(answer.job_id)]
+
+    # ------------------------------------------------------------------ checks (pins)
+
+    async def submit_check(
+        self, pins: PinsLike, model: str | None = None, **fields: Any
+    ) -> CheckAccepted | CheckEstimate:
+        """As `Client.submit_check`."""
+        request = check_request(pins, model, **fields)
+        return parse_check_submission(await self._request("POST", "/v1/checks", json=check_body(request)))
+
+    async def check_status(self, check_id: str) -> CheckStatus:
+        """As `Client.check_status`."""
+        response = await self._request("GET", f"/v1/checks/{check_id}")
+        return CheckStatus.model_validate_json(response.content)
+
+    async def check(
+        self,
+        pins: PinsLike,
+        model: str | None = None,
+        *,
+        progress: Callable[[CheckStatus], None] | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> CheckStatus:
+        """As `Client.check`: submit, wait, return the finished status."""
+        accepted = accepted_check(await self.submit_check(pins, model, **fields))
+        poll = CheckPoll(accepted.check_id, progress, timeout_s)
+        while True:
+            status = await self.check_status(accepted.check_id)
+            if poll.done(status):
+                return status
+            await asyncio.sleep(self.poll_interval_s)

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from neuronlens import _core
 from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckStatus,
     CostEstimate,
     ExplanationAccepted,
     JobStatus,
@@ -28,6 +31,14 @@ from neuronlens._contract import (
 )
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import ApiUnavailable, RequestRejected
+from neuronlens.pins import (
+    CheckPoll,
+    PinsLike,
+    accepted_check,
+    check_body,
+    check_request,
+    parse_check_submission,
+)
 
 
 class Client(_core.ClientBase[httpx.Client]):
@@ -216,3 +227,39 @@ class Client(_core.ClientBase[httpx.Client]):
         if not reports:
             raise ApiUnavailable(f"job {answer.job_id} finished without reports")
         return reports
+
+    # ------------------------------------------------------------------ checks (pins)
+
+    def submit_check(
+        self, pins: PinsLike, model: str | None = None, **fields: Any
+    ) -> CheckAccepted | CheckEstimate:
+        """`POST /v1/checks`: the accepted check (202), or with ``dry_run=True`` its estimate (200).
+        ``pins``: a `PinFile` (`read_pin_file`), a `CheckRequest`, their JSON as a mapping, or a list of
+        pins; ``model`` overrides the file's; ``fields``: hook, dataset, simulator, endpoint, options,
+        budget, dry_run. Validated before it is sent (`RequestRejected` names the field)."""
+        request = check_request(pins, model, **fields)
+        return parse_check_submission(self._request("POST", "/v1/checks", json=check_body(request)))
+
+    def check_status(self, check_id: str) -> CheckStatus:
+        """A check's status (`GET /v1/checks/{id}`), with every pin's result once finished."""
+        return CheckStatus.model_validate_json(self._request("GET", f"/v1/checks/{check_id}").content)
+
+    def check(
+        self,
+        pins: PinsLike,
+        model: str | None = None,
+        *,
+        progress: Callable[[CheckStatus], None] | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> CheckStatus:
+        """Submit a check, wait for it and return its finished status: `passed`, and per pin `passed`,
+        the numbers and why it failed. A failed pin is an answer, not an error; `JobFailed` when the check
+        could not run, `WaitTimeout` after ``timeout_s``."""
+        accepted = accepted_check(self.submit_check(pins, model, **fields))
+        poll = CheckPoll(accepted.check_id, progress, timeout_s)
+        while True:
+            status = self.check_status(accepted.check_id)
+            if poll.done(status):
+                return status
+            time.sleep(self.poll_interval_s)

@@ -25,6 +25,7 @@ from neuronlens.cli.commands import (
     run_models,
     show_sdk_warnings,
 )
+from neuronlens.cli.pins import add_check_parser, add_pin_parser
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -143,10 +144,12 @@ def add_models_parser(commands: Any, default_url: str) -> None:
 
 
 def add_client_commands(commands: Any, default_url: str = DEFAULT_URL) -> None:
-    """Add `explain`, `export` and `models` to a `neuronlens` parser's subcommands."""
+    """Add `explain`, `export`, `models`, `check` and `pin` to a `neuronlens` parser's subcommands."""
     add_explain_parser(commands, default_url)
     add_export_parser(commands, default_url)
     add_models_parser(commands, default_url)
+    add_check_parser(commands, default_url)
+    add_pin_parser(commands, default_url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronlens",
         description="Client of a NeuronLens API (neuron explanation as a service): explain neurons, "
-        "export reports, list models.",
+        "export reports, list models, check pins.",
     )
     add_client_commands(parser.add_subparsers(dest="command", required=True))
     return parser

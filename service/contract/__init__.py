@@ -6,6 +6,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
+- :mod:`~service.contract.pins`     pin files and `POST /v1/checks`: pins, check requests, results
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.chance`    a score's chance level: the donor neurons and `ChanceLevel`
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
@@ -118,6 +119,24 @@ from service.contract.options import (
     TypeMethod,
     option_labels,
 )
+from service.contract.pins import (
+    CHECK_JOB_ID_PATTERN,
+    CHECK_JOB_PREFIX,
+    CHECK_TASK,
+    MAX_PINS,
+    PIN_FILE_VERSION,
+    CheckAccepted,
+    CheckEstimate,
+    CheckJobPayload,
+    CheckJobResult,
+    CheckRequest,
+    CheckState,
+    CheckStatus,
+    Pin,
+    PinFile,
+    PinResult,
+    PinSet,
+)
 from service.contract.redis_keys import RedisKeys
 from service.contract.registry import (
     BUNDLED_REGISTRY,
@@ -183,6 +202,22 @@ __all__ = [
     "ChanceLevel",
     "chance_donors",
     "null_donors",
+    "CHECK_JOB_ID_PATTERN",
+    "CHECK_JOB_PREFIX",
+    "CHECK_TASK",
+    "MAX_PINS",
+    "PIN_FILE_VERSION",
+    "CheckAccepted",
+    "CheckEstimate",
+    "CheckJobPayload",
+    "CheckJobResult",
+    "CheckRequest",
+    "CheckState",
+    "CheckStatus",
+    "Pin",
+    "PinFile",
+    "PinResult",
+    "PinSet",
     "PROFILE_ROOT",
     "PROMPT_PROFILE_VERSION",
     "CALIBRATION_STRIDE",

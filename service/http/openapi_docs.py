@@ -23,6 +23,7 @@ from litestar.openapi.spec import (
 )
 
 from service.http.error_responses import PROBLEM_MEDIA_TYPE
+from service.http.openapi_check_examples import CHECK_REQUESTS, check_examples
 from service.http.openapi_examples import (
     COMPARISON_REQUESTS,
     EXPLANATION_REQUESTS,
@@ -45,17 +46,21 @@ CACHE_CONTROL = OpenAPIHeader(
 LOCATION = OpenAPIHeader(
     schema=_STRING, description="The job to poll (`/v1/jobs/{job_id}`), as `status_url`."
 )
+CHECK_LOCATION = OpenAPIHeader(schema=_STRING, description="The check to poll (`/v1/checks/{check_id}`).")
 CONTENT_DISPOSITION = OpenAPIHeader(
     schema=_STRING, description='`attachment; filename="<job or model-layer>-<fields>.<format>"`.'
 )
 RETRY_AFTER = OpenAPIHeader(schema=_INTEGER, description="Seconds until the key's window or quota resets.")
 WWW_AUTHENTICATE = OpenAPIHeader(schema=_STRING, description='`Bearer realm="neuronlens"`.')
 
+HTML_NOT_FOUND = {"getNeuronPage"}
+"""HTML pages whose 404 for a neuron without a report is an HTML page (problem details otherwise)."""
 CONDITIONAL = {"getNeuronReport", "getExemplarImage"}
 """Operations answering with a strong ETag, and 304 to a matching If-None-Match."""
 SUCCESS_HEADERS: dict[tuple[str, str], dict[str, OpenAPIHeader]] = {
     ("createExplanation", "202"): {"Location": LOCATION},
     ("createComparison", "202"): {"Location": LOCATION},
+    ("createCheck", "202"): {"Location": CHECK_LOCATION},
     **{(op, "200"): {"ETag": ETAG, "Cache-Control": CACHE_CONTROL} for op in CONDITIONAL},
 }
 TABLE_EXPORTS = {
@@ -116,9 +121,19 @@ class DocumentedOperation(Operation):
                 description="Not modified: `If-None-Match` names the current ETag (no body).",
                 headers={"ETag": ETAG, "Cache-Control": CACHE_CONTROL, "X-Request-ID": REQUEST_ID},
             )
+        missing = responses.get("404")
+        if op in HTML_NOT_FOUND and isinstance(missing, OpenAPIResponse) and missing.content is not None:
+            page = Example(
+                value="<!doctype html><html><head><title>minilm-l6 layer 3 neuron 42: no report</title>…"
+            )
+            missing.content["text/html"] = OpenAPIMediaType(schema=_STRING, examples={"page": page})
+            missing.description = (
+                "No report stored: an HTML page saying how to explain the neuron; problem "
+                "details for an unknown model, layer or neuron"
+            )
         if op in TABLE_EXPORTS:
             responses["200"] = _with_tables(responses.get("200"), TABLE_EXPORTS[op], op in JSON_AND_TABLES)
-        examples = response_examples()
+        examples = response_examples() | check_examples()
         for status, response in responses.items():
             if not isinstance(response, OpenAPIResponse):
                 continue
@@ -132,6 +147,9 @@ class DocumentedOperation(Operation):
         if isinstance(self.request_body, RequestBody) and op == "createComparison":
             for media in self.request_body.content.values():
                 media.examples = _examples(COMPARISON_REQUESTS)
+        if isinstance(self.request_body, RequestBody) and op == "createCheck":
+            for media in self.request_body.content.values():
+                media.examples = _examples(CHECK_REQUESTS)
 
     def _add_examples(self, response: OpenAPIResponse, status: str, examples: dict[str, Any] | None) -> None:
         for media_type, media in (response.content or {}).items():

@@ -41,6 +41,8 @@ def test_document_describes_every_operation() -> None:
         "createComparison",
         "getComparison",
         "exportComparison",
+        "createCheck",
+        "getCheck",
         "getJob",
         "exportJobReports",
         "getNeuronReport",

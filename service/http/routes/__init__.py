@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.http.routes.checks import create_check, get_check
 from service.http.routes.comparisons import create_comparison, export_comparison, get_comparison
 from service.http.routes.exemplars import get_exemplar_image
 from service.http.routes.explanations import create_explanation
@@ -15,6 +16,8 @@ API_ROUTE_HANDLERS = [
     list_models,
     create_explanation,
     get_job,
+    create_check,
+    get_check,
     export_job_reports,
     get_neuron_report,
     list_layer_neurons,
