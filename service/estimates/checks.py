@@ -71,7 +71,8 @@ def _scan_request(request: CheckRequest) -> ExplanationRequest:
         explainer=Backend.BASELINE,
         simulator=request.simulator,
         endpoint=request.endpoint,
-        options=request.options,
+        # A check re-scores pinned explanations and computes no chance level: no null simulations to count.
+        options=request.options.model_copy(update={"chance_explanations": 0}),
         budget=request.budget,
     )
 
