@@ -22,14 +22,16 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from service.http.error_responses import PROBLEM_MEDIA_TYPE
+from service.http.error_responses import PROBLEM_MEDIA_TYPE, RETRY_AFTER_S
 from service.http.openapi_check_examples import CHECK_REQUESTS, check_examples
 from service.http.openapi_examples import (
     COMPARISON_REQUESTS,
     EXPLANATION_REQUESTS,
+    neuron_report,
     problem_example,
     response_examples,
 )
+from service.reports.tables import encode
 
 _STRING = Schema(type=OpenAPIType.STRING)
 _INTEGER = Schema(type=OpenAPIType.INTEGER)
@@ -51,6 +53,13 @@ CONTENT_DISPOSITION = OpenAPIHeader(
     schema=_STRING, description='`attachment; filename="<job or model-layer>-<fields>.<format>"`.'
 )
 RETRY_AFTER = OpenAPIHeader(schema=_INTEGER, description="Seconds until the key's window or quota resets.")
+RETRY_AFTER_UNAVAILABLE = OpenAPIHeader(
+    schema=_INTEGER,
+    description=f"Seconds to wait before trying again ({RETRY_AFTER_S}): Redis is unreachable, as during a "
+    "restart; clients back off further on repeats.",
+)
+OPEN_OPERATIONS = {"healthz", "readyz", "metrics"}
+"""Operations no API key is ever asked for (`security: []`, whatever `NEURONLENS_AUTH` says)."""
 WWW_AUTHENTICATE = OpenAPIHeader(schema=_STRING, description='`Bearer realm="neuronlens"`.')
 
 HTML_NOT_FOUND = {"getNeuronPage"}
@@ -71,20 +80,19 @@ TABLE_EXPORTS = {
 JSON_AND_TABLES = {"listLayerNeurons"}
 """Of those, the ones that answer JSON too (their default `format`)."""
 _TABLE_MEDIA: dict[str, tuple[Schema, str | None]] = {
-    "application/x-ndjson": (
-        _STRING,
-        '{"neuron":5,"layer":3,"neuron_type":"text","p_visual":0.0,"p_text":0.9,"p_multimodal":0.0,'
-        '"p_unknown":0.1,"high_confidence":true,"max_activation":2.5,"explanation":"the token \\"red\\"",'
-        '"correlation":0.8,"ci95":[0.7,0.86],"domain_specific":null,"llm_calls":0,"cost_usd":null}\n',
-    ),
-    "text/csv": (
-        _STRING,
-        "neuron,layer,neuron_type,p_visual,p_text,p_multimodal,p_unknown,high_confidence,max_activation,"
-        "explanation,correlation,ci95_low,ci95_high,domain_specific,llm_calls,cost_usd\n"
-        '5,3,text,0.0,0.9,0.0,0.1,true,2.5,"the token ""red""",0.8,0.7,0.86,,0,\n',
-    ),
+    "application/x-ndjson": (_STRING, "ndjson"),
+    "text/csv": (_STRING, "csv"),
     "application/vnd.apache.parquet": (Schema(type=OpenAPIType.STRING, format="binary"), None),  # type: ignore[arg-type]
 }
+"""Schema of each table media type, and the export format of its example (None: binary, no example)."""
+
+
+def _table_example(export_format: str) -> str:
+    """A summary export of the example report, as the server writes it (service/reports/tables.py)."""
+    raw = neuron_report().model_dump_json(exclude_none=True).encode()
+    return b"".join(encode([[raw]], export_format, "summary")).decode()  # type: ignore[arg-type]
+
+
 KEYED_PROBLEMS = {
     "401": "No API key, or an unknown or revoked one (only when the deployment sets `NEURONLENS_AUTH=keys`).",
     "403": "The key lacks the scope this route needs, or the request exceeds its whole daily quota.",
@@ -98,6 +106,8 @@ def _problem(status: str, description: str, path: str) -> OpenAPIResponse:
     headers: dict[str, OpenAPIHeader | Reference] = {"X-Request-ID": REQUEST_ID}
     if status == "429":
         headers["Retry-After"] = RETRY_AFTER
+    if status == "503":
+        headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
     if status == "401":
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     media = OpenAPIMediaType(schema=_PROBLEM_SCHEMA, examples={"problem": example})
@@ -111,6 +121,8 @@ class DocumentedOperation(Operation):
     def __post_init__(self) -> None:
         op = self.operation_id or ""
         responses = self.responses if self.responses is not None else {}
+        if op in OPEN_OPERATIONS:
+            self.security = []
         if self.security:
             for status, description in KEYED_PROBLEMS.items():
                 responses.setdefault(status, _problem(status, description, "/v1/…"))
@@ -139,6 +151,8 @@ class DocumentedOperation(Operation):
                 continue
             response.headers = {**(response.headers or {}), **SUCCESS_HEADERS.get((op, status), {})}
             response.headers.setdefault("X-Request-ID", REQUEST_ID)
+            if status == "503":
+                response.headers.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
             self._add_examples(response, status, examples.get((op, status)))
         self.responses = dict(sorted(responses.items()))
         if isinstance(self.request_body, RequestBody) and op == "createExplanation":
@@ -153,8 +167,8 @@ class DocumentedOperation(Operation):
 
     def _add_examples(self, response: OpenAPIResponse, status: str, examples: dict[str, Any] | None) -> None:
         for media_type, media in (response.content or {}).items():
-            if media.examples:
-                continue
+            if media.examples or media_type in _TABLE_MEDIA:
+                continue  # a table's example is its own (none for binary Parquet), never the JSON one
             if media_type == PROBLEM_MEDIA_TYPE:
                 media.examples = {"problem": Example(value=problem_example(status, "/v1/…"))}
             elif examples is not None:
@@ -168,9 +182,10 @@ def _with_tables(response: OpenAPIResponse | Reference | None, what: str, keep_j
         json_content = {"application/json": response.content["application/json"]}
     tables = {
         media_type: OpenAPIMediaType(
-            schema=schema, examples={"summary": Example(value=example)} if example is not None else None
+            schema=schema,
+            examples={"summary": Example(value=_table_example(fmt))} if fmt is not None else None,
         )
-        for media_type, (schema, example) in _TABLE_MEDIA.items()
+        for media_type, (schema, fmt) in _TABLE_MEDIA.items()
     }
     description = response.description if isinstance(response, OpenAPIResponse) and json_content else ""
     return OpenAPIResponse(
