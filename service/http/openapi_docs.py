@@ -27,10 +27,12 @@ from service.http.openapi_check_examples import CHECK_REQUESTS, check_examples
 from service.http.openapi_examples import (
     COMPARISON_REQUESTS,
     EXPLANATION_REQUESTS,
+    neuron_comparison,
     neuron_report,
     problem_example,
     response_examples,
 )
+from service.reports.comparison_tables import comparison_chunks
 from service.reports.tables import encode
 
 _STRING = Schema(type=OpenAPIType.STRING)
@@ -75,6 +77,7 @@ SUCCESS_HEADERS: dict[tuple[str, str], dict[str, OpenAPIHeader]] = {
 TABLE_EXPORTS = {
     "exportJobReports": "Every stored report of the job",
     "listLayerNeurons": "Every stored report",
+    "exportComparison": "Every compared neuron",
 }
 """Operations that stream tables (service/reports/tables.py) in 200 answers."""
 JSON_AND_TABLES = {"listLayerNeurons"}
@@ -87,10 +90,13 @@ _TABLE_MEDIA: dict[str, tuple[Schema, str | None]] = {
 """Schema of each table media type, and the export format of its example (None: binary, no example)."""
 
 
-def _table_example(export_format: str) -> str:
-    """A summary export of the example report, as the server writes it (service/reports/tables.py)."""
+def _table_example(export_format: Any, op: str) -> str:
+    """The example export of ``op`` as the server writes it: the example report's summary row
+    (service/reports/tables.py), or the example comparison's row (service/reports/comparison_tables.py)."""
+    if op == "exportComparison":
+        return b"".join(comparison_chunks([neuron_comparison()], export_format)).decode()
     raw = neuron_report().model_dump_json(exclude_none=True).encode()
-    return b"".join(encode([[raw]], export_format, "summary")).decode()  # type: ignore[arg-type]
+    return b"".join(encode([[raw]], export_format, "summary")).decode()
 
 
 KEYED_PROBLEMS = {
@@ -144,7 +150,7 @@ class DocumentedOperation(Operation):
                 "details for an unknown model, layer or neuron"
             )
         if op in TABLE_EXPORTS:
-            responses["200"] = _with_tables(responses.get("200"), TABLE_EXPORTS[op], op in JSON_AND_TABLES)
+            responses["200"] = _with_tables(responses.get("200"), op, op in JSON_AND_TABLES)
         examples = response_examples() | check_examples()
         for status, response in responses.items():
             if not isinstance(response, OpenAPIResponse):
@@ -175,24 +181,27 @@ class DocumentedOperation(Operation):
                 media.examples = _examples(examples)
 
 
-def _with_tables(response: OpenAPIResponse | Reference | None, what: str, keep_json: bool) -> OpenAPIResponse:
+def _with_tables(response: OpenAPIResponse | Reference | None, op: str, keep_json: bool) -> OpenAPIResponse:
     """A 200 answer with the table media types (and its JSON representation when ``keep_json``)."""
+    what = TABLE_EXPORTS[op]
     json_content = {}
     if keep_json and isinstance(response, OpenAPIResponse) and response.content:
         json_content = {"application/json": response.content["application/json"]}
     tables = {
         media_type: OpenAPIMediaType(
             schema=schema,
-            examples={"summary": Example(value=_table_example(fmt))} if fmt is not None else None,
+            examples={"summary": Example(value=_table_example(fmt, op))} if fmt is not None else None,
         )
         for media_type, (schema, fmt) in _TABLE_MEDIA.items()
     }
     description = response.description if isinstance(response, OpenAPIResponse) and json_content else ""
+    # Parquet first: a generated client reads the answer the way of the first media type it knows, and
+    # only bytes hold every format (openapi-python-client with Parquet mapped to octet-stream: a File).
     return OpenAPIResponse(
         description=(description + " " if description else "")
         + f"{what} as one table (`format`): NDJSON, CSV or Parquet; gzip when accepted.",
         headers={"Content-Disposition": CONTENT_DISPOSITION},
-        content={**json_content, **tables},
+        content={**dict(sorted(tables.items())), **json_content},
     )
 
 

@@ -159,9 +159,11 @@ def test_every_503_and_429_declares_retry_after() -> None:
 GENERATOR_CONFIG = """\
 content_type_overrides:
   image/png: application/octet-stream
+  application/vnd.apache.parquet: application/octet-stream
 post_hooks: []
 """
-"""openapi-python-client reads bytes only from application/octet-stream; PNGs are mapped to it."""
+"""openapi-python-client reads bytes only from application/octet-stream; PNGs and Parquet are mapped to it
+(so the table exports, Parquet first, answer a File in every format)."""
 
 
 def test_openapi_python_client_generates_a_client_without_warnings(tmp_path: Path) -> None:
