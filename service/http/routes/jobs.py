@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Stream
 
 from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
-from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
+from service.http.conventions import REPORT_CACHE_CONTROL, cache_control, chosen_format
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
@@ -74,6 +74,7 @@ def get_job(
     responses=problem_specs(400, 404, 409, 422, 503),
 )
 def export_job_reports(
+    request: Request[Any, Any, Any],
     job_id: JobId,
     redis_client: NamedDependency[redis.Redis],
     reports: NamedDependency[ReportReader],
@@ -84,7 +85,10 @@ def export_job_reports(
     and neuron: NDJSON (`application/x-ndjson`), CSV (`text/csv`) or Parquet
     (`application/vnd.apache.parquet`, one row group per 256 reports), with a `Content-Disposition` file
     name; gzip when the client accepts it. 409 while the job is not finished (or when it failed); a job
-    its budget stopped is finished and exports the reports it completed. Rows are complete reports only."""
+    its budget stopped is finished and exports the reports it completed. Rows are complete reports only.
+    Without `format`, `Accept` chooses the format (NDJSON when it has no preference); 406 when `Accept`
+    admits neither the named format nor any."""
+    export_format = chosen_format(request, MEDIA_TYPES, "ndjson")  # type: ignore[assignment]
     pages = job_export_pages(
         redis_client, reports.redis_keys, reports.store, reports.registry, job_id, fields
     )
