@@ -13,7 +13,8 @@ jobs in flight and two API replicas create one of each. Each job gets its typed 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import redis
 from rq.job import Job
@@ -33,7 +34,7 @@ from service.jobs.ids import explain_job_id, part_job_id
 from service.jobs.part_state import part_state
 from service.jobs.queues import JobQueues
 from service.jobs.record import JobRecord, Part, now, read_record, write_record
-from service.jobs.rq_jobs import enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
+from service.jobs.rq_jobs import delete_job, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
 from service.jobs.scan import ensure_scan_jobs
 from service.reports.listing import indexed_neurons
 from service.settings import Settings
@@ -141,7 +142,7 @@ def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
     scan_id = JobMeta.from_meta(explain.meta).scan_job_id
     scan = fetch_job(connection, scan_id) if scan_id is not None else None
     if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
-        scan.delete()
+        delete_job(connection, scan)
 
 
 def _enqueue_part(
@@ -201,15 +202,16 @@ def _run_plan(
     for part, child, job in plan.after_scan:
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
+    for _, _, old in plan.run:  # every old job goes before anything of the request's state changes
+        if old is not None:
+            delete_job(connection, old)
     keys = settings.redis_keys
     budget = resolved.request.budget
     if budget is not None and not plan.join:
         # A fresh run of the request gets a fresh budget (while a part is still in flight the budget it
         # draws from stays); every part of the request shares the counters.
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
-    for part, child, old in plan.run:
-        if old is not None:
-            old.delete()
+    for part, child, _ in plan.run:
         _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, budget)
     return scan_id
 
@@ -237,6 +239,7 @@ def submit_explanation(
     refuse by raising (quotas)."""
     keys = settings.redis_keys
     job_id = explain_job_id(keys, resolved)
+    arrived = now()  # before anything is enqueued: a worker may start a part at once
     with enqueue_lock(connection, keys, job_id):
         parts = _parts(connection, store, settings, resolved, job_id)
         pending = [(part, child) for part, child in parts if part.enqueued]
@@ -246,18 +249,37 @@ def submit_explanation(
             if before_enqueue is not None:
                 before_enqueue()  # from here on something is enqueued
             scan_id: str | None = _run_plan(connection, queues, settings, resolved, job_id, plan, request_id)
-            created = now()
+        elif previous is not None:
+            write_record(connection, keys, previous)  # a repeat that runs nothing keeps the job as it is
+            return Submission(job_id=job_id, stored=not pending)
         else:
             scan_id = _joined_scan(connection, previous, plan)
-            created = previous.created_at if previous is not None and pending else now()
-        record = JobRecord(
-            job_id=job_id,
-            request=resolved.request,
-            variant=resolved.variant,
-            scan_job_id=scan_id if pending else None,
-            parts=[part for part, _ in parts],
-            created_at=created,
-            ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
+        parts_run = [part for part, _ in parts]
+        scan_id = scan_id if pending else None
+        write_record(
+            connection, keys, _new_record(previous, job_id, resolved, parts_run, scan_id, arrived, settings)
         )
-        write_record(connection, keys, record)
     return Submission(job_id=job_id, stored=not pending)
+
+
+def _new_record(
+    previous: JobRecord | None,
+    job_id: str,
+    resolved: ResolvedRequest,
+    parts: list[Part],
+    scan_id: str | None,
+    arrived: datetime,
+    settings: Settings,
+) -> JobRecord:
+    """The record a submission writes: a repeat keeps the job's history (its creation time, and the parts
+    it ran listed as run even where their reports are stored by now)."""
+    ran = {part.id for part in previous.parts if part.enqueued} if previous is not None else set()
+    return JobRecord(
+        job_id=job_id,
+        request=resolved.request,
+        variant=resolved.variant,
+        scan_job_id=scan_id,
+        parts=[replace(part, enqueued=part.enqueued or part.id in ran) for part in parts],
+        created_at=previous.created_at if previous is not None else arrived,
+        ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
+    )

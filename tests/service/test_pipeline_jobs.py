@@ -122,6 +122,11 @@ def test_a_request_runs_to_finished_reports(
         assert again.status_code == 200
         assert JobStatus.model_validate(again.json()).reports == status.reports
         assert rq_jobs(redis_conn) == jobs_before
+        # A repeat never rewrites the job's history; a part starts after the job was created.
+        repeated = _status(http, url, job_id)
+        kept = ("created_at", "started_at", "ended_at", "scan", "usage", "progress")
+        assert repeated.model_dump(include=set(kept)) == status.model_dump(include=set(kept))
+        assert status.created_at <= status.started_at <= status.ended_at
 
         metrics = http.get(f"{url}/metrics").text
     assert 'neuronlens_jobs_total{outcome="finished",queue="scan"} 1.0' in metrics
