@@ -33,7 +33,7 @@ from service.estimates.validate import ResolvedRequest
 from service.jobs.ids import explain_job_id, part_job_id
 from service.jobs.part_state import part_state
 from service.jobs.queues import JobQueues
-from service.jobs.record import JobRecord, Part, now, read_record, write_record
+from service.jobs.record import JobRecord, Part, keep_record, now, read_record, write_record
 from service.jobs.rq_jobs import delete_job, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
 from service.jobs.scan import ensure_scan_jobs
 from service.reports.listing import indexed_neurons
@@ -232,25 +232,26 @@ def submit_explanation(
     resolved: ResolvedRequest,
     request_id: str | None = None,
     before_enqueue: Callable[[], None] | None = None,
+    owner: str | None = None,
 ) -> Submission:
     """Record the request's job and make sure each of its parts is stored, in flight or enqueued (joining
     jobs in flight, re-running failed ones). ``request_id`` (the HTTP request's X-Request-ID) goes into
     the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
-    refuse by raising (quotas)."""
+    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners."""
     keys = settings.redis_keys
     job_id = explain_job_id(keys, resolved)
     arrived = now()  # before anything is enqueued: a worker may start a part at once
     with enqueue_lock(connection, keys, job_id):
         parts = _parts(connection, store, settings, resolved, job_id)
         pending = [(part, child) for part, child in parts if part.enqueued]
-        previous = read_record(connection, keys, job_id)
+        previous = read_record(connection, keys, job_id, store)
         plan = _plan(connection, pending)
         if plan.run or plan.after_scan:
             if before_enqueue is not None:
                 before_enqueue()  # from here on something is enqueued
             scan_id: str | None = _run_plan(connection, queues, settings, resolved, job_id, plan, request_id)
         elif previous is not None:
-            write_record(connection, keys, previous)  # a repeat that runs nothing keeps the job as it is
+            keep_record(connection, keys, store, previous, owner)  # a repeat that runs nothing
             return Submission(job_id=job_id, stored=not pending)
         else:
             scan_id = _joined_scan(connection, previous, plan)
@@ -282,4 +283,5 @@ def _new_record(
         parts=[replace(part, enqueued=part.enqueued or part.id in ran) for part in parts],
         created_at=previous.created_at if previous is not None else arrived,
         ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
+        owners=previous.owners if previous is not None else (),
     )
