@@ -257,9 +257,9 @@ def submit_explanation(
             scan_id = _joined_scan(connection, previous, plan)
         parts_run = [part for part, _ in parts]
         scan_id = scan_id if pending else None
-        write_record(
-            connection, keys, _new_record(previous, job_id, resolved, parts_run, scan_id, arrived, settings)
-        )
+        record = _new_record(previous, job_id, resolved, parts_run, scan_id, arrived, settings)
+        owners = record.owners if owner is None or owner in record.owners else (*record.owners, owner)
+        write_record(connection, keys, replace(record, owners=owners), store)
     return Submission(job_id=job_id, stored=not pending)
 
 

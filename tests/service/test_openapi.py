@@ -44,6 +44,7 @@ def test_document_describes_every_operation() -> None:
         "createCheck",
         "getCheck",
         "getJob",
+        "listJobs",
         "exportJobReports",
         "getNeuronReport",
         "getExemplarImage",

@@ -1,22 +1,28 @@
-"""`GET /v1/jobs/{job_id}`: where an explanation job stands, and its reports once finished;
+"""`GET /v1/jobs`: the explanation jobs, filtered and paged by cursor with `Link` headers;
+`GET /v1/jobs/{job_id}`: where an explanation job stands, and its reports once finished;
 `GET /v1/jobs/{job_id}/reports`: a finished job's reports as one table (NDJSON, CSV or Parquet)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import redis
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
-from litestar.response import Stream
+from litestar.response import Response, Stream
 
-from service.contract import EXPLAIN_JOB_ID_PATTERN, JobStatus
+from service.access.auth import calling_key
+from service.contract import EXPLAIN_JOB_ID_PATTERN, JobState, JobStatus
+from service.contract.job_list import MAX_JOBS_PAGE, JobList
 from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
 from service.jobs.job_export import job_export_pages
+from service.jobs.job_list import JobFilter, list_jobs
 from service.jobs.state import job_status
 from service.problems import NotFound
 from service.reports.exports import export_response
@@ -34,6 +40,52 @@ JobId = Annotated[
         "any other form is a 404.",
     ),
 ]
+
+
+@get(
+    "/v1/jobs",
+    operation_id="listJobs",
+    operation_class=DocumentedOperation,
+    summary="List explanation jobs",
+    tags=["jobs"],
+    sync_to_thread=True,
+    responses=problem_specs(400, 422, 503),
+)
+def list_explanation_jobs(
+    request: Request[Any, Any, Any],
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+    status: Annotated[JobState | None, Parameter(description="Only jobs in this state.")] = None,
+    model: Annotated[str | None, Parameter(description="Only jobs of this model (registry id).")] = None,
+    created_after: Annotated[
+        datetime | None, Parameter(description="Only jobs created at or after this instant (ISO 8601).")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Parameter(description="Only jobs created before this instant (ISO 8601).")
+    ] = None,
+    limit: int = Parameter(
+        default=100, ge=1, le=MAX_JOBS_PAGE, description=f"Jobs per page, at most {MAX_JOBS_PAGE}."
+    ),
+    cursor: Annotated[
+        str | None, Parameter(max_length=200, description="`next_cursor` of the previous page (opaque).")
+    ] = None,
+) -> Response[JobList]:
+    """Explanation jobs, newest first (by `created_at`, then job id), read from their durable records (they
+    outlive Redis), with their state as `GET /v1/jobs/{job_id}` derives it. Filter by `status`, `model` and
+    a `created_after`/`created_before` range; page with `cursor` (the previous page's `next_cursor`, also
+    given as a `Link: <…>; rel="next"` header). With API keys on, a key without `admin` lists only the
+    jobs it posted."""
+    key = calling_key(request)
+    owner = key.key_id if key is not None and "admin" not in key.scopes else None
+    wanted = JobFilter(status, model, created_after, created_before, owner)
+    page = list_jobs(redis_client, reports.redis_keys, reports.store, wanted, limit, cursor)
+    headers = {}
+    if page.next_cursor is not None:
+        query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        headers["Link"] = (
+            f'<{request.url.path}?{urlencode({**query, "cursor": page.next_cursor})}>; rel="next"'
+        )
+    return Response(page, headers=headers)
 
 
 @get(
