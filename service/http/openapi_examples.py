@@ -106,6 +106,9 @@ def job_queued() -> JobStatus:
     )
 
 
+CANCELLED = {"status": "cancelled", "queue_position": None, "ended_at": CREATED}
+
+
 def job_list() -> JobList:
     finished = job_finished()
     row = JobSummary(
@@ -265,6 +268,7 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
         ("exportComparison", "200"): {"rows": dump(neuron_comparison())},
         ("getJob", "200"): {"queued": dump(job_queued()), "finished": dump(job_finished())},
         ("listJobs", "200"): {"a page": dump(job_list())},
+        ("cancelJob", "200"): {"cancelled": dump(job_queued().model_copy(update=CANCELLED))},
         ("getNeuronReport", "200"): {"a text neuron": dump(neuron_report())},
         ("getNeuronPage", "200"): {"page": "<!doctype html><html><head><title>minilm-l6 3/42</title>…"},
         ("listLayerNeurons", "200"): {"a layer": dump(layer_listing())},

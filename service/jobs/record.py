@@ -72,6 +72,8 @@ class JobRecord:
     """Seconds the record is kept after its last write (refreshed while the request is not over)."""
     owners: tuple[str, ...] = ()
     """Ids of the API keys that posted the request (empty with auth off): who lists it."""
+    cancelled_at: datetime | None = None
+    """When `DELETE /v1/jobs/{id}` cancelled the request (None: not cancelled since it was last run)."""
 
     @property
     def layers(self) -> list[int]:
@@ -90,6 +92,7 @@ class JobRecord:
             "created_at": self.created_at.isoformat(),
             "ttl_s": self.ttl_s,
             "owners": list(self.owners),
+            "cancelled_at": self.cancelled_at.isoformat() if self.cancelled_at is not None else None,
         }
 
     def to_json(self) -> str:
@@ -106,6 +109,7 @@ class JobRecord:
             created_at=datetime.fromisoformat(data["created_at"]),
             ttl_s=int(data["ttl_s"]),
             owners=tuple(str(owner) for owner in data.get("owners", ())),
+            cancelled_at=datetime.fromisoformat(data["cancelled_at"]) if data.get("cancelled_at") else None,
         )
 
     @classmethod

@@ -7,6 +7,7 @@ explaining  a part runs (`simulating` when every running part simulates), or som
             others wait
 finished    every part finished (or was stored already)
 failed      a part failed (its error, prefixed with the layer); the others keep running
+cancelled   `DELETE /v1/jobs/{id}` cancelled it (service/jobs/cancel.py); stored reports are kept
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
     for s in states:
         if s.job is not None and (missing := JobMeta.from_meta(s.job.meta).not_done):
             not_done.setdefault(s.part.layer, []).extend(missing)
-    terminal = status in ("finished", "failed")
+    if record.cancelled_at is not None:  # parts still running stop after their current neuron
+        status, error = "cancelled", None
+    terminal = status in ("finished", "failed", "cancelled")
     return JobStatus(
         job_id=record.job_id,
         status=status,
@@ -136,7 +139,8 @@ def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
         queue_position=min(positions) if status == "queued" and positions else None,
         created_at=record.created_at,
         started_at=min(started) if started and status != "queued" else None,
-        ended_at=max(ended) if terminal and ended else (record.created_at if terminal else None),
+        ended_at=record.cancelled_at
+        or (max(ended) if terminal and ended else (record.created_at if terminal else None)),
         error=error,
         layers=_layers(states, record),
         usage=_usage(metas),
@@ -193,7 +197,7 @@ def job_status(
     return _derived(connection, keys, store, record, offset, limit)
 
 
-FINAL = frozenset({"finished", "failed"})
+FINAL = frozenset({"finished", "failed", "cancelled"})
 """States a request stays in until it is posted again."""
 
 

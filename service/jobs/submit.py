@@ -202,6 +202,7 @@ def _run_plan(
     for part, child, job in plan.after_scan:
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
+    connection.delete(settings.redis_keys.job_cancel(job_id))  # a cancelled request runs again
     for _, _, old in plan.run:  # every old job goes before anything of the request's state changes
         if old is not None:
             delete_job(connection, old)

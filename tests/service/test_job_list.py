@@ -1,5 +1,6 @@
 """GET /v1/jobs: the explanation jobs, newest first, filtered, paged by cursor with `Link` headers, read
-from the durable records (they outlive FLUSHALL), and key-scoped with API keys on."""
+from the durable records (they outlive FLUSHALL), and key-scoped with API keys on; DELETE /v1/jobs/{id}
+cancels a job."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from datetime import datetime, timedelta
 
 import httpx
 import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from service.access.api_keys import KeyStore
 from service.settings import Settings
+from tests.service.helpers import explain_parts
 
 REQUESTS = [{"model": "minilm-l6", "layer": 1, "neurons": [n]} for n in (1, 2, 3)]
 
@@ -83,3 +87,24 @@ def test_a_key_lists_only_the_jobs_it_posted_and_admin_lists_all(
         assert listed(alice) == list(reversed(mine))
         assert listed(bob) == [mine[0]]  # a repeat by another key lists the job for it too
         assert listed(admin) == list(reversed(mine))
+
+
+def test_cancelling_a_queued_job_takes_its_parts_off_the_queue_and_a_repeat_runs_it(
+    http: httpx.Client, redis_conn: redis.Redis
+) -> None:
+    job_id = http.post("/v1/explanations", json=REQUESTS[0]).json()["job_id"]
+    (part_id,) = explain_parts(redis_conn, job_id)
+    cancelled = http.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["ended_at"] is not None
+    part = Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer)
+    assert part.get_status() == "canceled"
+    assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    listed = http.get("/v1/jobs", params={"status": "cancelled"}).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [job_id]
+    assert http.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"  # idempotent
+    assert http.delete("/v1/jobs/exp-000000000000000000000000").status_code == 404
+
+    again = http.post("/v1/explanations", json=REQUESTS[0])
+    assert again.status_code == 202 and again.json()["job_id"] == job_id
+    assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"

@@ -45,6 +45,7 @@ def test_document_describes_every_operation() -> None:
         "getCheck",
         "getJob",
         "listJobs",
+        "cancelJob",
         "exportJobReports",
         "getNeuronReport",
         "getExemplarImage",

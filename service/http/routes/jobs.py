@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import redis
-from litestar import Request, get
+from litestar import Request, delete, get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Response, Stream
@@ -21,6 +21,7 @@ from service.http.conventions import REPORT_CACHE_CONTROL, cache_control
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, EXPORT_FORMAT_PARAMETER
+from service.jobs.cancel import cancel_job
 from service.jobs.job_export import job_export_pages
 from service.jobs.job_list import JobFilter, list_jobs
 from service.jobs.state import job_status
@@ -110,6 +111,36 @@ def get_job(
     `simulating`, `finished` (with a page of reports) or `failed` (with an error that says why).
     Progress counts neurons whose report is stored."""
     status = job_status(redis_client, reports.redis_keys, reports.store, job_id, offset=offset, limit=limit)
+    if status is None:
+        raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
+    return status
+
+
+@delete(
+    "/v1/jobs/{job_id:str}",
+    operation_id="cancelJob",
+    operation_class=DocumentedOperation,
+    summary="Cancel a job",
+    tags=["jobs"],
+    sync_to_thread=True,
+    status_code=200,
+    opt={"scope": "submit"},
+    responses=problem_specs(400, 404, 422, 503),
+)
+def cancel_explanation_job(
+    request: Request[Any, Any, Any],
+    job_id: JobId,
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+) -> JobStatus:
+    """Cancel an explanation job: its queued parts are taken off their queues, its running parts stop after
+    their current neuron (the neurons left are listed in `not_done`), every stored report is kept, and the
+    job reads `cancelled` from then on (posting the request again runs what is left, under the same id).
+    A job already over (finished, failed, cancelled) is left as it is. Answers the job's status. With API
+    keys on, a key without `admin` cancels only the jobs it posted (another's is a 404)."""
+    key = calling_key(request)
+    owner = key.key_id if key is not None and "admin" not in key.scopes else None
+    status = cancel_job(redis_client, reports.redis_keys, reports.store, job_id, owner)
     if status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return status
