@@ -179,8 +179,8 @@ def parse_submission(response: httpx.Response) -> ExplanationAccepted | JobStatu
 
 
 def finished_or_raise(status: JobStatus) -> bool:
-    """True once finished; raises `JobFailed` for a failed job."""
-    if status.status == "failed":
+    """True once finished; raises `JobFailed` for a failed or cancelled job."""
+    if status.status in ("failed", "cancelled"):
         raise JobFailed(status.job_id, status.error)
     return status.status == "finished"
 

@@ -52,6 +52,8 @@ def test_document_describes_every_operation() -> None:
         "createCheck",
         "getCheck",
         "getJob",
+        "listJobs",
+        "cancelJob",
         "exportJobReports",
         "getNeuronReport",
         "getExemplarImage",
