@@ -57,6 +57,7 @@ DEFAULTED = {
     "NEURONLENS_EXPLAIN_CHUNK_NEURONS": "256 neurons per explain job is the documented default",
     "NEURONLENS_LLM_PROMPT_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
     "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
+    "NEURONLENS_REQUEST_BODY_TIMEOUT_S": "10 s for a request body to arrive is the documented default",
 }
 """Settings deploy/ deliberately leaves at their defaults, with the reason."""
 

@@ -152,7 +152,7 @@ def test_a_request_outlives_a_redis_restart(idle_api: IdleApi, caplog: pytest.Lo
     assert isinstance(answer, ExplanationAccepted)
     idle_api.redis.stop()
     down = httpx.get(f"{idle_api.url}/v1/jobs/{answer.job_id}")
-    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert down.status_code == 503 and down.headers["retry-after"] == "5"
 
     result: list[JobStatus | BaseException] = []
 

@@ -132,6 +132,9 @@ def test_a_generated_client_calls_every_operation(
             )
         )
         call(op, body=getattr(models, model).from_dict({**example["value"], **dry}))
+    listed = call("listJobs")
+    assert job_id in [job.job_id for job in listed.parsed.jobs], listed.content[:300]
+    assert call("cancelJob", job_id).parsed.status == "finished"  # a finished job stays as it is
     call("getCheck", "chk-" + "0" * 24)
     call("getComparison", "cmp-" + "0" * 24)
     call("exportComparison", "cmp-" + "0" * 24)

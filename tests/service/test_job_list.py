@@ -59,6 +59,11 @@ def test_jobs_are_listed_newest_first_filtered_and_paged_by_cursor(
     assert [job["job_id"] for job in ranged] == newest_first[1:]
     bad = http.get("/v1/jobs", params={"cursor": "not-a-cursor"})
     assert bad.status_code in (400, 422), bad.text
+    naive = second_created.replace(tzinfo=None).isoformat()  # no offset: UTC
+    assert len(http.get("/v1/jobs", params={"created_after": naive}).json()["jobs"]) == 2
+    for instant in ("0.5", "1733560000", "2026-13-40T00:00:00Z"):  # a number is no instant
+        refused = http.get("/v1/jobs", params={"created_before": instant})
+        assert refused.status_code == 422 and "created_before" in refused.text, (instant, refused.text)
 
     redis_conn.flushall()  # the listing reads the durable records
     after = http.get("/v1/jobs").json()["jobs"]

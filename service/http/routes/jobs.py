@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -25,7 +25,7 @@ from service.jobs.cancel import cancel_job
 from service.jobs.job_export import job_export_pages
 from service.jobs.job_list import JobFilter, list_jobs
 from service.jobs.state import job_status
-from service.problems import NotFound
+from service.problems import InvalidInput, NotFound
 from service.reports.exports import export_response
 from service.reports.reading import ReportReader
 from service.reports.tables import MEDIA_TYPES, ExportFields, ExportFormat
@@ -41,6 +41,21 @@ JobId = Annotated[
         "any other form is a 404.",
     ),
 ]
+
+
+INSTANT_PATTERN = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
+"""An ISO 8601 date or date-time, as `created_after` and `created_before` take it (a number is not one)."""
+
+
+def _instant(name: str, value: str | None) -> datetime | None:
+    """`value` as an aware datetime (UTC without an offset); a 422 naming `name` when it is none."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput.for_field(name, f"{value!r} is not an ISO 8601 instant") from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 @get(
@@ -59,10 +74,18 @@ def list_explanation_jobs(
     status: Annotated[JobState | None, Parameter(description="Only jobs in this state.")] = None,
     model: Annotated[str | None, Parameter(description="Only jobs of this model (registry id).")] = None,
     created_after: Annotated[
-        datetime | None, Parameter(description="Only jobs created at or after this instant (ISO 8601).")
+        str | None,
+        Parameter(
+            pattern=INSTANT_PATTERN,
+            description="Only jobs created at or after this instant (ISO 8601, e.g. `2026-12-07T10:00:00Z`; "
+            "without an offset: UTC).",
+        ),
     ] = None,
     created_before: Annotated[
-        datetime | None, Parameter(description="Only jobs created before this instant (ISO 8601).")
+        str | None,
+        Parameter(
+            pattern=INSTANT_PATTERN, description="Only jobs created before this instant (as `created_after`)."
+        ),
     ] = None,
     limit: int = Parameter(
         default=100, ge=1, le=MAX_JOBS_PAGE, description=f"Jobs per page, at most {MAX_JOBS_PAGE}."
@@ -78,7 +101,8 @@ def list_explanation_jobs(
     jobs it posted."""
     key = calling_key(request)
     owner = key.key_id if key is not None and "admin" not in key.scopes else None
-    wanted = JobFilter(status, model, created_after, created_before, owner)
+    after, before = _instant("created_after", created_after), _instant("created_before", created_before)
+    wanted = JobFilter(status, model, after, before, owner)
     page = list_jobs(redis_client, reports.redis_keys, reports.store, wanted, limit, cursor)
     headers = {}
     if page.next_cursor is not None:
