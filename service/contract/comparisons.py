@@ -63,7 +63,15 @@ class VerdictRule(ContractModel):
         default=0.5,
         ge=0,
         le=1,
-        description="Least Jaccard overlap of the two top-N sample sets for `unchanged` or `rescaled`.",
+        description="Least overlap of the two top sample sets taken by value (`top_overlap`, a Jaccard "
+        "index) for `unchanged` or `rescaled`.",
+    )
+    top_tolerance: StrictFloat = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="A side's top set by value holds every sample whose max reaches its N-th largest "
+        "per-sample max less this share of it (0: ties only), so near-ties at the boundary are not a change.",
     )
     ratio_low: StrictFloat = Field(
         default=0.8,
@@ -177,6 +185,14 @@ class NeuronComparison(ContractModel):
     )
     n_tokens: int = Field(ge=0, description="Tokens `pearson_tokens` is computed over.")
     jaccard_top: float = Field(ge=0, le=1, description="Jaccard overlap of the two top-N sample-id sets.")
+    top_overlap: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Jaccard overlap of the two top sets taken by value: each holds every sample within the "
+        "rule's `top_tolerance` of its side's N-th largest per-sample max (what the verdict reads; null in "
+        "comparisons stored before it existed).",
+    )
     base_max: float = Field(description="Base's max activation over the probe set (raw units).")
     target_max: float = Field(description="Target's max activation over the probe set (raw units).")
     max_ratio: float | None = Field(description="target_max ÷ base_max; null when base_max ≤ 0.")

@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 
 from service.contract import BUNDLED_REGISTRY, load_registry
-from service.contract.comparisons import ComparisonEstimate, ComparisonStatus
+from service.contract.comparisons import ComparisonEstimate, ComparisonStatus, NeuronComparison, VerdictRule
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service.helpers import run_workers, serve
 from workers.models.changed_checkpoint import DIGIT_NEURON, CheckpointChanges, build_changed_checkpoint
+from workers.models.finetuned_checkpoint import FineTuning, build_finetuned_checkpoint, fine_tuning_texts
 from workers.models.loader import weights_path
-from workers.models.planted_text import build_planted_bert
+from workers.models.planted_text import PLANTED_TEXT_CONCEPTS, build_planted_bert
 
 pytestmark = pytest.mark.timeout(300)
 SAMPLES = 600
@@ -34,6 +36,10 @@ CHANGES = CheckpointChanges(
     replant_digits=True,
 )
 BASE, TARGET, COPY = "tiny-bert-planted", "tiny-bert-changed", "tiny-bert-copy"
+TUNINGS = {  # a light and a stronger fine-tune: more steps at a higher learning rate
+    "tiny-bert-tuned-light": FineTuning(steps=3, learning_rate=1e-4),
+    "tiny-bert-tuned": FineTuning(steps=6, learning_rate=1e-3),
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +51,15 @@ def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = build_planted_bert(minilm, weights_path(minilm), folder / "base")
     target = build_changed_checkpoint(base, TARGET, folder / "target", CHANGES)
     copy = base.model_copy(update={"id": COPY})
+    texts = fine_tuning_texts(96)
+    tuned = [
+        build_finetuned_checkpoint(base, name, folder / name, texts, tuning)[0]
+        for name, tuning in TUNINGS.items()
+    ]
     registry = json.loads(BUNDLED_REGISTRY.read_text())
     (default,) = [d for d in registry["datasets"] if d["id"] == minilm.datasets[0]]
     default["n_samples"] = SAMPLES
-    for spec in (base, target, copy):
+    for spec in (base, target, copy, *tuned):
         registry["models"].append(
             spec.model_copy(update={"tokenizer": "minilm-wordpiece"}).model_dump(mode="json")
         )
@@ -174,3 +185,47 @@ def test_an_identical_checkpoint_is_unchanged_with_no_explanation_call(
         assert item.base_explanation and item.base_score_on_target == pytest.approx(item.base_score)
         assert item.target_explanation is None
     assert any(item.base_score is not None for item in status.comparisons)
+
+
+def _rule(item: NeuronComparison, base_median: float, target_median: float) -> str:
+    """The verdict rule with its default thresholds, applied to a row's numbers."""
+    rule = VerdictRule()
+    base_silent = item.base_max <= 0 or item.base_max <= rule.silent_share * base_median
+    target_silent = item.target_max <= 0 or item.target_max <= rule.silent_share * target_median
+    if base_silent and target_silent:
+        return "unchanged"
+    if base_silent != target_silent:
+        return "dead" if target_silent else "born"
+    r = item.pearson_max  # (a fine-tune moves every weight: no identical maxima)
+    assert item.top_overlap is not None
+    if r is None or r < rule.min_pearson or item.top_overlap < rule.min_jaccard:
+        return "changed"
+    assert item.max_ratio is not None
+    return "unchanged" if rule.ratio_low <= item.max_ratio <= rule.ratio_high else "rescaled"
+
+
+def test_a_real_fine_tune_keeps_the_planted_concepts_and_changes_more_with_more_training(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    """No exact truth: what must hold. The planted concept neurons (rows reading a reserved dimension with
+    a large weight) survive a few steps: `unchanged` or `rescaled`, their explanation still scores; the
+    share of `changed` grows with the training; every verdict is the rule applied to its numbers."""
+    http, settings = stack
+    shares = {}
+    with serve(create_app(settings)) as url:
+        for name in TUNINGS:
+            body = {"base": BASE, "target": name, "layers": [0, 1], "neurons": "all"}
+            status = _compare(http, url, redis_conn, settings, body)
+            assert status.comparisons is not None and status.comparisons_total == 256
+            found = {(item.layer, item.neuron): item for item in status.comparisons}
+            for neuron in PLANTED_TEXT_CONCEPTS:
+                item = found[(0, neuron)]
+                assert item.verdict in ("unchanged", "rescaled"), item
+                assert item.score_drop is not None and abs(item.score_drop) < 0.1, item
+            for item in status.comparisons:  # every neuron of a layer: its rows give the layer's median
+                layer = [row for row in status.comparisons if row.layer == item.layer]
+                medians = (np.median([r.base_max for r in layer]), np.median([r.target_max for r in layer]))
+                assert item.verdict == _rule(item, *medians), item
+            shares[name] = status.verdicts.get("changed", 0) / 256
+    light, strong = (shares[name] for name in TUNINGS)
+    assert light < strong, shares

@@ -155,6 +155,7 @@ def _comparison(
         pearson_tokens=numbers.pearson_tokens,
         n_tokens=numbers.n_tokens,
         jaccard_top=numbers.jaccard_top,
+        top_overlap=numbers.top_overlap,
         base_max=numbers.base_max,
         target_max=numbers.target_max,
         max_ratio=numbers.max_ratio,
@@ -183,7 +184,7 @@ def compare_neurons(
     neurons = base.neurons
     base_ctx, target_ctx = _contexts(runtime, base, target)
     lengths = base_ctx.probe.lengths
-    numbers = {n: agreement(base_ctx.scan, target_ctx.scan, n, lengths) for n in neurons}
+    numbers = {n: agreement(base_ctx.scan, target_ctx.scan, n, lengths, rule.top_tolerance) for n in neurons}
     verdicts = {n: verdict(numbers[n], rule) for n in neurons}
     before = _base_sides(runtime, base, neurons)
     after = _rescored(runtime, target, target_ctx, before, neurons)
