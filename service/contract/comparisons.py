@@ -16,7 +16,7 @@ from pydantic import Field, Strict
 from service.contract.artifact_keys import canonical_json
 from service.contract.base import ContractModel, NeuronType, StrictFloat
 from service.contract.cost import CostEstimate, ScanEstimate
-from service.contract.jobs import ExplainJobPayload, JobError, LLMUsage, Progress
+from service.contract.jobs import ExplainJobPayload, JobError, LayerNeurons, LLMUsage, Progress
 from service.contract.options import PipelineOptions
 from service.contract.requests import (
     _LAYERS_ONE_OF,
@@ -143,8 +143,10 @@ class ComparisonRequest(ContractModel):
     rule: VerdictRule = Field(default_factory=VerdictRule, description="Thresholds of the verdict rule.")
     budget: Budget | None = Field(
         default=None,
-        description="LLM budget: bounds the base's explanations and, separately, the comparison's own "
-        "calls (re-scoring and fresh explanations).",
+        description="LLM budget: one pool over the whole comparison (the base's explanations, the "
+        "re-scoring on the target and the fresh explanations). When it runs out the comparison still "
+        "finishes: every neuron keeps its agreement numbers and verdict, and those whose LLM work was "
+        "refused are marked and listed in `not_done`.",
     )
     dry_run: Annotated[bool, Strict()] = Field(
         default=False, description="Answer 200 with the cost estimate and enqueue nothing."
@@ -229,6 +231,13 @@ class NeuronComparison(ContractModel):
     target_top_ids: list[int] = Field(
         default_factory=list, description="The target's top sample ids (first `n_exemplars`), highest first."
     )
+    budget_exhausted: bool = Field(
+        default=False,
+        description="The comparison's budget ran out before this neuron's LLM work was done: its agreement "
+        "numbers and verdict stand, and what the budget refused is null (`base_explanation` when the base "
+        "was not explained, `base_score_on_target` when the re-scoring was refused, `target_explanation` "
+        "when `reexplain` asked for one). Posting the comparison again (a fresh budget) completes it.",
+    )
 
 
 class ComparisonAccepted(ContractModel):
@@ -260,6 +269,16 @@ class ComparisonStatus(ContractModel):
         default=None, description="A page of the neurons compared, in (layer, neuron) order, once finished."
     )
     comparisons_total: int | None = Field(default=None, description="Neurons the finished comparison holds.")
+    budget_exhausted: bool = Field(
+        default=False,
+        description="The budget ran out: the comparison finished, and `not_done` lists the neurons whose "
+        "LLM work (base explanation, re-scoring, fresh explanation) it refused.",
+    )
+    not_done: list[LayerNeurons] | None = Field(
+        default=None,
+        description="Neurons the budget left not fully compared (their verdicts stand; see "
+        "NeuronComparison.budget_exhausted); null when none.",
+    )
 
 
 class ComparisonEstimate(ContractModel):
@@ -292,7 +311,11 @@ class CompareJobPayload(ContractModel):
     target: ExplainJobPayload = Field(description="The target's one-layer request (fresh explanations).")
     reexplain: Reexplain = Field(description="Which target neurons to explain afresh.")
     rule: VerdictRule = Field(description="The verdict rule's thresholds.")
-    budget: Budget | None = Field(default=None, description="Budget of the comparison's own LLM calls.")
+    budget: Budget | None = Field(
+        default=None,
+        description="The comparison's budget: one pool, keyed on `comparison_id`, that the base's "
+        "explanations draw on too.",
+    )
 
 
 class CompareJobResult(ContractModel):
@@ -302,6 +325,9 @@ class CompareJobResult(ContractModel):
     explained: int = Field(description="Target neurons explained afresh.")
     verdicts: dict[str, int] = Field(description="Neurons per verdict.")
     usage: LLMUsage = Field(description="LLM usage (re-scoring and fresh explanations).")
+    budget_exhausted: bool = Field(
+        default=False, description="The budget refused some of this chunk's LLM work."
+    )
 
 
 def comparison_folder_key(comparison_id: str, layer: int) -> str:

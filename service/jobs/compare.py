@@ -32,7 +32,7 @@ from service.contract.comparisons import (
     comparison_key,
     comparison_request_key,
 )
-from service.contract.jobs import ExplainJobPayload
+from service.contract.jobs import ExplainJobPayload, LayerNeurons
 from service.contract.objects import ObjectStore
 from service.estimates.compare_check import ResolvedComparison
 from service.estimates.validate import ResolvedRequest
@@ -125,8 +125,10 @@ def _ensure_part(
     if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
         requeue_failed(job, settings, request_id)
         return
-    if job is not None and status in ACTIVE | {RqStatus.FINISHED}:
+    if job is not None and status in ACTIVE:
         return
+    if job is not None and status == RqStatus.FINISHED and not JobMeta.from_meta(job.meta).budget_exhausted:
+        return  # (one the budget stopped runs again, on a fresh budget, for the neurons it left)
     if job is not None:
         job.delete()
     layer, count = payload.base.request.layer, len(payload.base.request.neuron_list())
@@ -154,13 +156,19 @@ def submit_comparison(
     request_id: str | None = None,
 ) -> str:
     """Make sure the base's explanations, the target's scan and every compare job are stored, in flight or
-    enqueued; record the comparison; its id."""
+    enqueued; record the comparison; its id. A budget is one pool keyed on the comparison's id (the base's
+    explanations draw on it too); a fresh run (nothing of the comparison in flight) starts it afresh."""
     keys = settings.redis_keys
     cmp_id = comparison_id(keys, resolved)
-    base_job = submit_explanation(connection, store, queues, settings, resolved.base, request_id).job_id
-    base_record = read_record(connection, keys, base_job)
-    assert base_record is not None  # just written
     with enqueue_lock(connection, keys, cmp_id):
+        previous = read_comparison(connection, keys, cmp_id)
+        if resolved.request.budget is not None and not _in_flight(connection, keys, previous):
+            connection.delete(keys.budget_calls(cmp_id), keys.budget_cost(cmp_id))
+        base_job = submit_explanation(
+            connection, store, queues, settings, resolved.base, request_id, budget_group=cmp_id
+        ).job_id
+        base_record = read_record(connection, keys, base_job)
+        assert base_record is not None  # just written
         scan_id = ensure_scan_jobs(connection, queues, settings, resolved.target, resolved.layers, request_id)
         enqueued = {part.id for part in base_record.parts if part.enqueued}
         existing = {job.id for job in fetch_jobs(connection, sorted(enqueued)) if job is not None}
@@ -181,13 +189,24 @@ def submit_comparison(
             depends = [scan_id] + ([part.id] if part.id in existing else [])
             _ensure_part(connection, queues, settings, part_id, payload, depends, request_id)
             parts.append((part_id, part.layer, neurons))
-        previous = read_comparison(connection, keys, cmp_id)
         record = ComparisonRecord(
             cmp_id, resolved.request, base_job, scan_id, parts, previous.created_at if previous else now()
         )
         ttl = max(settings.result_ttl_s, settings.failure_ttl_s)
         connection.set(keys.job_record(cmp_id), record.to_json(), ex=ttl)
     return cmp_id
+
+
+def _in_flight(connection: redis.Redis, keys: RedisKeys, previous: ComparisonRecord | None) -> bool:
+    """Whether a job of a recorded comparison (a compare job, or an explain part of its base) is queued,
+    waiting or running: its budget pool is then in use."""
+    if previous is None:
+        return False
+    base = read_record(connection, keys, previous.base_job_id)
+    ids = [part_id for part_id, _, _ in previous.parts]
+    ids += [part.id for part in base.parts if part.enqueued] if base is not None else []
+    jobs = fetch_jobs(connection, ids)
+    return any(job is not None and job.get_status(refresh=False) in ACTIVE for job in jobs)
 
 
 def _stored(store: ObjectStore, record: ComparisonRecord) -> list[NeuronComparison]:
@@ -230,6 +249,16 @@ def _state(
     return "queued", None
 
 
+def _done(job: Job | None, size: int) -> int:
+    """Neurons a compare job has compared: all once it finished, what it counted so far while it runs."""
+    if job is None:
+        return 0
+    status = job.get_status(refresh=False)
+    if status == RqStatus.FINISHED:
+        return size
+    return min(size, JobMeta.from_meta(job.meta).done) if status == RqStatus.STARTED else 0
+
+
 def comparison_status(
     connection: redis.Redis,
     keys: RedisKeys,
@@ -255,11 +284,8 @@ def comparison_status(
                 completion_tokens=usage.completion_tokens + meta_usage.completion_tokens,
             )
     stored = _stored(store, record)
-    done = sum(
-        len(n)
-        for job, (_, _, n) in zip(jobs, record.parts, strict=True)
-        if job is not None and job.get_status(refresh=False) == RqStatus.FINISHED
-    )
+    done = sum(_done(job, len(n)) for job, (_, _, n) in zip(jobs, record.parts, strict=True))
+    refused = sorted((item.layer, item.neuron) for item in stored if item.budget_exhausted)
     status = ComparisonStatus(
         comparison_id=cmp_id,
         status=state,
@@ -272,6 +298,12 @@ def comparison_status(
         error=error,
         verdicts=dict(Counter(item.verdict for item in stored)),
         usage=usage,
+        budget_exhausted=bool(refused),
+        not_done=[
+            LayerNeurons(layer=layer, neurons=[n for at, n in refused if at == layer])
+            for layer in sorted({layer for layer, _ in refused})
+        ]
+        or None,
     )
     if state == "finished":
         status.comparisons = stored[offset : offset + limit]
