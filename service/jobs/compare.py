@@ -19,7 +19,14 @@ import redis
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
 
-from service.contract import PIPELINE_VERSION, JobError, JobMeta, LLMUsage, Progress, RedisKeys
+from service.contract import (
+    PIPELINE_VERSION,
+    JobError,
+    JobMeta,
+    LLMUsage,
+    Progress,
+    RedisKeys,
+)
 from service.contract.comparisons import (
     COMPARE_PART_PREFIX,
     COMPARE_TASK,
@@ -36,10 +43,21 @@ from service.contract.jobs import ExplainJobPayload, LayerNeurons
 from service.contract.objects import ObjectStore
 from service.estimates.compare_check import ResolvedComparison
 from service.estimates.validate import ResolvedRequest
+from service.jobs.compare_reruns import forget_missing_scans, found_scan_missing, in_flight, waits_for_nothing
+from service.jobs.part_state import job_error
 from service.jobs.queues import JobQueues
 from service.jobs.record import now, read_record
-from service.jobs.rq_jobs import ACTIVE, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs, requeue_failed
-from service.jobs.scan import ensure_scan_jobs
+from service.jobs.rq_jobs import (
+    ACTIVE,
+    ENDED_BADLY,
+    RERUNNABLE,
+    enqueue_lock,
+    enqueue_payload,
+    fetch_job,
+    fetch_jobs,
+    requeue_failed,
+)
+from service.jobs.scan import ensure_scan_jobs, failed_scan_part
 from service.jobs.state import job_status
 from service.jobs.submit import submit_explanation
 from service.settings import Settings
@@ -56,6 +74,8 @@ class ComparisonRecord:
     parts: list[tuple[str, int, list[int]]]
     """(compare job id, layer, neurons) per chunk."""
     created_at: datetime
+    base_scan_id: str | None = None
+    """The base's scan job the comparison waits for itself (layers whose base reports were all stored)."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -65,6 +85,7 @@ class ComparisonRecord:
                 "target_scan_id": self.target_scan_id,
                 "parts": self.parts,
                 "created_at": self.created_at.isoformat(),
+                "base_scan_id": self.base_scan_id,
             }
         )
 
@@ -78,6 +99,7 @@ class ComparisonRecord:
             target_scan_id=data["target_scan_id"],
             parts=[(str(i), int(layer), [int(n) for n in neurons]) for i, layer, neurons in data["parts"]],
             created_at=datetime.fromisoformat(data["created_at"]),
+            base_scan_id=data.get("base_scan_id"),
         )
 
     def keys(self) -> list[tuple[int, int, str]]:
@@ -119,13 +141,19 @@ def _ensure_part(
     depends_on: list[str],
     request_id: str | None,
 ) -> None:
-    """Enqueue one compare job unless it is queued, running or finished (a failed one is re-run)."""
+    """Enqueue one compare job unless it is queued, waiting, running or finished. A failed one is re-run
+    (one that found a scan missing is enqueued afresh, after that scan); so is one waiting for a job that
+    was deleted or replaced since (a failed base part posted again), and one the budget stopped."""
     job = fetch_job(connection, part_id)
     status = job.get_status(refresh=False) if job is not None else None
-    if job is not None and status in (RqStatus.FAILED, RqStatus.STOPPED):
-        requeue_failed(job, settings, request_id)
-        return
-    if job is not None and status in ACTIVE:
+    if job is not None and status in RERUNNABLE:
+        if not found_scan_missing(job):
+            requeue_failed(job, settings, request_id)
+            return
+    elif job is not None and status == RqStatus.DEFERRED:
+        if not waits_for_nothing(connection, job):
+            return
+    elif job is not None and status in ACTIVE:
         return
     if job is not None and status == RqStatus.FINISHED and not JobMeta.from_meta(job.meta).budget_exhausted:
         return  # (one the budget stopped runs again, on a fresh budget, for the neurons it left)
@@ -147,6 +175,19 @@ def _ensure_part(
     )
 
 
+def _before_rerun(
+    connection: redis.Redis, keys: RedisKeys, cmp_id: str, previous: ComparisonRecord | None, budgeted: bool
+) -> None:
+    """A fresh budget pool when nothing of the comparison is in flight; its finished scans dropped when a
+    compare job found one missing (service/jobs/compare_reruns.py)."""
+    part_ids = [part_id for part_id, _, _ in previous.parts] if previous else []
+    busy = previous is not None and in_flight(connection, keys, part_ids, previous.base_job_id)
+    if budgeted and not busy:
+        connection.delete(keys.budget_calls(cmp_id), keys.budget_cost(cmp_id))
+    if previous is not None:
+        forget_missing_scans(connection, part_ids, [previous.target_scan_id, previous.base_scan_id])
+
+
 def submit_comparison(
     connection: redis.Redis,
     store: ObjectStore,
@@ -162,8 +203,7 @@ def submit_comparison(
     cmp_id = comparison_id(keys, resolved)
     with enqueue_lock(connection, keys, cmp_id):
         previous = read_comparison(connection, keys, cmp_id)
-        if resolved.request.budget is not None and not _in_flight(connection, keys, previous):
-            connection.delete(keys.budget_calls(cmp_id), keys.budget_cost(cmp_id))
+        _before_rerun(connection, keys, cmp_id, previous, resolved.request.budget is not None)
         base_job = submit_explanation(
             connection, store, queues, settings, resolved.base, request_id, budget_group=cmp_id
         ).job_id
@@ -172,6 +212,16 @@ def submit_comparison(
         scan_id = ensure_scan_jobs(connection, queues, settings, resolved.target, resolved.layers, request_id)
         enqueued = {part.id for part in base_record.parts if part.enqueued}
         existing = {job.id for job in fetch_jobs(connection, sorted(enqueued)) if job is not None}
+        # Layers whose base reports are all stored have no base part to wait for: the comparison waits
+        # for their base scan itself (read, not scanned, while its artifact is there).
+        stored_layers = {p.layer for p in base_record.parts} - {
+            p.layer for p in base_record.parts if p.enqueued
+        }
+        base_scan = (
+            ensure_scan_jobs(connection, queues, settings, resolved.base, sorted(stored_layers), request_id)
+            if stored_layers
+            else None
+        )
         parts = []
         for part in base_record.parts:
             neurons = base_record.part_neurons(part)
@@ -187,32 +237,33 @@ def submit_comparison(
                 budget=resolved.request.budget,
             )
             depends = [scan_id] + ([part.id] if part.id in existing else [])
+            depends += [base_scan] if base_scan is not None and part.layer in stored_layers else []
             _ensure_part(connection, queues, settings, part_id, payload, depends, request_id)
             parts.append((part_id, part.layer, neurons))
-        record = ComparisonRecord(
-            cmp_id, resolved.request, base_job, scan_id, parts, previous.created_at if previous else now()
-        )
+        created = previous.created_at if previous else now()
+        record = ComparisonRecord(cmp_id, resolved.request, base_job, scan_id, parts, created, base_scan)
         ttl = max(settings.result_ttl_s, settings.failure_ttl_s)
         connection.set(keys.job_record(cmp_id), record.to_json(), ex=ttl)
     return cmp_id
-
-
-def _in_flight(connection: redis.Redis, keys: RedisKeys, previous: ComparisonRecord | None) -> bool:
-    """Whether a job of a recorded comparison (a compare job, or an explain part of its base) is queued,
-    waiting or running: its budget pool is then in use."""
-    if previous is None:
-        return False
-    base = read_record(connection, keys, previous.base_job_id)
-    ids = [part_id for part_id, _, _ in previous.parts]
-    ids += [part.id for part in base.parts if part.enqueued] if base is not None else []
-    jobs = fetch_jobs(connection, ids)
-    return any(job is not None and job.get_status(refresh=False) in ACTIVE for job in jobs)
 
 
 def _stored(store: ObjectStore, record: ComparisonRecord) -> list[NeuronComparison]:
     refs = record.keys()
     found = store.read_many([key for _, _, key in refs])
     return [NeuronComparison.model_validate_json(raw) for raw in found if raw is not None]
+
+
+def _scan_error(connection: redis.Redis, scan_id: str | None) -> JobError | None:
+    """Why a scan job the comparison waits for failed (a sharded scan: why a shard failed); None while
+    it has not."""
+    scan = fetch_job(connection, scan_id) if scan_id is not None else None
+    if scan is None:
+        return None
+    status = scan.get_status(refresh=False)
+    if status in ENDED_BADLY:
+        return job_error(scan)
+    failed = failed_scan_part(connection, scan.id) if status == RqStatus.DEFERRED else None
+    return job_error(failed) if failed is not None else None
 
 
 def _state(
@@ -238,10 +289,10 @@ def _state(
     base = job_status(connection, keys, store, record.base_job_id, limit=1)
     if base is not None and base.status == "failed":
         return "failed", base.error
-    scan = fetch_job(connection, record.target_scan_id)
-    if scan is not None and scan.get_status(refresh=False) == RqStatus.FAILED:
-        error = JobMeta.from_meta(scan.meta).error
-        return "failed", error or JobError(type="JobFailed", message="the target's scan failed")
+    for scan_id in (record.target_scan_id, record.base_scan_id):
+        error = _scan_error(connection, scan_id)
+        if error is not None:
+            return "failed", error
     if base is not None and base.status != "finished":
         return base.status if base.status != "simulating" else "explaining", None  # type: ignore[return-value]
     if any(status == RqStatus.DEFERRED for status in statuses):

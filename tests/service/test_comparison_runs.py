@@ -4,6 +4,8 @@ progress counted in neurons."""
 
 from __future__ import annotations
 
+import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,20 +13,24 @@ import httpx
 import pytest
 import redis
 
-from service.contract import JobStatus, LayerNeurons
+from service.contract import SCAN_QUEUE, JobStatus, LayerNeurons
+from service.contract.comparisons import ComparisonStatus
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
 from tests.service.comparisons_helpers import (
     BASE,
     COPY,
+    MISSING,
+    TARGET,
     comparison_registry,
     post_and_run,
     set_peer_env,
     set_worker_env,
 )
-from tests.service.helpers import serve
+from tests.service.helpers import run_workers, serve, worker_runtime
 from workers.models.changed_checkpoint import DIGIT_NEURON
+from workers.process.worker import build_worker
 
 pytestmark = pytest.mark.timeout(300)
 BASE_CALLS = 81
@@ -84,3 +90,94 @@ def test_one_budget_covers_the_whole_comparison_and_ends_it_cleanly(
     for item in again.comparisons:  # identical checkpoints: the same score (null where the peer's is)
         assert item.base_score_on_target == pytest.approx(item.base_score), item
     assert any(item.base_score is not None for item in again.comparisons)
+
+
+def test_a_failing_scan_fails_the_comparison_with_its_error(stack: Settings, redis_conn: redis.Redis) -> None:
+    settings = stack
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        for base, target in ((BASE, MISSING), (MISSING, BASE)):  # the target's scan, then the base's
+            body = {"base": base, "target": target, "layers": [0], "neurons": [1, 2]}
+            status = post_and_run(http, "", redis_conn, settings, body)
+            assert status.status == "failed" and status.error is not None, status
+            assert status.error.type == "ModelWeightsMissing" and MISSING in status.error.message, (
+                status.error
+            )
+            assert status.comparisons is None
+        # posting it again re-runs the failed scan: the comparison waits for it again
+        again = http.post("/v1/comparisons", json=body)
+        assert again.status_code == 202 and again.json()["comparison_id"] == status.comparison_id
+        assert http.get(again.headers["Location"]).json()["status"] in ("queued", "scanning")
+
+
+def test_a_compare_job_that_finds_a_scan_missing_runs_again_when_posted_again(
+    stack: Settings, redis_conn: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "own-artifacts"  # a store (and so a worker runtime) of its own: its scans go
+    monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(store))
+    settings = stack.model_copy(update={"artifact_url": str(store)})
+    body = {"base": BASE, "target": TARGET, "layers": [0], "neurons": [DIGIT_NEURON, 20]}
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        explained = http.post(
+            "/v1/explanations", json={"model": BASE, "layer": 0, "neurons": [DIGIT_NEURON, 20]}
+        )
+        assert explained.status_code == 202, explained.text
+        run_workers(
+            redis_conn, settings
+        )  # the base's reports are stored: the comparison waits for scans only
+        posted = http.post("/v1/comparisons", json=body)
+        assert posted.status_code == 202, posted.text
+        build_worker(settings, [SCAN_QUEUE], connection=redis_conn, runtime=worker_runtime()).work(burst=True)
+        shutil.rmtree(store / "scans")  # e.g. an explain node that sees another store than the scan node
+        run_workers(redis_conn, settings)
+        failed = ComparisonStatus.model_validate(http.get(posted.headers["Location"]).json())
+        assert failed.status == "failed" and failed.error is not None and failed.error.type == "ScanMissing"
+        status = post_and_run(http, "", redis_conn, settings, body)
+    assert status.comparison_id == failed.comparison_id
+    assert status.status == "finished" and status.comparisons is not None, status.error
+    assert {item.neuron: item.verdict for item in status.comparisons} == {
+        DIGIT_NEURON: "changed",
+        20: "rescaled",
+    }
+
+
+def test_progress_counts_neurons_while_comparing(
+    stack: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    neurons = [DIGIT_NEURON, 20, 3]
+    options = {"n_holdout": 2}
+    seen: list[tuple[str, int, int]] = []
+    with LLMPeer() as peer:
+        set_peer_env(monkeypatch, peer.base_url)
+        settings = load_settings().model_copy(update={"redis_url": stack.redis_url})
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            first = http.post(
+                "/v1/explanations", json={"model": BASE, "layer": 0, "neurons": neurons, "options": options}
+            )
+            assert first.status_code == 202, first.text
+            run_workers(redis_conn, settings)  # the base's reports first, at full speed
+            peer.latency_s = 0.1  # then each re-scoring call takes 0.1 s: 0.4 s a neuron
+            body = {"base": BASE, "target": COPY, "layers": [0], "neurons": neurons, "options": options}
+            posted = http.post("/v1/comparisons", json=body)
+            assert posted.status_code == 202, posted.text
+            stop = threading.Event()
+
+            def poll() -> None:
+                with httpx.Client(base_url=url, timeout=60) as poller:
+                    while not stop.is_set():
+                        status = ComparisonStatus.model_validate(
+                            poller.get(posted.headers["Location"]).json()
+                        )
+                        seen.append((status.status, status.progress.done, status.progress.total))
+                        stop.wait(0.02)
+
+            watcher = threading.Thread(target=poll)
+            watcher.start()
+            try:
+                run_workers(redis_conn, settings)  # one compare job: 3 neurons in one chunk
+            finally:
+                stop.set()
+                watcher.join()
+            final = ComparisonStatus.model_validate(http.get(posted.headers["Location"]).json())
+    assert final.status == "finished" and (final.progress.done, final.progress.total) == (3, 3)
+    during = {done for state, done, total in seen if state == "comparing" and total == 3}
+    assert during & {1, 2}, seen  # counted neuron by neuron, not only when the chunk finished
