@@ -43,7 +43,13 @@ from service.contract.jobs import ExplainJobPayload, LayerNeurons
 from service.contract.objects import ObjectStore
 from service.estimates.compare_check import ResolvedComparison
 from service.estimates.validate import ResolvedRequest
-from service.jobs.compare_reruns import forget_missing_scans, found_scan_missing, in_flight, waits_for_nothing
+from service.jobs.compare_reruns import (
+    comparison_jobs,
+    forget_missing_scans,
+    found_scan_missing,
+    in_flight,
+    waits_for_nothing,
+)
 from service.jobs.part_state import job_error
 from service.jobs.queues import JobQueues
 from service.jobs.record import now, read_record
@@ -180,12 +186,15 @@ def _before_rerun(
 ) -> None:
     """A fresh budget pool when nothing of the comparison is in flight; its finished scans dropped when a
     compare job found one missing (service/jobs/compare_reruns.py)."""
-    part_ids = [part_id for part_id, _, _ in previous.parts] if previous else []
-    busy = previous is not None and in_flight(connection, keys, part_ids, previous.base_job_id)
-    if budgeted and not busy:
+    if previous is None:
+        jobs: list[Job | None] = []
+    else:
+        part_ids = [part_id for part_id, _, _ in previous.parts]
+        jobs = comparison_jobs(connection, keys, part_ids, previous.base_job_id)
+    if budgeted and not in_flight(jobs):
         connection.delete(keys.budget_calls(cmp_id), keys.budget_cost(cmp_id))
     if previous is not None:
-        forget_missing_scans(connection, part_ids, [previous.target_scan_id, previous.base_scan_id])
+        forget_missing_scans(connection, jobs, [previous.target_scan_id, previous.base_scan_id])
 
 
 def submit_comparison(

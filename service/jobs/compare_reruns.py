@@ -15,17 +15,22 @@ from service.jobs.record import read_record
 from service.jobs.rq_jobs import ACTIVE, RERUNNABLE, fetch_job, fetch_jobs
 
 
-def in_flight(connection: redis.Redis, keys: RedisKeys, part_ids: Sequence[str], base_job_id: str) -> bool:
-    """Whether a compare job (``part_ids``) or an explain part of the base's request is queued, waiting
-    or running."""
+def comparison_jobs(
+    connection: redis.Redis, keys: RedisKeys, part_ids: Sequence[str], base_job_id: str
+) -> list[Job | None]:
+    """The compare jobs (``part_ids``) and the explain parts of the base's request."""
     base = read_record(connection, keys, base_job_id)
     ids = list(part_ids) + ([part.id for part in base.parts if part.enqueued] if base is not None else [])
-    jobs = fetch_jobs(connection, ids)
+    return fetch_jobs(connection, ids)
+
+
+def in_flight(jobs: Sequence[Job | None]) -> bool:
+    """Whether one of a comparison's jobs is queued, waiting or running."""
     return any(job is not None and job.get_status(refresh=False) in ACTIVE for job in jobs)
 
 
 def found_scan_missing(job: Job | None) -> bool:
-    """A compare job that failed because a scan artifact was not in the store."""
+    """A job that failed because a scan artifact was not in the store."""
     if job is None or job.get_status(refresh=False) not in RERUNNABLE:
         return False
     error = JobMeta.from_meta(job.meta).error
@@ -33,12 +38,12 @@ def found_scan_missing(job: Job | None) -> bool:
 
 
 def forget_missing_scans(
-    connection: redis.Redis, part_ids: Sequence[str], scan_ids: Sequence[str | None]
+    connection: redis.Redis, jobs: Sequence[Job | None], scan_ids: Sequence[str | None]
 ) -> None:
-    """When a compare job found a scan missing: drop the comparison's finished scan jobs (``scan_ids``),
+    """When one of a comparison's jobs found a scan missing: drop its finished scan jobs (``scan_ids``),
     so the scans run again (a layer whose artifact is stored is read, not scanned) and the compare jobs,
-    enqueued afresh, wait for them."""
-    if not any(found_scan_missing(job) for job in fetch_jobs(connection, list(part_ids))):
+    enqueued afresh, wait for them (the base's request drops its own)."""
+    if not any(found_scan_missing(job) for job in jobs):
         return
     for scan_id in scan_ids:
         scan = fetch_job(connection, scan_id) if scan_id is not None else None

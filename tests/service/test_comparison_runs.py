@@ -109,21 +109,25 @@ def test_a_failing_scan_fails_the_comparison_with_its_error(stack: Settings, red
         assert http.get(again.headers["Location"]).json()["status"] in ("queued", "scanning")
 
 
-def test_a_compare_job_that_finds_a_scan_missing_runs_again_when_posted_again(
-    stack: Settings, redis_conn: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("base_stored", [True, False], ids=["base-stored", "base-explained-with-it"])
+def test_a_comparison_that_finds_a_scan_missing_runs_again_when_posted_again(
+    base_stored: bool,
+    stack: Settings,
+    redis_conn: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The compare job finds the target's scan gone (base reports stored: it waits for scans only), or
+    the base's explain part finds the base's scan gone first (the compare job waits for that part)."""
     store = tmp_path / "own-artifacts"  # a store (and so a worker runtime) of its own: its scans go
     monkeypatch.setenv("NEURONLENS_ARTIFACT_URL", str(store))
     settings = stack.model_copy(update={"artifact_url": str(store)})
     body = {"base": BASE, "target": TARGET, "layers": [0], "neurons": [DIGIT_NEURON, 20]}
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        explained = http.post(
-            "/v1/explanations", json={"model": BASE, "layer": 0, "neurons": [DIGIT_NEURON, 20]}
-        )
-        assert explained.status_code == 202, explained.text
-        run_workers(
-            redis_conn, settings
-        )  # the base's reports are stored: the comparison waits for scans only
+        if base_stored:
+            explain = {"model": BASE, "layer": 0, "neurons": [DIGIT_NEURON, 20]}
+            assert http.post("/v1/explanations", json=explain).status_code == 202
+            run_workers(redis_conn, settings)
         posted = http.post("/v1/comparisons", json=body)
         assert posted.status_code == 202, posted.text
         build_worker(settings, [SCAN_QUEUE], connection=redis_conn, runtime=worker_runtime()).work(burst=True)
