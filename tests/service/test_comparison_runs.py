@@ -92,6 +92,34 @@ def test_one_budget_covers_the_whole_comparison_and_ends_it_cleanly(
     assert any(item.base_score is not None for item in again.comparisons)
 
 
+def test_a_budget_the_base_spends_leaves_the_rest_not_compared_but_judged(
+    stack: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    budget = 30  # less than the base's explanations need: some neurons never get one
+    body = {
+        "base": BASE,
+        "target": COPY,
+        "layers": [0],
+        "neurons": [DIGIT_NEURON, 20, 3],
+        "options": {"n_holdout": 2},
+        "budget": {"max_llm_calls": budget},
+    }
+    with LLMPeer() as peer:
+        set_peer_env(monkeypatch, peer.base_url)
+        settings = load_settings().model_copy(update={"redis_url": stack.redis_url})
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            status = post_and_run(http, "", redis_conn, settings, body)
+            base = JobStatus.model_validate(http.get(f"/v1/jobs/{status.base_job_id}").json())
+        spent = len(peer.requests)
+    assert spent <= budget and base.status == "finished" and base.budget_exhausted, base
+    assert status.status == "finished" and status.budget_exhausted, status
+    assert status.comparisons is not None and status.verdicts == {"unchanged": 3}  # judged all the same
+    unexplained = [item for item in status.comparisons if not item.base_explanation]
+    assert unexplained and all(item.budget_exhausted for item in unexplained), status.comparisons
+    assert status.usage is not None and status.usage.calls == 0  # the pool was spent before the re-scoring
+    assert status.not_done == [LayerNeurons(layer=0, neurons=sorted([DIGIT_NEURON, 20, 3]))]
+
+
 def test_a_failing_scan_fails_the_comparison_with_its_error(stack: Settings, redis_conn: redis.Redis) -> None:
     settings = stack
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
