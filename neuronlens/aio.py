@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,6 +17,7 @@ from neuronlens._contract import (
     CheckAccepted,
     CheckEstimate,
     CheckStatus,
+    CostEstimate,
     ExplanationAccepted,
     JobStatus,
     ModelSpec,
@@ -25,6 +26,7 @@ from neuronlens._contract import (
 )
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import RequestRejected
+from neuronlens.export import parquet_dataframe
 from neuronlens.pins import (
     CheckPoll,
     PinsLike,
@@ -34,6 +36,9 @@ from neuronlens.pins import (
     parse_check_submission,
 )
 
+if TYPE_CHECKING:
+    import pandas
+
 
 class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     """Asynchronous client of one NeuronLens API; arguments as for `neuronlens.Client`."""
@@ -41,6 +46,7 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
+        """Close the HTTP connections (`async with AsyncClient(...) as client:` closes them on exit)."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -64,10 +70,12 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
             attempt += 1
 
     async def models(self) -> list[ModelSpec]:
+        """As `Client.models`: the served models."""
         response = await self._request("GET", "/v1/models")
         return [ModelSpec.model_validate(item) for item in response.json()]
 
     async def job(self, job_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE) -> JobStatus:
+        """As `Client.job`: a job's status, with one page of reports once finished."""
         params = {"offset": offset, "limit": limit}
         response = await self._request("GET", f"/v1/jobs/{job_id}", params=params)
         return JobStatus.model_validate_json(response.content)
@@ -82,6 +90,7 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     async def iter_reports(
         self, job_id: str, page_size: int = _core.REPORTS_PAGE
     ) -> AsyncIterator[NeuronReport]:
+        """As `Client.iter_reports`: a finished job's reports, one page fetched at a time."""
         offset = 0
         while True:
             status = await self.job(job_id, offset=offset, limit=page_size)
@@ -119,6 +128,23 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
         return _core.exported(await self._request("GET", path, params=params), output)
 
+    async def to_dataframe(
+        self, job: str | ExplanationAccepted | JobStatus, fields: ExportFields = "summary"
+    ) -> pandas.DataFrame:
+        """As `Client.to_dataframe`: a finished job's reports as a DataFrame, from its Parquet export."""
+        job_id = job if isinstance(job, str) else job.job_id
+        return parquet_dataframe(await self.export(job_id, "parquet", fields))
+
+    async def layer_to_dataframe(
+        self, model: str, layer: int, fields: ExportFields = "summary", **query: str | int | None
+    ) -> pandas.DataFrame:
+        """As `Client.layer_to_dataframe`: one layer's stored reports as a DataFrame (Parquet export)."""
+        return parquet_dataframe(await self.export_layer(model, layer, "parquet", fields, None, **query))
+
+    def page_url(self, model: str, layer: int, neuron: int) -> str:
+        """The HTML page of a stored report (default report variant)."""
+        return f"{self.url}{_core.report_path(model, layer, neuron)}/page"
+
     async def submit(
         self,
         model: str,
@@ -128,13 +154,29 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         options: PipelineOptions | Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> ExplanationAccepted | JobStatus:
+        """As `Client.submit`: the accepted job, or the finished status when every report was stored."""
         request = _core.build_request(model, layer, neurons, options, **fields)
         response = await self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
 
+    async def estimate(
+        self,
+        model: str,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> CostEstimate:
+        """As `Client.estimate`: a dry run's cost estimate; nothing is enqueued."""
+        request = _core.build_request(model, layer, neurons, options, dry_run=True, **fields)
+        response = await self._request("POST", "/v1/explanations", json=_core.request_body(request))
+        return CostEstimate.model_validate(response.json())
+
     async def wait(
         self, job_id: str, progress: ProgressFn | None = None, timeout_s: float | None = None
     ) -> JobStatus:
+        """As `Client.wait`: poll until the job finishes (`JobFailed`, `WaitTimeout` otherwise)."""
         poll = _core.Poll(job_id, progress, timeout_s, status_url=None)
         while True:
             status = await self.job(job_id, limit=1)
@@ -153,6 +195,7 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         timeout_s: float | None = None,
         **fields: Any,
     ) -> list[NeuronReport]:
+        """As `Client.explain`: submit, wait and return the reports (by layer, then neuron)."""
         answer = await self.submit(model, layer, neurons, options=options, **fields)
         if isinstance(answer, JobStatus):
             if progress is not None:

@@ -4,7 +4,8 @@
     with Client("http://127.0.0.1:8000") as client:
         reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
 
-Requests that fail with 502/503/504 or a connection error are retried (bounded, honouring `Retry-After`);
+Requests that fail with 429/502/503/504 or a connection error are retried (bounded; exponential backoff
+with jitter, never shorter than `Retry-After`; the defaults ride out a 15 s API restart);
 `POST /v1/explanations` is safe to repeat (a repeat joins the same job).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,6 +32,7 @@ from neuronlens._contract import (
 )
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
 from neuronlens.errors import ApiUnavailable, RequestRejected
+from neuronlens.export import parquet_dataframe
 from neuronlens.pins import (
     CheckPoll,
     PinsLike,
@@ -39,6 +41,9 @@ from neuronlens.pins import (
     check_request,
     parse_check_submission,
 )
+
+if TYPE_CHECKING:
+    import pandas
 
 
 class Client(_core.ClientBase[httpx.Client]):
@@ -52,6 +57,7 @@ class Client(_core.ClientBase[httpx.Client]):
     http_class = httpx.Client
 
     def close(self) -> None:
+        """Close the HTTP connections (`with Client(...) as client:` closes them on exit)."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -153,6 +159,23 @@ class Client(_core.ClientBase[httpx.Client]):
         ``query``: hook, dataset, explainer, simulator, endpoint, candidates (the report variant)."""
         path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
         return _core.exported(self._request("GET", path, params=params), output)
+
+    def to_dataframe(
+        self, job: str | ExplanationAccepted | JobStatus, fields: ExportFields = "summary"
+    ) -> pandas.DataFrame:
+        """A finished job's reports as a pandas DataFrame (columns `SUMMARY_COLUMNS`, one row per neuron by
+        layer and neuron), read from its Parquet export: a whole model in seconds, where
+        `to_dataframe(client.explain(...))` fetches and parses every full report. ``job``: its id or
+        what `submit` answered. `JobNotFinished` while it runs."""
+        job_id = job if isinstance(job, str) else job.job_id
+        return parquet_dataframe(self.export(job_id, "parquet", fields))
+
+    def layer_to_dataframe(
+        self, model: str, layer: int, fields: ExportFields = "summary", **query: str | int | None
+    ) -> pandas.DataFrame:
+        """Every stored report of one layer as a pandas DataFrame, from its Parquet export; ``query`` as
+        for `export_layer` (the report variant)."""
+        return parquet_dataframe(self.export_layer(model, layer, "parquet", fields, None, **query))
 
     # ------------------------------------------------------------------ explaining
 

@@ -32,7 +32,7 @@ from service.jobs.ids import check_job_id
 from service.jobs.part_state import part_state
 from service.jobs.queues import JobQueues
 from service.jobs.record import Part
-from service.jobs.rq_jobs import ACTIVE, enqueue_lock, enqueue_payload, fetch_job
+from service.jobs.rq_jobs import ACTIVE, delete_job, enqueue_lock, enqueue_payload, fetch_job
 from service.jobs.scan import ensure_scan_jobs
 from service.settings import Settings
 
@@ -45,7 +45,7 @@ def _forget_missing_scan(connection: redis.Redis, job_meta: JobMeta) -> None:
     scan_id = job_meta.scan_job_id
     scan = fetch_job(connection, scan_id) if scan_id is not None else None
     if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
-        scan.delete()
+        delete_job(connection, scan)
 
 
 def submit_check(
@@ -83,7 +83,7 @@ def submit_check(
             meta = JobMeta.from_meta(job.meta)
             if meta.error is not None and meta.error.type == ERROR_SCAN_MISSING:
                 _forget_missing_scan(connection, meta)
-            job.delete()
+            delete_job(connection, job)
         _enqueue(connection, queues, settings, resolved, check_id, request_id)
     return check_id
 

@@ -57,6 +57,7 @@ from service.jobs.rq_jobs import (
     ACTIVE,
     ENDED_BADLY,
     RERUNNABLE,
+    delete_job,
     enqueue_lock,
     enqueue_payload,
     fetch_job,
@@ -164,7 +165,7 @@ def _ensure_part(
     if job is not None and status == RqStatus.FINISHED and not JobMeta.from_meta(job.meta).budget_exhausted:
         return  # (one the budget stopped runs again, on a fresh budget, for the neurons it left)
     if job is not None:
-        job.delete()
+        delete_job(connection, job)
     layer, count = payload.base.request.layer, len(payload.base.request.neuron_list())
     meta = JobMeta(total=count, request_id=request_id, group=payload.comparison_id)
     enqueue_payload(
@@ -220,11 +221,13 @@ def submit_comparison(
         assert base_record is not None  # just written
         scan_id = ensure_scan_jobs(connection, queues, settings, resolved.target, resolved.layers, request_id)
         enqueued = {part.id for part in base_record.parts if part.enqueued}
-        existing = {job.id for job in fetch_jobs(connection, sorted(enqueued)) if job is not None}
-        # Layers whose base reports are all stored have no base part to wait for: the comparison waits
-        # for their base scan itself (read, not scanned, while its artifact is there).
+        found = [job for job in fetch_jobs(connection, sorted(enqueued)) if job is not None]
+        existing = {job.id for job in found}
+        # Layers with no base part in flight (their reports stored, or their part done) wait for the base's
+        # scan themselves: a scan whose artifact is there is read, not scanned.
+        busy = {job.id for job in found if job.get_status(refresh=False) in ACTIVE}
         stored_layers = {p.layer for p in base_record.parts} - {
-            p.layer for p in base_record.parts if p.enqueued
+            p.layer for p in base_record.parts if p.id in busy
         }
         base_scan = (
             ensure_scan_jobs(connection, queues, settings, resolved.base, sorted(stored_layers), request_id)

@@ -12,7 +12,7 @@ from rq.job import JobStatus as RqStatus
 
 from service.contract import ERROR_SCAN_MISSING, JobMeta, RedisKeys
 from service.jobs.record import read_record
-from service.jobs.rq_jobs import ACTIVE, RERUNNABLE, fetch_job, fetch_jobs
+from service.jobs.rq_jobs import ACTIVE, RERUNNABLE, delete_job, fetch_job, fetch_jobs
 
 
 def comparison_jobs(
@@ -48,7 +48,7 @@ def forget_missing_scans(
     for scan_id in scan_ids:
         scan = fetch_job(connection, scan_id) if scan_id is not None else None
         if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
-            scan.delete()
+            delete_job(connection, scan)
 
 
 def waits_for_nothing(connection: redis.Redis, job: Job) -> bool:

@@ -184,10 +184,16 @@ def run_merge_scan_job(*, payload: JSON) -> JSON:
 
 
 def _explain_missing(
-    job: Job, runtime: WorkerRuntime, explain: ExplainJob, budget: BudgetSpec | None, progress: JobProgress
+    job: Job,
+    runtime: WorkerRuntime,
+    explain: ExplainJob,
+    budget: BudgetSpec | None,
+    progress: JobProgress,
+    group: str | None,
 ) -> tuple[list[int], set[int], UsageMeter]:
     """Write the report of every neuron of ``explain`` without one stored; the neurons that had none, those
-    written, and the LLM usage. A refused budget stops it cleanly (``progress.stop_for_budget``)."""
+    written, and the LLM usage. A refused budget stops it cleanly (``progress.stop_for_budget``), and so
+    does a cancelled request (``group``'s `RedisKeys.job_cancel`), after the neuron that finished last."""
     from workers.process import explain_job  # torch comes with the job module, after the cheap checks
 
     keys = runtime.config.redis_keys
@@ -223,6 +229,9 @@ def _explain_missing(
                 stored.add(report.neuron)
                 progress.update(done=progress.done + 1)
                 progress.on_usage(meter.usage())
+                if group is not None and job.connection.exists(keys.job_cancel(group)):  # cancelled
+                    progress.stop_for_cancel([n for n in missing if n not in stored])
+                    break
     except BudgetExhausted:
         progress.stop_for_budget([n for n in missing if n not in stored])
     except LLMEndpointError:
@@ -250,7 +259,7 @@ def run_explain_job(*, payload: JSON) -> JSON:
         explain = parse_explain_job(runtime.registry, runtime.config.llm, typed)
         budget = BudgetSpec.of(typed.budget_group or typed.group, typed.budget)
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
-        missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress)
+        missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress, typed.group)
         progress.update(force=True)
         return ExplainJobResult(
             report_keys=list(explain.report_keys.values()),
