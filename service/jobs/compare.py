@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.job import JobStatus as RqStatus
 
 from service.contract import (
+    ERROR_JOB_CANCELED,
     PIPELINE_VERSION,
     JobError,
     JobMeta,
@@ -301,6 +302,9 @@ def _state(
     base = job_status(connection, keys, store, record.base_job_id, limit=1)
     if base is not None and base.status == "failed":
         return "failed", base.error
+    if base is not None and base.status == "cancelled":
+        message = f"the base's explanations ({record.base_job_id}) were cancelled: post the comparison again"
+        return "failed", JobError(type=ERROR_JOB_CANCELED, message=message)
     for scan_id in (record.target_scan_id, record.base_scan_id):
         error = _scan_error(connection, scan_id)
         if error is not None:

@@ -1,6 +1,6 @@
 """How a comparison runs, through the real API and RQ workers (in this process): one budget over the whole
 comparison that ends it cleanly (through the loopback LLM peer), failing scans, a scan gone missing, and
-progress counted in neurons."""
+progress counted in neurons, a cancelled base."""
 
 from __future__ import annotations
 
@@ -213,3 +213,25 @@ def test_progress_counts_neurons_while_comparing(
     assert final.status == "finished" and (final.progress.done, final.progress.total) == (3, 3)
     during = {done for state, done, total in seen if state == "comparing" and total == 3}
     assert during & {1, 2}, seen  # counted neuron by neuron, not only when the chunk finished
+
+
+def test_a_cancelled_base_fails_the_comparison_and_a_repost_finishes_it(
+    stack: Settings, redis_conn: redis.Redis
+) -> None:
+    settings = stack
+    body = {"base": BASE, "target": TARGET, "layers": [0], "neurons": [DIGIT_NEURON, 20]}
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        posted = http.post("/v1/comparisons", json=body)
+        assert posted.status_code == 202, posted.text
+        base_job = http.get(posted.headers["Location"]).json()["base_job_id"]
+        assert http.delete(f"/v1/jobs/{base_job}").status_code in (200, 202, 204)
+        run_workers(redis_conn, settings)
+        cancelled = ComparisonStatus.model_validate(http.get(posted.headers["Location"]).json())
+        assert cancelled.status == "failed" and cancelled.error is not None, cancelled
+        assert cancelled.error.type == "JobCanceled" and base_job in cancelled.error.message
+        status = post_and_run(http, "", redis_conn, settings, body)
+    assert status.status == "finished" and status.comparisons is not None, status.error
+    assert {item.neuron: item.verdict for item in status.comparisons} == {
+        DIGIT_NEURON: "changed",
+        20: "rescaled",
+    }
