@@ -1,6 +1,6 @@
 """How a comparison runs, through the real API and RQ workers (in this process): one budget over the whole
-comparison that ends it cleanly (through the loopback LLM peer), failing scans, a scan gone missing, and
-progress counted in neurons, a cancelled base."""
+comparison that ends it cleanly (through the loopback LLM peer), failing scans, a scan gone missing, a
+cancelled base, and progress counted in neurons."""
 
 from __future__ import annotations
 
