@@ -16,7 +16,7 @@ from pydantic import Field, Strict
 from service.contract.artifact_keys import canonical_json
 from service.contract.base import ContractModel, NeuronType, StrictFloat
 from service.contract.cost import CostEstimate, ScanEstimate
-from service.contract.jobs import ExplainJobPayload, JobError, LLMUsage, Progress
+from service.contract.jobs import ExplainJobPayload, JobError, LayerNeurons, LLMUsage, Progress
 from service.contract.options import PipelineOptions
 from service.contract.requests import (
     _LAYERS_ONE_OF,
@@ -63,7 +63,15 @@ class VerdictRule(ContractModel):
         default=0.5,
         ge=0,
         le=1,
-        description="Least Jaccard overlap of the two top-N sample sets for `unchanged` or `rescaled`.",
+        description="Least overlap of the two top sample sets taken by value (`top_overlap`, a Jaccard "
+        "index) for `unchanged` or `rescaled`.",
+    )
+    top_tolerance: StrictFloat = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="A side's top set by value holds every sample whose max reaches its N-th largest "
+        "per-sample max less this share of it (0: ties only), so near-ties at the boundary are not a change.",
     )
     ratio_low: StrictFloat = Field(
         default=0.8,
@@ -135,8 +143,10 @@ class ComparisonRequest(ContractModel):
     rule: VerdictRule = Field(default_factory=VerdictRule, description="Thresholds of the verdict rule.")
     budget: Budget | None = Field(
         default=None,
-        description="LLM budget: bounds the base's explanations and, separately, the comparison's own "
-        "calls (re-scoring and fresh explanations).",
+        description="LLM budget: one pool over the whole comparison (the base's explanations, the "
+        "re-scoring on the target and the fresh explanations). When it runs out the comparison still "
+        "finishes: every neuron keeps its agreement numbers and verdict, and those whose LLM work was "
+        "refused are marked and listed in `not_done`.",
     )
     dry_run: Annotated[bool, Strict()] = Field(
         default=False, description="Answer 200 with the cost estimate and enqueue nothing."
@@ -177,6 +187,14 @@ class NeuronComparison(ContractModel):
     )
     n_tokens: int = Field(ge=0, description="Tokens `pearson_tokens` is computed over.")
     jaccard_top: float = Field(ge=0, le=1, description="Jaccard overlap of the two top-N sample-id sets.")
+    top_overlap: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Jaccard overlap of the two top sets taken by value: each holds every sample within the "
+        "rule's `top_tolerance` of its side's N-th largest per-sample max (what the verdict reads; null in "
+        "comparisons stored before it existed).",
+    )
     base_max: float = Field(description="Base's max activation over the probe set (raw units).")
     target_max: float = Field(description="Target's max activation over the probe set (raw units).")
     max_ratio: float | None = Field(description="target_max ÷ base_max; null when base_max ≤ 0.")
@@ -213,6 +231,13 @@ class NeuronComparison(ContractModel):
     target_top_ids: list[int] = Field(
         default_factory=list, description="The target's top sample ids (first `n_exemplars`), highest first."
     )
+    budget_exhausted: bool = Field(
+        default=False,
+        description="The comparison's budget ran out before this neuron's LLM work was done: its agreement "
+        "numbers and verdict stand, and what the budget refused is null (`base_explanation` when the base "
+        "was not explained, `base_score_on_target` when the re-scoring was refused, `target_explanation` "
+        "when `reexplain` asked for one). Posting the comparison again (a fresh budget) completes it.",
+    )
 
 
 class ComparisonAccepted(ContractModel):
@@ -244,6 +269,16 @@ class ComparisonStatus(ContractModel):
         default=None, description="A page of the neurons compared, in (layer, neuron) order, once finished."
     )
     comparisons_total: int | None = Field(default=None, description="Neurons the finished comparison holds.")
+    budget_exhausted: bool = Field(
+        default=False,
+        description="The budget ran out: the comparison finished, and `not_done` lists the neurons whose "
+        "LLM work (base explanation, re-scoring, fresh explanation) it refused.",
+    )
+    not_done: list[LayerNeurons] | None = Field(
+        default=None,
+        description="Neurons the budget left not fully compared (their verdicts stand; see "
+        "NeuronComparison.budget_exhausted); null when none.",
+    )
 
 
 class ComparisonEstimate(ContractModel):
@@ -276,7 +311,11 @@ class CompareJobPayload(ContractModel):
     target: ExplainJobPayload = Field(description="The target's one-layer request (fresh explanations).")
     reexplain: Reexplain = Field(description="Which target neurons to explain afresh.")
     rule: VerdictRule = Field(description="The verdict rule's thresholds.")
-    budget: Budget | None = Field(default=None, description="Budget of the comparison's own LLM calls.")
+    budget: Budget | None = Field(
+        default=None,
+        description="The comparison's budget: one pool, keyed on `comparison_id`, that the base's "
+        "explanations draw on too.",
+    )
 
 
 class CompareJobResult(ContractModel):
@@ -286,6 +325,9 @@ class CompareJobResult(ContractModel):
     explained: int = Field(description="Target neurons explained afresh.")
     verdicts: dict[str, int] = Field(description="Neurons per verdict.")
     usage: LLMUsage = Field(description="LLM usage (re-scoring and fresh explanations).")
+    budget_exhausted: bool = Field(
+        default=False, description="The budget refused some of this chunk's LLM work."
+    )
 
 
 def comparison_folder_key(comparison_id: str, layer: int) -> str:

@@ -238,6 +238,11 @@ class ExplainJobPayload(ContractModel):
     budget: Budget | None = Field(
         default=None, description="The request's budget, shared by every part of `group`; null: none."
     )
+    budget_group: str | None = Field(
+        default=None,
+        description="Whose counters `budget` draws on when not `group`'s: a comparison's (`cmp-…`), so its "
+        "base's explanations and its own calls share one pool; null: `group`.",
+    )
 
 
 class LayerScanResult(ContractModel):

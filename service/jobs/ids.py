@@ -46,11 +46,15 @@ def _identity(resolved: ResolvedRequest) -> dict[str, object]:
     }
 
 
-def explain_job_id(keys: RedisKeys, resolved: ResolvedRequest) -> str:
+def explain_job_id(keys: RedisKeys, resolved: ResolvedRequest, budget_group: str | None = None) -> str:
     """Id of a request (the whole job clients see): a hash of the canonical resolved request (layers,
     backends, endpoint and k included), the model revision, the probe set, the endpoint's model names and
-    the pipeline version."""
-    return keys.job_id(EXPLAIN_JOB_PREFIX, _identity(resolved))
+    the pipeline version; and the ``budget_group`` whose pool a budgeted request draws on when it is not
+    its own (a comparison's base: the request then keeps to that comparison)."""
+    identity = _identity(resolved)
+    if budget_group is not None and resolved.request.budget is not None:
+        identity["budget_group"] = budget_group
+    return keys.job_id(EXPLAIN_JOB_PREFIX, identity)
 
 
 def part_job_id(keys: RedisKeys, part: ResolvedRequest, group: str, budgeted: bool) -> str:

@@ -153,17 +153,18 @@ def _enqueue_part(
     scan_id: str,
     request_id: str | None,
     group: str,
-    budget: Budget | None,
+    budget: tuple[Budget | None, str | None],
 ) -> None:
     """Enqueue the explain job of one part, waiting for ``scan_id``. The worker checks that its own
-    endpoint models and registry give the same variant; the request's ``budget`` (a one-layer request
-    carries none) is shared by every part of ``group``."""
+    endpoint models and registry give the same variant; the request's budget (a one-layer request
+    carries none) is shared by every part of ``group``, or of the budget group given with it."""
     payload = ExplainJobPayload(
         request=part.request,
         llm_models=part.llm_models,
         variant=part.variant,
         group=group,
-        budget=budget,
+        budget=budget[0],
+        budget_group=budget[1],
     )
     meta = JobMeta(
         scan_job_id=scan_id,
@@ -194,8 +195,10 @@ def _run_plan(
     job_id: str,
     plan: _Plan,
     request_id: str | None,
+    budget_group: str | None = None,
 ) -> str:
-    """Enqueue what the plan runs (the scan first); the id of the scan job the parts wait for."""
+    """Enqueue what the plan runs (the scan first); the id of the scan job the parts wait for. A
+    ``budget_group``'s pool is its owner's to reset."""
     for job in plan.forget_scan:
         _forget_finished_scan(connection, job)
     scan_id = ensure_scan_jobs(connection, queues, settings, resolved, plan.layers, request_id)
@@ -208,12 +211,13 @@ def _run_plan(
             delete_job(connection, old)
     keys = settings.redis_keys
     budget = resolved.request.budget
-    if budget is not None and not plan.join:
+    if budget is not None and not plan.join and budget_group is None:
         # A fresh run of the request gets a fresh budget (while a part is still in flight the budget it
         # draws from stays); every part of the request shares the counters.
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
     for part, child, _ in plan.run:
-        _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, budget)
+        pool = (budget, budget_group)
+        _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, pool)
     return scan_id
 
 
@@ -234,13 +238,16 @@ def submit_explanation(
     request_id: str | None = None,
     before_enqueue: Callable[[], None] | None = None,
     owner: str | None = None,
+    budget_group: str | None = None,
 ) -> Submission:
     """Record the request's job and make sure each of its parts is stored, in flight or enqueued (joining
     jobs in flight, re-running failed ones). ``request_id`` (the HTTP request's X-Request-ID) goes into
     the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
-    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners."""
+    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners.
+    ``budget_group`` (a comparison's id) names the pool a budget draws on instead of the request's own:
+    the request's id then names it too, and its owner resets the pool."""
     keys = settings.redis_keys
-    job_id = explain_job_id(keys, resolved)
+    job_id = explain_job_id(keys, resolved, budget_group)
     arrived = now()  # before anything is enqueued: a worker may start a part at once
     with enqueue_lock(connection, keys, job_id):
         parts = _parts(connection, store, settings, resolved, job_id)
@@ -250,7 +257,9 @@ def submit_explanation(
         if plan.run or plan.after_scan:
             if before_enqueue is not None:
                 before_enqueue()  # from here on something is enqueued
-            scan_id: str | None = _run_plan(connection, queues, settings, resolved, job_id, plan, request_id)
+            scan_id: str | None = _run_plan(
+                connection, queues, settings, resolved, job_id, plan, request_id, budget_group
+            )
         elif previous is not None:
             keep_record(connection, keys, store, previous, owner)  # a repeat that runs nothing
             return Submission(job_id=job_id, stored=not pending)

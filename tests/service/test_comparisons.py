@@ -1,6 +1,7 @@
 """Comparisons through the real API and RQ workers (in this process): the planted BERT against its changed
-checkpoint (known layer-0 changes), against an identical copy (all `unchanged`, and through the loopback
-LLM peer no explanation call), a dry run, exports, and a 422 for models that cannot be compared."""
+checkpoint (known layer-0 changes), against real fine-tunes (no exact truth: what must hold), against an
+identical copy (all `unchanged`, and through the loopback LLM peer no explanation call), a dry run,
+exports, and a 422 for models that cannot be compared."""
 
 from __future__ import annotations
 
@@ -12,64 +13,46 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 
-from service.contract import BUNDLED_REGISTRY, load_registry
-from service.contract.comparisons import ComparisonEstimate, ComparisonStatus
+from service.contract.comparisons import ComparisonEstimate, ComparisonStatus, NeuronComparison, VerdictRule
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
+from tests.service.comparisons_helpers import (
+    BASE,
+    CHANGES,
+    COPY,
+    TARGET,
+    comparison_registry,
+    post_and_run,
+    set_peer_env,
+    set_worker_env,
+)
 from tests.service.helpers import run_workers, serve
-from workers.models.changed_checkpoint import DIGIT_NEURON, CheckpointChanges, build_changed_checkpoint
-from workers.models.loader import weights_path
-from workers.models.planted_text import build_planted_bert
+from workers.models.changed_checkpoint import DIGIT_NEURON
+from workers.models.finetuned_checkpoint import FineTuning
+from workers.models.planted_text import PLANTED_TEXT_CONCEPTS
 
 pytestmark = pytest.mark.timeout(300)
-SAMPLES = 600
-CHANGES = CheckpointChanges(
-    changed=tuple(range(30, 42)),
-    rescaled=(20, *range(50, 57)),
-    dead=tuple(range(70, 76)),
-    replant_digits=True,
-)
-BASE, TARGET, COPY = "tiny-bert-planted", "tiny-bert-changed", "tiny-bert-copy"
+TUNINGS = {  # a light and a stronger fine-tune: more steps at a higher learning rate
+    "tiny-bert-tuned-light": FineTuning(steps=3, learning_rate=1e-4),
+    "tiny-bert-tuned": FineTuning(steps=6, learning_rate=1e-3),
+}
 
 
 @pytest.fixture(scope="module")
 def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled registry (minilm's default probe set cut to SAMPLES) plus the planted BERT, its changed
-    checkpoint and an identical copy, all naming one tokenizer."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    minilm = load_registry().model("minilm-l6")
-    base = build_planted_bert(minilm, weights_path(minilm), folder / "base")
-    target = build_changed_checkpoint(base, TARGET, folder / "target", CHANGES)
-    copy = base.model_copy(update={"id": COPY})
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (default,) = [d for d in registry["datasets"] if d["id"] == minilm.datasets[0]]
-    default["n_samples"] = SAMPLES
-    for spec in (base, target, copy):
-        registry["models"].append(
-            spec.model_copy(update={"tokenizer": "minilm-wordpiece"}).model_dump(mode="json")
-        )
-    path = folder / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
+    return comparison_registry(tmp_path_factory.mktemp("checkpoints"), TUNINGS)
 
 
 @pytest.fixture()
 def stack(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    for name, value in {
-        "NEURONLENS_REGISTRY_PATH": str(registry_file),
-        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
-        "NEURONLENS_REDIS_URL": settings.redis_url or "",
-        "NEURONLENS_DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    set_worker_env(monkeypatch, registry_file, settings)
     with httpx.Client(timeout=60) as http:
         yield http, settings.model_copy(update={"registry_path": registry_file})
 
@@ -77,12 +60,7 @@ def stack(
 def _compare(
     http: httpx.Client, url: str, conn: redis.Redis, settings: Settings, body: dict[str, Any]
 ) -> ComparisonStatus:
-    answer = http.post(f"{url}/v1/comparisons", json=body)
-    assert answer.status_code == 202, answer.text
-    run_workers(conn, settings)
-    status = ComparisonStatus.model_validate(
-        http.get(url + answer.headers["Location"], params={"limit": 1000}).json()
-    )
+    status = post_and_run(http, url, conn, settings, body)
     assert status.status == "finished", status.error
     return status
 
@@ -148,16 +126,9 @@ def test_an_identical_checkpoint_is_unchanged_with_no_explanation_call(
     stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, api_settings = stack
-    for name, value in {
-        "NEURONLENS_LLM_API_KEY": "test-key",
-        "NEURONLENS_EXPLAINER_MODEL": "peer-explainer",
-        "NEURONLENS_SIMULATOR_MODEL": "peer-simulator",
-        "NEURONLENS_LLM_CONCURRENCY": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
     neurons = [DIGIT_NEURON, 20, 3]
     with LLMPeer() as peer:
-        monkeypatch.setenv("NEURONLENS_LLM_BASE_URL", peer.base_url)
+        set_peer_env(monkeypatch, peer.base_url)
         settings = load_settings().model_copy(update={"redis_url": api_settings.redis_url})
         options = {"n_holdout": 2}
         with serve(create_app(settings)) as url, httpx.Client(timeout=60) as http:
@@ -179,3 +150,47 @@ def test_an_identical_checkpoint_is_unchanged_with_no_explanation_call(
         assert item.base_explanation and item.base_score_on_target == pytest.approx(item.base_score)
         assert item.target_explanation is None
     assert any(item.base_score is not None for item in status.comparisons)
+
+
+def _rule(item: NeuronComparison, base_median: float, target_median: float) -> str:
+    """The verdict rule with its default thresholds, applied to a row's numbers."""
+    rule = VerdictRule()
+    base_silent = item.base_max <= 0 or item.base_max <= rule.silent_share * base_median
+    target_silent = item.target_max <= 0 or item.target_max <= rule.silent_share * target_median
+    if base_silent and target_silent:
+        return "unchanged"
+    if base_silent != target_silent:
+        return "dead" if target_silent else "born"
+    r = item.pearson_max  # (a fine-tune moves every weight: no identical maxima)
+    assert item.top_overlap is not None
+    if r is None or r < rule.min_pearson or item.top_overlap < rule.min_jaccard:
+        return "changed"
+    assert item.max_ratio is not None
+    return "unchanged" if rule.ratio_low <= item.max_ratio <= rule.ratio_high else "rescaled"
+
+
+def test_a_real_fine_tune_keeps_the_planted_concepts_and_changes_more_with_more_training(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    """No exact truth: what must hold. The planted concept neurons (rows reading a reserved dimension with
+    a large weight) survive a few steps: `unchanged` or `rescaled`, their explanation still scores; the
+    share of `changed` grows with the training; every verdict is the rule applied to its numbers."""
+    http, settings = stack
+    shares = {}
+    with serve(create_app(settings)) as url:
+        for name in TUNINGS:
+            body = {"base": BASE, "target": name, "layers": [0, 1], "neurons": "all"}
+            status = _compare(http, url, redis_conn, settings, body)
+            assert status.comparisons is not None and status.comparisons_total == 256
+            found = {(item.layer, item.neuron): item for item in status.comparisons}
+            for neuron in PLANTED_TEXT_CONCEPTS:
+                item = found[(0, neuron)]
+                assert item.verdict in ("unchanged", "rescaled"), item
+                assert item.score_drop is not None and abs(item.score_drop) < 0.1, item
+            for item in status.comparisons:  # every neuron of a layer: its rows give the layer's median
+                layer = [row for row in status.comparisons if row.layer == item.layer]
+                medians = (np.median([r.base_max for r in layer]), np.median([r.target_max for r in layer]))
+                assert item.verdict == _rule(item, *medians), item
+            shares[name] = status.verdicts.get("changed", 0) / 256
+    light, strong = (shares[name] for name in TUNINGS)
+    assert light < strong, shares

@@ -13,7 +13,7 @@ import pytest
 from service.contract import PipelineOptions, load_registry
 from service.contract.comparisons import VerdictRule
 from service.settings import load_settings
-from workers.analysis.compare import Agreement, agreement, jaccard, pearson, verdict
+from workers.analysis.compare import Agreement, agreement, jaccard, overlap_by_value, pearson, verdict
 from workers.models.changed_checkpoint import CheckpointChanges, build_changed_checkpoint
 from workers.models.loader import weights_path
 from workers.models.planted_text import build_planted_bert
@@ -70,6 +70,7 @@ def _numbers(**changes: float | bool | None) -> Agreement:
         pearson_tokens=0.99,
         n_tokens=100,
         jaccard_top=0.9,
+        top_overlap=0.9,
         base_max=5.0,
         target_max=5.2,
         identical=False,
@@ -83,7 +84,9 @@ def test_the_verdict_rule_in_order() -> None:
     rule = VerdictRule()
     assert verdict(_numbers(), rule) == "unchanged"
     assert verdict(_numbers(target_max=10.0), rule) == "rescaled"
-    assert verdict(_numbers(target_max=10.0, jaccard_top=0.2), rule) == "changed"
+    assert verdict(_numbers(target_max=10.0, top_overlap=0.2), rule) == "changed"
+    # the rule reads the overlap by value: top-N ids reshuffled within a plateau are no change
+    assert verdict(_numbers(jaccard_top=0.2), rule) == "unchanged"
     assert verdict(_numbers(pearson_max=0.5), rule) == "changed"
     assert verdict(_numbers(pearson_max=None), rule) == "changed"
     assert verdict(_numbers(target_max=0.0), rule) == "dead"
@@ -101,3 +104,15 @@ def test_pearson_and_jaccard() -> None:
         jaccard(np.array([1, 2, 3]), np.array([2, 3, 4])) == 0.5
         and jaccard(np.array([]), np.array([])) == 1.0
     )
+
+
+def test_the_overlap_by_value_counts_near_ties_on_both_sides() -> None:
+    # a plateau of 6 samples near 3.0 and a top set of 3: plain top-3 ids can share nothing
+    base = np.array([3.00, 2.99, 2.98, 2.97, 2.96, 2.95, 0.1, 0.0, -np.inf])
+    target = np.array([2.95, 2.96, 2.97, 2.98, 2.99, 3.00, 0.1, 0.0, -np.inf])
+    assert jaccard(np.argsort(-base)[:3], np.argsort(-target)[:3]) == 0.0
+    assert overlap_by_value(base, target, 3, 0.25) == 1.0  # the whole plateau on both sides
+    assert overlap_by_value(base, target, 3, 0.0) == 0.0  # no tolerance: the plain sets
+    moved = np.array([0.0, 0.1, 0.0, 0.1, 0.0, 0.1, 3.0, 2.9, 2.8])  # other samples drive it now
+    assert overlap_by_value(base, moved, 3, 0.25) == 0.0
+    assert overlap_by_value(np.full(3, -np.inf), np.full(3, -np.inf), 3, 0.25) == 1.0

@@ -3,8 +3,9 @@
 From the two layer scans (same probe set, same seed): the Pearson correlation of the per-sample maxima
 over every probe sample (scan layout 2 keeps them), the Pearson correlation over the tokens of the samples
 both scans hold per-token activations for (the shared random records and the samples common to both top
-sets), the Jaccard overlap of the two top-N sample sets, and the max-activation ratio; then the verdict
-rule over these numbers.
+sets), the Jaccard overlap of the two top-N sample sets, the same overlap with the sets taken by value
+(near-ties at the boundary counted on both sides), and the max-activation ratio; then the verdict rule
+over these numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Agreement:
     pearson_tokens: float | None
     n_tokens: int
     jaccard_top: float
+    top_overlap: float
+    """Jaccard of the two top sets taken by value (see :func:`top_overlap`): what the rule reads."""
     base_max: float
     target_max: float
     identical: bool
@@ -94,9 +97,11 @@ def token_agreement(
     return pearson(b, t), int(b.size)
 
 
-def agreement(base: LayerScan, target: LayerScan, neuron: int, lengths: np.ndarray) -> Agreement:
+def agreement(
+    base: LayerScan, target: LayerScan, neuron: int, lengths: np.ndarray, top_tolerance: float = 0.25
+) -> Agreement:
     """The agreement numbers of one neuron of two layer scans of the same probe set (`lengths`: content
-    tokens per sample)."""
+    tokens per sample; `top_tolerance`: the rule's, for :func:`top_overlap`)."""
     base_max, target_max = base.sample_max(neuron), target.sample_max(neuron)
     both = np.isfinite(base_max) & np.isfinite(target_max)  # samples without content tokens are -inf
     r_tokens, n_tokens = token_agreement(base, target, neuron, lengths)
@@ -105,6 +110,7 @@ def agreement(base: LayerScan, target: LayerScan, neuron: int, lengths: np.ndarr
         pearson_tokens=r_tokens,
         n_tokens=n_tokens,
         jaccard_top=jaccard(base.top_ids[neuron], target.top_ids[neuron]),
+        top_overlap=top_overlap(base, target, neuron, top_tolerance),
         base_max=float(base.global_max[neuron]),
         target_max=float(target.global_max[neuron]),
         identical=bool(np.array_equal(base_max, target_max)),
@@ -129,9 +135,9 @@ def verdict(numbers: Agreement, rule: VerdictRule) -> Verdict:
     - identical per-sample maxima, or silent on both sides: `unchanged` (silent: max ≤ 0, or ≤
       `silent_share` of the median max activation of its layer on that side);
     - silent on the target only: `dead`; on the base only: `born`;
-    - per-sample-max Pearson ≥ `min_pearson` and top-N Jaccard ≥ `min_jaccard` (the same samples drive
-      it, in the same order): `unchanged` when the max ratio is within [`ratio_low`, `ratio_high`], else
-      `rescaled`;
+    - per-sample-max Pearson ≥ `min_pearson` and the top sets' overlap by value (`top_overlap`) ≥
+      `min_jaccard` (the same samples drive it, in the same order): `unchanged` when the max ratio is
+      within [`ratio_low`, `ratio_high`], else `rescaled`;
     - otherwise `changed`.
     """
     base_silent = silent(numbers.base_max, numbers.base_layer_max, rule)
@@ -143,9 +149,37 @@ def verdict(numbers: Agreement, rule: VerdictRule) -> Verdict:
     if base_silent:
         return "born"
     r = numbers.pearson_max
-    if r is None or r < rule.min_pearson or numbers.jaccard_top < rule.min_jaccard:
+    if r is None or r < rule.min_pearson or numbers.top_overlap < rule.min_jaccard:
         return "changed"
     ratio = numbers.max_ratio
     if ratio is not None and rule.ratio_low <= ratio <= rule.ratio_high:
         return "unchanged"
     return "rescaled"
+
+
+def _top_by_value(values: np.ndarray, n: int, tolerance: float) -> set[int]:
+    """Samples whose max reaches the n-th largest (within `tolerance` of it, relative)."""
+    finite = np.isfinite(values)
+    if not finite.any() or n <= 0:
+        return set()
+    k = min(n, int(finite.sum()))
+    kth = float(np.partition(values[finite], -k)[-k])
+    return set(np.flatnonzero(finite & (values >= kth - tolerance * abs(kth))).tolist())
+
+
+def top_overlap(base: LayerScan, target: LayerScan, neuron: int, tolerance: float) -> float:
+    """Jaccard of the two top sets taken by value: a side's set holds every sample whose max reaches its
+    N-th largest per-sample max less `tolerance` of it (N: the base's top-set size), so samples that
+    nearly tie at the boundary of a plateau (a concept present in more than N samples, reordered by a
+    small change) count on both sides instead of being split at random between them. 1.0 when both are
+    empty."""
+    n = int((base.top_ids[neuron] >= 0).sum())
+    return overlap_by_value(base.sample_max(neuron), target.sample_max(neuron), n, tolerance)
+
+
+def overlap_by_value(base_max: np.ndarray, target_max: np.ndarray, n: int, tolerance: float) -> float:
+    """:func:`top_overlap` over two per-sample maxima (non-finite: samples without content tokens)."""
+    first = _top_by_value(np.asarray(base_max, dtype=np.float64), n, tolerance)
+    second = _top_by_value(np.asarray(target_max, dtype=np.float64), n, tolerance)
+    union = first | second
+    return len(first & second) / len(union) if union else 1.0

@@ -5,12 +5,17 @@ neuron's agreement numbers and verdict come from the two scans (workers/analysis
 stored explanation is re-scored on the target's activations (workers/analysis/rescore.py, simulation
 only); the target's neurons are explained afresh only where `reexplain` asks (their reports stored as an
 explain job stores them, under the target's variant).
+
+LLM calls draw on the comparison's budget: the `openai` simulator re-scores neuron by neuron, so a budget
+that runs out keeps what was scored; a refused call stops the chunk's LLM work, never the comparison: every
+neuron still gets its agreement numbers and verdict, and those whose LLM work was refused are marked
+`budget_exhausted` (as are those the base's explanations left without a report, which only a budget does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.contract import NeuronReport
 from service.contract.comparisons import NeuronComparison, Reexplain, VerdictRule
@@ -18,6 +23,7 @@ from workers.analysis.assemble import ReportContext, prepare_neuron
 from workers.analysis.compare import Agreement, agreement, verdict
 from workers.analysis.rescore import rescore
 from workers.errors import InvalidRequest
+from workers.llm.usage import BudgetExhausted
 from workers.process.backends import make_simulator
 from workers.process.explain_job import explain_neurons
 from workers.process.payloads import ExplainJob
@@ -26,6 +32,30 @@ from workers.process.scan_job import open_context
 
 StoreReport = Callable[[str, NeuronReport], None]
 """Stores a fresh target report under its key (the object, then the Redis index)."""
+OnDone = Callable[[int], None]
+"""Told how many neurons of the chunk are compared so far (progress)."""
+
+
+@dataclass
+class _Work:
+    """What the chunk still owes: neurons whose LLM work is pending, those done, those the budget refused."""
+
+    pending: set[int]
+    on_done: OnDone | None
+    budgeted: bool
+    """The comparison has a budget: a base report missing means its budget ran out."""
+    done: int = 0
+    refused: set[int] = field(default_factory=set)
+    stopped: bool = False
+    """The budget refused a call of this chunk."""
+
+    def finish(self, neurons: Sequence[int]) -> None:
+        for neuron in neurons:
+            if neuron in self.pending:
+                self.pending.discard(neuron)
+                self.done += 1
+        if self.on_done is not None:
+            self.on_done(self.done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +111,13 @@ def _rescored(
     target: ExplainJob,
     context: ReportContext,
     base: dict[int, _Side],
-    neurons: Sequence[int],
+    work: _Work,
+    wanted: set[int],
 ) -> dict[int, _Side]:
-    """The target's type and density of each neuron, with the base's explanation re-scored on it."""
+    """The target's type and density of each pending neuron, with the base's explanation re-scored on it
+    (one call for the offline baseline, neuron by neuron for an LLM, until the budget refuses one);
+    neurons not `wanted` for a fresh explanation are done once re-scored."""
+    neurons = sorted(work.pending)
     request = target.request
     assert request.simulator is not None  # resolved by the API
     options = request.options
@@ -95,15 +129,26 @@ def _rescored(
         batch_records=options.batch_records if "simulation-batched" in options.scorers else None,
     )
     explained = [n for n in neurons if base.get(n) is not None and base[n].explanation]
-    texts = [str(base[n].explanation) for n in explained]
+    groups = [explained] if request.simulator == "baseline" else [[n] for n in explained]
     sides = {}
-    for item in rescore(context, explained, texts, simulator) if explained else []:
-        prepared = item.prepared
-        sides[prepared.neuron] = _Side(
-            neuron_type=prepared.neuron_type.neuron_type,
-            density=prepared.density.sample_fraction if prepared.density is not None else None,
-            score=item.score.correlation,
-        )
+    for group in groups if explained else []:
+        try:
+            scored = rescore(context, group, [str(base[n].explanation) for n in group], simulator)
+        except BudgetExhausted:
+            work.refused.update(n for n in explained if n not in sides)
+            work.stopped = True
+            break
+        for item in scored:
+            prepared = item.prepared
+            sides[prepared.neuron] = _Side(
+                neuron_type=prepared.neuron_type.neuron_type,
+                density=prepared.density.sample_fraction if prepared.density is not None else None,
+                score=item.score.correlation,
+            )
+        work.finish([n for n in group if n not in wanted])
+    if work.budgeted:  # a base part finishes without a report only when the budget stopped it
+        work.refused.update(n for n in neurons if n not in base)
+    work.finish([n for n in neurons if n not in wanted and n not in explained])
     for neuron in neurons:
         if neuron not in sides:
             prepared = prepare_neuron(context, neuron)
@@ -113,9 +158,10 @@ def _rescored(
 
 
 def _fresh_reports(
-    runtime: WorkerRuntime, target: ExplainJob, neurons: list[int], store: StoreReport
+    runtime: WorkerRuntime, target: ExplainJob, neurons: list[int], store: StoreReport, work: _Work
 ) -> dict[int, NeuronReport]:
-    """Target reports of `neurons`: the stored ones read, the others explained now and stored."""
+    """Target reports of `neurons`: the stored ones read, the others explained now and stored (until the
+    budget refuses a call: the neurons left are `work.refused`)."""
     reports: dict[int, NeuronReport] = {}
     missing = []
     for neuron in neurons:
@@ -124,13 +170,25 @@ def _fresh_reports(
             reports[neuron] = stored
         else:
             missing.append(neuron)
-    if missing:
-        request = target.request.model_copy(update={"neurons": missing})
-        for report in explain_neurons(
-            runtime, target.model, target.dataset, target.point, request, missing, variant=target.variant
+    work.finish(list(reports))
+    if work.stopped:  # the budget already refused a call: no explanation would start
+        work.refused.update(missing)
+        return reports
+    request = target.request.model_copy(update={"neurons": missing})
+    try:
+        for report in (
+            explain_neurons(
+                runtime, target.model, target.dataset, target.point, request, missing, variant=target.variant
+            )
+            if missing
+            else []
         ):
             store(target.report_keys[report.neuron], report)
             reports[report.neuron] = report
+            work.finish([report.neuron])
+    except BudgetExhausted:
+        work.refused.update(n for n in missing if n not in reports)
+        work.stopped = True
     return reports
 
 
@@ -155,6 +213,7 @@ def _comparison(
         pearson_tokens=numbers.pearson_tokens,
         n_tokens=numbers.n_tokens,
         jaccard_top=numbers.jaccard_top,
+        top_overlap=numbers.top_overlap,
         base_max=numbers.base_max,
         target_max=numbers.target_max,
         max_ratio=numbers.max_ratio,
@@ -171,34 +230,43 @@ def _comparison(
     )
 
 
+@dataclass(frozen=True)
+class CompareWork:
+    """What a compare job asks of :func:`compare_neurons`."""
+
+    reexplain: Reexplain
+    rule: VerdictRule
+    store: StoreReport
+    """Where fresh target reports go."""
+    budgeted: bool = False
+    on_done: OnDone | None = None
+
+
 def compare_neurons(
-    runtime: WorkerRuntime,
-    base: ExplainJob,
-    target: ExplainJob,
-    reexplain: Reexplain,
-    rule: VerdictRule,
-    store: StoreReport,
+    runtime: WorkerRuntime, base: ExplainJob, target: ExplainJob, neurons: Sequence[int], job: CompareWork
 ) -> list[NeuronComparison]:
-    """Compare every neuron of the chunk (base's neuron list); fresh target reports go to `store`."""
-    neurons = base.neurons
+    """Compare `neurons` (of the chunk's layer); those whose LLM work the budget refused are marked."""
     base_ctx, target_ctx = _contexts(runtime, base, target)
     lengths = base_ctx.probe.lengths
-    numbers = {n: agreement(base_ctx.scan, target_ctx.scan, n, lengths) for n in neurons}
+    rule = job.rule
+    numbers = {n: agreement(base_ctx.scan, target_ctx.scan, n, lengths, rule.top_tolerance) for n in neurons}
     verdicts = {n: verdict(numbers[n], rule) for n in neurons}
-    before = _base_sides(runtime, base, neurons)
-    after = _rescored(runtime, target, target_ctx, before, neurons)
     wanted = [
         n
         for n in neurons
-        if reexplain == "all" or (reexplain == "changed" and verdicts[n] in ("changed", "born"))
+        if job.reexplain == "all" or (job.reexplain == "changed" and verdicts[n] in ("changed", "born"))
     ]
-    fresh = _fresh_reports(runtime, target, wanted, store) if wanted else {}
+    work = _Work(pending=set(neurons), on_done=job.on_done, budgeted=job.budgeted)
+    before = _base_sides(runtime, base, neurons)
+    after = _rescored(runtime, target, target_ctx, before, work, set(wanted))
+    fresh = _fresh_reports(runtime, target, wanted, job.store, work) if wanted else {}
     n_ids = base.request.options.n_exemplars
     result = []
     for neuron in neurons:
         item = _comparison(base, target, neuron, numbers[neuron], (before.get(neuron), after[neuron]))
         update: dict[str, object] = {
             "verdict": verdicts[neuron],
+            "budget_exhausted": neuron in work.refused,
             "base_top_ids": [int(i) for i in base_ctx.scan.top_ids[neuron][:n_ids] if i >= 0],
             "target_top_ids": [int(i) for i in target_ctx.scan.top_ids[neuron][:n_ids] if i >= 0],
         }

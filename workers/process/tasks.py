@@ -257,7 +257,7 @@ def run_explain_job(*, payload: JSON) -> JSON:
         runtime = current_runtime()
         typed = read_payload(ExplainJobPayload, payload, "explain")
         explain = parse_explain_job(runtime.registry, runtime.config.llm, typed)
-        budget = BudgetSpec.of(typed.group, typed.budget)
+        budget = BudgetSpec.of(typed.budget_group or typed.group, typed.budget)
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
         missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress, typed.group)
         progress.update(force=True)
