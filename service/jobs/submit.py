@@ -213,7 +213,6 @@ def _run_plan(
         # draws from stays); every part of the request shares the counters.
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
     for part, child, _ in plan.run:
-        connection.delete(keys.llm_usage(part.id))  # a part run afresh meters afresh, as its budget
         _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, budget)
     return scan_id
 

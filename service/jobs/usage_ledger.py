@@ -1,8 +1,9 @@
 """A request's LLM usage as its workers metered it in Redis: each part job's ledger
 (``RedisKeys.llm_usage``, written by workers/process/request_budget.py: every call counted when it is
-reserved, settled when it is answered), so the usage a job status shows includes the calls of a worker that
-died mid-job and of every retry. A part without a ledger (enqueued before ledgers existed) counts with the
-usage its worker wrote into the job's meta."""
+reserved, settled when it is answered), so the usage a job status shows includes the calls of a worker
+that died mid-job, of every retry and of every re-run (a re-run part keeps its job id, and so its
+ledger). A part without a ledger (enqueued before ledgers existed) counts with the usage its worker wrote
+into the job's meta."""
 
 from __future__ import annotations
 
