@@ -26,7 +26,8 @@ class BudgetExhausted(Exception):
 
 
 class CallGate(Protocol):
-    """Admits LLM calls against a limit shared by every job of one request."""
+    """Meters a job's LLM calls where they outlive the worker (reserved before, settled after) and admits
+    them against the limit shared by every job of one request, if any."""
 
     def reserve(self, estimate_usd: float | None) -> None:
         """Reserve one call and its estimated cost (USD; None: the endpoint has no prices) before it is
