@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         "run in further passes. Unset derives it from the device: half the free CUDA memory, or half the "
         "available RAM on a CPU.",
     )
+    scan_checkpoint_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between two checkpoints of a running scan pass (its recorder state, in the "
+        "artifact store): a retried scan or shard resumes from the last one, so an interruption re-reads "
+        "at most this much scanning.",
+    )
     redis_prefix: str = Field(
         default="",
         validation_alias=AliasChoices("NEURONLENS_REDIS_PREFIX", "NEURONLENS_QUEUE_PREFIX"),

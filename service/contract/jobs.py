@@ -120,6 +120,13 @@ class LLMUsage(ContractModel):
     cost_usd: float | None = Field(
         default=None, ge=0, description="USD at the endpoint's configured prices; null when it has none."
     )
+    calls_unanswered: int = Field(
+        default=0,
+        ge=0,
+        description="Of `calls`, those whose answer no worker recorded: in flight while the job runs, or "
+        "lost with a worker that died mid-call. Counted when reserved, their cost at the reservation's "
+        "estimate (prompt characters ÷ 4, the request's max_tokens); their tokens are unknown.",
+    )
 
 
 class LayerProgress(ContractModel):

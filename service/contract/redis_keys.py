@@ -68,6 +68,11 @@ class RedisKeys:
         """Counter (a float) of the USD spent by every explain job of the request ``group``."""
         return f"{self.prefix}nl:budget:{group}:cost_usd"
 
+    def llm_usage(self, job_id: str) -> str:
+        """Hash of the LLM calls one RQ job reserved and settled, over all its runs (workers meter each call
+        at reservation and settle it on answer; the API sums a request's parts from it)."""
+        return f"{self.prefix}nl:usage:{job_id}"
+
     @property
     def metrics(self) -> str:
         """Hash of worker-side counters and duration sums (written by workers, read by the API)."""

@@ -35,6 +35,7 @@ from service.jobs.part_state import PartState, ScanReads, part_state
 from service.jobs.record import JobRecord, Part, note_state, read_durable, read_record
 from service.jobs.rq_jobs import fetch_jobs, listening_workers
 from service.jobs.scan import scan_state
+from service.jobs.usage_ledger import request_usage
 from service.reports.exemplar_links import link_exemplar_images
 from service.reports.listing import indexed_neurons
 
@@ -221,6 +222,7 @@ def _derived(
         connection.expire(keys.job_record(record.job_id), record.ttl_s)  # a request kept waiting keeps it
     waiting = _waiting(states)
     changes: dict[str, object] = {
+        "usage": request_usage(connection, keys, states),
         "workers": None if ended else (listening_workers(connection, waiting) if waiting else 0),
         "scan": scan_state(connection, record.scan_job_id) if record.scan_job_id is not None else None,
     }

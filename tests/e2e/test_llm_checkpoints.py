@@ -71,12 +71,20 @@ def test_a_killed_worker_repays_at_most_its_neurons_in_flight(
         done_at_kill = httpx.get(f"{url}/v1/jobs/{job_id}").json()["progress"]["done"]
         processes.start_worker(env, "second")
 
+        final: dict = {}
+
         def finished() -> bool:
-            status = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-            assert status["status"] != "failed", status
-            return bool(status["status"] == "finished")
+            final.update(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
+            assert final["status"] != "failed", final
+            return bool(final["status"] == "finished")
 
         wait_for(finished, 240, "the retried job to finish", interval_s=0.2)
         calls = peer.calls
     assert 0 < done_at_kill < NEURONS and calls_at_kill < ideal  # killed mid-job, reports stored before
     assert ideal <= calls <= ideal + IN_FLIGHT * CALLS_PER_NEURON, (calls, ideal, done_at_kill)
+    # The job's usage has every call the peer received, the killed worker's among them (metered when
+    # reserved, so at most the calls it had reserved but not yet sent are extra); those it never saw
+    # answered stay open.
+    usage = final["usage"]
+    assert calls <= usage["calls"] <= calls + IN_FLIGHT, (usage, calls)
+    assert 0 <= usage["calls_unanswered"] <= IN_FLIGHT, usage

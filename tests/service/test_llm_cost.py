@@ -55,6 +55,11 @@ def _peer_usage(peer: LLMPeer, since: int = 0) -> tuple[int, int, int]:
     )
 
 
+def llm_cost_per_call(estimate: CostEstimate) -> float:
+    assert estimate.llm.cost_usd is not None and estimate.llm.calls
+    return estimate.llm.cost_usd / estimate.llm.calls
+
+
 def _cost(prompt: int, completion: int) -> float:
     return (prompt * 2.5 + completion * 10) / 1e6
 
@@ -80,6 +85,13 @@ def test_dry_run_enqueues_nothing_and_matches_what_the_peer_then_bills(
             assert redis_conn.llen("rq:queue:explain") == redis_conn.llen("rq:queue:scan") == 0
             assert estimate.token_basis == "records" and estimate.scan.passes == 0
             assert (estimate.neurons, estimate.reports_stored, estimate.neurons_to_explain) == (4, 0, 4)
+
+            # A cost budget below one call's estimated cost could make no call: refused up front.
+            tiny = {**base, "budget": {"max_cost_usd": llm_cost_per_call(estimate) / 2}}
+            refused = http.post("/v1/explanations", json=tiny)
+            assert refused.status_code == 422, refused.text
+            assert [problem["field"] for problem in refused.json()["errors"]] == ["budget.max_cost_usd"]
+            assert set(redis_conn.keys("*")) == keys_before
 
             status = _run(http, redis_conn, settings, base)
     assert status.status == "finished", status.error
@@ -174,9 +186,11 @@ def test_a_cost_budget_stops_once_the_spent_cost_reaches_it(llm_env: Env, redis_
     assert status.usage is not None and status.usage.cost_usd is not None
     spent = _cost(prompt, completion)
     assert status.usage.cost_usd == pytest.approx(spent)
-    # The call that reached the budget was the last one made (one call in flight).
-    last = _cost(peer.requests[-1].prompt_tokens, peer.requests[-1].completion_tokens)
-    assert spent >= 0.004 > spent - last
+    # Each call reserved its estimated cost first: the calls in flight count, so the budget is overrun by
+    # the one call that reached it at most.
+    most = max(_cost(r.prompt_tokens, r.completion_tokens) for r in peer.requests)
+    assert spent < 0.004 + most
+    assert status.usage.calls == calls and status.usage.calls_unanswered == 0
     assert calls < 15
 
 

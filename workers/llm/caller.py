@@ -21,6 +21,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
+from workers.llm.call_estimate import estimated_cost_usd
 from workers.llm.endpoints import LLMEndpoint, LLMEndpoints
 from workers.llm.errors import LLMEndpointError
 from workers.llm.usage import current_meter
@@ -225,21 +226,22 @@ class LLMCaller:
 
     def _create(self, params: dict[str, Any]) -> ChatCompletion:
         """One HTTP request; every way it can fail becomes a _Failure that says whether to retry. The
-        context's usage meter (workers/llm/usage.py) reserves the call first, inside the endpoint's
-        concurrency bound (so a budget is overrun by at most the calls in flight), which may refuse it
-        (BudgetExhausted, raised as is), and counts it after, with the tokens the endpoint reported."""
+        context's usage meter (workers/llm/usage.py) reserves the call first with its estimated cost
+        (workers/llm/call_estimate.py), inside the endpoint's concurrency bound, which may refuse it
+        (BudgetExhausted, raised as is), and settles it after, with the tokens the endpoint reported."""
         meter = current_meter()
         with self._semaphore:
             if meter is None:
                 return self._send(params)
-            meter.reserve()
+            estimate = estimated_cost_usd(self.endpoint, params)
+            meter.reserve(estimate)
             completion: ChatCompletion | None = None
             try:
                 completion = self._send(params)
                 return completion
-            finally:  # counted before the next caller may reserve, so it sees this call's cost
+            finally:  # settled before the next caller may reserve, so it sees this call's cost
                 prompt, answer = _reported_tokens(completion)
-                meter.record(prompt, answer, self.endpoint.cost_usd(prompt, answer))
+                meter.record(prompt, answer, self.endpoint.cost_usd(prompt, answer), estimate)
 
     def _send(self, params: dict[str, Any]) -> ChatCompletion:
         """The request itself (the caller holds the endpoint's semaphore)."""

@@ -4,8 +4,10 @@ Every HTTP request the LLM caller makes (retries included) is counted by the :cl
 current in its context: an explain job sets one for the job (:func:`metering`), each neuron a child of it,
 so a report carries its own neuron's calls, tokens and cost and the job their sum. Pool threads carry the
 context along (workers/llm/pool.py copies it into every call). Before each request the meter asks the
-job's :class:`CallGate` (a request budget, workers/process/request_budget.py) for a reservation; a refusal
-raises :class:`BudgetExhausted` instead of calling, which abandons the neuron in progress.
+job's :class:`CallGate` (workers/process/request_budget.py: the job's usage ledger in Redis and the request's
+budget) to reserve the call with its estimated cost; a refusal raises :class:`BudgetExhausted` instead of
+calling, which abandons the neuron in progress. When the answer (or the failure) comes back the gate settles
+the reservation with what the endpoint reported, so a call whose worker died in flight stays counted.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ class BudgetExhausted(Exception):
 
 
 class CallGate(Protocol):
-    """Admits LLM calls against a limit shared by every job of one request."""
+    """Meters a job's LLM calls where they outlive the worker (reserved before, settled after) and admits
+    them against the limit shared by every job of one request, if any."""
 
-    def reserve(self) -> None:
-        """Reserve one call before it is made; raise BudgetExhausted when the budget is spent."""
+    def reserve(self, estimate_usd: float | None) -> None:
+        """Reserve one call and its estimated cost (USD; None: the endpoint has no prices) before it is
+        made; raise BudgetExhausted when the budget cannot cover it."""
         ...
 
-    def spend(self, cost_usd: float) -> None:
-        """Record what a made call cost (USD at the endpoint's prices)."""
+    def settle(
+        self, estimate_usd: float | None, prompt_tokens: int, completion_tokens: int, cost_usd: float | None
+    ) -> None:
+        """Replace a reserved call's estimate by what it cost (its tokens as reported; 0 for a failure)."""
         ...
 
 
@@ -54,16 +60,23 @@ class UsageMeter:
         """A meter of a part of this scope (one neuron of a job)."""
         return UsageMeter(parent=self)
 
-    def reserve(self) -> None:
-        """Ask the gate of the tree for one call; BudgetExhausted when it refuses."""
+    def reserve(self, estimate_usd: float | None = None) -> None:
+        """Ask the gates of the tree for one call of this estimated cost; BudgetExhausted when one refuses."""
         meter: UsageMeter | None = self
         while meter is not None:
             if meter.gate is not None:
-                meter.gate.reserve()
+                meter.gate.reserve(estimate_usd)
             meter = meter.parent
 
-    def record(self, prompt_tokens: int, completion_tokens: int, cost_usd: float | None) -> None:
-        """Count one made request (its tokens as the endpoint reported them; 0 for a failed attempt)."""
+    def record(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float | None,
+        estimate_usd: float | None = None,
+    ) -> None:
+        """Count one made request (its tokens as the endpoint reported them; 0 for a failed attempt) and
+        settle its reservation (``estimate_usd``, what :meth:`reserve` was given) with the gates."""
         meter: UsageMeter | None = self
         while meter is not None:
             with meter._lock:
@@ -74,8 +87,8 @@ class UsageMeter:
                     meter.priced = False
                 elif meter.priced:
                     meter.cost_usd = (meter.cost_usd or 0.0) + cost_usd
-            if meter.gate is not None and cost_usd:
-                meter.gate.spend(cost_usd)
+            if meter.gate is not None:
+                meter.gate.settle(estimate_usd, prompt_tokens, completion_tokens, cost_usd)
             meter = meter.parent
 
     def usage(self) -> LLMUsage:

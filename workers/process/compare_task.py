@@ -48,7 +48,7 @@ def run_compare_job(*, payload: JSON) -> JSON:
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(base.neurons))
         progress.update(stage="simulating", done=len(kept), force=True)
         budget = BudgetSpec.of(typed.comparison_id, typed.budget)
-        meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget) if budget is not None else None)
+        meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget, job.id))
         explained = []
 
         def store(key: str, report: NeuronReport) -> None:

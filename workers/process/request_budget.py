@@ -1,11 +1,23 @@
-"""A request's budget in Redis: every explain job of the request reserves each LLM call on one counter and
-adds what it cost to another (keys from ``contract.budget_calls_key`` / ``budget_cost_key``), so a budget
-holds across jobs, processes and retries.
+"""A job's LLM calls metered in Redis, and the request's budget that admits them.
 
-A reservation is one Lua script: it refuses when the cost spent so far has reached ``max_cost_usd``, else
-increments the call counter and refuses when that passes ``max_llm_calls``. A refused call is never made.
-Cost is known only once a call returns, so a cost budget can be overrun by the calls in flight when it is
-reached (at most the endpoint's concurrency).
+Every call is reserved before it is made with its estimated cost (workers/llm/call_estimate.py) and
+settled when its answer (or failure) comes back. Both are Lua scripts on the job's usage ledger (a hash at
+``RedisKeys.llm_usage(job id)``: calls, open calls, tokens, cost) and, with a budget, on the request's
+counters (``RedisKeys.budget_calls`` / ``budget_cost``, shared by every job of the request, so a budget
+holds across jobs, processes and retries):
+
+- reserve: refuse when the budget's cost (spent, plus the estimates of the calls in flight) has reached
+  ``max_cost_usd``, or when one more call passes ``max_llm_calls``; else count the call and add its
+  estimate to the budget's cost and to the ledger (``calls``, ``open``, ``cost_usd``). A refused call is
+  never made.
+- settle: add the reported tokens, replace the estimate by the reported cost (a failed attempt costs 0),
+  and close the call (``open`` − 1).
+
+So a call a worker made is counted even when the worker dies before its answer: it stays open, at its
+estimated cost. The estimate caps the answer at the request's ``max_tokens``, so a call in flight never
+reserves less than it can cost (but for what characters ÷ 4 misjudges of the prompt): every call is
+admitted while the budget is not reached, so a cost budget is overrun by at most the one call that reached
+it, however many calls are in flight in however many workers (before, each of them could overrun it).
 """
 
 from __future__ import annotations
@@ -18,20 +30,49 @@ from service.contract import Budget, RedisKeys
 from workers.llm.usage import BudgetExhausted
 
 BUDGET_TTL_S = 7 * 24 * 3600
-"""How long a budget's counters outlive their last use, seconds (the API resets them when it enqueues a
-request's jobs afresh)."""
+"""How long a budget's counters and a job's usage ledger outlive their last use, seconds (the API resets
+them when it enqueues a request's jobs afresh)."""
+
+TOLERANCE_USD = 1e-12
+"""Float slack of the cost comparison (the counters are sums of float deltas)."""
 
 _RESERVE = """
-local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[2] ~= '' and spent >= tonumber(ARGV[2]) then
-  return -1
+local estimate = tonumber(ARGV[4])
+if #KEYS > 1 then
+  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if ARGV[2] ~= '' and spent >= tonumber(ARGV[2]) - tonumber(ARGV[5]) then
+    return -1
+  end
+  local calls = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+  if ARGV[1] ~= '' and calls > tonumber(ARGV[1]) then
+    return -2
+  end
+  redis.call('SET', KEYS[2], calls, 'EX', ARGV[3])
+  redis.call('INCRBYFLOAT', KEYS[3], estimate)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
-local calls = redis.call('INCR', KEYS[1])
+redis.call('HINCRBY', KEYS[1], 'calls', 1)
+redis.call('HINCRBY', KEYS[1], 'open', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'cost_usd', estimate)
+if ARGV[6] == '0' then
+  redis.call('HSET', KEYS[1], 'unpriced', 1)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ARGV[1] ~= '' and calls > tonumber(ARGV[1]) then
-  return -2
+return 1
+"""
+
+_SETTLE = """
+local delta = tonumber(ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'open', -1)
+redis.call('HINCRBY', KEYS[1], 'prompt_tokens', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'completion_tokens', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], 'cost_usd', delta)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if #KEYS > 1 then
+  redis.call('INCRBYFLOAT', KEYS[2], delta)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
-return calls
+return 1
 """
 
 
@@ -53,39 +94,53 @@ class BudgetSpec:
 
 
 class RedisBudget:
-    """The CallGate of one request budget (workers/llm/usage.py), shared by the threads of one job."""
+    """The CallGate of one job (workers/llm/usage.py): its usage ledger, and the request's budget when it
+    has one; shared by the threads of the job."""
 
     def __init__(
-        self, connection: redis.Redis, keys: RedisKeys, spec: BudgetSpec, ttl_s: int = BUDGET_TTL_S
+        self,
+        connection: redis.Redis,
+        keys: RedisKeys,
+        spec: BudgetSpec | None,
+        job_id: str,
+        ttl_s: int = BUDGET_TTL_S,
     ) -> None:
         self.spec = spec
-        self._connection = connection
         self._ttl_s = max(1, ttl_s)
         self._reserve = connection.register_script(_RESERVE)
-        self._keys = [keys.budget_calls(spec.group), keys.budget_cost(spec.group)]
+        self._settle = connection.register_script(_SETTLE)
+        budget = [] if spec is None else [keys.budget_calls(spec.group), keys.budget_cost(spec.group)]
+        self._keys = [keys.llm_usage(job_id), *budget]
         self.exhausted = False
         """Set by the first refusal; later reservations are refused without asking Redis."""
 
-    def reserve(self) -> None:
+    def reserve(self, estimate_usd: float | None) -> None:
         if self.exhausted:
             raise BudgetExhausted(self._describe())
-        limit_calls = "" if self.spec.max_llm_calls is None else str(self.spec.max_llm_calls)
-        limit_cost = "" if self.spec.max_cost_usd is None else repr(self.spec.max_cost_usd)
-        answer = int(self._reserve(keys=self._keys, args=[limit_calls, limit_cost, self._ttl_s]))
-        if answer < 0:
+        spec = self.spec or BudgetSpec(group="")
+        args: list[str | int] = [
+            "" if spec.max_llm_calls is None else str(spec.max_llm_calls),
+            "" if spec.max_cost_usd is None else repr(spec.max_cost_usd),
+            self._ttl_s,
+            repr(estimate_usd or 0.0),
+            repr(TOLERANCE_USD),
+            "0" if estimate_usd is None else "1",
+        ]
+        if int(self._reserve(keys=self._keys, args=args)) < 0:
             self.exhausted = True
             raise BudgetExhausted(self._describe())
 
-    def spend(self, cost_usd: float) -> None:
-        pipe = self._connection.pipeline(transaction=False)
-        pipe.incrbyfloat(self._keys[1], cost_usd)
-        pipe.expire(self._keys[1], self._ttl_s)
-        pipe.execute()
+    def settle(
+        self, estimate_usd: float | None, prompt_tokens: int, completion_tokens: int, cost_usd: float | None
+    ) -> None:
+        delta = (cost_usd or 0.0) - (estimate_usd or 0.0)
+        keys = self._keys[:1] + self._keys[2:]  # the ledger, and the budget's cost counter
+        self._settle(keys=keys, args=[prompt_tokens, completion_tokens, repr(delta), self._ttl_s])
 
     def _describe(self) -> str:
         limits = []
-        if self.spec.max_llm_calls is not None:
+        if self.spec is not None and self.spec.max_llm_calls is not None:
             limits.append(f"{self.spec.max_llm_calls} LLM calls")
-        if self.spec.max_cost_usd is not None:
+        if self.spec is not None and self.spec.max_cost_usd is not None:
             limits.append(f"{self.spec.max_cost_usd:g} USD")
         return f"the request's budget ({' or '.join(limits)}) is spent"

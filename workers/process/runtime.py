@@ -49,6 +49,8 @@ class WorkerConfig:
     """Least seconds between two progress writes to a running job's meta."""
     scan_memory_bytes: int | None = None
     """Recorder state one scan pass may hold, bytes; None derives it from the device."""
+    scan_checkpoint_s: float = 30.0
+    """Seconds between two checkpoints of a running scan pass (workers/scan/checkpoint.py)."""
     llm: LLMEndpoints = field(default_factory=LLMEndpoints)
     """LLM endpoints the `openai` backends may call, by name."""
     redis_keys: RedisKeys = field(default_factory=RedisKeys)
@@ -112,7 +114,14 @@ class WorkerRuntime:
         """Store, models and batch size, as a scan takes them."""
         from workers.scan.run import ScanSetup
 
-        return ScanSetup(self.store, self.models, self.config.scan_batch_size, self.config.scan_memory_bytes)
+        config = self.config
+        return ScanSetup(
+            self.store,
+            self.models,
+            config.scan_batch_size,
+            config.scan_memory_bytes,
+            config.scan_checkpoint_s,
+        )
 
     def probe_images(self, dataset: DatasetSpec) -> ImageSource | None:
         """The images of a vision-language probe set by sample id (drawn or read lazily, the recent ones

@@ -120,7 +120,18 @@ def scan_layer_shard(
     adapter = setup.models.get(model)
     budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
     info = scan_shard(
-        store, adapter, dataset, point.id, todo, options, shard, n_shards, batch_size, budget, scan_progress
+        store,
+        adapter,
+        dataset,
+        point.id,
+        todo,
+        options,
+        shard,
+        n_shards,
+        batch_size,
+        budget,
+        scan_progress,
+        checkpoint_s=setup.checkpoint_s,
     )
     return ShardInfo(
         keys={**keys, **info.keys}, n_samples=info.n_samples, passes=info.passes, seconds=info.seconds

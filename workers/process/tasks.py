@@ -208,7 +208,7 @@ def _explain_missing(
         explain_job.write_prompt_profile(
             runtime, explain.model, explain.dataset, explain.point.id, layer, explain.request.options
         )
-    meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget) if budget is not None else None)
+    meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget, job.id))
     stored: set[int] = set()
     try:
         with metering(meter):
@@ -286,7 +286,7 @@ def run_check_job(*, payload: JSON) -> JSON:
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(check.request.pins))
         progress.update(stage="simulating", force=True)
         keys = runtime.config.redis_keys
-        meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget) if budget is not None else None)
+        meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget, job.id))
         try:
             with metering(meter):
                 outcome = check_job.check_pins(runtime, check, lambda done: progress.update(done=done))

@@ -63,6 +63,7 @@ def build_runtime(settings: Settings) -> WorkerRuntime:
         scan_batch_size=settings.scan_batch_size,
         progress_interval_s=settings.progress_interval_s,
         scan_memory_bytes=settings.scan_memory_bytes,
+        scan_checkpoint_s=settings.scan_checkpoint_s,
         llm=llm_endpoints(settings),
         redis_keys=settings.redis_keys,
     )

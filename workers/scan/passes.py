@@ -26,6 +26,7 @@ from service.contract import (
 from workers.data.base import ProbeSample
 from workers.data.loader import load_probe_set
 from workers.models.base import ModelAdapter, TokenizedSample
+from workers.scan.checkpoint import PassCheckpoints
 from workers.scan.memory_budget import LayerGroupPlan, plan_layer_groups
 from workers.scan.recorder import LayerRecorder
 from workers.scan.scanner import BatchPlan, ScanPass
@@ -44,6 +45,8 @@ class ScanProgress:
     """Samples of the current pass done (it restarts at 0 with each pass)."""
     samples_total: int
     """Samples one pass covers (the probe set, or the shard's part of it)."""
+    samples_resumed: int = 0
+    """Samples of the current pass restored from its checkpoint (workers/scan/checkpoint.py), not read."""
 
     @property
     def fraction(self) -> float:
@@ -108,22 +111,35 @@ def record_in_passes(
     batches: Sequence[BatchPlan],
     on_pass: PassDone,
     progress: PassProgress | None = None,
+    checkpoints: PassCheckpoints | None = None,
 ) -> int:
     """Run `batches` once per group of `plan`, each pass recording its group's layers; hand each pass's
-    recorders to `on_pass`; report progress after every batch. Returns the number of passes run."""
+    recorders to `on_pass`; report progress after every batch. With `checkpoints`, a pass resumes from its
+    latest checkpoint and writes one when due (workers/scan/checkpoint.py), and drops them once handed on.
+    Returns the number of passes run."""
     total = sum(len(batch.rows) for batch in batches)
     for index, group in enumerate(plan.groups):
         started = time.perf_counter()
         scan = ScanPass(
             inputs.adapter, inputs.samples, inputs.tokenized, inputs.probe, point, group, n_top, random_ids
         )
-        done = 0
-        for batch in batches:
-            scan.step(batch)
-            done += len(batch.rows)
+        first = 0
+        resumed = checkpoints.load(group, len(batches)) if checkpoints is not None else None
+        if resumed is not None:
+            scan.resume(resumed.states)
+            first = resumed.batches_done
+        done = skipped = sum(len(batch.rows) for batch in batches[:first])
+        for position in range(first, len(batches)):
+            scan.step(batches[position])
+            done += len(batches[position].rows)
+            if checkpoints is not None and position + 1 < len(batches) and checkpoints.due():
+                states = {layer: recorder.state() for layer, recorder in scan.recorders.items()}
+                checkpoints.save(group, position + 1, len(batches), states)
             if progress is not None:
-                progress(ScanProgress(plan.passes, index, done, total))
+                progress(ScanProgress(plan.passes, index, done, total, skipped))
         on_pass(scan.recorders, time.perf_counter() - started)
+        if checkpoints is not None:
+            checkpoints.drop(group)
         if progress is not None:
             progress(ScanProgress(plan.passes, index + 1, 0, total))
     return plan.passes

@@ -177,6 +177,36 @@ class LayerRecorder:
         block[:, :width] = per_token
         self.top_acts[neurons, slots] = block
 
+    _STATE = ("top_max", "top_ids", "top_key", "top_acts", "global_max", "random_acts", "domain_positive")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The running state as arrays, for a checkpoint (workers/scan/checkpoint.py): `from_state` makes
+        a recorder that folds the next batches in exactly as this one would."""
+        self._flush_positives()
+        arrays = {name: getattr(self, name).cpu().numpy() for name in self._STATE}
+        return arrays if self.sample_max is None else arrays | {"sample_max": self.sample_max.numpy()}
+
+    @classmethod
+    @torch.inference_mode()  # as the scan makes its recorders (in its hooks)
+    def from_state(cls, arrays: dict[str, np.ndarray], device: torch.device) -> LayerRecorder:
+        """A recorder restored from `state()`'s arrays, on `device`."""
+        n_neurons, n_top, max_tokens = arrays["top_acts"].shape
+        sample_max = arrays.get("sample_max")
+        recorder = cls(
+            n_neurons,
+            n_top,
+            max_tokens,
+            arrays["random_acts"].shape[1],
+            arrays["domain_positive"].shape[0] - 1,
+            device,
+            0 if sample_max is None else sample_max.shape[0],
+        )
+        for name in cls._STATE:
+            getattr(recorder, name).copy_(torch.from_numpy(arrays[name]))
+        if recorder.sample_max is not None and sample_max is not None:
+            recorder.sample_max.copy_(torch.from_numpy(sample_max))
+        return recorder
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice;
         top samples in rank order (highest max activation first, ties by lower sample id)."""

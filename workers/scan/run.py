@@ -9,6 +9,7 @@ from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
 from workers.models.device import default_scan_memory_bytes
 from workers.models.loader import ModelCache
 from workers.scan.artifacts import write_layer_scan
+from workers.scan.checkpoint import CHECKPOINT_EVERY_S, PassCheckpoints
 from workers.scan.passes import (
     PassProgress,
     ScanProgress,
@@ -92,6 +93,8 @@ class ScanSetup:
     """Samples per forward pass."""
     memory_bytes: int | None = None
     """Budget of the recorders' state per pass, bytes; None derives it from the device."""
+    checkpoint_s: float = CHECKPOINT_EVERY_S
+    """Seconds between two checkpoints of a running pass (workers/scan/checkpoint.py)."""
 
 
 def scan_model_layers(
@@ -141,5 +144,8 @@ def scan_model_layers(
             )
 
     batches = plan_batches(inputs.tokenized, setup.batch_size)
-    record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, report)
+    scans = {layer: layer_scan_id(model, dataset, hook, layer, options) for layer in todo}
+    identity = {"scans": scans, "batch_size": setup.batch_size}
+    checkpoints = PassCheckpoints(store, identity, setup.checkpoint_s)
+    record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, report, checkpoints)
     return result

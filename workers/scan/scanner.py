@@ -148,6 +148,12 @@ class ScanPass:
         self.random_slot[random_ids] = np.arange(len(random_ids))
         self.recorders: dict[int, LayerRecorder] = {}
 
+    def resume(self, states: dict[int, dict[str, np.ndarray]]) -> None:
+        """Continue from a checkpoint: each layer's recorder restored from its state arrays."""
+        self.recorders = {
+            layer: LayerRecorder.from_state(state, self.adapter.device) for layer, state in states.items()
+        }
+
     def step(self, plan: BatchPlan) -> None:
         """One forward pass over `plan`'s samples, folded into every layer's recorder."""
         adapter = self.adapter

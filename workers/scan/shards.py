@@ -30,6 +30,7 @@ from workers.errors import InvalidRequest, ScanMissing
 from workers.models.base import ModelAdapter
 from workers.models.range_checks import check_dataset, check_hook, check_layer
 from workers.scan.artifacts import ACTIVATIONS_FILE, write_layer_scan
+from workers.scan.checkpoint import CHECKPOINT_EVERY_S, PassCheckpoints
 from workers.scan.passes import (
     PassProgress,
     ScanInputs,
@@ -91,12 +92,14 @@ def scan_shard(
     budget_bytes: int,
     progress: PassProgress | None = None,
     inputs: ScanInputs | None = None,
+    checkpoint_s: float = CHECKPOINT_EVERY_S,
 ) -> ShardInfo:
     """Record shard `shard` of `n_shards` of the probe set for `layers` (in as few passes as
     `budget_bytes` of recorder state allow) and store one shard artifact per layer.
 
     `batch_size` must be the same for every shard and the merge (it fixes the batches); `inputs` may
-    pass an already tokenised probe set (else it is loaded). Existing shard artifacts are kept.
+    pass an already tokenised probe set (else it is loaded). Existing shard artifacts are kept. A retried
+    shard resumes each pass from its checkpoint (written every `checkpoint_s` seconds).
     """
     model = adapter.spec
     point = _checked_hook(model, dataset, hook, layers)
@@ -125,7 +128,12 @@ def scan_shard(
             store.write(keys[layer], {ACTIVATIONS_FILE: save_tensors(arrays)}, manifest)
 
     if batches:
-        passes = record_in_passes(inputs, point, plan, options.n_top, random_ids, batches, write, progress)
+        scans = {layer: scan_id(model, dataset, hook, layer, options.n_top, options.seed) for layer in layers}
+        identity = {"scans": scans, "shard": shard, "n_shards": n_shards, "batch_size": batch_size}
+        checkpoints = PassCheckpoints(store, identity, checkpoint_s)
+        passes = record_in_passes(
+            inputs, point, plan, options.n_top, random_ids, batches, write, progress, checkpoints
+        )
     else:  # fewer batches than shards: this shard holds no sample, its state is the empty recorder's
         empty = _empty_recorder(model, probe, options.n_top, len(random_ids))
         write(dict.fromkeys(sorted(set(layers)), empty), 0.0)

@@ -15,6 +15,7 @@ from litestar.params import JSONBody
 from service.access.auth import calling_key
 from service.access.ratelimit import RateLimits
 from service.contract import CostEstimate, ExplanationAccepted, ExplanationRequest, JobStatus, Registry
+from service.estimates.budget_floor import check_cost_budget
 from service.estimates.estimate import estimate_calls, estimate_cost
 from service.estimates.validate import resolve_request
 from service.http.error_responses import problem_specs
@@ -77,10 +78,12 @@ def create_explanation(
     poll, or 200 with the finished job and the first page of its reports when every one is stored. With
     `"dry_run": true` it answers 200 with the cost estimate and enqueues nothing (no job, no quota spent).
     A `budget` stops the job cleanly when reached (`finished` with `budget_exhausted`); it needs an
-    `openai` backend, and `max_cost_usd` needs the endpoint's prices (else 422)."""
+    `openai` backend, and `max_cost_usd` needs the endpoint's prices and must cover one call's estimated cost
+    (else 422)."""
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
     if data.dry_run:
         return Response(estimate_cost(resolved, reports.store, settings), status_code=200)
+    check_cost_budget(resolved, reports.store, settings)
     key = calling_key(request)
     limits: RateLimits = request.app.state.rate_limits
     admit = (
