@@ -202,7 +202,9 @@ def _run_plan(
     request_id = trace[0]
     for job in plan.forget_scan:
         _forget_finished_scan(connection, job)
-    scan_id = ensure_scan_jobs(connection, queues, settings, resolved, plan.layers, request_id)
+    scan_id = ensure_scan_jobs(
+        connection, queues, settings, resolved, plan.layers, request_id, traceparent=trace[1]
+    )
     for part, child, job in plan.after_scan:
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
