@@ -155,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
         "--queues",
         type=parse_queue_names,
         default=list(QUEUE_NAMES),
-        help="comma-separated queues to take jobs from, in priority order (default: scan,explain)",
+        help="comma-separated queues to take jobs from, in priority order (default: "
+        + ",".join(QUEUE_NAMES)
+        + ")",
     )
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None, help="worker name (default: a random id)")
