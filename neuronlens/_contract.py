@@ -28,6 +28,7 @@ from service.contract import (
     option_labels,
     summary_row,
 )
+from service.contract.job_list import JobList, JobSummary
 
 __all__ = [
     "SCAN_OPTIONS",
@@ -43,6 +44,8 @@ __all__ = [
     "ExplanationAccepted",
     "ExplanationRequest",
     "JobError",
+    "JobList",
+    "JobSummary",
     "JobStatus",
     "ModelSpec",
     "NeuronRange",

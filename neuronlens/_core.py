@@ -149,6 +149,29 @@ def build_request(
         raise invalid_request(exc) from exc
 
 
+def jobs_params(
+    status: str | None,
+    model: str | None,
+    created_after: datetime | str | None,
+    created_before: datetime | str | None,
+    page_size: int,
+) -> dict[str, str]:
+    """The query of `GET /v1/jobs` for these filters (instants as ISO 8601; a naive datetime is UTC)."""
+    params = {"limit": str(page_size)}
+    filters = {
+        "status": status,
+        "model": model,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    for name, value in filters.items():
+        if isinstance(value, datetime):
+            params[name] = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        elif value is not None:
+            params[name] = str(value)
+    return params
+
+
 def request_body(request: ExplanationRequest) -> dict[str, Any]:
     return request.model_dump(mode="json", exclude_none=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,7 +20,9 @@ from neuronlens._contract import (
     CheckStatus,
     CostEstimate,
     ExplanationAccepted,
+    JobList,
     JobStatus,
+    JobSummary,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
@@ -145,6 +148,30 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         """The HTML page of a stored report (default report variant)."""
         return f"{self.url}{_core.report_path(model, layer, neuron)}/page"
 
+    async def jobs(
+        self,
+        status: str | None = None,
+        model: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[JobSummary]:
+        """As `Client.jobs`: the explanation jobs, newest first, a page at a time (`async for`)."""
+        params = _core.jobs_params(status, model, created_after, created_before, page_size)
+        while True:
+            response = await self._request("GET", "/v1/jobs", params=params)
+            page = JobList.model_validate_json(response.content)
+            for summary in page.jobs:
+                yield summary
+            if page.next_cursor is None:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """As `Client.cancel`: cancel a job (`DELETE /v1/jobs/{id}`); its status."""
+        response = await self._request("DELETE", f"/v1/jobs/{job_id}")
+        return JobStatus.model_validate_json(response.content)
+
     async def submit(
         self,
         model: str,
@@ -152,10 +179,11 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
         **fields: Any,
     ) -> ExplanationAccepted | JobStatus:
         """As `Client.submit`: the accepted job, or the finished status when every report was stored."""
-        request = _core.build_request(model, layer, neurons, options, **fields)
+        request = _core.build_request(model, layer, neurons, options, callback_url=callback_url, **fields)
         response = await self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
 
@@ -191,12 +219,15 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
         **fields: Any,
     ) -> list[NeuronReport]:
         """As `Client.explain`: submit, wait and return the reports (by layer, then neuron)."""
-        answer = await self.submit(model, layer, neurons, options=options, **fields)
+        answer = await self.submit(
+            model, layer, neurons, options=options, callback_url=callback_url, **fields
+        )
         if isinstance(answer, JobStatus):
             if progress is not None:
                 progress(answer)

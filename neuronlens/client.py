@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,7 +26,9 @@ from neuronlens._contract import (
     CheckStatus,
     CostEstimate,
     ExplanationAccepted,
+    JobList,
     JobStatus,
+    JobSummary,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
@@ -177,6 +180,34 @@ class Client(_core.ClientBase[httpx.Client]):
         for `export_layer` (the report variant)."""
         return parquet_dataframe(self.export_layer(model, layer, "parquet", fields, None, **query))
 
+    def jobs(
+        self,
+        status: str | None = None,
+        model: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[JobSummary]:
+        """The explanation jobs (`GET /v1/jobs`), newest first, fetched a page of ``page_size`` at a time as
+        the iteration goes (following each page's `next_cursor`). Filters: ``status`` (`queued`, `running`,
+        `finished`, `failed`, `cancelled`), ``model`` (registry id), ``created_after`` (inclusive) and
+        ``created_before`` (exclusive; datetimes, naive ones UTC, or ISO 8601 strings). With API keys on,
+        a key without `admin` sees only the jobs it posted."""
+        params = _core.jobs_params(status, model, created_after, created_before, page_size)
+        while True:
+            page = JobList.model_validate_json(self._request("GET", "/v1/jobs", params=params).content)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a job (`DELETE /v1/jobs/{id}`): queued parts leave their queues, running ones stop after
+        their current neuron, stored reports are kept; its status (`cancelled`, or the state it had ended
+        in). `NotFound` for an unknown job; submitting the request again runs what is left."""
+        response = self._request("DELETE", f"/v1/jobs/{job_id}")
+        return JobStatus.model_validate_json(response.content)
+
     # ------------------------------------------------------------------ explaining
 
     def submit(
@@ -186,14 +217,16 @@ class Client(_core.ClientBase[httpx.Client]):
         neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
         **fields: Any,
     ) -> ExplanationAccepted | JobStatus:
         """`POST /v1/explanations`: the accepted job (202), or a finished status with the first page of its
         reports (200) when all were stored already. ``layer``: one layer, a list or `"all"`; ``neurons``:
         indices, a range or `"all"` (per layer). ``fields``: hook, dataset, explainer, simulator,
-        endpoint, candidates. The request is validated before it is sent (`RequestRejected` names the
-        field)."""
-        request = _core.build_request(model, layer, neurons, options, **fields)
+        endpoint, candidates. ``callback_url``: a URL the deployment allows, sent a signed webhook
+        (Standard Webhooks) when the job finishes, fails or is cancelled (docs/api.md#webhooks). The
+        request is validated before it is sent (`RequestRejected` names the field)."""
+        request = _core.build_request(model, layer, neurons, options, callback_url=callback_url, **fields)
         response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
 
@@ -232,13 +265,15 @@ class Client(_core.ClientBase[httpx.Client]):
         neurons: Neurons | None = None,
         *,
         options: PipelineOptions | Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
         **fields: Any,
     ) -> list[NeuronReport]:
         """Submit, wait for the job and return its reports (sorted by layer, then neuron). ``layer``: one
-        layer, a list of layers or `"all"`; ``neurons``: indices, a range or `"all"` (per layer)."""
-        answer = self.submit(model, layer, neurons, options=options, **fields)
+        layer, a list of layers or `"all"`; ``neurons``: indices, a range or `"all"` (per layer);
+        ``callback_url`` as for `submit`."""
+        answer = self.submit(model, layer, neurons, options=options, callback_url=callback_url, **fields)
         if isinstance(answer, JobStatus):
             if progress is not None:
                 progress(answer)

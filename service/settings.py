@@ -238,11 +238,40 @@ class Settings(BaseSettings):
         description="Seconds a request body may take to arrive once its headers have (a slow or stalled "
         "partial body gets a 408 and its connection closed); 0: no limit.",
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of webhooks (Standard Webhooks: `whsec_` and base64); unset: no "
+        "webhooks, and a request with a `callback_url` is a 422. Workers on the `webhooks` queue need it.",
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts a `callback_url` may name, comma-separated: a host name or address, or "
+        "`*.example.com` for its subdomains; empty: no webhooks.",
+    )
+    webhook_allow_loopback: bool = Field(
+        default=False,
+        description="Let a `callback_url` resolve to a loopback address (tests, a receiver beside the "
+        "API); link-local and cloud metadata addresses are refused always.",
+    )
+    webhook_retries: int = Field(
+        default=5, ge=0, le=20, description="Retries of a webhook the receiver did not take (not 2xx)."
+    )
+    webhook_backoff_s: float = Field(
+        default=1.0, ge=0, description="Wait before the first retry of a webhook, seconds; doubles per retry."
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long one webhook attempt may take, seconds."
+    )
+    otel_exporter: Literal["off", "console", "otlp"] = Field(
+        default="off",
+        description="Where OpenTelemetry spans go: `off` (none made), `console` (stdout), or `otlp` (the "
+        "`OTEL_EXPORTER_OTLP_*` variables; needs the `otlp` extra).",
+    )
     log_format: Literal["json", "text"] = Field(
         default="json", description="API log lines (access log included): one JSON object each, or text."
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

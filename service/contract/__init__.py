@@ -193,6 +193,14 @@ from service.contract.summary import (
     summary_row,
 )
 from service.contract.versions import JOB_FORMAT_VERSION, PIPELINE_VERSION, SCAN_VERSION
+from service.contract.webhooks import (
+    WEBHOOK_EVENT_TYPES,
+    WEBHOOK_QUEUE,
+    WEBHOOK_TASK,
+    WebhookDelivery,
+    WebhookJobPayload,
+    hook_job_id,
+)
 from service.contract.weights import (
     WEIGHTS_CHECK_MAX_AGE_S,
     WEIGHTS_REPUBLISH_S,
@@ -283,6 +291,12 @@ __all__ = [
     "JOB_FORMAT_VERSION",
     "PIPELINE_VERSION",
     "QUEUE_NAMES",
+    "WEBHOOK_EVENT_TYPES",
+    "WEBHOOK_QUEUE",
+    "WEBHOOK_TASK",
+    "WebhookDelivery",
+    "WebhookJobPayload",
+    "hook_job_id",
     "REPORT_INDEX_SYNCED",
     "REPORT_ROOT",
     "SCAN_JOB_PREFIX",

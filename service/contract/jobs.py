@@ -20,6 +20,7 @@ from pydantic import Field, StrictInt, model_validator
 from service.contract.base import ContractModel
 from service.contract.report import NeuronReport
 from service.contract.requests import MAX_SHARDS, Budget, ExplanationRequest, LLMModels, PipelineOptions
+from service.contract.webhooks import WEBHOOK_QUEUE, WebhookDelivery
 
 SCAN_QUEUE = "scan"
 """Queue of scan jobs (GPU workers); each deployment names it with ``RedisKeys.queue``."""
@@ -27,7 +28,7 @@ SCAN_QUEUE = "scan"
 EXPLAIN_QUEUE = "explain"
 """Queue of explain jobs (explainer + simulator, LLM I/O); prefixed like :data:`SCAN_QUEUE`."""
 
-QUEUE_NAMES = (SCAN_QUEUE, EXPLAIN_QUEUE)
+QUEUE_NAMES = (SCAN_QUEUE, EXPLAIN_QUEUE, WEBHOOK_QUEUE)
 """Every queue a worker may listen on, in the default priority order."""
 
 SCAN_TASK = "workers.process.tasks.run_scan_job"
@@ -160,6 +161,11 @@ class JobMeta(ContractModel):
     )
     request_id: str | None = Field(
         default=None, description="X-Request-ID of the HTTP request that enqueued (or re-ran) the job."
+    )
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context (`traceparent`) of the HTTP request that enqueued (or re-ran) the "
+        "job, as the API's span saw it: the worker's span of the job is its child.",
     )
     group: str | None = Field(
         default=None,
@@ -343,6 +349,11 @@ class JobStatus(ContractModel):
     )
     not_done: list[LayerNeurons] | None = Field(
         default=None, description="Neurons left without a report because the budget ran out."
+    )
+    webhooks: list[WebhookDelivery] | None = Field(
+        default=None,
+        description="Delivery attempts of the job's webhooks to its `callback_url`s, oldest first (the "
+        "last 100); null when the request named no `callback_url`.",
     )
 
     def progress_counts(self) -> tuple[int, int, str]:

@@ -124,6 +124,10 @@ class Budget(ContractModel):
         return self
 
 
+MAX_CALLBACK_URL_LENGTH = 2048
+"""Longest `callback_url`, characters."""
+
+
 class ExplanationRequest(ContractModel):
     """`POST /v1/explanations`: which neurons to explain, and how."""
 
@@ -204,6 +208,14 @@ class ExplanationRequest(ContractModel):
         default=None,
         description="Stop the job cleanly when it has made this many LLM calls or spent this much.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description="An `http(s)` URL that gets a signed webhook (Standard Webhooks) when the job ends: "
+        "`job.finished`, `job.failed` or `job.cancelled`. Only hosts the deployment allows "
+        "(`NEURONLENS_WEBHOOK_ALLOWED_HOSTS`); never link-local or metadata addresses (else 422). Not part "
+        "of the job's identity: requests that differ only here share one job, and each URL gets its webhook.",
+    )
 
     @model_validator(mode="after")
     def _one_layer_field(self) -> ExplanationRequest:
@@ -249,6 +261,7 @@ class ExplanationRequest(ContractModel):
                 "shards": None,
                 "dry_run": False,
                 "budget": None,
+                "callback_url": None,
             }
         )
 

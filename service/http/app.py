@@ -35,6 +35,7 @@ from service.http.logs import configure_logging
 from service.http.prometheus import ApiMetrics, RequestMetricsMiddleware
 from service.http.request_id import RequestIdMiddleware
 from service.http.routes import API_ROUTE_HANDLERS, OPEN_ROUTE_HANDLERS
+from service.http.tracing import configure_tracing
 from service.jobs.queues import JobQueues
 from service.reports.reading import ReportReader
 from service.settings import Settings, load_settings
@@ -151,6 +152,7 @@ async def check_api_request(request: Request[Any, Any, Any]) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     """The API for ``settings`` (read from the environment when None). Nothing connects until startup."""
     settings = settings or load_settings()
+    configure_tracing(settings.otel_exporter, "neuronlens-api")
     state = State({"settings": settings})
     api_metrics = ApiMetrics(lambda: _metrics_source(state), settings.redis_keys, version=package_version())
     state.api_metrics = api_metrics

@@ -20,16 +20,24 @@ from service.contract.objects import ObjectStore
 from service.jobs.record import now, read_record, write_record
 from service.jobs.rq_jobs import enqueue_lock, fetch_jobs
 from service.jobs.state import FINAL, job_status
+from service.jobs.webhooks import schedule_webhooks
+from service.settings import Settings
 
 WAITING = frozenset({RqStatus.QUEUED, RqStatus.DEFERRED, RqStatus.SCHEDULED, RqStatus.CREATED})
 """RQ statuses of a part that has not started: it is cancelled in RQ."""
 
 
 def cancel_job(
-    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, job_id: str, owner: str | None = None
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ObjectStore,
+    job_id: str,
+    owner: str | None = None,
+    settings: Settings | None = None,
 ) -> JobStatus | None:
     """Cancel the request ``job_id`` (module docstring); its status after; None when there is no such job,
-    or ``owner`` (an API key without `admin`) did not post it."""
+    or ``owner`` (an API key without `admin`) did not post it. With ``settings``, a request with callback
+    URLs gets its `job.cancelled` webhook (service/jobs/webhooks.py)."""
     with enqueue_lock(connection, keys, job_id):
         record = read_record(connection, keys, job_id, store)
         current = job_status(connection, keys, store, job_id, limit=0) if record is not None else None
@@ -43,4 +51,6 @@ def cancel_job(
             if job is not None and job.get_status(refresh=False) in WAITING:
                 job.cancel()
         write_record(connection, keys, replace(record, cancelled_at=now()), store)
+        if record.callbacks and settings is not None:
+            schedule_webhooks(connection, settings, job_id, [])  # cancelled now: delivered at once
     return job_status(connection, keys, store, job_id, limit=0)

@@ -27,6 +27,7 @@ from service.contract import (
     ExplanationRequest,
     JobStatus,
     RedisKeys,
+    WebhookDelivery,
     job_record_key,
     report_key,
 )
@@ -34,6 +35,9 @@ from service.contract.objects import ObjectStore
 
 RECORD_VERSION = 1
 """Version of the record's JSON layout."""
+
+MAX_DELIVERIES = 100
+"""Webhook delivery attempts a record keeps (the last ones)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ class JobRecord:
     """Ids of the API keys that posted the request (empty with auth off): who lists it."""
     cancelled_at: datetime | None = None
     """When `DELETE /v1/jobs/{id}` cancelled the request (None: not cancelled since it was last run)."""
+    callbacks: tuple[str, ...] = ()
+    """The `callback_url`s of the posts of the request: each gets a webhook on each terminal state."""
+    deliveries: tuple[WebhookDelivery, ...] = ()
+    """Webhook delivery attempts, oldest first (the last `MAX_DELIVERIES`)."""
+    traceparent: str | None = None
+    """W3C trace context of the post that last ran the request (service/http/tracing.py)."""
 
     @property
     def layers(self) -> list[int]:
@@ -93,6 +103,9 @@ class JobRecord:
             "ttl_s": self.ttl_s,
             "owners": list(self.owners),
             "cancelled_at": self.cancelled_at.isoformat() if self.cancelled_at is not None else None,
+            "callbacks": list(self.callbacks),
+            "deliveries": [d.model_dump(mode="json") for d in self.deliveries[-MAX_DELIVERIES:]],
+            "traceparent": self.traceparent,
         }
 
     def to_json(self) -> str:
@@ -110,6 +123,9 @@ class JobRecord:
             ttl_s=int(data["ttl_s"]),
             owners=tuple(str(owner) for owner in data.get("owners", ())),
             cancelled_at=datetime.fromisoformat(data["cancelled_at"]) if data.get("cancelled_at") else None,
+            callbacks=tuple(str(url) for url in data.get("callbacks", ())),
+            deliveries=tuple(WebhookDelivery.model_validate(d) for d in data.get("deliveries", ())),
+            traceparent=data.get("traceparent"),
         )
 
     @classmethod
@@ -199,18 +215,28 @@ def note_state(
 
 
 def keep_record(
-    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, record: JobRecord, owner: str | None
-) -> None:
+    connection: redis.Redis,
+    keys: RedisKeys,
+    store: ObjectStore,
+    record: JobRecord,
+    owner: str | None,
+    callback_url: str | None = None,
+) -> JobRecord:
     """A repeat that runs nothing keeps the record as it is: its time in Redis refreshed (where Redis
-    still holds it) and the key that posted it added to its owners."""
+    still holds it), and the key that posted it and its callback URL added. The record kept."""
     in_redis = bool(connection.expire(keys.job_record(record.job_id), record.ttl_s))
-    if owner is None or owner in record.owners:
-        return
-    updated = replace(record, owners=(*record.owners, owner))
+    owners = record.owners if owner is None or owner in record.owners else (*record.owners, owner)
+    callbacks = record.callbacks
+    if callback_url is not None and callback_url not in callbacks:
+        callbacks = (*callbacks, callback_url)
+    if owners == record.owners and callbacks == record.callbacks:
+        return record
+    updated = replace(record, owners=owners, callbacks=callbacks)
     if in_redis:
         connection.set(keys.job_record(record.job_id), updated.to_json(), ex=record.ttl_s)
     durable = read_durable(store, record.job_id)
     write_durable(store, updated, durable[1] if durable is not None else None)
+    return updated
 
 
 def now() -> datetime:

@@ -95,13 +95,15 @@ def ensure_scan_jobs(
     layers: Sequence[int],
     request_id: str | None = None,
     shards: int | None = None,
+    traceparent: str | None = None,
 ) -> str:
     """Make sure the scan of ``layers`` of a resolved request is queued, running or finished (a failed one
     is re-run under its id); return the id of the job its explain jobs wait for.
 
     ``shards`` splits the probe set into that many shard jobs and a merge job (whose id is returned);
     None takes the request's ``shards``, else the deployment's ``scan_shards``. A failed shard or merge
-    is re-run under its id; a merge stays deferred until every shard has finished."""
+    is re-run under its id; a merge stays deferred until every shard has finished. ``traceparent`` (W3C
+    trace context of the request that enqueues them) goes into the new jobs' meta."""
     request = resolved.request
     n_shards = shards or request.shards or settings.scan_shards
     hook = request.hook or resolved.model.default_hook
@@ -116,11 +118,12 @@ def ensure_scan_jobs(
     )
     if n_shards <= 1:
         with enqueue_lock(connection, keys, job_id):
-            meta = JobMeta(request_id=request_id)
+            meta = JobMeta(request_id=request_id, traceparent=traceparent)
             enqueue = _enqueuer(queues, settings, SCAN_TASK, payload, job_id, meta, f"scan {what}")
             _ensure_job(connection, settings, job_id, request_id, enqueue)
         return job_id
-    return _ensure_sharded(connection, queues, settings, job_id, n_shards, payload, what, request_id)
+    trace = (request_id, traceparent)
+    return _ensure_sharded(connection, queues, settings, job_id, n_shards, payload, what, trace)
 
 
 def _ensure_sharded(
@@ -131,7 +134,7 @@ def _ensure_sharded(
     n_shards: int,
     payload: ScanJobPayload,
     what: str,
-    request_id: str | None,
+    trace: tuple[str | None, str | None],
 ) -> str:
     """The shard jobs and the merge job of a sharded scan (see the module docstring); the merge's id.
 
@@ -143,7 +146,8 @@ def _ensure_sharded(
         **payload.model_dump(), n_shards=n_shards, batch_size=settings.scan_batch_size
     )
     scan = ScanState(passes_planned=0, passes_done=0, samples_done=0, samples_total=0, shards=n_shards)
-    meta = JobMeta(request_id=request_id, scan=scan)
+    request_id = trace[0]
+    meta = JobMeta(request_id=request_id, traceparent=trace[1], scan=scan)
     with enqueue_lock(connection, settings.redis_keys, merge_id):
         merge = fetch_job(connection, merge_id)
         if merge is not None and merge.get_status(refresh=False) == RqStatus.FINISHED:

@@ -147,6 +147,7 @@ def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
         usage=_usage(metas),
         budget_exhausted=any(meta.budget_exhausted for meta in metas),
         not_done=[LayerNeurons(layer=k, neurons=sorted(v)) for k, v in sorted(not_done.items())] or None,
+        webhooks=list(record.deliveries) if record.callbacks else None,
     )
 
 

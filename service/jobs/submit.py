@@ -36,6 +36,7 @@ from service.jobs.queues import JobQueues
 from service.jobs.record import JobRecord, Part, keep_record, now, read_record, write_record
 from service.jobs.rq_jobs import delete_job, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
 from service.jobs.scan import ensure_scan_jobs
+from service.jobs.webhooks import schedule_webhooks
 from service.reports.listing import indexed_neurons
 from service.settings import Settings
 
@@ -151,7 +152,7 @@ def _enqueue_part(
     part: ResolvedRequest,
     part_id: str,
     scan_id: str,
-    request_id: str | None,
+    trace: tuple[str | None, str | None],
     group: str,
     budget: tuple[Budget | None, str | None],
 ) -> None:
@@ -170,7 +171,8 @@ def _enqueue_part(
         scan_job_id=scan_id,
         model_revision=part.model.revision,
         total=len(part.neurons),
-        request_id=request_id,
+        request_id=trace[0],
+        traceparent=trace[1],
         group=group,
     )
     enqueue_payload(
@@ -194,14 +196,18 @@ def _run_plan(
     resolved: ResolvedRequest,
     job_id: str,
     plan: _Plan,
-    request_id: str | None,
+    trace: tuple[str | None, str | None],
     budget_group: str | None = None,
 ) -> str:
-    """Enqueue what the plan runs (the scan first); the id of the scan job the parts wait for. A
-    ``budget_group``'s pool is its owner's to reset."""
+    """Enqueue what the plan runs (the scan first); the id of the scan job the parts wait for. ``trace``:
+    the post's X-Request-ID and W3C traceparent, for the jobs' meta. A ``budget_group``'s pool is its
+    owner's to reset."""
+    request_id = trace[0]
     for job in plan.forget_scan:
         _forget_finished_scan(connection, job)
-    scan_id = ensure_scan_jobs(connection, queues, settings, resolved, plan.layers, request_id)
+    scan_id = ensure_scan_jobs(
+        connection, queues, settings, resolved, plan.layers, request_id, traceparent=trace[1]
+    )
     for part, child, job in plan.after_scan:
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
@@ -217,7 +223,7 @@ def _run_plan(
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
     for part, child, _ in plan.run:
         pool = (budget, budget_group)
-        _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, pool)
+        _enqueue_part(queues, settings, child, part.id, scan_id, trace, job_id, pool)
     return scan_id
 
 
@@ -239,11 +245,15 @@ def submit_explanation(
     before_enqueue: Callable[[], None] | None = None,
     owner: str | None = None,
     budget_group: str | None = None,
+    callback_url: str | None = None,
+    traceparent: str | None = None,
 ) -> Submission:
     """Record the request's job and make sure each of its parts is stored, in flight or enqueued (joining
     jobs in flight, re-running failed ones). ``request_id`` (the HTTP request's X-Request-ID) goes into
     the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
-    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners.
+    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners, and
+    ``callback_url`` to its callbacks (service/jobs/webhooks.py schedules their delivery); ``traceparent``
+    (the API span's W3C trace context) goes into the meta of the jobs it enqueues and the record.
     ``budget_group`` (a comparison's id) names the pool a budget draws on instead of the request's own:
     the request's id then names it too, and its owner resets the pool."""
     keys = settings.redis_keys
@@ -254,14 +264,18 @@ def submit_explanation(
         pending = [(part, child) for part, child in parts if part.enqueued]
         previous = read_record(connection, keys, job_id, store)
         plan = _plan(connection, pending)
-        if plan.run or plan.after_scan:
+        ran = bool(plan.run or plan.after_scan)
+        if ran:
             if before_enqueue is not None:
                 before_enqueue()  # from here on something is enqueued
             scan_id: str | None = _run_plan(
-                connection, queues, settings, resolved, job_id, plan, request_id, budget_group
+                connection, queues, settings, resolved, job_id, plan, (request_id, traceparent), budget_group
             )
         elif previous is not None:
-            keep_record(connection, keys, store, previous, owner)  # a repeat that runs nothing
+            # a repeat that runs nothing
+            kept = keep_record(connection, keys, store, previous, owner, callback_url)
+            if kept.callbacks != previous.callbacks:
+                schedule_webhooks(connection, settings, job_id, [part.id for part in plan.join])
             return Submission(job_id=job_id, stored=not pending)
         else:
             scan_id = _joined_scan(connection, previous, plan)
@@ -269,8 +283,24 @@ def submit_explanation(
         scan_id = scan_id if pending else None
         record = _new_record(previous, job_id, resolved, parts_run, scan_id, arrived, settings)
         owners = record.owners if owner is None or owner in record.owners else (*record.owners, owner)
-        write_record(connection, keys, replace(record, owners=owners), store)
+        callbacks = _with(record.callbacks, callback_url)
+        traced = traceparent if ran else record.traceparent
+        write_record(
+            connection, keys, replace(record, owners=owners, callbacks=callbacks, traceparent=traced), store
+        )
+        if callbacks:
+            schedule_webhooks(connection, settings, job_id, _in_flight(plan))
     return Submission(job_id=job_id, stored=not pending)
+
+
+def _with(items: tuple[str, ...], item: str | None) -> tuple[str, ...]:
+    return items if item is None or item in items else (*items, item)
+
+
+def _in_flight(plan: _Plan) -> list[str]:
+    """The ids of the parts a submission left in flight (joined, enqueued, or waiting on a re-run scan)."""
+    ids = [p.id for p in plan.join] + [p.id for p, _, _ in plan.run] + [p.id for p, _, _ in plan.after_scan]
+    return list(dict.fromkeys(ids))
 
 
 def _new_record(
@@ -294,4 +324,7 @@ def _new_record(
         created_at=previous.created_at if previous is not None else arrived,
         ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
         owners=previous.owners if previous is not None else (),
+        callbacks=previous.callbacks if previous is not None else (),
+        deliveries=previous.deliveries if previous is not None else (),
+        traceparent=previous.traceparent if previous is not None else None,
     )

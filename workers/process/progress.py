@@ -41,6 +41,7 @@ from workers.errors import (
 from workers.llm.errors import LLMError
 from workers.process.counters import record_job
 from workers.process.runtime import current_runtime
+from workers.process.tracing import job_span
 
 if TYPE_CHECKING:  # the scan stack (torch) is imported by scan jobs only
     from workers.scan.passes import ScanProgress
@@ -184,7 +185,8 @@ def job_run(queue: str) -> Iterator[Job]:
     started = time.monotonic()
     outcome = "failed"
     try:
-        yield job
+        with job_span(job, queue):  # a child of the request's trace (workers/process/tracing.py)
+            yield job
         outcome = "finished"
     except BaseException as exc:
         error = describe_failure(exc)

@@ -37,6 +37,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 
 from service.contract import WEIGHTS_REPUBLISH_S
 from workers.models.availability import publish_weights
+from workers.process.hooks import release_hooks
 from workers.process.liveness import ABANDON_AFTER_BEATS
 from workers.process.progress import record_failure
 from workers.process.runtime import WorkerRuntime, runtime_in_use
@@ -199,6 +200,12 @@ class NeuronLensWorker(SimpleWorker):
                 continue
             log.warning("Redis reachable again after %.1fs; going on", time.monotonic() - started)
             return
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """RQ's failure handling, then the webhooks of requests a failed scan leaves waiting
+        (workers/process/hooks.py)."""
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        release_hooks(job)
 
     def cleanup_execution(self, job: Job, pipeline: redis.client.Pipeline) -> None:
         with self._beat_lock:

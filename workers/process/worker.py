@@ -28,6 +28,7 @@ from workers.llm.endpoints import NO_KEY, OPENAI_BASE_URL, LLMEndpoint, LLMEndpo
 from workers.process.liveness import ABANDON_AFTER_BEATS, check_liveness
 from workers.process.rq_worker import NeuronLensWorker
 from workers.process.runtime import WorkerConfig, WorkerRuntime
+from workers.process.tracing import configure_tracing
 
 log = logging.getLogger("neuronlens.worker")
 
@@ -155,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
         "--queues",
         type=parse_queue_names,
         default=list(QUEUE_NAMES),
-        help="comma-separated queues to take jobs from, in priority order (default: scan,explain)",
+        help="comma-separated queues to take jobs from, in priority order (default: "
+        + ",".join(QUEUE_NAMES)
+        + ")",
     )
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None, help="worker name (default: a random id)")
@@ -187,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = url.replace(f":{password}@", ":***@") if (password := urlsplit(url).password) else url
         print(f"neuronlens-worker: cannot reach Redis at {shown}: {exc}", file=sys.stderr)
         return 1
+    configure_tracing(settings.otel_exporter)  # off by default (workers/process/tracing.py)
     worker = build_worker(settings, args.queues, name=args.name, connection=connection)
     log.info(
         "worker %s (pid %d) on queues %s; heartbeat every %ds, jobs abandoned after %ds without one",

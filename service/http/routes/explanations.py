@@ -21,14 +21,27 @@ from service.estimates.validate import resolve_request
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.request_id import current_request_id
+from service.http.tracing import api_span, valid_traceparent
+from service.jobs.callback_urls import CallbackRefused, check_callback_url
 from service.jobs.queues import JobQueues
 from service.jobs.state import job_status
 from service.jobs.submit import submit_explanation
+from service.problems import InvalidInput
 from service.reports.reading import ReportReader
 from service.settings import Settings
 
 FIRST_PAGE = 100
 """Reports a 200 answer carries (the default page of `GET /v1/jobs/{id}`)."""
+
+
+def _checked_callback(url: str | None, settings: Settings) -> str | None:
+    """The request's `callback_url` once allowed (422 naming the field and why, otherwise)."""
+    if url is not None:
+        try:
+            check_callback_url(url, settings)
+        except CallbackRefused as exc:
+            raise InvalidInput.for_field("callback_url", str(exc)) from exc
+    return url
 
 
 @post(
@@ -79,7 +92,11 @@ def create_explanation(
     `"dry_run": true` it answers 200 with the cost estimate and enqueues nothing (no job, no quota spent).
     A `budget` stops the job cleanly when reached (`finished` with `budget_exhausted`); it needs an
     `openai` backend, and `max_cost_usd` needs the endpoint's prices and must cover one call's estimated cost
-    (else 422)."""
+    (else 422). A `callback_url` gets a signed webhook on each terminal state (422 for a host the
+    deployment does not allow); a W3C `traceparent` header is carried into the job's metadata and worker
+    spans."""
+    callback_url = _checked_callback(data.callback_url, settings)
+    data = data.model_copy(update={"callback_url": None})  # not part of the job's identity
     resolved = resolve_request(registry, data, settings.max_neurons_per_request, settings)
     if data.dry_run:
         return Response(estimate_cost(resolved, reports.store, settings), status_code=200)
@@ -91,16 +108,19 @@ def create_explanation(
         if key is None
         else partial(limits.admit, key, estimate_calls(resolved, settings.explain_chunk_neurons))
     )
-    submission = submit_explanation(
-        redis_client,
-        reports.store,
-        queues,
-        settings,
-        resolved,
-        current_request_id(),
-        admit,
-        owner=key.key_id if key is not None else None,
-    )
+    with api_span("POST /v1/explanations", valid_traceparent(request.headers.get("traceparent"))) as parent:
+        submission = submit_explanation(
+            redis_client,
+            reports.store,
+            queues,
+            settings,
+            resolved,
+            current_request_id(),
+            admit,
+            owner=key.key_id if key is not None else None,
+            callback_url=callback_url,
+            traceparent=parent,
+        )
     if submission.stored:
         done = job_status(
             redis_client, settings.redis_keys, reports.store, submission.job_id, limit=FIRST_PAGE

@@ -164,7 +164,7 @@ def cancel_explanation_job(
     keys on, a key without `admin` cancels only the jobs it posted (another's is a 404)."""
     key = calling_key(request)
     owner = key.key_id if key is not None and "admin" not in key.scopes else None
-    status = cancel_job(redis_client, reports.redis_keys, reports.store, job_id, owner)
+    status = cancel_job(redis_client, reports.redis_keys, reports.store, job_id, owner, reports.settings)
     if status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return status
