@@ -58,6 +58,14 @@ DEFAULTED = {
     "NEURONLENS_LLM_PROMPT_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
     "NEURONLENS_LLM_COMPLETION_USD_PER_MTOK": "prices go with each endpoint in NEURONLENS_LLM_ENDPOINTS",
     "NEURONLENS_REQUEST_BODY_TIMEOUT_S": "10 s for a request body to arrive is the documented default",
+    "NEURONLENS_SCAN_CHECKPOINT_S": "a scan checkpoint every 30 s is the documented default",
+    "NEURONLENS_WEBHOOK_SECRET": "webhooks stay off until an operator adds a secret and allowed hosts",
+    "NEURONLENS_WEBHOOK_ALLOWED_HOSTS": "as NEURONLENS_WEBHOOK_SECRET: no host is allowed by default",
+    "NEURONLENS_WEBHOOK_ALLOW_LOOPBACK": "loopback receivers are for tests; refused in deployments",
+    "NEURONLENS_WEBHOOK_RETRIES": "delivery tuning; the default is documented in docs/configuration.md",
+    "NEURONLENS_WEBHOOK_BACKOFF_S": "delivery tuning; the default is documented in docs/configuration.md",
+    "NEURONLENS_WEBHOOK_TIMEOUT_S": "delivery tuning; the default is documented in docs/configuration.md",
+    "NEURONLENS_OTEL_EXPORTER": "tracing stays off until an operator picks an exporter",
 }
 """Settings deploy/ deliberately leaves at their defaults, with the reason."""
 
