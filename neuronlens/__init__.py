@@ -4,6 +4,8 @@
     client = Client("http://127.0.0.1:8000")
     reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
     to_dataframe(reports)["correlation"].plot.hist()
+    status = client.compare("minilm-l6", "minilm-l6-tuned", layers=[3], neurons="all")
+    status.verdicts  # {"unchanged": 1480, "changed": 16, ...}
 
 Installs without the server: `pip install ./clients/python` (distribution `neuronlens-client`).
 """
@@ -18,6 +20,7 @@ from neuronlens._contract import (
     NeuronRange,
     NeuronReport,
     PipelineOptions,
+    comparisons,
 )
 from neuronlens.aio import AsyncClient
 from neuronlens.client import Client
@@ -32,12 +35,23 @@ from neuronlens.errors import (
 )
 from neuronlens.export import SUMMARY_COLUMNS, read_jsonl, summary_row, to_dataframe, write_csv, write_jsonl
 
+ComparisonAccepted = comparisons.ComparisonAccepted
+ComparisonEstimate = comparisons.ComparisonEstimate
+ComparisonRequest = comparisons.ComparisonRequest
+ComparisonStatus = comparisons.ComparisonStatus
+NeuronComparison = comparisons.NeuronComparison
+VerdictRule = comparisons.VerdictRule
+
 __all__ = [
     "SUMMARY_COLUMNS",
     "ApiUnavailable",
     "AsyncClient",
     "Client",
     "ClientError",
+    "ComparisonAccepted",
+    "ComparisonEstimate",
+    "ComparisonRequest",
+    "ComparisonStatus",
     "ExplanationAccepted",
     "ExplanationRequest",
     "JobError",
@@ -46,11 +60,13 @@ __all__ = [
     "CostEstimate",
     "JobStatus",
     "ModelSpec",
+    "NeuronComparison",
     "NeuronRange",
     "NeuronReport",
     "NotFound",
     "PipelineOptions",
     "RequestRejected",
+    "VerdictRule",
     "WaitTimeout",
     "read_jsonl",
     "summary_row",

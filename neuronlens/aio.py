@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Literal, overload
 
 import httpx
 
-from neuronlens import _core
-from neuronlens._contract import ExplanationAccepted, JobStatus, ModelSpec, NeuronReport, PipelineOptions
+from neuronlens import _comparing, _core
+from neuronlens._contract import (
+    ExplanationAccepted,
+    JobStatus,
+    ModelSpec,
+    NeuronReport,
+    PipelineOptions,
+    comparisons,
+)
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
-from neuronlens.errors import RequestRejected
+from neuronlens.errors import ApiUnavailable, JobNotFinished, RequestRejected
+
+ComparisonProgressFn = Callable[[comparisons.ComparisonStatus], None]
+"""Called with each comparison status while waiting."""
 
 
 class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
@@ -145,3 +155,132 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
             return [report async for report in self.iter_reports(answer.job_id)]
         await self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
         return [report async for report in self.iter_reports(answer.job_id)]
+
+    # ------------------------------------------------------------------ comparing
+
+    async def submit_comparison(
+        self,
+        base: str,
+        target: str,
+        layers: Layers,
+        neurons: Neurons,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> comparisons.ComparisonAccepted:
+        """`POST /v1/comparisons`: the accepted comparison; see `Client.submit_comparison`."""
+        request = _comparing.build_comparison(base, target, layers, neurons, options, **fields)
+        response = await self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
+        answer = _comparing.parse_comparison(response)
+        if not isinstance(answer, comparisons.ComparisonAccepted):
+            raise ApiUnavailable("the API answered a comparison with a cost estimate; is it a dry run?")
+        return answer
+
+    async def estimate_comparison(
+        self,
+        base: str,
+        target: str,
+        layers: Layers,
+        neurons: Neurons,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> comparisons.ComparisonEstimate:
+        """What the comparison would cost; nothing is enqueued. See `Client.estimate_comparison`."""
+        request = _comparing.build_comparison(base, target, layers, neurons, options, dry_run=True, **fields)
+        response = await self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
+        return comparisons.ComparisonEstimate.model_validate_json(response.content)
+
+    async def comparison(
+        self, comparison_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE
+    ) -> comparisons.ComparisonStatus:
+        """A comparison's status and, once finished, one page of its neurons; see `Client.comparison`."""
+        params = {"offset": offset, "limit": limit}
+        response = await self._request("GET", f"/v1/comparisons/{comparison_id}", params=params)
+        return comparisons.ComparisonStatus.model_validate_json(response.content)
+
+    async def wait_comparison(
+        self,
+        comparison_id: str,
+        progress: ComparisonProgressFn | None = None,
+        timeout_s: float | None = None,
+    ) -> comparisons.ComparisonStatus:
+        """Poll until it finishes; its status with every neuron. See `Client.wait_comparison`."""
+        poll = _core.Poll(
+            comparison_id, progress, timeout_s, None, _comparing.comparison_finished, "comparison"
+        )
+        while not poll.done(await self.comparison(comparison_id, limit=1)):
+            await asyncio.sleep(self.poll_interval_s)
+        page = _comparing.COMPARISONS_PAGE
+        first = await self.comparison(comparison_id, limit=page)
+        pages = [_comparing.finished_comparisons(first)]
+        for offset in range(page, first.comparisons_total or 0, page):
+            status = await self.comparison(comparison_id, offset, page)
+            pages.append(_comparing.finished_comparisons(status))
+        return _comparing.merged(first, pages)
+
+    @overload
+    async def compare(
+        self,
+        base: str,
+        target: str,
+        layers: Layers,
+        neurons: Neurons,
+        *,
+        wait: Literal[True] = True,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        progress: ComparisonProgressFn | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> comparisons.ComparisonStatus: ...
+
+    @overload
+    async def compare(
+        self,
+        base: str,
+        target: str,
+        layers: Layers,
+        neurons: Neurons,
+        *,
+        wait: Literal[False],
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        progress: ComparisonProgressFn | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> comparisons.ComparisonAccepted: ...
+
+    async def compare(
+        self,
+        base: str,
+        target: str,
+        layers: Layers,
+        neurons: Neurons,
+        *,
+        wait: bool = True,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        progress: ComparisonProgressFn | None = None,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> comparisons.ComparisonStatus | comparisons.ComparisonAccepted:
+        """Submit a comparison and (``wait``) return its finished status with every neuron; see
+        `Client.compare`."""
+        accepted = await self.submit_comparison(base, target, layers, neurons, options=options, **fields)
+        if not wait:
+            return accepted
+        return await self.wait_comparison(accepted.comparison_id, progress=progress, timeout_s=timeout_s)
+
+    async def export_comparison(
+        self,
+        comparison_id: str,
+        format: ExportFormat = "ndjson",
+        output: str | os.PathLike[str] | None = None,
+    ) -> bytes:
+        """A finished comparison as one table; see `Client.export_comparison`."""
+        path = f"/v1/comparisons/{comparison_id}/rows"
+        try:
+            response = await self._request("GET", path, params={"format": format})
+        except RequestRejected as exc:
+            if exc.status_code == 409:
+                raise JobNotFinished(f"comparison {comparison_id} is not finished: {exc}") from exc
+            raise
+        return _core.exported(response, output)

@@ -15,46 +15,21 @@ import httpx
 import pytest
 import redis
 
-from service.contract import BUNDLED_REGISTRY, load_registry
 from service.contract.comparisons import ComparisonEstimate, ComparisonStatus
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
+from tests.service.comparison_registry import BASE, CHANGES, COPY, TARGET, write_comparison_registry
 from tests.service.helpers import run_workers, serve
-from workers.models.changed_checkpoint import DIGIT_NEURON, CheckpointChanges, build_changed_checkpoint
-from workers.models.loader import weights_path
-from workers.models.planted_text import build_planted_bert
+from workers.models.changed_checkpoint import DIGIT_NEURON
 
 pytestmark = pytest.mark.timeout(300)
-SAMPLES = 600
-CHANGES = CheckpointChanges(
-    changed=tuple(range(30, 42)),
-    rescaled=(20, *range(50, 57)),
-    dead=tuple(range(70, 76)),
-    replant_digits=True,
-)
-BASE, TARGET, COPY = "tiny-bert-planted", "tiny-bert-changed", "tiny-bert-copy"
 
 
 @pytest.fixture(scope="module")
 def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled registry (minilm's default probe set cut to SAMPLES) plus the planted BERT, its changed
-    checkpoint and an identical copy, all naming one tokenizer."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    minilm = load_registry().model("minilm-l6")
-    base = build_planted_bert(minilm, weights_path(minilm), folder / "base")
-    target = build_changed_checkpoint(base, TARGET, folder / "target", CHANGES)
-    copy = base.model_copy(update={"id": COPY})
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    (default,) = [d for d in registry["datasets"] if d["id"] == minilm.datasets[0]]
-    default["n_samples"] = SAMPLES
-    for spec in (base, target, copy):
-        registry["models"].append(
-            spec.model_copy(update={"tokenizer": "minilm-wordpiece"}).model_dump(mode="json")
-        )
-    path = folder / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
+    """The bundled registry plus the planted BERT, its changed checkpoint and an identical copy."""
+    return write_comparison_registry(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture()
