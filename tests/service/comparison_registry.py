@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from service.contract import BUNDLED_REGISTRY, load_registry
+from service.settings import Settings
 from workers.models.changed_checkpoint import CheckpointChanges, build_changed_checkpoint
 from workers.models.loader import weights_path
 from workers.models.planted_text import build_planted_bert
@@ -42,3 +45,18 @@ def write_comparison_registry(folder: Path, samples: int = SAMPLES) -> Path:
     path = folder / "registry.json"
     path.write_text(json.dumps(registry))
     return path
+
+
+def use_comparison_registry(monkeypatch: pytest.MonkeyPatch, registry: Path, settings: Settings) -> Settings:
+    """Point this process's workers (run in the test) at ``registry`` and the test's store and Redis, and
+    return the API's settings with that registry."""
+    for name, value in {
+        "NEURONLENS_REGISTRY_PATH": str(registry),
+        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
+        "NEURONLENS_REDIS_URL": settings.redis_url or "",
+        "NEURONLENS_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return settings.model_copy(update={"registry_path": registry})

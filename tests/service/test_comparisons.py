@@ -19,7 +19,14 @@ from service.contract.comparisons import ComparisonEstimate, ComparisonStatus
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.llm_peer import LLMPeer
-from tests.service.comparison_registry import BASE, CHANGES, COPY, TARGET, write_comparison_registry
+from tests.service.comparison_registry import (
+    BASE,
+    CHANGES,
+    COPY,
+    TARGET,
+    use_comparison_registry,
+    write_comparison_registry,
+)
 from tests.service.helpers import run_workers, serve
 from workers.models.changed_checkpoint import DIGIT_NEURON
 
@@ -36,17 +43,9 @@ def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    for name, value in {
-        "NEURONLENS_REGISTRY_PATH": str(registry_file),
-        "NEURONLENS_ARTIFACT_URL": settings.artifact_url,
-        "NEURONLENS_REDIS_URL": settings.redis_url or "",
-        "NEURONLENS_DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    api_settings = use_comparison_registry(monkeypatch, registry_file, settings)
     with httpx.Client(timeout=60) as http:
-        yield http, settings.model_copy(update={"registry_path": registry_file})
+        yield http, api_settings
 
 
 def _compare(

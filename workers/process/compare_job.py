@@ -12,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from service.contract import NeuronReport
-from service.contract.comparisons import NeuronComparison, Reexplain, VerdictRule
-from workers.analysis.assemble import ReportContext, prepare_neuron
+from service.contract import Exemplar, NeuronReport
+from service.contract.comparisons import (
+    COMPARISON_EXEMPLARS,
+    ComparisonExemplars,
+    NeuronComparison,
+    Reexplain,
+    VerdictRule,
+)
+from workers.analysis.assemble import PreparedNeuron, ReportContext, exemplar, prepare_neuron
 from workers.analysis.compare import Agreement, agreement, verdict
 from workers.analysis.rescore import rescore
 from workers.errors import InvalidRequest
@@ -36,6 +42,25 @@ class _Side:
     density: float | None
     explanation: str | None = None
     score: float | None = None
+    exemplars: tuple[Exemplar, ...] = ()
+    """Its top exemplars (at most COMPARISON_EXEMPLARS), highest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """One neuron's comparison and both sides' exemplars (stored beside it)."""
+
+    comparison: NeuronComparison
+    exemplars: ComparisonExemplars
+
+
+def _top_exemplars(context: ReportContext, prepared: PreparedNeuron) -> tuple[Exemplar, ...]:
+    """The first COMPARISON_EXEMPLARS top records of a prepared neuron as exemplars (as a report has them)."""
+    top_max = context.scan.top_max[prepared.neuron]
+    ranks = [rank for rank in range(min(COMPARISON_EXEMPLARS, len(top_max))) if rank in prepared.top]
+    return tuple(
+        exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.scale_value) for rank in ranks
+    )
 
 
 def _stored_report(runtime: WorkerRuntime, key: str) -> NeuronReport | None:
@@ -72,6 +97,7 @@ def _base_sides(runtime: WorkerRuntime, base: ExplainJob, neurons: Sequence[int]
                 density=report.density.sample_fraction if report.density is not None else None,
                 explanation=report.explanation.text,
                 score=report.simulation.correlation,
+                exemplars=tuple(report.exemplars[:COMPARISON_EXEMPLARS]),
             )
     return sides
 
@@ -103,12 +129,17 @@ def _rescored(
             neuron_type=prepared.neuron_type.neuron_type,
             density=prepared.density.sample_fraction if prepared.density is not None else None,
             score=item.score.correlation,
+            exemplars=_top_exemplars(context, prepared),
         )
     for neuron in neurons:
         if neuron not in sides:
             prepared = prepare_neuron(context, neuron)
             density = prepared.density.sample_fraction if prepared.density is not None else None
-            sides[neuron] = _Side(neuron_type=prepared.neuron_type.neuron_type, density=density)
+            sides[neuron] = _Side(
+                neuron_type=prepared.neuron_type.neuron_type,
+                density=density,
+                exemplars=_top_exemplars(context, prepared),
+            )
     return sides
 
 
@@ -178,7 +209,7 @@ def compare_neurons(
     reexplain: Reexplain,
     rule: VerdictRule,
     store: StoreReport,
-) -> list[NeuronComparison]:
+) -> list[Compared]:
     """Compare every neuron of the chunk (base's neuron list); fresh target reports go to `store`."""
     neurons = base.neurons
     base_ctx, target_ctx = _contexts(runtime, base, target)
@@ -208,5 +239,10 @@ def compare_neurons(
                 "target_explanation": report.explanation.text,
                 "target_score": report.simulation.correlation,
             }
-        result.append(item.model_copy(update=update))
+        base_side = before.get(neuron)
+        exemplars = ComparisonExemplars(
+            base=list(base_side.exemplars) if base_side is not None else [],
+            target=list(after[neuron].exemplars),
+        )
+        result.append(Compared(item.model_copy(update=update), exemplars))
     return result

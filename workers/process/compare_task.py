@@ -10,7 +10,12 @@ from collections import Counter
 from typing import Any
 
 from service.contract import EXPLAIN_QUEUE, NeuronReport
-from service.contract.comparisons import CompareJobPayload, CompareJobResult, comparison_key
+from service.contract.comparisons import (
+    CompareJobPayload,
+    CompareJobResult,
+    comparison_exemplars_key,
+    comparison_key,
+)
 from workers.errors import InvalidRequest
 from workers.llm.usage import UsageMeter, metering
 from workers.process.payloads import parse_explain_job, read_payload
@@ -24,7 +29,8 @@ JSON = dict[str, Any]
 
 def run_compare_job(*, payload: JSON) -> JSON:
     """Compare the payload's neurons of one layer between its base and target; store each comparison
-    (and each fresh target report) and return the counts."""
+    (its exemplars first, so a stored comparison always has them) and each fresh target report, and
+    return the counts."""
     with job_run(EXPLAIN_QUEUE) as job:
         runtime = current_runtime()
         typed = read_payload(CompareJobPayload, payload, "compare")
@@ -48,13 +54,15 @@ def run_compare_job(*, payload: JSON) -> JSON:
             explained.append(report.neuron)
 
         with metering(meter):
-            comparisons = compare_job.compare_neurons(
-                runtime, base, target, typed.reexplain, typed.rule, store
+            compared = compare_job.compare_neurons(runtime, base, target, typed.reexplain, typed.rule, store)
+        comparisons = [done.comparison for done in compared]
+        for done in compared:
+            item, where = (
+                done.comparison,
+                (typed.comparison_id, done.comparison.layer, done.comparison.neuron),
             )
-        for item in comparisons:
-            runtime.reports.write(
-                comparison_key(typed.comparison_id, item.layer, item.neuron), item.model_dump_json().encode()
-            )
+            runtime.reports.write(comparison_exemplars_key(*where), done.exemplars.model_dump_json().encode())
+            runtime.reports.write(comparison_key(*where), item.model_dump_json().encode())
         progress.on_usage(meter.usage(), force=True)
         progress.update(done=len(comparisons), force=True)
         return CompareJobResult(
