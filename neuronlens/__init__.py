@@ -4,13 +4,15 @@
     client = Client("http://127.0.0.1:8000")
     reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
     to_dataframe(reports)["correlation"].plot.hist()
-    status = client.compare("minilm-l6", "minilm-l6-tuned", layers=[3], neurons="all")
-    status.verdicts  # {"unchanged": 1480, "changed": 16, ...}
 
 Installs without the server: `pip install ./clients/python` (distribution `neuronlens-client`).
 """
 
 from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckRequest,
+    CheckStatus,
     CostEstimate,
     ExplanationAccepted,
     ExplanationRequest,
@@ -19,6 +21,9 @@ from neuronlens._contract import (
     ModelSpec,
     NeuronRange,
     NeuronReport,
+    Pin,
+    PinFile,
+    PinResult,
     PipelineOptions,
     comparisons,
 )
@@ -34,6 +39,7 @@ from neuronlens.errors import (
     WaitTimeout,
 )
 from neuronlens.export import SUMMARY_COLUMNS, read_jsonl, summary_row, to_dataframe, write_csv, write_jsonl
+from neuronlens.pins import PinFileError, dump_pin_file, pins_from_reports, read_pin_file
 
 ComparisonAccepted = comparisons.ComparisonAccepted
 ComparisonEstimate = comparisons.ComparisonEstimate
@@ -52,6 +58,17 @@ __all__ = [
     "ComparisonEstimate",
     "ComparisonRequest",
     "ComparisonStatus",
+    "CheckAccepted",
+    "CheckEstimate",
+    "CheckRequest",
+    "CheckStatus",
+    "Pin",
+    "PinFile",
+    "PinResult",
+    "PinFileError",
+    "dump_pin_file",
+    "pins_from_reports",
+    "read_pin_file",
     "ExplanationAccepted",
     "ExplanationRequest",
     "JobError",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -39,8 +40,12 @@ log = logging.getLogger("neuronlens.client")
 DEFAULT_URL = "http://127.0.0.1:8000"
 REPORTS_PAGE = 100
 """Reports fetched per `GET /v1/jobs/{id}` page."""
-RETRY_STATUSES = frozenset({502, 503, 504})
-"""Answers retried: the API or its Redis is briefly unavailable (a restart, a failover)."""
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers retried: the API or its Redis is briefly unavailable (a restart, a failover), or the key's
+request rate is used up for a moment (429)."""
+DEFAULT_RETRIES = 6
+"""Retries of a request by default: with the default backoff at least 15.75 s of waiting in all (more when
+the answers say `Retry-After`), so an API restart of 15 s is ridden out."""
 
 Neurons = Sequence[int] | range | NeuronRange | Mapping[str, int] | Literal["all"]
 """Neurons to explain in each layer: indices, a `range` (step 1 becomes a `{start, stop}` range), a
@@ -53,14 +58,19 @@ ProgressFn = Callable[[JobStatus], None]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of a request after a 502/503/504 or a connection error (bounded)."""
+    """Retries of a request after a 429, 502, 503 or 504 or a connection error (bounded): exponential
+    backoff with jitter, never shorter than the answer's `Retry-After`."""
 
-    retries: int = 4
+    retries: int = DEFAULT_RETRIES
     """Retries after the first attempt (0: none)."""
     backoff_s: float = 0.5
-    """First wait, seconds; doubles per retry unless the answer says `Retry-After`."""
+    """Base of the backoff, seconds: retry n (0-based) waits between half and all of backoff_s × 2ⁿ
+    (jitter, so clients that failed together do not retry together), or `Retry-After` when longer."""
     max_wait_s: float = 30.0
-    """Longest single wait, seconds (a longer `Retry-After` is cut to this)."""
+    """Longest single wait, seconds: a longer backoff or 503 `Retry-After` is cut to it; a 429 whose
+    `Retry-After` is longer is not retried (the key's window or quota resets later than is worth waiting)."""
+    rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    """Source of jitter in [0, 1) (tests pass a fixed one)."""
 
     def delay(self, attempt: int, response: httpx.Response | None, error: Exception | None) -> float | None:
         """Seconds to wait before retrying after ``attempt`` (0-based), or None when not to retry."""
@@ -71,10 +81,13 @@ class RetryPolicy:
         if response is None and not isinstance(error, httpx.TransportError):
             return None
         after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-        wait = after if after is not None else self.backoff_s * 2**attempt
+        if response is not None and response.status_code == 429 and (after or 0) > self.max_wait_s:
+            return None
+        backoff = self.backoff_s * 2**attempt
+        wait = min(max(after or 0.0, backoff * (0.5 + 0.5 * self.rng())), self.max_wait_s)
         reason = f"HTTP {response.status_code}" if response is not None else f"{type(error).__name__}"
         log.warning("%s; retry %d of %d in %.1fs", reason, attempt + 1, self.retries, wait)
-        return min(wait, self.max_wait_s)
+        return wait
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -171,8 +184,8 @@ def parse_submission(response: httpx.Response) -> ExplanationAccepted | JobStatu
 
 
 def finished_or_raise(status: JobStatus) -> bool:
-    """True once finished; raises `JobFailed` for a failed job."""
-    if status.status == "failed":
+    """True once finished; raises `JobFailed` for a failed or cancelled job."""
+    if status.status in ("failed", "cancelled"):
         raise JobFailed(status.job_id, status.error)
     return status.status == "finished"
 
@@ -232,7 +245,7 @@ class ClientBase(Generic[HttpT]):
         *,
         api_key: str | None = None,
         timeout_s: float = 30.0,
-        retries: int = 4,
+        retries: int = DEFAULT_RETRIES,
         backoff_s: float = 0.5,
         max_retry_wait_s: float = 30.0,
         poll_interval_s: float = 0.5,

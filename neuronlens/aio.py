@@ -8,32 +8,46 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from neuronlens import _comparing, _core
+from neuronlens import _core
+from neuronlens._comparison_methods import AsyncComparisonMethods
 from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckStatus,
+    CostEstimate,
     ExplanationAccepted,
     JobStatus,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
-    comparisons,
 )
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
-from neuronlens.errors import ApiUnavailable, JobNotFinished, RequestRejected
+from neuronlens.errors import RequestRejected
+from neuronlens.export import parquet_dataframe
+from neuronlens.pins import (
+    CheckPoll,
+    PinsLike,
+    accepted_check,
+    check_body,
+    check_request,
+    parse_check_submission,
+)
 
-ComparisonProgressFn = Callable[[comparisons.ComparisonStatus], None]
-"""Called with each comparison status while waiting."""
+if TYPE_CHECKING:
+    import pandas
 
 
-class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
+class AsyncClient(AsyncComparisonMethods, _core.ClientBase[httpx.AsyncClient]):
     """Asynchronous client of one NeuronLens API; arguments as for `neuronlens.Client`."""
 
     http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
+        """Close the HTTP connections (`async with AsyncClient(...) as client:` closes them on exit)."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -57,10 +71,12 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
             attempt += 1
 
     async def models(self) -> list[ModelSpec]:
+        """As `Client.models`: the served models."""
         response = await self._request("GET", "/v1/models")
         return [ModelSpec.model_validate(item) for item in response.json()]
 
     async def job(self, job_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE) -> JobStatus:
+        """As `Client.job`: a job's status, with one page of reports once finished."""
         params = {"offset": offset, "limit": limit}
         response = await self._request("GET", f"/v1/jobs/{job_id}", params=params)
         return JobStatus.model_validate_json(response.content)
@@ -75,6 +91,7 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
     async def iter_reports(
         self, job_id: str, page_size: int = _core.REPORTS_PAGE
     ) -> AsyncIterator[NeuronReport]:
+        """As `Client.iter_reports`: a finished job's reports, one page fetched at a time."""
         offset = 0
         while True:
             status = await self.job(job_id, offset=offset, limit=page_size)
@@ -112,6 +129,23 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
         return _core.exported(await self._request("GET", path, params=params), output)
 
+    async def to_dataframe(
+        self, job: str | ExplanationAccepted | JobStatus, fields: ExportFields = "summary"
+    ) -> pandas.DataFrame:
+        """As `Client.to_dataframe`: a finished job's reports as a DataFrame, from its Parquet export."""
+        job_id = job if isinstance(job, str) else job.job_id
+        return parquet_dataframe(await self.export(job_id, "parquet", fields))
+
+    async def layer_to_dataframe(
+        self, model: str, layer: int, fields: ExportFields = "summary", **query: str | int | None
+    ) -> pandas.DataFrame:
+        """As `Client.layer_to_dataframe`: one layer's stored reports as a DataFrame (Parquet export)."""
+        return parquet_dataframe(await self.export_layer(model, layer, "parquet", fields, None, **query))
+
+    def page_url(self, model: str, layer: int, neuron: int) -> str:
+        """The HTML page of a stored report (default report variant)."""
+        return f"{self.url}{_core.report_path(model, layer, neuron)}/page"
+
     async def submit(
         self,
         model: str,
@@ -121,13 +155,29 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         options: PipelineOptions | Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> ExplanationAccepted | JobStatus:
+        """As `Client.submit`: the accepted job, or the finished status when every report was stored."""
         request = _core.build_request(model, layer, neurons, options, **fields)
         response = await self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)
 
+    async def estimate(
+        self,
+        model: str,
+        layer: Layers | None = None,
+        neurons: Neurons | None = None,
+        *,
+        options: PipelineOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> CostEstimate:
+        """As `Client.estimate`: a dry run's cost estimate; nothing is enqueued."""
+        request = _core.build_request(model, layer, neurons, options, dry_run=True, **fields)
+        response = await self._request("POST", "/v1/explanations", json=_core.request_body(request))
+        return CostEstimate.model_validate(response.json())
+
     async def wait(
         self, job_id: str, progress: ProgressFn | None = None, timeout_s: float | None = None
     ) -> JobStatus:
+        """As `Client.wait`: poll until the job finishes (`JobFailed`, `WaitTimeout` otherwise)."""
         poll = _core.Poll(job_id, progress, timeout_s, status_url=None)
         while True:
             status = await self.job(job_id, limit=1)
@@ -146,6 +196,7 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         timeout_s: float | None = None,
         **fields: Any,
     ) -> list[NeuronReport]:
+        """As `Client.explain`: submit, wait and return the reports (by layer, then neuron)."""
         answer = await self.submit(model, layer, neurons, options=options, **fields)
         if isinstance(answer, JobStatus):
             if progress is not None:
@@ -156,131 +207,34 @@ class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
         await self.wait(answer.job_id, progress=progress, timeout_s=timeout_s)
         return [report async for report in self.iter_reports(answer.job_id)]
 
-    # ------------------------------------------------------------------ comparing
+    # ------------------------------------------------------------------ checks (pins)
 
-    async def submit_comparison(
+    async def submit_check(
+        self, pins: PinsLike, model: str | None = None, **fields: Any
+    ) -> CheckAccepted | CheckEstimate:
+        """As `Client.submit_check`."""
+        request = check_request(pins, model, **fields)
+        return parse_check_submission(await self._request("POST", "/v1/checks", json=check_body(request)))
+
+    async def check_status(self, check_id: str) -> CheckStatus:
+        """As `Client.check_status`."""
+        response = await self._request("GET", f"/v1/checks/{check_id}")
+        return CheckStatus.model_validate_json(response.content)
+
+    async def check(
         self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
+        pins: PinsLike,
+        model: str | None = None,
         *,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonAccepted:
-        """`POST /v1/comparisons`: the accepted comparison; see `Client.submit_comparison`."""
-        request = _comparing.build_comparison(base, target, layers, neurons, options, **fields)
-        response = await self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
-        answer = _comparing.parse_comparison(response)
-        if not isinstance(answer, comparisons.ComparisonAccepted):
-            raise ApiUnavailable("the API answered a comparison with a cost estimate; is it a dry run?")
-        return answer
-
-    async def estimate_comparison(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonEstimate:
-        """What the comparison would cost; nothing is enqueued. See `Client.estimate_comparison`."""
-        request = _comparing.build_comparison(base, target, layers, neurons, options, dry_run=True, **fields)
-        response = await self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
-        return comparisons.ComparisonEstimate.model_validate_json(response.content)
-
-    async def comparison(
-        self, comparison_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE
-    ) -> comparisons.ComparisonStatus:
-        """A comparison's status and, once finished, one page of its neurons; see `Client.comparison`."""
-        params = {"offset": offset, "limit": limit}
-        response = await self._request("GET", f"/v1/comparisons/{comparison_id}", params=params)
-        return comparisons.ComparisonStatus.model_validate_json(response.content)
-
-    async def wait_comparison(
-        self,
-        comparison_id: str,
-        progress: ComparisonProgressFn | None = None,
+        progress: Callable[[CheckStatus], None] | None = None,
         timeout_s: float | None = None,
-    ) -> comparisons.ComparisonStatus:
-        """Poll until it finishes; its status with every neuron. See `Client.wait_comparison`."""
-        poll = _core.Poll(
-            comparison_id, progress, timeout_s, None, _comparing.comparison_finished, "comparison"
-        )
-        while not poll.done(await self.comparison(comparison_id, limit=1)):
+        **fields: Any,
+    ) -> CheckStatus:
+        """As `Client.check`: submit, wait, return the finished status."""
+        accepted = accepted_check(await self.submit_check(pins, model, **fields))
+        poll = CheckPoll(accepted.check_id, progress, timeout_s)
+        while True:
+            status = await self.check_status(accepted.check_id)
+            if poll.done(status):
+                return status
             await asyncio.sleep(self.poll_interval_s)
-        page = _comparing.COMPARISONS_PAGE
-        first = await self.comparison(comparison_id, limit=page)
-        pages = [_comparing.finished_comparisons(first)]
-        for offset in range(page, first.comparisons_total or 0, page):
-            status = await self.comparison(comparison_id, offset, page)
-            pages.append(_comparing.finished_comparisons(status))
-        return _comparing.merged(first, pages)
-
-    @overload
-    async def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: Literal[True] = True,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonStatus: ...
-
-    @overload
-    async def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: Literal[False],
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonAccepted: ...
-
-    async def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: bool = True,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonStatus | comparisons.ComparisonAccepted:
-        """Submit a comparison and (``wait``) return its finished status with every neuron; see
-        `Client.compare`."""
-        accepted = await self.submit_comparison(base, target, layers, neurons, options=options, **fields)
-        if not wait:
-            return accepted
-        return await self.wait_comparison(accepted.comparison_id, progress=progress, timeout_s=timeout_s)
-
-    async def export_comparison(
-        self,
-        comparison_id: str,
-        format: ExportFormat = "ndjson",
-        output: str | os.PathLike[str] | None = None,
-    ) -> bytes:
-        """A finished comparison as one table; see `Client.export_comparison`."""
-        path = f"/v1/comparisons/{comparison_id}/rows"
-        try:
-            response = await self._request("GET", path, params={"format": format})
-        except RequestRejected as exc:
-            if exc.status_code == 409:
-                raise JobNotFinished(f"comparison {comparison_id} is not finished: {exc}") from exc
-            raise
-        return _core.exported(response, output)

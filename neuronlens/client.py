@@ -4,7 +4,8 @@
     with Client("http://127.0.0.1:8000") as client:
         reports = client.explain("minilm-l6", layer=3, neurons=range(0, 64))
 
-Requests that fail with 502/503/504 or a connection error are retried (bounded, honouring `Retry-After`);
+Requests that fail with 429/502/503/504 or a connection error are retried (bounded; exponential backoff
+with jitter, never shorter than `Retry-After`; the defaults ride out a 15 s API restart);
 `POST /v1/explanations` is safe to repeat (a repeat joins the same job).
 """
 
@@ -13,28 +14,40 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from neuronlens import _comparing, _core
+from neuronlens import _core
+from neuronlens._comparison_methods import ComparisonMethods
 from neuronlens._contract import (
+    CheckAccepted,
+    CheckEstimate,
+    CheckStatus,
     CostEstimate,
     ExplanationAccepted,
     JobStatus,
     ModelSpec,
     NeuronReport,
     PipelineOptions,
-    comparisons,
 )
 from neuronlens._core import ExportFields, ExportFormat, Layers, Neurons, ProgressFn
-from neuronlens.errors import ApiUnavailable, JobNotFinished, RequestRejected
+from neuronlens.errors import ApiUnavailable, RequestRejected
+from neuronlens.export import parquet_dataframe
+from neuronlens.pins import (
+    CheckPoll,
+    PinsLike,
+    accepted_check,
+    check_body,
+    check_request,
+    parse_check_submission,
+)
 
-ComparisonProgressFn = Callable[[comparisons.ComparisonStatus], None]
-"""Called with each comparison status while waiting."""
+if TYPE_CHECKING:
+    import pandas
 
 
-class Client(_core.ClientBase[httpx.Client]):
+class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
     """Client of one NeuronLens API.
 
     ``url`` defaults to $NEURONLENS_API_URL, else http://127.0.0.1:8000; ``api_key`` (default
@@ -45,6 +58,7 @@ class Client(_core.ClientBase[httpx.Client]):
     http_class = httpx.Client
 
     def close(self) -> None:
+        """Close the HTTP connections (`with Client(...) as client:` closes them on exit)."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -147,6 +161,23 @@ class Client(_core.ClientBase[httpx.Client]):
         path, params = _core.export_request(_core.layer_path(model, layer), format, fields, query)
         return _core.exported(self._request("GET", path, params=params), output)
 
+    def to_dataframe(
+        self, job: str | ExplanationAccepted | JobStatus, fields: ExportFields = "summary"
+    ) -> pandas.DataFrame:
+        """A finished job's reports as a pandas DataFrame (columns `SUMMARY_COLUMNS`, one row per neuron by
+        layer and neuron), read from its Parquet export: a whole model in seconds, where
+        `to_dataframe(client.explain(...))` fetches and parses every full report. ``job``: its id or
+        what `submit` answered. `JobNotFinished` while it runs."""
+        job_id = job if isinstance(job, str) else job.job_id
+        return parquet_dataframe(self.export(job_id, "parquet", fields))
+
+    def layer_to_dataframe(
+        self, model: str, layer: int, fields: ExportFields = "summary", **query: str | int | None
+    ) -> pandas.DataFrame:
+        """Every stored report of one layer as a pandas DataFrame, from its Parquet export; ``query`` as
+        for `export_layer` (the report variant)."""
+        return parquet_dataframe(self.export_layer(model, layer, "parquet", fields, None, **query))
+
     # ------------------------------------------------------------------ explaining
 
     def submit(
@@ -221,147 +252,38 @@ class Client(_core.ClientBase[httpx.Client]):
             raise ApiUnavailable(f"job {answer.job_id} finished without reports")
         return reports
 
-    # ------------------------------------------------------------------ comparing
+    # ------------------------------------------------------------------ checks (pins)
 
-    def submit_comparison(
+    def submit_check(
+        self, pins: PinsLike, model: str | None = None, **fields: Any
+    ) -> CheckAccepted | CheckEstimate:
+        """`POST /v1/checks`: the accepted check (202), or with ``dry_run=True`` its estimate (200).
+        ``pins``: a `PinFile` (`read_pin_file`), a `CheckRequest`, their JSON as a mapping, or a list of
+        pins; ``model`` overrides the file's; ``fields``: hook, dataset, simulator, endpoint, options,
+        budget, dry_run. Validated before it is sent (`RequestRejected` names the field)."""
+        request = check_request(pins, model, **fields)
+        return parse_check_submission(self._request("POST", "/v1/checks", json=check_body(request)))
+
+    def check_status(self, check_id: str) -> CheckStatus:
+        """A check's status (`GET /v1/checks/{id}`), with every pin's result once finished."""
+        return CheckStatus.model_validate_json(self._request("GET", f"/v1/checks/{check_id}").content)
+
+    def check(
         self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
+        pins: PinsLike,
+        model: str | None = None,
         *,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonAccepted:
-        """`POST /v1/comparisons`: the accepted comparison (`cmp-…`, its status URL). ``layers``: one
-        layer, a list or `"all"`; ``neurons``: indices, a range or `"all"`; ``fields``: hook, dataset,
-        explainer, simulator, endpoint, reexplain (`none`, `changed`, `all`), rule (a `VerdictRule` or
-        its fields), budget. Validated before it is sent (`RequestRejected` names the field)."""
-        request = _comparing.build_comparison(base, target, layers, neurons, options, **fields)
-        response = self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
-        answer = _comparing.parse_comparison(response)
-        if not isinstance(answer, comparisons.ComparisonAccepted):
-            raise ApiUnavailable("the API answered a comparison with a cost estimate; is it a dry run?")
-        return answer
-
-    def estimate_comparison(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonEstimate:
-        """`POST /v1/comparisons` with `dry_run: true`: what the comparison would cost (the base's
-        explanations, the target's scan, re-scoring and fresh-explanation calls); nothing is enqueued."""
-        request = _comparing.build_comparison(base, target, layers, neurons, options, dry_run=True, **fields)
-        response = self._request("POST", "/v1/comparisons", json=_comparing.comparison_body(request))
-        return comparisons.ComparisonEstimate.model_validate_json(response.content)
-
-    def comparison(
-        self, comparison_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE
-    ) -> comparisons.ComparisonStatus:
-        """A comparison's status (`GET /v1/comparisons/{id}`): state, verdict counts and, once finished,
-        one page of its NeuronComparisons in (layer, neuron) order."""
-        params = {"offset": offset, "limit": limit}
-        response = self._request("GET", f"/v1/comparisons/{comparison_id}", params=params)
-        return comparisons.ComparisonStatus.model_validate_json(response.content)
-
-    def wait_comparison(
-        self,
-        comparison_id: str,
-        progress: ComparisonProgressFn | None = None,
+        progress: Callable[[CheckStatus], None] | None = None,
         timeout_s: float | None = None,
-    ) -> comparisons.ComparisonStatus:
-        """Poll until the comparison finishes, then return its status with every neuron (all pages);
-        `JobFailed` when it failed, `WaitTimeout` after ``timeout_s``. ``progress`` gets every status."""
-        url = f"{self.url}/v1/comparisons/{comparison_id}"
-        poll = _core.Poll(
-            comparison_id, progress, timeout_s, url, _comparing.comparison_finished, "comparison"
-        )
+        **fields: Any,
+    ) -> CheckStatus:
+        """Submit a check, wait for it and return its finished status: `passed`, and per pin `passed`,
+        the numbers and why it failed. A failed pin is an answer, not an error; `JobFailed` when the check
+        could not run, `WaitTimeout` after ``timeout_s``."""
+        accepted = accepted_check(self.submit_check(pins, model, **fields))
+        poll = CheckPoll(accepted.check_id, progress, timeout_s)
         while True:
-            status = self.comparison(comparison_id, limit=1)
+            status = self.check_status(accepted.check_id)
             if poll.done(status):
-                break
+                return status
             time.sleep(self.poll_interval_s)
-        return self._every_neuron(comparison_id)
-
-    def _every_neuron(self, comparison_id: str) -> comparisons.ComparisonStatus:
-        page = _comparing.COMPARISONS_PAGE
-        first = self.comparison(comparison_id, limit=page)
-        pages = [_comparing.finished_comparisons(first)]
-        for offset in range(page, first.comparisons_total or 0, page):
-            pages.append(_comparing.finished_comparisons(self.comparison(comparison_id, offset, page)))
-        return _comparing.merged(first, pages)
-
-    @overload
-    def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: Literal[True] = True,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonStatus: ...
-
-    @overload
-    def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: Literal[False],
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonAccepted: ...
-
-    def compare(
-        self,
-        base: str,
-        target: str,
-        layers: Layers,
-        neurons: Neurons,
-        *,
-        wait: bool = True,
-        options: PipelineOptions | Mapping[str, Any] | None = None,
-        progress: ComparisonProgressFn | None = None,
-        timeout_s: float | None = None,
-        **fields: Any,
-    ) -> comparisons.ComparisonStatus | comparisons.ComparisonAccepted:
-        """Compare the neurons of ``base`` and ``target`` (two registry model ids): submit, wait and return
-        the finished status with every `NeuronComparison` (verdict, agreement numbers, the base's
-        explanation re-scored on the target); with ``wait=False`` the accepted comparison at once.
-        Arguments as for `submit_comparison`."""
-        accepted = self.submit_comparison(base, target, layers, neurons, options=options, **fields)
-        if not wait:
-            return accepted
-        return self.wait_comparison(accepted.comparison_id, progress=progress, timeout_s=timeout_s)
-
-    def export_comparison(
-        self,
-        comparison_id: str,
-        format: ExportFormat = "ndjson",
-        output: str | os.PathLike[str] | None = None,
-    ) -> bytes:
-        """A finished comparison as one table (`GET /v1/comparisons/{id}/rows`): one row per neuron with
-        both sides' columns and the comparison's, as NDJSON, CSV or Parquet bytes, also written to
-        ``output`` when given. `JobNotFinished` while it runs."""
-        path = f"/v1/comparisons/{comparison_id}/rows"
-        try:
-            response = self._request("GET", path, params={"format": format})
-        except RequestRejected as exc:
-            if exc.status_code == 409:
-                raise JobNotFinished(f"comparison {comparison_id} is not finished: {exc}") from exc
-            raise
-        return _core.exported(response, output)

@@ -6,6 +6,7 @@ pandas is optional (`pip install 'neuronlens-client[pandas]'`); nothing else her
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,15 +26,42 @@ def summary_row(report: NeuronReport) -> dict[str, Any]:
     return contract_summary_row(report.model_dump(mode="json"))
 
 
-def to_dataframe(reports: Iterable[NeuronReport]) -> pandas.DataFrame:
-    """A pandas DataFrame with one `summary_row` per report (columns `SUMMARY_COLUMNS`)."""
+def _pandas() -> Any:
     try:
         import pandas
     except ImportError as exc:
         raise ImportError(
             "to_dataframe needs pandas: pip install 'neuronlens-client[pandas]' (or pandas itself)"
         ) from exc
+    return pandas
+
+
+def to_dataframe(reports: Iterable[NeuronReport] | bytes) -> pandas.DataFrame:
+    """A pandas DataFrame with one `summary_row` per report (columns `SUMMARY_COLUMNS`), from reports or
+    from the bytes of a Parquet export (`Client.export(job_id, "parquet")`), which is much faster for many
+    reports: `Client.to_dataframe(job_id)` and `Client.layer_to_dataframe(model, layer)` read it."""
+    pandas = _pandas()
+    if isinstance(reports, bytes):
+        return parquet_dataframe(reports)
     return pandas.DataFrame([summary_row(report) for report in reports], columns=list(SUMMARY_COLUMNS))
+
+
+def parquet_dataframe(data: bytes) -> pandas.DataFrame:
+    """The DataFrame of a Parquet export (summary columns; `fields=full` adds `report`, JSON text). List
+    columns (`domain_specific`, `non_default_options`) hold Python lists, as `to_dataframe` of reports."""
+    pandas = _pandas()
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(
+            "reading a Parquet export needs pyarrow: pip install 'neuronlens-client[pandas]'"
+        ) from exc
+    table = pq.read_table(io.BytesIO(data))
+    frame = table.to_pandas()
+    for name in ("domain_specific", "non_default_options"):
+        if name in frame:
+            frame[name] = [None if cell is None else list(cell) for cell in frame[name]]
+    return pandas.DataFrame(frame)
 
 
 def write_jsonl(reports: Iterable[NeuronReport], target: str | Path | IO[str]) -> int:

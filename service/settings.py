@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed by CORS, comma-separated (`*` for any); empty: no CORS headers.",
     )
+    request_body_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a request body may take to arrive once its headers have (a slow or stalled "
+        "partial body gets a 408 and its connection closed); 0: no limit.",
+    )
     log_format: Literal["json", "text"] = Field(
         default="json", description="API log lines (access log included): one JSON object each, or text."
     )

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from service.commands.embedded_redis import EmbeddedRedis
-from service.contract import REPORT_ROOT
+from service.contract import JOB_RECORD_ROOT, REPORT_ROOT
 from service.settings import Settings, load_settings
 
 
@@ -29,11 +29,13 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture()
 def redis_url(redis_server_url: str, shared_artifact_dir: Path) -> Iterator[str]:
     """The session server, flushed before each test so tests never see each other's jobs; the stored
-    reports of the session artifact store go with it (they outlive Redis by design; scans are kept)."""
+    reports and job records of the session artifact store go with it (they outlive Redis by design;
+    scans are kept)."""
     client = redis.Redis.from_url(redis_server_url)
     client.flushdb()
     client.close()
     shutil.rmtree(shared_artifact_dir / REPORT_ROOT, ignore_errors=True)
+    shutil.rmtree(shared_artifact_dir / JOB_RECORD_ROOT, ignore_errors=True)
     yield redis_server_url
 
 

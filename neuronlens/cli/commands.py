@@ -32,6 +32,7 @@ from neuronlens import (
     PipelineOptions,
     RequestRejected,
 )
+from neuronlens._core import DEFAULT_RETRIES
 from neuronlens.cli.dry_run import describe_estimate, rescan_notice
 from neuronlens.export import json_text, summary_line, write_jsonl
 
@@ -322,8 +323,10 @@ def add_client_arguments(parser: argparse.ArgumentParser, default_url: str) -> N
     parser.add_argument(
         "--retries",
         type=int,
-        default=4,
-        help="retries of a request after a 503 or a connection error (default 4; honours Retry-After)",
+        default=DEFAULT_RETRIES,
+        help=f"retries of a request after a 429, 502, 503, 504 or a connection error (default "
+        f"{DEFAULT_RETRIES}: rides out a 15 s API restart; exponential backoff with jitter, honours "
+        "Retry-After)",
     )
 
 

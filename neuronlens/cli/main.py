@@ -1,5 +1,5 @@
-"""The client commands of `neuronlens`: `explain`, `export`, `models` and `compare`, through the SDK
-against a running API (``--url``, default $NEURONLENS_API_URL).
+"""The client commands of `neuronlens`: `explain`, `export`, `models`, `check`, `pin` and `compare`,
+through the SDK against a running API (``--url``, default $NEURONLENS_API_URL).
 
 `main` is the `neuronlens` command of the client wheel (clients/python: these commands only). The server's
 `neuronlens` (service/commands/main.py: `up`, `demo`, `keys` too) adds the same parsers with
@@ -26,6 +26,7 @@ from neuronlens.cli.commands import (
     show_sdk_warnings,
 )
 from neuronlens.cli.compare import add_compare_parser, run_compare
+from neuronlens.cli.pins import add_check_parser, add_pin_parser
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -150,10 +151,13 @@ def add_models_parser(commands: Any, default_url: str) -> None:
 
 
 def add_client_commands(commands: Any, default_url: str = DEFAULT_URL) -> None:
-    """Add `explain`, `export`, `models` and `compare` to a `neuronlens` parser's subcommands."""
+    """Add `explain`, `export`, `models`, `check`, `pin` and `compare` to a `neuronlens` parser's
+    subcommands."""
     add_explain_parser(commands, default_url)
     add_export_parser(commands, default_url)
     add_models_parser(commands, default_url)
+    add_check_parser(commands, default_url)
+    add_pin_parser(commands, default_url)
     add_compare_parser(commands, default_url, cmd_compare)
 
 
@@ -162,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronlens",
         description="Client of a NeuronLens API (neuron explanation as a service): explain neurons, "
-        "export reports, list models, compare checkpoints.",
+        "export reports, list models, check pins, compare checkpoints.",
     )
     add_client_commands(parser.add_subparsers(dest="command", required=True))
     return parser

@@ -6,6 +6,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
+- :mod:`~service.contract.pins`     pin files and `POST /v1/checks`: pins, check requests, results
 - :mod:`~service.contract.report`    the NeuronReport workers store and the API serves
 - :mod:`~service.contract.chance`    a score's chance level: the donor neurons and `ChanceLevel`
 - :mod:`~service.contract.summary`   the summary row of a report (listing, exports, the SDK's tables)
@@ -25,12 +26,14 @@ without it (``from service.contract.objects import ObjectStore``).
 
 from service.contract.artifact_keys import (
     EXEMPLAR_IMAGE_ROOT,
+    JOB_RECORD_ROOT,
     REPORT_INDEX_SYNCED,
     REPORT_ROOT,
     canonical_json,
     dataset_identity,
     exemplar_image_name,
     exemplar_images_key,
+    job_record_key,
     report_folder_key,
     report_key,
     report_object_name,
@@ -118,6 +121,24 @@ from service.contract.options import (
     TypeMethod,
     option_labels,
 )
+from service.contract.pins import (
+    CHECK_JOB_ID_PATTERN,
+    CHECK_JOB_PREFIX,
+    CHECK_TASK,
+    MAX_PINS,
+    PIN_FILE_VERSION,
+    CheckAccepted,
+    CheckEstimate,
+    CheckJobPayload,
+    CheckJobResult,
+    CheckRequest,
+    CheckState,
+    CheckStatus,
+    Pin,
+    PinFile,
+    PinResult,
+    PinSet,
+)
 from service.contract.redis_keys import RedisKeys
 from service.contract.registry import (
     BUNDLED_REGISTRY,
@@ -183,6 +204,22 @@ __all__ = [
     "ChanceLevel",
     "chance_donors",
     "null_donors",
+    "CHECK_JOB_ID_PATTERN",
+    "CHECK_JOB_PREFIX",
+    "CHECK_TASK",
+    "MAX_PINS",
+    "PIN_FILE_VERSION",
+    "CheckAccepted",
+    "CheckEstimate",
+    "CheckJobPayload",
+    "CheckJobResult",
+    "CheckRequest",
+    "CheckState",
+    "CheckStatus",
+    "Pin",
+    "PinFile",
+    "PinResult",
+    "PinSet",
     "PROFILE_ROOT",
     "PROMPT_PROFILE_VERSION",
     "CALIBRATION_STRIDE",
@@ -236,6 +273,7 @@ __all__ = [
     "ERROR_PART_LOST",
     "ERROR_WORKER_DIED",
     "EXEMPLAR_IMAGE_ROOT",
+    "JOB_RECORD_ROOT",
     "EXPLAIN_JOB_ID_PATTERN",
     "EXPLAIN_JOB_PREFIX",
     "EXPLAIN_QUEUE",
@@ -295,6 +333,7 @@ __all__ = [
     "dataset_identity",
     "exemplar_image_name",
     "exemplar_images_key",
+    "job_record_key",
     "load_registry",
     "SUPPORTED_ARCHITECTURES",
     "parse_series",

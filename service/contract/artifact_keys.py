@@ -25,6 +25,8 @@ from service.contract.registry import DatasetSpec, ModelSpec
 from service.contract.requests import ExplanationRequest, LLMModels
 from service.contract.versions import PIPELINE_VERSION, SCAN_VERSION
 
+JOB_RECORD_ROOT = "jobs"
+"""Artifact-store folder of the durable job records, one `<job id>.json` each."""
 REPORT_ROOT = "reports"
 """Artifact-store folder of stored NeuronReports (written by explain workers, read by the API)."""
 
@@ -115,6 +117,11 @@ def report_object_neuron(name: str) -> int | None:
 def report_key(model: str, layer: int, neuron: int, variant: str) -> str:
     """Artifact-store key (path under the store's root) of one stored NeuronReport's JSON."""
     return f"{report_folder_key(model, layer, variant)}/{report_object_name(neuron)}"
+
+
+def job_record_key(job_id: str) -> str:
+    """Artifact-store key of a request's durable job record (its parts, owners and last derived state)."""
+    return f"{JOB_RECORD_ROOT}/{job_id}.json"
 
 
 def exemplar_images_key(model: str, layer: int, neuron: int, variant: str) -> str:

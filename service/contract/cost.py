@@ -150,6 +150,11 @@ class LLMEstimate(ContractModel):
     cost_usd: float | None = Field(
         default=None, ge=0, description="USD at the endpoint's prices; null without prices or tokens."
     )
+    missing: str | None = Field(
+        default=None,
+        description="Why `prompt_tokens`, `completion_tokens` or `cost_usd` are null, in words (no prompt "
+        "profile yet, no LLM endpoint configured, an endpoint without prices); null when all are known.",
+    )
 
 
 class CostEstimate(ContractModel):

@@ -55,7 +55,7 @@ EXPLAIN_PART_PREFIX = "part-"
 """Every explain job of one (layer, neuron chunk) of a request starts with this; the request's own id
 (:data:`EXPLAIN_JOB_PREFIX`) names the whole, as clients see it."""
 
-JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed"]
+JobState = Literal["queued", "scanning", "explaining", "simulating", "finished", "failed", "cancelled"]
 """Where a job stands, as `GET /v1/jobs/{id}` reports it."""
 
 JobStage = Literal["scanning", "explaining", "simulating"]

@@ -43,6 +43,15 @@ class RedisKeys:
         """A request's job record (JSON listing its scan job and explain parts)."""
         return f"{self.prefix}nl:job:{job_id}"
 
+    def job_record_state(self, job_id: str) -> str:
+        """The state of a request last written to its durable record in the artifact store."""
+        return f"{self.prefix}nl:jobstate:{job_id}"
+
+    def job_cancel(self, group: str) -> str:
+        """Set when the request ``group`` is cancelled: its running explain jobs stop after their current
+        neuron."""
+        return f"{self.prefix}nl:cancel:{group}"
+
     def lock(self, job_id: str) -> str:
         """The lock held while the API checks and enqueues the job ``job_id``."""
         return f"{self.prefix}nl:lock:{job_id}"

@@ -34,6 +34,7 @@ from service.estimates.calls import (
     parts,
     simulation_calls,
 )
+from service.estimates.missing import missing_figures
 from service.settings import Settings, llm_endpoint_configs
 
 if TYPE_CHECKING:
@@ -268,7 +269,8 @@ def estimate_cost(resolved: ResolvedRequest, store: ObjectStore, settings: Setti
             calls=tally.calls,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            cost_usd=_cost_usd(request, settings, prompt, completion),
+            cost_usd=(cost := _cost_usd(request, settings, prompt, completion)),
+            missing=missing_figures(request, settings, basis, cost),
         ),
         token_basis=basis,
         basis=_basis_words(request, basis),
@@ -284,7 +286,9 @@ def _tally_layer(
     request, model, dataset = resolved.request, resolved.model, resolved.dataset
     options = request.options
     neurons = resolved.neurons
-    stored = store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
+    # An openai request with no endpoint configured (a dry run) has no variant: nothing of it is stored.
+    no_variant = resolved.llm_models is None and "openai" in (request.explainer, request.simulator)
+    stored = set() if no_variant else store.stored_neurons(model.id, layer, resolved.variant) & set(neurons)
     todo = [n for n in neurons if n not in stored]
     tally.neurons += len(neurons)
     tally.stored += len(stored)

@@ -204,7 +204,7 @@ def resolve_backends(
     if request.endpoint is not None:
         _check_endpoint_name(request.endpoint, list(configs))
     for field, backend in (("explainer", explainer), ("simulator", simulator)):
-        if backend == "openai" and not configs:
+        if backend == "openai" and not configs and not request.dry_run:
             raise InvalidInput.for_field(
                 field, f"the openai backend needs an LLM endpoint and none is configured: {LLM_SETUP_HINT}"
             )
@@ -212,6 +212,15 @@ def resolve_backends(
         raise InvalidInput.for_field(
             "candidates", "candidates apply to the openai explainer only: the baseline writes one explanation"
         )
+    if settings is not None and not configs and "openai" in (explainer, simulator):
+        # A dry run counts the calls without an endpoint; tokens and cost say why they are missing.
+        candidates = (request.candidates or settings.llm_candidates) if explainer == "openai" else None
+        return {
+            "explainer": explainer,
+            "simulator": simulator,
+            "endpoint": None,
+            "candidates": candidates,
+        }, None
     if settings is None or "openai" not in (explainer, simulator):  # no settings: nothing configured
         if request.endpoint is not None:
             raise InvalidInput.for_field(

@@ -27,6 +27,7 @@ from service.access.ratelimit import RateLimits
 from service.contract import Registry, load_registry
 from service.contract.objects import ObjectStore
 from service.http.api_docs import docs_assets_router, openapi_config
+from service.http.body_timeout import BodyTimeoutMiddleware
 from service.http.conventions import COMPRESSION, HeadMiddleware, check_accept, cors_config
 from service.http.error_responses import EXCEPTION_HANDLERS
 from service.http.guards import MAX_BODY_BYTES, check_request
@@ -183,7 +184,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Around the whole handler rather than as route middleware, so unmatched routes are measured too;
     # the request id outermost, so every log line and answer of the request carries it.
     app.asgi_handler = RequestIdMiddleware(
-        RequestMetricsMiddleware(HeadMiddleware(app.asgi_handler), api_metrics)
+        RequestMetricsMiddleware(
+            BodyTimeoutMiddleware(HeadMiddleware(app.asgi_handler), settings.request_body_timeout_s),
+            api_metrics,
+        )
     )
     return app
 

@@ -60,21 +60,94 @@ def conditional_response(
     return Response(content=content, media_type=media_type, headers=headers)
 
 
-def check_accept(request: Request[Any, Any, Any]) -> None:
-    """`before_request` hook: NotAcceptable when `Accept` admits none of the route's representations (its
-    media type, or the list in its ``opt["media_types"]`` when it has several, as the table exports do)."""
-    accept = request.headers.get("accept")
-    if not accept:
-        return
+def _media_ranges(accept: str) -> list[tuple[str, str, float]]:
+    """(type, subtype, q) of each media range of an `Accept` header; unreadable q values count as 0."""
+    ranges = []
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        if "/" not in media:
+            continue
+        main, sub = (name.strip().lower() for name in media.split("/", 1))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((main, sub, quality))
+    return ranges
+
+
+def _quality(media: str, ranges: list[tuple[str, str, float]]) -> float:
+    """The q of ``media``: that of the most specific range matching it (RFC 9110 §12.5.1); 0 when none."""
+    main, sub = media.split(";")[0].strip().lower().split("/", 1)
+    best, specificity = 0.0, -1
+    for range_main, range_sub, quality in ranges:
+        level = (
+            2
+            if (range_main, range_sub) == (main, sub)
+            else 1
+            if (range_main, range_sub) == (main, "*")
+            else 0
+        )
+        if level == 0 and (range_main, range_sub) != ("*", "*"):
+            continue
+        if level > specificity:
+            best, specificity = quality, level
+    return best
+
+
+def negotiate(accept: str | None, offered: list[str]) -> str | None:
+    """The media type of ``offered`` that ``accept`` prefers (the highest q; ties go to the earlier one, so
+    the first is the default), None when `Accept` admits none of them (q=0 excludes a type)."""
+    if not accept or not accept.strip():
+        return offered[0]
+    ranges = _media_ranges(accept)
+    scored = [(_quality(media, ranges), -index, media) for index, media in enumerate(offered)]
+    quality, _, media = max(scored)
+    return media if quality > 0 else None
+
+
+def offered_media(request: Request[Any, Any, Any]) -> list[str]:
+    """The representations of the request's route: its media type, or the list in its
+    ``opt["media_types"]`` when it has several (the table exports), the default first."""
     handler = request.route_handler
-    offered: list[str] = handler.opt.get("media_types") or [
+    return handler.opt.get("media_types") or [
         str(getattr(handler.media_type, "value", handler.media_type) or "application/json")
     ]
-    if request.accept.best_match([media.split(";")[0] for media in offered]) is None:
-        listed = " or ".join(offered)
-        raise NotAcceptable(
-            f"{request.url.path} is available as {listed} only; `Accept: {accept}` admits none"
-        )
+
+
+def not_acceptable(request: Request[Any, Any, Any], offered: list[str]) -> NotAcceptable:
+    listed = " or ".join(offered)
+    accept = request.headers.get("accept")
+    return NotAcceptable(f"{request.url.path} is available as {listed} only; `Accept: {accept}` admits none")
+
+
+def check_accept(request: Request[Any, Any, Any]) -> None:
+    """`before_request` hook: NotAcceptable when `Accept` admits none of the route's representations
+    (:func:`offered_media`)."""
+    offered = offered_media(request)
+    if negotiate(request.headers.get("accept"), offered) is None:
+        raise not_acceptable(request, offered)
+
+
+def chosen_format(request: Request[Any, Any, Any], formats: dict[str, str], default: str) -> str:
+    """The `format` of a route that answers several (``formats``: format → media type): the one the
+    query names, else the one `Accept` prefers (``default`` when it has no preference); NotAcceptable when
+    `Accept` admits the named format (or every format) not."""
+    accept = request.headers.get("accept")
+    named = request.query_params.get("format")
+    if named is not None:
+        if negotiate(accept, [formats[named]]) is None:
+            raise not_acceptable(request, [formats[named]])
+        return named
+    media = [formats[default], *(m for f, m in formats.items() if f != default)]
+    chosen = negotiate(accept, media)
+    if chosen is None:
+        raise not_acceptable(request, media)
+    return next(f for f, m in formats.items() if m == chosen)
 
 
 def cors_config(settings: Settings) -> CORSConfig | None:

@@ -27,9 +27,9 @@ log = logging.getLogger("neuronlens.api")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:neuronlens:problem:"
 
-RETRY_AFTER_S = 1
+RETRY_AFTER_S = 5
 """Seconds a 503 answer asks the client to wait (its `Retry-After` header) before trying again: a Redis
-restart or failover takes about that long, and clients (the SDK) back off further on repeats."""
+restart or failover takes a few seconds, and clients (the SDK) back off further on repeats."""
 
 
 # --------------------------------------------------------------------------- responses

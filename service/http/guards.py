@@ -1,12 +1,14 @@
-"""Checks every request passes before its handler parses anything: content type, JSON nesting depth and
-query parameter names. Each failure is a problem-details 4xx (service/http/error_responses.py), so no input
-reaches a 5xx or costs more than a scan of its bytes.
+"""Checks every request passes before its handler parses anything: content type, JSON nesting depth,
+members repeated within a JSON object, and query parameter names (unknown or repeated ones). Each failure
+is a problem-details 4xx (service/http/error_responses.py), so no input reaches a 5xx or costs more than a
+parse of its bytes.
 
 The body size itself is bounded by Litestar (``request_max_body_size``: 413 beyond it).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -93,6 +95,14 @@ def _check_query(request: Request[Any, Any, Any]) -> None:
         request.app.state.query_names = allowed_by_operation
     operation_id = request.route_handler.operation_id
     allowed = allowed_by_operation.get(operation_id if isinstance(operation_id, str) else "", frozenset())
+    repeated = sorted(
+        name for name in set(request.query_params) if len(request.query_params.getall(name)) > 1
+    )
+    if repeated:
+        raise InvalidInput(
+            f"repeated query parameters: {', '.join(repeated)}",
+            [FieldProblem(field=name, message="given more than once; send it once") for name in repeated],
+        )
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         accepted = ", ".join(sorted(allowed)) or "none"
@@ -106,8 +116,9 @@ def _check_query(request: Request[Any, Any, Any]) -> None:
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
-    """Litestar ``before_request`` hook: unknown query parameters → 422; a body that is not JSON → 415;
-    JSON nested deeper than :data:`MAX_JSON_DEPTH` → 400; headers past :data:`MAX_HEADER_BYTES` → 431.
+    """Litestar ``before_request`` hook: unknown or repeated query parameters → 422; a body that is not
+    JSON → 415; JSON nested deeper than :data:`MAX_JSON_DEPTH` → 400; a repeated JSON member → 422;
+    headers past :data:`MAX_HEADER_BYTES` → 431.
     Returns None so the handler runs."""
     header_bytes = sum(len(name) + len(value) for name, value in request.scope["headers"])
     if header_bytes > MAX_HEADER_BYTES:
@@ -125,3 +136,37 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     body = await request.body()  # Litestar caches it for the handler's own parsing
     if json_depth_exceeds(body, MAX_JSON_DEPTH):
         raise MalformedRequest(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    duplicate = duplicate_json_key(body)
+    if duplicate is not None:
+        raise InvalidInput.for_field(
+            duplicate, "given more than once in one JSON object; send each member once"
+        )
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def duplicate_json_key(body: bytes) -> str | None:
+    """The first member name repeated within one JSON object of ``body`` (RFC 8259 leaves its meaning
+    undefined; parsers keep the last), None when there is none or the body is not JSON (the handler's
+    parsing answers that)."""
+    if body.count(b'"') < 4:
+        return None
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as duplicate:
+        return duplicate.key
+    except ValueError:
+        return None
+    return None

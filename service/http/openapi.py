@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from service.http.app import create_app
 from service.settings import load_settings
@@ -22,8 +23,19 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 def render_openapi() -> str:
     """The OpenAPI document as text. Built from an app that never starts (no Redis needed)."""
     app = create_app(load_settings(redis_url=None))
-    document = app.openapi_schema.to_schema()
-    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    document = _sorted(app.openapi_schema.to_schema())
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _sorted(value: Any, parent: str = "") -> Any:
+    """``value`` with every object's keys sorted, except the media types of a `content` map: their order
+    is the server's preference, which generated clients follow (the first type they can read wins)."""
+    if isinstance(value, dict):
+        items = value.items() if parent == "content" else sorted(value.items())
+        return {key: _sorted(item, key) for key, item in items}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

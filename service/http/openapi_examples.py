@@ -23,6 +23,7 @@ from service.contract import (
     load_registry,
 )
 from service.contract.comparisons import ComparisonEstimate, ComparisonStatus, NeuronComparison
+from service.contract.job_list import JobList, JobSummary
 from service.reports.listing import summarize
 
 JOB_ID = "exp-3f1c2a9b8e7d6c5b4a392817"
@@ -103,6 +104,21 @@ def job_queued() -> JobStatus:
         queue_position=0,
         created_at=CREATED,
     )
+
+
+CANCELLED = {"status": "cancelled", "queue_position": None, "ended_at": CREATED}
+
+
+def job_list() -> JobList:
+    finished = job_finished()
+    row = JobSummary(
+        job_id=JOB_ID,
+        model="minilm-l6",
+        layers=[3],
+        neurons=1,
+        **finished.model_dump(include={"status", "progress", "created_at", "started_at", "ended_at"}),
+    )
+    return JobList(jobs=[row], next_cursor="MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHxleHAtMDEyMw")
 
 
 def job_finished() -> JobStatus:
@@ -251,6 +267,8 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
         ("getComparison", "200"): {"finished": dump(comparison_status())},
         ("exportComparison", "200"): {"rows": dump(neuron_comparison())},
         ("getJob", "200"): {"queued": dump(job_queued()), "finished": dump(job_finished())},
+        ("listJobs", "200"): {"a page": dump(job_list())},
+        ("cancelJob", "200"): {"cancelled": dump(job_queued().model_copy(update=CANCELLED))},
         ("getNeuronReport", "200"): {"a text neuron": dump(neuron_report())},
         ("getNeuronPage", "200"): {"page": "<!doctype html><html><head><title>minilm-l6 3/42</title>…"},
         ("listLayerNeurons", "200"): {"a layer": dump(layer_listing())},

@@ -40,7 +40,15 @@ from service.estimates.compare_check import ResolvedComparison
 from service.estimates.validate import ResolvedRequest
 from service.jobs.queues import JobQueues
 from service.jobs.record import now, read_record
-from service.jobs.rq_jobs import ACTIVE, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs, requeue_failed
+from service.jobs.rq_jobs import (
+    ACTIVE,
+    delete_job,
+    enqueue_lock,
+    enqueue_payload,
+    fetch_job,
+    fetch_jobs,
+    requeue_failed,
+)
 from service.jobs.scan import ensure_scan_jobs
 from service.jobs.state import job_status
 from service.jobs.submit import submit_explanation
@@ -130,7 +138,7 @@ def _ensure_part(
     if job is not None and status in ACTIVE | {RqStatus.FINISHED}:
         return
     if job is not None:
-        job.delete()
+        delete_job(connection, job)
     layer, count = payload.base.request.layer, len(payload.base.request.neuron_list())
     meta = JobMeta(total=count, request_id=request_id, group=payload.comparison_id)
     enqueue_payload(

@@ -4,6 +4,7 @@ Every id is a hash of what determines the job's output (and of the deployment's 
 `RedisKeys.job_id`), so a repeat joins the jobs in flight and two API replicas create one of each:
 
 - ``exp-<hash>``: a request, the whole job clients see (no RQ job of its own: its record lists the parts)
+- ``chk-<hash>``: a check of pins (one RQ job, on the explain queue, waiting for its layers' scan)
 - ``part-<hash>``: the explain job of one (layer, chunk of neurons) of a request
 - ``scan-<hash>``: the scan job of a set of layers (one forward pass over the probe set)
 - ``scan-<hash>-k<K>``: the merge job of a K-shard scan of the same layers, and
@@ -18,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from service.contract import (
+    CHECK_JOB_PREFIX,
     EXPLAIN_JOB_PREFIX,
     EXPLAIN_PART_PREFIX,
     PIPELINE_VERSION,
@@ -28,6 +30,7 @@ from service.contract import (
     RedisKeys,
     dataset_identity,
 )
+from service.estimates.checks import ResolvedCheck
 from service.estimates.validate import ResolvedRequest
 
 _MERGE_ID = re.compile(r"^(?P<scan>.+)-k(?P<shards>[0-9]+)$")
@@ -99,3 +102,17 @@ def shard_job_ids(merge_id: str) -> list[str]:
         return []
     scan_id, n_shards = found["scan"], int(found["shards"])
     return [shard_job_id(scan_id, k, n_shards) for k in range(n_shards)]
+
+
+def check_job_id(keys: RedisKeys, resolved: ResolvedCheck) -> str:
+    """Id of a check (`chk-…`): a hash of the canonical resolved check (pins, hook, probe set, simulator,
+    endpoint, options and budget; not `dry_run`), the model revision, the probe set, the endpoint's model
+    names and the pipeline version. A repeat joins the check in flight or answers the finished one."""
+    payload = {
+        "request": resolved.request.model_dump(mode="json", exclude={"dry_run"}),
+        "revision": resolved.model.revision,
+        "dataset": dataset_identity(resolved.dataset),
+        "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
+        "pipeline": PIPELINE_VERSION,
+    }
+    return keys.job_id(CHECK_JOB_PREFIX, payload)

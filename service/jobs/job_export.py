@@ -30,7 +30,7 @@ def job_export_pages(
 ) -> Iterator[list[bytes]]:
     """Pages of a finished job's stored reports. NotFound for an unknown job; JobNotFinished while it
     runs or when it failed."""
-    refs = job_report_refs(connection, keys, job_id)
+    refs = job_report_refs(connection, keys, job_id, store)
     status = job_status(connection, keys, store, job_id, limit=0) if refs is not None else None
     if refs is None or status is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
@@ -41,15 +41,15 @@ def job_export_pages(
             f"(GET /v1/jobs/{job_id} follows it)"
         )
     return read_pages(
-        store, refs, _job_linker(connection, keys, registry, job_id) if fields == "full" else None
+        store, refs, _job_linker(connection, keys, store, registry, job_id) if fields == "full" else None
     )
 
 
 def _job_linker(
-    connection: redis.Redis, keys: RedisKeys, registry: Registry, job_id: str
+    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, registry: Registry, job_id: str
 ) -> Callable[[int, str, bytes], bytes] | None:
     """Fills exemplar image links of a vision-language job's reports, from the job's request."""
-    record = read_record(connection, keys, job_id)
+    record = read_record(connection, keys, job_id, store)
     if record is None:
         return None
     request = record.request

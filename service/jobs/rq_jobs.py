@@ -10,6 +10,7 @@ import redis
 from redis.lock import Lock
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Dependency, Job
 from rq.job import JobStatus as RqStatus
 from rq.serializers import JSONSerializer
@@ -45,6 +46,25 @@ def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:
 def fetch_jobs(connection: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
     """The RQ jobs ``job_ids`` (None for those not recorded), in one round trip."""
     return Job.fetch_many(list(job_ids), connection, serializer=JSONSerializer)
+
+
+def delete_job(connection: redis.Redis, job: Job) -> None:
+    """Delete ``job`` (to enqueue a fresh one under its id) whatever RQ's registries still hold.
+
+    RQ keeps an execution's id in the job's execution registry for a minute after the execution itself
+    expired (a SIGKILLed worker's, say), and `Job.delete` reads every listed execution: it raised
+    `ValueError: Execution … not found in Redis` for that minute. Ids whose execution is gone are dropped
+    first; one that expires in between empties the registry and the delete runs again."""
+    registry = job.execution_registry
+    for raw in connection.zrange(registry.key, 0, -1):  # type: ignore[union-attr]
+        execution_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if not connection.exists(Execution(execution_id, job.id, connection).key):
+            connection.zrem(registry.key, execution_id)
+    try:
+        job.delete()
+    except ValueError:
+        connection.delete(registry.key)
+        job.delete()
 
 
 def enqueue_lock(connection: redis.Redis, keys: RedisKeys, job_id: str) -> Lock:

@@ -35,6 +35,7 @@ from service.jobs.rq_jobs import (
     ACTIVE,
     ENDED_BADLY,
     RERUNNABLE,
+    delete_job,
     enqueue_lock,
     enqueue_payload,
     fetch_job,
@@ -82,7 +83,7 @@ def _ensure_job(
         requeue_failed(job, settings, request_id)
     elif job is None or status not in (ACTIVE | {RqStatus.FINISHED}):
         if job is not None:
-            job.delete()
+            delete_job(connection, job)
         enqueue()
 
 

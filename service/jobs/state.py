@@ -7,6 +7,7 @@ explaining  a part runs (`simulating` when every running part simulates), or som
             others wait
 finished    every part finished (or was stored already)
 failed      a part failed (its error, prefixed with the layer); the others keep running
+cancelled   `DELETE /v1/jobs/{id}` cancelled it (service/jobs/cancel.py); stored reports are kept
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from service.contract import (
 )
 from service.contract.objects import ObjectStore
 from service.jobs.part_state import PartState, ScanReads, part_state
-from service.jobs.record import JobRecord, Part, read_record
+from service.jobs.record import JobRecord, Part, note_state, read_durable, read_record
 from service.jobs.rq_jobs import fetch_jobs, listening_workers
 from service.jobs.scan import scan_state
 from service.reports.exemplar_links import link_exemplar_images
@@ -128,7 +129,9 @@ def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
     for s in states:
         if s.job is not None and (missing := JobMeta.from_meta(s.job.meta).not_done):
             not_done.setdefault(s.part.layer, []).extend(missing)
-    terminal = status in ("finished", "failed")
+    if record.cancelled_at is not None:  # parts still running stop after their current neuron
+        status, error = "cancelled", None
+    terminal = status in ("finished", "failed", "cancelled")
     return JobStatus(
         job_id=record.job_id,
         status=status,
@@ -136,7 +139,8 @@ def request_state(states: Sequence[PartState], record: JobRecord) -> JobStatus:
         queue_position=min(positions) if status == "queued" and positions else None,
         created_at=record.created_at,
         started_at=min(started) if started and status != "queued" else None,
-        ended_at=max(ended) if terminal and ended else (record.created_at if terminal else None),
+        ended_at=record.cancelled_at
+        or (max(ended) if terminal and ended else (record.created_at if terminal else None)),
         error=error,
         layers=_layers(states, record),
         usage=_usage(metas),
@@ -178,20 +182,48 @@ def job_status(
     limit: int = 100,
 ) -> JobStatus | None:
     """`GET /v1/jobs/{job_id}`: None when no request has that id; the request's state, and once finished a
-    page of its reports in (layer, neuron) order."""
+    page of its reports in (layer, neuron) order. A request Redis no longer holds is answered from its
+    durable record: the last state derived while Redis held it once that state was final, else derived
+    again from what is stored."""
     record = read_record(connection, keys, job_id)
     if record is None:
-        return None
+        durable = read_durable(store, job_id)
+        if durable is None:
+            return None
+        record, last = durable
+        if last is not None and last.status in FINAL:
+            return _with_reports(store, record, last, offset, limit)
+        return _derived(connection, keys, store, record, offset, limit)
+    return _derived(connection, keys, store, record, offset, limit)
+
+
+FINAL = frozenset({"finished", "failed", "cancelled"})
+"""States a request stays in until it is posted again."""
+
+
+def _with_reports(
+    store: ObjectStore, record: JobRecord, status: JobStatus, offset: int, limit: int
+) -> JobStatus:
+    if status.status != "finished":
+        return status
+    page, total = _reports_page(store, record, status, offset, limit)
+    return status.model_copy(update={"reports": page, "reports_total": total})
+
+
+def _derived(
+    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, record: JobRecord, offset: int, limit: int
+) -> JobStatus:
+    """The request's state derived from its parts' jobs (noted in its durable record when it changed)."""
     states = part_states(connection, keys, store, record)
     status = request_state(states, record)
-    ended = status.status in ("finished", "failed")
+    ended = status.status in FINAL
     if not ended:
-        connection.expire(keys.job_record(job_id), record.ttl_s)  # a request kept waiting keeps its record
+        connection.expire(keys.job_record(record.job_id), record.ttl_s)  # a request kept waiting keeps it
     waiting = _waiting(states)
     changes: dict[str, object] = {
         "workers": None if ended else (listening_workers(connection, waiting) if waiting else 0),
         "scan": scan_state(connection, record.scan_job_id) if record.scan_job_id is not None else None,
     }
-    if status.status == "finished":
-        changes["reports"], changes["reports_total"] = _reports_page(store, record, status, offset, limit)
-    return status.model_copy(update=changes)
+    status = status.model_copy(update=changes)
+    note_state(connection, keys, store, record, status)
+    return _with_reports(store, record, status, offset, limit)

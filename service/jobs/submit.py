@@ -13,7 +13,8 @@ jobs in flight and two API replicas create one of each. Each job gets its typed 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import redis
 from rq.job import Job
@@ -32,8 +33,8 @@ from service.estimates.validate import ResolvedRequest
 from service.jobs.ids import explain_job_id, part_job_id
 from service.jobs.part_state import part_state
 from service.jobs.queues import JobQueues
-from service.jobs.record import JobRecord, Part, now, read_record, write_record
-from service.jobs.rq_jobs import enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
+from service.jobs.record import JobRecord, Part, keep_record, now, read_record, write_record
+from service.jobs.rq_jobs import delete_job, enqueue_lock, enqueue_payload, fetch_job, fetch_jobs
 from service.jobs.scan import ensure_scan_jobs
 from service.reports.listing import indexed_neurons
 from service.settings import Settings
@@ -141,7 +142,7 @@ def _forget_finished_scan(connection: redis.Redis, explain: Job) -> None:
     scan_id = JobMeta.from_meta(explain.meta).scan_job_id
     scan = fetch_job(connection, scan_id) if scan_id is not None else None
     if scan is not None and scan.get_status(refresh=False) == RqStatus.FINISHED:
-        scan.delete()
+        delete_job(connection, scan)
 
 
 def _enqueue_part(
@@ -201,15 +202,17 @@ def _run_plan(
     for part, child, job in plan.after_scan:
         if JobMeta.from_meta(job.meta).scan_job_id != scan_id:  # it waits on another scan
             plan.run.append((part, child, job))
+    connection.delete(settings.redis_keys.job_cancel(job_id))  # a cancelled request runs again
+    for _, _, old in plan.run:  # every old job goes before anything of the request's state changes
+        if old is not None:
+            delete_job(connection, old)
     keys = settings.redis_keys
     budget = resolved.request.budget
     if budget is not None and not plan.join:
         # A fresh run of the request gets a fresh budget (while a part is still in flight the budget it
         # draws from stays); every part of the request shares the counters.
         connection.delete(keys.budget_calls(job_id), keys.budget_cost(job_id))
-    for part, child, old in plan.run:
-        if old is not None:
-            old.delete()
+    for part, child, _ in plan.run:
         _enqueue_part(queues, settings, child, part.id, scan_id, request_id, job_id, budget)
     return scan_id
 
@@ -230,34 +233,56 @@ def submit_explanation(
     resolved: ResolvedRequest,
     request_id: str | None = None,
     before_enqueue: Callable[[], None] | None = None,
+    owner: str | None = None,
 ) -> Submission:
     """Record the request's job and make sure each of its parts is stored, in flight or enqueued (joining
     jobs in flight, re-running failed ones). ``request_id`` (the HTTP request's X-Request-ID) goes into
     the meta of the jobs it enqueues; ``before_enqueue`` runs just before anything is enqueued and may
-    refuse by raising (quotas)."""
+    refuse by raising (quotas); ``owner`` (the calling API key's id) is added to the record's owners."""
     keys = settings.redis_keys
     job_id = explain_job_id(keys, resolved)
+    arrived = now()  # before anything is enqueued: a worker may start a part at once
     with enqueue_lock(connection, keys, job_id):
         parts = _parts(connection, store, settings, resolved, job_id)
         pending = [(part, child) for part, child in parts if part.enqueued]
-        previous = read_record(connection, keys, job_id)
+        previous = read_record(connection, keys, job_id, store)
         plan = _plan(connection, pending)
         if plan.run or plan.after_scan:
             if before_enqueue is not None:
                 before_enqueue()  # from here on something is enqueued
             scan_id: str | None = _run_plan(connection, queues, settings, resolved, job_id, plan, request_id)
-            created = now()
+        elif previous is not None:
+            keep_record(connection, keys, store, previous, owner)  # a repeat that runs nothing
+            return Submission(job_id=job_id, stored=not pending)
         else:
             scan_id = _joined_scan(connection, previous, plan)
-            created = previous.created_at if previous is not None and pending else now()
-        record = JobRecord(
-            job_id=job_id,
-            request=resolved.request,
-            variant=resolved.variant,
-            scan_job_id=scan_id if pending else None,
-            parts=[part for part, _ in parts],
-            created_at=created,
-            ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
-        )
-        write_record(connection, keys, record)
+        parts_run = [part for part, _ in parts]
+        scan_id = scan_id if pending else None
+        record = _new_record(previous, job_id, resolved, parts_run, scan_id, arrived, settings)
+        owners = record.owners if owner is None or owner in record.owners else (*record.owners, owner)
+        write_record(connection, keys, replace(record, owners=owners), store)
     return Submission(job_id=job_id, stored=not pending)
+
+
+def _new_record(
+    previous: JobRecord | None,
+    job_id: str,
+    resolved: ResolvedRequest,
+    parts: list[Part],
+    scan_id: str | None,
+    arrived: datetime,
+    settings: Settings,
+) -> JobRecord:
+    """The record a submission writes: a repeat keeps the job's history (its creation time, and the parts
+    it ran listed as run even where their reports are stored by now)."""
+    ran = {part.id for part in previous.parts if part.enqueued} if previous is not None else set()
+    return JobRecord(
+        job_id=job_id,
+        request=resolved.request,
+        variant=resolved.variant,
+        scan_job_id=scan_id,
+        parts=[replace(part, enqueued=part.enqueued or part.id in ran) for part in parts],
+        created_at=previous.created_at if previous is not None else arrived,
+        ttl_s=max(settings.result_ttl_s, settings.failure_ttl_s),
+        owners=previous.owners if previous is not None else (),
+    )

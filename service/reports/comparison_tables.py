@@ -93,10 +93,14 @@ def _parquet(rows: list[dict[str, Any]]) -> Iterator[bytes]:
     yield sink.getvalue().to_pybytes()
 
 
+def comparison_chunks(items: Sequence[NeuronComparison], export_format: ExportFormat) -> Iterator[bytes]:
+    """The comparison's table in ``export_format``, as byte chunks."""
+    return {"ndjson": _ndjson, "csv": _csv, "parquet": _parquet}[export_format](comparison_rows(items))
+
+
 def comparison_export(items: Sequence[NeuronComparison], export_format: ExportFormat, stem: str) -> Stream:
     """The comparison's table as a streamed answer with its media type and file name."""
-    rows = comparison_rows(items)
-    chunks = {"ndjson": _ndjson, "csv": _csv, "parquet": _parquet}[export_format](rows)
+    chunks = comparison_chunks(items, export_format)
     name = f"{stem}.{export_format}"
     return Stream(
         chunks,

@@ -33,7 +33,7 @@ POLL_SCRIPT = """
     document.getElementById("queue").textContent = queued;
     var error = status.error ? status.error.type + ": " + status.error.message : "";
     document.getElementById("error").textContent = error;
-    var ended = status.status === "finished" || status.status === "failed";
+    var ended = ["finished", "failed", "cancelled"].indexOf(status.status) >= 0;
     document.getElementById("results").hidden = status.status !== "finished";
     return ended;
   }
@@ -89,7 +89,7 @@ def render_job_page(status: JobStatus, request: ExplanationRequest, variant: str
     neurons = request.neuron_list()
     progress = status.progress
     width = 100 * progress.done / progress.total if progress.total else 0
-    ended = status.status in ("finished", "failed")
+    ended = status.status in ("finished", "failed", "cancelled")
     layers = request.layer_list()
     shown = [(layer, n) for layer in layers for n in neurons][:NEURON_LINKS]
     links = " ".join(

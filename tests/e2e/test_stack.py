@@ -195,7 +195,10 @@ def test_cli_explain_reports_a_failed_job(stack: RunningStack) -> None:
 
 def test_cli_explain_without_an_api_says_so() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = run_cli("explain", "--url", url, "--model", MODEL, "--layer", "1", "--neuron", "1")
+    # One retry: the default six ride out a 15 s restart, which this test need not wait for.
+    result = run_cli(
+        "explain", "--url", url, "--model", MODEL, "--layer", "1", "--neuron", "1", "--retries", "1"
+    )
     assert result.returncode == 1
     assert f"cannot reach the NeuronLens API at {url}" in result.stderr
 

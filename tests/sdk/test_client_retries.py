@@ -1,5 +1,7 @@
 """The SDK's retry policy and API key against a small real HTTP server on loopback that answers a scripted
-sequence (503s with and without Retry-After, then a success), and the Retry-After parsing rules."""
+sequence (503s and 429s with and without Retry-After, then a success), the Retry-After parsing rules, the
+backoff (exponential, jittered, Retry-After its floor), and the SDK's surface (AsyncClient has every Client
+method; every public name has a docstring)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from neuronlens import ApiUnavailable, Client
-from neuronlens._core import RetryPolicy, parse_retry_after
+import neuronlens
+from neuronlens import ApiUnavailable, AsyncClient, Client, RequestRejected
+from neuronlens._core import DEFAULT_RETRIES, RetryPolicy, parse_retry_after
 from service.commands.embedded_redis import free_port
 
 
@@ -101,9 +104,67 @@ def test_retry_after_is_read_and_capped() -> None:
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
     assert 50 < (parse_retry_after(in_a_minute) or 0) <= 60
-    policy = RetryPolicy(retries=3, backoff_s=0.5, max_wait_s=5)
+    policy = RetryPolicy(retries=3, backoff_s=0.5, max_wait_s=5, rng=lambda: 1.0)
     busy = httpx.Response(503, headers={"Retry-After": "120"})
     assert policy.delay(0, busy, None) == 5, "a long Retry-After is cut to max_wait_s"
     assert policy.delay(2, httpx.Response(503), None) == 2.0, "0.5 s doubling without Retry-After"
     assert policy.delay(3, busy, None) is None, "no retry after the last"
     assert policy.delay(0, httpx.Response(500), None) is None, "a 500 is a bug, not an outage"
+
+
+def test_backoff_is_exponential_with_jitter_and_never_shorter_than_retry_after() -> None:
+    low, high = (RetryPolicy(rng=lambda value=value: value) for value in (0.0, 0.999))
+    unavailable = httpx.Response(503)
+    for attempt in range(5):
+        base = 0.5 * 2**attempt
+        assert low.delay(attempt, unavailable, None) == base / 2
+        assert base / 2 < (high.delay(attempt, unavailable, None) or 0) < base
+    drawn = {RetryPolicy().delay(2, unavailable, None) for _ in range(20)}
+    assert len(drawn) > 1 and all(1.0 <= (d or 0) <= 2.0 for d in drawn), "jittered, not lockstep"
+    told = httpx.Response(503, headers={"Retry-After": "5"})
+    assert low.delay(0, told, None) == 5 and low.delay(4, told, None) == 5, "Retry-After is the floor"
+    assert low.delay(5, told, None) == 8, "backoff beyond Retry-After"
+
+
+def test_the_defaults_ride_out_a_15_s_api_restart() -> None:
+    """While the API restarts, connections are refused (no Retry-After): the default policy's shortest
+    possible waits (jitter at its low end) add up to more than 15 s before it gives up."""
+    refused = httpx.ConnectError("refused")
+    policy = RetryPolicy(rng=lambda: 0.0)
+    waits = []
+    while (wait := policy.delay(len(waits), None, refused)) is not None:
+        waits.append(wait)
+    assert len(waits) == DEFAULT_RETRIES and sum(waits) > 15, waits
+    assert sum(RetryPolicy(rng=lambda: 0.999).delay(n, None, refused) or 0 for n in range(len(waits))) < 35
+    with Client("http://127.0.0.1:9") as client:
+        assert client.retry.retries == DEFAULT_RETRIES and client.retry.backoff_s == 0.5
+
+
+def test_429s_are_retried_unless_the_window_resets_too_late(scripted: Scripted) -> None:
+    scripted.answers = [(429, {"Retry-After": "0"}), (429, {"Retry-After": "0"})]
+    with Client(url_of(scripted), retries=3, backoff_s=0.01) as client:
+        assert client.models() == []
+    assert len(scripted.seen) == 3
+    scripted.seen.clear()
+    scripted.answers = [(429, {"Retry-After": "3600"})]
+    with Client(url_of(scripted), retries=3) as client, pytest.raises(RequestRejected, match="HTTP 429"):
+        client.models()
+    assert len(scripted.seen) == 1, "a quota that resets in an hour is not waited for"
+
+
+def test_async_client_has_every_client_method_and_every_public_name_is_documented() -> None:
+    public = {name for name in dir(Client) if not name.startswith("_")} - {"close"}
+    assert public <= set(dir(AsyncClient)), public - set(dir(AsyncClient))
+    assert {"aclose", "estimate", "page_url", "to_dataframe", "layer_to_dataframe"} <= set(dir(AsyncClient))
+    undocumented = [
+        f"{cls.__name__}.{name}"
+        for cls in (Client, AsyncClient)
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(member) and not member.__doc__
+    ]
+    undocumented += [
+        name
+        for name in neuronlens.__all__
+        if callable(getattr(neuronlens, name)) and not getattr(neuronlens, name).__doc__
+    ]
+    assert undocumented == []

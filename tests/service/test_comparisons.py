@@ -99,6 +99,11 @@ def test_a_comparison_finds_the_planted_changes(
         assert [json.loads(line)["neuron"] for line in lines] == list(range(128))
         parquet = http.get(f"{url}/v1/comparisons/{status.comparison_id}/rows", params={"format": "parquet"})
         assert parquet.status_code == 200 and parquet.content[:4] == b"PAR1"
+        rows_url = f"{url}/v1/comparisons/{status.comparison_id}/rows"
+        by_accept = http.get(rows_url, headers={"Accept": "text/csv"})
+        assert by_accept.headers["content-type"].startswith("text/csv") and by_accept.text == table.text
+        refused = http.get(rows_url, params={"format": "csv"}, headers={"Accept": "application/x-ndjson"})
+        assert refused.status_code == 406, refused.text
 
 
 def test_models_that_tokenise_differently_are_refused(stack: tuple[httpx.Client, Settings]) -> None:

@@ -88,6 +88,30 @@ def test_every_report_is_served_after_redis_loses_everything(
         assert _reads(http, neurons) == before
 
 
+def test_a_jobs_status_and_export_survive_flushall(stack: Settings, redis_conn: redis.Redis) -> None:
+    """The job record is durable beside the reports: after FLUSHALL the job's status (its history, usage
+    and scan as last derived), its export and a repeat are answered from it."""
+    request = {"model": "minilm-l6", "layer": LAYER, "neurons": [5, 6]}
+    with serve(create_app(stack)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        job_id = http.post("/v1/explanations", json=request).json()["job_id"]
+        run_workers(redis_conn, stack)
+        finished = http.get(f"/v1/jobs/{job_id}").json()
+        assert finished["status"] == "finished" and finished["started_at"] is not None
+        export = http.get(f"/v1/jobs/{job_id}/reports")
+        assert export.status_code == 200
+
+        redis_conn.flushall()
+        after = http.get(f"/v1/jobs/{job_id}")
+        assert after.status_code == 200, after.text
+        assert after.json() == finished
+        exported = http.get(f"/v1/jobs/{job_id}/reports")
+        assert exported.status_code == 200, exported.text
+        assert exported.content == export.content
+        again = http.post("/v1/explanations", json=request)
+        assert again.status_code == 200 and again.json() == finished  # a repeat keeps the job's history
+        assert rq_jobs(redis_conn) == []
+
+
 def _first_stored(folder: Path, peer: LLMPeer, stop: threading.Event, seen: list[int]) -> None:
     """Append the peer's call count at the moment the first report object appears in ``folder``."""
     while not stop.is_set():

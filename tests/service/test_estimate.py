@@ -3,10 +3,12 @@ checked in tests/service/test_llm_jobs.py."""
 
 from __future__ import annotations
 
-from service.contract import ExplanationRequest, chance_donors, load_registry
+import httpx
+
+from service.contract import CostEstimate, ExplanationRequest, chance_donors, load_registry
 from service.estimates.estimate import estimate_calls
 from service.estimates.validate import resolve_request
-from service.settings import LLMEndpointConfig, Settings
+from service.settings import LLMEndpointConfig, Settings, llm_endpoint_configs
 
 
 def _estimate(body: dict[str, object], settings: Settings) -> tuple[int, int, int]:
@@ -76,3 +78,30 @@ def test_a_request_of_several_layers_counts_the_neurons_of_each(settings: Settin
     assert _estimate(three, llm)[:2] == (300, 300 * (1 + 2 * 10))
     every = {"model": "minilm-l6", "layers": "all", "neurons": [5], "options": {"chance_explanations": 0}}
     assert _estimate(every, llm)[:2] == (6, 6 * 21)
+
+
+def test_a_dry_run_counts_the_openai_calls_on_a_stack_with_no_endpoint(
+    http: httpx.Client, settings: Settings
+) -> None:
+    assert not llm_endpoint_configs(settings)
+    body = {
+        "model": "minilm-l6",
+        "layer": 1,
+        "neurons": [0, 1, 2],
+        "explainer": "openai",
+        "simulator": "openai",
+    }
+    answer = http.post("/v1/explanations", json={**body, "dry_run": True})
+    assert answer.status_code == 200, answer.text
+    estimate = CostEstimate.model_validate(answer.json())
+    llm = settings.model_copy(
+        update={
+            "llm_endpoints": {"e": LLMEndpointConfig(base_url="http://127.0.0.1:9/v1", explainer_model="m")}
+        }
+    )
+    assert estimate.llm.calls == _estimate(body, llm)[1] > 0
+    assert estimate.endpoint is None and estimate.llm.cost_usd is None
+    assert estimate.llm.missing is not None and "no LLM endpoint is configured" in estimate.llm.missing
+    # Without dry_run the request still needs an endpoint: nothing could run it.
+    refused = http.post("/v1/explanations", json=body)
+    assert refused.status_code == 422 and "none is configured" in refused.text

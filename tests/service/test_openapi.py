@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from service.contract import SUMMARY_COLUMNS
 from service.http.app import package_version
+from service.http.error_responses import RETRY_AFTER_S
 from service.http.openapi import DEFAULT_PATH, main, render_openapi
 
 
@@ -41,7 +49,11 @@ def test_document_describes_every_operation() -> None:
         "createComparison",
         "getComparison",
         "exportComparison",
+        "createCheck",
+        "getCheck",
         "getJob",
+        "listJobs",
+        "cancelJob",
         "exportJobReports",
         "getNeuronReport",
         "getExemplarImage",
@@ -91,16 +103,71 @@ def test_every_request_and_response_has_examples_and_declared_headers() -> None:
     assert {"$ref": "#/components/schemas/Backend"} in explainer["oneOf"]
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearerKey"]["scheme"] == "bearer" and schemes["apiKeyHeader"]["name"] == "X-API-Key"
-    assert "security" not in document["paths"]["/healthz"]["get"]
+    for open_path in ("/healthz", "/readyz", "/metrics"):  # open whatever NEURONLENS_AUTH says
+        assert document["paths"][open_path]["get"]["security"] == [], open_path
     assert document["paths"]["/v1/models"]["get"]["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}]
+
+
+def _examples(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(where, schema, value) of every example of the document: request bodies, answers, parameters."""
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            where = f"{method.upper()} {path}"
+            contents = [("request", (op.get("requestBody") or {}).get("content", {}))]
+            contents += [(status, r.get("content", {})) for status, r in op["responses"].items()]
+            for status, content in contents:
+                for media_type, media in content.items():
+                    for name, example in (media.get("examples") or {}).items():
+                        yield f"{where} {status} {media_type} {name}", media["schema"], example["value"]
+            for parameter in op.get("parameters", []):
+                for name, example in (parameter.get("examples") or {}).items():
+                    yield f"{where} {parameter['name']} {name}", parameter["schema"], example["value"]
+
+
+def test_every_example_validates_against_its_schema() -> None:
+    document = json.loads(render_openapi())
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:openapi", Resource.from_contents(document, DRAFT202012)
+    )
+    checked = 0
+    for where, schema, value in _examples(document):
+        schema = json.loads(json.dumps(schema).replace('"#/components', '"urn:openapi#/components'))
+        errors = list(Draft202012Validator(schema, registry=registry).iter_errors(value))
+        assert not errors, (where, [e.message for e in errors][:3])
+        checked += 1
+    assert checked >= 40
+    listing = document["paths"]["/v1/neurons/{model}/{layer}"]["get"]["responses"]["200"]["content"]
+    assert "examples" not in listing["application/vnd.apache.parquet"]  # bytes: no JSON listing there
+    ndjson = listing["application/x-ndjson"]["examples"]["summary"]["value"]
+    csv_header = listing["text/csv"]["examples"]["summary"]["value"].splitlines()[0]
+    assert csv_header.split(",") == list(SUMMARY_COLUMNS)  # what the server writes
+    assert {"model", "hook", "ci95", "non_default_options"} <= set(json.loads(ndjson.splitlines()[0]))
+
+
+def test_every_503_and_429_declares_retry_after() -> None:
+    document = json.loads(render_openapi())
+    answers = [
+        (f"{method} {path} {status}", response)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        for status, response in op["responses"].items()
+        if status in ("503", "429")
+    ]
+    assert len(answers) > 20
+    for where, response in answers:
+        assert "Retry-After" in response.get("headers", {}), where
+    readyz = document["paths"]["/readyz"]["get"]["responses"]["503"]["headers"]["Retry-After"]
+    assert f"({RETRY_AFTER_S})" in readyz["description"]
 
 
 GENERATOR_CONFIG = """\
 content_type_overrides:
   image/png: application/octet-stream
+  application/vnd.apache.parquet: application/octet-stream
 post_hooks: []
 """
-"""openapi-python-client reads bytes only from application/octet-stream; PNGs are mapped to it."""
+"""openapi-python-client reads bytes only from application/octet-stream; PNGs and Parquet are mapped to it
+(so the table exports, Parquet first, answer a File in every format)."""
 
 
 def test_openapi_python_client_generates_a_client_without_warnings(tmp_path: Path) -> None:

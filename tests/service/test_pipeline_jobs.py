@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,11 @@ def test_a_request_runs_to_finished_reports(
         assert again.status_code == 200
         assert JobStatus.model_validate(again.json()).reports == status.reports
         assert rq_jobs(redis_conn) == jobs_before
+        # A repeat never rewrites the job's history; a part starts after the job was created.
+        repeated = _status(http, url, job_id)
+        kept = ("created_at", "started_at", "ended_at", "scan", "usage", "progress")
+        assert repeated.model_dump(include=set(kept)) == status.model_dump(include=set(kept))
+        assert status.created_at <= status.started_at <= status.ended_at
 
         metrics = http.get(f"{url}/metrics").text
     assert 'neuronlens_jobs_total{outcome="finished",queue="scan"} 1.0' in metrics
@@ -301,3 +307,33 @@ def test_a_scan_artifact_lost_after_its_job_finished_is_rescanned_on_repeat(
         run_workers(redis_conn, settings)
         status = _status(http, url, job_id)
     assert status.status == "finished" and status.reports is not None and status.reports[0].neuron == 11
+
+
+def test_a_cancelled_running_part_stops_after_its_current_neuron(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+) -> None:
+    http, settings = stack
+    neurons = list(range(200, 456))
+    with serve(create_app(settings)) as url:
+        job_id = http.post(
+            f"{url}/v1/explanations", json={"model": "minilm-l6", "layer": LAYER, "neurons": neurons}
+        ).json()["job_id"]
+        answers: list[JobStatus] = []
+
+        def cancel_once_explaining() -> None:
+            deadline = time.monotonic() + 120
+            while _status(http, url, job_id).progress.done == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            answers.append(JobStatus.model_validate(http.delete(f"{url}/v1/jobs/{job_id}").json()))
+
+        canceller = threading.Thread(target=cancel_once_explaining)
+        canceller.start()
+        run_workers(redis_conn, settings)  # the part stops; the burst worker returns
+        canceller.join()
+        status = _status(http, url, job_id)
+    assert answers[0].status == status.status == "cancelled"
+    assert status.not_done is not None
+    left = status.not_done[0].neurons
+    assert 0 < status.progress.done < len(neurons) and status.progress.done + len(left) == len(neurons)
+    (part_id,) = explain_parts(redis_conn, job_id)
+    assert Job.fetch(part_id, connection=redis_conn, serializer=JSONSerializer).get_status() == "finished"

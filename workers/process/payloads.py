@@ -18,6 +18,8 @@ from typing import TypeVar
 import pydantic
 
 from service.contract import (
+    CheckJobPayload,
+    CheckRequest,
     DatasetSpec,
     ExplainJobPayload,
     ExplanationRequest,
@@ -150,3 +152,43 @@ def parse_explain_job(registry: Registry, endpoints: LLMEndpoints, payload: Expl
         )
     keys = {n: report_key(model.id, parsed.only_layer(), n, variant) for n in neurons}
     return ExplainJob(parsed, model, dataset, point, neurons, variant, keys)
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """A check job's payload, resolved: the check (hook, dataset and simulator set) and its specs."""
+
+    request: CheckRequest
+    model: ModelSpec
+    dataset: DatasetSpec
+    point: HookPoint
+    check_id: str
+
+
+def parse_check_job(registry: Registry, endpoints: LLMEndpoints, payload: CheckJobPayload) -> CheckJob:
+    """The check job of a check payload, checked against ``registry``: the API's model revision and
+    endpoint model names must be this worker's (DeploymentMismatch otherwise)."""
+    request = payload.request
+    if request.hook is None or request.dataset is None or request.simulator is None:
+        raise InvalidRequest(
+            "the check payload must name its hook, dataset and simulator (the API resolves them)"
+        )
+    model, dataset = _specs(registry, request.model, request.dataset)
+    point = check_hook(model, request.hook)
+    for pin in request.pins:
+        check_layer(model, pin.layer)
+        check_neurons(model, [pin.neuron])
+    if model.revision != payload.model_revision:
+        raise DeploymentMismatch(
+            f"this worker's registry has {model.id} at revision {model.revision}, the API resolved "
+            f"{payload.model_revision}: give the API and the workers the same registry"
+        )
+    if request.simulator == "openai":
+        endpoint = endpoints.resolve(request.endpoint)
+        if payload.llm_models is not None and payload.llm_models.simulator != endpoint.simulator_model:
+            raise DeploymentMismatch(
+                f"LLM endpoint '{request.endpoint}' on this worker uses simulator model "
+                f"'{endpoint.simulator_model}', but the API resolved '{payload.llm_models.simulator}': give "
+                "the API and the workers the same NEURONLENS_LLM_* settings"
+            )
+    return CheckJob(request, model, dataset, point, payload.check_id)

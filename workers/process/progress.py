@@ -147,6 +147,12 @@ class JobProgress:
         self.meta = self.meta.model_copy(update={"budget_exhausted": True, "not_done": sorted(not_done)})
         self.update(force=True)
 
+    def stop_for_cancel(self, not_done: list[int]) -> None:
+        """Mark an explain job that stopped because its request was cancelled: the neurons left without a
+        report."""
+        self.meta = self.meta.model_copy(update={"not_done": sorted(not_done)})
+        self.update(force=True)
+
     def on_pipeline(self, stage: JobStage, done: int, total: int) -> None:
         """The pipeline's ProgressFn for explain jobs: only the stage is taken (done counts stored
         reports)."""

@@ -1,5 +1,5 @@
 """Thin RQ entry points, enqueued by dotted path (``contract.SCAN_TASK``, ``contract.SCAN_SHARD_TASK``,
-``contract.MERGE_SCAN_TASK``, ``contract.EXPLAIN_TASK``).
+``contract.MERGE_SCAN_TASK``, ``contract.EXPLAIN_TASK``, ``contract.CHECK_TASK``).
 
 Each takes its typed payload (``contract.ScanJobPayload`` …, as the JSON dump of its one ``payload``
 keyword argument), parses it once into a resolved job against the process's WorkerRuntime
@@ -20,6 +20,8 @@ from rq.job import Job
 from service.contract import (
     EXPLAIN_QUEUE,
     SCAN_QUEUE,
+    CheckJobPayload,
+    CheckJobResult,
     ExplainJobPayload,
     ExplainJobResult,
     LayerScanResult,
@@ -34,7 +36,13 @@ from service.contract import (
 from workers.llm.errors import LLMEndpointError
 from workers.llm.usage import BudgetExhausted, UsageMeter, metering
 from workers.process.counters import record_llm_error, record_scan
-from workers.process.payloads import ExplainJob, parse_explain_job, parse_scan_job, read_payload
+from workers.process.payloads import (
+    ExplainJob,
+    parse_check_job,
+    parse_explain_job,
+    parse_scan_job,
+    read_payload,
+)
 from workers.process.progress import JobProgress, job_run
 from workers.process.report_writer import missing_reports, store_report
 from workers.process.request_budget import BudgetSpec, RedisBudget
@@ -176,10 +184,16 @@ def run_merge_scan_job(*, payload: JSON) -> JSON:
 
 
 def _explain_missing(
-    job: Job, runtime: WorkerRuntime, explain: ExplainJob, budget: BudgetSpec | None, progress: JobProgress
+    job: Job,
+    runtime: WorkerRuntime,
+    explain: ExplainJob,
+    budget: BudgetSpec | None,
+    progress: JobProgress,
+    group: str | None,
 ) -> tuple[list[int], set[int], UsageMeter]:
     """Write the report of every neuron of ``explain`` without one stored; the neurons that had none, those
-    written, and the LLM usage. A refused budget stops it cleanly (``progress.stop_for_budget``)."""
+    written, and the LLM usage. A refused budget stops it cleanly (``progress.stop_for_budget``), and so
+    does a cancelled request (``group``'s `RedisKeys.job_cancel`), after the neuron that finished last."""
     from workers.process import explain_job  # torch comes with the job module, after the cheap checks
 
     keys = runtime.config.redis_keys
@@ -215,6 +229,9 @@ def _explain_missing(
                 stored.add(report.neuron)
                 progress.update(done=progress.done + 1)
                 progress.on_usage(meter.usage())
+                if group is not None and job.connection.exists(keys.job_cancel(group)):  # cancelled
+                    progress.stop_for_cancel([n for n in missing if n not in stored])
+                    break
     except BudgetExhausted:
         progress.stop_for_budget([n for n in missing if n not in stored])
     except LLMEndpointError:
@@ -242,7 +259,7 @@ def run_explain_job(*, payload: JSON) -> JSON:
         explain = parse_explain_job(runtime.registry, runtime.config.llm, typed)
         budget = BudgetSpec.of(typed.group, typed.budget)
         progress = JobProgress(job, runtime.config.progress_interval_s, total=len(explain.neurons))
-        missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress)
+        missing, stored, meter = _explain_missing(job, runtime, explain, budget, progress, typed.group)
         progress.update(force=True)
         return ExplainJobResult(
             report_keys=list(explain.report_keys.values()),
@@ -251,4 +268,35 @@ def run_explain_job(*, payload: JSON) -> JSON:
             model_revision=explain.model.revision,
             budget_exhausted=progress.meta.budget_exhausted,
             usage=meter.usage(),
+        ).model_dump(mode="json")
+
+
+def run_check_job(*, payload: JSON) -> JSON:
+    """Re-score every pin of a check (``contract.CheckJobPayload``) on its model's scanned layers and
+    check it; return the ``contract.CheckJobResult`` (per pin pass or fail with the numbers). A
+    ``budget`` (keyed on the check id) stops the re-scoring cleanly: the job FINISHES, the pins not
+    scored fail. ``JobMeta.done`` counts the pins checked."""
+    with job_run(EXPLAIN_QUEUE) as job:
+        runtime = current_runtime()
+        typed = read_payload(CheckJobPayload, payload, "check")
+        check = parse_check_job(runtime.registry, runtime.config.llm, typed)
+        from workers.process import check_job  # torch comes with the job module, after the cheap checks
+
+        budget = BudgetSpec.of(typed.check_id, check.request.budget)
+        progress = JobProgress(job, runtime.config.progress_interval_s, total=len(check.request.pins))
+        progress.update(stage="simulating", force=True)
+        keys = runtime.config.redis_keys
+        meter = UsageMeter(gate=RedisBudget(job.connection, keys, budget) if budget is not None else None)
+        try:
+            with metering(meter):
+                outcome = check_job.check_pins(runtime, check, lambda done: progress.update(done=done))
+        except LLMEndpointError:
+            record_llm_error(job.connection, keys, check.request.endpoint or "unknown")
+            raise
+        progress.on_usage(meter.usage(), force=True)
+        return CheckJobResult(
+            results=outcome.results,
+            model_revision=check.model.revision,
+            usage=meter.usage(),
+            budget_exhausted=outcome.budget_exhausted,
         ).model_dump(mode="json")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from service.http.routes.checks import create_check, get_check
 from service.http.routes.comparisons import create_comparison, export_comparison, get_comparison
 from service.http.routes.exemplars import get_exemplar_image
 from service.http.routes.explanations import create_explanation
 from service.http.routes.health import healthz, metrics, readyz
-from service.http.routes.jobs import export_job_reports, get_job
+from service.http.routes.jobs import (
+    cancel_explanation_job,
+    export_job_reports,
+    get_job,
+    list_explanation_jobs,
+)
 from service.http.routes.models import list_models
 from service.http.routes.neurons import get_neuron_report, list_layer_neurons
 from service.http.routes.pages import (
@@ -22,6 +28,10 @@ API_ROUTE_HANDLERS = [
     list_models,
     create_explanation,
     get_job,
+    list_explanation_jobs,
+    cancel_explanation_job,
+    create_check,
+    get_check,
     export_job_reports,
     get_neuron_report,
     list_layer_neurons,

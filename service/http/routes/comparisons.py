@@ -22,6 +22,7 @@ from service.contract.comparisons import (
 )
 from service.estimates.compare_check import resolve_comparison
 from service.estimates.estimate import estimate_calls, estimate_cost
+from service.http.conventions import chosen_format
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.request_id import current_request_id
@@ -144,6 +145,7 @@ def get_comparison(
     responses=problem_specs(400, 404, 409, 422, 503),
 )
 def export_comparison(
+    request: Request[Any, Any, Any],
     comparison_id: ComparisonId,
     redis_client: NamedDependency[redis.Redis],
     reports: NamedDependency[ReportReader],
@@ -151,7 +153,9 @@ def export_comparison(
 ) -> Stream:
     """Every neuron of a finished comparison, one row each by ascending layer and neuron: NDJSON, CSV or
     Parquet, with both sides' summary columns (`base_…`, `target_…`) and the comparison's columns. 409
-    while it is not finished."""
+    while it is not finished. Without `format`, `Accept` chooses the format (NDJSON when it has no
+    preference); 406 when `Accept` admits neither the named format nor any."""
+    export_format = chosen_format(request, MEDIA_TYPES, "ndjson")  # type: ignore[assignment]
     status = comparison_status(redis_client, reports.redis_keys, reports.store, comparison_id, 0, 10**9)
     if status is None:
         raise NotFound(f"comparison '{comparison_id}' not found: no such comparison, or its record expired")

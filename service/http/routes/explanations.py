@@ -89,7 +89,14 @@ def create_explanation(
         else partial(limits.admit, key, estimate_calls(resolved, settings.explain_chunk_neurons))
     )
     submission = submit_explanation(
-        redis_client, reports.store, queues, settings, resolved, current_request_id(), admit
+        redis_client,
+        reports.store,
+        queues,
+        settings,
+        resolved,
+        current_request_id(),
+        admit,
+        owner=key.key_id if key is not None else None,
     )
     if submission.stored:
         done = job_status(

@@ -14,7 +14,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter, QueryParameter
 
 from service.contract import NeuronListing, NeuronReport
-from service.http.conventions import REPORT_CACHE_CONTROL, cache_control, conditional_response
+from service.http.conventions import (
+    REPORT_CACHE_CONTROL,
+    cache_control,
+    chosen_format,
+    conditional_response,
+)
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import EXPORT_FIELDS_PARAMETER, REPORT_QUERY
@@ -64,6 +69,11 @@ async def get_neuron_report(
 
 ListingFormat = Literal["json", "ndjson", "csv", "parquet"]
 """`json`: a NeuronListing page; the others: every stored report of the layer as one table."""
+LISTING_MEDIA_TYPES = {"json": "application/json", **MEDIA_TYPES}
+"""Media type of each listing format."""
+DEFAULTS: dict[str, object] = {"offset": 0, "limit": 100, "fields": "summary"}
+"""Declared defaults of the listing's parameters: accepted when sent (a generated client sends them) with
+any format, though only some formats use them."""
 
 
 @get(
@@ -74,7 +84,7 @@ ListingFormat = Literal["json", "ndjson", "csv", "parquet"]
     tags=["neurons"],
     dependencies=REPORT_QUERY,
     sync_to_thread=True,
-    opt={"media_types": ["application/json", *MEDIA_TYPES.values()]},
+    opt={"media_types": list(LISTING_MEDIA_TYPES.values())},
     responses={
         200: ResponseSpec(
             data_container=NeuronListing,
@@ -113,10 +123,12 @@ def list_layer_neurons(
     `GET /v1/neurons/{model}/{layer}/{neuron}` with the same query reads. `total` counts them all; page
     with `offset` and `limit`. An empty page when none is stored; 404 for an unknown model or layer.
     `format=ndjson|csv|parquet` streams all of them instead, as `GET /v1/jobs/{job_id}/reports` does
-    (`fields=summary|full`; `offset` and `limit` are refused there)."""
+    (`fields=summary|full`; `offset` and `limit` other than their defaults are refused there). Without
+    `format`, `Accept` chooses (JSON when it has no preference); 406 when it admits none."""
+    listing_format = chosen_format(request, LISTING_MEDIA_TYPES, "json")  # type: ignore[assignment]
     variant, lookup = reports.layer_variant(model, layer, report_query)
     if listing_format != "json":
-        paging = sorted({"offset", "limit"} & set(request.query_params))
+        paging = [name for name, value in (("offset", offset), ("limit", limit)) if value != DEFAULTS[name]]
         if paging:
             raise InvalidInput.for_field(
                 paging[0], f"pages `format=json` only; `{listing_format}` is every row"
@@ -127,7 +139,7 @@ def list_layer_neurons(
         )
         cache = cache_control(reports.settings, REPORT_CACHE_CONTROL)
         return export_response(pages, listing_format, fields, f"{model}-L{layer}", cache)
-    if "fields" in request.query_params:
+    if fields != DEFAULTS["fields"]:
         raise InvalidInput.for_field("fields", "applies to the table formats (ndjson, csv, parquet) only")
     keys = reports.redis_keys
     found = list_layer_reports(
