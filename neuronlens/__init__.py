@@ -27,6 +27,7 @@ from neuronlens._contract import (
     PinFile,
     PinResult,
     PipelineOptions,
+    comparisons,
 )
 from neuronlens.aio import AsyncClient
 from neuronlens.client import Client
@@ -42,12 +43,23 @@ from neuronlens.errors import (
 from neuronlens.export import SUMMARY_COLUMNS, read_jsonl, summary_row, to_dataframe, write_csv, write_jsonl
 from neuronlens.pins import PinFileError, dump_pin_file, pins_from_reports, read_pin_file
 
+ComparisonAccepted = comparisons.ComparisonAccepted
+ComparisonEstimate = comparisons.ComparisonEstimate
+ComparisonRequest = comparisons.ComparisonRequest
+ComparisonStatus = comparisons.ComparisonStatus
+NeuronComparison = comparisons.NeuronComparison
+VerdictRule = comparisons.VerdictRule
+
 __all__ = [
     "SUMMARY_COLUMNS",
     "ApiUnavailable",
     "AsyncClient",
     "Client",
     "ClientError",
+    "ComparisonAccepted",
+    "ComparisonEstimate",
+    "ComparisonRequest",
+    "ComparisonStatus",
     "CheckAccepted",
     "CheckEstimate",
     "CheckRequest",
@@ -69,11 +81,13 @@ __all__ = [
     "JobStatus",
     "JobSummary",
     "ModelSpec",
+    "NeuronComparison",
     "NeuronRange",
     "NeuronReport",
     "NotFound",
     "PipelineOptions",
     "RequestRejected",
+    "VerdictRule",
     "WaitTimeout",
     "read_jsonl",
     "summary_row",

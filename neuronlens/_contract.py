@@ -3,6 +3,9 @@
 In the repository this module re-exports `service.contract` (the server's own classes). The standalone
 `neuronlens-client` distribution (clients/python) ships a copy of the contract in its place, built from
 the same source, so the SDK installs without the server.
+
+The comparison models live in the contract's `comparisons` module (not re-exported by `service.contract`):
+`from neuronlens._contract import comparisons` reads them in either place.
 """
 
 from service.contract import (
@@ -24,6 +27,7 @@ from service.contract import (
     PinFile,
     PinResult,
     PipelineOptions,
+    comparisons,
     csv_cell,
     option_labels,
     summary_row,
@@ -51,6 +55,7 @@ __all__ = [
     "NeuronRange",
     "NeuronReport",
     "PipelineOptions",
+    "comparisons",
     "csv_cell",
     "option_labels",
     "summary_row",

@@ -127,14 +127,7 @@ def build_request(
     """An `ExplanationRequest`, validated here (bad input raises `RequestRejected` naming the field).
     ``layer`` is one layer, a list of layers or `"all"` (sent as `layers`); None when ``fields`` name
     `layers` themselves."""
-    chosen: Any = neurons
-    if isinstance(neurons, range):
-        chosen = {"start": neurons.start, "stop": neurons.stop} if neurons.step == 1 else list(neurons)
-    elif isinstance(neurons, NeuronRange):
-        chosen = neurons.model_dump()
-    elif neurons is not None and not isinstance(neurons, (Mapping, str)):
-        chosen = list(neurons)
-    body: dict[str, Any] = {"model": model, "neurons": chosen}
+    body: dict[str, Any] = {"model": model, "neurons": neuron_choice(neurons)}
     if isinstance(layer, int) or layer is None:
         body["layer"] = layer
     else:
@@ -170,6 +163,18 @@ def jobs_params(
         elif value is not None:
             params[name] = str(value)
     return params
+
+
+def neuron_choice(neurons: Neurons | None) -> Any:
+    """``neurons`` as a request body names them: a `range` of step 1 as `{start, stop}`, any other
+    sequence as a list, `"all"` and mappings as they are."""
+    if isinstance(neurons, range):
+        return {"start": neurons.start, "stop": neurons.stop} if neurons.step == 1 else list(neurons)
+    if isinstance(neurons, NeuronRange):
+        return neurons.model_dump()
+    if neurons is not None and not isinstance(neurons, (Mapping, str)):
+        return list(neurons)
+    return neurons
 
 
 def request_body(request: ExplanationRequest) -> dict[str, Any]:
@@ -297,24 +302,33 @@ def finished_page(status: JobStatus, job_id: str) -> list[NeuronReport]:
 
 class Poll:
     """One wait for job ``job_id``: `done` checks each polled status (idle-queue warning, ``progress``,
-    failure, the ``timeout_s`` deadline); ``status_url``, when given, is named in the timeout error."""
+    failure, the ``timeout_s`` deadline); ``status_url``, when given, is named in the timeout error.
+    ``finished`` decides (and raises for a failure); ``what`` names the thing waited for (`job`,
+    `comparison`)."""
 
     def __init__(
-        self, job_id: str, progress: ProgressFn | None, timeout_s: float | None, status_url: str | None
+        self,
+        job_id: str,
+        progress: Callable[[Any], None] | None,
+        timeout_s: float | None,
+        status_url: str | None,
+        finished: Callable[[Any], bool] = finished_or_raise,
+        what: str = "job",
     ) -> None:
         self.job_id, self.progress, self.timeout_s, self.status_url = job_id, progress, timeout_s, status_url
+        self.finished, self.what = finished, what
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.idle = IdleQueueWarning()
 
-    def done(self, status: JobStatus) -> bool:
+    def done(self, status: Any) -> bool:
         """True once finished; raises `JobFailed` or `WaitTimeout`; False: poll again."""
         self.idle(status)
         if self.progress is not None:
             self.progress(status)
-        if finished_or_raise(status):
+        if self.finished(status):
             return True
         if self.deadline is not None and time.monotonic() > self.deadline:
-            message = f"job {self.job_id} is still {status.status} after {self.timeout_s:g}s"
+            message = f"{self.what} {self.job_id} is still {status.status} after {self.timeout_s:g}s"
             if self.status_url is not None:
                 message += f"; stopped waiting (it goes on in the service: GET {self.status_url})"
             raise WaitTimeout(message)
@@ -327,7 +341,7 @@ class IdleQueueWarning:
     def __init__(self) -> None:
         self.warned = False
 
-    def __call__(self, status: JobStatus) -> None:
+    def __call__(self, status: Any) -> None:
         if status.status == "queued" and getattr(status, "workers", None) == 0 and not self.warned:
             self.warned = True
             log.warning(NO_WORKER_HINT.format(job_id=status.job_id))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from neuronlens import _core
+from neuronlens._comparison_methods import AsyncComparisonMethods
 from neuronlens._contract import (
     CheckAccepted,
     CheckEstimate,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     import pandas
 
 
-class AsyncClient(_core.ClientBase[httpx.AsyncClient]):
+class AsyncClient(AsyncComparisonMethods, _core.ClientBase[httpx.AsyncClient]):
     """Asynchronous client of one NeuronLens API; arguments as for `neuronlens.Client`."""
 
     http_class = httpx.AsyncClient

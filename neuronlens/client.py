@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from neuronlens import _core
+from neuronlens._comparison_methods import ComparisonMethods
 from neuronlens._contract import (
     CheckAccepted,
     CheckEstimate,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     import pandas
 
 
-class Client(_core.ClientBase[httpx.Client]):
+class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
     """Client of one NeuronLens API.
 
     ``url`` defaults to $NEURONLENS_API_URL, else http://127.0.0.1:8000; ``api_key`` (default

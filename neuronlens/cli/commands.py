@@ -57,7 +57,8 @@ class ProgressBar:
         self.is_tty = stream.isatty()
         self.last = ""
 
-    def __call__(self, status: JobStatus) -> None:
+    def __call__(self, status: Any) -> None:
+        """Show ``status`` (a `JobStatus`, or what a subclass's `render` reads)."""
         if self.quiet:
             return
         line = self.render(status)

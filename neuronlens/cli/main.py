@@ -1,5 +1,5 @@
-"""The client commands of `neuronlens`: `explain`, `export`, `models`, `jobs`, `cancel`, `check` and `pin`,
-through the SDK against a running API (``--url``, default $NEURONLENS_API_URL).
+"""The client commands of `neuronlens`: `explain`, `export`, `models`, `jobs`, `cancel`, `check`, `pin` and
+`compare`, through the SDK against a running API (``--url``, default $NEURONLENS_API_URL).
 
 `main` is the `neuronlens` command of the client wheel (clients/python: these commands only). The server's
 `neuronlens` (service/commands/main.py: `up`, `demo`, `keys` too) adds the same parsers with
@@ -25,6 +25,7 @@ from neuronlens.cli.commands import (
     run_models,
     show_sdk_warnings,
 )
+from neuronlens.cli.compare import add_compare_parser, run_compare
 from neuronlens.cli.jobs import add_jobs_parsers
 from neuronlens.cli.pins import add_check_parser, add_pin_parser
 
@@ -54,6 +55,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     stop_on_signals(stopping)
     return run_explain(args, stopping)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    stopping = threading.Event()
+    stop_on_signals(stopping)
+    return run_compare(args, stopping)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -145,14 +152,15 @@ def add_models_parser(commands: Any, default_url: str) -> None:
 
 
 def add_client_commands(commands: Any, default_url: str = DEFAULT_URL) -> None:
-    """Add `explain`, `export`, `models`, `jobs`, `cancel`, `check` and `pin` to a `neuronlens` parser's
-    subcommands."""
+    """Add `explain`, `export`, `models`, `jobs`, `cancel`, `check`, `pin` and `compare` to a `neuronlens`
+    parser's subcommands."""
     add_explain_parser(commands, default_url)
     add_export_parser(commands, default_url)
     add_models_parser(commands, default_url)
     add_jobs_parsers(commands, default_url)
     add_check_parser(commands, default_url)
     add_pin_parser(commands, default_url)
+    add_compare_parser(commands, default_url, cmd_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronlens",
         description="Client of a NeuronLens API (neuron explanation as a service): explain neurons, "
-        "export reports, list models and jobs, cancel jobs, check pins.",
+        "export reports, list models and jobs, cancel jobs, check pins, compare checkpoints.",
     )
     add_client_commands(parser.add_subparsers(dest="command", required=True))
     return parser

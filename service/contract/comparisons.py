@@ -18,6 +18,7 @@ from service.contract.base import ContractModel, NeuronType, StrictFloat
 from service.contract.cost import CostEstimate, ScanEstimate
 from service.contract.jobs import ExplainJobPayload, JobError, LayerNeurons, LLMUsage, Progress
 from service.contract.options import PipelineOptions
+from service.contract.report import Exemplar
 from service.contract.requests import (
     _LAYERS_ONE_OF,
     _NEURONS_ONE_OF,
@@ -46,7 +47,10 @@ COMPARISON_PREFIX = "cmp-"
 COMPARE_PART_PREFIX = "cmpp-"
 """Compare jobs (one per layer and chunk of a comparison) start with this."""
 COMPARISON_ROOT = "comparisons"
-"""Artifact-store folder of stored comparisons: `comparisons/<id>/L<layer>/<neuron>.json`."""
+"""Artifact-store folder of stored comparisons: `comparisons/<id>/L<layer>/<neuron>.json`, and each neuron's
+exemplars beside it (`<neuron>.exemplars.json`)."""
+COMPARISON_EXEMPLARS = 5
+"""Top exemplars per side kept for a compared neuron's viewer page."""
 
 
 class VerdictRule(ContractModel):
@@ -240,6 +244,22 @@ class NeuronComparison(ContractModel):
     )
 
 
+class ComparisonExemplars(ContractModel):
+    """Both sides' top exemplars of one compared neuron, stored beside its NeuronComparison (not in the
+    status pages or tables): the comparison-neuron page shows them side by side."""
+
+    base: list[Exemplar] = Field(
+        default_factory=list,
+        description="The base's top exemplars (at most `COMPARISON_EXEMPLARS`, from its stored report), "
+        "highest first: activations on the base, normalised (0 … 10) by the base's scale.",
+    )
+    target: list[Exemplar] = Field(
+        default_factory=list,
+        description="The target's top exemplars (at most `COMPARISON_EXEMPLARS`, from its scan), highest "
+        "first: activations on the target, normalised (0 … 10) by the target's scale.",
+    )
+
+
 class ComparisonAccepted(ContractModel):
     """202 answer of `POST /v1/comparisons`."""
 
@@ -338,6 +358,11 @@ def comparison_folder_key(comparison_id: str, layer: int) -> str:
 def comparison_key(comparison_id: str, layer: int, neuron: int) -> str:
     """Artifact-store key of one neuron's stored NeuronComparison."""
     return f"{comparison_folder_key(comparison_id, layer)}/{neuron}.json"
+
+
+def comparison_exemplars_key(comparison_id: str, layer: int, neuron: int) -> str:
+    """Artifact-store key of one neuron's stored ComparisonExemplars."""
+    return f"{comparison_folder_key(comparison_id, layer)}/{neuron}.exemplars.json"
 
 
 def comparison_request_key(request: ComparisonRequest) -> str:

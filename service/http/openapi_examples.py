@@ -275,6 +275,11 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
         ("getHomePage", "200"): {"page": "<!doctype html><html><head><title>NeuronLens</title>…"},
         ("getLayerPage", "200"): {"page": "<!doctype html><html><head><title>minilm-l6 layer 3</title>…"},
         ("getJobPage", "200"): {"page": "<!doctype html><html><head><title>job exp-…</title>…"},
+        ("getComparisonPage", "200"): {"page": "<!doctype html><html><head><title>Comparison cmp-…</title>…"},
+        ("getComparedNeuronPage", "200"): {
+            "page": "<!doctype html><html><head><title>tiny-bert-planted → tiny-bert-changed · layer 0 · "
+            "neuron 10</title>…"
+        },
         ("healthz", "200"): {"alive": {"status": "ok"}},
         ("readyz", "200"): {"ready": {"status": "ready"}},
         ("metrics", "200"): {

