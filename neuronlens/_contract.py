@@ -19,7 +19,9 @@ from service.contract import (
     ExplanationAccepted,
     ExplanationRequest,
     JobError,
+    JobList,
     JobStatus,
+    JobSummary,
     ModelSpec,
     NeuronRange,
     NeuronReport,
@@ -32,7 +34,6 @@ from service.contract import (
     option_labels,
     summary_row,
 )
-from service.contract.job_list import JobList, JobSummary
 
 __all__ = [
     "SCAN_OPTIONS",

@@ -65,6 +65,7 @@ from service.contract.cost import (
     probe_profile_key,
     prompt_profile_key,
 )
+from service.contract.job_list import JobList, JobSummary
 from service.contract.jobs import (
     ERROR_INVALID_REQUEST,
     ERROR_JOB_CANCELED,
@@ -316,6 +317,8 @@ __all__ = [
     "ExplanationRequest",
     "HookPoint",
     "JobError",
+    "JobList",
+    "JobSummary",
     "JobMeta",
     "JobStage",
     "JobState",

@@ -1,7 +1,7 @@
 """The job listing (`GET /v1/jobs`): one row per explanation job, and a page of them with its cursor.
 
-Not re-exported by `service.contract` (import this module), so the package's namespace stays the
-explanation pipeline's.
+Re-exported by `service.contract`: the SDK returns them, and the client wheel's copy of the contract is
+read through the package's namespace.
 """
 
 from __future__ import annotations

@@ -33,12 +33,10 @@ from service.contract.comparisons import (
     COMPARE_TASK,
     COMPARISON_PREFIX,
     CompareJobPayload,
-    ComparisonExemplars,
     ComparisonRequest,
     ComparisonState,
     ComparisonStatus,
     NeuronComparison,
-    comparison_exemplars_key,
     comparison_key,
     comparison_request_key,
 )
@@ -378,29 +376,3 @@ def comparison_status(
         status.comparisons = stored[offset : offset + limit]
         status.comparisons_total = len(stored)
     return status
-
-
-@dataclass(frozen=True)
-class ComparedNeuron:
-    """One stored neuron of a comparison, for its viewer page."""
-
-    record: ComparisonRecord
-    comparison: NeuronComparison
-    exemplars: ComparisonExemplars
-    """Both sides' top exemplars (empty lists for a comparison stored before they were kept)."""
-
-
-def compared_neuron(
-    connection: redis.Redis, keys: RedisKeys, store: ObjectStore, cmp_id: str, layer: int, neuron: int
-) -> ComparedNeuron | None:
-    """The stored comparison of one neuron; None when the comparison does not exist, does not hold the
-    neuron, or has not compared it yet."""
-    record = read_comparison(connection, keys, cmp_id)
-    if record is None or not any(lay == layer and neuron in ns for _, lay, ns in record.parts):
-        return None
-    raw = store.read(comparison_key(cmp_id, layer, neuron))
-    if raw is None:
-        return None
-    found = store.read(comparison_exemplars_key(cmp_id, layer, neuron))
-    exemplars = ComparisonExemplars.model_validate_json(found) if found is not None else ComparisonExemplars()
-    return ComparedNeuron(record, NeuronComparison.model_validate_json(raw), exemplars)

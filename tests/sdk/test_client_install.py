@@ -71,7 +71,16 @@ def assert_the_client_command_works(command: Path, url: str, cwd: Path, env: dic
     helped = run("--help")
     assert helped.returncode == 0, helped.stdout + helped.stderr
     listed = helped.stdout.split("{", 1)[1].split("}", 1)[0]
-    assert listed.split(",") == ["explain", "export", "models", "check", "pin", "compare"], helped.stdout
+    assert listed.split(",") == [
+        "explain",
+        "export",
+        "models",
+        "jobs",
+        "cancel",
+        "check",
+        "pin",
+        "compare",
+    ], helped.stdout
     models = run("models", "--url", url, "--format", "json")
     assert models.returncode == 0, models.stdout + models.stderr
     assert "minilm-l6" in [model["id"] for model in json.loads(models.stdout)]

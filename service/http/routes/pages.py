@@ -21,7 +21,8 @@ from service.estimates.model_weights import models_weights
 from service.http.error_responses import problem_specs
 from service.http.openapi_docs import DocumentedOperation
 from service.http.routes.query import REPORT_QUERY
-from service.jobs.compare import compared_neuron, comparison_status
+from service.jobs.compare import comparison_status
+from service.jobs.compared_neuron import compared_neuron
 from service.jobs.queues import JobQueues
 from service.jobs.record import read_record
 from service.jobs.state import job_status
