@@ -47,9 +47,9 @@ def _registry(folder: Path) -> Path:
     """The comparison tests' registry (planted BERT, its changed checkpoint, a copy) plus a copy of
     minilm-l6 under another id, the default text probe set cut to SAMPLES."""
     from service.contract import load_registry
-    from tests.service.comparison_registry import write_comparison_registry
+    from tests.service.comparisons_helpers import comparison_registry
 
-    path = write_comparison_registry(folder, samples=SAMPLES)
+    path = comparison_registry(folder, samples=SAMPLES)
     registry = json.loads(path.read_text())
     copy = load_registry().model(MINILM).model_copy(update={"id": MINILM_COPY})
     registry["models"].append(copy.model_dump(mode="json"))
@@ -195,7 +195,7 @@ def llm_rows(folder: Path) -> list[dict[str, str]]:
     import httpx
 
     from tests.llm_peer import LLMPeer
-    from tests.service.comparison_registry import BASE, COPY
+    from tests.service.comparisons_helpers import BASE, COPY
 
     neurons = list(range(16))
     with LLMPeer() as peer:
@@ -230,7 +230,7 @@ def llm_rows(folder: Path) -> list[dict[str, str]]:
 def verdict_rows(folder: Path) -> list[dict[str, str]]:
     import httpx
 
-    from tests.service.comparison_registry import BASE, CHANGES, TARGET
+    from tests.service.comparisons_helpers import BASE, CHANGES, TARGET
 
     registry = _registry(folder / "checkpoints")
     with _stack(folder, NEURONLENS_REGISTRY_PATH=str(registry)) as (url, conn, settings):

@@ -17,7 +17,7 @@ import pytest
 
 from neuronlens import AsyncClient, Client, ComparisonStatus, JobNotFinished
 from tests.e2e.helpers import Processes, process_env, run_cli, running_up
-from tests.service.comparison_registry import BASE, CHANGES, TARGET, write_comparison_registry
+from tests.service.comparisons_helpers import BASE, CHANGES, TARGET, comparison_registry
 from workers.models.changed_checkpoint import DIGIT_NEURON
 
 pytestmark = pytest.mark.timeout(600)
@@ -28,7 +28,7 @@ NEURONS = 128
 def compare_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`neuronlens up` (one worker) on a registry with the planted BERT and its changed checkpoint."""
     folder = tmp_path_factory.mktemp("compare-stack")
-    registry = write_comparison_registry(folder / "checkpoints")
+    registry = comparison_registry(folder / "checkpoints")
     processes = Processes(folder)
     env = process_env(
         NEURONLENS_REGISTRY_PATH=str(registry),

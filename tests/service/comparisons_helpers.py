@@ -1,7 +1,7 @@
 """What the comparison tests share: a registry listing the planted BERT, its changed checkpoint (known
 layer-0 changes), an identical copy, a model whose weights are not there, and optionally real fine-tunes;
 the environment of the API and in-process workers (and of the loopback LLM peer); posting a comparison and
-working the queues."""
+working the queues. Used by the API, SDK/CLI and viewer tests of comparisons and by bench_compare."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ MISSING = "tiny-bert-missing"
 """A registry model like the base whose weights folder does not exist: its scan fails."""
 
 
-def comparison_registry(folder: Path, tunings: dict[str, FineTuning] | None = None) -> Path:
-    """The bundled registry (minilm's default probe set cut to SAMPLES) plus the planted BERT, its changed
+def comparison_registry(
+    folder: Path, tunings: dict[str, FineTuning] | None = None, samples: int = SAMPLES
+) -> Path:
+    """The bundled registry (minilm's default probe set cut to ``samples``) plus the planted BERT, its changed
     checkpoint, an identical copy, MISSING and a fine-tune per entry of ``tunings``, all naming one
     tokenizer; its path."""
     minilm = load_registry().model("minilm-l6")
@@ -52,7 +54,7 @@ def comparison_registry(folder: Path, tunings: dict[str, FineTuning] | None = No
         specs.append(build_finetuned_checkpoint(base, name, folder / name, texts, tuning)[0])
     registry = json.loads(BUNDLED_REGISTRY.read_text())
     (default,) = [d for d in registry["datasets"] if d["id"] == minilm.datasets[0]]
-    default["n_samples"] = SAMPLES
+    default["n_samples"] = samples
     for spec in specs:
         registry["models"].append(
             spec.model_copy(update={"tokenizer": "minilm-wordpiece"}).model_dump(mode="json")
@@ -73,6 +75,12 @@ def set_worker_env(monkeypatch: pytest.MonkeyPatch, registry_file: Path, setting
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def use_comparison_registry(monkeypatch: pytest.MonkeyPatch, registry: Path, settings: Settings) -> Settings:
+    """The in-process workers' environment (set_worker_env) and the API's settings, with ``registry``."""
+    set_worker_env(monkeypatch, registry, settings)
+    return settings.model_copy(update={"registry_path": registry})
 
 
 def set_peer_env(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:

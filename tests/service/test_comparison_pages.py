@@ -18,12 +18,12 @@ import redis
 from service.contract.comparisons import ComparisonStatus
 from service.http.app import create_app
 from service.settings import Settings
-from tests.service.comparison_registry import (
+from tests.service.comparisons_helpers import (
     BASE,
     CHANGES,
     TARGET,
+    comparison_registry,
     use_comparison_registry,
-    write_comparison_registry,
 )
 from tests.service.helpers import run_workers, serve
 from tests.service.test_viewer_browser import CHROMIUM, CHROMIUM_ARGS, LOOPBACK, TIMEOUT_MS, sync_api
@@ -40,7 +40,7 @@ def compared(
     tmp_path: Path, settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, ComparisonStatus]]:
     """A finished comparison of layer 0's NEURONS behind a live API; (its URL, its status)."""
-    registry = write_comparison_registry(tmp_path / "checkpoints")
+    registry = comparison_registry(tmp_path / "checkpoints")
     api_settings = use_comparison_registry(monkeypatch, registry, settings)
     body = {"base": BASE, "target": TARGET, "layers": [0], "neurons": NEURONS}
     with serve(create_app(api_settings)) as url, httpx.Client(timeout=60) as http:
