@@ -138,4 +138,6 @@ def test_a_generated_client_calls_every_operation(
     call("getCheck", "chk-" + "0" * 24)
     call("getComparison", "cmp-" + "0" * 24)
     call("exportComparison", "cmp-" + "0" * 24)
+    call("getComparisonPage", "cmp-" + "0" * 24)
+    call("getComparedNeuronPage", "cmp-" + "0" * 24, 0, 1)
     assert called == set(operations)

@@ -27,6 +27,8 @@ MAX_EXAMPLES = 20
 # and on rules across fields (n_explain + n_holdout ≤ n_top; candidates only with the openai explainer)
 # that JSON Schema cannot state: a schema-valid request may get a 422 naming the field. No worker runs here,
 # so a job's table export (`GET /v1/jobs/{job_id}/reports`) is a 409 (not finished) for the jobs it creates.
+# `DELETE /v1/jobs/{job_id}` cancels a job and keeps its record (status `cancelled`, stored reports kept:
+# docs/api.md), so the job stays readable after it by design: the use-after-free check does not apply.
 CONFIG = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "404", "409", "422"]
@@ -54,6 +56,7 @@ def _run_schemathesis(api_url: str, key: str, tmp_path: Path) -> subprocess.Comp
         [
             str(schemathesis), "--config-file", str(config), "run", str(DEFAULT_PATH), "--url", api_url,
             "--header", f"Authorization: Bearer {key}", "--checks", "all",
+            "--exclude-checks", "use_after_free",
             "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--workers", "1",
             "--phases", "coverage,fuzzing,stateful",
         ],

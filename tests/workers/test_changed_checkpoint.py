@@ -54,3 +54,11 @@ def test_the_target_changes_exactly_the_named_neurons(tmp_path: Path) -> None:
         assert np.corrcoef(before[:, neuron], after[:, neuron])[0, 1] < 0.5, neuron
     with pytest.raises(ValueError, match="one way only"):
         build_changed_checkpoint(base, "x", tmp_path / "bad", CheckpointChanges(changed=(3,), dead=(3,)))
+
+
+def test_targets_with_other_changes_have_other_revisions() -> None:
+    """The revision names the changes: two targets built under one id with other changes never share a
+    stored scan (the comparison tests once read a scan of the pin tests' target, re-planted only)."""
+    assert CHANGES.revision == CheckpointChanges(**vars(CHANGES)).revision
+    assert CHANGES.revision != CheckpointChanges(replant_digits=True).revision
+    assert CheckpointChanges(changed=(3,)).revision != CheckpointChanges(dead=(3,)).revision

@@ -12,7 +12,9 @@ so its neurons move too, without an exact truth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.contract import ModelSource, ModelSpec
@@ -36,7 +38,13 @@ class CheckpointChanges:
     dead: tuple[int, ...] = ()
     replant_digits: bool = False
     """Point the digit neuron at the question-mark dimension (it then fires on "?", not on digits)."""
-    revision: str = field(default="changed-1")
+
+    @property
+    def revision(self) -> str:
+        """The target's revision: it names the changes (a digest of them), so two targets built with other
+        changes never share a scan or a report, even under one model id and one artifact store."""
+        digest = hashlib.blake2b(repr(dataclasses.astuple(self)).encode(), digest_size=6).hexdigest()
+        return f"changed-{digest}"
 
     def truth(self) -> dict[int, str]:
         """Neuron → the verdict a comparison of layer 0 should give; untouched neurons are left out."""
