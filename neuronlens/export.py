@@ -104,6 +104,18 @@ def _score(report: NeuronReport) -> str:
     return text
 
 
+def _chance(report: NeuronReport) -> str | None:
+    """The score against chance in words (None when the report has no chance level)."""
+    chance = report.simulation.chance
+    if chance is None or chance.p_value is None or chance.beyond_chance is None:
+        return None
+    verdict = "beyond chance" if chance.beyond_chance else "not beyond chance"
+    return (
+        f"{verdict} (p {chance.p_value:.2g} against {chance.k} explanations of other neurons of the "
+        f"layer, alpha {chance.alpha:g})"
+    )
+
+
 def summary_line(report: NeuronReport) -> str:
     """One tab-separated line: layer, neuron, type, score, explanation."""
     score = report.simulation.correlation
@@ -125,6 +137,9 @@ def describe(report: NeuronReport, page_url: str | None = None) -> str:
         f"  score:       {_score(report)}, simulated by {report.simulation.backend}",
         f"  max activation {report.max_activation:.3f}",
     ]
+    chance = _chance(report)
+    if chance:
+        lines.insert(4, f"  chance:      {chance}")
     changed = option_labels(report.provenance.options_changed())
     if changed:
         lines.append(f"  options:     {', '.join(changed)} (not the defaults)")

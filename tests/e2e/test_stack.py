@@ -226,6 +226,9 @@ def test_demo_explains_and_stops(stack: RunningStack, tmp_path: Path) -> None:
     assert f"explanation: {report['explanation']['text']}" in summary
     correlation = report["simulation"]["correlation"]
     assert f"score:       {correlation:.3f} (95% CI " in summary
+    chance = report["simulation"]["chance"]
+    verdict = "beyond chance" if chance["beyond_chance"] else "not beyond chance"
+    assert f"chance:      {verdict} (p {chance['p_value']:.2g} against {chance['k']} explanations" in summary
     assert f"/v1/neurons/{MODEL}/{LAYER}/42/page" in summary
     assert f"report JSON: {output}" in summary
     # The stack is gone after the demo: the page URL it prints is the neuron's page saved as a file.
