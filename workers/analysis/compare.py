@@ -16,6 +16,7 @@ import numpy as np
 
 from service.contract.comparisons import Verdict, VerdictRule
 from workers.scan.artifacts import LayerScan
+from workers.simulate import scoring
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +44,9 @@ class Agreement:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two equally long vectors (float64); None when either is constant or empty."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.size < 2:
-        return None
-    x, y = x - x.mean(), y - y.mean()
-    norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    if not norm > 0:
-        return None
-    return float(np.clip((x * y).sum() / norm, -1.0, 1.0))
+    """Pearson correlation of two equally long vectors, as scores compute it (workers/simulate/scoring.py);
+    None when either is constant or there are fewer than two values."""
+    return scoring.pearson(a, b)[0]
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
