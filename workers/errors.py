@@ -12,6 +12,11 @@ class InvalidRequest(NeuronLensError):
     """A layer, neuron, hook point or option that the model or scan does not have."""
 
 
+class InvalidDictionary(InvalidRequest):
+    """A dictionary (SAE or transcoder) whose files are missing, malformed, unsupported, of the wrong width
+    for its hook, or hold non-finite weights; the message names the file and field."""
+
+
 class UnknownModel(NeuronLensError):
     """A model id, architecture or source kind this deployment cannot load."""
 
