@@ -9,7 +9,7 @@ whose `encode` computes latents exactly as the library that wrote the folder doe
 - topk (sparsify): the k largest of relu((x - b_dec, unless transcoding) @ encoder.weightᵀ + encoder.bias)
 - groupmax (sparsify): the largest relu'd pre-activation of each of k equal contiguous groups
 
-Constant terms are folded into the weights at load so that `encode` is one matmul (`addmm`) and one
+Constant terms are folded into the weights at load (float32) so that `encode` is one matmul (`addmm`) and one
 elementwise or top-k step over a whole batch: b_dec·apply into the encoder bias, SAELens's decoder-norm
 rescaling into W_enc's columns and W_dec's rows (the latents are SAELens's own, rescaled ones).
 """
@@ -174,7 +174,8 @@ def _read_tensors(header: DictionaryHeader) -> dict[str, torch.Tensor]:
 def _check_finite(header: DictionaryHeader, tensors: dict[str, torch.Tensor]) -> None:
     problems = []
     for name, tensor in sorted(tensors.items()):
-        if tensor.is_floating_point():
+        # a NaN or ±inf makes the sum non-finite: one pass over finite weights, a count only when not
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum(dtype=torch.float64))):
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 problems.append(f"{header.weights_file} {name} has {bad} non-finite values (NaN or ±inf)")
@@ -188,23 +189,24 @@ def _check_finite(header: DictionaryHeader, tensors: dict[str, torch.Tensor]) ->
 def _place(
     header: DictionaryHeader, tensors: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
 ) -> LoadedDictionary:
-    """Fold the constant terms in float64 on the CPU, then move every tensor to ``device`` in ``dtype``."""
-    exact = {name: tensor.to(torch.float64) for name, tensor in tensors.items()}
+    """Move every tensor to ``device`` in float32, fold the constant terms there, then cast to ``dtype``."""
+
+    def moved(name: str) -> torch.Tensor:
+        return tensors[name].to(device=device, dtype=torch.float32)
+
     if header.format == "sparsify":
-        encoder, encoder_bias = exact["encoder.weight"].T, exact["encoder.bias"]
+        encoder, encoder_bias = moved("encoder.weight").T, moved("encoder.bias")
     else:
-        encoder, encoder_bias = exact["W_enc"], exact["b_enc"]
-    decoder, decoder_bias = exact["W_dec"], exact["b_dec"]
+        encoder, encoder_bias = moved("W_enc"), moved("b_enc")
+    decoder, decoder_bias = moved("W_dec"), moved("b_dec")
     if header.apply_b_dec_to_input:
         encoder_bias = encoder_bias - decoder_bias @ encoder
     if header.rescale_acts_by_decoder_norm:
         norms = decoder.norm(dim=-1)
         encoder, encoder_bias, decoder = encoder * norms, encoder_bias * norms, decoder / norms[:, None]
-    threshold = exact["threshold"] if header.architecture == "jumprelu" else None
-    skip = exact["W_skip"].T if header.skip else None
 
     def placed(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(device=device, dtype=dtype).contiguous()
+        return tensor.to(dtype=dtype).contiguous()
 
     return LoadedDictionary(
         header=header,
@@ -212,8 +214,8 @@ def _place(
         encoder_bias=placed(encoder_bias),
         decoder=placed(decoder),
         decoder_bias=placed(decoder_bias),
-        threshold=None if threshold is None else placed(threshold),
-        skip=None if skip is None else placed(skip),
+        threshold=placed(moved("threshold")) if header.architecture == "jumprelu" else None,
+        skip=placed(moved("W_skip").T) if header.skip else None,
     )
 
 
