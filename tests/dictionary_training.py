@@ -1,5 +1,6 @@
 """A real dictionary for the tests and the bench: a TopK SAE trained on minilm-l6 activations of the probe
-set, with one latent PLANTED to fire on digit tokens only (issue 21, item 3's ground truth).
+set, with one latent PLANTED to fire on digit tokens only (issue 21, item 3's ground truth); likewise for
+tiny-llava-planted, with a latent aligned to a planted visual neuron.
 
 One forward pass collects the activations of every requested layer at a registry hook point (content tokens
 of the first ``n_samples`` samples of the probe set; the bundled MiniLM, loaded as the workers load it).
@@ -15,6 +16,10 @@ The difference of the two means alone does not separate them (MiniLM's mlp_act i
 high-variance directions: at layer 2, some non-digit tokens project 13× higher than the lowest digit), so
 the direction is the shrinkage-regularised Fisher direction, Σ⁻¹(μ_digit − μ_other) with Σ the pooled
 within-class covariance plus 1% of its mean variance on the diagonal.
+
+With ``planted_neuron`` set (VL_RECIPE: tiny-llava-planted, layer 2, planted visual neuron 11, blue image
+regions), the planted latent's encoder and decoder rows are that neuron's one-hot instead, and it fires
+where the neuron is above the widest (log-scale) gap of its positive values.
 
 Each layer is saved in SAELens's format (``<folder>/sae-lens/layer_<L>/``) and sparsify's
 (``<folder>/sparsify/layer_<L>/``), same weights. `train_test_dictionaries` does it all;
@@ -37,8 +42,9 @@ from service.contract import ModelSpec, load_registry
 from tests.dictionary_writers import sparsify_tensors, write_sae_lens, write_sparsify
 from workers.data.loader import load_probe_set
 from workers.models.hooks import capture_activations, run_forward
-from workers.models.loader import load_text_adapter
+from workers.models.loader import ModelCache
 from workers.models.planted_text import PLANTED_TEXT_CONCEPTS
+from workers.scan.store import FsspecArtifactStore
 
 DIGITS = PLANTED_TEXT_CONCEPTS[10][1]
 """Digit tokens (`7`, `##42`): the planted latent's concept, as the planted-text model's digit neuron."""
@@ -63,7 +69,23 @@ class TrainingRecipe:
     learning_rate: float = 1e-3
     seed: int = 0
     planted_latent: int = 1000
+    planted_neuron: int | None = None
+    """None: the planted latent fires on digit tokens; a neuron index: where that hook neuron fires (above
+    the widest gap of its positive values, on a log scale), e.g. a planted neuron of tiny-llava-planted."""
     version: str = RECIPE_VERSION
+
+
+VL_RECIPE = TrainingRecipe(
+    model="tiny-llava-planted",
+    dataset="vl-probe-v2",
+    layers=(2,),
+    n_samples=128,
+    steps=400,
+    batch_size=256,
+    planted_latent=100,
+    planted_neuron=11,
+)
+"""tiny-llava-planted: a latent of layer 2 aligned to planted visual neuron 11 (blue image regions)."""
 
 
 @dataclass(frozen=True)
@@ -75,14 +97,17 @@ class LayerDictionary:
     sparsify_folder: str
     d_in: int
     d_sae: int
+    concept_tokens: int
+    """Collected tokens of the planted latent's concept (digits, or where the planted neuron fires)."""
     fvu: float
     """Fraction of variance unexplained, sum ‖x − x̂‖² / sum ‖x − mean‖², over the collected tokens."""
     dead_latents: int
     """Latents active on none of the collected tokens (the planted one included if it never fired)."""
-    planted_digit_recall: float
-    """Fraction of digit tokens on which the planted latent is > 0 (after top-k)."""
+    planted_recall: float
+    """Fraction of the concept's tokens (digits, or where the planted neuron fires) on which the planted
+    latent is > 0 (after top-k)."""
     planted_false_fires: int
-    """Non-digit tokens on which the planted latent is > 0 (0 by construction on these tokens)."""
+    """Other tokens on which the planted latent is > 0 (0 by construction on these tokens)."""
     train_seconds: float
 
 
@@ -94,7 +119,6 @@ class TrainedDictionaries:
     recipe: TrainingRecipe
     tokens: int
     """Content tokens the activations were collected on."""
-    digit_tokens: int
     collect_seconds: float
     layers: dict[int, LayerDictionary] = field(default_factory=dict)
 
@@ -110,12 +134,15 @@ class TrainedDictionaries:
         return self.layers[layer].sae_lens_folder
 
 
-def collect_activations(spec: ModelSpec, recipe: TrainingRecipe) -> tuple[dict[int, torch.Tensor], list[str]]:
+def collect_activations(
+    spec: ModelSpec, recipe: TrainingRecipe, weights_store: str
+) -> tuple[dict[int, torch.Tensor], list[str]]:
     """Float32 activations [tokens, width] of the content tokens at ``recipe.hook`` of each layer, and the
-    token strings, in one forward pass per batch over the first ``recipe.n_samples`` probe samples."""
+    token strings, in one forward pass per batch over the first ``recipe.n_samples`` probe samples; the
+    model is loaded as a worker loads it (generated models are built once into ``weights_store``)."""
     registry = load_registry()
     dataset = registry.dataset(recipe.dataset).model_copy(update={"n_samples": recipe.n_samples})
-    adapter = load_text_adapter(spec, torch.device("cpu"), None)  # type: ignore[arg-type]
+    adapter = ModelCache(FsspecArtifactStore(weights_store), "cpu").get(spec)
     samples = list(load_probe_set(dataset).samples)
     tokenized = adapter.tokenize(samples)
     collected: dict[int, list[torch.Tensor]] = {layer: [] for layer in recipe.layers}
@@ -200,10 +227,42 @@ def plant_digit_latent(
     projection = x.double() @ direction
     lowest_digit, highest_other = projection[is_digit].min(), projection[~is_digit].max()
     assert lowest_digit > highest_other, "no threshold separates digit tokens from the others"
-    threshold = (lowest_digit + highest_other) / 2
+    return insert_latent(tensors, x, direction, (lowest_digit + highest_other) / 2, lowest_digit, index)
+
+
+def neuron_threshold(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(threshold, lowest value above it): the geometric middle of the widest gap between consecutive
+    positive values on a log scale, which parts a neuron's clear firing from its near-zero noise."""
+    positive = values.double()[values > 0].sort().values
+    widest = int((positive[1:].log() - positive[:-1].log()).argmax())
+    return (positive[widest] * positive[widest + 1]).sqrt(), positive[widest + 1]
+
+
+def plant_neuron_latent(
+    tensors: dict[str, torch.Tensor], x: torch.Tensor, neuron: int, index: int
+) -> dict[str, torch.Tensor]:
+    """``tensors`` with latent ``index`` inserted, aligned to hook neuron ``neuron`` (one-hot rows): it is
+    ≥ 0 exactly where the neuron is above `neuron_threshold`, and then wins top-k."""
+    direction = torch.zeros(x.shape[1], dtype=torch.float64)
+    direction[neuron] = 1.0
+    threshold, lowest_above = neuron_threshold(x[:, neuron])
+    return insert_latent(tensors, x, direction, threshold, lowest_above, index)
+
+
+def insert_latent(
+    tensors: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    direction: torch.Tensor,
+    threshold: torch.Tensor,
+    lowest_above: torch.Tensor,
+    index: int,
+) -> dict[str, torch.Tensor]:
+    """Insert at ``index`` a latent reading unit ``direction``: pre = gain·(x·direction − threshold), the
+    gain making its smallest firing value on ``x`` (at ``lowest_above``) twice every other latent's largest
+    pre-activation; its decoder row is the direction ÷ gain."""
     others = ((x - tensors["b_dec"]) @ tensors["W_enc"] + tensors["b_enc"]).max()
-    gain = float(max(1.0, 2 * others / (lowest_digit - threshold)))
-    # pre = gain·((x − b_dec)·u + b_dec·u − threshold): b_enc folds b_dec·u back in (SAELens subtracts b_dec)
+    gain = float(max(1.0, 2 * others / (lowest_above - threshold)))
+    # SAELens subtracts b_dec from x first: the bias adds b_dec·direction back
     bias = gain * (tensors["b_dec"].double() @ direction - threshold)
     row = direction.float()
     return {
@@ -216,7 +275,7 @@ def plant_digit_latent(
     }
 
 
-def measure(folder: Path, x: torch.Tensor, is_digit: torch.Tensor, planted: int) -> dict[str, float | int]:
+def measure(folder: Path, x: torch.Tensor, concept: torch.Tensor, planted: int) -> dict[str, float | int]:
     """FVU, dead latents and the planted latent's firing, through the workers' own loader and encode."""
     from workers.models.dictionaries import load_dictionary
 
@@ -233,50 +292,61 @@ def measure(folder: Path, x: torch.Tensor, is_digit: torch.Tensor, planted: int)
     return {
         "fvu": float(error / (x.double() - x.double().mean(0)).pow(2).sum()),
         "dead_latents": int((~active).sum()),
-        "planted_digit_recall": float(fires[is_digit].double().mean()),
-        "planted_false_fires": int(fires[~is_digit].sum()),
+        "planted_recall": float(fires[concept].double().mean()),
+        "planted_false_fires": int(fires[~concept].sum()),
     }
 
 
-def train_test_dictionaries(folder: Path, recipe: TrainingRecipe | None = None) -> TrainedDictionaries:
+def train_test_dictionaries(
+    folder: Path, recipe: TrainingRecipe | None = None, weights_store: str | None = None
+) -> TrainedDictionaries:
     """Collect activations once, train and plant one SAE per layer of ``recipe``, save each in SAELens's
-    and sparsify's formats under ``folder``, measure them, and record the result in ``trained.json``."""
+    and sparsify's formats under ``folder``, measure them, and record the result in ``trained.json``.
+    Generated models (tiny-llava-planted) are built into ``weights_store`` (default: inside ``folder``)."""
     recipe = recipe or TrainingRecipe()
     spec = load_registry().model(recipe.model)
     started = time.perf_counter()
-    activations, tokens = collect_activations(spec, recipe)
+    activations, tokens = collect_activations(spec, recipe, weights_store or str(folder / "weights-store"))
     is_digit = torch.tensor([bool(DIGITS.match(token)) for token in tokens])
     collect_seconds = time.perf_counter() - started
     layers = {}
     for layer, x in activations.items():
         started = time.perf_counter()
-        d_sae = recipe.expansion * x.shape[1]
         torch.manual_seed(recipe.seed)
-        tensors = plant_digit_latent(train_topk_sae(x, d_sae - 1, recipe), x, is_digit, recipe.planted_latent)
+        trained = train_topk_sae(x, recipe.expansion * x.shape[1] - 1, recipe)
+        if recipe.planted_neuron is None:
+            concept = is_digit
+            tensors = plant_digit_latent(trained, x, is_digit, recipe.planted_latent)
+        else:
+            concept = x[:, recipe.planted_neuron] > neuron_threshold(x[:, recipe.planted_neuron])[0]
+            tensors = plant_neuron_latent(trained, x, recipe.planted_neuron, recipe.planted_latent)
         train_seconds = time.perf_counter() - started
+        hook_name = spec.hook(recipe.hook).module.format(layer=layer)
         sae_lens = write_sae_lens(
-            folder / "sae-lens" / f"layer_{layer}",
-            tensors,
-            "topk",
-            hook_name=spec.hook(recipe.hook).module.format(layer=layer),
-            k=recipe.k,
-            rescale_acts_by_decoder_norm=False,
+            folder / "sae-lens" / f"layer_{layer}", tensors, "topk", hook_name, k=recipe.k
         )
         sparsify = write_sparsify(
             folder / "sparsify" / f"layer_{layer}", sparsify_tensors(tensors), k=recipe.k
         )
-        figures = measure(sae_lens, x, is_digit, recipe.planted_latent)
+        figures = measure(sae_lens, x, concept, recipe.planted_latent)
         layers[layer] = LayerDictionary(
-            layer, str(sae_lens), str(sparsify), x.shape[1], d_sae, train_seconds=train_seconds, **figures
+            layer,
+            str(sae_lens),
+            str(sparsify),
+            x.shape[1],
+            tensors["b_enc"].shape[0],
+            int(concept.sum()),
+            train_seconds=train_seconds,
+            **figures,
         )
-    trained = TrainedDictionaries(
-        str(folder), recipe, len(tokens), int(is_digit.sum()), collect_seconds, layers
-    )
-    (folder / DONE_FILE).write_text(json.dumps(asdict(trained), indent=1))
-    return trained
+    result = TrainedDictionaries(str(folder), recipe, len(tokens), collect_seconds, layers)
+    (folder / DONE_FILE).write_text(json.dumps(asdict(result), indent=1))
+    return result
 
 
-def cached_test_dictionaries(folder: Path, recipe: TrainingRecipe | None = None) -> TrainedDictionaries:
+def cached_test_dictionaries(
+    folder: Path, recipe: TrainingRecipe | None = None, weights_store: str | None = None
+) -> TrainedDictionaries:
     """The dictionaries of ``recipe`` under ``folder``: trained once, then read back from `trained.json` for
     as long as the recipe is the same (a different recipe retrains from scratch)."""
     recipe = recipe or TrainingRecipe()
@@ -288,4 +358,4 @@ def cached_test_dictionaries(folder: Path, recipe: TrainingRecipe | None = None)
             layers = {int(layer): LayerDictionary(**value) for layer, value in stored.pop("layers").items()}
             return TrainedDictionaries(**{**stored, "recipe": recipe, "layers": layers})
     shutil.rmtree(folder, ignore_errors=True)
-    return train_test_dictionaries(folder, recipe)
+    return train_test_dictionaries(folder, recipe, weights_store)

@@ -12,6 +12,7 @@ from service.contract import load_registry
 from service.contract.dictionary_checks import header_errors
 from service.contract.dictionary_files import read_dictionary_header
 from tests.dictionary_training import (
+    VL_RECIPE,
     TrainedDictionaries,
     TrainingRecipe,
     cached_test_dictionaries,
@@ -29,8 +30,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedDictionaries:
 
 def test_the_planted_latent_fires_on_every_digit_token_and_nowhere_else(trained: TrainedDictionaries) -> None:
     layer = trained.layers[2]
-    assert trained.digit_tokens > 20 and trained.tokens > 10 * trained.digit_tokens
-    assert (layer.planted_digit_recall, layer.planted_false_fires) == (1.0, 0)
+    assert layer.concept_tokens > 20 and trained.tokens > 10 * layer.concept_tokens
+    assert (layer.planted_recall, layer.planted_false_fires) == (1.0, 0)
     assert (layer.d_in, layer.d_sae, trained.planted_latent) == (1536, 3072, 7)
     assert 0 < layer.fvu < 0.6, "trained: well below the FVU of 1 that the mean alone has"
 
@@ -42,7 +43,7 @@ def test_both_formats_load_for_the_hook_and_encode_alike(trained: TrainedDiction
     assert (sae_lens.header.format, sparsify.header.format) == ("sae-lens", "sparsify")
     assert sae_lens.header.hook_name == "encoder.layer.2.intermediate"
     assert header_errors(sae_lens.header, 1536) == [] and sae_lens.header.k == 32
-    activations, tokens = collect_activations(minilm, SMALL)
+    activations, tokens = collect_activations(minilm, SMALL, str(Path(trained.folder) / "weights-store"))
     x = activations[2][:500]
     latents = sae_lens.encode(x)
     torch.testing.assert_close(sparsify.encode(x), latents, atol=1e-4, rtol=1e-4)
@@ -57,3 +58,19 @@ def test_a_finished_folder_is_reused_and_another_recipe_retrains(trained: Traine
     digest = read_dictionary_header(trained.sae_lens_folder(2)).digest
     assert cached_test_dictionaries(folder, SMALL) == trained
     assert read_dictionary_header(trained.sae_lens_folder(2)).digest == digest
+
+
+def test_a_latent_aligned_to_a_planted_visual_neuron_fires_on_image_patches_only(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    folder = tmp_path_factory.mktemp("vl-dictionaries")
+    trained = cached_test_dictionaries(folder, VL_RECIPE)
+    layer = trained.layers[2]
+    assert (layer.d_in, layer.d_sae, layer.planted_recall, layer.planted_false_fires) == (256, 512, 1.0, 0)
+    spec = load_registry().model("tiny-llava-planted")
+    activations, tokens = collect_activations(spec, VL_RECIPE, str(folder / "weights-store"))
+    fires = (
+        load_dictionary(trained.sae_lens_folder(2)).encode(activations[2])[:, VL_RECIPE.planted_latent] > 0
+    )
+    fired = [token for token, fire in zip(tokens, fires.tolist(), strict=True) if fire]
+    assert len(fired) == layer.concept_tokens > 100 and all(token.startswith("<patch ") for token in fired)
