@@ -213,6 +213,10 @@ def finished_or_raise(status: JobStatus) -> bool:
     return status.status == "finished"
 
 
+def dictionary_path(model: str, dictionary: str) -> str:
+    return f"/v1/models/{quote(model, safe='')}/dictionaries/{quote(dictionary, safe='')}"
+
+
 def report_path(model: str, layer: int, neuron: int) -> str:
     return f"/v1/neurons/{quote(model, safe='')}/{layer}/{neuron}"
 

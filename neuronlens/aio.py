@@ -20,6 +20,7 @@ from neuronlens._contract import (
     CheckEstimate,
     CheckStatus,
     CostEstimate,
+    DictionaryQuality,
     ExplanationAccepted,
     JobList,
     JobStatus,
@@ -77,6 +78,14 @@ class AsyncClient(AsyncComparisonMethods, _core.ClientBase[httpx.AsyncClient]):
         """As `Client.models`: the served models."""
         response = await self._request("GET", "/v1/models")
         return [ModelSpec.model_validate(item) for item in response.json()]
+
+    async def dictionary_quality(
+        self, model: str, dictionary: str, dataset: str | None = None
+    ) -> DictionaryQuality:
+        """As `Client.dictionary_quality`: a dictionary's FVU and dead/dense latents per layer."""
+        params = _core.report_params(dataset=dataset)
+        response = await self._request("GET", _core.dictionary_path(model, dictionary), params=params)
+        return DictionaryQuality.model_validate_json(response.content)
 
     async def job(self, job_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE) -> JobStatus:
         """As `Client.job`: a job's status, with one page of reports once finished."""

@@ -26,6 +26,7 @@ from neuronlens._contract import (
     CheckEstimate,
     CheckStatus,
     CostEstimate,
+    DictionaryQuality,
     ExplanationAccepted,
     JobList,
     JobStatus,
@@ -90,6 +91,16 @@ class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
         """The served models (`GET /v1/models`): layers, neurons per layer, hook points, probe sets."""
         return [ModelSpec.model_validate(item) for item in self._request("GET", "/v1/models").json()]
 
+    def dictionary_quality(
+        self, model: str, dictionary: str, dataset: str | None = None
+    ) -> DictionaryQuality:
+        """A dictionary's reconstruction quality and dead/dense latents per layer on a probe set
+        (`GET /v1/models/{model}/dictionaries/{dictionary}`)."""
+        response = self._request(
+            "GET", _core.dictionary_path(model, dictionary), params=_core.report_params(dataset=dataset)
+        )
+        return DictionaryQuality.model_validate_json(response.content)
+
     def job(self, job_id: str, offset: int = 0, limit: int = _core.REPORTS_PAGE) -> JobStatus:
         """A job's status (`GET /v1/jobs/{id}`), with one page of reports once finished."""
         params = {"offset": offset, "limit": limit}
@@ -103,6 +114,7 @@ class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
         neuron: int,
         *,
         hook: str | None = None,
+        units: str | None = None,
         dataset: str | None = None,
         explainer: str | None = None,
         simulator: str | None = None,
@@ -110,9 +122,10 @@ class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
         candidates: int | None = None,
         variant: str | None = None,
     ) -> NeuronReport:
-        """One stored report (`GET /v1/neurons/{model}/{layer}/{neuron}`); `NotFound` when none is stored."""
+        """One stored report (`GET /v1/neurons/{model}/{layer}/{neuron}`); `NotFound` when none is stored.
+        ``units``: a dictionary id when ``neuron`` is one of its latents."""
         params = _core.report_params(
-            hook=hook, dataset=dataset, explainer=explainer, simulator=simulator,
+            hook=hook, units=units, dataset=dataset, explainer=explainer, simulator=simulator,
             endpoint=endpoint, candidates=candidates, variant=variant,
         )  # fmt: skip
         response = self._request("GET", _core.report_path(model, layer, neuron), params=params)
@@ -223,10 +236,11 @@ class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
     ) -> ExplanationAccepted | JobStatus:
         """`POST /v1/explanations`: the accepted job (202), or a finished status with the first page of its
         reports (200) when all were stored already. ``layer``: one layer, a list or `"all"`; ``neurons``:
-        indices, a range or `"all"` (per layer). ``fields``: hook, dataset, explainer, simulator,
-        endpoint, candidates. ``callback_url``: a URL the deployment allows, sent a signed webhook
-        (Standard Webhooks) when the job finishes, fails or is cancelled (docs/api.md#webhooks). The
-        request is validated before it is sent (`RequestRejected` names the field)."""
+        indices, a range or `"all"` (per layer). ``fields``: hook, units (a dictionary id: explain its
+        latents), dataset, explainer, simulator, endpoint, candidates. ``callback_url``: a URL the
+        deployment allows, sent a signed webhook (Standard Webhooks) when the job finishes, fails or is
+        cancelled (docs/api.md#webhooks). The request is validated before it is sent (`RequestRejected`
+        names the field)."""
         request = _core.build_request(model, layer, neurons, options, callback_url=callback_url, **fields)
         response = self._request("POST", "/v1/explanations", json=_core.request_body(request))
         return _core.parse_submission(response)

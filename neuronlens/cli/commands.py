@@ -135,7 +135,7 @@ def write_reports(reports: list[NeuronReport], fmt: str, single: bool, out: IO[s
 
 
 def explain_fields(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("hook", "dataset", "explainer", "simulator", "endpoint", "candidates")
+    names = ("hook", "units", "dataset", "explainer", "simulator", "endpoint", "candidates")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
@@ -275,7 +275,8 @@ def run_export(args: argparse.Namespace) -> int:
                 data = client.export(args.job_id, format=args.format, fields=args.fields)
                 what = f"job {args.job_id}"
             else:
-                query = {name: getattr(args, name) for name in ("hook", "dataset", "explainer", "simulator")}
+                names = ("hook", "units", "dataset", "explainer", "simulator")
+                query = {name: getattr(args, name) for name in names}
                 data = client.export_layer(args.model, args.layer, args.format, args.fields, **query)
                 what = f"{args.model} layer {args.layer}"
     except ClientError as exc:
@@ -344,7 +345,7 @@ def add_export_parser(commands: Any, default_url: str) -> None:
     export.add_argument("job_id", nargs="?", help="job id (exp-…) from `neuronlens explain` or the API")
     export.add_argument("--model", help="with --layer instead of a job id: every stored report of a layer")
     export.add_argument("--layer", type=int, help="layer index (with --model)")
-    for name in ("hook", "dataset", "explainer", "simulator"):
+    for name in ("hook", "units", "dataset", "explainer", "simulator"):
         export.add_argument(
             f"--{name}", help=f"{name} of the layer's report variant (default as in a request)"
         )

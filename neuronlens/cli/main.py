@@ -104,6 +104,10 @@ def _add_explain_request(explain: argparse.ArgumentParser) -> None:
         "--neurons", choices=["all"], help="all: every neuron of each layer (at most the API's cap per layer)"
     )
     explain.add_argument("--hook", help="hook point id (default: the model's first)")
+    explain.add_argument(
+        "--units",
+        help="neurons (default) or a dictionary id of the model: explain its latents (SAE, transcoder)",
+    )
     explain.add_argument("--dataset", help="probe set id (default: the model's first)")
     explain.add_argument("--explainer", help="explainer backend (default: the API's default)")
     explain.add_argument("--simulator", help="simulator backend (default: the API's default)")

@@ -4,6 +4,7 @@ Pure pydantic and constants (no Redis, RQ, Litestar or torch; fsspec in `objects
 
 - :mod:`~service.contract.base`      strict base model; neuron types and modalities
 - :mod:`~service.contract.registry`  served models and probe sets (``registry.json``)
+- :mod:`~service.contract.dictionaries`  SAEs and transcoders attached to a model's hook point (`units`)
 - :mod:`~service.contract.requests`  `POST /v1/explanations` and its limits
 - :mod:`~service.contract.options`   a request's method parameters (typing, scale, scorers)
 - :mod:`~service.contract.pins`     pin files and `POST /v1/checks`: pins, check requests, results
@@ -64,6 +65,14 @@ from service.contract.cost import (
     TokenBasis,
     probe_profile_key,
     prompt_profile_key,
+)
+from service.contract.dictionaries import (
+    NEURONS,
+    DictionaryLayer,
+    DictionaryLayerQuality,
+    DictionaryQuality,
+    DictionaryRef,
+    DictionarySpec,
 )
 from service.contract.job_list import JobList, JobSummary
 from service.contract.jobs import (
@@ -316,6 +325,12 @@ __all__ = [
     "ExplanationCandidate",
     "ExplanationRequest",
     "HookPoint",
+    "DictionaryLayer",
+    "DictionaryLayerQuality",
+    "DictionaryQuality",
+    "DictionaryRef",
+    "DictionarySpec",
+    "NEURONS",
     "JobError",
     "JobList",
     "JobSummary",

@@ -83,6 +83,8 @@ def report_variant(
     payload = {
         "revision": revision,
         "hook": request.hook,
+        # Latents only: a neuron's variant stays what it was before dictionaries existed.
+        **({"units": request.units} if request.units is not None else {}),
         "dataset": dataset_identity(dataset),
         **_backend_identity(request, models),
         "options": request.options.model_dump(mode="json"),
@@ -165,7 +167,7 @@ def scan_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top
     digest = artifact_digest(
         {
             "model": model.id,
-            "revision": model.revision,
+            "revision": model.key_revision,
             "hook": hook,
             "layer": layer,
             "dataset": scan_dataset_payload(dataset),
@@ -174,7 +176,8 @@ def scan_id(model: ModelSpec, dataset: DatasetSpec, hook: str, layer: int, n_top
             "scan_version": SCAN_VERSION,
         }
     )
-    return f"{_KEY_UNSAFE.sub('_', model.id)}-{_KEY_UNSAFE.sub('_', hook)}-L{layer}-{digest}"
+    site = hook if model.units is None else f"{hook}-{model.units.id}"
+    return f"{_KEY_UNSAFE.sub('_', model.id)}-{_KEY_UNSAFE.sub('_', site)}-L{layer}-{digest}"
 
 
 def scan_key(scan: str) -> str:

@@ -210,6 +210,11 @@ class ScanJobPayload(ContractModel):
 
     model: str = Field(description="Model id of the registry.")
     hook: str = Field(description="Hook point the layers are recorded at.")
+    units: str | None = Field(
+        default=None,
+        description="Dictionary id whose latents are recorded (encoded from the hook's activations in the "
+        "same pass); null: the hook's neurons.",
+    )
     layers: list[StrictInt] = Field(min_length=1, description="Layers to scan, sorted, without repeats.")
     dataset: str = Field(description="Probe set id of the registry.")
     options: PipelineOptions = Field(description="The request's pipeline options.")

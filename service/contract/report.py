@@ -11,6 +11,7 @@ from pydantic import Field, JsonValue
 
 from service.contract.base import ContractModel, NeuronType
 from service.contract.chance import ChanceLevel
+from service.contract.dictionaries import DictionaryRef
 from service.contract.options import PipelineOptions, Protocol, ScaleMethod
 
 
@@ -35,7 +36,6 @@ class TypeEvidence(ContractModel):
         "high-confidence setting (permutation method: a visual or text type also needs its p-value below "
         "`type_alpha`)."
     )
-    # ---- issue 10: which rule typed the neuron, and the permutation test's p-values
     method: Literal["xu-threshold", "text-threshold", "permutation"] = Field(
         default="xu-threshold",
         description="Rule that set `neuron_type`: `xu-threshold` (Xu et al. 2025, vision-language models), "
@@ -310,7 +310,6 @@ class BinaryScore(ContractModel):
     parse_failures: int = Field(ge=0, description="Records whose judgement could not be parsed.")
     llm_calls: int = Field(ge=0, description="LLM requests made for this score (0 for the baseline).")
     prompt_version: str | None = Field(default=None, description="Prompt version (`openai` backend).")
-    # ---- issue 18: Delphi's metrics (protocol `delphi`; null under the other protocols)
     precision: float | None = Field(
         default=None,
         description="`delphi` protocol: true positives / records judged positive, 0 … 1 (0 when none was; "
@@ -343,6 +342,9 @@ class NeuronReport(ContractModel):
     layer: int = Field(ge=0, description="Layer index.")
     neuron: int = Field(ge=0, description="Neuron index within the layer.")
     hook: str = Field(description="Hook point id where the activation was read.")
+    dictionary: DictionaryRef | None = Field(
+        default=None, description="Null for a neuron; for a latent (`neuron` is its index), its dictionary."
+    )
     neuron_type: NeuronType = Field(description="Argmax of the type evidence.")
     type_evidence: TypeEvidence
     max_activation: float = Field(description="Largest raw activation seen over the whole probe set.")
@@ -371,7 +373,6 @@ class NeuronReport(ContractModel):
     )
     dataset: DatasetRef
     provenance: Provenance
-    # ---- issue 10: scale, domain support, extra scorers
     normalisation: Normalisation | None = Field(
         default=None, description="What set the 0–10 scale, and whether one sample dominates it."
     )

@@ -160,7 +160,15 @@ class ExplanationRequest(ContractModel):
         default=None,
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="Hook point id; default: the model's first.",
+        description="Hook point id; default: the model's first (with `units`, the dictionary's own).",
+    )
+    units: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The unit basis: `neurons` (the default: the model's neurons at the hook point) or a "
+        "dictionary id of the model (`GET /v1/models`: `dictionaries`), whose latents are then the units "
+        "`neurons` indexes (docs/dictionaries.md). Latents are recorded at the dictionary's hook point.",
     )
     dataset: str | None = Field(
         default=None,

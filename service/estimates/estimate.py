@@ -293,7 +293,7 @@ def _tally_layer(
     tally.neurons += len(neurons)
     tally.stored += len(stored)
     key = prompt_profile_key(
-        model.id, model.revision, str(request.hook), layer, dataset, options.n_top, options.seed
+        model.id, model.key_revision, str(request.hook), layer, dataset, options.n_top, options.seed
     )
     profile = _read_model(store, key, PromptProfile) if todo else None
     scan = scan_id(model, dataset, str(request.hook), layer, options.n_top, options.seed)

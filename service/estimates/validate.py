@@ -21,6 +21,7 @@ from service.contract import (
     Registry,
     report_variant,
 )
+from service.estimates.units import check_dictionary_files, resolve_units
 from service.problems import FieldProblem, InvalidInput, NotFound
 from service.settings import Settings, default_llm_endpoint, llm_endpoint_configs
 
@@ -69,7 +70,7 @@ class ResolvedRequest:
         """The report variant (contract.report_variant) the request's reports are stored under, hashed
         once per request."""
         return report_variant(
-            self.request, revision=self.model.revision, dataset=self.dataset, models=self.llm_models
+            self.request, revision=self.model.key_revision, dataset=self.dataset, models=self.llm_models
         )
 
 
@@ -112,7 +113,7 @@ def check_neuron(model: ModelSpec, neuron: int, field: str) -> None:
 def _check_layers(request: ExplanationRequest, model: ModelSpec) -> list[int]:
     """The requested layers, sorted without repeats (`layers: "all"`: every layer of the model)."""
     if request.layers == ALL:
-        return list(range(model.layers))
+        return model.layer_ids
     if request.layers is None:
         check_layer(model, request.only_layer())
         return [request.only_layer()]
@@ -128,6 +129,13 @@ def resolve_hook(model: ModelSpec, hook: str | None, field: str = "hook") -> str
     if hook not in offered:
         raise InvalidInput.for_field(
             field, f"hook '{hook}' is not offered by {model.id}: choose one of {_choices(offered)}"
+        )
+    width = model.hook(hook).width
+    if model.units is None and width is not None and width != model.neurons_per_layer:
+        raise InvalidInput.for_field(
+            field,
+            f"hook '{hook}' of {model.id} carries {width} values per token, not its "
+            f"{model.neurons_per_layer} MLP neurons: it is read through a dictionary (`units`)",
         )
     return hook
 
@@ -277,7 +285,9 @@ def resolve_request(
     model = find_model(registry, request.model)
     check_loadable(model)
     check_type_method(model, request.options.type_method)
+    model = resolve_units(model, request.units, request.hook, request.shards)
     layers = _check_layers(request, model)
+    check_dictionary_files(model, layers)
     hook = resolve_hook(model, request.hook)
     dataset = resolve_dataset(registry, model, request.dataset)
     neurons = _check_neurons(request, model, max_neurons)
@@ -289,6 +299,7 @@ def resolve_request(
             "layer": layers[0] if len(layers) == 1 else None,
             "layers": None if len(layers) == 1 else layers,
             "hook": hook,
+            "units": model.units.id if model.units is not None else None,
             "dataset": dataset.id,
             "neurons": neurons,
             **backends,
@@ -297,13 +308,17 @@ def resolve_request(
     return ResolvedRequest(request=resolved, model=model, dataset=dataset, llm_models=llm_models)
 
 
-def resolve_neuron_path(registry: Registry, model_id: str, layer: int, neuron: int) -> ModelSpec:
-    """Check the path of `GET /v1/neurons/{model}/{layer}/{neuron}`: a name that does not exist is a 404."""
+def resolve_neuron_path(
+    registry: Registry, model_id: str, layer: int, neuron: int, units: str | None = None
+) -> ModelSpec:
+    """Check the path of `GET /v1/neurons/{model}/{layer}/{neuron}` (its neuron a latent of ``units`` when
+    that names a dictionary): a name that does not exist is a 404. The model as ``units`` sees it."""
     try:
         model = registry.model(model_id)
     except KeyError:
         message = _unknown_model(registry, model_id)
         raise NotFound(message, [FieldProblem(field="model", message=message)]) from None
+    model = resolve_units(model, units, None)
     for field, error in (("layer", model.layer_error(layer)), ("neuron", model.neuron_error(neuron))):
         if error is not None:
             raise NotFound(error, [FieldProblem(field=field, message=error)])

@@ -8,6 +8,10 @@ from typing import Any
 from service.contract import (
     CostEstimate,
     DatasetRef,
+    DictionaryLayer,
+    DictionaryLayerQuality,
+    DictionaryQuality,
+    DictionarySpec,
     Exemplar,
     Explanation,
     ExplanationAccepted,
@@ -244,6 +248,31 @@ def comparison_estimate() -> ComparisonEstimate:
     )
 
 
+def dictionary_quality() -> DictionaryQuality:
+    spec = DictionarySpec(
+        id="minilm-sae",
+        kind="sae",
+        hook="mlp_act",
+        latents=3072,
+        layers=[DictionaryLayer(layer=2, path="/data/saes/minilm/layer_2")],
+        revision="2026-12-01",
+    )
+    layer = DictionaryLayerQuality(
+        layer=2,
+        scanned=True,
+        digest="5f0c2b6e9d1a4c3b8e7f6a5d4c3b2a19",
+        format="sae-lens",
+        architecture="topk",
+        fvu=0.162,
+        tokens=17769,
+        dead=98,
+        dense=0,
+        dense_fraction=0.1,
+        density_quantiles={"0.1": 0.0003, "0.5": 0.0041, "0.9": 0.021, "0.99": 0.058},
+    )
+    return DictionaryQuality(model="minilm-l6", dataset="text-probe-v2", dictionary=spec, layers=[layer])
+
+
 def dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -252,6 +281,7 @@ def response_examples() -> dict[tuple[str, str], dict[str, Any]]:
     """(operationId, status) → {example name: JSON value} of each documented success answer."""
     return {
         ("listModels", "200"): {"served models": [dump(m) for m in load_registry().models]},
+        ("getDictionaryQuality", "200"): {"one layer scanned": dump(dictionary_quality())},
         ("createExplanation", "202"): {"job queued": dump(accepted())},
         ("createExplanation", "200"): {
             "every report already stored": dump(job_finished()),

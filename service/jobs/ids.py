@@ -39,7 +39,7 @@ _MERGE_ID = re.compile(r"^(?P<scan>.+)-k(?P<shards>[0-9]+)$")
 def _identity(resolved: ResolvedRequest) -> dict[str, object]:
     return {
         "request": resolved.request.model_dump(mode="json"),
-        "revision": resolved.model.revision,
+        "revision": resolved.model.key_revision,
         "dataset": dataset_identity(resolved.dataset),
         "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
         "pipeline": PIPELINE_VERSION,
@@ -77,7 +77,7 @@ def scan_job_id(
     artifacts."""
     payload = {
         "model": model.id,
-        "revision": model.revision,
+        "revision": model.key_revision,
         "hook": hook,
         "layers": sorted(set(layers)),
         "dataset": dataset_identity(dataset),

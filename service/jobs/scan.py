@@ -105,7 +105,8 @@ def ensure_scan_jobs(
     is re-run under its id; a merge stays deferred until every shard has finished. ``traceparent`` (W3C
     trace context of the request that enqueues them) goes into the new jobs' meta."""
     request = resolved.request
-    n_shards = shards or request.shards or settings.scan_shards
+    # Latents are scanned in one job: their dictionary's reconstruction totals are not merged across shards.
+    n_shards = 1 if request.units is not None else shards or request.shards or settings.scan_shards
     hook = request.hook or resolved.model.default_hook
     options = request.options
     wanted = sorted(set(layers))
@@ -114,7 +115,12 @@ def ensure_scan_jobs(
     shown = f"layer {wanted[0]}" if len(wanted) == 1 else f"{len(wanted)} layers"
     what = f"{resolved.model.id} {shown} ({hook}, {resolved.dataset.id})"
     payload = ScanJobPayload(
-        model=resolved.model.id, hook=hook, layers=wanted, dataset=resolved.dataset.id, options=options
+        model=resolved.model.id,
+        hook=hook,
+        units=request.units,
+        layers=wanted,
+        dataset=resolved.dataset.id,
+        options=options,
     )
     if n_shards <= 1:
         with enqueue_lock(connection, keys, job_id):

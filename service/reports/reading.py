@@ -17,7 +17,7 @@ from service.reports.listing import request_report_keys
 from service.settings import Settings
 
 Query = dict[str, str | int | None]
-"""A lookup's query parameters: hook, dataset, explainer, simulator, endpoint, candidates, variant."""
+"""A lookup's query parameters: hook, units, dataset, explainer, simulator, endpoint, candidates, variant."""
 
 
 def _lookup_request(model: str, layer: int, neuron: int, query: Query) -> ExplanationRequest:
@@ -78,7 +78,8 @@ class ReportReader:
         cached = self._keys.get(cache_key)
         if cached is not None:
             return cached
-        spec = resolve_neuron_path(self.registry, model, layer, neuron)
+        units = query.get("units")
+        spec = resolve_neuron_path(self.registry, model, layer, neuron, None if units is None else str(units))
         lookup = _lookup_request(model, layer, neuron, query)
         resolved = resolve_request(self.registry, lookup, max_neurons=1, settings=self.settings)
         pinned = query.get("variant")

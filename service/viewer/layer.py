@@ -196,6 +196,10 @@ def _layer_steps(model: ModelSpec, layer: int, query: Mapping[str, object]) -> s
     return f'<nav class="step">{"".join(steps)}</nav>'
 
 
+def _units_noun(model: ModelSpec) -> str:
+    return "neurons" if model.units is None else f"latents of dictionary {escape(model.units.id)}"
+
+
 def render_layer_page(model: ModelSpec, layer: int, request: ExplanationRequest, view: LayerView) -> str:
     """The page of a layer's stored neurons: statistics over all of them, the table over one page."""
     title = f"{model.id} layer {layer}"
@@ -203,7 +207,7 @@ def render_layer_page(model: ModelSpec, layer: int, request: ExplanationRequest,
     summary = (
         f'<p class="muted">hook {escape(str(request.hook))} · probe set {escape(str(request.dataset))} · '
         f"explainer {escape(str(request.explainer))} · simulator {escape(str(request.simulator))} · "
-        f"{total} of {model.neurons_per_layer} neurons have a stored report.</p>"
+        f"{total} of {model.neurons_per_layer} {_units_noun(model)} have a stored report.</p>"
     )
     crumbs: list[tuple[str, str | None]] = [("Home", "/"), (model.id, None), (f"layer {layer}", None)]
     if not total:

@@ -25,6 +25,7 @@ from service.viewer.html import (
     values_histogram_svg,
 )
 from service.viewer.options_badge import options_badge
+from service.viewer.units import dictionary_line, unit_name
 
 PATCH_TOKEN = re.compile(r"^<patch \d+,\d+>$")
 """How vision-language adapters name image-patch tokens; the page shows patches as the image instead."""
@@ -359,6 +360,7 @@ def report_body(report: NeuronReport, nav: str) -> str:
         f'<p class="muted">hook {escape(report.hook)} · revision {escape(report.model_revision)} · probe set '
         f"{escape(report.dataset.id)} ({report.dataset.n_samples} samples) · max activation "
         f"{report.max_activation:.4g} · pipeline {escape(report.provenance.pipeline_version)}</p>"
+        f"{dictionary_line(report)}"
         f"{options_badge(option_labels(report.provenance.options_changed()))}"
         f"<h2>Type {type_badge(report.neuron_type)}</h2><p>{shares}</p>"
         f"<h2>Explanation</h2><p>{escape(report.explanation.text)}</p>"
@@ -377,7 +379,7 @@ def report_body(report: NeuronReport, nav: str) -> str:
 
 
 def report_title(report: NeuronReport) -> str:
-    return f"{report.model} layer {report.layer} neuron {report.neuron}"
+    return f"{report.model} layer {report.layer} {unit_name(report)}"
 
 
 def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = None) -> str:
@@ -388,6 +390,6 @@ def render_report_page(report: NeuronReport, links: NeuronPageLinks | None = Non
         ("Home", "/"),
         (report.model, None),
         (f"layer {report.layer}", layer_path(report.model, report.layer) + query),
-        (f"neuron {report.neuron}", None),
+        (unit_name(report), None),
     ]
     return page(report_title(report), report_body(report, _nav_html(report, links)), crumbs)

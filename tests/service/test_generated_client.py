@@ -136,6 +136,7 @@ def test_a_generated_client_calls_every_operation(
     assert job_id in [job.job_id for job in listed.parsed.jobs], listed.content[:300]
     assert call("cancelJob", job_id).parsed.status == "finished"  # a finished job stays as it is
     call("getCheck", "chk-" + "0" * 24)
+    call("getDictionaryQuality", "minilm-l6", "none")  # the bundled registry attaches no dictionary: 404
     call("getComparison", "cmp-" + "0" * 24)
     call("exportComparison", "cmp-" + "0" * 24)
     call("getComparisonPage", "cmp-" + "0" * 24)

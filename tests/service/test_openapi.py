@@ -45,6 +45,7 @@ def test_document_describes_every_operation() -> None:
     operations = [op for path in document["paths"].values() for op in path.values()]
     assert {op["operationId"] for op in operations} == {
         "listModels",
+        "getDictionaryQuality",
         "createExplanation",
         "createComparison",
         "getComparison",

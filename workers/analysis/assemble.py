@@ -16,6 +16,7 @@ from service.contract import (
     DatasetRef,
     DatasetSpec,
     Density,
+    DictionaryRef,
     Exemplar,
     Explanation,
     LLMUsage,
@@ -70,6 +71,24 @@ class ReportContext:
     def specific(self) -> list[list[str]]:
         """Domains each neuron of the layer is specific to (a layer-wide computation, done once)."""
         return domain_specific(self.shares, self.probe.domains, self.scan.domain_positive)
+
+    @cached_property
+    def dictionary(self) -> DictionaryRef | None:
+        """The dictionary whose latents the layer's units are (from the scan's manifest); None for neurons."""
+        spec = self.model.units
+        if spec is None:
+            return None
+        read = self.scan.manifest.get("dictionary")
+        header = read if isinstance(read, dict) else {}
+        return DictionaryRef(
+            id=spec.id,
+            kind=spec.kind,
+            revision=spec.revision,
+            digest=str(header.get("digest", "")),
+            format=str(header.get("format", "")),
+            architecture=str(header.get("architecture", "")),
+            output_hook=spec.output_hook,
+        )
 
     @property
     def is_text_model(self) -> bool:
@@ -273,6 +292,7 @@ def build_report(
         layer=context.layer,
         neuron=neuron,
         hook=context.hook,
+        dictionary=context.dictionary,
         neuron_type=prepared.neuron_type.neuron_type,
         type_evidence=prepared.neuron_type.evidence(),
         max_activation=prepared.max_activation,

@@ -138,7 +138,9 @@ class ModelCache:
         return self._device
 
     def get(self, spec: ModelSpec) -> ModelAdapter:
-        """The model for ``spec``, loaded on first use and kept for the process."""
+        """The model for ``spec`` (its registry entry, when seen through a dictionary), loaded on first use
+        and kept for the process."""
+        spec = spec.registry_model
         key = (spec.id, spec.revision)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())

@@ -69,7 +69,7 @@ def write_prompt_profile(
 ) -> bool:
     """Write the prompt profile of a scanned layer (and its probe set's) for the API's dry runs, unless
     stored; True when written now."""
-    key = prompt_profile_key(model.id, model.revision, hook, layer, dataset, options.n_top, options.seed)
+    key = prompt_profile_key(model.id, model.key_revision, hook, layer, dataset, options.n_top, options.seed)
     if runtime.reports.exists(key):
         return False
     context = open_context(runtime, model, dataset, hook, layer, options)

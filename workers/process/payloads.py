@@ -84,12 +84,21 @@ def read_payload(model_class: type[Payload], payload: object, what: str) -> Payl
         raise InvalidRequest(f"invalid {what} payload: {where}: {first['msg']}") from None
 
 
-def _specs(registry: Registry, model_id: str, dataset_id: str) -> tuple[ModelSpec, DatasetSpec]:
+def _specs(
+    registry: Registry, model_id: str, dataset_id: str, units: str | None = None
+) -> tuple[ModelSpec, DatasetSpec]:
+    """The model (seen through ``units``: its neurons, or a dictionary's latents) and the probe set."""
     try:
         model = registry.model(model_id)
     except KeyError:
         served = ", ".join(m.id for m in registry.models)
         raise UnknownModel(f"model '{model_id}' is not in this worker's registry: it has {served}") from None
+    try:
+        model = model.through(units)
+    except KeyError:
+        raise UnknownModel(
+            f"model '{model_id}' has no dictionary '{units}' in this worker's registry"
+        ) from None
     try:
         dataset = registry.dataset(dataset_id)
     except KeyError:
@@ -103,7 +112,7 @@ def _specs(registry: Registry, model_id: str, dataset_id: str) -> tuple[ModelSpe
 
 def parse_scan_job(registry: Registry, payload: ScanJobPayload) -> ScanJob:
     """The scan job of a scan, scan shard or merge payload, checked against ``registry``."""
-    model_spec, dataset_spec = _specs(registry, payload.model, payload.dataset)
+    model_spec, dataset_spec = _specs(registry, payload.model, payload.dataset, payload.units)
     for layer in payload.layers:
         check_layer(model_spec, layer)
     point = check_hook(model_spec, payload.hook)
@@ -129,7 +138,7 @@ def parse_explain_job(registry: Registry, endpoints: LLMEndpoints, payload: Expl
         raise InvalidRequest(
             "the explain payload must name its hook, dataset, explainer and simulator (the API resolves them)"
         )
-    model, dataset = _specs(registry, parsed.model, parsed.dataset)
+    model, dataset = _specs(registry, parsed.model, parsed.dataset, parsed.units)
     check_layer(model, parsed.only_layer())
     point = check_hook(model, parsed.hook)
     neurons = parsed.neuron_list()
@@ -143,7 +152,7 @@ def parse_explain_job(registry: Registry, endpoints: LLMEndpoints, payload: Expl
             f"'{models.simulator if models else None}', but the API resolved '{expected.explainer}' and "
             f"'{expected.simulator}': give the API and the workers the same NEURONLENS_LLM_* settings"
         )
-    variant = report_variant(parsed, revision=model.revision, dataset=dataset, models=models)
+    variant = report_variant(parsed, revision=model.key_revision, dataset=dataset, models=models)
     if api_variant is not None and variant != api_variant:
         raise DeploymentMismatch(
             f"this worker's registry entry for {model.id} (revision {model.revision}) or probe set "

@@ -184,7 +184,7 @@ def write_profiles(
     if not is_text_probe(probe):
         return False
     write_probe_profile(objects, model, dataset, probe)
-    key = prompt_profile_key(model.id, model.revision, hook, layer, dataset, options.n_top, options.seed)
+    key = prompt_profile_key(model.id, model.key_revision, hook, layer, dataset, options.n_top, options.seed)
     if objects.exists(key):
         return False
     objects.write(key, layer_profile(model, layer, scan, probe, options).model_dump_json().encode())

@@ -23,6 +23,7 @@ from workers.llm.endpoints import LLMEndpoints
 if TYPE_CHECKING:
     from workers.data.images import ImageSource
     from workers.llm.caller import LLMCallers
+    from workers.models.dictionary_cache import DictionaryCache
     from workers.models.loader import ModelCache
     from workers.process.report_writer import ReportObjects
     from workers.scan.artifacts import ScanCache
@@ -109,6 +110,13 @@ class WorkerRuntime:
 
         return LLMCallers(self.config.llm)
 
+    @cached_property
+    def dictionaries(self) -> DictionaryCache:
+        """Dictionaries (SAEs, transcoders) loaded so far, kept for the process like its models."""
+        from workers.models.dictionary_cache import DictionaryCache
+
+        return DictionaryCache()
+
     @property
     def scan_setup(self) -> ScanSetup:
         """Store, models and batch size, as a scan takes them."""
@@ -121,6 +129,7 @@ class WorkerRuntime:
             config.scan_batch_size,
             config.scan_memory_bytes,
             config.scan_checkpoint_s,
+            self.dictionaries,
         )
 
     def probe_images(self, dataset: DatasetSpec) -> ImageSource | None:

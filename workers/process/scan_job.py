@@ -20,7 +20,7 @@ from service.contract import (
     probe_profile_key,
 )
 from workers.analysis.assemble import ReportContext
-from workers.errors import DeploymentMismatch, ScanMissing
+from workers.errors import DeploymentMismatch, InvalidRequest, ScanMissing
 from workers.process.prompt_profile import write_probe_profile
 from workers.process.runtime import WorkerRuntime
 from workers.scan.passes import PassProgress
@@ -104,6 +104,10 @@ def scan_layer_shard(
     shard and the merge) in as few passes as the runtime's scan memory budget allows."""
     from workers.models.device import default_scan_memory_bytes
 
+    if model.units is not None:
+        raise InvalidRequest(
+            f"latents of dictionary {model.units.id} are scanned by one worker, not in shards"
+        )
     setup = runtime.scan_setup
     store = setup.store
     keys: dict[int, str] = {}

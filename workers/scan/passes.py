@@ -27,6 +27,7 @@ from workers.data.base import ProbeSample
 from workers.data.loader import load_probe_set
 from workers.models.base import ModelAdapter, TokenizedSample
 from workers.scan.checkpoint import PassCheckpoints
+from workers.scan.dictionary_taps import DictionaryTaps
 from workers.scan.memory_budget import LayerGroupPlan, plan_layer_groups
 from workers.scan.recorder import LayerRecorder
 from workers.scan.scanner import BatchPlan, ScanPass
@@ -72,6 +73,8 @@ class ScanInputs:
     samples: Sequence[ProbeSample]
     tokenized: Sequence[TokenizedSample]
     probe: TokenizedProbe
+    taps: DictionaryTaps | None = None
+    """The dictionaries whose latents are recorded instead of the hook's neurons (None: neurons)."""
 
 
 def prepare_inputs(adapter: ModelAdapter, dataset: DatasetSpec) -> ScanInputs:
@@ -121,7 +124,15 @@ def record_in_passes(
     for index, group in enumerate(plan.groups):
         started = time.perf_counter()
         scan = ScanPass(
-            inputs.adapter, inputs.samples, inputs.tokenized, inputs.probe, point, group, n_top, random_ids
+            inputs.adapter,
+            inputs.samples,
+            inputs.tokenized,
+            inputs.probe,
+            point,
+            group,
+            n_top,
+            random_ids,
+            inputs.taps,
         )
         first = 0
         resumed = checkpoints.load(group, len(batches)) if checkpoints is not None else None

@@ -177,6 +177,12 @@ class LayerRecorder:
         block[:, :width] = per_token
         self.top_acts[neurons, slots] = block
 
+    def positive_tokens(self) -> np.ndarray:
+        """int64 [neurons]: content tokens where each unit is > 0, over every sample folded in (labelled
+        or not)."""
+        self._flush_positives()
+        return self.domain_positive.sum(dim=0).cpu().numpy()
+
     _STATE = ("top_max", "top_ids", "top_key", "top_acts", "global_max", "random_acts", "domain_positive")
 
     def state(self) -> dict[str, np.ndarray]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
 from workers.models.device import default_scan_memory_bytes
+from workers.models.dictionary_cache import DictionaryCache
 from workers.models.loader import ModelCache
 from workers.scan.artifacts import write_layer_scan
 from workers.scan.checkpoint import CHECKPOINT_EVERY_S, PassCheckpoints
+from workers.scan.dictionary_taps import open_taps
 from workers.scan.passes import (
     PassProgress,
     ScanProgress,
@@ -95,6 +97,8 @@ class ScanSetup:
     """Budget of the recorders' state per pass, bytes; None derives it from the device."""
     checkpoint_s: float = CHECKPOINT_EVERY_S
     """Seconds between two checkpoints of a running pass (workers/scan/checkpoint.py)."""
+    dictionaries: DictionaryCache | None = None
+    """Loaded dictionaries, for scans of latents (a fresh cache per scan when None)."""
 
 
 def scan_model_layers(
@@ -118,7 +122,8 @@ def scan_model_layers(
         return result
     adapter = setup.models.get(model)
     budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
-    inputs = prepare_inputs(adapter, dataset)
+    taps = open_taps(model, todo, adapter.device, setup.dictionaries or DictionaryCache())
+    inputs = replace(prepare_inputs(adapter, dataset), taps=taps)
     probe = inputs.probe
     probe_key = store_tokens(store, model, dataset, probe)
     random_ids = choose_random_ids(len(inputs.samples), options.n_top, options.seed)
@@ -131,6 +136,8 @@ def scan_model_layers(
                 model, dataset, hook, layer, options, probe, probe_key, seconds, setup.batch_size
             )
             manifest.update(scan_id=scan, device=str(adapter.device), passes=plan.passes)
+            if taps is not None:
+                manifest["dictionary"] = taps.manifest(layer, recorder.positive_tokens(), probe.n_tokens)
             write_layer_scan(store, scan, layer_arrays(recorder, probe, random_ids), manifest)
             result[layer] = ScanInfo(scan, False, seconds, probe.n_samples, probe.n_tokens)
 

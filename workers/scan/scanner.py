@@ -7,6 +7,7 @@ on all requested layers (stopping after the last one), and each layer's LayerRec
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,6 +19,7 @@ from workers.data.base import ProbeSample
 from workers.errors import InvalidRequest
 from workers.models.base import ModelAdapter, TokenizedSample
 from workers.models.hooks import capture_activations, run_forward
+from workers.scan.dictionary_taps import DictionaryTaps
 from workers.scan.recorder import BatchView, LayerRecorder
 from workers.scan.tokens import TokenizedProbe
 
@@ -126,7 +128,8 @@ class ScanPass:
     """The state of one pass: a recorder per layer, filled batch by batch with `step`.
 
     Hooks are registered for the duration of each step only, so plain forward passes of the same model
-    can run between steps (the benchmark interleaves them batch by batch).
+    can run between steps (the benchmark interleaves them batch by batch). With `taps`, each layer's
+    activations are encoded into a dictionary's latents inside the hook, and the latents are recorded.
     """
 
     def __init__(
@@ -139,8 +142,12 @@ class ScanPass:
         layers: Sequence[int],
         n_top: int,
         random_ids: np.ndarray,
+        taps: DictionaryTaps | None = None,
     ) -> None:
         self.adapter, self.samples, self.tokenized, self.probe = adapter, samples, tokenized, probe
+        self.taps = taps
+        self.width = adapter.spec.neurons_per_layer if taps is None else taps.latents
+        """Units recorded per layer: the model's neurons, or the dictionary's latents."""
         self.point, self.layers = point, list(layers)
         self.n_top = min(n_top, len(samples))
         self.n_random = len(random_ids)
@@ -162,16 +169,29 @@ class ScanPass:
         )
         tensors = _BatchTensors(plan, self.probe, self.random_slot, adapter.device)
 
+        taps = self.taps
+
         def fold(layer: int, output: torch.Tensor) -> None:
             # Runs inside the hook: the layer's output is consumed while in cache, then freed.
             acts = content_activations(output, plan, tensors.index)
+            if taps is not None:
+                acts = taps.encode(layer, acts, tensors.view.lengths)
             if layer not in self.recorders:
                 self.recorders[layer] = _new_recorder(
-                    adapter, self.point, acts, self.n_top, self.probe, self.n_random
+                    adapter, self.point, acts, self.n_top, self.probe, self.n_random, self.width
                 )
             self.recorders[layer].update(acts, tensors.view)
 
-        with torch.inference_mode(), capture_activations(adapter.module, self.point, self.layers, True, fold):
+        def observe(layer: int, output: torch.Tensor) -> None:
+            assert taps is not None
+            taps.observe_output(layer, content_activations(output, plan, tensors.index), tensors.view.lengths)
+
+        output_point = None if taps is None else taps.output_point
+        with (
+            torch.inference_mode(),
+            capture_activations(adapter.module, self.point, self.layers, output_point is None, fold),
+            _maybe_capture(adapter.module, output_point, self.layers, observe),
+        ):
             run_forward(partial(adapter.forward, inputs))
 
 
@@ -198,6 +218,18 @@ def record_layers(
     return scan.recorders
 
 
+def _maybe_capture(
+    root: torch.nn.Module,
+    point: HookPoint | None,
+    layers: Sequence[int],
+    sink: Callable[[int, torch.Tensor], None],
+) -> AbstractContextManager[object]:
+    """A transcoder's output hooks (the pass stops after the last one), or nothing."""
+    if point is None:
+        return nullcontext()
+    return capture_activations(root, point, layers, True, sink)
+
+
 def _new_recorder(
     adapter: ModelAdapter,
     point: HookPoint,
@@ -205,12 +237,12 @@ def _new_recorder(
     n_top: int,
     probe: TokenizedProbe,
     n_random: int,
+    neurons: int,
 ) -> LayerRecorder:
-    neurons = adapter.spec.neurons_per_layer
     if acts.shape[2] != neurons:
         raise InvalidRequest(
             f"hook point {point.id!r} of {adapter.spec.id} yields {acts.shape[2]} values per token, "
-            f"the registry says {neurons} neurons per layer"
+            f"the registry says {neurons} units per layer"
         )
     return LayerRecorder(
         neurons, n_top, probe.max_tokens, n_random, len(probe.domains), adapter.device, probe.n_samples

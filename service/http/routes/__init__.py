@@ -13,7 +13,7 @@ from service.http.routes.jobs import (
     get_job,
     list_explanation_jobs,
 )
-from service.http.routes.models import list_models
+from service.http.routes.models import get_dictionary_quality, list_models
 from service.http.routes.neurons import get_neuron_report, list_layer_neurons
 from service.http.routes.pages import (
     get_compared_neuron_page,
@@ -26,6 +26,7 @@ from service.http.routes.pages import (
 
 API_ROUTE_HANDLERS = [
     list_models,
+    get_dictionary_quality,
     create_explanation,
     get_job,
     list_explanation_jobs,

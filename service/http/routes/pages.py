@@ -134,7 +134,7 @@ def get_layer_page(
         descending=order == "desc",
         query=report_query,
     )
-    return _html(render_layer_page(registry.model(model), layer, request, view))
+    return _html(render_layer_page(registry.model(model).through(request.units), layer, request, view))
 
 
 def _neighbours(neurons: list[int], neuron: int) -> tuple[int | None, int | None]:
@@ -188,11 +188,13 @@ def _page_links(
     """Where a neuron page links: its stored neighbours in the layer, and which neighbouring layers have a
     report of the same neuron (same query)."""
     previous, following = _neighbours(_stored_neurons(reports, connection, query, model, layer), neuron)
-    n_layers = reports.registry.model(model).layers
+    units = query.get("units")
+    seen = reports.registry.model(model).through(None if units is None else str(units))
+    n_layers = seen.layers
     stored = {
         other: neuron in _stored_neurons(reports, connection, query, model, other)
         for other in (layer - 1, layer + 1)
-        if 0 <= other < n_layers
+        if other in seen.layer_ids  # a dictionary may cover only some layers
     }
     return NeuronPageLinks(
         query=query, previous=previous, next=following, n_layers=n_layers, same_neuron_stored=stored

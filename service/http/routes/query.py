@@ -25,6 +25,13 @@ def provide_report_query(
         max_length=MAX_NAME_LENGTH,
         description="Hook point id; default: the model's first.",
     ),
+    units: str | None = Parameter(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="`neurons` (default) or a dictionary id of the model: the path's neuron is then that "
+        "dictionary's latent (docs/dictionaries.md).",
+    ),
     dataset: str | None = Parameter(
         default=None,
         min_length=1,
@@ -62,6 +69,7 @@ def provide_report_query(
     """The lookup's query parameters, unset ones None (ReportReader fills in a request's defaults)."""
     return {
         "hook": hook,
+        "units": units,
         "dataset": dataset,
         "explainer": explainer,
         "simulator": simulator,
