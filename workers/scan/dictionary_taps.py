@@ -125,14 +125,19 @@ class DictionaryTaps:
 
 
 def open_taps(
-    model: ModelSpec, layers: Sequence[int], device: torch.device, cache: DictionaryCache
+    model: ModelSpec,
+    layers: Sequence[int],
+    device: torch.device,
+    cache: DictionaryCache,
+    dtype: torch.dtype = torch.float32,
 ) -> DictionaryTaps | None:
     """The taps of a scan of ``layers`` of ``model`` (seen through a dictionary), each layer's dictionary
-    loaded and checked through ``cache``; None when the model's units are its neurons."""
+    loaded and checked through ``cache``, computing in ``dtype`` (float32, or a 16-bit model's own dtype);
+    None when the model's units are its neurons."""
     spec = model.units
     if spec is None:
         return None
-    loaded = {layer: cache.get(model, layer, device) for layer in layers}
+    loaded = {layer: cache.get(model, layer, device, dtype) for layer in layers}
     output = None if spec.output_hook is None else model.registry_model.hook(spec.output_hook)
     headers = {layer: _files_read(dictionary.header) for layer, dictionary in loaded.items()}
     return DictionaryTaps(spec, output, loaded, headers)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import torch
+
 from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
 from workers.models.device import default_scan_memory_bytes
 from workers.models.dictionary_cache import DictionaryCache
@@ -122,7 +124,9 @@ def scan_model_layers(
         return result
     adapter = setup.models.get(model)
     budget = setup.memory_bytes or default_scan_memory_bytes(str(adapter.device))
-    taps = open_taps(model, todo, adapter.device, setup.dictionaries or DictionaryCache())
+    weights = next(adapter.module.parameters())
+    dtype = weights.dtype if weights.dtype in (torch.bfloat16, torch.float16) else torch.float32
+    taps = open_taps(model, todo, adapter.device, setup.dictionaries or DictionaryCache(), dtype)
     inputs = replace(prepare_inputs(adapter, dataset), taps=taps)
     probe = inputs.probe
     probe_key = store_tokens(store, model, dataset, probe)
