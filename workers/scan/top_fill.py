@@ -59,10 +59,7 @@ def _fill(
     zero = sample_max[:, units].view(torch.int16) == 0  # [samples, units]: +0 exactly
     if not bool(zero.any()):
         return
-    # At most n_top of a unit's +0 samples are kept already, so its 2·n_top lowest hold the n_top it needs.
-    sample_ids = torch.arange(n_samples, dtype=torch.int32)[:, None]
-    lowest = torch.where(zero, sample_ids, n_samples).topk(min(2 * n_top, n_samples), dim=0, largest=False)
-    candidates = lowest.values.T.to(torch.int64)  # [units, width], ascending
+    candidates = _lowest_zero_ids(zero, min(2 * n_top, n_samples))
     kept_ids = top_ids[units]
     valid = (candidates < n_samples) & ~(candidates[:, :, None] == kept_ids[:, None, :]).any(dim=2)
     fill_keys = rank_keys(torch.zeros(candidates.shape), candidates).masked_fill_(~valid, EMPTY_KEY)
@@ -78,3 +75,23 @@ def _fill(
     maxima[units] = torch.where(from_slot, top_max[units].gather(1, slot), empty_max)
     unit_acts = top_acts[units].gather(1, slot[:, :, None].expand(-1, -1, top_acts.shape[2]))
     acts[units] = unit_acts.masked_fill_(~from_slot[:, :, None], 0.0)
+
+
+def _lowest_zero_ids(zero: torch.Tensor, count: int) -> torch.Tensor:
+    """int64 [units, count]: per unit (column of `zero`), its `count` lowest sample ids where `zero` holds,
+    ascending, padded with the sample count. At most N of a unit's +0 samples are kept already, so 2·N
+    lowest hold the N it may need. Mostly-zero units find them among the first few ids: the search looks
+    at the first 4·count ids first and at all of them only for units that are short there."""
+    n_samples = zero.shape[0]
+    lowest = torch.full((zero.shape[1], count), n_samples, dtype=torch.int64)
+    short = torch.ones(zero.shape[1], dtype=torch.bool)
+    for rows in dict.fromkeys((min(4 * count, n_samples), n_samples)):
+        units = short.nonzero().squeeze(1)
+        if not units.numel():
+            break
+        block = zero[:rows, units]
+        sample_ids = torch.arange(rows, dtype=torch.int32)[:, None]
+        found = torch.where(block, sample_ids, n_samples).topk(min(count, rows), dim=0, largest=False)
+        lowest[units, : found.values.shape[0]] = found.values.T.to(torch.int64)
+        short[units] = block.sum(dim=0) < count if rows < n_samples else False
+    return lowest
