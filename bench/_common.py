@@ -12,7 +12,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,17 @@ def explanation_request(model: Any, dataset: Any, layer: int, neurons: list[int]
 
 
 def interleaved_seconds(
-    ctx: dict[str, Any], one_layer: Sequence[int], all_layers: Sequence[int], n_top: int
+    ctx: dict[str, Any],
+    one_layer: Sequence[int],
+    all_layers: Sequence[int],
+    n_top: int,
+    extra: dict[str, Callable[[], tuple[Callable[[Any], None], Callable[[], None]]]] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per batch for a plain forward pass ("plain") and for scan steps of ``one_layer`` ("one") and
     of ``all_layers`` ("all") over the same batches, alternated batch by batch in rotating order so that
-    load from other processes hits all alike. The last entry of each scan list is moving its state off the
-    device at the end."""
+    load from other processes hits all alike. ``extra``: more variants by name, each a factory of (step
+    per batch plan, finish) made fresh for the round. The last entry of each list but plain's is the
+    finish: moving the state off the device (the recorders' arrays), part of a scan."""
     import torch
 
     from workers.scan.scanner import ScanPass, choose_random_ids, plan_batches
@@ -86,19 +91,31 @@ def interleaved_seconds(
                 adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
             )
 
-    runs = {"plain": plain, "one": passes["one"].step, "all": passes["all"].step}
+    def arrays_of(scan: Any) -> Callable[[], None]:
+        def finish() -> None:
+            for recorder in scan.recorders.values():
+                recorder.arrays()
+
+        return finish
+
+    runs: dict[str, Callable[[Any], None]] = {"plain": plain}
+    finish: dict[str, Callable[[], None]] = {}
+    for name, scan in passes.items():
+        runs[name], finish[name] = scan.step, arrays_of(scan)
+    for name, make in (extra or {}).items():
+        runs[name], finish[name] = make()
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for index, plan in enumerate(plan_batches(tokenized, ctx["batch_size"])):
-        for name in names[index % 3 :] + names[: index % 3]:
+        turn = index % len(names)
+        for name in names[turn:] + names[:turn]:
             started = time.perf_counter()
             runs[name](plan)
             seconds[name].append(time.perf_counter() - started)
     seconds["plain"].append(0.0)
-    for name in ("one", "all"):
+    for name, done in finish.items():
         started = time.perf_counter()
-        for recorder in passes[name].recorders.values():
-            recorder.arrays()  # moving the state off the device is part of a scan
+        done()
         seconds[name].append(time.perf_counter() - started)
     return seconds
 
@@ -109,12 +126,22 @@ def fastest_seconds(
     """(plain, one layer, all layers) seconds over the probe set: one warm-up pass, then per batch the
     fastest of ``rounds`` interleaved rounds (a batch slowed by another process in one round is not
     counted), summed over batches."""
-    interleaved_seconds(ctx, one_layer, all_layers, n_top)  # first-call allocations, kernel selection
-    timed = [interleaved_seconds(ctx, one_layer, all_layers, n_top) for _ in range(rounds)]
-    plain, one, every = (
-        float(np.min([r[name] for r in timed], axis=0).sum()) for name in ("plain", "one", "all")
-    )
-    return plain, one, every
+    fastest = fastest_variants(ctx, one_layer, all_layers, n_top, rounds)
+    return fastest["plain"], fastest["one"], fastest["all"]
+
+
+def fastest_variants(
+    ctx: dict[str, Any],
+    one_layer: Sequence[int],
+    all_layers: Sequence[int],
+    n_top: int,
+    rounds: int,
+    extra: dict[str, Callable[[], tuple[Callable[[Any], None], Callable[[], None]]]] | None = None,
+) -> dict[str, float]:
+    """`fastest_seconds` for every variant of `interleaved_seconds` (plain, one, all and ``extra``)."""
+    interleaved_seconds(ctx, one_layer, all_layers, n_top, extra)  # first-call allocations, kernels
+    timed = [interleaved_seconds(ctx, one_layer, all_layers, n_top, extra) for _ in range(rounds)]
+    return {name: float(np.min([r[name] for r in timed], axis=0).sum()) for name in timed[0]}
 
 
 def rss_bytes() -> int:
@@ -123,11 +150,11 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
-def memory_in_child(script: str, n_samples: int) -> dict[str, int]:
-    """Run ``script --memory-child n_samples`` in a fresh process (offline) and return the JSON object it
-    prints last."""
+def memory_in_child(script: str, n_samples: int, flag: str = "--memory-child") -> dict[str, int]:
+    """Run ``script FLAG n_samples`` in a fresh process (offline) and return the JSON object it prints
+    last."""
     out = subprocess.run(
-        [sys.executable, script, "--memory-child", str(n_samples)],
+        [sys.executable, script, flag, str(n_samples)],
         check=True,
         capture_output=True,
         text=True,
@@ -152,6 +179,18 @@ def load_average() -> str:
     """The 1/5/15-minute load average, for the detail column (the machine is shared)."""
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
+
+
+def shard_tokens(ctx: dict[str, Any], n_shards: int) -> list[int]:
+    """Tokens (rows × longest row) of each of ``n_shards`` shards of the probe set's batch plan."""
+    from workers.scan.scanner import plan_batches
+    from workers.scan.shards import batch_tokens, shard_batches
+
+    batches = plan_batches(ctx["tokenized"], ctx["batch_size"])
+    return [
+        sum(batch_tokens(batch) for batch in shard_batches(batches, shard, n_shards))
+        for shard in range(n_shards)
+    ]
 
 
 def sharded_wall_seconds(

@@ -64,6 +64,7 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     pipeline; (reports, seconds of the explain stage)."""
     from bench._common import explanation_request
     from service.contract import load_registry
+    from service.estimates.validate import resolve_request
     from workers.process.explain_job import explain_neurons
     from workers.process.scan_job import scan_layers
     from workers.process.worker import build_runtime
@@ -84,8 +85,11 @@ def explain(settings: Any, which: tuple[str, int, str], neurons: list[int]) -> t
     runtime = build_runtime(settings)
     point = model.hook(model.default_hook)
     scan_layers(runtime, model, dataset, point, [layer], request.options)
+    # The report variant names where a vision-language probe set's shaded exemplar images are stored
+    # (explain_neurons needs it for those); resolved as the API resolves the request, endpoint models too.
+    variant = resolve_request(registry, request, len(neurons), settings).variant
     started = time.perf_counter()
-    reports = list(explain_neurons(runtime, model, dataset, point, request, neurons))
+    reports = list(explain_neurons(runtime, model, dataset, point, request, neurons, variant=variant))
     return reports, time.perf_counter() - started
 
 

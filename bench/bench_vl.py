@@ -59,7 +59,7 @@ def _memory_child(n_samples: int) -> None:
     warm_up = ScanPass(
         ctx["adapter"], ctx["samples"], ctx["tokenized"], ctx["probe"], point, ONE_LAYER, N_TOP, random_ids
     )
-    warm_up.step(plan_batches(ctx["tokenized"], ctx["batch_size"])[-1])
+    warm_up.step(plan_batches(ctx["tokenized"], ctx["batch_size"])[0])  # the longest batch
     del warm_up
     before = rss_bytes()
     peak = [before]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from workers.models.base import TokenizedSample
-from workers.scan.recorder import BatchView, LayerRecorder
+from workers.scan.recorder import EMPTY_KEY, BatchView, LayerRecorder
 from workers.scan.scanner import choose_random_ids, content_activations, length_runs, plan_batches
 from workers.vocabulary.records import MODALITY_TEXT
 
@@ -94,12 +94,15 @@ def _sample(sample_id: int, positions: list[int], length: int) -> TokenizedSampl
     )
 
 
-def test_plans_sort_by_length_and_gather_non_contiguous_content() -> None:
+def test_plans_sort_by_length_run_longest_first_and_gather_non_contiguous_content() -> None:
     # Template tokens between content tokens (as in a vision-language prompt) force the gather path.
     samples = [_sample(0, [1, 2, 5, 6], 8), _sample(1, [1, 2], 4), _sample(2, [2, 3, 4], 6)]
     plans = plan_batches(samples, batch_size=2)
-    assert [plan.rows for plan in plans] == [[1, 2], [0]]
-    first = plans[0]
+    assert [plan.rows for plan in plans] == [
+        [0],
+        [1, 2],
+    ]  # batches of the length-sorted samples, longest first
+    first = plans[1]
     assert first.content_start is None and first.width == 3
     assert first.lengths.tolist() == [2, 3] and length_runs(first.lengths) == [(0, 1, 2), (1, 2, 3)]
     positions = torch.arange(8, dtype=torch.float32)[None, :, None].expand(2, 8, 2)
@@ -136,3 +139,70 @@ def test_half_precision_activations_are_counted_exactly() -> None:
     arrays = recorder.arrays()
     assert arrays["domain_positive"][:, 0].tolist() == [n_tokens] * n_neurons
     assert arrays["top_max"][:, 0].tolist() == [1.0] * n_neurons
+
+
+def _sparse_batches(acts: list[np.ndarray], batch_size: int) -> list[tuple[torch.Tensor, BatchView]]:
+    """Length-sorted batches of `acts` (padding holds junk), longest first as scans run them."""
+    order = sorted(range(len(acts)), key=lambda i: len(acts[i]))
+    batches = []
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        lengths = np.array([len(acts[i]) for i in rows])
+        batch = np.full((len(rows), max(int(lengths.max()), 1), acts[0].shape[1]), 5.0, dtype=np.float32)
+        for r, i in enumerate(rows):
+            batch[r, : len(acts[i])] = acts[i]
+        view = BatchView(
+            sample_ids=torch.tensor(rows),
+            lengths=torch.from_numpy(lengths),
+            groups=length_runs(lengths),
+            domain_ids=torch.zeros(len(rows), dtype=torch.int64),
+            random_rows=None,
+            random_slots=None,
+        )
+        batches.append((torch.from_numpy(batch), view))
+    return batches[::-1]
+
+
+def _total_order(values: np.ndarray) -> np.ndarray:
+    """int64 sort keys of float32 `values` in the recorder's order (-0.0 below +0.0)."""
+    bits = values.view(np.int32).astype(np.int64)
+    return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+
+
+def test_wide_sparse_units_match_brute_force_and_zero_rows_never_take_a_slot() -> None:
+    # An 8x-wide dictionary on a 384-wide hook: 3072 non-negative units, most exactly 0, many with fewer
+    # than N positive samples (unit 0 never fires); plus the bit patterns a +0 tie must respect: -0.0
+    # (ranks below +0), a positive that fp16 stores as +0, and negative values beside a +0 max.
+    rng = np.random.default_rng(1)
+    n_samples, n_units, n_top = 120, 3072, 5
+    acts = []
+    for length in rng.integers(1, 7, size=n_samples):
+        values = np.where(rng.random((length, n_units)) < 0.004, rng.exponential(size=(length, n_units)), 0.0)
+        acts.append(values.astype(np.float32))
+    acts[7][:, 1] = -0.0
+    acts[9][0, 2] = 1e-9
+    acts[11][:, 3] = 0.0
+    acts[11][0, 3] = -1.0
+    acts[11][-1, 3] = 0.0
+    for values in acts:
+        values[:, 0] = 0.0
+    batches = _sparse_batches(acts, 16)
+    with torch.inference_mode():  # as scans record (and restore checkpoints)
+        recorder = LayerRecorder(n_units, n_top, 6, 0, 0, torch.device("cpu"), n_samples)
+        for position, (batch, view) in enumerate(batches):
+            if position == 3:  # a checkpoint mid-pass resumes to the same arrays
+                recorder = LayerRecorder.from_state(recorder.state(), torch.device("cpu"))
+            recorder.update(batch, view)
+    assert (recorder.top_key[0] == EMPTY_KEY).all()  # the all-zero unit churned no slot
+    arrays = recorder.arrays()
+    sample_max = np.stack([values.max(axis=0) for values in acts])
+    keys = _total_order(sample_max)
+    for unit in range(n_units):
+        expected = np.lexsort((np.arange(n_samples), -keys[:, unit]))[:n_top]
+        assert arrays["top_ids"][unit].tolist() == expected.tolist(), unit
+        assert arrays["top_max"][unit].tobytes() == sample_max[expected, unit].tobytes(), unit
+        for rank, sample in enumerate(expected):
+            stored = arrays["top_acts"][unit, rank]
+            row = acts[sample][:, unit].astype(np.float16)
+            assert stored[: len(row)].tobytes() == row.tobytes() and not stored[len(row) :].any()
+    assert arrays["top_ids"][0].tolist() == list(range(n_top))  # +0 ties: the lowest ids

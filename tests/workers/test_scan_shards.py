@@ -14,16 +14,17 @@ from safetensors.numpy import load as load_tensors
 from service.contract import DatasetSpec, ModelSpec, PipelineOptions, load_registry
 from service.settings import load_settings
 from workers.errors import InvalidRequest, ScanMissing
+from workers.models.base import ModelAdapter
 from workers.models.loader import ModelCache
 from workers.process.scan_job import scan_layers
 from workers.process.worker import build_runtime
 from workers.scan.artifacts import ACTIVATIONS_FILE
 from workers.scan.passes import prepare_inputs
 from workers.scan.recorder import BatchView, LayerRecorder
-from workers.scan.scanner import length_runs, plan_batches
-from workers.scan.shards import merge_shards, scan_shard, shard_batches
+from workers.scan.scanner import BatchPlan, length_runs, plan_batches
+from workers.scan.shards import batch_tokens, merge_shards, scan_shard, shard_batches, shared_inputs
 from workers.scan.store import FsspecArtifactStore
-from workers.scan.token_keys import scan_key
+from workers.scan.token_keys import model_inputs_key, scan_key
 
 BATCH = 32
 BUDGET = 2**34
@@ -37,9 +38,9 @@ def _hashes(store: FsspecArtifactStore, scan: str) -> dict[str, str]:
 def _sharded(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[int], n_shards: int) -> dict:
     store = FsspecArtifactStore(str(root / f"k{n_shards}"))
     adapter = ModelCache(store, "cpu").get(model)
-    inputs = prepare_inputs(adapter, dataset)
     hook = model.default_hook
-    for shard in reversed(range(n_shards)):  # any order: shards are independent
+    # any order: shards are independent; the first to run tokenises and stores, the others read it
+    for shard in reversed(range(n_shards)):
         info = scan_shard(
             store,
             adapter,
@@ -51,12 +52,23 @@ def _sharded(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[in
             n_shards,
             BATCH,
             BUDGET,
-            None,
-            inputs,
         )
         assert sorted(info.keys) == layers
+    _assert_inputs_shared(store, adapter, dataset)
     scans = merge_shards(store, model, dataset, hook, layers, PipelineOptions(), n_shards)
     return {layer: _hashes(store, scan) for layer, scan in scans.items()}
+
+
+def _assert_inputs_shared(store: FsspecArtifactStore, adapter: ModelAdapter, dataset: DatasetSpec) -> None:
+    """The stored model inputs, as a shard reads them, are the adapter's own tokenisation."""
+    assert store.exists(model_inputs_key(adapter.spec, dataset))
+    tokenized = prepare_inputs(adapter, dataset).tokenized
+    shared = shared_inputs(store, adapter, dataset).tokenized
+    assert len(shared) == len(tokenized)
+    for mine, stored in zip(tokenized, shared, strict=True):
+        assert mine.sample_id == stored.sample_id and mine.tokens == stored.tokens
+        for name in ("input_ids", "content_positions", "modality"):
+            assert np.array_equal(getattr(mine, name), getattr(stored, name)), name
 
 
 def _plain(root: Path, model: ModelSpec, dataset: DatasetSpec, layers: list[int]) -> dict:
@@ -116,11 +128,25 @@ def test_a_missing_shard_is_named(tmp_path: Path, minilm: ModelSpec, small_probe
         shard_batches([], 2, 2)
 
 
-def test_shards_are_contiguous_runs_of_batches() -> None:
-    batches = list(range(10))
-    parts = [shard_batches(batches, k, 3) for k in range(3)]  # type: ignore[arg-type]
-    assert parts == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
-    assert [shard_batches(batches[:1], k, 2) for k in range(2)] == [[], [0]]  # type: ignore[arg-type]
+def _plan(width: int, rows: int = 4) -> BatchPlan:
+    lengths = np.full(rows, width, dtype=np.int64)
+    return BatchPlan(list(range(rows)), width, 0, None, lengths)
+
+
+def test_shards_are_contiguous_runs_of_batches_balanced_by_tokens() -> None:
+    # Longest first, as plans run: one batch of 40-token rows costs as much as the four after it.
+    batches = [_plan(40), _plan(10), _plan(10), _plan(10), _plan(10)]
+
+    def positions(part: list[BatchPlan], among: list[BatchPlan]) -> list[int]:
+        return [next(i for i, batch in enumerate(among) if batch is b) for b in part]
+
+    parts = [shard_batches(batches, k, 2) for k in range(2)]
+    assert [positions(part, batches) for part in parts] == [[0], [1, 2, 3, 4]]
+    assert [sum(batch_tokens(b) for b in part) for part in parts] == [160, 160]
+    even = [_plan(10) for _ in range(10)]
+    thirds = [positions(shard_batches(even, k, 3), even) for k in range(3)]
+    assert thirds == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
+    assert [positions(shard_batches(batches[:1], k, 2), batches) for k in range(2)] == [[], [0]]
 
 
 def _tied_recorder(order: list[int]) -> dict[str, np.ndarray]:

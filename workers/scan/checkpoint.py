@@ -32,6 +32,9 @@ CHECKPOINT_EVERY_S = 30.0
 
 STATE_FILE = "state.safetensors"
 SLOTS = 2
+CHECKPOINT_VERSION = 2
+"""Part of every checkpoint key. 2: passes run their batches longest first (scanner.plan_batches), so a
+checkpoint's batch count means other batches than in version 1's shortest-first passes."""
 
 LayerState = dict[str, np.ndarray]
 """One layer recorder's state as arrays (workers/scan/recorder.py `LayerRecorder.state`)."""
@@ -59,7 +62,10 @@ class PassCheckpoints:
     """Checkpoints written so far (all passes)."""
 
     def key(self, layers: Sequence[int], slot: int) -> str:
-        payload = json.dumps({"identity": self.identity, "layers": sorted(layers)}, sort_keys=True)
+        payload = json.dumps(
+            {"identity": self.identity, "layers": sorted(layers), "version": CHECKPOINT_VERSION},
+            sort_keys=True,
+        )
         return f"{CHECKPOINT_ROOT}/{hashlib.sha256(payload.encode()).hexdigest()[:24]}/slot-{slot}"
 
     def load(self, layers: Sequence[int], n_batches: int) -> Resumed | None:

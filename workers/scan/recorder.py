@@ -20,28 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from workers.scan.rank_keys import EMPTY_KEY, rank_keys
+from workers.scan.top_fill import ranked_top
+
+__all__ = ["ACT_DTYPE", "EMPTY_KEY", "BatchView", "LayerRecorder", "rank_keys"]
+
 ACT_DTYPE = torch.float16
 """Stored per-token activations (fp16: ample for display and scoring, half the memory)."""
 
 _FLOAT32_EXACT = 2**24
 """Every integer up to this is exact in float32."""
-
-EMPTY_KEY = torch.iinfo(torch.int64).min
-"""Rank key of a top slot not yet filled: below every sample's key."""
-_ID_SPAN = 2**32
-"""Sample ids must be below this (they fill the low 32 bits of a rank key)."""
-
-
-def rank_keys(values: torch.Tensor, sample_ids: torch.Tensor) -> torch.Tensor:
-    """int64 keys ordering samples by float32 `values` descending, then `sample_ids` ascending.
-
-    The float's bits are mapped to an int32 that sorts like the float (negative floats have their
-    magnitude bits flipped) and fill the high 32 bits; `2**32 - 1 - id` fills the low 32 bits. Keys of
-    distinct samples are distinct, so topk/argsort on them need no tie rule.
-    """
-    bits = values.contiguous().view(torch.int32)
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
-    return ordered * _ID_SPAN + (_ID_SPAN - 1 - sample_ids.to(torch.int64))
+_COUNT_CHUNK = 2**20
+"""Values compared at once when counting positives (4 MiB of float32: stays in cache for the sum)."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +97,17 @@ class LayerRecorder:
         self._count_positives(batch, positive)
         if batch.random_rows is not None and batch.random_slots is not None:
             self._record_random(acts, batch.lengths, batch.random_rows, batch.random_slots)
-        threshold = self.top_max.amin(dim=1)
-        # Float pre-filter: only neurons whose batch max reaches their weakest kept value can change.
-        beaten = (sample_max.amax(dim=0) >= threshold).nonzero().squeeze(1)
-        if beaten.numel():
-            self._merge_top(beaten, sample_max, acts, batch)
+        deferred = _all_zero_rows(sample_max, acts, batch.groups) if self.sample_max is not None else None
+        entering = sample_max if deferred is None else sample_max.masked_fill(deferred, float("-inf"))
+        # Float pre-filter: only neurons whose batch max reaches their weakest kept value can change. When
+        # every row has content tokens, no entering sample's max is -inf (deferred rows are): those skip.
+        best = entering.amax(dim=0)
+        beaten = best >= self.top_max.amin(dim=1)
+        if sum(end - first for first, end, _ in batch.groups) == acts.shape[0]:
+            beaten &= best > float("-inf")
+        cols = beaten.nonzero().squeeze(1)
+        if cols.numel():
+            self._merge_top(cols, sample_max, deferred, acts, batch)
 
     def _count_positives(self, batch: BatchView, positive: torch.Tensor) -> None:
         """Add a batch's per-row positive counts to the domain counts.
@@ -140,42 +136,41 @@ class LayerRecorder:
         self.random_acts[:, slots, : picked.shape[1]] = picked.permute(2, 0, 1).to(ACT_DTYPE)
 
     def _merge_top(
-        self, cols: torch.Tensor, sample_max: torch.Tensor, acts: torch.Tensor, batch: BatchView
+        self,
+        cols: torch.Tensor,
+        sample_max: torch.Tensor,
+        deferred: torch.Tensor | None,
+        acts: torch.Tensor,
+        batch: BatchView,
     ) -> None:
-        """Replace, per neuron in `cols`, the top slots that batch samples beat (by rank key).
+        """Replace, per neuron in `cols`, the top slots that batch samples outrank (by rank key).
 
-        Only candidates (batch samples whose key beats the neuron's weakest kept key) can enter; when they
-        are at most K per neuron, K below the batch size, the batch is cut to each neuron's K best first,
-        so the top-N merge works on N + K columns instead of N + B. Slots are unordered until `arrays()`:
-        only the evicted slots are written, so the cost is the number of replacements × T_batch.
+        With the neuron's K best batch keys in descending order and its K weakest kept keys in ascending
+        order (K: the most candidates any of these neurons has, at most N), the i-th best candidate
+        replaces the i-th weakest slot exactly when it outranks it: the comparison is true for a prefix
+        of the K pairs, which is the merge of the two lists. Slots are unordered until `arrays()`: only
+        the replaced slots are written, so the cost is the number of replacements × T_batch.
         """
         n_top = self.n_top
-        keys = rank_keys(sample_max[:, cols].T, batch.sample_ids[None, :])  # [C, B]
+        batch_keys = rank_keys(sample_max[:, cols].T, batch.sample_ids[None, :])  # [C, B]
+        if deferred is not None:
+            batch_keys.masked_fill_(deferred[:, cols].T, EMPTY_KEY)
         weakest = self.top_key[cols].amin(dim=1, keepdim=True)
-        n_candidates = int((keys > weakest).sum(dim=1).max())
+        n_candidates = int((batch_keys > weakest).sum(dim=1).max())
         if n_candidates == 0:
             return
-        rows_of = None
-        if n_candidates < keys.shape[1]:
-            keys, rows_of = keys.topk(n_candidates, dim=1, sorted=False)  # every candidate is among them
-        union = torch.cat([self.top_key[cols], keys], dim=1)  # [C, N + K]
-        kept = torch.zeros_like(union, dtype=torch.bool)
-        kept.scatter_(1, union.topk(n_top, dim=1, sorted=False).indices, True)
-        # Per column, evicted old slots and incoming batch rows are equally many; nonzero() lists both
-        # column by column, so the k-th evicted slot pairs with the k-th incoming row.
-        evicted = (~kept[:, :n_top]).nonzero()
-        incoming = kept[:, n_top:].nonzero()
-        picks = incoming[:, 1] if rows_of is None else rows_of[incoming[:, 0], incoming[:, 1]]
-        neurons, slots, rows = cols[evicted[:, 0]], evicted[:, 1], picks
-        self.top_key[neurons, slots] = union[incoming[:, 0], n_top + incoming[:, 1]]
-        self.top_max[neurons, slots] = sample_max[rows, neurons]
-        self.top_ids[neurons, slots] = batch.sample_ids[rows]
-        width = acts.shape[1]
-        per_token = acts[rows, :, neurons]  # a fresh [R, width] tensor: padding is zeroed in place
-        per_token.masked_fill_(_mask(batch.lengths[rows], width).logical_not_(), 0.0)
+        k = min(n_candidates, n_top)
+        incoming_keys, incoming_rows = batch_keys.topk(k, dim=1)  # descending
+        kept_keys, kept_slots = self.top_key[cols].topk(k, dim=1, largest=False)  # ascending
+        col, rank = (incoming_keys > kept_keys).nonzero().unbind(1)
+        neurons, rows = cols[col], incoming_rows[col, rank]
+        flat = neurons * n_top + kept_slots[col, rank]
+        self.top_key.view(-1)[flat] = incoming_keys[col, rank]
+        self.top_max.view(-1)[flat] = sample_max[rows, neurons]
+        self.top_ids.view(-1)[flat] = batch.sample_ids[rows]
         block = torch.zeros((rows.numel(), self.max_tokens), dtype=ACT_DTYPE, device=acts.device)
-        block[:, :width] = per_token
-        self.top_acts[neurons, slots] = block
+        block[:, : acts.shape[1]] = _token_rows(acts, rows, neurons, batch.lengths).T
+        _copy_rows(self.top_acts.view(-1, self.max_tokens), flat, block)
 
     def positive_tokens(self) -> np.ndarray:
         """int64 [neurons]: content tokens where each unit is > 0, over every sample folded in (labelled
@@ -217,13 +212,14 @@ class LayerRecorder:
         """The layer's statistics as numpy arrays, neuron-major so one neuron is one contiguous slice;
         top samples in rank order (highest max activation first, ties by lower sample id)."""
         self._flush_positives()
-        order = self.top_key.argsort(dim=1, descending=True)
-        top_acts = self.top_acts.gather(1, order[:, :, None].expand(-1, -1, self.max_tokens))
+        ids, maxima, top_acts = ranked_top(
+            self.top_key, self.top_ids, self.top_max, self.top_acts, self.sample_max
+        )
         extra = {} if self.sample_max is None else {"sample_max": self.sample_max.T.contiguous().numpy()}
         return extra | {
-            "top_acts": top_acts.cpu().numpy(),
-            "top_ids": self.top_ids.gather(1, order).to(torch.int32).cpu().numpy(),
-            "top_max": self.top_max.gather(1, order).cpu().numpy(),
+            "top_acts": top_acts.numpy(),
+            "top_ids": ids.to(torch.int32).numpy(),
+            "top_max": maxima.numpy(),
             "global_max": self.global_max.cpu().numpy(),
             "random_acts": self.random_acts.cpu().numpy(),
             "domain_positive": self.domain_positive[:-1].T.contiguous().cpu().numpy(),
@@ -238,15 +234,85 @@ def _sample_max_and_positives(
     n_rows, _, n_neurons = acts.shape
     if len(groups) == 1 and groups[0][:2] == (0, n_rows):
         part = acts[:, : groups[0][2]]
-        # clamp+sign+sum counts positives faster than (x > 0).sum(); small counts are exact in float.
-        return part.amax(dim=1), part.clamp(min=0).sign_().sum(dim=1)
+        return part.amax(dim=1), _count_positive(part)
     sample_max = torch.full((n_rows, n_neurons), float("-inf"), device=acts.device)
     positive = torch.zeros((n_rows, n_neurons), device=acts.device)
     for first, end, length in groups:
         part = acts[first:end, :length]
         sample_max[first:end] = part.amax(dim=1)
-        positive[first:end] = part.clamp(min=0).sign_().sum(dim=1)
+        positive[first:end] = _count_positive(part)
     return sample_max, positive
+
+
+def _count_positive(part: torch.Tensor) -> torch.Tensor:
+    """float32 [rows, neurons] count of `part`'s values > 0 over its tokens.
+
+    A float32 comparison summed as floats is several times cheaper than summing a bool tensor (which
+    accumulates in int64), and a row's token count is exact in float32. The comparison goes a few tokens
+    at a time into one cache-sized buffer: a batch-sized buffer would be fresh memory each batch (wide
+    units: tens of MB), paid in page faults."""
+    rows, width, neurons = part.shape
+    step = max(1, min(width, _COUNT_CHUNK // max(rows * neurons, 1)))
+    buffer = torch.empty(rows * step * neurons, device=part.device)
+    count = torch.zeros((rows, neurons), device=part.device)
+    for first in range(0, width, step):
+        chunk = part[:, first : first + step]
+        above = buffer[: chunk.numel()].view(chunk.shape)
+        torch.gt(chunk, 0, out=above)
+        count += above.sum(dim=1)
+    return count
+
+
+def _all_zero_rows(
+    sample_max: torch.Tensor, acts: torch.Tensor, groups: list[tuple[int, int, int]]
+) -> torch.Tensor | None:
+    """bool [B, neurons]: True where a row's activations are all exactly +0.0; None when there is none.
+
+    Such a (row, neuron) never enters the top slots during the pass: its entry is known without it (max
+    +0, activations all zero), and `arrays()` fills the slots that +0 samples take from `sample_max`.
+    Units that are mostly exactly zero (sparse-autoencoder latents) would otherwise churn their slots
+    through the pass: ties at zero go to the lower sample id, and ids arrive in no order. All-zero means
+    the bits: the max is +0.0 and the least value read as int32 is 0 (-0.0 and negative values read as
+    negative ints), so rows holding -0.0 or a negative value stay in the pass.
+    """
+    zero_max = sample_max.view(torch.int32) == 0
+    if not bool(zero_max.any()):
+        return None
+    least = torch.full(sample_max.shape, -1, dtype=torch.int32, device=acts.device)
+    bits = acts.view(torch.int32)
+    for first, end, length in groups:
+        least[first:end] = bits[first:end, :length].amin(dim=1)
+    return zero_max & (least == 0)
+
+
+def _token_rows(
+    acts: torch.Tensor, rows: torch.Tensor, neurons: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """[T_batch, R] activations of neuron `neurons[r]` on batch row `rows[r]`, zero past the row's length.
+
+    Read through flat offsets into `acts`'s storage, token-major: consecutive pairs of one row read
+    nearby addresses for each token (advanced indexing acts[rows, :, neurons] reads each pair's tokens
+    one neuron-stride apart, a cache miss per value)."""
+    width = acts.shape[1]
+    stride_row, stride_token, stride_neuron = acts.stride()
+    span = sum((size - 1) * stride for size, stride in zip(acts.shape, acts.stride(), strict=True)) + 1
+    flat = acts.as_strided((span,), (1,), acts.storage_offset())
+    tokens = torch.arange(width, device=acts.device)
+    offsets = tokens[:, None] * stride_token + (rows * stride_row + neurons * stride_neuron)[None, :]
+    values = flat.take(offsets)
+    return values.masked_fill_(tokens[:, None] >= lengths[rows][None, :], 0.0)
+
+
+def _copy_rows(target: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> None:
+    """target[index] = rows (2-D, same dtype), each row moved as the widest integers that tile it: an
+    index copy costs per element, and an fp16 row of 52 tokens is 13 int64."""
+    width_bytes = target.shape[1] * target.element_size()
+    wide = next(
+        dtype
+        for dtype in (torch.int64, torch.int32, torch.int16, torch.uint8)
+        if width_bytes % dtype.itemsize == 0
+    )
+    target.view(wide).index_copy_(0, index, rows.view(wide))
 
 
 def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:

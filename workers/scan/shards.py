@@ -4,7 +4,8 @@ Exactness rests on three facts:
 - A sample's activations depend (bitwise) on the batch it is padded into, so shards split the one-shard
   scan's own batch plan (samples sorted by length, `plan_batches`) into K contiguous runs of batches:
   every sample is recorded in the same batch as in a one-shard scan. Shards are disjoint and cover the
-  probe set; shard k of K holds batches [k·B/K, (k+1)·B/K) of the B batches.
+  probe set; the runs hold about equal tokens (rows × longest row, what a forward pass costs), not equal
+  batch counts: batches of long samples cost several of short ones.
 - Top-N is a total order, (max activation desc, sample id asc) through the recorder's `rank_keys`, so
   the top N of the union of the shards' top N are the one-shard top N, in the same order.
 - The random records are drawn from the whole probe set's size and seed (`choose_random_ids`), never
@@ -13,6 +14,9 @@ Exactness rests on three facts:
 
 A shard's state is an artifact `scan-shards/<scan_id>/<k>-of-<K>` holding the layer's arrays over its
 samples plus `shard_ids` (int32, the sample ids it covers); `merge_shards` writes `scans/<scan_id>`.
+
+The probe set is tokenised once per scan: the first shard to run stores the tokenised probe set and the
+model inputs (token_keys.model_inputs_key), and the other shards read them (`shared_inputs`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from service.contract import DatasetSpec, HookPoint, ModelSpec, PipelineOptions
+from workers.data.loader import load_probe_set
 from workers.errors import InvalidRequest, ScanMissing
 from workers.models.base import ModelAdapter
 from workers.models.range_checks import check_dataset, check_hook, check_layer
@@ -36,7 +41,7 @@ from workers.scan.passes import (
     ScanInputs,
     layer_arrays,
     plan_passes,
-    prepare_inputs,
+    probe_meta,
     record_in_passes,
     scan_manifest,
     store_tokens,
@@ -44,8 +49,14 @@ from workers.scan.passes import (
 from workers.scan.recorder import EMPTY_KEY, LayerRecorder, rank_keys
 from workers.scan.scanner import BatchPlan, choose_random_ids, plan_batches
 from workers.scan.store import ArtifactStore
-from workers.scan.token_keys import scan_id, scan_key
-from workers.scan.tokens import TokenizedProbe
+from workers.scan.token_keys import model_inputs_key, scan_id, scan_key, tokens_key
+from workers.scan.tokens import (
+    TokenizedProbe,
+    build_tokenized_probe,
+    read_model_inputs,
+    read_tokenized_probe,
+    write_model_inputs,
+)
 
 SHARD_IDS = "shard_ids"
 """Array of a shard artifact: the int32 sample ids it covers, sorted."""
@@ -57,14 +68,45 @@ def shard_key(scan: str, shard: int, n_shards: int) -> str:
     return f"scan-shards/{scan}/{shard}-of-{n_shards}"
 
 
+def batch_tokens(batch: BatchPlan) -> int:
+    """A batch's padded content tokens (rows × longest row): what its forward pass costs."""
+    return len(batch.rows) * batch.width
+
+
 def shard_batches(batches: Sequence[BatchPlan], shard: int, n_shards: int) -> list[BatchPlan]:
-    """Shard `shard` of `n_shards`: a contiguous run of the one-shard scan's batches (sizes differ by at
-    most one batch; a shard may be empty when there are fewer batches than shards)."""
+    """Shard `shard` of `n_shards`: a contiguous run of the one-shard scan's batches, cut where the
+    running token count (`batch_tokens`) comes closest to k/n_shards of the total, so shards hold about
+    equal tokens (a shard may be empty when there are fewer batches than shards)."""
     if n_shards < 1 or not 0 <= shard < n_shards:
         raise InvalidRequest(f"shard {shard} of {n_shards}: shards are numbered 0 … n_shards-1, n_shards ≥ 1")
-    begin = shard * len(batches) // n_shards
-    end = (shard + 1) * len(batches) // n_shards
-    return list(batches[begin:end])
+    return list(batches[_cut(batches, shard, n_shards) : _cut(batches, shard + 1, n_shards)])
+
+
+def _cut(batches: Sequence[BatchPlan], k: int, n_shards: int) -> int:
+    """Index of the first batch of shard k: the batch boundary whose tokens before it come nearest to
+    k/n_shards of all tokens (ties to the earlier one; boundaries only grow with k)."""
+    before = np.concatenate([[0], np.cumsum([batch_tokens(batch) for batch in batches])])
+    return int(np.argmin(np.abs(before - before[-1] * k / n_shards)))
+
+
+def shared_inputs(store: ArtifactStore, adapter: ModelAdapter, dataset: DatasetSpec) -> ScanInputs:
+    """The probe set as `adapter` reads it, tokenised once per scan: read from the store when another
+    shard (or an earlier scan) stored it, else tokenised here and stored for the others."""
+    model = adapter.spec
+    key, inputs_key = tokens_key(model, dataset), model_inputs_key(model, dataset)
+    samples = load_probe_set(dataset).samples
+    if store.exists(key) and store.exists(inputs_key):
+        probe = read_tokenized_probe(store, key)
+        tokenized = read_model_inputs(store, inputs_key, probe, [sample.id for sample in samples])
+        return ScanInputs(adapter, samples, tokenized, probe)
+    tokenized = adapter.tokenize(samples)
+    inputs = ScanInputs(
+        adapter, samples, tokenized, build_tokenized_probe(samples, tokenized, adapter.patch_grid)
+    )
+    store_tokens(store, model, dataset, inputs.probe)
+    if not store.exists(inputs_key):
+        write_model_inputs(store, inputs_key, tokenized, probe_meta(model, dataset))
+    return inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +140,12 @@ def scan_shard(
     `budget_bytes` of recorder state allow) and store one shard artifact per layer.
 
     `batch_size` must be the same for every shard and the merge (it fixes the batches); `inputs` may
-    pass an already tokenised probe set (else it is loaded). Existing shard artifacts are kept. A retried
+    pass an already tokenised probe set (else `shared_inputs`). Existing shard artifacts are kept. A retried
     shard resumes each pass from its checkpoint (written every `checkpoint_s` seconds).
     """
     model = adapter.spec
     point = _checked_hook(model, dataset, hook, layers)
-    inputs = inputs or prepare_inputs(adapter, dataset)
+    inputs = inputs or shared_inputs(store, adapter, dataset)
     probe = inputs.probe
     probe_key = store_tokens(store, model, dataset, probe)
     batches = shard_batches(plan_batches(inputs.tokenized, batch_size), shard, n_shards)

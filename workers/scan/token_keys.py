@@ -10,7 +10,7 @@ import re
 from service.contract import DatasetSpec, ModelSpec
 from service.contract.artifact_keys import artifact_digest, scan_dataset_payload, scan_id, scan_key
 
-__all__ = ["TOKENS_VERSION", "scan_id", "scan_key", "tokens_key"]
+__all__ = ["TOKENS_VERSION", "model_inputs_key", "scan_id", "scan_key", "tokens_key"]
 
 TOKENS_VERSION = "1"
 """Layout of the tokenised probe set artifact."""
@@ -29,3 +29,9 @@ def tokens_key(model: ModelSpec, dataset: DatasetSpec) -> str:
         }
     )
     return f"tokens/{_UNSAFE.sub('_', model.id)}-{_UNSAFE.sub('_', dataset.id)}-{digest}"
+
+
+def model_inputs_key(model: ModelSpec, dataset: DatasetSpec) -> str:
+    """Key of the probe set as the model reads it (input ids and content positions per sample), beside
+    the tokenised probe set of `tokens_key`: the shards of a scan tokenise once and share it."""
+    return "model-inputs/" + tokens_key(model, dataset).removeprefix("tokens/")

@@ -19,6 +19,7 @@ from workers.vocabulary.records import MODALITY_PAD, TokenRecord
 
 TOKENS_FILE = "tokens.json"
 ARRAYS_FILE = "arrays.safetensors"
+INPUTS_FILE = "inputs.safetensors"
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,40 @@ def read_tokenized_probe(store: ArtifactStore, key: str) -> TokenizedProbe:
         patch_index=arrays.get("patch_index"),
         patch_grid=(int(grid[0]), int(grid[1])) if grid else None,
     )
+
+
+def write_model_inputs(
+    store: ArtifactStore, key: str, tokenized: Sequence[TokenizedSample], meta: dict[str, Any]
+) -> None:
+    """Store every sample's input ids and content positions (ragged, as flat arrays with offsets), so
+    another worker of the same scan builds its batches without tokenising (`read_model_inputs`)."""
+    arrays = {}
+    for name in ("input_ids", "content_positions"):
+        parts = [np.asarray(getattr(item, name), dtype=np.int64) for item in tokenized]
+        arrays[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        arrays[f"{name}_offsets"] = np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)
+    store.write(key, {INPUTS_FILE: save_tensors(arrays)}, dict(meta, n_samples=len(tokenized)))
+
+
+def read_model_inputs(
+    store: ArtifactStore, key: str, probe: TokenizedProbe, sample_ids: Sequence[int]
+) -> list[TokenizedSample]:
+    """The TokenizedSamples `write_model_inputs` stored, with their tokens, modality and patch numbers
+    from the tokenised probe set `probe` of the same (model, dataset); `sample_ids`: the samples' ids."""
+    arrays = load_tensors(store.read_bytes(key, INPUTS_FILE))
+    ids, id_offsets = arrays["input_ids"], arrays["input_ids_offsets"]
+    positions, position_offsets = arrays["content_positions"], arrays["content_positions_offsets"]
+    samples = []
+    for row, sample_id in enumerate(sample_ids):
+        length = int(probe.lengths[row])
+        samples.append(
+            TokenizedSample(
+                sample_id=sample_id,
+                input_ids=ids[id_offsets[row] : id_offsets[row + 1]],
+                content_positions=positions[position_offsets[row] : position_offsets[row + 1]],
+                tokens=probe.tokens[row],
+                modality=probe.modality[row, :length],
+                patch_index=None if probe.patch_index is None else probe.patch_index[row, :length],
+            )
+        )
+    return samples
