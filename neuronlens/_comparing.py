@@ -28,7 +28,8 @@ def build_comparison(
 ) -> comparisons.ComparisonRequest:
     """A `ComparisonRequest`, validated here (bad input raises `RequestRejected` naming the field).
     ``layers``: one layer, a list or `"all"`; ``neurons`` as for `Client.submit`; ``fields``: hook,
-    dataset, explainer, simulator, endpoint, reexplain, rule, budget, dry_run (None values are left out)."""
+    units, dataset, explainer, simulator, endpoint, reexplain, rule, budget, dry_run (None values are left
+    out)."""
     chosen_layers: Any = [layers] if isinstance(layers, int) else layers
     if not isinstance(chosen_layers, str):
         chosen_layers = list(chosen_layers)

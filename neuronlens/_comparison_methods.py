@@ -39,7 +39,8 @@ class ComparisonMethods:
         **fields: Any,
     ) -> comparisons.ComparisonAccepted:
         """`POST /v1/comparisons`: the accepted comparison (`cmp-…`, its status URL). ``layers``: one
-        layer, a list or `"all"`; ``neurons``: indices, a range or `"all"`; ``fields``: hook, dataset,
+        layer, a list or `"all"`; ``neurons``: indices, a range or `"all"`; ``fields``: hook, units (a
+        dictionary id both models have: compare its latents), dataset,
         explainer, simulator, endpoint, reexplain (`none`, `changed`, `all`), rule (a `VerdictRule` or
         its fields), budget. Validated before it is sent (`RequestRejected` names the field)."""
         request = _comparing.build_comparison(base, target, layers, neurons, options, **fields)

@@ -308,7 +308,7 @@ class Client(ComparisonMethods, _core.ClientBase[httpx.Client]):
     ) -> CheckAccepted | CheckEstimate:
         """`POST /v1/checks`: the accepted check (202), or with ``dry_run=True`` its estimate (200).
         ``pins``: a `PinFile` (`read_pin_file`), a `CheckRequest`, their JSON as a mapping, or a list of
-        pins; ``model`` overrides the file's; ``fields``: hook, dataset, simulator, endpoint, options,
+        pins; ``model`` overrides the file's; ``fields``: hook, units, dataset, simulator, endpoint, options,
         budget, dry_run. Validated before it is sent (`RequestRejected` names the field)."""
         request = check_request(pins, model, **fields)
         return parse_check_submission(self._request("POST", "/v1/checks", json=check_body(request)))

@@ -5,9 +5,9 @@
         status = client.check(read_pin_file("pins.yaml"), model="my-model-v2")
         print(status.passed)
 
-A pin file is the contract's `PinFile` (docs: Pins): `model` (optional), `hook`, `dataset`, `simulator`,
-`endpoint`, `options` and `pins`, each `{layer, neuron, explanation}` with what must hold (`type`,
-`min_score`, `max_score_drop` with `base_score`). YAML needs PyYAML (installed with the SDK).
+A pin file is the contract's `PinFile` (docs: Pins): `model` (optional), `hook`, `units`, `dataset`,
+`simulator`, `endpoint`, `options` and `pins`, each `{layer, neuron, explanation}` with what must hold
+(`type`, `min_score`, `max_score_drop` with `base_score`). YAML needs PyYAML (installed with the SDK).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ PinsLike = PinFile | CheckRequest | Mapping[str, Any] | Sequence[Pin | Mapping[s
 
 def check_request(pins: PinsLike, model: str | None = None, **fields: Any) -> CheckRequest:
     """The `POST /v1/checks` body: ``pins`` with ``model`` (overriding the file's) and ``fields`` (hook,
-    dataset, simulator, endpoint, options, dry_run, budget; None values left out); `RequestRejected`
+    units, dataset, simulator, endpoint, options, dry_run, budget; None values left out); `RequestRejected`
     naming the field when it does not validate, or when no model is named."""
     if isinstance(pins, (PinFile, CheckRequest)):
         body = pins.model_dump(mode="json", exclude_none=True)
@@ -162,6 +162,7 @@ def pins_from_reports(
         {
             "model": first.model,
             "hook": first.hook,
+            "units": first.dictionary.id if first.dictionary is not None else None,
             "dataset": first.dataset.id,
             "simulator": backend if backend in ("baseline", "openai") else None,
             "options": first.provenance.options_changed(),

@@ -67,7 +67,8 @@ def verdict_table(status: comparisons.ComparisonStatus) -> str:
     """The readable table of a finished comparison (see the module's docstring)."""
     counts = ", ".join(f"{v} {status.verdicts.get(v, 0)}" for v in comparisons.VERDICTS)
     lines = [
-        f"{status.comparison_id}: {status.base} -> {status.target}, layers "
+        f"{status.comparison_id}: {status.base} -> {status.target}"
+        f"{'' if status.units is None else f' (latents of {status.units})'}, layers "
         f"{', '.join(map(str, status.layers))}: {counts}",
         "layer\tneuron\tverdict\ttypes\tpearson\tjaccard\tmax_ratio\tscore (base -> target)\tdrop\t"
         "explanation",
@@ -125,7 +126,7 @@ def _layers(text: str) -> Any:
 
 def compare_request(args: argparse.Namespace) -> dict[str, Any]:
     """The `Client.compare` arguments of the command line."""
-    names = ("hook", "dataset", "explainer", "simulator", "endpoint", "reexplain")
+    names = ("hook", "units", "dataset", "explainer", "simulator", "endpoint", "reexplain")
     request: dict[str, Any] = {"base": args.base, "target": args.target, "layers": args.layers}
     request["neurons"] = args.neurons
     request.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
@@ -208,6 +209,9 @@ def add_compare_parser(commands: Any, default_url: str, handler: Any) -> None:
         "--neurons", type=_neurons, required=True, help="neurons of each layer: all, START:STOP or e.g. 1,5,9"
     )
     compare.add_argument("--hook", help="hook point id (default: the base's first)")
+    compare.add_argument(
+        "--units", help="compare the latents of this dictionary (attached to both models) instead of neurons"
+    )
     compare.add_argument("--dataset", help="probe set both are scanned on (default: the base's first)")
     compare.add_argument("--explainer", help="explainer backend (default: the API's default)")
     compare.add_argument("--simulator", help="simulator backend: re-scores the base's explanations")

@@ -46,7 +46,7 @@ def _table(status: CheckStatus) -> str:
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        name: getattr(args, name) for name in ("hook", "dataset", "simulator", "endpoint")
+        name: getattr(args, name) for name in ("hook", "units", "dataset", "simulator", "endpoint")
     }
     options = parse_options(args.option)
     if options:
@@ -137,6 +137,7 @@ def add_check_parser(commands: Any, default_url: str) -> None:
     check.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML to FILE")
     check.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")
     check.add_argument("--hook", help="hook point (overrides the pin file's)")
+    check.add_argument("--units", help="dictionary whose latents the pins name (overrides the pin file's)")
     check.add_argument("--dataset", help="probe set (overrides the pin file's)")
     check.add_argument("--simulator", help="simulator backend, baseline or openai (overrides the pin file's)")
     check.add_argument("--endpoint", help="named LLM endpoint for the openai simulator")

@@ -121,7 +121,16 @@ class ComparisonRequest(ContractModel):
         default=None,
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="Hook point id; default: the base's first.",
+        description="Hook point id; default: the base's first (with `units`, the dictionary's own).",
+    )
+    units: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The unit basis: `neurons` (the default) or a dictionary id that both models have "
+        "(`GET /v1/models`: `dictionaries`; each may keep its own files and revision, with the same latent "
+        "count): its latents are then the units compared, each side's scan encoding its own activations "
+        "(docs/dictionaries.md).",
     )
     dataset: str | None = Field(
         default=None,
@@ -164,6 +173,7 @@ class ComparisonRequest(ContractModel):
             layers=self.layers,
             neurons=self.neurons,
             hook=self.hook,
+            units=self.units,
             dataset=self.dataset,
             explainer=self.explainer,
             simulator=self.simulator,
@@ -178,8 +188,11 @@ class NeuronComparison(ContractModel):
 
     base_model: str = Field(description="Base model id.")
     target_model: str = Field(description="Target model id.")
+    units: str | None = Field(
+        default=None, description="The dictionary id when the unit is a latent of it; null for a neuron."
+    )
     layer: int = Field(ge=0, description="Layer index.")
-    neuron: int = Field(ge=0, description="Neuron index.")
+    neuron: int = Field(ge=0, description="Neuron index (a latent's index with `units`).")
     verdict: Verdict = Field(description="`unchanged`, `rescaled`, `changed`, `dead` or `born`, by the rule.")
     pearson_max: float | None = Field(
         description="Pearson correlation of the two per-sample maxima over every probe sample (-1 … 1); "
@@ -274,6 +287,9 @@ class ComparisonStatus(ContractModel):
     status: ComparisonState = Field(description="Where the comparison stands.")
     base: str = Field(description="Base model id.")
     target: str = Field(description="Target model id.")
+    units: str | None = Field(
+        default=None, description="The dictionary whose latents are compared; null: neurons."
+    )
     layers: list[int] = Field(description="Layers compared.")
     progress: Progress = Field(description="Neurons compared out of requested.")
     base_job_id: str = Field(description="The job (`exp-…`) that explains the base's neurons.")
@@ -366,5 +382,7 @@ def comparison_exemplars_key(comparison_id: str, layer: int, neuron: int) -> str
 
 
 def comparison_request_key(request: ComparisonRequest) -> str:
-    """Canonical JSON of a resolved request (what its id hashes)."""
-    return canonical_json(request.model_dump(mode="json", exclude={"dry_run"}))
+    """Canonical JSON of a resolved request (what its id hashes). `units` only for latents: a comparison of
+    neurons keeps the id it had before dictionaries existed."""
+    left_out = {"dry_run"} | ({"units"} if request.units is None else set())
+    return canonical_json(request.model_dump(mode="json", exclude=left_out))

@@ -57,12 +57,13 @@ class Pin(ContractModel):
     """One unit and what must hold of it. At least one of `type`, `min_score` and `max_score_drop`."""
 
     layer: Index = Field(description="Layer index, 0 … layers-1 of the model.")
-    neuron: Index = Field(description="Neuron index within the layer.")
+    neuron: Index = Field(description="Neuron index within the layer (a latent's index with `units`).")
     name: str | None = Field(
         default=None,
         min_length=1,
         max_length=200,
-        description='Name of the pin in results and JUnit XML; default "<model> L<layer> N<neuron>".',
+        description='Name of the pin in results and JUnit XML; default "<model> L<layer> N<neuron>" '
+        '("<model> <units> L<layer> N<neuron>" for a latent).',
     )
     explanation: str = Field(
         min_length=1,
@@ -109,7 +110,15 @@ class PinSet(ContractModel):
         default=None,
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="Hook point id; default: the model's first.",
+        description="Hook point id; default: the model's first (with `units`, the dictionary's own).",
+    )
+    units: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The unit basis of every pin: `neurons` (the default) or a dictionary id of the model "
+        "(`GET /v1/models`: `dictionaries`): each pin's `neuron` is then a latent of it, re-scored on the "
+        "latents' scan (docs/dictionaries.md).",
     )
     dataset: str | None = Field(
         default=None,
@@ -229,6 +238,9 @@ class CheckJobPayload(ContractModel):
         default=None, description="The endpoint's model names as the API resolved them (openai only)."
     )
     model_revision: str = Field(description="Weights revision the API resolved.")
+    units_revision: str | None = Field(
+        default=None, description="With `units`: the dictionary's registry revision the API resolved."
+    )
 
 
 class CheckJobResult(ContractModel):

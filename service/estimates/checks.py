@@ -1,6 +1,7 @@
 """A check request (`POST /v1/checks`) checked against the registry and priced before anything is enqueued.
 
-Every pin's layer and neuron is checked against the model (422 naming `pins.<i>.layer` or `pins.<i>.neuron`);
+Every pin's layer and neuron is checked against the model, seen through the check's `units` when they name a
+dictionary (422 naming `units`, `pins.<i>.layer` or `pins.<i>.neuron`);
 the rest (model, hook, probe set, simulator, endpoint, budget) is checked as an explanation request with the
 same fields is (service/estimates/validate.py), the explainer left at the offline baseline: a check only
 simulates.
@@ -26,6 +27,7 @@ from service.contract import (
 )
 from service.contract.objects import ObjectStore
 from service.estimates.estimate import estimate_calls
+from service.estimates.units import resolve_units
 from service.estimates.validate import (
     ResolvedRequest,
     check_layer,
@@ -67,6 +69,7 @@ def _scan_request(request: CheckRequest) -> ExplanationRequest:
         layers=layers if len(layers) > 1 else None,
         neurons=sorted({pin.neuron for pin in request.pins}),
         hook=request.hook,
+        units=request.units,
         dataset=request.dataset,
         explainer=Backend.BASELINE,
         simulator=request.simulator,
@@ -79,7 +82,7 @@ def _scan_request(request: CheckRequest) -> ExplanationRequest:
 
 def resolve_check(registry: Registry, request: CheckRequest, settings: Settings | None) -> ResolvedCheck:
     """Fill the defaults of a check and check every part of it; InvalidInput naming the field otherwise."""
-    model = find_model(registry, request.model)
+    model = resolve_units(find_model(registry, request.model), request.units, request.hook)
     for position, pin in enumerate(request.pins):
         check_layer(model, pin.layer, f"pins.{position}.layer")
         check_neuron(model, pin.neuron, f"pins.{position}.neuron")
@@ -87,6 +90,7 @@ def resolve_check(registry: Registry, request: CheckRequest, settings: Settings 
     resolved = scan.request
     update = {
         "hook": resolved.hook,
+        "units": resolved.units,
         "dataset": resolved.dataset,
         "simulator": resolved.simulator,
         "endpoint": resolved.endpoint if resolved.simulator == Backend.OPENAI else None,

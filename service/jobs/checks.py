@@ -107,6 +107,7 @@ def _enqueue(
         check_id=check_id,
         llm_models=resolved.llm_models,
         model_revision=resolved.model.revision,
+        units_revision=resolved.model.units.revision if resolved.model.units is not None else None,
     )
     meta = JobMeta(
         scan_job_id=scan_id,

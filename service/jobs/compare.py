@@ -358,6 +358,7 @@ def comparison_status(
         status=state,
         base=record.request.base,
         target=record.request.target,
+        units=record.request.units,
         layers=sorted({layer for _, layer, _ in record.parts}),
         progress=Progress(done=done, total=total),
         base_job_id=record.base_job_id,

@@ -113,8 +113,11 @@ def check_job_id(keys: RedisKeys, resolved: ResolvedCheck) -> str:
     endpoint, options and budget; not `dry_run`), the model revision, the probe set, the endpoint's model
     names and the pipeline version. A repeat joins the check in flight or answers the finished one."""
     payload = {
-        "request": resolved.request.model_dump(mode="json", exclude={"dry_run"}),
-        "revision": resolved.model.revision,
+        # `units` only for latents: a check of neurons keeps the id it had before dictionaries existed.
+        "request": resolved.request.model_dump(
+            mode="json", exclude={"dry_run"} | ({"units"} if resolved.request.units is None else set())
+        ),
+        "revision": resolved.model.key_revision,
         "dataset": dataset_identity(resolved.dataset),
         "llm_models": resolved.llm_models.model_dump(mode="json") if resolved.llm_models else None,
         "pipeline": PIPELINE_VERSION,

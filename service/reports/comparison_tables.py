@@ -25,6 +25,7 @@ COMPARISON_COLUMNS: tuple[str, ...] = tuple(
 _TEXT = {
     "base_model",
     "target_model",
+    "units",
     "verdict",
     "base_type",
     "target_type",

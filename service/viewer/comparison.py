@@ -96,7 +96,8 @@ def render_comparison_page(status: ComparisonStatus) -> str:
     error = f"{status.error.type}: {status.error.message}" if status.error else ""
     head = (
         f"<p>base <strong>{escape(status.base)}</strong> → target <strong>{escape(status.target)}</strong>"
-        f" · layers {escape(', '.join(map(str, status.layers)))} · base explanations: "
+        f"{_units_note(status.units)} · layers {escape(', '.join(map(str, status.layers)))} · "
+        "base explanations: "
         f"{link('/view/jobs/' + quote(status.base_job_id, safe=''), status.base_job_id)}</p>"
         f'<p>Status: <strong id="status">{escape(status.status)}</strong> · '
         f"{status.progress.done} / {status.progress.total} neurons compared</p>"
@@ -107,6 +108,11 @@ def render_comparison_page(status: ComparisonStatus) -> str:
     body = head + _counts(status.verdicts) + _downloads(cmp_id) + tables
     crumbs = [("Home", "/"), ("comparisons", None)]
     return page(f"Comparison {cmp_id}", body, crumbs, script="" if ended else RELOAD_SCRIPT)
+
+
+def _units_note(units: str | None) -> str:
+    """Says that the units compared are latents of a dictionary (nothing for neurons)."""
+    return "" if units is None else f' · latents of <strong id="units">{escape(units)}</strong>'
 
 
 def _numbers(item: NeuronComparison) -> str:
@@ -169,5 +175,6 @@ def render_compared_neuron_page(
     )
     body = _numbers(item) + _explanations(item, base_link, target_link) + f"<h2>Top exemplars</h2>{sides}"
     crumbs = [("Home", "/"), (f"comparison {cmp_id}", comparison_path(cmp_id)), (f"layer {item.layer}", None)]
-    title = f"{item.base_model} → {item.target_model} · layer {item.layer} · neuron {item.neuron}"
+    unit = "neuron" if item.units is None else f"latent of {item.units}"
+    title = f"{item.base_model} → {item.target_model} · layer {item.layer} · {unit} {item.neuron}"
     return page(title, body, crumbs)

@@ -42,7 +42,9 @@ def check_pins(
     simulator = make_simulator(
         request.simulator, runtime.llm, endpoint=request.endpoint, images=runtime.probe_images(check.dataset)
     )
-    pins, model = request.pins, request.model
+    pins = request.pins
+    # What a pin's default name starts with: the model, and the dictionary when the pins are its latents.
+    label = request.model if request.units is None else f"{request.model} {request.units}"
     by_position: dict[int, PinResult] = {}
     exhausted = False
     for layer in request.layer_list():
@@ -66,10 +68,10 @@ def check_pins(
                     exhausted = True
                 else:
                     by_position.update(
-                        {i: check_pin(pins[i], model, item) for i, item in zip(group, scored, strict=True)}
+                        {i: check_pin(pins[i], label, item) for i, item in zip(group, scored, strict=True)}
                     )
             if exhausted:
-                by_position.update({i: unscored_pin(pins[i], model, BUDGET_SPENT) for i in group})
+                by_position.update({i: unscored_pin(pins[i], label, BUDGET_SPENT) for i in group})
             if on_pin is not None:
                 on_pin(len(by_position))
     return CheckOutcome([by_position[i] for i in range(len(pins))], exhausted)

@@ -237,6 +237,7 @@ def _comparison(
     return NeuronComparison(
         base_model=base.model.id,
         target_model=target.model.id,
+        units=base.request.units,
         layer=base.request.only_layer(),
         neuron=neuron,
         verdict="unchanged",  # set by the caller

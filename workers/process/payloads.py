@@ -182,7 +182,7 @@ def parse_check_job(registry: Registry, endpoints: LLMEndpoints, payload: CheckJ
         raise InvalidRequest(
             "the check payload must name its hook, dataset and simulator (the API resolves them)"
         )
-    model, dataset = _specs(registry, request.model, request.dataset)
+    model, dataset = _specs(registry, request.model, request.dataset, request.units)
     point = check_hook(model, request.hook)
     for pin in request.pins:
         check_layer(model, pin.layer)
@@ -191,6 +191,13 @@ def parse_check_job(registry: Registry, endpoints: LLMEndpoints, payload: CheckJ
         raise DeploymentMismatch(
             f"this worker's registry has {model.id} at revision {model.revision}, the API resolved "
             f"{payload.model_revision}: give the API and the workers the same registry"
+        )
+    units_revision = model.units.revision if model.units is not None else None
+    if units_revision != payload.units_revision:
+        raise DeploymentMismatch(
+            f"this worker's registry has dictionary {request.units} of {model.id} at revision "
+            f"{units_revision}, the API resolved {payload.units_revision}: give the API and the workers the "
+            "same registry"
         )
     if request.simulator == "openai":
         endpoint = endpoints.resolve(request.endpoint)
