@@ -6,9 +6,12 @@ weights, seed 0, bf16) through the real scan code (TextModelAdapter + ScanPass +
 text-probe-v1 samples (≤ 64 tokens each), so the recorder and hook costs are the 7B ones; a real LLaVA
 prompt adds 576 patch tokens per sample, which scales every variant alike.
 
-Prints markdown table rows (figure | value | goal | detail): plain forward, one layer (L31) and all 32
-layers in one pass, tokens/s and peak GPU memory. Without a GPU it prints "no GPU" rows at once; with
-`--dry` it runs the same code on a tiny model of that layout on the CPU (seconds), to check the script.
+Prints markdown table rows (figure | value | goal | detail): plain forward, one layer (L31), all 32 layers
+in one pass, and all 32 layers' latents of an 8×-wide SAE on each layer's residual stream (4,096 → 32,768
+latents, a seeded random TopK SAE, k = 64, bf16, in SAELens's format, loaded by the workers' loader; one
+layer's files serve every layer, so the weights are read once), tokens/s and peak GPU memory. Without a
+GPU it prints "no GPU" rows at once; with `--dry` it runs the same code on a tiny model of that layout on
+the CPU (seconds), to check the script.
 Usage: python bench/gpu_llava7b.py [--dry] [--samples N]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +40,9 @@ SHAPE_7B = {
 SHAPE_DRY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4}
 N_TOP = 50
 BATCH = 64
+SAE_WIDTH = 8
+"""Latents per residual-stream value of the dictionary variant."""
+SAE_K = 64
 
 
 def _adapter(shape: dict[str, int], device: torch.device, dtype: torch.dtype):  # type: ignore[no-untyped-def]
@@ -66,8 +73,42 @@ def _adapter(shape: dict[str, int], device: torch.device, dtype: torch.dtype):  
     return TextModelAdapter(spec, model.model, tokenizer, device)
 
 
-def _run(adapter, n_samples: int, layers: list[int] | None) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
-    """(seconds, content tokens, peak device bytes) of one pass: plain forward when `layers` is None."""
+def _taps(adapter, folder: Path, layers: list[int]):  # type: ignore[no-untyped-def]
+    """The scan point (the residual stream: each decoder layer's output) and taps of a random TopK SAE
+    written once in SAELens's format (bf16) and loaded, one copy, for every layer."""
+    from service.contract import DictionaryLayer, DictionarySpec, HookPoint
+    from tests.dictionary_writers import write_sae_lens
+    from workers.models.dictionaries import load_dictionary
+    from workers.scan.dictionary_taps import DictionaryTaps
+
+    d_in = adapter.module.config.hidden_size
+    d_sae = SAE_WIDTH * d_in
+    generator = torch.Generator().manual_seed(0)
+    decoder = torch.randn(d_sae, d_in, generator=generator)
+    decoder /= decoder.norm(dim=1, keepdim=True)
+    tensors = {"W_enc": decoder.T.contiguous(), "b_enc": torch.zeros(d_sae), "W_dec": decoder}
+    tensors = {name: t.to(torch.bfloat16) for name, t in {**tensors, "b_dec": torch.zeros(d_in)}.items()}
+    path = write_sae_lens(folder / "layer", tensors, "topk", k=SAE_K)
+    point = HookPoint(id="resid_post", module="layers.{layer}", capture="output", description="", width=d_in)
+    spec = DictionarySpec(
+        id="random-8x",
+        kind="sae",
+        hook=point.id,
+        latents=d_sae,
+        layers=[DictionaryLayer(layer=layer, path=str(path)) for layer in layers],
+        revision="bench",
+    )
+    dtype = next(adapter.module.parameters()).dtype
+    loaded = load_dictionary(str(path), adapter.device, dtype, hook_width=d_in)
+    headers = {layer: {"digest": loaded.header.digest} for layer in layers}
+    return point, DictionaryTaps(spec, None, {layer: loaded for layer in layers}, headers)
+
+
+def _run(
+    adapter, n_samples: int, layers: list[int] | None, sae: Path | None = None
+) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    """(seconds, content tokens, peak device bytes) of one pass: plain forward when `layers` is None; the
+    latents of a random 8×-wide SAE on every layer of `layers` when `sae` (a scratch folder) is given."""
     from workers.data.text_probe import generate_text_probe
     from workers.scan.scanner import ScanPass, choose_random_ids, plan_batches
     from workers.scan.tokens import build_tokenized_probe
@@ -87,10 +128,11 @@ def _run(adapter, n_samples: int, layers: list[int] | None) -> tuple[float, int,
                     adapter.make_batch([samples[i] for i in plan.rows], [tokenized[i] for i in plan.rows])
                 )
     else:
-        point = adapter.spec.hook_points[0]
-        scan = ScanPass(
-            adapter, samples, tokenized, probe, point, layers, N_TOP, choose_random_ids(n_samples, N_TOP, 0)
-        )
+        point, taps = adapter.spec.hook_points[0], None
+        if sae is not None:
+            point, taps = _taps(adapter, sae, layers)
+        random_ids = choose_random_ids(n_samples, N_TOP, 0)
+        scan = ScanPass(adapter, samples, tokenized, probe, point, layers, N_TOP, random_ids, taps)
         for plan in plan_batches(tokenized, BATCH):
             scan.step(plan)
         for recorder in scan.recorders.values():
@@ -106,7 +148,12 @@ def _no_gpu_rows() -> list[dict[str, str]]:
     detail = f"no GPU (torch {torch.__version__}, torch.cuda.is_available() is False): not measured"
     return [
         {"figure": f"GPU 7B-shaped scan, {name}", "value": "no GPU", "goal": "report", "detail": detail}
-        for name in ("plain forward", "1 layer (L31)", "all 32 layers, one pass")
+        for name in (
+            "plain forward",
+            "1 layer (L31)",
+            "all 32 layers, one pass",
+            "all 32 layers, 8× SAE on each",
+        )
     ]
 
 
@@ -123,12 +170,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     adapter = _adapter(shape, device, torch.float32 if args.dry else torch.bfloat16)
     last = shape["num_hidden_layers"] - 1
     _run(adapter, min(n_samples, 2 * BATCH), list(range(last + 1)))  # warm-up: kernels, allocator
+    every = list(range(last + 1))
     variants = {
         "plain forward": None,
         f"1 layer (L{last})": [last],
-        f"all {last + 1} layers, one pass": list(range(last + 1)),
+        f"all {last + 1} layers, one pass": every,
     }
     results = {name: _run(adapter, n_samples, layers) for name, layers in variants.items()}
+    with tempfile.TemporaryDirectory(prefix="nl-gpu-sae-") as scratch:
+        name = f"all {last + 1} layers, {SAE_WIDTH}× SAE on each"
+        results[name] = _run(adapter, n_samples, every, Path(scratch))
     plain = results["plain forward"][1] / results["plain forward"][0]
     one = results[f"1 layer (L{last})"][0]
     label = "dry run, tiny shape on CPU" if args.dry else torch.cuda.get_device_name(0)

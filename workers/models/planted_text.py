@@ -99,5 +99,10 @@ def build_planted_bert(minilm: ModelSpec, tokenizer_path: str, folder: Path) -> 
             "neurons_per_layer": N_NEURONS,
             "revision": f"seed{SEED}-planted-test-3",
             "source": ModelSource(kind="hub-or-path", path=str(folder)),
+            # The residual point's width is minilm's (384): this model's is its hidden size.
+            "hook_points": [
+                point.model_copy(update={"width": config.hidden_size}) if point.width else point
+                for point in minilm.hook_points
+            ],
         }
     )
