@@ -8,11 +8,14 @@ The dictionary is a seeded random SAELens `standard` SAE (its latents need no me
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -124,6 +127,13 @@ def test_dry_run_all_layers_and_a_repeat_of_latents(
     reports = status.reports or []
     assert sorted((r.layer, r.neuron) for r in reports) == [(layer, n) for layer in LAYERS for n in range(6)]
     assert {(r.dictionary.id if r.dictionary else None) for r in reports} == {SAE}
+    # The job's page links each latent's page with `units`, and the link opens it.
+    job_page = http.get(f"/view/jobs/{status.job_id}")
+    assert job_page.status_code == 200
+    link = re.search(rf'href="(/v1/neurons/{MODEL}/1/0/page\?[^"]*)"', job_page.text)
+    assert link is not None and parse_qs(urlsplit(html.unescape(link.group(1))).query)["units"] == [SAE]
+    latent_page = http.get(html.unescape(link.group(1)))
+    assert latent_page.status_code == 200 and f"latent 0 of {SAE}" in latent_page.text
 
     # Now stored: the dry run reuses every report and scans nothing; the same indices as neurons do not.
     stored = _dry_run(http, body)
