@@ -13,13 +13,15 @@ from urllib.parse import quote, urlencode
 from service.contract import Exemplar, ExplanationRequest, NeuronReport, PipelineOptions, exemplar_image_name
 
 _QUERY_FIELDS = ("hook", "units", "dataset", "explainer", "simulator", "endpoint", "candidates")
+"""What a lookup needs besides the path to find the request's variant (`units` only for latents: a resolved
+request of neurons has none, so neurons' links are unchanged)."""
 
 
 def exemplar_query(request: ExplanationRequest, variant: str, pinned: bool = False) -> dict[str, str]:
     """Query parameters that select a resolved request's report variant in `GET /v1/neurons/…` and its
-    exemplar images: hook, units (latents), dataset and backends (endpoint and k for `openai`); `variant`
-    itself too when the request's options are not the defaults, since a lookup otherwise assumes default
-    options (or when ``pinned``: the lookup named the variant)."""
+    exemplar images: hook, units (a dictionary's latents), dataset and backends (endpoint and k for
+    `openai`); `variant` itself too when the request's options are not the defaults, since a lookup
+    otherwise assumes default options (or when ``pinned``: the lookup named the variant)."""
     query = {name: str(value) for name in _QUERY_FIELDS if (value := getattr(request, name)) is not None}
     if pinned or request.options != PipelineOptions():
         query["variant"] = variant

@@ -1,0 +1,142 @@
+"""Latents of a vision-language model's dictionary through the real API and RQ workers (in this process):
+tiny-llava-planted with a TopK SAE trained on its own layer-2 `mlp_act` activations
+(tests/dictionary_training.py, VL_RECIPE), latent 100 planted on visual neuron 11 (blue image regions). The
+latent's report is typed like the neuron, its image exemplars are served as PNGs shaded by the latent's
+activation, and its page renders."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+
+from service.contract import BUNDLED_REGISTRY, JobStatus, NeuronReport
+from service.contract.dictionary_files import read_dictionary_header
+from service.http.app import create_app
+from service.settings import Settings
+from tests.dictionary_training import VL_RECIPE, TrainedDictionaries, train_test_dictionaries
+from tests.service.comparisons_helpers import set_worker_env
+from tests.service.helpers import run_workers, serve
+
+pytestmark = pytest.mark.timeout(300)
+
+MODEL, SAE, LAYER = VL_RECIPE.model, "llava-sae", VL_RECIPE.layers[0]
+PLANTED_NEURON = VL_RECIPE.planted_neuron
+OTHER = 3
+"""A trained latent explained beside the planted one."""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> TrainedDictionaries:
+    # the generated model is built into the session store, where the workers then find it
+    return train_test_dictionaries(tmp_path_factory.mktemp("vl-sae"), VL_RECIPE, str(shared_artifact_dir))
+
+
+@pytest.fixture(scope="module")
+def registry_file(trained: TrainedDictionaries, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    registry = json.loads(BUNDLED_REGISTRY.read_text())
+    for dataset in registry["datasets"]:
+        if dataset["id"] == VL_RECIPE.dataset:
+            dataset["n_samples"] = VL_RECIPE.n_samples  # the samples the SAE was trained on
+    for model in registry["models"]:
+        if model["id"] == MODEL:
+            model["dictionaries"] = [
+                {
+                    "id": SAE,
+                    "kind": "sae",
+                    "hook": VL_RECIPE.hook,
+                    "latents": trained.d_sae,
+                    "layers": [{"layer": LAYER, "path": trained.sae_lens_folder(LAYER)}],
+                    "revision": "vl-test-1",
+                }
+            ]
+    path = tmp_path_factory.mktemp("vl-registry") / "registry.json"
+    path.write_text(json.dumps(registry))
+    return path
+
+
+@pytest.fixture()
+def stack(
+    registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[httpx.Client, Settings]]:
+    set_worker_env(monkeypatch, registry_file, settings)
+    api_settings = settings.model_copy(update={"registry_path": registry_file})
+    with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        yield http, api_settings
+
+
+def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, object]) -> JobStatus:
+    answer = http.post("/v1/explanations", json=body)
+    assert answer.status_code == 202, answer.text
+    run_workers(conn, settings)
+    status = JobStatus.model_validate(http.get(answer.headers["Location"]).json())
+    assert status.status == "finished", status.error
+    return status
+
+
+def test_the_planted_visual_latent_is_typed_visual_with_shaded_image_exemplars(
+    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
+) -> None:
+    from workers.data.vl_probe_v2 import draw_v2, sample_spec_v2
+    from workers.vocabulary.shading import model_view, shaded_png
+
+    http, settings = stack
+    planted = trained.planted_latent
+    body = {"model": MODEL, "units": SAE, "layer": LAYER, "neurons": [OTHER, planted]}
+    reports = {report.neuron: report for report in _explain(http, redis_conn, settings, body).reports or []}
+    found = reports[planted]
+    assert found.neuron_type == "visual" and found.type_evidence.p_visual > 0.8
+    assert found.dictionary is not None
+    header = read_dictionary_header(trained.sae_lens_folder(LAYER))
+    assert (found.dictionary.id, found.dictionary.digest, found.dictionary.format) == (
+        SAE,
+        header.digest,
+        "sae-lens",
+    )
+
+    # The planted neuron itself, explained as a neuron: the latent reads it, so their top samples agree.
+    (neuron,) = (
+        _explain(
+            http, redis_conn, settings, {**body, "units": "neurons", "neurons": [PLANTED_NEURON]}
+        ).reports
+        or []
+    )
+    assert neuron.neuron_type == "visual" and neuron.dictionary is None
+    top = len(found.exemplars) // 2
+    assert [e.sample_id for e in found.exemplars[:top]] == [e.sample_id for e in neuron.exemplars[:top]]
+
+    for exemplar in found.exemplars[:3]:
+        assert exemplar.image_url is not None and exemplar.original_image_url is not None
+        url = urlsplit(exemplar.image_url)
+        assert url.path == f"/v1/neurons/{MODEL}/{LAYER}/{planted}/exemplars/{exemplar.rank}.png"
+        assert parse_qs(url.query)["units"] == [SAE]
+        shown = http.get(exemplar.image_url)
+        assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+        seen = model_view(draw_v2(sample_spec_v2(exemplar.sample_id)))
+        assert exemplar.patch_grid is not None and exemplar.patch_activations is not None
+        grid = (exemplar.patch_grid[0], exemplar.patch_grid[1])
+        expected = shaded_png(seen, exemplar.patch_activations, grid, found.max_activation)
+        assert Image.open(io.BytesIO(shown.content)).tobytes() == Image.open(io.BytesIO(expected)).tobytes()
+        assert http.get(exemplar.original_image_url).status_code == 200
+    # the neuron's images are its own: the same rank of the same sample, shaded by another activation
+    assert neuron.exemplars[0].image_url != found.exemplars[0].image_url
+
+    query = {"units": SAE}
+    stored = http.get(f"/v1/neurons/{MODEL}/{LAYER}/{planted}", params=query)
+    assert (
+        stored.status_code == 200 and NeuronReport.model_validate(stored.json()).exemplars == found.exemplars
+    )
+    page = http.get(f"/v1/neurons/{MODEL}/{LAYER}/{planted}/page", params=query)
+    assert page.status_code == 200 and f"latent {planted} of {SAE}" in page.text
+    assert '<span class="badge visual">visual</span>' in page.text and 'id="dictionary"' in page.text
+    for exemplar in found.exemplars:
+        assert f'<img src="{html.escape(exemplar.image_url or "")}"' in page.text
+    assert "&lt;patch" not in page.text
