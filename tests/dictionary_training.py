@@ -28,15 +28,19 @@ Each layer is saved in SAELens's format (``<folder>/sae-lens/layer_<L>/``) and s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 
 from service.contract import ModelSpec, load_registry
 from tests.dictionary_writers import sparsify_tensors, write_sae_lens, write_sparsify
@@ -359,3 +363,21 @@ def cached_test_dictionaries(
             return TrainedDictionaries(**{**stored, "recipe": recipe, "layers": layers})
     shutil.rmtree(folder, ignore_errors=True)
     return train_test_dictionaries(folder, recipe, weights_store)
+
+
+TEST_RECIPE = TrainingRecipe(layers=(2,), n_samples=512, steps=60)
+"""The minilm-l6 SAE the tests train (shorter than the bench's 160 steps on 1,024 samples: the planted latent
+does not depend on it)."""
+
+
+def shared_test_dictionaries(
+    tmp_path_factory: Any, recipe: TrainingRecipe, weights_store: str | None = None
+) -> TrainedDictionaries:
+    """``recipe``'s dictionaries trained once per test session: the first pytest-xdist worker to ask trains
+    them while the others wait on a file lock, then read them back (`cached_test_dictionaries`)."""
+    basetemp = Path(tmp_path_factory.getbasetemp())
+    root = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp  # the session's folder
+    key = hashlib.sha256(repr(recipe).encode()).hexdigest()[:12]
+    folder = root / f"dictionaries-{key}"
+    with FileLock(f"{folder}.lock"):
+        return cached_test_dictionaries(folder, recipe, weights_store)

@@ -9,7 +9,6 @@ The dictionary is a seeded random SAELens `standard` SAE (its latents need no me
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -23,13 +22,19 @@ import redis
 import torch
 from safetensors.torch import load_file, save_file
 
-from service.contract import BUNDLED_REGISTRY, CostEstimate, JobStatus, load_registry
+from service.contract import CostEstimate, JobStatus
 from service.http.app import create_app
 from service.settings import Settings, load_settings
 from tests.dictionary_writers import write_sae_lens
 from tests.llm_peer import LLMPeer
 from tests.service.comparisons_helpers import set_worker_env
-from tests.service.helpers import rq_jobs, run_workers, serve
+from tests.service.dictionary_helpers import (
+    dictionary_entry,
+    dictionary_stack,
+    post_and_work,
+    registry_with_dictionaries,
+)
+from tests.service.helpers import rq_jobs, serve
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -47,18 +52,6 @@ def _random_sae(seed: int) -> dict[str, torch.Tensor]:
     return {"W_enc": encoder, "b_enc": torch.zeros(LATENTS), "W_dec": encoder.T, "b_dec": torch.zeros(1536)}
 
 
-def _entry(dictionary_id: str, folders: dict[int, Path]) -> dict[str, Any]:
-    return {
-        "id": dictionary_id,
-        "kind": "sae",
-        "hook": "mlp_act",
-        "latents": LATENTS,
-        "layers": [{"layer": layer, "path": str(folder)} for layer, folder in folders.items()],
-        # the scan key holds the revision, not the files' digest: unique to this module's files
-        "revision": "requests-1",
-    }
-
-
 @pytest.fixture(scope="module")
 def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dictionaries")
@@ -68,27 +61,19 @@ def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tensors = load_file(broken / "sae_weights.safetensors")
     tensors["W_enc"][5, 9] = float("nan")
     save_file(tensors, broken / "sae_weights.safetensors")
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    default = load_registry().model(MODEL).datasets[0]
-    for dataset in registry["datasets"]:
-        if dataset["id"] == default:
-            dataset["n_samples"] = SAMPLES
-    for model in registry["models"]:
-        if model["id"] == MODEL:
-            model["dictionaries"] = [_entry(SAE, good), _entry(BROKEN, {1: broken})]
-    path = folder / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
+    entries = [
+        dictionary_entry(SAE, good, LATENTS, "requests-1"),
+        dictionary_entry(BROKEN, {1: broken}, LATENTS, "requests-1"),
+    ]
+    return registry_with_dictionaries(folder, MODEL, entries, SAMPLES)
 
 
 @pytest.fixture()
 def stack(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    set_worker_env(monkeypatch, registry_file, settings)
-    api_settings = settings.model_copy(update={"registry_path": registry_file})
-    with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        yield http, api_settings
+    with dictionary_stack(registry_file, settings, monkeypatch) as served:
+        yield served
 
 
 def _dry_run(http: httpx.Client, body: dict[str, Any]) -> CostEstimate:
@@ -98,10 +83,7 @@ def _dry_run(http: httpx.Client, body: dict[str, Any]) -> CostEstimate:
 
 
 def _run(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, Any]) -> JobStatus:
-    answer = http.post("/v1/explanations", json=body)
-    assert answer.status_code == 202, answer.text
-    run_workers(conn, settings)
-    return JobStatus.model_validate(http.get(answer.headers["Location"], params={"limit": 1000}).json())
+    return post_and_work(http, conn, settings, body)
 
 
 def test_dry_run_all_layers_and_a_repeat_of_latents(

@@ -14,55 +14,31 @@ import httpx
 import pytest
 import redis
 
-from service.contract import BUNDLED_REGISTRY, JobStatus, NeuronReport, load_registry
+from service.contract import JobStatus, NeuronReport
 from service.contract.dictionary_files import read_dictionary_header
-from service.http.app import create_app
 from service.settings import Settings
-from tests.dictionary_training import TrainedDictionaries, TrainingRecipe, train_test_dictionaries
-from tests.service.comparisons_helpers import set_worker_env
-from tests.service.helpers import run_workers, serve
+from tests.dictionary_training import TEST_RECIPE, TrainedDictionaries, shared_test_dictionaries
+from tests.service.dictionary_helpers import (
+    dictionary_entry,
+    dictionary_stack,
+    post_and_work,
+    registry_with_dictionaries,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
 MODEL, SAE = "minilm-l6", "minilm-sae"
 LAYER = 2
-SAMPLES = 512
+RECIPE = TEST_RECIPE
+SAMPLES = RECIPE.n_samples
 """The probe set cut to the samples the SAE was trained on, so the scan's FVU is the training figure's."""
-RECIPE = TrainingRecipe(layers=(LAYER,), n_samples=SAMPLES, steps=60)
-"""Shorter than the bench's training (160 steps, 1,024 samples): the planted latent does not depend on it."""
 WINDOW = 48
 """Latents explained around the planted one: it must rank first among them by score."""
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedDictionaries:
-    return train_test_dictionaries(tmp_path_factory.mktemp("sae"), RECIPE)
-
-
-def _registry(folder: Path, dictionaries: list[dict[str, Any]]) -> Path:
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    default = load_registry().model(MODEL).datasets[0]
-    for dataset in registry["datasets"]:
-        if dataset["id"] == default:
-            dataset["n_samples"] = SAMPLES
-    for model in registry["models"]:
-        if model["id"] == MODEL:
-            model["dictionaries"] = dictionaries
-    path = folder / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
-
-
-def _entry(dictionary_id: str, layers: dict[int, str], latents: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": dictionary_id,
-        "kind": "sae",
-        "hook": "mlp_act",
-        "latents": latents,
-        "layers": [{"layer": layer, "path": path} for layer, path in layers.items()],
-        "revision": "test-1",
-        **extra,
-    }
+    return shared_test_dictionaries(tmp_path_factory, RECIPE)
 
 
 @pytest.fixture(scope="module")
@@ -74,31 +50,25 @@ def registry_file(trained: TrainedDictionaries, tmp_path_factory: pytest.TempPat
     cfg = json.loads((narrow / "cfg.json").read_text())
     cfg["d_in"] = 384
     (narrow / "cfg.json").write_text(json.dumps(cfg))
-    return _registry(
-        folder,
-        [
-            _entry(SAE, {LAYER: good, 5: good}, trained.d_sae),
-            _entry("minilm-sparsify", {LAYER: trained.layers[LAYER].sparsify_folder}, trained.d_sae),
-            _entry("narrow", {LAYER: str(narrow)}, trained.d_sae),
-        ],
-    )
+    sparsify = trained.layers[LAYER].sparsify_folder
+    entries = [
+        dictionary_entry(SAE, {LAYER: good, 5: good}, trained.d_sae, "units-1"),
+        dictionary_entry("minilm-sparsify", {LAYER: sparsify}, trained.d_sae, "units-1"),
+        dictionary_entry("narrow", {LAYER: narrow}, trained.d_sae, "units-1"),
+    ]
+    return registry_with_dictionaries(folder, MODEL, entries, SAMPLES)
 
 
 @pytest.fixture()
 def stack(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    set_worker_env(monkeypatch, registry_file, settings)
-    api_settings = settings.model_copy(update={"registry_path": registry_file})
-    with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        yield http, api_settings
+    with dictionary_stack(registry_file, settings, monkeypatch) as served:
+        yield served
 
 
 def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, Any]) -> JobStatus:
-    answer = http.post("/v1/explanations", json=body)
-    assert answer.status_code == 202, answer.text
-    run_workers(conn, settings)
-    status = JobStatus.model_validate(http.get(answer.json()["status_url"], params={"limit": 1000}).json())
+    status = post_and_work(http, conn, settings, body)
     assert status.status == "finished", status.error
     return status
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,13 +17,16 @@ import pytest
 import redis
 from PIL import Image
 
-from service.contract import BUNDLED_REGISTRY, JobStatus, NeuronReport
+from service.contract import JobStatus, NeuronReport
 from service.contract.dictionary_files import read_dictionary_header
-from service.http.app import create_app
 from service.settings import Settings
-from tests.dictionary_training import VL_RECIPE, TrainedDictionaries, train_test_dictionaries
-from tests.service.comparisons_helpers import set_worker_env
-from tests.service.helpers import run_workers, serve
+from tests.dictionary_training import VL_RECIPE, TrainedDictionaries, shared_test_dictionaries
+from tests.service.dictionary_helpers import (
+    dictionary_entry,
+    dictionary_stack,
+    post_and_work,
+    registry_with_dictionaries,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,49 +37,31 @@ OTHER = 3
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_artifact_dir: Path) -> TrainedDictionaries:
-    # the generated model is built into the session store, where the workers then find it
-    return train_test_dictionaries(tmp_path_factory.mktemp("vl-sae"), VL_RECIPE, str(shared_artifact_dir))
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedDictionaries:
+    return shared_test_dictionaries(tmp_path_factory, VL_RECIPE)
 
 
 @pytest.fixture(scope="module")
 def registry_file(trained: TrainedDictionaries, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    registry = json.loads(BUNDLED_REGISTRY.read_text())
-    for dataset in registry["datasets"]:
-        if dataset["id"] == VL_RECIPE.dataset:
-            dataset["n_samples"] = VL_RECIPE.n_samples  # the samples the SAE was trained on
-    for model in registry["models"]:
-        if model["id"] == MODEL:
-            model["dictionaries"] = [
-                {
-                    "id": SAE,
-                    "kind": "sae",
-                    "hook": VL_RECIPE.hook,
-                    "latents": trained.d_sae,
-                    "layers": [{"layer": LAYER, "path": trained.sae_lens_folder(LAYER)}],
-                    "revision": "vl-test-1",
-                }
-            ]
-    path = tmp_path_factory.mktemp("vl-registry") / "registry.json"
-    path.write_text(json.dumps(registry))
-    return path
+    entry = dictionary_entry(
+        SAE, {LAYER: trained.sae_lens_folder(LAYER)}, trained.d_sae, "vl-test-1", VL_RECIPE.hook
+    )
+    # the probe set cut to the samples the SAE was trained on
+    return registry_with_dictionaries(
+        tmp_path_factory.mktemp("vl-registry"), MODEL, [entry], VL_RECIPE.n_samples
+    )
 
 
 @pytest.fixture()
 def stack(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    set_worker_env(monkeypatch, registry_file, settings)
-    api_settings = settings.model_copy(update={"registry_path": registry_file})
-    with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        yield http, api_settings
+    with dictionary_stack(registry_file, settings, monkeypatch) as served:
+        yield served
 
 
 def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, object]) -> JobStatus:
-    answer = http.post("/v1/explanations", json=body)
-    assert answer.status_code == 202, answer.text
-    run_workers(conn, settings)
-    status = JobStatus.model_validate(http.get(answer.headers["Location"]).json())
+    status = post_and_work(http, conn, settings, dict(body))
     assert status.status == "finished", status.error
     return status
 

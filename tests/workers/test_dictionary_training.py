@@ -1,5 +1,6 @@
-"""The trained test SAE (tests/dictionary_training.py) on a small recipe: one layer, 256 samples, 20 steps;
-the full recipe (two layers, 1,024 samples, 160 steps) is what the e2e tests and the bench train."""
+"""The trained test SAEs (tests/dictionary_training.py): TEST_RECIPE (one layer, 512 samples, 60 steps), the
+one the API tests use too (trained once per session), and VL_RECIPE; the full recipe (two layers, 1,024
+samples, 160 steps) is what the bench trains."""
 
 from __future__ import annotations
 
@@ -12,27 +13,28 @@ from service.contract import load_registry
 from service.contract.dictionary_checks import header_errors
 from service.contract.dictionary_files import read_dictionary_header
 from tests.dictionary_training import (
+    TEST_RECIPE,
     VL_RECIPE,
     TrainedDictionaries,
-    TrainingRecipe,
     cached_test_dictionaries,
     collect_activations,
+    shared_test_dictionaries,
 )
 from workers.models.dictionaries import load_dictionary
 
-SMALL = TrainingRecipe(layers=(2,), n_samples=256, steps=20, planted_latent=7)
+SMALL = TEST_RECIPE
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedDictionaries:
-    return cached_test_dictionaries(tmp_path_factory.mktemp("dictionaries"), SMALL)
+    return shared_test_dictionaries(tmp_path_factory, SMALL)
 
 
 def test_the_planted_latent_fires_on_every_digit_token_and_nowhere_else(trained: TrainedDictionaries) -> None:
     layer = trained.layers[2]
     assert layer.concept_tokens > 20 and trained.tokens > 10 * layer.concept_tokens
     assert (layer.planted_recall, layer.planted_false_fires) == (1.0, 0)
-    assert (layer.d_in, layer.d_sae, trained.planted_latent) == (1536, 3072, 7)
+    assert (layer.d_in, layer.d_sae, trained.planted_latent) == (1536, 3072, SMALL.planted_latent)
     assert 0 < layer.fvu < 0.6, "trained: well below the FVU of 1 that the mean alone has"
 
 
@@ -63,8 +65,8 @@ def test_a_finished_folder_is_reused_and_another_recipe_retrains(trained: Traine
 def test_a_latent_aligned_to_a_planted_visual_neuron_fires_on_image_patches_only(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    folder = tmp_path_factory.mktemp("vl-dictionaries")
-    trained = cached_test_dictionaries(folder, VL_RECIPE)
+    trained = shared_test_dictionaries(tmp_path_factory, VL_RECIPE)
+    folder = Path(trained.folder)
     layer = trained.layers[2]
     assert (layer.d_in, layer.d_sae, layer.planted_recall, layer.planted_false_fires) == (256, 512, 1.0, 0)
     spec = load_registry().model("tiny-llava-planted")
