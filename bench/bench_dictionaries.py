@@ -16,6 +16,7 @@ Every row's detail ends with the load average when the bench ran.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -151,7 +152,8 @@ def _load_rows(trained: Any) -> list[dict[str, str]]:
     from service.contract.dictionary_files import read_dictionary_header
     from workers.models.dictionaries import load_dictionary
 
-    folder = trained.sae_lens_folder(2)
+    folder = str(Path(trained.folder) / "load-copy")  # a fresh path: its first load computes the digest
+    shutil.copytree(trained.sae_lens_folder(2), folder)
     timings = []
     for _ in range(3):
         started = time.perf_counter()
@@ -174,7 +176,7 @@ def _reconstruction_rows(trained: Any, folder: Path, batch_size: int) -> list[di
     from service.contract import DictionaryLayer, DictionarySpec, load_registry
     from workers.models.loader import ModelCache
     from workers.scan.run import ScanSetup, scan_model_layers
-    from workers.scan.store import ArtifactStore
+    from workers.scan.store import FsspecArtifactStore
 
     spec = DictionarySpec(
         id="trained",
@@ -189,7 +191,7 @@ def _reconstruction_rows(trained: Any, folder: Path, batch_size: int) -> list[di
     registry = load_registry()
     seen = registry.model(MODEL).model_copy(update={"dictionaries": [spec]}).through(spec.id)
     dataset = registry.dataset(seen.datasets[0])
-    store = ArtifactStore(str(folder / "store"))
+    store = FsspecArtifactStore(str(folder / "store"))
     setup = ScanSetup(store, ModelCache(store, "cpu"), batch_size)
     infos = scan_model_layers(setup, seen, dataset, seen.hook("mlp_act"), sorted(trained.layers), _options())
     rows = []
@@ -227,10 +229,9 @@ def main() -> list[dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="nl-bench-dict-") as tmp:
         folder = Path(tmp)
         ctx = load_scan_setup(MODEL, "text-probe-v2")
-        rows = _speed_rows(ctx, folder / "random")
         trained = train_test_dictionaries(folder / "trained")
-        rows += _load_rows(trained)
-        rows += _reconstruction_rows(trained, folder, ctx["batch_size"])
+        rows = _load_rows(trained) + _reconstruction_rows(trained, folder, ctx["batch_size"])
+        rows += _speed_rows(ctx, folder / "random")
     return rows
 
 
