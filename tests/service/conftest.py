@@ -11,6 +11,7 @@ import pytest
 from service.contract import load_registry
 from service.http.app import create_app
 from service.settings import Settings
+from tests.service.dictionary_helpers import latents_api  # noqa: F401  (a fixture: the dictionary tests')
 from tests.service.helpers import serve
 from workers.process.report_writer import ReportObjects
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +59,12 @@ def registry_with_dictionaries(
     return path
 
 
-@contextmanager
-def dictionary_stack(
+@pytest.fixture()
+def latents_api(
     registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[httpx.Client, Settings]]:
-    """An HTTP client of the API serving ``registry_file``, the workers' environment set to the same; the
-    API's settings."""
+    """An HTTP client of the API serving the module's ``registry_file`` fixture, the workers' environment
+    set to the same; the API's settings (a fixture of tests/service/conftest.py)."""
     set_worker_env(monkeypatch, registry_file, settings)
     api_settings = settings.model_copy(update={"registry_path": registry_file})
     with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=60) as http:

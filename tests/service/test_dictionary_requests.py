@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +29,6 @@ from tests.llm_peer import LLMPeer
 from tests.service.comparisons_helpers import set_worker_env
 from tests.service.dictionary_helpers import (
     dictionary_entry,
-    dictionary_stack,
     post_and_work,
     registry_with_dictionaries,
 )
@@ -68,14 +66,6 @@ def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return registry_with_dictionaries(folder, MODEL, entries, SAMPLES)
 
 
-@pytest.fixture()
-def stack(
-    registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[httpx.Client, Settings]]:
-    with dictionary_stack(registry_file, settings, monkeypatch) as served:
-        yield served
-
-
 def _dry_run(http: httpx.Client, body: dict[str, Any]) -> CostEstimate:
     answer = http.post("/v1/explanations", json={**body, "dry_run": True})
     assert answer.status_code == 200, answer.text
@@ -87,9 +77,9 @@ def _run(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[s
 
 
 def test_dry_run_all_layers_and_a_repeat_of_latents(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis
 ) -> None:
-    http, settings = stack
+    http, settings = latents_api
     body = {"model": MODEL, "units": SAE, "layers": "all", "neurons": {"start": 0, "stop": 6}, **BASELINE}
 
     # A dry run: the dictionary's layers, its latents counted as neurons, one scan pass; nothing enqueued.
@@ -135,9 +125,9 @@ def test_dry_run_all_layers_and_a_repeat_of_latents(
 
 
 def test_non_finite_weights_fail_the_job_naming_the_tensor(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis
 ) -> None:
-    http, settings = stack
+    http, settings = latents_api
     body = {"model": MODEL, "units": BROKEN, "layer": 1, "neurons": [0], **BASELINE}
     status = _run(http, redis_conn, settings, body)  # the header is fine: accepted, then the worker refuses
     assert status.status == "failed" and status.error is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from service.settings import Settings
 from tests.dictionary_training import TEST_RECIPE, TrainedDictionaries, shared_test_dictionaries
 from tests.service.dictionary_helpers import (
     dictionary_entry,
-    dictionary_stack,
     post_and_work,
     registry_with_dictionaries,
 )
@@ -59,14 +57,6 @@ def registry_file(trained: TrainedDictionaries, tmp_path_factory: pytest.TempPat
     return registry_with_dictionaries(folder, MODEL, entries, SAMPLES)
 
 
-@pytest.fixture()
-def stack(
-    registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[httpx.Client, Settings]]:
-    with dictionary_stack(registry_file, settings, monkeypatch) as served:
-        yield served
-
-
 def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, Any]) -> JobStatus:
     status = post_and_work(http, conn, settings, body)
     assert status.status == "finished", status.error
@@ -74,9 +64,9 @@ def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: di
 
 
 def test_a_planted_latent_is_typed_explained_beyond_chance_and_ranked_first(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
 ) -> None:
-    http, settings = stack
+    http, settings = latents_api
     planted = trained.planted_latent
     window = {"start": planted - WINDOW // 2, "stop": planted + WINDOW // 2}
     status = _explain(
@@ -126,9 +116,9 @@ def test_a_planted_latent_is_typed_explained_beyond_chance_and_ranked_first(
 
 
 def test_the_dictionary_reports_its_reconstruction_and_density(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
 ) -> None:
-    http, settings = stack
+    http, settings = latents_api
     _explain(http, redis_conn, settings, {"model": MODEL, "units": SAE, "layer": LAYER, "neurons": [0]})
     quality = http.get(f"/v1/models/{MODEL}/dictionaries/{SAE}").json()
     first, last = quality["layers"]
@@ -148,9 +138,9 @@ def test_the_dictionary_reports_its_reconstruction_and_density(
 
 
 def test_the_same_weights_in_sparsify_format_give_the_same_latents(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
 ) -> None:
-    http, settings = stack
+    http, settings = latents_api
     planted = trained.planted_latent
     body = {"layer": LAYER, "neurons": [planted], "model": MODEL}
     sae_lens = _explain(http, redis_conn, settings, {**body, "units": SAE}).reports or []
@@ -176,9 +166,9 @@ def test_the_same_weights_in_sparsify_format_give_the_same_latents(
     ],
 )
 def test_bad_units_are_refused_naming_the_field(
-    stack: tuple[httpx.Client, Settings], body: dict[str, Any], field: str, words: str
+    latents_api: tuple[httpx.Client, Settings], body: dict[str, Any], field: str, words: str
 ) -> None:
-    http, _ = stack
+    http, _ = latents_api
     answer = http.post("/v1/explanations", json={"model": MODEL, "neurons": [0], **body})
     assert answer.status_code == 422, answer.text
     problem = answer.json()

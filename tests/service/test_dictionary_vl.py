@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +22,6 @@ from service.settings import Settings
 from tests.dictionary_training import VL_RECIPE, TrainedDictionaries, shared_test_dictionaries
 from tests.service.dictionary_helpers import (
     dictionary_entry,
-    dictionary_stack,
     post_and_work,
     registry_with_dictionaries,
 )
@@ -52,14 +50,6 @@ def registry_file(trained: TrainedDictionaries, tmp_path_factory: pytest.TempPat
     )
 
 
-@pytest.fixture()
-def stack(
-    registry_file: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[httpx.Client, Settings]]:
-    with dictionary_stack(registry_file, settings, monkeypatch) as served:
-        yield served
-
-
 def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: dict[str, object]) -> JobStatus:
     status = post_and_work(http, conn, settings, dict(body))
     assert status.status == "finished", status.error
@@ -67,12 +57,12 @@ def _explain(http: httpx.Client, conn: redis.Redis, settings: Settings, body: di
 
 
 def test_the_planted_visual_latent_is_typed_visual_with_shaded_image_exemplars(
-    stack: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
+    latents_api: tuple[httpx.Client, Settings], redis_conn: redis.Redis, trained: TrainedDictionaries
 ) -> None:
     from workers.data.vl_probe_v2 import draw_v2, sample_spec_v2
     from workers.vocabulary.shading import model_view, shaded_png
 
-    http, settings = stack
+    http, settings = latents_api
     planted = trained.planted_latent
     body = {"model": MODEL, "units": SAE, "layer": LAYER, "neurons": [OTHER, planted]}
     reports = {report.neuron: report for report in _explain(http, redis_conn, settings, body).reports or []}
